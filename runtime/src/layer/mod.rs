@@ -1,0 +1,23 @@
+//! Layers: OCI layer tars and the unpacked form the store keeps of each.
+//!
+//! An unpacked layer is a directory in kernel overlayfs's own form, so it can be stacked as
+//! a lowerdir as it is, and so that a container's upper directory (written by the kernel or
+//! by `runtime::fs`) has the same form and turns into a layer with the same code:
+//! - a whiteout is a character device 0:0 with the name it hides;
+//! - an opaque directory carries `trusted.overlay.opaque=y` (when root) and
+//!   `user.overlay.opaque=y` (always; what a rootless mount with `userxattr` reads).
+
+mod apply;
+mod write;
+
+pub use apply::{apply_layer, ApplyOptions, ApplyStats};
+pub use write::{write_layer, WriteOptions};
+
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const OPAQUE_MARKER: &str = ".wh..wh..opq";
+pub(crate) const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+
+/// Overlay-private xattrs: never taken from a layer, never written into one.
+pub(crate) fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}

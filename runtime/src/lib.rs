@@ -1,0 +1,21 @@
+//! strata-runtime: the core every other Strata crate stands on. The store (an OCI image
+//! layout with unpacked layers beside it), image documents, layers, and the archives that
+//! move images in and out.
+
+pub mod archive;
+pub mod compression;
+pub mod content;
+pub mod digest;
+pub mod dir;
+pub mod error;
+pub mod image;
+pub mod layer;
+pub mod pipe;
+pub mod progress;
+pub mod reference;
+pub mod store;
+
+pub use digest::Digest;
+pub use error::{Error, ErrorKind, Result};
+pub use reference::Reference;
+pub use store::Store;

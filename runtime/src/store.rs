@@ -1,0 +1,582 @@
+//! The store: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`) with the
+//! unpacked layers beside it (`layers/<diff_id hex>/fs`), a private `tmp/` for staging, and
+//! lock files. Any OCI tool can read the layout as it is.
+//!
+//! Consistency: blobs and unpacked layers are published by rename after verification; an
+//! image becomes visible only when its tag is written into `index.json`, last. Writers hold
+//! the GC lock shared for their whole run and `prune` takes it exclusively, so garbage
+//! collection never removes what an import in progress has published but not yet tagged.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, DirBuilder, OpenOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::compression::{self, Compression, Encoder};
+use crate::content::{temp_name, ContentStore};
+use crate::digest::{Digest, Hashing};
+use crate::error::{from_io, Error, IoContext, Result};
+use crate::image::{
+    parse_document, Descriptor, Document, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME, MAX_DOCUMENT_SIZE,
+    MEDIA_OCI_CONFIG, MEDIA_OCI_MANIFEST,
+};
+use crate::layer::{apply_layer, write_layer, ApplyOptions, WriteOptions};
+use crate::progress::{Progress, ProgressReader};
+use crate::reference::Reference;
+
+const LAYOUT_FILE: &str = "oci-layout";
+const INDEX_FILE: &str = "index.json";
+const LAYERS_DIR: &str = "layers";
+const TMP_DIR: &str = "tmp";
+const GC_LOCK: &str = "gc.lock";
+const INDEX_LOCK: &str = "index.lock";
+
+pub struct Store {
+    path: PathBuf,
+    root: Dir,
+    content: ContentStore,
+    layers: Dir,
+    tmp: Dir,
+    apply: ApplyOptions,
+}
+
+/// A layer as the store holds it: its blob descriptor, its diff_id and unpacked size.
+#[derive(Debug, Clone)]
+pub struct LayerInfo {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+    pub size: u64,
+}
+
+/// What the store keeps next to an unpacked layer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LayerMeta {
+    diff_id: Digest,
+    /// Bytes of file content, as docker reports layer sizes.
+    size: u64,
+}
+
+/// An image in the store: a manifest, its config, and the tags that point at it.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest_descriptor: Descriptor,
+    pub manifest: Manifest,
+    pub config: ImageConfig,
+    /// Tags (index entries) that point at this manifest, as written in `index.json`.
+    pub names: Vec<String>,
+}
+
+impl Image {
+    /// Docker's image ID: the digest of the config.
+    pub fn id(&self) -> &Digest {
+        &self.manifest.config.digest
+    }
+
+    pub fn digest(&self) -> &Digest {
+        &self.manifest_descriptor.digest
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    pub blobs: usize,
+    pub layers: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DiskUsage {
+    pub images: usize,
+    /// Bytes used by blobs and unpacked layers that some image references.
+    pub used: u64,
+    /// Bytes `prune` would free.
+    pub reclaimable: u64,
+}
+
+/// The default store root: `/var/lib/strata` for root, else `$XDG_DATA_HOME/strata` or
+/// `~/.local/share/strata`.
+pub fn default_root() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/strata");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("strata");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/strata")
+}
+
+/// A held flock; released on drop.
+pub struct Lock(#[allow(dead_code)] cap_std::fs::File);
+
+impl Store {
+    /// Open the store at `path`, creating an empty layout there if needed.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut builder = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.recursive(true).create(path).map_err(|e| Error::IoPath { path: path.into(), source: e })?;
+        let root = Dir::open_ambient_dir(path, ambient_authority())
+            .map_err(|e| Error::IoPath { path: path.into(), source: e })?;
+        let mut private = DirBuilder::new();
+        cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
+        private.recursive(true);
+        for dir in ["blobs/sha256", LAYERS_DIR, TMP_DIR] {
+            root.create_dir_with(dir, &private).context(|| format!("create {}", path.join(dir).display()))?;
+        }
+        if !root.exists(LAYOUT_FILE) {
+            write_atomic(&root, LAYOUT_FILE, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        if !root.exists(INDEX_FILE) {
+            write_atomic(&root, INDEX_FILE, &serde_json::to_vec(&Index::empty()).expect("serialize"))?;
+        }
+        let open = |name: &str| root.open_dir(name).context(|| format!("open {}", path.join(name).display()));
+        let content = ContentStore::new(open("blobs/sha256")?, open(TMP_DIR)?);
+        Ok(Store {
+            path: path.to_path_buf(),
+            layers: open(LAYERS_DIR)?,
+            tmp: open(TMP_DIR)?,
+            content,
+            root,
+            apply: ApplyOptions::default(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    fn lock(&self, name: &str, exclusive: bool) -> Result<Lock> {
+        let file = self
+            .root
+            .open_with(name, OpenOptions::new().create(true).truncate(false).write(true))
+            .context(|| format!("open lock {name}"))?;
+        let op = if exclusive { rustix::fs::FlockOperation::LockExclusive } else { rustix::fs::FlockOperation::LockShared };
+        rustix::fs::flock(&file, op).context(|| format!("lock {name}"))?;
+        Ok(Lock(file))
+    }
+
+    /// Held by every operation that adds content, so `prune` waits for it to finish.
+    pub fn writer_lock(&self) -> Result<Lock> {
+        self.lock(GC_LOCK, false)
+    }
+
+    // ----- the index: tags -----
+
+    pub fn index(&self) -> Result<Index> {
+        let bytes = self.root.read(INDEX_FILE).context(|| "read index.json".into())?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidDocument(format!("index.json: {e}")))
+    }
+
+    /// Read-modify-write `index.json` under the index lock; the write is atomic.
+    pub fn update_index<T>(&self, f: impl FnOnce(&mut Index) -> Result<T>) -> Result<T> {
+        let _lock = self.lock(INDEX_LOCK, true)?;
+        let mut index = self.index()?;
+        let out = f(&mut index)?;
+        index.manifests.sort_by(|a, b| a.ref_name().cmp(&b.ref_name()));
+        write_atomic(&self.root, INDEX_FILE, &serde_json::to_vec_pretty(&index).expect("serialize"))?;
+        Ok(out)
+    }
+
+    /// Point `name` at the manifest `target` (replacing what it pointed at).
+    pub fn set_tag(&self, name: &Reference, target: &Descriptor) -> Result<()> {
+        let ref_name = name.to_string();
+        self.update_index(|index| {
+            index.manifests.retain(|d| d.ref_name() != Some(&ref_name));
+            let mut desc = Descriptor::new(&target.media_type, target.digest.clone(), target.size);
+            desc.platform = target.platform.clone();
+            desc.annotations.insert(ANNOTATION_REF_NAME.into(), ref_name.clone());
+            index.manifests.push(desc);
+            Ok(())
+        })
+    }
+
+    /// Remove tag `name`; false when it did not exist.
+    pub fn remove_tag(&self, name: &str) -> Result<bool> {
+        self.update_index(|index| {
+            let before = index.manifests.len();
+            index.manifests.retain(|d| d.ref_name() != Some(name));
+            Ok(index.manifests.len() != before)
+        })
+    }
+
+    // ----- images -----
+
+    pub fn manifest(&self, desc: &Descriptor) -> Result<Manifest> {
+        let bytes = self.content.read(&desc.digest, Some(desc.size), MAX_DOCUMENT_SIZE)?;
+        match parse_document(&desc.media_type, &bytes)? {
+            Document::Manifest(m) => Ok(m),
+            Document::Index(_) => Err(Error::InvalidDocument(format!("{}: expected a manifest, found an index", desc.digest))),
+        }
+    }
+
+    pub fn config(&self, desc: &Descriptor) -> Result<ImageConfig> {
+        let bytes = self.content.read(&desc.digest, Some(desc.size), MAX_DOCUMENT_SIZE)?;
+        ImageConfig::parse(&bytes)
+    }
+
+    /// Every tagged image, grouped by manifest, in index order.
+    pub fn images(&self) -> Result<Vec<Image>> {
+        let index = self.index()?;
+        let mut out: Vec<Image> = Vec::new();
+        for desc in &index.manifests {
+            let name = desc.ref_name().map(str::to_string);
+            if let Some(img) = out.iter_mut().find(|i| i.manifest_descriptor.digest == desc.digest) {
+                img.names.extend(name);
+                continue;
+            }
+            let manifest = self.manifest(desc)?;
+            let config = self.config(&manifest.config)?;
+            out.push(Image { manifest_descriptor: desc.clone(), manifest, config, names: name.into_iter().collect() });
+        }
+        Ok(out)
+    }
+
+    /// Find an image the way docker does: by name (`busybox` = `docker.io/library/busybox:latest`),
+    /// by full or short image ID (`sha256:…`, a unique hex prefix), or `name@digest`.
+    pub fn resolve(&self, name: &str) -> Result<Image> {
+        let images = self.images()?;
+        let id = name.strip_prefix("sha256:").unwrap_or(name);
+        if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            let found: Vec<&Image> = images.iter().filter(|i| i.id().hex().starts_with(id)).collect();
+            match found.len() {
+                1 => return Ok(found[0].clone()),
+                n if n > 1 => return Err(Error::InvalidArgument(format!("{name}: ambiguous image ID prefix"))),
+                _ if name.starts_with("sha256:") => return Err(Error::ImageNotFound(name.into())),
+                _ => {}
+            }
+        }
+        let reference = Reference::parse(name)?;
+        let wanted = reference.to_string();
+        if let Some(img) = images.iter().find(|i| i.names.iter().any(|n| *n == wanted)) {
+            return Ok(img.clone());
+        }
+        if let Some(d) = reference.digest() {
+            let repo = reference.repository();
+            if let Some(img) = images.iter().find(|i| {
+                i.digest() == d && i.names.iter().any(|n| Reference::parse(n).is_ok_and(|r| r.repository() == repo))
+            }) {
+                return Ok(img.clone());
+            }
+        }
+        Err(Error::ImageNotFound(name.into()))
+    }
+
+    /// Write config and manifest for an image with `layers` (already in the store).
+    pub fn put_image(&self, config: &ImageConfig, layers: Vec<Descriptor>) -> Result<Descriptor> {
+        let config_bytes = serde_json::to_vec(config).expect("serialize");
+        let config_info = self.content.put(&config_bytes)?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::new(MEDIA_OCI_CONFIG, config_info.digest, config_info.size),
+            layers,
+            subject: None,
+            annotations: BTreeMap::new(),
+        };
+        let bytes = serde_json::to_vec(&manifest).expect("serialize");
+        let info = self.content.put(&bytes)?;
+        let mut desc = Descriptor::new(MEDIA_OCI_MANIFEST, info.digest, info.size);
+        desc.platform = Some(config.platform());
+        Ok(desc)
+    }
+
+    // ----- layers -----
+
+    /// The host path of an unpacked layer's tree: what overlayfs takes as a lowerdir.
+    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.path.join(LAYERS_DIR).join(diff_id.hex()).join("fs")
+    }
+
+    pub fn layer_dir(&self, diff_id: &Digest) -> Result<Dir> {
+        self.layers.open_dir(Path::new(diff_id.hex()).join("fs")).context(|| format!("open layer {diff_id}"))
+    }
+
+    pub fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.layers.exists(Path::new(diff_id.hex()).join("meta.json"))
+    }
+
+    /// The unpacked size of a layer, if it is unpacked.
+    pub fn layer_size(&self, diff_id: &Digest) -> Option<u64> {
+        let bytes = self.layers.read(Path::new(diff_id.hex()).join("meta.json")).ok()?;
+        serde_json::from_slice::<LayerMeta>(&bytes).ok().map(|m| m.size)
+    }
+
+    fn staging(&self) -> Result<(String, Dir)> {
+        let name = temp_name("layer");
+        self.tmp.create_dir(&name).context(|| "create staging directory".into())?;
+        self.tmp.create_dir(format!("{name}/fs")).context(|| "create staging directory".into())?;
+        let fs = self.tmp.open_dir(format!("{name}/fs")).context(|| "open staging directory".into())?;
+        Ok((name, fs))
+    }
+
+    /// Move a staged layer into `layers/` (or drop it if that layer is already there).
+    fn publish_layer(&self, staging: &str, meta: &LayerMeta) -> Result<()> {
+        let result = (|| {
+            if self.has_layer(&meta.diff_id) {
+                return Ok(());
+            }
+            let staged = self.tmp.open_dir(staging).context(|| "open staging".into())?;
+            write_atomic(&staged, "meta.json", &serde_json::to_vec(meta).expect("serialize"))?;
+            match self.tmp.rename(staging, &self.layers, meta.diff_id.hex()) {
+                // Another process published the same layer first.
+                Err(_) if self.has_layer(&meta.diff_id) => Ok(()),
+                r => r.context(|| format!("publish layer {}", meta.diff_id)),
+            }
+        })();
+        self.discard_staging(staging);
+        result
+    }
+
+    fn discard_staging(&self, staging: &str) {
+        if self.tmp.exists(staging) {
+            let _ = make_removable(&self.tmp, staging);
+            let _ = self.tmp.remove_dir_all(staging);
+        }
+    }
+
+    /// Take in a layer tar (compressed or not) in one pass: it is hashed (diff_id), compressed
+    /// with `compression` into a new blob, and unpacked, all from the same stream.
+    pub fn import_layer(&self, input: impl Read, compression: Compression, progress: Option<&dyn Progress>) -> Result<LayerInfo> {
+        let decoded = compression::auto_decoder(ProgressReader { inner: input, progress })?;
+        let (staging, fs) = self.staging()?;
+        let result = (|| {
+            let blob = self.content.writer()?;
+            let encoder = Encoder::new(compression, blob)?;
+            let mut tee = Tee { inner: Hashing::new(decoded), copy: encoder };
+            let stats = apply_layer(&fs, &mut tee, &self.apply)?;
+            io::copy(&mut tee, &mut io::sink()).map_err(from_io)?;
+            let (_, diff_id, _) = tee.inner.finish();
+            let blob = tee.copy.finish().map_err(|e| Error::io("compress layer", e))?;
+            let info = blob.commit(None, None)?;
+            let meta = LayerMeta { diff_id: diff_id.clone(), size: stats.size };
+            Ok((info, meta))
+        })();
+        let (info, meta) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.discard_staging(&staging);
+                return Err(e);
+            }
+        };
+        self.publish_layer(&staging, &meta)?;
+        Ok(LayerInfo {
+            descriptor: Descriptor::new(compression.layer_media_type(), info.digest, info.size),
+            diff_id: meta.diff_id,
+            size: meta.size,
+        })
+    }
+
+    /// Make sure the layer in blob `desc` is unpacked, checking the blob against its digest
+    /// and the tar against `diff_id`. Decompression runs on its own thread.
+    pub fn unpack_layer(&self, desc: &Descriptor, diff_id: &Digest, progress: Option<&dyn Progress>) -> Result<u64> {
+        if let Some(size) = self.layer_size(diff_id) {
+            return Ok(size);
+        }
+        let compression = Compression::of_layer_media_type(&desc.media_type)?;
+        let blob = self.content.open(&desc.digest, Some(desc.size))?;
+        if let Some(p) = progress {
+            p.start(&format!("Unpacking {}", desc.digest.short()), Some(desc.size));
+        }
+        let (reader, producer) = crate::pipe::spawn(move |out| -> Result<Digest> {
+            let mut blob = blob;
+            let mut hashed = Hashing::new(compression::decoder(compression, &mut blob)?);
+            io::copy(&mut hashed, out).map_err(from_io)?;
+            out.close().map_err(|e| Error::io("unpack", e))?;
+            let (_, diff_id, _) = hashed.finish();
+            // The decoder may stop at its trailer; the blob must still be read to its end.
+            io::copy(&mut blob, &mut io::sink()).map_err(from_io)?;
+            Ok(diff_id)
+        });
+        let (staging, fs) = self.staging()?;
+        let mut reader = reader;
+        let applied = apply_layer(&fs, &mut reader, &self.apply).and_then(|stats| {
+            io::copy(&mut reader, &mut io::sink()).map_err(from_io)?;
+            Ok(stats)
+        });
+        drop(reader);
+        let produced = producer.join().unwrap_or_else(|_| Err(Error::Layer("unpack thread panicked".into())));
+        if let Some(p) = progress {
+            p.advance(desc.size);
+            p.finish();
+        }
+        let outcome = match (applied, produced) {
+            // A broken stream shows up in both; the producer's error says why.
+            (Err(_), Err(e)) | (Ok(_), Err(e)) => Err(e),
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(stats), Ok(actual)) if actual != *diff_id => {
+                let _ = stats;
+                Err(Error::Layer(format!(
+                    "layer {} does not match its diff_id: expected {diff_id}, got {actual}",
+                    desc.digest
+                )))
+            }
+            (Ok(stats), Ok(_)) => Ok(stats),
+        };
+        match outcome {
+            Ok(stats) => {
+                self.publish_layer(&staging, &LayerMeta { diff_id: diff_id.clone(), size: stats.size })?;
+                Ok(stats.size)
+            }
+            Err(e) => {
+                self.discard_staging(&staging);
+                Err(e)
+            }
+        }
+    }
+
+    /// Make a layer blob from a directory in overlay form (an unpacked layer or a container's
+    /// upper directory). The tar is hashed for its diff_id and compressed in the same pass.
+    pub fn layer_from_dir(&self, dir: &Dir, compression: Compression, opts: &WriteOptions) -> Result<LayerInfo> {
+        let blob = self.content.writer()?;
+        let encoder = Encoder::new(compression, blob)?;
+        let hashed = write_layer(dir, Hashing::new(encoder), opts)?;
+        let (encoder, diff_id, _) = hashed.finish();
+        let blob = encoder.finish().map_err(|e| Error::io("compress layer", e))?;
+        let info = blob.commit(None, None)?;
+        Ok(LayerInfo {
+            descriptor: Descriptor::new(compression.layer_media_type(), info.digest, info.size),
+            diff_id,
+            size: 0,
+        })
+    }
+
+    // ----- garbage collection -----
+
+    /// Everything reachable from `index.json`: blobs and diff_ids.
+    fn reachable(&self) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
+        let mut blobs = HashSet::new();
+        let mut layers = HashSet::new();
+        for desc in self.index()?.manifests {
+            blobs.insert(desc.digest.clone());
+            let Ok(manifest) = self.manifest(&desc) else { continue };
+            blobs.insert(manifest.config.digest.clone());
+            blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+            if let Ok(config) = self.config(&manifest.config) {
+                layers.extend(config.rootfs.diff_ids);
+            }
+        }
+        Ok((blobs, layers))
+    }
+
+    fn unreferenced(&self) -> Result<(Vec<(Digest, u64)>, Vec<(String, u64)>)> {
+        let (blobs, layers) = self.reachable()?;
+        let dead_blobs = self
+            .content
+            .list()?
+            .into_iter()
+            .filter(|b| !blobs.contains(&b.digest))
+            .map(|b| (b.digest, b.size))
+            .collect();
+        let mut dead_layers = Vec::new();
+        for entry in self.layers.entries().context(|| "list layers".into())? {
+            let name = entry.context(|| "list layers".into())?.file_name().to_string_lossy().into_owned();
+            let live = format!("sha256:{name}").parse::<Digest>().is_ok_and(|d| layers.contains(&d));
+            if !live {
+                let size = format!("sha256:{name}").parse::<Digest>().ok().and_then(|d| self.layer_size(&d)).unwrap_or(0);
+                dead_layers.push((name, size));
+            }
+        }
+        Ok((dead_blobs, dead_layers))
+    }
+
+    /// Remove every blob and unpacked layer no tag reaches, and leftover staging files.
+    pub fn prune(&self) -> Result<GcReport> {
+        let _gc = self.lock(GC_LOCK, true)?;
+        let (blobs, layers) = self.unreferenced()?;
+        let mut report = GcReport::default();
+        for (digest, size) in blobs {
+            self.content.delete(&digest)?;
+            report.blobs += 1;
+            report.bytes += size;
+        }
+        for (name, size) in layers {
+            let _ = make_removable(&self.layers, &name);
+            self.layers.remove_dir_all(&name).context(|| format!("remove layer {name}"))?;
+            report.layers += 1;
+            report.bytes += size;
+        }
+        // No writer holds the GC lock now, so nothing in tmp/ is in use.
+        for entry in self.tmp.entries().context(|| "list tmp".into())?.flatten() {
+            let name = entry.file_name();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = make_removable(&self.tmp, &name.to_string_lossy());
+                let _ = self.tmp.remove_dir_all(&name);
+            } else {
+                let _ = self.tmp.remove_file(&name);
+            }
+        }
+        Ok(report)
+    }
+
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let (dead_blobs, dead_layers) = self.unreferenced()?;
+        let blob_total: u64 = self.content.list()?.iter().map(|b| b.size).sum();
+        let mut layer_total = 0;
+        for entry in self.layers.entries().context(|| "list layers".into())?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            layer_total += format!("sha256:{name}").parse::<Digest>().ok().and_then(|d| self.layer_size(&d)).unwrap_or(0);
+        }
+        let reclaimable = dead_blobs.iter().map(|b| b.1).sum::<u64>() + dead_layers.iter().map(|l| l.1).sum::<u64>();
+        Ok(DiskUsage {
+            images: self.images()?.len(),
+            used: blob_total + layer_total - reclaimable,
+            reclaimable,
+        })
+    }
+}
+
+/// Directories unpacked from layers can be read-only (mode 0555); give the owner write
+/// permission on every directory below `name` so it can be removed.
+fn make_removable(parent: &Dir, name: &str) -> Result<()> {
+    let mut stack = vec![crate::dir::open_dir_nofollow(&parent, name).context(|| format!("open {name}"))?];
+    while let Some(dir) = stack.pop() {
+        let _ = rustix::fs::fchmod(&dir, rustix::fs::Mode::from_raw_mode(0o700));
+        for entry in dir.entries().context(|| format!("list {name}"))?.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if let Ok(sub) = crate::dir::open_dir_nofollow(&dir, entry.file_name()) {
+                    stack.push(sub);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write `name` in `dir` atomically: temp file, fsync, rename.
+pub fn write_atomic(dir: &Dir, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_name(&format!(".{name}"));
+    let result = (|| {
+        let mut f = dir
+            .open_with(&tmp, OpenOptions::new().write(true).create_new(true))
+            .context(|| format!("write {name}"))?;
+        f.write_all(bytes).context(|| format!("write {name}"))?;
+        f.sync_all().context(|| format!("fsync {name}"))?;
+        dir.rename(&tmp, dir, name).context(|| format!("replace {name}"))
+    })();
+    if result.is_err() {
+        let _ = dir.remove_file(&tmp);
+    }
+    result
+}
+
+/// Copies everything read from `inner` into `copy`.
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
