@@ -1,0 +1,3 @@
+//! Strata's Dockerfile builder.
+
+pub mod config_change;

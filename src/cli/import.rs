@@ -1,0 +1,95 @@
+use std::fs::File;
+use std::io::Read;
+
+use anyhow::{bail, Context, Result};
+use chrono::{SecondsFormat, Utc};
+use strata_runtime::compression::Compression;
+use strata_runtime::image::{History, ImageConfig, Platform, RootFs};
+use strata_runtime::{Reference, Store};
+
+use crate::progress::Bars;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    changes: Vec<String>,
+    /// Set commit message for imported image
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Set platform if server is multi-platform capable (e.g. linux/amd64, wasi/wasm)
+    #[arg(long)]
+    platform: Option<String>,
+    /// Compression of the stored layer: gzip, zstd or none
+    #[arg(long = "compression-format", default_value = "gzip")]
+    compression: String,
+    /// Rootfs tarball (plain, gzip or zstd), or - for STDIN
+    file: String,
+    /// Name the image: REPOSITORY[:TAG]
+    reference: Option<String>,
+}
+
+impl Args {
+    pub fn run(self, store: &Store) -> Result<()> {
+        let compression = Compression::parse(&self.compression)?;
+        let platform = match &self.platform {
+            Some(p) => Platform::parse(p)?,
+            None => Platform::host(),
+        };
+        let reference = self.reference.as_deref().map(Reference::parse).transpose()?;
+        if reference.as_ref().is_some_and(|r| r.digest().is_some()) {
+            bail!("refusing to create a tag with a digest reference");
+        }
+        let mut config = ImageConfig {
+            architecture: platform.architecture.clone(),
+            os: platform.os.clone(),
+            variant: platform.variant.clone(),
+            rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
+            ..Default::default()
+        };
+        for change in &self.changes {
+            strata_builder::config_change::apply_change(config.container_config(), change)?;
+        }
+        if self.file.contains("://") {
+            bail!("importing from a URL is not supported; download it and import the file");
+        }
+        let (input, size): (Box<dyn Read>, Option<u64>) = if self.file == "-" {
+            (Box::new(std::io::stdin().lock()), None)
+        } else {
+            let f = File::open(&self.file).with_context(|| format!("open {}", self.file))?;
+            let size = f.metadata().ok().map(|m| m.len());
+            (Box::new(f), size)
+        };
+
+        let _writer = store.writer_lock()?;
+        let bars = Bars::new(false);
+        if let Some(b) = &bars {
+            strata_runtime::progress::Progress::start(b, "Importing", size);
+        }
+        let progress = bars.as_ref().map(|b| b as &dyn strata_runtime::progress::Progress);
+        let layer = store.import_layer(input, compression, progress).with_context(|| format!("import {}", self.file))?;
+        if let Some(p) = progress {
+            p.finish();
+        }
+
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
+        let comment = self.message.clone().unwrap_or_else(|| "Imported from -".into());
+        config.created = Some(now.clone());
+        config.rootfs.diff_ids.push(layer.diff_id.clone());
+        config.history.push(History { created: Some(now), comment: Some(comment), ..Default::default() });
+        if let Some(m) = &self.message {
+            config.extra.insert("comment".into(), serde_json::Value::String(m.clone()));
+        }
+        let manifest = store.put_image(&config, vec![layer.descriptor])?;
+        match &reference {
+            Some(r) => store.set_tag(r, &manifest)?,
+            None => store.update_index(|index| {
+                index.manifests.push(manifest.clone());
+                Ok(())
+            })?,
+        }
+        println!("{}", store.manifest(&manifest)?.config.digest);
+        Ok(())
+    }
+}

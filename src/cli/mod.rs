@@ -1,0 +1,77 @@
+//! Command-line definitions. Flags follow docker's names; each command's body is in its
+//! own file and only turns flags into library calls.
+
+mod history;
+mod images;
+mod import;
+mod inspect;
+mod load;
+mod rmi;
+mod save;
+mod system;
+mod tag;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use strata_runtime::Store;
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Build, store and run OCI images: native containers and Wasm")]
+pub struct Cli {
+    /// Store root (default: /var/lib/strata for root, $XDG_DATA_HOME/strata otherwise)
+    #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an image from a rootfs tarball
+    Import(import::Args),
+    /// List images
+    Images(images::Args),
+    /// Show low-level information on images, as JSON
+    Inspect(inspect::Args),
+    /// Show the history of an image
+    History(history::Args),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::Args),
+    /// Remove one or more images
+    Rmi(rmi::Args),
+    /// Save one or more images to a tar archive (OCI layout and docker-archive in one)
+    Save(save::Args),
+    /// Load images from a tar archive (OCI layout or docker-archive) or STDIN
+    Load(load::Args),
+    /// Manage the store
+    #[command(subcommand)]
+    System(system::Command),
+}
+
+impl Cli {
+    pub fn run(self) -> Result<ExitCode> {
+        let root = self.root.clone().unwrap_or_else(strata_runtime::store::default_root);
+        let open = || Store::open(&root).with_context(|| format!("open store {}", root.display()));
+        match self.command {
+            Command::Import(a) => a.run(&open()?),
+            Command::Images(a) => a.run(&open()?),
+            Command::Inspect(a) => a.run(&open()?),
+            Command::History(a) => a.run(&open()?),
+            Command::Tag(a) => a.run(&open()?),
+            Command::Rmi(a) => a.run(&open()?),
+            Command::Save(a) => a.run(&open()?),
+            Command::Load(a) => a.run(&open()?),
+            Command::System(c) => c.run(&open()?),
+        }?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Total unpacked size of an image's layers, as docker's SIZE column shows it.
+pub fn image_size(store: &Store, image: &strata_runtime::store::Image) -> u64 {
+    image.config.rootfs.diff_ids.iter().filter_map(|d| store.layer_size(d)).sum()
+}

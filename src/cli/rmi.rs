@@ -1,0 +1,51 @@
+use anyhow::{bail, Result};
+use strata_runtime::{Reference, Store};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Force removal of the image (all its tags, when named by ID)
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<String>,
+}
+
+impl Args {
+    pub fn run(self, store: &Store) -> Result<()> {
+        let mut deleted = false;
+        for arg in &self.images {
+            let image = store.resolve(arg)?;
+            // Named by a tag: remove that tag. Named by ID: remove every tag (with -f when
+            // there are several, as docker asks).
+            let by_name = Reference::parse(arg).ok().map(|r| r.to_string()).filter(|n| image.names.contains(n));
+            let untag: Vec<String> = match by_name {
+                Some(n) => vec![n],
+                None if image.names.len() > 1 && !self.force => bail!(
+                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                    image.id().short()
+                ),
+                None => image.names.clone(),
+            };
+            for name in &untag {
+                store.remove_tag(name)?;
+                let shown = Reference::parse(name).map(|r| r.familiar()).unwrap_or_else(|_| name.clone());
+                println!("Untagged: {shown}");
+            }
+            let still_named = store.images()?.iter().any(|i| i.digest() == image.digest());
+            if !still_named || (untag.is_empty() && image.names.is_empty()) {
+                if image.names.is_empty() {
+                    store.update_index(|index| {
+                        index.manifests.retain(|d| d.digest != *image.digest());
+                        Ok(())
+                    })?;
+                }
+                println!("Deleted: {}", image.id());
+                deleted = true;
+            }
+        }
+        if deleted {
+            store.prune()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+use std::io::{BufRead, Write};
+
+use anyhow::Result;
+use strata_runtime::Store;
+
+use crate::format::{human_size, table};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Show store disk usage
+    Df,
+    /// Remove unused data: content no image refers to (with -a, every image too)
+    Prune {
+        /// Remove all images, not only unreferenced content
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+impl Command {
+    pub fn run(self, store: &Store) -> Result<()> {
+        match self {
+            Command::Df => {
+                let du = store.disk_usage()?;
+                let total = du.used + du.reclaimable;
+                let percent = if total == 0 { 0 } else { du.reclaimable * 100 / total };
+                let rows = vec![
+                    vec!["Images".into(), du.images.to_string(), "0".into(), human_size(total), format!("{} ({percent}%)", human_size(du.reclaimable))],
+                    vec!["Containers".into(), "0".into(), "0".into(), "0B".into(), "0B".into()],
+                    vec!["Local Volumes".into(), "0".into(), "0".into(), "0B".into(), "0B".into()],
+                    vec!["Build Cache".into(), "0".into(), "0".into(), "0B".into(), "0B".into()],
+                ];
+                print!("{}", table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows));
+            }
+            Command::Prune { all, force } => {
+                if !force {
+                    let what = if all { "all images, and all content no image refers to" } else { "all content (blobs and unpacked layers) no image refers to" };
+                    print!("WARNING! This will remove:\n  - {what}\n\nAre you sure you want to continue? [y/N] ");
+                    std::io::stdout().flush()?;
+                    let mut answer = String::new();
+                    std::io::stdin().lock().read_line(&mut answer)?;
+                    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                        return Ok(());
+                    }
+                }
+                if all {
+                    for image in store.images()? {
+                        for name in &image.names {
+                            store.remove_tag(name)?;
+                        }
+                        println!("Deleted: {}", image.id());
+                    }
+                    store.update_index(|index| {
+                        index.manifests.clear();
+                        Ok(())
+                    })?;
+                }
+                let report = store.prune()?;
+                println!("Deleted blobs: {}", report.blobs);
+                println!("Deleted layers: {}", report.layers);
+                println!("\nTotal reclaimed space: {}", human_size(report.bytes));
+            }
+        }
+        Ok(())
+    }
+}
