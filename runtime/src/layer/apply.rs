@@ -198,8 +198,10 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
         let shown = String::from_utf8_lossy(&fix.path.join(&b'/')).into_owned();
         let mut parent = fix.path.clone();
         let base = parent.pop().expect("non-empty");
-        let dir = open_parent(root, &parent, &mut None, false, &shown)?;
-        let sub = crate::dir::open_dir_nofollow(&dir, OsStr::from_bytes(&base)).map_err(|e| Error::entry(&shown, format!("open: {e}")))?;
+        // A later entry may have replaced the directory with something else; then this
+        // fixup is moot.
+        let Ok(dir) = open_parent(root, &parent, &mut None, false, &shown) else { continue };
+        let Ok(sub) = crate::dir::open_dir_nofollow(&dir, OsStr::from_bytes(&base)) else { continue };
         rustix::fs::fchmod(&sub, Mode::from_raw_mode(fix.mode)).map_err(|e| Error::entry(&shown, format!("chmod: {e}")))?;
         set_times_fd(&sub, fix.mtime);
     }

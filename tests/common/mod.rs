@@ -1,0 +1,108 @@
+//! Helpers shared by the end-to-end tests: run the built `strata` binary against a private
+//! store, and make rootfs trees and tarballs to feed it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A private store root and scratch space, removed at the end of the test.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env { tmp: tempfile::Builder::new().prefix("strata-test").tempdir().expect("tempdir") }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.tmp.path().join("store")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `strata --root <store> ARGS…`
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.arg("--root").arg(self.root()).args(args).stdin(Stdio::null());
+        c.env_remove("STRATA_ROOT");
+        c
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().expect("run strata");
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Run and require failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().expect("run strata");
+        assert!(!out.status.success(), "strata {args:?} should have failed; stdout: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8(out.stderr).expect("utf-8 output")
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run strata")
+    }
+
+    /// A small rootfs (busybox if the host has a static one, else a few files) packed as
+    /// `name`.tar; returns the tar and the tree it came from.
+    pub fn rootfs_tar(&self, name: &str) -> (PathBuf, PathBuf) {
+        let tree = self.path(&format!("{name}-tree"));
+        make_rootfs(&tree);
+        let tar = self.path(&format!("{name}.tar"));
+        sh(&format!("tar -C {} -cf {} .", tree.display(), tar.display()));
+        (tar, tree)
+    }
+}
+
+/// A rootfs with a binary, a symlink, nested dirs, a hardlink and odd modes.
+pub fn make_rootfs(tree: &Path) {
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::create_dir_all(tree.join("usr/share/doc")).unwrap();
+    let busybox = Path::new("/bin/busybox");
+    if busybox.exists() {
+        std::fs::copy(busybox, tree.join("bin/busybox")).unwrap();
+    } else {
+        std::fs::write(tree.join("bin/busybox"), vec![0x7fu8; 100_000]).unwrap();
+    }
+    std::os::unix::fs::symlink("busybox", tree.join("bin/sh")).unwrap();
+    std::fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n").unwrap();
+    std::fs::write(tree.join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(tree.join("usr/share/doc/readme"), "hello layers\n".repeat(100)).unwrap();
+    std::fs::hard_link(tree.join("usr/share/doc/readme"), tree.join("usr/share/doc/readme.link")).unwrap();
+    sh(&format!("chmod 0600 {0}/etc/group && chmod 0755 {0}/bin/busybox", tree.display()));
+}
+
+pub fn sh(script: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(script).output().expect("sh");
+    assert!(out.status.success(), "`{script}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+}
+
+/// Every regular file under `a` exists in `b` with identical bytes (and vice versa for names).
+pub fn assert_same_files(a: &Path, b: &Path) {
+    let list = |p: &Path| sh(&format!("cd {} && find . -type f | sort", p.display()));
+    let files = list(a);
+    assert_eq!(files, list(b), "file lists differ between {} and {}", a.display(), b.display());
+    for f in files.lines() {
+        let x = std::fs::read(a.join(f)).unwrap();
+        let y = std::fs::read(b.join(f)).unwrap();
+        assert!(x == y, "{f} differs between {} and {}", a.display(), b.display());
+    }
+}
