@@ -169,8 +169,12 @@ pub fn load<R: Read>(store: &Store, input: R, platform: Option<&Platform>, progr
             return Err(Error::Archive("too many entries".into()));
         }
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = entry.header().entry_type();
+        if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Symlink | tar::EntryType::Link) {
+            continue; // directories and the like carry nothing an image needs
+        }
         let path = clean_archive_path(&raw).ok_or_else(|| Error::Archive(format!("entry {raw:?}: invalid name")))?;
-        match entry.header().entry_type() {
+        match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 if let Some(p) = progress {
                     p.start(&format!("Loading {path}"), entry.header().size().ok());
@@ -192,7 +196,7 @@ pub fn load<R: Read>(store: &Store, input: R, platform: Option<&Platform>, progr
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 // Legacy docker-archives link identical layers to each other.
                 let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
-                let base = if entry.header().entry_type() == tar::EntryType::Symlink {
+                let base = if kind == tar::EntryType::Symlink {
                     PathBuf::from(&path).parent().map(|p| p.join(&target)).unwrap_or_else(|| target.clone().into())
                 } else {
                     target.clone().into()

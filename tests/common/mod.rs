@@ -106,3 +106,46 @@ pub fn assert_same_files(a: &Path, b: &Path) {
         assert!(x == y, "{f} differs between {} and {}", a.display(), b.display());
     }
 }
+
+/// Append a tar entry with any name (even ones the `tar` crate refuses, like `../x`).
+pub fn raw_entry(out: &mut Vec<u8>, name: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>) {
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    if let Some(l) = link {
+        h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+    }
+    h.set_entry_type(kind);
+    h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+    h.set_size(data.len() as u64);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.extend(std::iter::repeat_n(0u8, (512 - data.len() % 512) % 512));
+}
+
+/// End a tar made with `raw_entry`.
+pub fn end_tar(mut tar: Vec<u8>) -> Vec<u8> {
+    tar.extend(std::iter::repeat_n(0u8, 1024));
+    tar
+}
+
+/// The store holds no partial or corrupt blob, no staging leftovers, and no unpacked layer
+/// that no image refers to.
+pub fn assert_store_consistent(root: &Path) {
+    use sha2::Digest as _;
+    for e in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), e.file_name().to_string_lossy(), "blob {:?} is intact", e.file_name());
+    }
+    let tmp: Vec<_> = std::fs::read_dir(root.join("tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "staging area is empty: {tmp:?}");
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
+    for m in index["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        assert!(root.join("blobs/sha256").join(d).exists(), "tagged manifest {d} is present");
+    }
+}
