@@ -91,8 +91,14 @@ pub fn sh(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether a peer tool is installed. Under CI (`STRATA_TEST_REQUIRE_TOOLS` set) a missing
+/// tool is a failure, not a skipped test.
 pub fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    if !found && std::env::var_os("STRATA_TEST_REQUIRE_TOOLS").is_some() {
+        panic!("{tool} is required (STRATA_TEST_REQUIRE_TOOLS is set); .ci/run installs it");
+    }
+    found
 }
 
 /// Every regular file under `a` exists in `b` with identical bytes (and vice versa for names).
