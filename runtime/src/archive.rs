@@ -61,6 +61,7 @@ pub fn save<W: Write>(store: &Store, images: &[(Image, Vec<Reference>)], out: W)
         let manifest_digest = append_blob_bytes(&mut tar, &mut written, &manifest_bytes)?;
         let entry_for = |name: Option<&Reference>| {
             let mut d = Descriptor::new(crate::image::MEDIA_OCI_MANIFEST, manifest_digest.clone(), manifest_bytes.len() as u64);
+            d.platform = Some(image.config.platform());
             if let Some(n) = name {
                 d.annotations.insert(ANNOTATION_IMAGE_NAME.into(), n.to_string());
                 if let Some(tag) = n.tag() {
@@ -231,9 +232,11 @@ pub fn load<R: Read>(store: &Store, input: R, platform: Option<&Platform>, progr
         };
         for desc in &index.manifests {
             let names = archive_names(desc);
-            let manifest_desc = select_manifest(store, desc, platform, 0)?;
+            let mut manifest_desc = select_manifest(store, desc, platform, 0)?;
             let manifest = store.manifest(&manifest_desc)?;
             let config = store.config(&manifest.config)?;
+            manifest_desc.platform = Some(config.platform());
+            manifest_desc.annotations.clear();
             pending.push((Image { manifest_descriptor: manifest_desc, manifest, config, names: vec![] }, names));
         }
     } else if files.contains_key("manifest.json") {
