@@ -19,6 +19,7 @@ use crate::compression::{self, Compression, Encoder};
 use crate::content::{temp_name, ContentStore};
 use crate::digest::{Digest, Hashing};
 use crate::error::{from_io, Error, IoContext, Result};
+use crate::fs::DirHandle;
 use crate::image::{
     parse_document, Descriptor, Document, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME, MAX_DOCUMENT_SIZE,
     MEDIA_OCI_CONFIG, MEDIA_OCI_MANIFEST,
@@ -536,12 +537,12 @@ impl Store {
 /// Directories unpacked from layers can be read-only (mode 0555); give the owner write
 /// permission on every directory below `name` so it can be removed.
 fn make_removable(parent: &Dir, name: &str) -> Result<()> {
-    let mut stack = vec![crate::dir::open_dir_nofollow(&parent, name).context(|| format!("open {name}"))?];
+    let mut stack = vec![parent.open_dir_nofollow(std::ffi::OsStr::new(name)).context(|| format!("open {name}"))?];
     while let Some(dir) = stack.pop() {
         let _ = rustix::fs::fchmod(&dir, rustix::fs::Mode::from_raw_mode(0o700));
         for entry in dir.entries().context(|| format!("list {name}"))?.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                if let Ok(sub) = crate::dir::open_dir_nofollow(&dir, entry.file_name()) {
+                if let Ok(sub) = dir.open_dir_nofollow(&entry.file_name()) {
                     stack.push(sub);
                 }
             }

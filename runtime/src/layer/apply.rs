@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use cap_std::fs::Dir;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 
-use super::{is_overlay_xattr, OPAQUE_MARKER, OPAQUE_XATTRS, WHITEOUT_PREFIX};
+use super::{is_overlay_xattr, opaque_xattr, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::error::{Error, IoContext, Result};
 
 /// Limits on what one layer may hold (security: bounded resources).
@@ -81,7 +81,7 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
         if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
             if base == OPAQUE_MARKER.as_bytes() {
                 let dir = open_parent(root, &components, &mut parent_cache, true, &shown)?;
-                set_opaque(&dir, opts).map_err(|e| Error::entry(&shown, format!("mark opaque: {e}")))?;
+                set_opaque(&dir).map_err(|e| Error::entry(&shown, format!("mark opaque: {e}")))?;
                 continue;
             }
             if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) {
@@ -133,7 +133,7 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
                     rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700))
                         .map_err(|e| Error::entry(&shown, format!("mkdir: {e}")))?;
                 }
-                let sub = crate::dir::open_dir_nofollow(&dir, name).map_err(|e| Error::entry(&shown, format!("open: {e}")))?;
+                let sub = crate::fs::DirHandle::open_dir_nofollow(&dir, name).map_err(|e| Error::entry(&shown, format!("open: {e}")))?;
                 finish_node(&sub, &header, 0o700, opts, &xattrs, &shown)?;
                 let mut path = components.clone();
                 path.push(base.clone());
@@ -201,7 +201,7 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
         // A later entry may have replaced the directory with something else; then this
         // fixup is moot.
         let Ok(dir) = open_parent(root, &parent, &mut None, false, &shown) else { continue };
-        let Ok(sub) = crate::dir::open_dir_nofollow(&dir, OsStr::from_bytes(&base)) else { continue };
+        let Ok(sub) = crate::fs::DirHandle::open_dir_nofollow(&dir, OsStr::from_bytes(&base)) else { continue };
         rustix::fs::fchmod(&sub, Mode::from_raw_mode(fix.mode)).map_err(|e| Error::entry(&shown, format!("chmod: {e}")))?;
         set_times_fd(&sub, fix.mtime);
     }
@@ -248,12 +248,12 @@ fn open_parent(
     let mut dir = root.try_clone().context(|| "open layer root".into())?;
     for part in components {
         let name = OsStr::from_bytes(part);
-        let next = match crate::dir::open_dir_nofollow(&dir, name) {
+        let next = match crate::fs::DirHandle::open_dir_nofollow(&dir, name) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755))
                     .map_err(|e| Error::entry(shown, format!("create parent directory: {e}")))?;
-                crate::dir::open_dir_nofollow(&dir, name).map_err(|e| Error::entry(shown, format!("open parent: {e}")))?
+                crate::fs::DirHandle::open_dir_nofollow(&dir, name).map_err(|e| Error::entry(shown, format!("open parent: {e}")))?
             }
             Err(_) => {
                 return Err(Error::entry(
@@ -281,14 +281,8 @@ fn remove_existing(dir: &Dir, name: &[u8], shown: &str) -> Result<()> {
     }
 }
 
-fn set_opaque(dir: &Dir, opts: &ApplyOptions) -> io::Result<()> {
-    for name in OPAQUE_XATTRS {
-        if name.starts_with("trusted.") && !opts.privileged {
-            continue;
-        }
-        rustix::fs::fsetxattr(dir, name, b"y", XattrFlags::empty())?;
-    }
-    Ok(())
+fn set_opaque(dir: &Dir) -> io::Result<()> {
+    crate::fs::DirHandle::set_xattr(dir, opaque_xattr(), b"y")
 }
 
 /// The `SCHILY.xattr.*` records of an entry; overlay-private names are refused.

@@ -4,8 +4,10 @@
 //! a lowerdir as it is, and so that a container's upper directory (written by the kernel or
 //! by `runtime::fs`) has the same form and turns into a layer with the same code:
 //! - a whiteout is a character device 0:0 with the name it hides;
-//! - an opaque directory carries `trusted.overlay.opaque=y` (when root) and
-//!   `user.overlay.opaque=y` (always; what a rootless mount with `userxattr` reads).
+//! - an opaque directory carries `trusted.overlay.opaque=y` in a root store, and
+//!   `user.overlay.opaque=y` in a rootless one (what a mount with `userxattr` reads). Only
+//!   the store's own name counts: with a root mount, `user.overlay.*` is an ordinary xattr
+//!   that copy-up carries along, so honouring it would make directories opaque by accident.
 
 mod apply;
 mod write;
@@ -15,7 +17,14 @@ pub use write::{write_layer, WriteOptions};
 
 pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 pub(crate) const OPAQUE_MARKER: &str = ".wh..wh..opq";
-pub(crate) const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+/// The xattr that marks an opaque directory in this process's stores (see above).
+pub(crate) fn opaque_xattr() -> &'static str {
+    if rustix::process::geteuid().is_root() {
+        "trusted.overlay.opaque"
+    } else {
+        "user.overlay.opaque"
+    }
+}
 
 /// Overlay-private xattrs: never taken from a layer, never written into one.
 pub(crate) fn is_overlay_xattr(name: &[u8]) -> bool {
@@ -23,4 +32,4 @@ pub(crate) fn is_overlay_xattr(name: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use cap_std::fs::Dir;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
-use super::{is_overlay_xattr, OPAQUE_MARKER, OPAQUE_XATTRS, WHITEOUT_PREFIX};
+use super::{is_overlay_xattr, opaque_xattr, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::error::{Error, IoContext, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -71,7 +71,7 @@ pub fn write_layer<W: Write>(root: &Dir, out: W, opts: &WriteOptions) -> Result<
                 tar.append_data(&mut h, level.prefix.join(name), io::empty()).map_err(wrap)?;
             }
             FileType::Directory => {
-                let dir = crate::dir::open_dir_nofollow(&level.dir, &child.name).context(|| format!("open {}", path.display()))?;
+                let dir = crate::fs::DirHandle::open_dir_nofollow(&level.dir, &child.name).context(|| format!("open {}", path.display()))?;
                 let (xattrs, opaque) = read_xattrs(&dir)?;
                 append_pax(&mut tar, &xattrs).map_err(wrap)?;
                 header.set_entry_type(tar::EntryType::Directory);
@@ -194,7 +194,7 @@ fn read_xattrs(fd: impl rustix::fd::AsFd) -> Result<(Vec<(String, Vec<u8>)>, boo
         };
         value.truncate(len);
         if is_overlay_xattr(name) {
-            opaque |= OPAQUE_XATTRS.contains(&name_str) && value == b"y";
+            opaque |= name_str == opaque_xattr() && value == b"y";
             continue;
         }
         xattrs.push((name_str.to_string(), value));
