@@ -310,6 +310,13 @@ impl Store {
         serde_json::from_slice::<LayerMeta>(&bytes).ok().map(|m| m.size)
     }
 
+    /// A container root over an image's layers (`diff_ids` bottom first, as in the config)
+    /// with `upper` as its writable layer. Nothing is copied, whatever the image's size.
+    pub fn open_root(&self, diff_ids: &[Digest], upper: Dir) -> Result<crate::fs::Overlay<Dir>> {
+        let lowers = diff_ids.iter().rev().map(|d| self.layer_dir(d)).collect::<Result<Vec<_>>>()?;
+        Ok(crate::fs::Overlay::new(lowers, upper))
+    }
+
     fn staging(&self) -> Result<(String, Dir)> {
         let name = temp_name("layer");
         self.tmp.create_dir(&name).context(|| "create staging directory".into())?;
