@@ -49,6 +49,12 @@ pub enum Error {
     Archive(String),
     #[error("no such image: {0}")]
     ImageNotFound(String),
+    #[error("exec: {0}: no such file or directory")]
+    ProgramNotFound(String),
+    #[error("exec: {0}: permission denied")]
+    NotExecutable(String),
+    #[error("no such container: {0}")]
+    ContainerNotFound(String),
     #[error("blob {0} not found in the store")]
     BlobNotFound(String),
     #[error("{0}")]
@@ -61,7 +67,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Io { .. } | Error::IoPath { .. } => ErrorKind::Io,
-            Error::ImageNotFound(_) | Error::BlobNotFound(_) => ErrorKind::NotFound,
+            Error::ImageNotFound(_) | Error::BlobNotFound(_) | Error::ContainerNotFound(_) => ErrorKind::NotFound,
             Error::Conflict(_) => ErrorKind::FailedPrecondition,
             Error::Unsupported(_) => ErrorKind::Unsupported,
             _ => ErrorKind::InvalidArgument,

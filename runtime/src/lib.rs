@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod compression;
+pub mod container;
 pub mod content;
 pub mod digest;
 pub mod error;
@@ -14,8 +15,12 @@ pub mod pipe;
 pub mod progress;
 pub mod reference;
 pub mod store;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
+pub use cap_std;
 pub use digest::Digest;
+pub use oci_spec;
 pub use error::{Error, ErrorKind, Result};
 pub use reference::Reference;
 pub use store::Store;

@@ -163,6 +163,11 @@ impl Store {
         Ok(Lock(file))
     }
 
+    /// Serialises changes to `index.json` and to container names.
+    pub fn index_lock(&self) -> Result<Lock> {
+        self.lock(INDEX_LOCK, true)
+    }
+
     /// Held by every operation that adds content, so `prune` waits for it to finish.
     pub fn writer_lock(&self) -> Result<Lock> {
         self.lock(GC_LOCK, false)
@@ -458,11 +463,17 @@ impl Store {
 
     // ----- garbage collection -----
 
-    /// Everything reachable from `index.json`: blobs and diff_ids.
+    /// Everything reachable from `index.json`, and the layers containers stand on.
     fn reachable(&self) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
         let mut blobs = HashSet::new();
         let mut layers = HashSet::new();
-        for desc in self.index()?.manifests {
+        let mut roots: Vec<Descriptor> = Vec::new();
+        for c in crate::container::Containers::open(self)?.list()? {
+            layers.extend(c.layers);
+            roots.push(c.manifest);
+        }
+        roots.extend(self.index()?.manifests);
+        for desc in roots {
             blobs.insert(desc.digest.clone());
             let Ok(manifest) = self.manifest(&desc) else { continue };
             blobs.insert(manifest.config.digest.clone());
@@ -543,7 +554,7 @@ impl Store {
 
 /// Directories unpacked from layers can be read-only (mode 0555); give the owner write
 /// permission on every directory below `name` so it can be removed.
-fn make_removable(parent: &Dir, name: &str) -> Result<()> {
+pub(crate) fn make_removable(parent: &Dir, name: &str) -> Result<()> {
     let mut stack = vec![parent.open_dir_nofollow(std::ffi::OsStr::new(name)).context(|| format!("open {name}"))?];
     while let Some(dir) = stack.pop() {
         let _ = rustix::fs::fchmod(&dir, rustix::fs::Mode::from_raw_mode(0o700));

@@ -1,12 +1,17 @@
 //! Command-line definitions. Flags follow docker's names; each command's body is in its
 //! own file and only turns flags into library calls.
 
+mod commit;
+mod diff;
 mod history;
 mod images;
 mod import;
 mod inspect;
 mod load;
+mod ps;
+mod rm;
 mod rmi;
+mod run;
 mod save;
 mod system;
 mod tag;
@@ -31,6 +36,16 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create and run a new container from an image
+    Run(run::Args),
+    /// List containers
+    Ps(ps::Args),
+    /// Remove one or more containers
+    Rm(rm::Args),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(diff::Args),
+    /// Create a new image from a container's changes
+    Commit(commit::Args),
     /// Create an image from a rootfs tarball
     Import(import::Args),
     /// List images
@@ -57,6 +72,11 @@ impl Cli {
         let root = self.root.clone().unwrap_or_else(strata_runtime::store::default_root);
         let open = || Store::open(&root).with_context(|| format!("open store {}", root.display()));
         match self.command {
+            Command::Run(a) => return Ok(a.run(&open()?)),
+            Command::Ps(a) => a.run(&open()?),
+            Command::Rm(a) => a.run(&open()?),
+            Command::Diff(a) => a.run(&open()?),
+            Command::Commit(a) => a.run(&open()?),
             Command::Import(a) => a.run(&open()?),
             Command::Images(a) => a.run(&open()?),
             Command::Inspect(a) => a.run(&open()?),

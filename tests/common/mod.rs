@@ -155,3 +155,38 @@ pub fn assert_store_consistent(root: &Path) {
         assert!(root.join("blobs/sha256").join(d).exists(), "tagged manifest {d} is present");
     }
 }
+
+/// The hello-wasm guest built for wasm32-wasip1 and wasm32-wasip2 (built once, shared by
+/// every test binary through a lock file).
+pub fn hello_wasm() -> (PathBuf, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-wasm");
+    let out = dir.join("out");
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(std::env::temp_dir().join("strata-hello-wasm.lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let (p1, p2) = (out.join("hello-p1.wasm"), out.join("hello-p2.wasm"));
+    let src = dir.join("src/main.rs");
+    let stale = |p: &Path| !p.exists() || std::fs::metadata(p).unwrap().modified().unwrap() < std::fs::metadata(&src).unwrap().modified().unwrap();
+    if stale(&p1) || stale(&p2) {
+        let status = Command::new(dir.join("build.sh")).stdout(Stdio::null()).status().expect("run examples/hello-wasm/build.sh");
+        assert!(status.success(), "building the hello-wasm guest failed");
+    }
+    (p1, p2)
+}
+
+impl Env {
+    /// Import a Wasm image holding `wasm` as /hello.wasm (and a data file), named `name`.
+    pub fn wasm_image(&self, wasm: &Path, name: &str, platform: bool) -> String {
+        let tree = self.path(&format!("{name}-wasm-tree").replace([':', '/'], "_"));
+        std::fs::create_dir_all(tree.join("data")).unwrap();
+        std::fs::copy(wasm, tree.join("hello.wasm")).unwrap();
+        std::fs::write(tree.join("data/greeting.txt"), "hello from a layer\n").unwrap();
+        let tar = tree.with_extension("tar");
+        sh(&format!("tar -C {} -cf {} .", tree.display(), tar.display()));
+        let mut args = vec!["import", "-c", "ENTRYPOINT [\"/hello.wasm\"]", "-c", "ENV FROM_IMAGE=yes"];
+        if platform {
+            args.extend(["--platform", "wasi/wasm"]);
+        }
+        args.extend([tar.to_str().unwrap(), name]);
+        self.ok(&args).trim().to_string()
+    }
+}

@@ -1,0 +1,461 @@
+//! Containers: a record (what was run, from which image, its state), an OCI runtime `Spec`
+//! (the bundle's `config.json`), and a writable upper layer, under `containers/<id>/` in the
+//! store. Both backends use these records; `ps`, `rm`, `diff` and `commit` read them.
+
+use std::path::{Path, PathBuf};
+
+use cap_std::fs::Dir;
+use oci_spec::runtime::{LinuxBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::fs::DirHandle;
+use crate::image::ImageConfig;
+use crate::store::{write_atomic, Image, Store};
+
+const CONTAINERS_DIR: &str = "containers";
+const RECORD: &str = "state.json";
+const SPEC: &str = "config.json";
+const UPPER: &str = "upper";
+
+/// Which backend runs a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Wasm,
+    Native,
+}
+
+impl Runtime {
+    pub fn parse(s: &str) -> Result<Runtime> {
+        match s {
+            "wasm" => Ok(Runtime::Wasm),
+            "native" => Ok(Runtime::Native),
+            other => Err(Error::InvalidArgument(format!("unknown runtime {other:?} (wasm, native)"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+/// A container as `strata ps` and `inspect` see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    pub image_id: Digest,
+    /// The image's manifest: kept (with its config and layers) while the container exists.
+    pub manifest: crate::image::Descriptor,
+    /// The image's layers, bottom first: the container's lower layers.
+    pub layers: Vec<Digest>,
+    pub runtime: Runtime,
+    pub created: String,
+    pub status: Status,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why it could not run, when it could not.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// What `run` was asked for, beyond the image.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub name: Option<String>,
+    pub entrypoint: Option<String>,
+    pub args: Vec<String>,
+    /// `-e`/`--env-file` entries in order: `K=V`, or `K` to take the caller's value.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub binds: Vec<Bind>,
+    pub memory: Option<u64>,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+/// `-v HOST:CTR[:ro]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub host: PathBuf,
+    pub container: String,
+    pub read_only: bool,
+}
+
+impl Bind {
+    pub fn parse(s: &str) -> Result<Bind> {
+        let bad = || Error::InvalidArgument(format!("invalid volume specification {s:?}: expected HOST:CONTAINER[:ro|rw]"));
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, ctr, mode) = match parts.as_slice() {
+            [h, c] => (*h, *c, "rw"),
+            [h, c, m] => (*h, *c, *m),
+            _ => return Err(bad()),
+        };
+        if !host.starts_with('/') || !ctr.starts_with('/') || !matches!(mode, "ro" | "rw") {
+            return Err(bad());
+        }
+        Ok(Bind { host: host.into(), container: ctr.to_string(), read_only: mode == "ro" })
+    }
+}
+
+/// The default PATH docker gives Linux containers that set none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's rules: `--entrypoint` replaces ENTRYPOINT (and drops CMD); arguments replace CMD;
+/// the process is ENTRYPOINT followed by CMD.
+pub fn process_args(config: &ImageConfig, opts: &RunOptions) -> Result<Vec<String>> {
+    let c = config.config.clone().unwrap_or_default();
+    let entrypoint = match &opts.entrypoint {
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => c.entrypoint.unwrap_or_default(),
+    };
+    let cmd = if !opts.args.is_empty() {
+        opts.args.clone()
+    } else if opts.entrypoint.is_some() {
+        Vec::new()
+    } else {
+        c.cmd.unwrap_or_default()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(Error::InvalidArgument("no command specified".into()));
+    }
+    Ok(args)
+}
+
+/// The environment: the image's Env, then `-e`/`--env-file` in order (later wins), with
+/// PATH defaulted for Linux images as docker does.
+pub fn process_env(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Vec<String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match env.iter_mut().find(|(key, _)| key == k) {
+        Some(e) => e.1 = v.to_string(),
+        None => env.push((k.to_string(), v.to_string())),
+    };
+    let linux = !config.platform().is_wasm();
+    if linux {
+        set("PATH", DEFAULT_PATH);
+    }
+    for e in config.config.as_ref().and_then(|c| c.env.as_ref()).into_iter().flatten() {
+        let (k, v) = e.split_once('=').unwrap_or((e, ""));
+        set(k, v);
+    }
+    if linux {
+        set("HOSTNAME", hostname);
+    }
+    for e in &opts.env {
+        match e.split_once('=') {
+            Some((k, v)) => set(k, v),
+            None => {
+                if let Ok(v) = std::env::var(e) {
+                    set(e, &v);
+                }
+            }
+        }
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The OCI runtime spec for a container of `image`.
+pub fn make_spec(image: &Image, opts: &RunOptions, hostname: &str) -> Result<Spec> {
+    let config = &image.config;
+    let c = config.config.clone().unwrap_or_default();
+    let args = process_args(config, opts)?;
+    let cwd = opts.workdir.clone().or(c.working_dir.filter(|w| !w.is_empty())).unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        return Err(Error::InvalidArgument(format!("the working directory {cwd:?} is invalid, it needs to be an absolute path")));
+    }
+    let user = opts.user.clone().or(c.user).unwrap_or_default();
+    let (uid, gid) = numeric_user(&user);
+    let bad = |e: oci_spec::OciSpecError| Error::InvalidArgument(format!("runtime spec: {e}"));
+    let process = ProcessBuilder::default()
+        .args(args)
+        .env(process_env(config, opts, hostname))
+        .cwd(cwd)
+        .terminal(opts.tty)
+        .user(UserBuilder::default().uid(uid).gid(gid).build().map_err(bad)?)
+        .build()
+        .map_err(bad)?;
+    let mut mounts: Vec<Mount> = Vec::new();
+    for b in &opts.binds {
+        let mut options = vec!["rbind".to_string()];
+        options.push(if b.read_only { "ro" } else { "rw" }.to_string());
+        mounts.push(
+            MountBuilder::default()
+                .destination(&b.container)
+                .typ("bind")
+                .source(&b.host)
+                .options(options)
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    let mut linux = LinuxBuilder::default();
+    if let Some(limit) = opts.memory {
+        let memory = LinuxMemoryBuilder::default().limit(limit as i64).build().map_err(bad)?;
+        linux = linux.resources(LinuxResourcesBuilder::default().memory(memory).build().map_err(bad)?);
+    }
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(RootBuilder::default().path("rootfs").readonly(false).build().map_err(bad)?)
+        .hostname(hostname)
+        .process(process)
+        .mounts(mounts)
+        .linux(linux.build().map_err(bad)?)
+        .build()
+        .map_err(bad)
+}
+
+/// `uid[:gid]` when numeric; names are resolved by the native backend through the image's
+/// /etc/passwd. Wasm guests have no users.
+fn numeric_user(user: &str) -> (u32, u32) {
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let uid = u.parse().unwrap_or(0);
+    (uid, g.parse().unwrap_or(uid))
+}
+
+/// The containers of a store.
+pub struct Containers<'a> {
+    store: &'a Store,
+    dir: Dir,
+}
+
+impl<'a> Containers<'a> {
+    pub fn open(store: &'a Store) -> Result<Containers<'a>> {
+        let root = Dir::open_ambient_dir(store.path(), cap_std::ambient_authority()).context(|| "open store".into())?;
+        let mut private = cap_std::fs::DirBuilder::new();
+        cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
+        private.recursive(true);
+        root.create_dir_with(CONTAINERS_DIR, &private).context(|| "create containers directory".into())?;
+        let dir = root.open_dir(CONTAINERS_DIR).context(|| "open containers directory".into())?;
+        Ok(Containers { store, dir })
+    }
+
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+
+    /// Make a container: its record (status created) and an empty upper layer.
+    pub fn create(&self, image: &Image, image_name: &str, runtime: Runtime, name: Option<&str>) -> Result<Container> {
+        let _lock = self.store.index_lock()?;
+        let id = new_id();
+        let name = match name {
+            Some(n) => {
+                if !valid_name(n) {
+                    return Err(Error::InvalidArgument(format!("invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+                }
+                if self.list()?.iter().any(|c| c.name == n) {
+                    return Err(Error::Conflict(format!("the container name {n:?} is already in use")));
+                }
+                n.to_string()
+            }
+            None => generated_name(&id),
+        };
+        self.dir.create_dir(&id).context(|| format!("create container {id}"))?;
+        let cdir = self.dir.open_dir(&id).context(|| format!("open container {id}"))?;
+        cdir.create_dir(UPPER).context(|| "create upper layer".into())?;
+        let container = Container {
+            id,
+            name,
+            image: image_name.to_string(),
+            image_id: image.id().clone(),
+            manifest: image.manifest_descriptor.clone(),
+            layers: image.config.rootfs.diff_ids.clone(),
+            runtime,
+            created: now(),
+            status: Status::Created,
+            pid: None,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            oom_killed: false,
+            error: None,
+        };
+        self.save(&container)?;
+        Ok(container)
+    }
+
+    /// Write the container's runtime spec (the bundle's `config.json`).
+    pub fn save_spec(&self, c: &Container, spec: &Spec) -> Result<()> {
+        let cdir = self.dir.open_dir(&c.id).context(|| format!("open container {}", c.id))?;
+        write_atomic(&cdir, SPEC, &serde_json::to_vec_pretty(spec).expect("serialize"))
+    }
+
+    pub fn save(&self, c: &Container) -> Result<()> {
+        let cdir = self.dir.open_dir(&c.id).context(|| format!("open container {}", c.id))?;
+        write_atomic(&cdir, RECORD, &serde_json::to_vec_pretty(c).expect("serialize"))
+    }
+
+    /// Every container, newest first. Records that cannot be read are skipped.
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        for entry in self.dir.entries().context(|| "list containers".into())?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(bytes) = self.dir.read(Path::new(&name).join(RECORD)) {
+                if let Ok(mut c) = serde_json::from_slice::<Container>(&bytes) {
+                    c.refresh();
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(out)
+    }
+
+    /// By full or short ID, or by name.
+    pub fn get(&self, key: &str) -> Result<Container> {
+        let all = self.list()?;
+        if let Some(c) = all.iter().find(|c| c.name == key || c.id == key) {
+            return Ok(c.clone());
+        }
+        let found: Vec<&Container> = all.iter().filter(|c| !key.is_empty() && c.id.starts_with(key)).collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::ContainerNotFound(key.to_string())),
+            _ => Err(Error::InvalidArgument(format!("{key}: ambiguous container ID prefix"))),
+        }
+    }
+
+    pub fn spec(&self, c: &Container) -> Result<Spec> {
+        let bytes = self.dir.read(Path::new(&c.id).join(SPEC)).context(|| format!("read spec of {}", c.id))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidDocument(format!("container {} spec: {e}", c.id)))
+    }
+
+    /// The container's writable layer.
+    pub fn upper(&self, c: &Container) -> Result<Dir> {
+        self.dir.open_dir(Path::new(&c.id).join(UPPER)).context(|| format!("open upper layer of {}", c.id))
+    }
+
+    pub fn upper_path(&self, c: &Container) -> PathBuf {
+        self.store.path().join(CONTAINERS_DIR).join(&c.id).join(UPPER)
+    }
+
+    /// The container's root: its image's layers under its upper layer.
+    pub fn root(&self, c: &Container) -> Result<crate::fs::Overlay<Dir>> {
+        self.store.open_root(&c.layers, self.upper(c)?)
+    }
+
+    pub fn lowers(&self, c: &Container) -> Result<Vec<Dir>> {
+        c.layers.iter().rev().map(|d| self.store.layer_dir(d)).collect()
+    }
+
+    pub fn remove(&self, c: &Container) -> Result<()> {
+        let dir = self.dir.open_dir_nofollow(std::ffi::OsStr::new(&c.id)).context(|| format!("open container {}", c.id))?;
+        drop(dir);
+        crate::store::make_removable(&self.dir, &c.id)?;
+        self.dir.remove_dir_all(&c.id).context(|| format!("remove container {}", c.id))
+    }
+}
+
+impl Container {
+    /// A record left "running" by a process that is gone (killed, machine rebooted) is
+    /// shown as exited.
+    fn refresh(&mut self) {
+        if self.status == Status::Running {
+            let alive = self.pid.is_some_and(|p| {
+                rustix::process::Pid::from_raw(p as i32)
+                    .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+            });
+            if !alive {
+                self.status = Status::Exited;
+                self.exit_code.get_or_insert(137);
+            }
+        }
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn new_id() -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(crate::content::temp_name("container").as_bytes());
+    h.update(std::process::id().to_le_bytes());
+    if let Ok(bytes) = std::fs::read("/proc/sys/kernel/random/uuid") {
+        h.update(bytes);
+    }
+    hex::encode(h.finalize())
+}
+
+fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty() && b[0].is_ascii_alphanumeric() && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// docker-style `adjective_name`, chosen by the ID.
+fn generated_name(id: &str) -> String {
+    const LEFT: [&str; 16] = [
+        "admiring", "brave", "clever", "dreamy", "eager", "fervent", "gallant", "happy", "jolly", "keen", "lucid",
+        "modest", "nifty", "quirky", "serene", "vibrant",
+    ];
+    const RIGHT: [&str; 16] = [
+        "babbage", "curie", "darwin", "euler", "faraday", "galois", "hopper", "kepler", "lovelace", "meitner",
+        "noether", "pascal", "ritchie", "shannon", "turing", "wozniak",
+    ];
+    let n = u32::from_str_radix(&id[..8], 16).unwrap_or(0) as usize;
+    format!("{}_{}", LEFT[n % 16], RIGHT[(n / 16) % 16])
+}
+
+impl Containers<'_> {
+    /// Turn the container's changes into a new image (not yet tagged): the container's image
+    /// config with `changes` applied, plus one layer made from the upper directory.
+    pub fn commit(
+        &self,
+        c: &Container,
+        message: Option<&str>,
+        author: Option<&str>,
+        changes: impl FnOnce(&mut ImageConfig) -> Result<()>,
+    ) -> Result<crate::image::Descriptor> {
+        let _writer = self.store.writer_lock()?;
+        let base_manifest = self.store.manifest(&c.manifest)?;
+        let mut config = self.store.config(&base_manifest.config)?;
+        let layer = self.store.layer_from_dir(&self.upper(c)?, crate::compression::Compression::Gzip, &crate::layer::WriteOptions::from_env())?;
+        self.store.unpack_layer(&layer.descriptor, &layer.diff_id, None)?;
+        changes(&mut config)?;
+        let created = now();
+        let command = self.spec(c).ok().and_then(|s| s.process().as_ref().and_then(|p| p.args().clone())).unwrap_or_default().join(" ");
+        if let Some(a) = author {
+            config.author = Some(a.to_string());
+        }
+        // Images without history get one entry per layer, so history and layers stay aligned.
+        let described = config.history.iter().filter(|h| !h.empty_layer).count();
+        for _ in described..config.rootfs.diff_ids.len() {
+            config.history.push(crate::image::History { created: config.created.clone(), ..Default::default() });
+        }
+        config.created = Some(created.clone());
+        config.rootfs.diff_ids.push(layer.diff_id.clone());
+        config.history.push(crate::image::History {
+            created: Some(created),
+            created_by: Some(command),
+            author: author.map(String::from),
+            comment: message.map(String::from),
+            empty_layer: false,
+        });
+        let mut layers = base_manifest.layers.clone();
+        layers.push(layer.descriptor);
+        self.store.put_image(&config, layers)
+    }
+}

@@ -1,0 +1,238 @@
+//! The wasmtime backend: runs WASI preview 2 components, and preview 1 modules turned into
+//! components, with the container's root served from `runtime::fs` (no privileges needed).
+//!
+//! Start-up: compiled code is cached on disk under `cache/wasm/`, keyed by the module's
+//! digest and the engine's compatibility hash; later runs deserialize (mmap) it. Stop: a
+//! signal bumps the engine's epoch and the guest traps at its next epoch check.
+
+pub mod filesystem;
+mod p1;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use cap_std::fs::Dir;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::fs::Overlay;
+
+/// What a guest's store holds.
+pub struct WasmState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub fs: filesystem::GuestFs,
+    pub limits: StoreLimits,
+}
+
+impl WasiView for WasmState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The first bytes of every Wasm binary.
+pub const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
+/// How a guest run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest exited with this status.
+    Exited(i32),
+    /// Stopped by this signal (SIGINT, SIGTERM) through epoch interruption.
+    Interrupted(i32),
+    /// It tried to grow memory past `--memory`.
+    OutOfMemory,
+    /// A trap: one line saying what and where.
+    Trapped(String),
+}
+
+impl Outcome {
+    /// The status `strata run` exits with, as docker would report it.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Exited(c) => *c,
+            Outcome::Interrupted(sig) => 128 + sig,
+            Outcome::OutOfMemory => 137,
+            Outcome::Trapped(_) => 134,
+        }
+    }
+}
+
+/// A handle that stops a running guest from another thread (a signal handler's).
+#[derive(Clone)]
+pub struct Interrupt {
+    engine: Engine,
+    signal: Arc<AtomicI32>,
+}
+
+impl Interrupt {
+    pub fn interrupt(&self, signal: i32) {
+        self.signal.store(signal, Ordering::SeqCst);
+        self.engine.increment_epoch();
+    }
+}
+
+/// Everything a guest run needs.
+pub struct GuestSpec {
+    /// argv, argv[0] being the module's path in the container.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub stdin: bool,
+    pub memory: Option<u64>,
+}
+
+/// The engine and its compile cache; one per process.
+pub struct WasmRuntime {
+    engine: Engine,
+    cache: PathBuf,
+    signal: Arc<AtomicI32>,
+}
+
+impl WasmRuntime {
+    /// `cache` is a private directory for compiled code.
+    pub fn new(cache: &Path) -> Result<WasmRuntime> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| Error::Unsupported(format!("wasmtime: {e}")))?;
+        std::fs::create_dir_all(cache).map_err(|e| Error::IoPath { path: cache.into(), source: e })?;
+        Ok(WasmRuntime { engine, cache: cache.to_path_buf(), signal: Arc::new(AtomicI32::new(0)) })
+    }
+
+    pub fn interrupt_handle(&self) -> Interrupt {
+        Interrupt { engine: self.engine.clone(), signal: Arc::clone(&self.signal) }
+    }
+
+    /// The compiled component for `wasm` (a component, or a preview 1 module), from the
+    /// cache when it is there.
+    pub fn component(&self, wasm: &[u8]) -> Result<Component> {
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            self.engine.precompile_compatibility_hash().hash(&mut h);
+            let k = format!("{} {:x} {}", Digest::of(wasm), h.finish(), p1::ADAPTATION_VERSION);
+            Digest::of(k.as_bytes())
+        };
+        let path = self.cache.join(format!("{}.cwasm", key.hex()));
+        if path.exists() {
+            if let Ok(c) = deserialize(&self.engine, &path) {
+                return Ok(c);
+            }
+        }
+        let bytes = if wasmparser::Parser::is_core_wasm(wasm) { p1::componentize(wasm)? } else { wasm.to_vec() };
+        let component = Component::new(&self.engine, &bytes).map_err(|e| Error::InvalidArgument(format!("invalid wasm: {e:#}")))?;
+        if let Ok(serialized) = component.serialize() {
+            // Best effort: a failed cache write only costs the next start a compile.
+            let tmp = self.cache.join(crate::content::temp_name(".cwasm"));
+            if std::fs::write(&tmp, &serialized).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+        Ok(component)
+    }
+
+    /// Run the guest at `spec.args[0]` in `root`, with extra `binds`.
+    pub fn run(&self, root: Overlay<Dir>, binds: Vec<filesystem::Mount>, spec: &GuestSpec) -> Result<Outcome> {
+        let root = Arc::new(root);
+        let program = spec.args.first().ok_or_else(|| Error::InvalidArgument("no command specified".into()))?;
+        let wasm = read_program(&root, program, &spec.cwd)?;
+        let component = self.component(&wasm)?;
+
+        let mut linker: Linker<WasmState> = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
+        filesystem::add_to_linker(&mut linker).map_err(wasm_err)?;
+        p1::add_exit_to_linker(&mut linker).map_err(wasm_err)?;
+        let pre = CommandPre::new(linker.instantiate_pre(&component).map_err(|e| Error::InvalidArgument(format!("{program}: {e:#}")))?)
+            .map_err(|e| Error::InvalidArgument(format!("{program}: not a WASI command: {e:#}")))?;
+
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.args(&spec.args).envs(&spec.env).inherit_stdout().inherit_stderr();
+        if spec.stdin {
+            wasi.inherit_stdin();
+        }
+        let mut mounts = vec![filesystem::Mount { guest_path: "/".into(), overlay: root, read_only: false }];
+        mounts.extend(binds);
+        let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
+        if let Some(m) = spec.memory {
+            limits = limits.memory_size(m as usize);
+        }
+        let state = WasmState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            fs: filesystem::GuestFs::new(mounts),
+            limits: limits.build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_trap();
+
+        let result = pre.instantiate(&mut store).and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store));
+        Ok(match result {
+            Ok(Ok(())) => Outcome::Exited(0),
+            Ok(Err(())) => Outcome::Exited(1),
+            Err(e) => self.classify(e, spec.memory),
+        })
+    }
+
+    fn classify(&self, e: wasmtime::Error, memory: Option<u64>) -> Outcome {
+        if let Some(exit) = e.downcast_ref::<I32Exit>() {
+            return Outcome::Exited(exit.0);
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                let sig = self.signal.load(Ordering::SeqCst);
+                return Outcome::Interrupted(if sig == 0 { 15 } else { sig });
+            }
+            Some(_) | None => {}
+        }
+        // The limiter's refusal is in the error's chain of causes.
+        let text = format!("{e:?}");
+        if memory.is_some() && (text.contains("forcing trap when growing memory") || text.contains("forcing a memory growth failure")) {
+            return Outcome::OutOfMemory;
+        }
+        let trap = e.downcast_ref::<Trap>().map(|t| t.to_string());
+        let function = e
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .and_then(|bt| bt.frames().iter().find_map(|f| f.func_name().map(str::to_string)));
+        let trap = trap.map(|t| t.trim_start_matches("wasm trap: ").to_string());
+        Outcome::Trapped(match (trap, function) {
+            (Some(t), Some(f)) => format!("wasm trap in {f}: {t}"),
+            (Some(t), None) => format!("wasm trap: {t}"),
+            (None, _) => format!("{e:#}").lines().next().unwrap_or("wasm error").to_string(),
+        })
+    }
+}
+
+/// Read the program named by argv[0]: a path in the container (relative to `cwd`).
+fn read_program(root: &Overlay<Dir>, program: &str, cwd: &str) -> Result<Vec<u8>> {
+    let path = if program.starts_with('/') { program.to_string() } else { format!("{}/{program}", cwd.trim_end_matches('/')) };
+    let mut file = root
+        .open(std::ffi::OsStr::new(&path), &crate::fs::OpenOptions { read: true, ..Default::default() })
+        .map_err(|e| Error::ProgramNotFound(format!("{program}: {e}")))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).context(|| format!("read {program}"))?;
+    if !bytes.starts_with(WASM_MAGIC) {
+        return Err(Error::NotExecutable(format!("{program}: not a WebAssembly binary")));
+    }
+    Ok(bytes)
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file was written by `Component::serialize` of this engine configuration
+    // into the store's private (0700) cache, and its name includes the engine's
+    // compatibility hash; wasmtime also checks the header before use.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn wasm_err(e: wasmtime::Error) -> Error {
+    Error::Unsupported(format!("wasmtime: {e:#}"))
+}
