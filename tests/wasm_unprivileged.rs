@@ -1,29 +1,55 @@
-//! No privileges: an unprivileged user, on a host where creating any namespace fails,
-//! imports a Wasm image, runs it and commits the result. Alone in its test binary because
-//! it lowers `user.max_user_namespaces` for the whole machine while it runs.
+//! No privileges: an unprivileged user, in an environment where creating any namespace
+//! fails (a seccomp filter refuses unshare, setns and clone with CLONE_NEW* flags), imports
+//! a Wasm image, runs it and commits the result.
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+
 use common::{hello_wasm, sh, Env};
+use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule};
 
 const NOBODY: &str = "65534";
 
-/// Restores the sysctl when the test ends, even by panic.
-struct MaxUserNamespaces(String);
-
-impl Drop for MaxUserNamespaces {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/proc/sys/user/max_user_namespaces", &self.0);
-    }
+/// Filters that make every namespace-creating call fail with EPERM. clone3 answers ENOSYS,
+/// so the C library falls back to clone, where the flags can be inspected.
+fn no_namespaces() -> Vec<BpfProgram> {
+    let arch = std::env::consts::ARCH.try_into().unwrap();
+    let ns_flags = [
+        libc::CLONE_NEWNS, libc::CLONE_NEWUTS, libc::CLONE_NEWIPC, libc::CLONE_NEWUSER, libc::CLONE_NEWPID,
+        libc::CLONE_NEWNET, libc::CLONE_NEWCGROUP,
+    ];
+    let clone_rules = ns_flags
+        .iter()
+        .map(|&f| SeccompRule::new(vec![SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(f as u64), f as u64).unwrap()]).unwrap())
+        .collect();
+    let deny: BTreeMap<i64, Vec<SeccompRule>> =
+        [(libc::SYS_unshare, vec![]), (libc::SYS_setns, vec![]), (libc::SYS_clone, clone_rules)].into_iter().collect();
+    let no_clone3: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3, vec![])].into_iter().collect();
+    let eperm = SeccompFilter::new(deny, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch).unwrap();
+    let enosys = SeccompFilter::new(no_clone3, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch).unwrap();
+    vec![eperm.try_into().unwrap(), enosys.try_into().unwrap()]
 }
 
+#[allow(unsafe_code)]
 fn as_nobody(env: &Env, script: &str) -> std::process::Output {
-    std::process::Command::new("setpriv")
-        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--inh-caps=-all", "--", "sh", "-c", script])
+    let filters = no_namespaces();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--inh-caps=-all", "--", "sh", "-c", script])
         .env("HOME", env.tmp.path())
-        .env_remove("STRATA_ROOT")
-        .output()
-        .unwrap()
+        .env_remove("STRATA_ROOT");
+    // SAFETY: between fork and exec the closure only makes the prctl/seccomp system calls
+    // seccompiler issues for already-built programs; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for f in &filters {
+                seccompiler::apply_filter(f).map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
 }
 
 #[test]
@@ -37,11 +63,14 @@ fn wasm_images_import_run_and_commit_with_no_namespaces() {
     std::fs::copy(&p1, env.path("hello-p1.wasm")).unwrap();
     std::fs::copy(&p2, env.path("hello-p2.wasm")).unwrap();
     sh(&format!("chmod 0755 {0} && chown -R {NOBODY}:{NOBODY} {0}", env.tmp.path().display()));
-    let old = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap();
-    let _restore = MaxUserNamespaces(old);
-    std::fs::write("/proc/sys/user/max_user_namespaces", "0").unwrap();
+    // Without the filter, this user can make namespaces here...
+    let free = std::process::Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--", "unshare", "-Ur", "true"])
+        .status()
+        .unwrap();
+    assert!(free.success(), "unprivileged user namespaces work on this host");
 
-    // The environment really allows no namespace of any kind.
+    // ...with it, none of any kind.
     for kind in ["-U", "-m", "-p -f", "-n", "-Ur"] {
         let out = as_nobody(&env, &format!("unshare {kind} true"));
         assert!(!out.status.success(), "unshare {kind} should fail here");
