@@ -1,36 +1,58 @@
 #!/usr/bin/env bash
-# The main job: build strata, then take the example images through the local default store
-# (/var/lib/strata as root, ~/.local/share/strata otherwise): import, list, history, save,
-# and load back.
+# The main job: build strata and the example guest, then take the example images through
+# the local default store (/var/lib/strata as root, ~/.local/share/strata otherwise):
+# import, list, history, run (Wasm), diff, commit, save and load back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --locked
 strata=./target/release/strata
+examples/hello-wasm/build.sh >/dev/null
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+say() { printf '\n$ %s\n' "$*"; }
 
 # A busybox rootfs, from Debian's busybox-static (installed when missing and we are root).
-if [ ! -x /bin/busybox ] && [ "$(id -u)" = 0 ]; then
+if ! command -v busybox >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq busybox-static >/dev/null || true
 fi
 examples/rootfs/make-busybox-rootfs.sh "$work/rootfs"
 tar -C "$work/rootfs" -czf "$work/busybox-rootfs.tar.gz" .
 
-echo '$ strata import -c "CMD [\"/bin/sh\"]" busybox-rootfs.tar.gz example/busybox:1.0'
+# The Wasm image: the hello-wasm guest (preview 2 component) and a data file.
+mkdir -p "$work/wasm/data"
+cp examples/hello-wasm/out/hello-p2.wasm "$work/wasm/hello.wasm"
+echo "hello from a layered wasm image" > "$work/wasm/data/greeting.txt"
+tar -C "$work/wasm" -cf "$work/hello-wasm.tar" .
+
+say strata import -c 'CMD ["/bin/sh"]' busybox-rootfs.tar.gz example/busybox:1.0
 $strata import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' "$work/busybox-rootfs.tar.gz" example/busybox:1.0
-echo '$ strata import --platform wasi/wasm -c "ENTRYPOINT [\"/hello.wasm\"]" - example/hello-wasm:1.0'
-examples/rootfs/make-wasm-rootfs.sh "$work/wasm"
-tar -C "$work/wasm" -cf - . | $strata import --platform wasi/wasm -c 'ENTRYPOINT ["/hello.wasm"]' - example/hello-wasm:1.0
-echo '$ strata images'
+say strata import --platform wasi/wasm -c 'ENTRYPOINT ["/hello.wasm"]' hello-wasm.tar example/hello-wasm:1.0
+$strata import --platform wasi/wasm -c 'ENTRYPOINT ["/hello.wasm"]' "$work/hello-wasm.tar" example/hello-wasm:1.0
+say strata images
 $strata images
-echo '$ strata history example/busybox:1.0'
+say strata history example/busybox:1.0
 $strata history example/busybox:1.0
-echo '$ strata inspect -f "{{.Os}}/{{.Architecture}}" example/hello-wasm:1.0'
-$strata inspect -f '{{.Os}}/{{.Architecture}}' example/hello-wasm:1.0
-echo '$ strata save -o examples.tar example/busybox:1.0 example/hello-wasm:1.0 && strata load -i examples.tar'
+say strata run --name hello -e GREETING=hi example/hello-wasm:1.0 hello world
+$strata rm -f hello >/dev/null 2>&1 || true
+$strata run --name hello -e GREETING=hi example/hello-wasm:1.0 hello world
+say strata run --rm example/hello-wasm:1.0 cat /data/greeting.txt
+$strata run --rm example/hello-wasm:1.0 cat /data/greeting.txt
+say 'strata run --rm example/hello-wasm:1.0 exit 7; echo "exit status $?"'
+$strata run --rm example/hello-wasm:1.0 exit 7 || echo "exit status $?"
+say strata ps -a
+$strata ps -a
+say strata diff hello
+$strata diff hello
+say strata commit hello example/hello-wasm:committed
+$strata commit hello example/hello-wasm:committed
+$strata rm hello >/dev/null
+say strata run --rm example/hello-wasm:committed cat /tmp/hello.txt
+$strata run --rm example/hello-wasm:committed cat /tmp/hello.txt
+echo
+say strata save -o examples.tar example/busybox:1.0 example/hello-wasm:1.0 '&&' strata load -i examples.tar
 $strata save -o "$work/examples.tar" example/busybox:1.0 example/hello-wasm:1.0
 $strata load -i "$work/examples.tar"
-echo '$ strata system df'
+say strata system df
 $strata system df

@@ -189,15 +189,34 @@ fn run_wasm(
             })
         })
         .collect::<strata_runtime::Result<Vec<_>>>()?;
+    let root = containers.root(container)?;
+    for b in &opts.binds {
+        // Mount points exist in the container, as docker makes them.
+        make_dirs(&root, &b.container).map_err(|e| strata_runtime::Error::io(format!("create mount point {}", b.container), e))?;
+    }
     container.status = Status::Running;
     container.pid = Some(std::process::id());
     container.started_at = Some(strata_runtime::container::now());
     containers.save(container)?;
-    let outcome = wasm.run(containers.root(container)?, binds, &guest);
+    let outcome = wasm.run(root, binds, &guest);
     drop(finished);
     handle.close();
     let _ = watcher.join();
     outcome
+}
+
+/// `mkdir -p` in the container's root.
+fn make_dirs(root: &strata_runtime::fs::Overlay<strata_runtime::cap_std::fs::Dir>, path: &str) -> std::io::Result<()> {
+    let mut at = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        at.push('/');
+        at.push_str(part);
+        match root.create_dir(std::ffi::OsStr::new(&at), 0o755) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            r => r?,
+        }
+    }
+    Ok(())
 }
 
 fn cap_std_dir(path: &std::path::Path) -> strata_runtime::Result<strata_runtime::cap_std::fs::Dir> {

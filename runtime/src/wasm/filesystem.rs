@@ -806,7 +806,7 @@ impl OutputStream for FileWriter {
 // ----- the bindings -----
 
 /// What the generated host traits are implemented on.
-pub struct FsView<'a> {
+struct FsView<'a> {
     fs: &'a GuestFs,
     table: &'a mut ResourceTable,
 }
