@@ -43,6 +43,8 @@ fn hello_runs_with_args_env_and_a_layered_root() {
         let cat = env.ok(&["run", "--rm", "hello:committed", "cat", "/tmp/hello.txt"]);
         assert_eq!(cat, "written by hello-wasm", "{kind}");
         assert!(env.ok(&["history", "hello:committed"]).contains("with hello.txt"));
+        // An image a container uses is not removed without -f, and its content stays.
+        assert!(env.fails(&["rmi", "hello"]).contains("must force"), "{kind}");
         assert_eq!(env.ok(&["rm", "first"]).trim(), "first");
         assert_eq!(env.ok(&["ps", "-aq"]), "", "{kind}: --rm and rm leave no containers");
     }

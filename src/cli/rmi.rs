@@ -13,8 +13,18 @@ pub struct Args {
 impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
         let mut deleted = false;
+        let containers = strata_runtime::container::Containers::open(store)?.list()?;
         for arg in &self.images {
             let image = store.resolve(arg)?;
+            if let Some(c) = containers.iter().find(|c| c.image_id == *image.id()) {
+                if !self.force {
+                    bail!(
+                        "conflict: unable to remove image {arg} (must force) - container {} is using its referenced image {}",
+                        c.short_id(),
+                        image.id().short()
+                    );
+                }
+            }
             // Named by a tag: remove that tag. Named by ID: remove every tag (with -f when
             // there are several, as docker asks).
             let by_name = Reference::parse(arg).ok().map(|r| r.to_string()).filter(|n| image.names.contains(n));

@@ -199,9 +199,13 @@ impl WasmRuntime {
             return Outcome::OutOfMemory;
         }
         let trap = e.downcast_ref::<Trap>().map(|t| t.to_string());
-        let function = e
-            .downcast_ref::<wasmtime::WasmBacktrace>()
-            .and_then(|bt| bt.frames().iter().find_map(|f| f.func_name().map(str::to_string)));
+        // The innermost frame: its name when the module kept names, else its index.
+        let function = e.downcast_ref::<wasmtime::WasmBacktrace>().and_then(|bt| {
+            bt.frames().first().map(|f| match f.func_name() {
+                Some(name) => name.to_string(),
+                None => format!("function #{}", f.func_index()),
+            })
+        });
         let trap = trap.map(|t| t.trim_start_matches("wasm trap: ").to_string());
         Outcome::Trapped(match (trap, function) {
             (Some(t), Some(f)) => format!("wasm trap in {f}: {t}"),
