@@ -73,7 +73,7 @@ fn exit_codes_are_exact() {
         assert_eq!(code(&out), 127, "{kind}: {}", String::from_utf8_lossy(&out.stderr));
         let out = env.run(&["run", "--rm", "--entrypoint", "/data/greeting.txt", "--runtime", "wasm", "hello"]);
         assert_eq!(code(&out), 126, "{kind}: {}", String::from_utf8_lossy(&out.stderr));
-        let out = env.run(&["run", "--rm", "nosuchimage"]);
+        let out = env.run(&["run", "--rm", "--pull", "never", "nosuchimage"]);
         assert_eq!(code(&out), 125);
         assert!(String::from_utf8_lossy(&out.stderr).contains("Unable to find image 'nosuchimage' locally"));
     }

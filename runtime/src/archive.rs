@@ -281,15 +281,10 @@ pub fn load<R: Read>(store: &Store, input: R, platform: Option<&Platform>, progr
             store.unpack_layer(desc, diff_id, progress)?;
         }
         if names.is_empty() {
-            store.update_index(|index| {
-                if !index.manifests.iter().any(|d| d.digest == *image.digest()) {
-                    index.manifests.push(image.manifest_descriptor.clone());
-                }
-                Ok(())
-            })?;
+            store.add_image(None, &image.manifest_descriptor)?;
         }
         for name in &names {
-            store.set_tag(name, &image.manifest_descriptor)?;
+            store.add_image(Some(name), &image.manifest_descriptor)?;
         }
         loaded.images.push((image.id().clone(), names));
     }

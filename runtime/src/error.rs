@@ -53,6 +53,8 @@ pub enum Error {
     ProgramNotFound(String),
     #[error("exec: {0}: permission denied")]
     NotExecutable(String),
+    #[error("{0}")]
+    Registry(String),
     #[error("no such container: {0}")]
     ContainerNotFound(String),
     #[error("blob {0} not found in the store")]

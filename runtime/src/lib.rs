@@ -14,6 +14,8 @@ pub mod layer;
 pub mod pipe;
 pub mod progress;
 pub mod reference;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod store;
 #[cfg(feature = "wasm")]
 pub mod wasm;

@@ -203,6 +203,19 @@ impl Store {
         })
     }
 
+    /// Record a new image: tagged `name`, or untagged (listed as `<none>`) without one.
+    pub fn add_image(&self, name: Option<&Reference>, manifest: &Descriptor) -> Result<()> {
+        match name {
+            Some(r) => self.set_tag(r, manifest),
+            None => self.update_index(|index| {
+                if !index.manifests.iter().any(|d| d.digest == manifest.digest) {
+                    index.manifests.push(manifest.clone());
+                }
+                Ok(())
+            }),
+        }
+    }
+
     /// Remove tag `name`; false when it did not exist.
     pub fn remove_tag(&self, name: &str) -> Result<bool> {
         self.update_index(|index| {

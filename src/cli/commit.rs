@@ -39,13 +39,7 @@ impl Args {
             Ok(())
         };
         let manifest = containers.commit(&c, self.message.as_deref(), self.author.as_deref(), apply)?;
-        match &reference {
-            Some(r) => store.set_tag(r, &manifest)?,
-            None => store.update_index(|index| {
-                index.manifests.push(manifest.clone());
-                Ok(())
-            })?,
-        }
+        store.add_image(reference.as_ref(), &manifest)?;
         println!("{}", store.manifest(&manifest)?.config.digest);
         Ok(())
     }

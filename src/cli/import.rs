@@ -82,13 +82,7 @@ impl Args {
             config.extra.insert("comment".into(), serde_json::Value::String(m.clone()));
         }
         let manifest = store.put_image(&config, vec![layer.descriptor])?;
-        match &reference {
-            Some(r) => store.set_tag(r, &manifest)?,
-            None => store.update_index(|index| {
-                index.manifests.push(manifest.clone());
-                Ok(())
-            })?,
-        }
+        store.add_image(reference.as_ref(), &manifest)?;
         println!("{}", store.manifest(&manifest)?.config.digest);
         Ok(())
     }

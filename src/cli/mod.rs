@@ -8,7 +8,10 @@ mod images;
 mod import;
 mod inspect;
 mod load;
+mod login;
 mod ps;
+mod pull;
+mod push;
 mod rm;
 mod rmi;
 mod run;
@@ -46,6 +49,14 @@ enum Command {
     Diff(diff::Args),
     /// Create a new image from a container's changes
     Commit(commit::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
+    /// Log in to a registry
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
     /// Create an image from a rootfs tarball
     Import(import::Args),
     /// List images
@@ -77,6 +88,10 @@ impl Cli {
             Command::Rm(a) => a.run(&open()?),
             Command::Diff(a) => a.run(&open()?),
             Command::Commit(a) => a.run(&open()?),
+            Command::Pull(a) => a.run(&open()?),
+            Command::Push(a) => a.run(&open()?),
+            Command::Login(a) => a.run(),
+            Command::Logout(a) => a.run(),
             Command::Import(a) => a.run(&open()?),
             Command::Images(a) => a.run(&open()?),
             Command::Inspect(a) => a.run(&open()?),

@@ -46,6 +46,14 @@ pub struct Args {
     /// Backend: wasm or native (default: chosen from the image)
     #[arg(long)]
     runtime: Option<String>,
+    /// Pull the image before running: missing, always or never
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pull: String,
+    /// Platform to pull (e.g. wasi/wasm)
+    #[arg(long)]
+    platform: Option<String>,
+    #[command(flatten)]
+    registry: super::pull::RegistryFlags,
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
@@ -69,11 +77,31 @@ impl Args {
         }
     }
 
+    /// The image, pulled first when `--pull` says so (docker's `missing` by default).
+    fn image(&self, store: &Store) -> Result<Image> {
+        let local = store.resolve(&self.image);
+        let wanted = |e: &strata_runtime::Error| e.kind() == ErrorKind::NotFound;
+        match (self.pull.as_str(), local) {
+            ("never", Err(e)) if wanted(&e) => Err(anyhow!("Unable to find image '{}' locally", self.image)),
+            ("never", r) | ("missing", r @ Ok(_)) => Ok(r?),
+            (mode, r) => {
+                if let Err(e) = &r {
+                    if !wanted(e) {
+                        return Err(anyhow!("{e}"));
+                    }
+                }
+                if mode == "missing" {
+                    eprintln!("Unable to find image '{}' locally", self.image);
+                }
+                let reference = strata_runtime::Reference::parse(&self.image)?;
+                let opts = self.registry.options(self.platform.as_deref())?;
+                super::pull::pull(store, &reference, &opts, false).map_err(|e| anyhow!("pull {}: {e:#}", self.image))
+            }
+        }
+    }
+
     fn execute(self, store: &Store) -> Result<i32> {
-        let image = store.resolve(&self.image).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => anyhow!("Unable to find image '{}' locally", self.image),
-            _ => e.into(),
-        })?;
+        let image = self.image(store)?;
         let mut env = Vec::new();
         for file in &self.env_files {
             let text = std::fs::read_to_string(file).with_context(|| format!("read env file {}", file.display()))?;
