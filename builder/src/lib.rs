@@ -1,3 +1,4 @@
 //! Strata's Dockerfile builder.
 
 pub mod config_change;
+pub mod dockerfile;

@@ -3,6 +3,7 @@
 
 mod commit;
 mod diff;
+mod dockerfile;
 mod history;
 mod images;
 mod import;
@@ -76,6 +77,9 @@ enum Command {
     /// Manage the store
     #[command(subcommand)]
     System(system::Command),
+    /// Dockerfile tools
+    #[command(subcommand)]
+    Dockerfile(dockerfile::Command),
 }
 
 impl Cli {
@@ -91,6 +95,7 @@ impl Cli {
             Command::Pull(a) => a.run(&open()?),
             Command::Push(a) => a.run(&open()?),
             Command::Login(a) => a.run(),
+            Command::Dockerfile(c) => c.run(),
             Command::Logout(a) => a.run(),
             Command::Import(a) => a.run(&open()?),
             Command::Images(a) => a.run(&open()?),
