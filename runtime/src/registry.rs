@@ -19,7 +19,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::Client;
+use oci_client::{Client, RegistryOperation};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -52,7 +52,22 @@ impl Default for RegistryOptions {
 }
 
 fn registry_error(what: &str, e: OciDistributionError) -> Error {
-    Error::Registry(format!("{what}: {e}"))
+    Error::Registry(format!("{what}: {}", with_causes(&e)))
+}
+
+/// An error and its causes on one line (reqwest hides the TLS reason in its source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// The registry host that `reference` names, as docker's config keys it.
@@ -142,6 +157,14 @@ fn insecure_by_config(host: &str) -> bool {
     std::env::var("STRATA_INSECURE_REGISTRIES").is_ok_and(|v| v.split(',').any(|h| h.trim() == host))
 }
 
+/// Whether the registry answers `client` at the HTTP level (any status but a transport
+/// failure or a 400, which is how an HTTPS server answers plain HTTP).
+fn answers(runtime: &tokio::runtime::Runtime, host: &str, client: &Client) -> bool {
+    let probe = oci_client::Reference::with_tag(host.to_string(), "strata/probe".into(), "latest".into());
+    let result = runtime.block_on(client.pull_manifest_raw(&probe, &RegistryAuth::Anonymous, ACCEPTED));
+    !matches!(result, Err(OciDistributionError::RequestError(_)) | Err(OciDistributionError::ServerError { code: 400, .. }))
+}
+
 /// A connection to one registry host.
 pub struct Session {
     client: Client,
@@ -151,7 +174,10 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connect to `host`. TLS first; plain HTTP for insecure or (if TLS fails) loopback hosts.
+    /// Connect to `host` over HTTPS. Plain HTTP is tried only for registries marked insecure
+    /// (`--tls-verify=false`, `STRATA_INSECURE_REGISTRIES`) or on loopback, and only when the
+    /// registry does not speak TLS at all (an HTTPS server answering plain HTTP with 400 keeps
+    /// us on HTTPS, so a certificate problem is reported, not bypassed).
     pub fn open(host: &str, opts: &RegistryOptions) -> Result<Session> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
@@ -162,29 +188,39 @@ impl Session {
             Some((u, p)) => RegistryAuth::Basic(u, p),
             None => RegistryAuth::Anonymous,
         };
-        let http = !opts.tls_verify || insecure_by_config(host);
-        let mut session = Session { client: Client::new(client_config(opts, http)?), auth, runtime, host: host.to_string() };
-        if !http && is_loopback(host) && !session.answers() {
-            session.client = Client::new(client_config(opts, true)?);
-        }
-        Ok(session)
+        // Probes use their own clients: a client keeps the first credentials it is given.
+        let may_use_http = !opts.tls_verify || insecure_by_config(host) || is_loopback(host);
+        let http = may_use_http
+            && !answers(&runtime, host, &Client::new(client_config(opts, false)?))
+            && answers(&runtime, host, &Client::new(client_config(opts, true)?));
+        Ok(Session { client: Client::new(client_config(opts, http)?), auth, runtime, host: host.to_string() })
     }
 
-    /// Whether the registry answers at all with the current protocol.
-    fn answers(&self) -> bool {
-        let probe = oci_client::Reference::with_tag(self.host.clone(), "strata/probe".into(), "latest".into());
-        let result = self.runtime.block_on(self.client.pull_manifest_raw(&probe, &self.auth, ACCEPTED));
-        !matches!(result, Err(OciDistributionError::RequestError(_)))
+    /// Answer the registry's auth challenge for `r` (bearer token or basic credentials), so
+    /// the requests that follow carry them.
+    fn authenticate(&self, r: &oci_client::Reference, op: RegistryOperation) -> Result<()> {
+        retry(|| self.runtime.block_on(self.client.auth(r, &self.auth, op)))
+            .map(|_| ())
+            .map_err(|e| registry_error(&format!("authenticate to {}", self.host), e))
     }
 
     /// Check credentials: a request that needs them must not be refused as unauthorized.
     pub fn check_login(&self) -> Result<()> {
         let probe = oci_client::Reference::with_tag(self.host.clone(), "strata/login-check".into(), "latest".into());
+        self.authenticate(&probe, RegistryOperation::Pull)?;
         match self.runtime.block_on(self.client.pull_manifest_raw(&probe, &self.auth, ACCEPTED)) {
+            // The probe image does not exist: being told so means we were let in.
+            Ok(_) | Err(OciDistributionError::ImageManifestNotFoundError(_)) => Ok(()),
+            Err(OciDistributionError::RegistryError { envelope, .. })
+                if envelope.errors.iter().all(|e| !format!("{:?}", e.code).to_ascii_lowercase().contains("unauthorized")) =>
+            {
+                Ok(())
+            }
             Err(OciDistributionError::AuthenticationFailure(m)) => Err(Error::Registry(format!("login to {}: {m}", self.host))),
-            Err(OciDistributionError::UnauthorizedError { .. }) => Err(Error::Registry(format!("login to {}: unauthorized: wrong username or password", self.host))),
-            Err(OciDistributionError::RequestError(e)) => Err(Error::Registry(format!("login to {}: {e}", self.host))),
-            _ => Ok(()),
+            Err(OciDistributionError::UnauthorizedError { .. }) | Err(OciDistributionError::RegistryError { .. }) => {
+                Err(Error::Registry(format!("login to {}: unauthorized: wrong username or password", self.host)))
+            }
+            Err(e) => Err(Error::Registry(format!("login to {}: {}", self.host, with_causes(&e)))),
         }
     }
 
@@ -223,7 +259,7 @@ impl Session {
             }
             let mut writer = store.content().writer()?;
             let result: std::result::Result<(), String> = self.runtime.block_on(async {
-                let mut stream = self.client.pull_blob_stream(r, desc.digest.as_str()).await.map_err(|e| e.to_string())?;
+                let mut stream = self.client.pull_blob_stream(r, desc.digest.as_str()).await.map_err(|e| with_causes(&e))?;
                 while let Some(chunk) = stream.stream.next().await {
                     let chunk = chunk.map_err(|e| e.to_string())?;
                     if writer.written() + chunk.len() as u64 > desc.size {
@@ -248,6 +284,7 @@ impl Session {
     pub fn pull(&self, store: &Store, reference: &Reference, opts: &RegistryOptions, progress: Option<&dyn Progress>) -> Result<Image> {
         let _writer = store.writer_lock()?;
         let remote = remote_ref(reference);
+        self.authenticate(&remote, RegistryOperation::Pull)?;
         let (mut bytes, mut media_type, mut digest) = self.fetch_document(&remote, reference.digest())?;
         let want = opts.platform.clone().unwrap_or_else(Platform::host);
         for _ in 0..4 {
@@ -307,6 +344,7 @@ impl Session {
     /// ours on the same registry when it has them there), then the manifest and tag.
     pub fn push(&self, store: &Store, image: &Image, target: &Reference, progress: Option<&dyn Progress>) -> Result<Digest> {
         let remote = remote_ref(target);
+        self.authenticate(&remote, RegistryOperation::Push)?;
         let mut blobs = vec![image.manifest.config.clone()];
         blobs.extend(image.manifest.layers.iter().cloned());
         let siblings: Vec<oci_client::Reference> = store
@@ -347,7 +385,7 @@ impl Session {
                         done = true;
                         break;
                     }
-                    Err(e) => last = Some(e.to_string()),
+                    Err(e) => last = Some(with_causes(&e)),
                 }
             }
             if !done {
@@ -425,6 +463,8 @@ fn client_config(opts: &RegistryOptions, http: bool) -> Result<ClientConfig> {
         protocol: if http { ClientProtocol::Http } else { ClientProtocol::Https },
         accept_invalid_certificates: !opts.tls_verify,
         extra_root_certificates: extra,
+        // One streamed PUT per blob (the size is known), not a PATCH per 4 MiB chunk.
+        use_monolithic_push: true,
         max_concurrent_download: PARALLEL_LAYERS,
         max_concurrent_upload: PARALLEL_LAYERS,
         read_timeout: Some(Duration::from_secs(60)),
