@@ -295,12 +295,12 @@ impl<'a> Containers<'a> {
     /// Write the container's runtime spec (the bundle's `config.json`).
     pub fn save_spec(&self, c: &Container, spec: &Spec) -> Result<()> {
         let cdir = self.dir.open_dir(&c.id).context(|| format!("open container {}", c.id))?;
-        write_atomic(&cdir, SPEC, &serde_json::to_vec_pretty(spec).expect("serialize"))
+        write_atomic(&cdir, SPEC, &serde_json::to_vec_pretty(spec).expect("serialize"), false)
     }
 
     pub fn save(&self, c: &Container) -> Result<()> {
         let cdir = self.dir.open_dir(&c.id).context(|| format!("open container {}", c.id))?;
-        write_atomic(&cdir, RECORD, &serde_json::to_vec_pretty(c).expect("serialize"))
+        write_atomic(&cdir, RECORD, &serde_json::to_vec_pretty(c).expect("serialize"), false)
     }
 
     /// Every container, newest first. Records that cannot be read are skipped.

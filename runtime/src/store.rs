@@ -128,10 +128,10 @@ impl Store {
             root.create_dir_with(dir, &private).context(|| format!("create {}", path.join(dir).display()))?;
         }
         if !root.exists(LAYOUT_FILE) {
-            write_atomic(&root, LAYOUT_FILE, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            write_atomic(&root, LAYOUT_FILE, br#"{"imageLayoutVersion":"1.0.0"}"#, true)?;
         }
         if !root.exists(INDEX_FILE) {
-            write_atomic(&root, INDEX_FILE, &serde_json::to_vec(&Index::empty()).expect("serialize"))?;
+            write_atomic(&root, INDEX_FILE, &serde_json::to_vec(&Index::empty()).expect("serialize"), true)?;
         }
         let open = |name: &str| root.open_dir(name).context(|| format!("open {}", path.join(name).display()));
         let content = ContentStore::new(open("blobs/sha256")?, open(TMP_DIR)?);
@@ -186,7 +186,7 @@ impl Store {
         let mut index = self.index()?;
         let out = f(&mut index)?;
         index.manifests.sort_by(|a, b| a.ref_name().cmp(&b.ref_name()));
-        write_atomic(&self.root, INDEX_FILE, &serde_json::to_vec_pretty(&index).expect("serialize"))?;
+        write_atomic(&self.root, INDEX_FILE, &serde_json::to_vec_pretty(&index).expect("serialize"), true)?;
         Ok(out)
     }
 
@@ -350,7 +350,7 @@ impl Store {
                 return Ok(());
             }
             let staged = self.tmp.open_dir(staging).context(|| "open staging".into())?;
-            write_atomic(&staged, "meta.json", &serde_json::to_vec(meta).expect("serialize"))?;
+            write_atomic(&staged, "meta.json", &serde_json::to_vec(meta).expect("serialize"), true)?;
             match self.tmp.rename(staging, &self.layers, meta.diff_id.hex()) {
                 // Another process published the same layer first.
                 Err(_) if self.has_layer(&meta.diff_id) => Ok(()),
@@ -582,15 +582,19 @@ pub(crate) fn make_removable(parent: &Dir, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Write `name` in `dir` atomically: temp file, fsync, rename.
-pub fn write_atomic(dir: &Dir, name: &str, bytes: &[u8]) -> Result<()> {
+/// Write `name` in `dir` atomically: temp file, then rename. `durable` adds an fsync before
+/// the rename, for what must survive a crash (the index, layer metadata); container records
+/// are advisory and skip it, which keeps `run` fast.
+pub fn write_atomic(dir: &Dir, name: &str, bytes: &[u8], durable: bool) -> Result<()> {
     let tmp = temp_name(&format!(".{name}"));
     let result = (|| {
         let mut f = dir
             .open_with(&tmp, OpenOptions::new().write(true).create_new(true))
             .context(|| format!("write {name}"))?;
         f.write_all(bytes).context(|| format!("write {name}"))?;
-        f.sync_all().context(|| format!("fsync {name}"))?;
+        if durable {
+            f.sync_all().context(|| format!("fsync {name}"))?;
+        }
         dir.rename(&tmp, dir, name).context(|| format!("replace {name}"))
     })();
     if result.is_err() {

@@ -16,10 +16,12 @@
 //! - a directory that lower layers contribute to is renamed by copying it (the kernel answers
 //!   EXDEV and `mv` copies; we do the copy ourselves).
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{FileType, OFlags, Timestamps};
 
@@ -34,12 +36,19 @@ fn errno(e: rustix::io::Errno) -> io::Error {
 }
 
 pub struct Overlay<D: DirHandle> {
-    upper: D,
-    /// Topmost first.
-    lowers: Vec<D>,
+    upper: Arc<D>,
+    /// The lower layers' root directories that the union shows, topmost first (an opaque
+    /// root hides the ones below it).
+    lowers: Vec<Arc<D>>,
     /// Root may give copied-up files their owners.
     privileged: bool,
+    /// The lower directories that make up a path, by path. Lower layers never change, so an
+    /// entry stays right; the cache only saves reopening them on every lookup.
+    lower_dirs: Mutex<HashMap<Vec<OsString>, Vec<Arc<D>>>>,
 }
+
+/// Directory paths whose lower directories are kept open (each holds one fd per layer).
+const LOWER_DIRS_CACHED: usize = 128;
 
 /// Which layer an entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +67,8 @@ struct Entry {
 /// One directory of the union: the real directories that make it up, top first.
 struct Merged<D> {
     path: Vec<OsString>,
-    upper: Option<D>,
-    lowers: Vec<D>,
+    upper: Option<Arc<D>>,
+    lowers: Vec<Arc<D>>,
 }
 
 /// A name in the merged view, as `read_dir` lists it.
@@ -88,23 +97,28 @@ impl<D: DirHandle> Overlay<D> {
     /// A view of `lowers` (topmost first) under the writable `upper`. Nothing is copied:
     /// the cost does not depend on the size of the layers.
     pub fn new(lowers: Vec<D>, upper: D) -> Overlay<D> {
-        Overlay { upper, lowers, privileged: rustix::process::geteuid().is_root() }
-    }
-
-    fn root(&self) -> io::Result<Merged<D>> {
-        let mut lowers = Vec::new();
-        for l in &self.lowers {
-            lowers.push(l.try_clone_handle()?);
-            // An opaque root hides every layer below it.
-            if is_opaque(l)? {
+        // Directory handles are reopened readable: an O_PATH handle cannot read xattrs.
+        let readable = |d: D| d.open_dir_nofollow(OsStr::new(".")).unwrap_or(d);
+        let mut shown = Vec::new();
+        for l in lowers {
+            let l = readable(l);
+            let opaque = is_opaque(&l).unwrap_or(false);
+            shown.push(Arc::new(l));
+            if opaque {
                 break;
             }
         }
-        let upper = self.upper.try_clone_handle()?;
-        if is_opaque(&upper)? {
-            lowers.clear();
+        Overlay {
+            upper: Arc::new(readable(upper)),
+            lowers: shown,
+            privileged: rustix::process::geteuid().is_root(),
+            lower_dirs: Mutex::new(HashMap::new()),
         }
-        Ok(Merged { path: Vec::new(), upper: Some(upper), lowers })
+    }
+
+    fn root(&self) -> io::Result<Merged<D>> {
+        let lowers = if is_opaque(&*self.upper)? { Vec::new() } else { self.lowers.clone() };
+        Ok(Merged { path: Vec::new(), upper: Some(Arc::clone(&self.upper)), lowers })
     }
 
     /// Find `name` in the merged directory `dir`.
@@ -138,26 +152,34 @@ impl<D: DirHandle> Overlay<D> {
         let mut path = dir.path.clone();
         path.push(name.to_owned());
         let mut upper = None;
-        let mut start = 0;
-        match entry.layer {
-            Layer::Upper => {
-                let u = dir.upper.as_ref().expect("entry from upper").open_dir_nofollow(name)?;
-                let opaque = is_opaque(&u)?;
-                upper = Some(u);
-                if opaque {
-                    return Ok(Merged { path, upper, lowers: Vec::new() });
-                }
+        if entry.layer == Layer::Upper {
+            let u = dir.upper.as_ref().expect("entry from upper").open_dir_nofollow(name)?;
+            let opaque = is_opaque(&u)?;
+            upper = Some(Arc::new(u));
+            if opaque {
+                return Ok(Merged { path, upper, lowers: Vec::new() });
             }
-            Layer::Lower(i) => start = i,
+        }
+        // A merged directory's lowers are either none (an opaque upper directory above hid
+        // them) or exactly the lower layers' own stack for its path, which never changes.
+        let lowers = if dir.lowers.is_empty() { Vec::new() } else { self.lower_stack(&dir.lowers, &path, name)? };
+        Ok(Merged { path, upper, lowers })
+    }
+
+    /// The lower directories for `path`, found under the parent's `lowers`: top down, until
+    /// an opaque directory, a whiteout or a non-directory ends the stack.
+    fn lower_stack(&self, parent: &[Arc<D>], path: &[OsString], name: &OsStr) -> io::Result<Vec<Arc<D>>> {
+        if let Some(hit) = self.lower_dirs.lock().expect("lock").get(path) {
+            return Ok(hit.clone());
         }
         let mut lowers = Vec::new();
-        for lower in &dir.lowers[start..] {
+        for lower in parent {
             match lower.stat_at(name)? {
                 None => continue,
                 Some(st) if file_type(&st) == FileType::Directory => {
                     let d = lower.open_dir_nofollow(name)?;
                     let opaque = is_opaque(&d)?;
-                    lowers.push(d);
+                    lowers.push(Arc::new(d));
                     if opaque {
                         break;
                     }
@@ -166,7 +188,12 @@ impl<D: DirHandle> Overlay<D> {
                 Some(_) => break,
             }
         }
-        Ok(Merged { path, upper, lowers })
+        let mut cache = self.lower_dirs.lock().expect("lock");
+        if cache.len() >= LOWER_DIRS_CACHED {
+            cache.clear();
+        }
+        cache.insert(path.to_vec(), lowers.clone());
+        Ok(lowers)
     }
 
     /// Resolve `path` to (parent directory, last name, entry). Symlinks in the middle are
@@ -625,9 +652,11 @@ impl<D: DirHandle> Overlay<D> {
                 self.copy_tree(&sub, &made, &child, &entry.stat, false)?;
             } else {
                 // Reuse copy-up: it copies a lower entry into `made` under the same name.
-                let mut target = Merged { path: Vec::new(), upper: Some(made.try_clone_handle()?), lowers: Vec::new() };
-                let from = self.layer_dir(src, entry.layer);
-                target.lowers.push(from.try_clone_handle()?);
+                let from = match entry.layer {
+                    Layer::Upper => Arc::clone(src.upper.as_ref().expect("entry from upper")),
+                    Layer::Lower(i) => Arc::clone(&src.lowers[i]),
+                };
+                let mut target = Merged { path: Vec::new(), upper: Some(Arc::new(made.try_clone_handle()?)), lowers: vec![from] };
                 self.copy_up(&mut target, &child, &Entry { layer: Layer::Lower(0), stat: entry.stat }, true)?;
             }
         }
