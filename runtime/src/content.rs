@@ -15,6 +15,9 @@ use crate::error::{Error, IoContext, Result};
 pub struct ContentStore {
     blobs: Dir,
     tmp: Dir,
+    /// Blobs this process wrote and hashed on the way in: reading them back (to unpack a
+    /// layer just pulled or loaded) need not hash them a second time.
+    verified: std::sync::Mutex<std::collections::HashSet<Digest>>,
 }
 
 /// What is known about a stored blob.
@@ -27,7 +30,7 @@ pub struct BlobInfo {
 impl ContentStore {
     /// `blobs` is the layout's `blobs/sha256` directory; `tmp` must be on the same filesystem.
     pub fn new(blobs: Dir, tmp: Dir) -> ContentStore {
-        ContentStore { blobs, tmp }
+        ContentStore { blobs, tmp, verified: Default::default() }
     }
 
     pub fn info(&self, digest: &Digest) -> Option<BlobInfo> {
@@ -46,6 +49,16 @@ impl ContentStore {
             _ => Error::io(format!("open blob {digest}"), e),
         })?;
         Ok(VerifiedReader::new(file, digest.clone(), size))
+    }
+
+    /// A reader of the blob for unpacking: verified as it is read, unless this process
+    /// committed the blob itself (and so hashed exactly these bytes already).
+    pub fn open_for_unpack(&self, digest: &Digest, size: Option<u64>) -> Result<Box<dyn Read + Send>> {
+        let reader = self.open(digest, size)?;
+        if self.verified.lock().expect("lock").contains(digest) {
+            return Ok(Box::new(reader.into_inner()));
+        }
+        Ok(Box::new(reader))
     }
 
     /// Read a whole (small) blob, verified, refusing anything larger than `max`.
@@ -140,6 +153,7 @@ impl BlobWriter<'_> {
                 .tmp
                 .rename(&self.name, &self.store.blobs, digest.hex())
                 .context(|| format!("commit blob {digest}"))?;
+            self.store.verified.lock().expect("lock").insert(digest.clone());
         }
         Ok(BlobInfo { digest, size })
     }
@@ -186,6 +200,10 @@ impl<R: Read> VerifiedReader<R> {
         }
         self.verified = true;
         Ok(())
+    }
+
+    fn into_inner(self) -> R {
+        self.inner
     }
 
     /// Read to the end and verify; the caller's proof that the whole blob was good.

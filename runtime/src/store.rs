@@ -407,7 +407,7 @@ impl Store {
             return Ok(size);
         }
         let compression = Compression::of_layer_media_type(&desc.media_type)?;
-        let blob = self.content.open(&desc.digest, Some(desc.size))?;
+        let blob = self.content.open_for_unpack(&desc.digest, Some(desc.size))?;
         if let Some(p) = progress {
             p.start(&format!("Unpacking {}", desc.digest.short()), Some(desc.size));
         }
