@@ -33,6 +33,9 @@ fn hello_runs_with_args_env_and_a_layered_root() {
         // The container stays, exited, with its changes in its own upper layer only.
         let ps = env.ok(&["ps", "-a"]);
         assert!(ps.lines().any(|l| l.contains("first") && l.contains("Exited (0)")), "{kind}: {ps}");
+        let df = env.ok(&["system", "df"]);
+        let containers_row: Vec<&str> = df.lines().find(|l| l.starts_with("Containers")).unwrap().split_whitespace().collect();
+        assert_eq!(&containers_row[1..3], ["1", "0"], "{kind}: one container, none running: {df}");
         let diff = env.ok(&["diff", "first"]);
         assert!(diff.lines().any(|l| l == "A /tmp/hello.txt"), "{kind}: {diff}");
         let layers = env.root().join("layers");

@@ -3,7 +3,27 @@ use std::io::{BufRead, Write};
 use anyhow::Result;
 use strata_runtime::Store;
 
+use std::collections::HashSet;
+
+use strata_runtime::container::{Containers, Status};
+
 use crate::format::{human_size, table};
+
+/// Bytes of file content under `dir` (a container's upper layer), not following links.
+fn tree_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -27,9 +47,15 @@ impl Command {
                 let du = store.disk_usage()?;
                 let total = du.used + du.reclaimable;
                 let percent = if total == 0 { 0 } else { du.reclaimable * 100 / total };
+                let containers = Containers::open(store)?;
+                let all = containers.list()?;
+                let running = all.iter().filter(|c| c.status == Status::Running).count();
+                let used_images: HashSet<_> = all.iter().map(|c| c.image_id.clone()).collect();
+                let sizes: Vec<u64> = all.iter().map(|c| tree_size(&containers.upper_path(c))).collect();
+                let stopped: u64 = all.iter().zip(&sizes).filter(|(c, _)| c.status != Status::Running).map(|(_, s)| s).sum();
                 let rows = vec![
-                    vec!["Images".into(), du.images.to_string(), "0".into(), human_size(total), format!("{} ({percent}%)", human_size(du.reclaimable))],
-                    vec!["Containers".into(), "0".into(), "0".into(), "0B".into(), "0B".into()],
+                    vec!["Images".into(), du.images.to_string(), used_images.len().to_string(), human_size(total), format!("{} ({percent}%)", human_size(du.reclaimable))],
+                    vec!["Containers".into(), all.len().to_string(), running.to_string(), human_size(sizes.iter().sum()), human_size(stopped)],
                     vec!["Local Volumes".into(), "0".into(), "0".into(), "0B".into(), "0B".into()],
                     vec!["Build Cache".into(), "0".into(), "0".into(), "0B".into(), "0B".into()],
                 ];
