@@ -45,6 +45,11 @@ pub struct Overlay<D: DirHandle> {
     /// The lower directories that make up a path, by path. Lower layers never change, so an
     /// entry stays right; the cache only saves reopening them on every lookup.
     lower_dirs: Mutex<HashMap<Vec<OsString>, Vec<Arc<D>>>>,
+    /// Merged directories by path, valid while `generation` is unchanged. Every operation
+    /// that can change which directories the upper layer has (copy-up, mkdir, removal,
+    /// rename, opaque marking) bumps the generation; creating or writing files does not.
+    merged_dirs: Mutex<(u64, HashMap<Vec<OsString>, Merged<D>>)>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Directory paths whose lower directories are kept open (each holds one fd per layer).
@@ -69,6 +74,12 @@ struct Merged<D> {
     path: Vec<OsString>,
     upper: Option<Arc<D>>,
     lowers: Vec<Arc<D>>,
+}
+
+impl<D> Clone for Merged<D> {
+    fn clone(&self) -> Self {
+        Merged { path: self.path.clone(), upper: self.upper.clone(), lowers: self.lowers.clone() }
+    }
 }
 
 /// A name in the merged view, as `read_dir` lists it.
@@ -113,6 +124,8 @@ impl<D: DirHandle> Overlay<D> {
             lowers: shown,
             privileged: rustix::process::geteuid().is_root(),
             lower_dirs: Mutex::new(HashMap::new()),
+            merged_dirs: Mutex::new((0, HashMap::new())),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -145,6 +158,34 @@ impl<D: DirHandle> Overlay<D> {
             }
         }
         Ok(false)
+    }
+
+    /// `child`, from the cache of merged directories when nothing has changed the upper
+    /// layer's directories since it was made.
+    fn child_cached(&self, dir: &Merged<D>, name: &OsStr, entry: &Entry) -> io::Result<Merged<D>> {
+        let mut path = dir.path.clone();
+        path.push(name.to_owned());
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        {
+            let cache = self.merged_dirs.lock().expect("lock");
+            if cache.0 == generation {
+                if let Some(hit) = cache.1.get(&path) {
+                    return Ok(hit.clone());
+                }
+            }
+        }
+        let merged = self.child(dir, name, entry)?;
+        let mut cache = self.merged_dirs.lock().expect("lock");
+        if cache.0 != generation || cache.1.len() >= LOWER_DIRS_CACHED {
+            *cache = (generation, HashMap::new());
+        }
+        cache.1.insert(path, merged.clone());
+        Ok(merged)
+    }
+
+    /// Something may have changed the upper layer's directories: drop cached merged views.
+    fn changed(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The merged directory `name` inside `dir` (which must be a directory there).
@@ -234,7 +275,7 @@ impl<D: DirHandle> Overlay<D> {
             }
             match entry {
                 Some(e) if file_type(&e.stat) == FileType::Directory => {
-                    let child = self.child(dir, &name, &e)?;
+                    let child = self.child_cached(dir, &name, &e)?;
                     stack.push(child);
                 }
                 Some(_) => return Err(errno(rustix::io::Errno::NOTDIR)),
@@ -297,6 +338,7 @@ impl<D: DirHandle> Overlay<D> {
     /// `with_data` false a regular file is created empty (`O_TRUNC` opens).
     fn copy_up(&self, dir: &mut Merged<D>, name: &OsStr, entry: &Entry, with_data: bool) -> io::Result<()> {
         let Layer::Lower(i) = entry.layer else { return Ok(()) };
+        self.changed();
         self.ensure_upper(dir)?;
         let upper = dir.upper.as_ref().expect("ensured");
         let lower = &dir.lowers[i];
@@ -379,6 +421,7 @@ impl<D: DirHandle> Overlay<D> {
     }
 
     fn set_opaque(&self, dir: &D) -> io::Result<()> {
+        self.changed();
         dir.set_xattr(opaque_xattr(), b"y")
     }
 
@@ -471,6 +514,7 @@ impl<D: DirHandle> Overlay<D> {
     }
 
     pub fn create_dir(&self, path: &OsStr, mode: u32) -> io::Result<()> {
+        self.changed();
         let (mut dir, name, entry) = self.parent_for_create(path)?;
         if entry.is_some() {
             return Err(errno(rustix::io::Errno::EXIST));
@@ -554,6 +598,7 @@ impl<D: DirHandle> Overlay<D> {
 
     /// Remove `name` from the union: drop the upper entry, and whiteout what lowers show.
     fn remove_entry(&self, dir: &mut Merged<D>, name: &OsStr, entry: &Entry) -> io::Result<()> {
+        self.changed();
         let needs_whiteout = self.lower_has(dir, name)?;
         self.ensure_upper(dir)?;
         let upper = dir.upper.as_ref().expect("ensured");
@@ -568,6 +613,7 @@ impl<D: DirHandle> Overlay<D> {
 
     /// Rename `from` to `to`, replacing `to` as rename(2) does.
     pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        self.changed();
         let (mut src_dir, src_name, src) = self.existing(from, false)?;
         let (mut dst_dir, dst_name, dst) = self.parent_for_create(to)?;
         if src_name == "." {
