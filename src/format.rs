@@ -44,10 +44,24 @@ pub fn human_size(bytes: u64) -> String {
 
 /// Go's `%.3g` for values below 1000: three significant digits, trailing zeros dropped.
 fn three_significant(v: f64) -> String {
-    let decimals = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let decimals = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
     let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
-    if s == "1000" { "1e+03".into() } else { s }
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    if s == "1000" {
+        "1e+03".into()
+    } else {
+        s
+    }
 }
 
 /// go-units `HumanDuration`, as in "5 minutes" (callers add " ago").
@@ -69,7 +83,9 @@ pub fn human_duration(seconds: i64) -> String {
 }
 
 pub fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s?).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// "3 hours ago", or "N/A" when the time is unknown.
@@ -98,16 +114,22 @@ pub fn template(tmpl: &str, value: &Value) -> anyhow::Result<String> {
     let mut rest = tmpl.as_str();
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find("}}").ok_or_else(|| anyhow::anyhow!("template: unclosed action in {tmpl:?}"))?;
+        let end = rest[start..]
+            .find("}}")
+            .ok_or_else(|| anyhow::anyhow!("template: unclosed action in {tmpl:?}"))?;
         let action = rest[start + 2..start + end].trim();
         let (as_json, path) = match action.strip_prefix("json ") {
             Some(p) => (true, p.trim()),
             None => (false, action),
         };
-        let path = path.strip_prefix('.').ok_or_else(|| anyhow::anyhow!("template: unsupported action {{{{{action}}}}}"))?;
+        let path = path
+            .strip_prefix('.')
+            .ok_or_else(|| anyhow::anyhow!("template: unsupported action {{{{{action}}}}}"))?;
         let mut v = value;
         for key in path.split('.').filter(|k| !k.is_empty()) {
-            v = v.get(key).ok_or_else(|| anyhow::anyhow!("template: no field {key:?} in {action:?}"))?;
+            v = v
+                .get(key)
+                .ok_or_else(|| anyhow::anyhow!("template: no field {key:?} in {action:?}"))?;
         }
         out.push_str(&if as_json { v.to_string() } else { go_print(v) });
         rest = &rest[start + end + 2..];
@@ -121,10 +143,16 @@ fn go_print(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "<no value>".into(),
-        Value::Array(items) => format!("[{}]", items.iter().map(go_print).collect::<Vec<_>>().join(" ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(go_print).collect::<Vec<_>>().join(" ")
+        ),
         Value::Object(map) => format!(
             "map[{}]",
-            map.iter().map(|(k, v)| format!("{k}:{}", go_print(v))).collect::<Vec<_>>().join(" ")
+            map.iter()
+                .map(|(k, v)| format!("{k}:{}", go_print(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         other => other.to_string(),
     }
@@ -168,8 +196,14 @@ mod tests {
     #[test]
     fn templates() {
         let v = serde_json::json!({"Id": "sha256:1", "Config": {"Env": ["A=1", "B=2"]}});
-        assert_eq!(template("{{.Id}}\\t{{.Config.Env}}", &v).unwrap(), "sha256:1\t[A=1 B=2]");
-        assert_eq!(template("{{json .Config.Env}}", &v).unwrap(), r#"["A=1","B=2"]"#);
+        assert_eq!(
+            template("{{.Id}}\\t{{.Config.Env}}", &v).unwrap(),
+            "sha256:1\t[A=1 B=2]"
+        );
+        assert_eq!(
+            template("{{json .Config.Env}}", &v).unwrap(),
+            r#"["A=1","B=2"]"#
+        );
         assert!(template("{{.Nope}}", &v).is_err());
     }
 }

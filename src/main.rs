@@ -22,7 +22,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // A closed pipe (`strata images | head`) is not a failure.
-            if err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)) {
+            if err.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
@@ -36,8 +39,15 @@ fn main() -> ExitCode {
 fn dedup_chain(chain: &[String]) -> String {
     let mut out: Vec<&str> = Vec::new();
     for (i, msg) in chain.iter().enumerate() {
-        if chain.get(i + 1).is_some_and(|next| msg.ends_with(next.as_str()) && msg != next) {
-            out.push(msg.strip_suffix(chain[i + 1].as_str()).unwrap_or(msg).trim_end_matches([':', ' ']));
+        if chain
+            .get(i + 1)
+            .is_some_and(|next| msg.ends_with(next.as_str()) && msg != next)
+        {
+            out.push(
+                msg.strip_suffix(chain[i + 1].as_str())
+                    .unwrap_or(msg)
+                    .trim_end_matches([':', ' ']),
+            );
             continue;
         }
         out.push(msg);

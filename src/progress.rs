@@ -13,7 +13,9 @@ pub struct Bars {
 impl Bars {
     /// Bars for this process, or `None` when stderr is not a terminal or `quiet`.
     pub fn new(quiet: bool) -> Option<Bars> {
-        (!quiet && std::io::stderr().is_terminal()).then(|| Bars { bar: Mutex::new(None) })
+        (!quiet && std::io::stderr().is_terminal()).then(|| Bars {
+            bar: Mutex::new(None),
+        })
     }
 }
 
@@ -21,12 +23,16 @@ impl Progress for Bars {
     fn start(&self, what: &str, total: Option<u64>) {
         let bar = match total {
             Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template("{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                    .expect("template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
             ),
-            None => ProgressBar::new_spinner()
-                .with_style(ProgressStyle::with_template("{msg:30} {spinner} {bytes} {bytes_per_sec}").expect("template")),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{msg:30} {spinner} {bytes} {bytes_per_sec}")
+                    .expect("template"),
+            ),
         };
         bar.set_message(what.to_string());
         if let Some(old) = self.bar.lock().expect("lock").replace(bar) {

@@ -19,7 +19,10 @@ fn canary(env: &Env) -> std::path::PathBuf {
 }
 
 fn assert_canary_intact(c: &Path) {
-    let names: Vec<_> = std::fs::read_dir(c).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<_> = std::fs::read_dir(c)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert_eq!(names, ["file"]);
     assert_eq!(std::fs::read(c.join("file")).unwrap(), b"canary");
     let m = std::fs::metadata(c.join("file")).unwrap();
@@ -33,7 +36,11 @@ fn assert_refused(env: &Env, args: &[&str], mentions: &[&str]) {
     for m in mentions {
         assert!(err.contains(m), "error should mention {m:?}: {err}");
     }
-    assert_eq!(env.ok(&["images", "-q"]), "", "the failed image is not listed");
+    assert_eq!(
+        env.ok(&["images", "-q"]),
+        "",
+        "the failed image is not listed"
+    );
     assert_store_consistent(&env.root());
 }
 
@@ -41,22 +48,34 @@ fn assert_refused(env: &Env, args: &[&str], mentions: &[&str]) {
 fn hostile_layers_are_refused_and_contained() {
     type Build = fn(&mut Vec<u8>, &str);
     let cases: Vec<(&str, &str, Build)> = vec![
-        ("dot-dot name", "../../canary/evil", |t, _| raw_entry(t, "../../canary/evil", Regular, b"x", None)),
+        ("dot-dot name", "../../canary/evil", |t, _| {
+            raw_entry(t, "../../canary/evil", Regular, b"x", None)
+        }),
         ("symlink out, then a file through it", "out/evil", |t, c| {
             raw_entry(t, "out", Symlink, b"", Some(c));
             raw_entry(t, "out/evil", Regular, b"x", None);
         }),
-        ("relative symlink out, then through it", "up/canary/evil", |t, _| {
-            raw_entry(t, "up", Symlink, b"", Some("../../../../../../../../../.."));
-            raw_entry(t, "up/canary/evil", Regular, b"x", None);
-        }),
+        (
+            "relative symlink out, then through it",
+            "up/canary/evil",
+            |t, _| {
+                raw_entry(t, "up", Symlink, b"", Some("../../../../../../../../../.."));
+                raw_entry(t, "up/canary/evil", Regular, b"x", None);
+            },
+        ),
         ("hardlink to a host file", "hl", |t, c| {
             let target = format!("{c}/file");
             raw_entry(t, "hl", Link, b"", Some(Box::leak(target.into_boxed_str())));
         }),
-        ("hardlink up and out", "hl2", |t, _| raw_entry(t, "hl2", Link, b"", Some("../../canary/file"))),
-        ("whiteout that escapes", "../.wh.canary", |t, _| raw_entry(t, "../.wh.canary", Regular, b"", None)),
-        ("whiteout of ..", ".wh..", |t, _| raw_entry(t, "a/.wh..", Regular, b"", None)),
+        ("hardlink up and out", "hl2", |t, _| {
+            raw_entry(t, "hl2", Link, b"", Some("../../canary/file"))
+        }),
+        ("whiteout that escapes", "../.wh.canary", |t, _| {
+            raw_entry(t, "../.wh.canary", Regular, b"", None)
+        }),
+        ("whiteout of ..", ".wh..", |t, _| {
+            raw_entry(t, "a/.wh..", Regular, b"", None)
+        }),
     ];
     for (what, entry, build) in cases {
         let env = Env::new();
@@ -67,12 +86,21 @@ fn hostile_layers_are_refused_and_contained() {
         let file = env.path("evil.tar");
         std::fs::write(&file, end_tar(tar)).unwrap();
         let err = env.fails(&["import", file.to_str().unwrap(), "evil"]);
-        assert!(err.contains(entry), "{what}: error should name {entry:?}: {err}");
+        assert!(
+            err.contains(entry),
+            "{what}: error should name {entry:?}: {err}"
+        );
         assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line: {err}");
         assert_canary_intact(&c);
         assert_eq!(env.ok(&["images", "-q"]), "", "{what}: not listed");
         assert_store_consistent(&env.root());
-        assert_eq!(std::fs::read_dir(env.root().join("layers")).unwrap().count(), 0, "{what}: no layer published");
+        assert_eq!(
+            std::fs::read_dir(env.root().join("layers"))
+                .unwrap()
+                .count(),
+            0,
+            "{what}: no layer published"
+        );
     }
 }
 
@@ -88,9 +116,18 @@ fn absolute_names_stay_inside() {
     std::fs::write(&file, end_tar(tar)).unwrap();
     env.ok(&["import", file.to_str().unwrap(), "abs"]);
     assert_canary_intact(&c);
-    let diff_id: Vec<String> = serde_json::from_str(&env.ok(&["inspect", "-f", "{{json .RootFS.Layers}}", "abs"])).unwrap();
-    let layer = env.root().join("layers").join(diff_id[0].trim_start_matches("sha256:")).join("fs");
-    assert_eq!(std::fs::read(layer.join(inside.trim_start_matches('/'))).unwrap(), b"overwritten?");
+    let diff_id: Vec<String> =
+        serde_json::from_str(&env.ok(&["inspect", "-f", "{{json .RootFS.Layers}}", "abs"]))
+            .unwrap();
+    let layer = env
+        .root()
+        .join("layers")
+        .join(diff_id[0].trim_start_matches("sha256:"))
+        .join("fs");
+    assert_eq!(
+        std::fs::read(layer.join(inside.trim_start_matches('/'))).unwrap(),
+        b"overwritten?"
+    );
 }
 
 #[test]
@@ -104,7 +141,10 @@ fn device_nodes_are_refused_for_unprivileged_users() {
     raw_entry(&mut tar, "dev/sda", Char, b"", None);
     let file = env.path("dev.tar");
     std::fs::write(&file, end_tar(tar)).unwrap();
-    sh(&format!("chmod 0755 {0} && chown -R 65534:65534 {0}", env.tmp.path().display()));
+    sh(&format!(
+        "chmod 0755 {0} && chown -R 65534:65534 {0}",
+        env.tmp.path().display()
+    ));
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(env!("CARGO_BIN_EXE_strata"))
@@ -125,8 +165,15 @@ fn device_nodes_are_refused_for_unprivileged_users() {
 fn truncated_gzip_is_refused() {
     let env = Env::new();
     let (tar, _) = env.rootfs_tar("rootfs");
-    sh(&format!("gzip -c {0} | head -c 300000 > {0}.cut.gz", tar.display()));
-    assert_refused(&env, &["import", &format!("{}.cut.gz", tar.display()), "cut"], &["import"]);
+    sh(&format!(
+        "gzip -c {0} | head -c 300000 > {0}.cut.gz",
+        tar.display()
+    ));
+    assert_refused(
+        &env,
+        &["import", &format!("{}.cut.gz", tar.display()), "cut"],
+        &["import"],
+    );
 }
 
 /// Save an image, then rewrite one file of the archive with `edit`.
@@ -149,7 +196,10 @@ fn tampered_archive(env: &Env, edit: impl Fn(&str, &mut Vec<u8>)) -> std::path::
         out.append_data(&mut h, &name, &data[..]).unwrap();
     }
     let path = env.path("tampered.tar");
-    std::fs::File::create(&path).unwrap().write_all(&out.into_inner().unwrap()).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&out.into_inner().unwrap())
+        .unwrap();
     path
 }
 
@@ -161,7 +211,11 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
             data[50_000] ^= 0xff; // flip a byte inside the layer
         }
     });
-    assert_refused(&env, &["load", "-i", archive.to_str().unwrap()], &["digest mismatch"]);
+    assert_refused(
+        &env,
+        &["load", "-i", archive.to_str().unwrap()],
+        &["digest mismatch"],
+    );
 }
 
 /// An OCI archive built by hand: one layer, a config claiming `diff_id`, manifest, index.
@@ -187,10 +241,19 @@ fn oci_archive(layer: &[u8], diff_id: &str) -> Vec<u8> {
     let mut out = tar::Builder::new(Vec::new());
     for (name, data) in [
         (format!("blobs/sha256/{}", &digest(layer)[7..]), layer),
-        (format!("blobs/sha256/{}", &digest(&config)[7..]), &config[..]),
-        (format!("blobs/sha256/{}", &digest(&manifest)[7..]), &manifest[..]),
+        (
+            format!("blobs/sha256/{}", &digest(&config)[7..]),
+            &config[..],
+        ),
+        (
+            format!("blobs/sha256/{}", &digest(&manifest)[7..]),
+            &manifest[..],
+        ),
         ("index.json".to_string(), &index[..]),
-        ("oci-layout".to_string(), &br#"{"imageLayoutVersion":"1.0.0"}"#[..]),
+        (
+            "oci-layout".to_string(),
+            &br#"{"imageLayoutVersion":"1.0.0"}"#[..],
+        ),
     ] {
         let mut h = tar::Header::new_ustar();
         h.set_mode(0o644);
@@ -207,14 +270,27 @@ fn a_layer_that_does_not_match_its_diff_id_is_refused() {
     raw_entry(&mut layer, "hello", Regular, b"world", None);
     let layer = end_tar(layer);
     let file = env.path("liar.tar");
-    std::fs::write(&file, oci_archive(&layer, &format!("sha256:{}", "0".repeat(64)))).unwrap();
+    std::fs::write(
+        &file,
+        oci_archive(&layer, &format!("sha256:{}", "0".repeat(64))),
+    )
+    .unwrap();
     assert_refused(&env, &["load", "-i", file.to_str().unwrap()], &["diff_id"]);
-    assert_eq!(std::fs::read_dir(env.root().join("layers")).unwrap().count(), 0, "no layer published");
+    assert_eq!(
+        std::fs::read_dir(env.root().join("layers"))
+            .unwrap()
+            .count(),
+        0,
+        "no layer published"
+    );
     // The same archive with the true diff_id loads: the check, not the archive, refused it.
     use sha2::Digest as _;
     let truth = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer)));
     std::fs::write(&file, oci_archive(&layer, &truth)).unwrap();
-    assert_eq!(env.ok(&["load", "-i", file.to_str().unwrap()]).trim(), "Loaded image: example.com/liar:1");
+    assert_eq!(
+        env.ok(&["load", "-i", file.to_str().unwrap()]).trim(),
+        "Loaded image: example.com/liar:1"
+    );
 }
 
 #[test]
@@ -225,7 +301,11 @@ fn archive_names_that_escape_are_refused() {
     raw_entry(&mut tar, "../../canary/file", Regular, b"pwned", None);
     let file = env.path("bad-archive.tar");
     std::fs::write(&file, end_tar(tar)).unwrap();
-    assert_refused(&env, &["load", "-i", file.to_str().unwrap()], &["../../canary/file"]);
+    assert_refused(
+        &env,
+        &["load", "-i", file.to_str().unwrap()],
+        &["../../canary/file"],
+    );
     assert_canary_intact(&c);
 }
 

@@ -23,12 +23,19 @@ fn tools(test: &str, needed: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    eprintln!("note: skipping {test}: {} not installed", missing.join(", "));
+    eprintln!(
+        "note: skipping {test}: {} not installed",
+        missing.join(", ")
+    );
     false
 }
 
 fn run_tool(tool: &str, args: &[&str]) -> std::process::Output {
-    Command::new(tool).args(args).stdin(std::process::Stdio::null()).output().unwrap_or_else(|e| panic!("run {tool}: {e}"))
+    Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"))
 }
 
 /// Run a peer tool, require success, return stdout.
@@ -77,7 +84,11 @@ fn umoci_unpack(layout: &Path, reference: &str, dest: &Path) -> PathBuf {
     let dest_s = dest.display().to_string();
     tool_ok("umoci", &umoci_args(&image, &dest_s));
     let rootfs = dest.join("rootfs");
-    assert!(rootfs.is_dir(), "umoci unpack made no rootfs in {}", dest.display());
+    assert!(
+        rootfs.is_dir(),
+        "umoci unpack made no rootfs in {}",
+        dest.display()
+    );
     rootfs
 }
 
@@ -85,14 +96,28 @@ fn umoci_unpack(layout: &Path, reference: &str, dest: &Path) -> PathBuf {
 /// symlink, the readme hardlink pair, and the odd modes.
 fn assert_rootfs_intact(original: &Path, unpacked: &Path) {
     assert_same_files(original, unpacked);
-    let link = std::fs::read_link(unpacked.join("bin/sh")).unwrap_or_else(|e| panic!("bin/sh in {}: {e}", unpacked.display()));
+    let link = std::fs::read_link(unpacked.join("bin/sh"))
+        .unwrap_or_else(|e| panic!("bin/sh in {}: {e}", unpacked.display()));
     assert_eq!(link, Path::new("busybox"), "bin/sh symlink target");
     let a = std::fs::metadata(unpacked.join("usr/share/doc/readme")).unwrap();
     let b = std::fs::metadata(unpacked.join("usr/share/doc/readme.link")).unwrap();
-    assert_eq!(a.ino(), b.ino(), "readme and readme.link should be one hardlinked inode in {}", unpacked.display());
-    assert!(a.nlink() >= 2, "readme should have 2 links, has {}", a.nlink());
+    assert_eq!(
+        a.ino(),
+        b.ino(),
+        "readme and readme.link should be one hardlinked inode in {}",
+        unpacked.display()
+    );
+    assert!(
+        a.nlink() >= 2,
+        "readme should have 2 links, has {}",
+        a.nlink()
+    );
     for (file, mode) in [("etc/group", 0o600), ("bin/busybox", 0o755)] {
-        let got = std::fs::metadata(unpacked.join(file)).unwrap().permissions().mode() & 0o7777;
+        let got = std::fs::metadata(unpacked.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
         assert_eq!(got, mode, "{file} mode in {}: {got:o}", unpacked.display());
     }
 }
@@ -125,7 +150,10 @@ fn import_busybox(env: &Env, extra: &[&str]) -> PathBuf {
 
 #[test]
 fn skopeo_and_umoci_read_an_imported_image() {
-    if !tools("skopeo_and_umoci_read_an_imported_image", &["skopeo", "umoci"]) {
+    if !tools(
+        "skopeo_and_umoci_read_an_imported_image",
+        &["skopeo", "umoci"],
+    ) {
         return;
     }
     let env = Env::new();
@@ -134,13 +162,23 @@ fn skopeo_and_umoci_read_an_imported_image() {
 
     let info = skopeo_json(&["inspect", &oci(&root, BUSYBOX)]);
     assert_eq!(info["Os"], "linux", "skopeo inspect: {info}");
-    let layers = info["Layers"].as_array().unwrap_or_else(|| panic!("no Layers: {info}"));
+    let layers = info["Layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Layers: {info}"));
     assert_eq!(layers.len(), 1, "one layer expected: {info}");
     let arch = env.ok(&["inspect", "-f", "{{.Architecture}}", "busybox"]);
-    assert_eq!(info["Architecture"], arch.trim(), "skopeo and strata disagree on the architecture");
+    assert_eq!(
+        info["Architecture"],
+        arch.trim(),
+        "skopeo and strata disagree on the architecture"
+    );
     // The layer skopeo sees is the one strata's manifest records.
     let manifest = env.ok(&["inspect", "-f", "{{json .Manifest}}", "busybox"]);
-    assert!(manifest.contains(layers[0].as_str().unwrap()), "layer {} not in strata's manifest {manifest}", layers[0]);
+    assert!(
+        manifest.contains(layers[0].as_str().unwrap()),
+        "layer {} not in strata's manifest {manifest}",
+        layers[0]
+    );
 
     let rootfs = umoci_unpack(&root, BUSYBOX, &env.path("unpacked"));
     assert_rootfs_intact(&tree, &rootfs);
@@ -148,24 +186,42 @@ fn skopeo_and_umoci_read_an_imported_image() {
 
 #[test]
 fn skopeo_oci_layout_loads_byte_identical() {
-    if !tools("skopeo_oci_layout_loads_byte_identical", &["skopeo", "umoci", "tar", "gzip"]) {
+    if !tools(
+        "skopeo_oci_layout_loads_byte_identical",
+        &["skopeo", "umoci", "tar", "gzip"],
+    ) {
         return;
     }
     let a = Env::new();
     let tree = import_busybox(&a, &[]);
     let layout = a.path("layout");
-    skopeo(&["copy", &oci(&a.root(), BUSYBOX), &oci(&layout, "busybox:latest")]);
+    skopeo(&[
+        "copy",
+        &oci(&a.root(), BUSYBOX),
+        &oci(&layout, "busybox:latest"),
+    ]);
     let layout_tar = a.path("layout.tar");
-    common::sh(&format!("tar -C {} -cf {} .", layout.display(), layout_tar.display()));
+    common::sh(&format!(
+        "tar -C {} -cf {} .",
+        layout.display(),
+        layout_tar.display()
+    ));
     common::sh(&format!("gzip -c {0} > {0}.gz", layout_tar.display()));
     let layout_gz = a.path("layout.tar.gz");
 
     for (what, file) in [("plain", &layout_tar), ("gzip", &layout_gz)] {
         let b = Env::new();
         let out = b.ok(&["load", "-i", &file.display().to_string()]);
-        assert!(out.contains("Loaded image: busybox:latest"), "{what} layout: unexpected load output {out:?}");
+        assert!(
+            out.contains("Loaded image: busybox:latest"),
+            "{what} layout: unexpected load output {out:?}"
+        );
         let listed = b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-        assert_eq!(listed.trim(), "busybox:latest", "{what} layout: images after load");
+        assert_eq!(
+            listed.trim(),
+            "busybox:latest",
+            "{what} layout: images after load"
+        );
         assert_eq!(
             b.ok(&["inspect", "-f", "{{.Id}}", "busybox"]),
             a.ok(&["inspect", "-f", "{{.Id}}", "busybox"]),
@@ -178,21 +234,36 @@ fn skopeo_oci_layout_loads_byte_identical() {
 
 #[test]
 fn skopeo_docker_archive_loads_byte_identical() {
-    if !tools("skopeo_docker_archive_loads_byte_identical", &["skopeo", "umoci"]) {
+    if !tools(
+        "skopeo_docker_archive_loads_byte_identical",
+        &["skopeo", "umoci"],
+    ) {
         return;
     }
     let a = Env::new();
     let tree = import_busybox(&a, &[]);
     let archive = a.path("docker-archive.tar");
-    skopeo(&["copy", &oci(&a.root(), BUSYBOX), &format!("docker-archive:{}:example.com/app:v1", archive.display())]);
+    skopeo(&[
+        "copy",
+        &oci(&a.root(), BUSYBOX),
+        &format!("docker-archive:{}:example.com/app:v1", archive.display()),
+    ]);
 
     let b = Env::new();
     let out = b.ok(&["load", "-i", &archive.display().to_string()]);
-    assert!(out.contains("Loaded image: example.com/app:v1"), "unexpected load output {out:?}");
+    assert!(
+        out.contains("Loaded image: example.com/app:v1"),
+        "unexpected load output {out:?}"
+    );
     let listed = b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(listed.trim(), "example.com/app:v1", "images after load");
     let table = b.ok(&["images"]);
-    assert!(table.lines().any(|l| l.starts_with("example.com/app") && l.contains(" v1 ")), "images table: {table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("example.com/app") && l.contains(" v1 ")),
+        "images table: {table}"
+    );
     assert_eq!(
         b.ok(&["inspect", "-f", "{{.Id}}", "example.com/app:v1"]),
         a.ok(&["inspect", "-f", "{{.Id}}", "busybox"]),
@@ -218,9 +289,17 @@ fn strata_save_is_read_by_skopeo() {
 
     for transport in ["docker-archive", "oci-archive"] {
         let out = env.path(&format!("out-{transport}"));
-        skopeo(&["copy", &format!("{transport}:{}", saved.display()), &oci(&out, "x")]);
+        skopeo(&[
+            "copy",
+            &format!("{transport}:{}", saved.display()),
+            &oci(&out, "x"),
+        ]);
         let media = layer_media_types(&oci(&out, "x"));
-        assert_eq!(media.len(), 1, "{transport}: one layer expected, got {media:?}");
+        assert_eq!(
+            media.len(),
+            1,
+            "{transport}: one layer expected, got {media:?}"
+        );
         let rootfs = umoci_unpack(&out, "x", &env.path(&format!("unpacked-{transport}")));
         assert_rootfs_intact(&tree, &rootfs);
     }
@@ -231,24 +310,71 @@ fn strata_save_is_read_by_skopeo() {
     std::fs::create_dir_all(other_tree.join("app")).unwrap();
     std::fs::write(other_tree.join("app/hello"), "another image\n").unwrap();
     let other_tar = env.path("other.tar");
-    common::sh(&format!("tar -C {} -cf {} .", other_tree.display(), other_tar.display()));
-    env.ok(&["import", &other_tar.display().to_string(), "example.com/other:v2"]);
+    common::sh(&format!(
+        "tar -C {} -cf {} .",
+        other_tree.display(),
+        other_tar.display()
+    ));
+    env.ok(&[
+        "import",
+        &other_tar.display().to_string(),
+        "example.com/other:v2",
+    ]);
     let two = env.path("two.tar");
-    env.ok(&["save", "-o", &two.display().to_string(), "busybox", "example.com/other:v2"]);
+    env.ok(&[
+        "save",
+        "-o",
+        &two.display().to_string(),
+        "busybox",
+        "example.com/other:v2",
+    ]);
 
-    let id = |name: &str| env.ok(&["inspect", "-f", "{{.Id}}", name]).trim().trim_start_matches("sha256:").to_string();
+    let id = |name: &str| {
+        env.ok(&["inspect", "-f", "{{.Id}}", name])
+            .trim()
+            .trim_start_matches("sha256:")
+            .to_string()
+    };
     let (busybox_id, other_id) = (id("busybox"), id("example.com/other:v2"));
     assert_ne!(busybox_id, other_id);
-    let config_of = |image: String| sha256_hex(skopeo(&["inspect", "--config", "--raw", &image]).as_bytes());
-    assert_eq!(config_of(format!("oci-archive:{}:v2", two.display())), other_id, "oci-archive:…:v2");
-    assert_eq!(config_of(format!("oci-archive:{}:latest", two.display())), busybox_id, "oci-archive:…:latest");
-    assert_eq!(config_of(format!("docker-archive:{}:example.com/other:v2", two.display())), other_id);
-    assert_eq!(config_of(format!("docker-archive:{}:busybox:latest", two.display())), busybox_id);
-    let missing = run_tool("skopeo", &["inspect", &format!("oci-archive:{}:nosuch", two.display())]);
-    assert!(!missing.status.success(), "skopeo found a tag that was never saved");
+    let config_of =
+        |image: String| sha256_hex(skopeo(&["inspect", "--config", "--raw", &image]).as_bytes());
+    assert_eq!(
+        config_of(format!("oci-archive:{}:v2", two.display())),
+        other_id,
+        "oci-archive:…:v2"
+    );
+    assert_eq!(
+        config_of(format!("oci-archive:{}:latest", two.display())),
+        busybox_id,
+        "oci-archive:…:latest"
+    );
+    assert_eq!(
+        config_of(format!(
+            "docker-archive:{}:example.com/other:v2",
+            two.display()
+        )),
+        other_id
+    );
+    assert_eq!(
+        config_of(format!("docker-archive:{}:busybox:latest", two.display())),
+        busybox_id
+    );
+    let missing = run_tool(
+        "skopeo",
+        &["inspect", &format!("oci-archive:{}:nosuch", two.display())],
+    );
+    assert!(
+        !missing.status.success(),
+        "skopeo found a tag that was never saved"
+    );
 
     let out = env.path("out-two");
-    skopeo(&["copy", &format!("oci-archive:{}:v2", two.display()), &oci(&out, "x")]);
+    skopeo(&[
+        "copy",
+        &format!("oci-archive:{}:v2", two.display()),
+        &oci(&out, "x"),
+    ]);
     let rootfs = umoci_unpack(&out, "x", &env.path("unpacked-two"));
     assert_same_files(&other_tree, &rootfs);
 }
@@ -263,9 +389,19 @@ fn wasm_platform_survives_save_load() {
     std::fs::create_dir_all(&tree).unwrap();
     std::fs::write(tree.join("app.wasm"), b"\0asm\x01\0\0\0").unwrap();
     let tar = a.path("wasm.tar");
-    common::sh(&format!("tar -C {} -cf {} .", tree.display(), tar.display()));
+    common::sh(&format!(
+        "tar -C {} -cf {} .",
+        tree.display(),
+        tar.display()
+    ));
     let name = "example.com/wasm:v1";
-    a.ok(&["import", "--platform", "wasi/wasm", &tar.display().to_string(), name]);
+    a.ok(&[
+        "import",
+        "--platform",
+        "wasi/wasm",
+        &tar.display().to_string(),
+        name,
+    ]);
     let platform = "{{.Os}}/{{.Architecture}}";
     assert_eq!(a.ok(&["inspect", "-f", platform, name]).trim(), "wasi/wasm");
 
@@ -274,7 +410,11 @@ fn wasm_platform_survives_save_load() {
         assert_eq!(config["os"], "wasi", "{what}: config {config}");
         assert_eq!(config["architecture"], "wasm", "{what}: config {config}");
         let info = skopeo_json(&["inspect", &oci(root, name)]);
-        assert_eq!((&info["Os"], &info["Architecture"]), (&Value::from("wasi"), &Value::from("wasm")), "{what}: {info}");
+        assert_eq!(
+            (&info["Os"], &info["Architecture"]),
+            (&Value::from("wasi"), &Value::from("wasm")),
+            "{what}: {info}"
+        );
     };
     check_layout(&a.root(), "imported");
 
@@ -282,8 +422,15 @@ fn wasm_platform_survives_save_load() {
     a.ok(&["save", "-o", &saved.display().to_string(), name]);
     let b = Env::new();
     let out = b.ok(&["load", "-i", &saved.display().to_string()]);
-    assert!(out.contains(&format!("Loaded image: {name}")), "unexpected load output {out:?}");
-    assert_eq!(b.ok(&["inspect", "-f", platform, name]).trim(), "wasi/wasm", "platform after save/load");
+    assert!(
+        out.contains(&format!("Loaded image: {name}")),
+        "unexpected load output {out:?}"
+    );
+    assert_eq!(
+        b.ok(&["inspect", "-f", platform, name]).trim(),
+        "wasi/wasm",
+        "platform after save/load"
+    );
     check_layout(&b.root(), "loaded");
 }
 
@@ -304,7 +451,11 @@ fn zstd_and_uncompressed_layers_interop() {
     assert_eq!(layer_media_types(&oci(&root, none)), [MEDIA_LAYER_TAR]);
     for name in [zstd, none] {
         let info = skopeo_json(&["inspect", &oci(&root, name)]);
-        assert_eq!(info["Layers"].as_array().map(Vec::len), Some(1), "{name}: {info}");
+        assert_eq!(
+            info["Layers"].as_array().map(Vec::len),
+            Some(1),
+            "{name}: {info}"
+        );
     }
 
     // Uncompressed: umoci reads it.
@@ -319,7 +470,10 @@ fn zstd_and_uncompressed_layers_interop() {
         assert_rootfs_intact(&tree, &env.path("unpacked-zstd/rootfs"));
     } else {
         let err = String::from_utf8_lossy(&attempt.stderr);
-        assert!(err.contains("zstd"), "umoci failed on the zstd image for another reason than zstd: {err}");
+        assert!(
+            err.contains("zstd"),
+            "umoci failed on the zstd image for another reason than zstd: {err}"
+        );
         eprintln!("note: this umoci cannot unpack zstd layers; checking skopeo copy only");
     }
     let copy = env.path("zstd-copy");
@@ -335,8 +489,15 @@ fn zstd_and_uncompressed_layers_interop() {
     env.ok(&["save", "-o", &saved.display().to_string(), zstd]);
     let b = Env::new();
     let out = b.ok(&["load", "-i", &saved.display().to_string()]);
-    assert!(out.contains(&format!("Loaded image: {zstd}")), "unexpected load output {out:?}");
-    assert_eq!(layer_media_types(&oci(&b.root(), zstd)), [MEDIA_LAYER_TAR], "layers after save/load");
+    assert!(
+        out.contains(&format!("Loaded image: {zstd}")),
+        "unexpected load output {out:?}"
+    );
+    assert_eq!(
+        layer_media_types(&oci(&b.root(), zstd)),
+        [MEDIA_LAYER_TAR],
+        "layers after save/load"
+    );
     assert_eq!(
         b.ok(&["inspect", "-f", "{{.Id}}", zstd]),
         env.ok(&["inspect", "-f", "{{.Id}}", zstd]),

@@ -23,11 +23,25 @@ fn import_memory_stays_flat_with_layer_size() {
         let tree = env.path(&format!("tree{mib}"));
         std::fs::create_dir_all(&tree).unwrap();
         // Incompressible content, so compressed buffers cannot hide in a good ratio.
-        sh(&format!("head -c {}M /dev/urandom > {}/big", mib, tree.display()));
+        sh(&format!(
+            "head -c {}M /dev/urandom > {}/big",
+            mib,
+            tree.display()
+        ));
         let tar = env.path(&format!("t{mib}.tar"));
-        sh(&format!("tar -C {} -cf {} . && rm -r {}", tree.display(), tar.display(), tree.display()));
+        sh(&format!(
+            "tar -C {} -cf {} . && rm -r {}",
+            tree.display(),
+            tar.display(),
+            tree.display()
+        ));
         env.ok(&["import", tar.to_str().unwrap(), &format!("big:{mib}")]);
-        env.ok(&["save", "-o", env.path("s.tar").to_str().unwrap(), &format!("big:{mib}")]);
+        env.ok(&[
+            "save",
+            "-o",
+            env.path("s.tar").to_str().unwrap(),
+            &format!("big:{mib}"),
+        ]);
         let other = Env::new();
         other.ok(&["load", "-i", env.path("s.tar").to_str().unwrap()]);
         peaks.push(children_max_rss_kib());
@@ -35,5 +49,8 @@ fn import_memory_stays_flat_with_layer_size() {
     }
     let (small, big) = (peaks[0], peaks[1]);
     eprintln!("peak RSS: 16 MiB layer {small} KiB, 256 MiB layer {big} KiB");
-    assert!(big - small < 24 * 1024, "memory grew with layer size: {small} KiB -> {big} KiB");
+    assert!(
+        big - small < 24 * 1024,
+        "memory grew with layer size: {small} KiB -> {big} KiB"
+    );
 }

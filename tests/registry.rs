@@ -27,7 +27,10 @@ fn tools(test: &str, needed: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    eprintln!("note: skipping {test}: {} not installed", missing.join(", "));
+    eprintln!(
+        "note: skipping {test}: {} not installed",
+        missing.join(", ")
+    );
     false
 }
 
@@ -87,7 +90,12 @@ impl Registry {
             );
         }
         std::fs::write(dir.join("config.yml"), config).unwrap();
-        let mut registry = Registry { child: None, dir: dir.to_path_buf(), port, tls };
+        let mut registry = Registry {
+            child: None,
+            dir: dir.to_path_buf(),
+            port,
+            tls,
+        };
         registry.launch();
         registry
     }
@@ -95,7 +103,11 @@ impl Registry {
     /// Start (or restart) the process on the same port, storage and log.
     fn launch(&mut self) {
         assert!(self.child.is_none(), "registry already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let mut command = Command::new("docker-registry");
         // The registry reads REGISTRY_* variables as configuration (REGISTRY_AUTH_FILE, which
         // podman users may have set, would become `auth: file`).
@@ -117,12 +129,19 @@ impl Registry {
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
-                panic!("docker-registry exited ({status}) at start:\n{}", self.log());
+                panic!(
+                    "docker-registry exited ({status}) at start:\n{}",
+                    self.log()
+                );
             }
             if self.answers() {
                 return;
             }
-            assert!(Instant::now() < deadline, "docker-registry did not answer /v2/ in 30s:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not answer /v2/ in 30s:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -130,12 +149,16 @@ impl Registry {
     /// Whether `/v2/` answers: an HTTP status line for plain HTTP; for TLS, a server that
     /// accepts the connection and says it listens (the handshake is rustls's business).
     fn answers(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
         if self.tls {
             return self.log().contains("listening on");
         }
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        if s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .is_err()
+        {
             return false;
         }
         let mut head = [0u8; 12];
@@ -152,7 +175,11 @@ impl Registry {
 
     /// `127.0.0.1:PORT` (plain) or `localhost:PORT` (TLS: the name the certificate has).
     fn host(&self) -> String {
-        if self.tls { format!("localhost:{}", self.port) } else { format!("127.0.0.1:{}", self.port) }
+        if self.tls {
+            format!("localhost:{}", self.port)
+        } else {
+            format!("127.0.0.1:{}", self.port)
+        }
     }
 
     fn cert_dir(&self) -> PathBuf {
@@ -172,7 +199,9 @@ impl Registry {
     fn requests(&self) -> Vec<String> {
         let mut last = u64::MAX;
         for _ in 0..40 {
-            let len = std::fs::metadata(self.log_path()).map(|m| m.len()).unwrap_or(0);
+            let len = std::fs::metadata(self.log_path())
+                .map(|m| m.len())
+                .unwrap_or(0);
             if len == last {
                 break;
             }
@@ -239,36 +268,57 @@ fn run(env: &Env, args: &[&str]) -> Output {
 }
 
 fn show(out: &Output) -> String {
-    format!("({})\nstdout: {}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "({})\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Run and require success; returns stdout.
 fn ok(env: &Env, args: &[&str]) -> String {
     let out = run(env, args);
-    assert!(out.status.success(), "strata {args:?} failed {}", show(&out));
+    assert!(
+        out.status.success(),
+        "strata {args:?} failed {}",
+        show(&out)
+    );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 /// Run and require failure; returns stderr.
 fn fails(env: &Env, args: &[&str]) -> String {
     let out = run(env, args);
-    assert!(!out.status.success(), "strata {args:?} should have failed {}", show(&out));
+    assert!(
+        !out.status.success(),
+        "strata {args:?} should have failed {}",
+        show(&out)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn inspect(env: &Env, image: &str, format: &str) -> String {
-    ok(env, &["inspect", "-f", format, image]).trim().to_string()
+    ok(env, &["inspect", "-f", format, image])
+        .trim()
+        .to_string()
 }
 
 /// The image's manifest as stored (the blob its descriptor names).
 fn manifest(env: &Env, image: &str) -> Value {
     let digest = inspect(env, image, "{{.Descriptor.digest}}");
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
-    serde_json::from_slice(&std::fs::read(env.root().join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(env.root().join("blobs/sha256").join(hex)).unwrap())
+        .unwrap()
 }
 
 fn layer_digests(env: &Env, image: &str) -> Vec<String> {
-    manifest(env, image)["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+    manifest(env, image)["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn diff_ids(env: &Env, image: &str) -> Vec<String> {
@@ -277,12 +327,17 @@ fn diff_ids(env: &Env, image: &str) -> Vec<String> {
 
 /// `<root>/layers/<diff_id hex>/fs`
 fn layer_fs(env: &Env, diff_id: &str) -> PathBuf {
-    env.root().join("layers").join(diff_id.trim_start_matches("sha256:")).join("fs")
+    env.root()
+        .join("layers")
+        .join(diff_id.trim_start_matches("sha256:"))
+        .join("fs")
 }
 
 fn layer_dirs(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(root.join("layers")) {
-        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => Vec::new(),
     };
     names.sort();
@@ -294,7 +349,12 @@ fn assert_blobs_intact(root: &Path) {
     for e in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
         let e = e.unwrap();
         let bytes = std::fs::read(e.path()).unwrap();
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), e.file_name().to_string_lossy(), "blob {:?} is intact", e.file_name());
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            e.file_name().to_string_lossy(),
+            "blob {:?} is intact",
+            e.file_name()
+        );
     }
 }
 
@@ -305,13 +365,30 @@ fn count(requests: &[String], pred: impl Fn(&str) -> bool) -> usize {
 /// Import the standard rootfs (busybox or a few files) as `name`; returns the tree.
 fn import_rootfs(env: &Env, name: &str) -> PathBuf {
     let (tar, tree) = env.rootfs_tar("rootfs");
-    ok(env, &["import", "-c", "CMD [\"/bin/sh\"]", tar.to_str().unwrap(), name]);
+    ok(
+        env,
+        &[
+            "import",
+            "-c",
+            "CMD [\"/bin/sh\"]",
+            tar.to_str().unwrap(),
+            name,
+        ],
+    );
     tree
 }
 
 fn skopeo(args: &[&str]) -> String {
-    let out = Command::new("skopeo").args(args).stdin(Stdio::null()).output().expect("run skopeo");
-    assert!(out.status.success(), "skopeo {args:?} failed {}", show(&out));
+    let out = Command::new("skopeo")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed {}",
+        show(&out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -320,8 +397,16 @@ fn umoci_unpack(layout: &Path, reference: &str, dest: &Path) -> PathBuf {
     if sh("id -u").trim() != "0" {
         args.push("--rootless".into());
     }
-    args.extend(["--image".into(), format!("{}:{reference}", layout.display()), dest.display().to_string()]);
-    let out = Command::new("umoci").args(&args).stdin(Stdio::null()).output().expect("run umoci");
+    args.extend([
+        "--image".into(),
+        format!("{}:{reference}", layout.display()),
+        dest.display().to_string(),
+    ]);
+    let out = Command::new("umoci")
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run umoci");
     assert!(out.status.success(), "umoci {args:?} failed {}", show(&out));
     dest.join("rootfs")
 }
@@ -345,36 +430,67 @@ fn push_then_pull_round_trip() {
     let digest = inspect(&a, &name, "{{.Descriptor.digest}}");
 
     let out = ok(&a, &["push", &name]);
-    assert!(out.contains(&digest), "push prints the manifest digest {digest}: {out}");
+    assert!(
+        out.contains(&digest),
+        "push prints the manifest digest {digest}: {out}"
+    );
     let reqs = reg.requests();
     assert!(
-        count(&reqs, |r| r.starts_with("PUT /v2/test/bb/manifests/1 ") && r.ends_with(" 201")) == 1,
+        count(&reqs, |r| r.starts_with("PUT /v2/test/bb/manifests/1 ")
+            && r.ends_with(" 201"))
+            == 1,
         "the registry got the manifest once: {reqs:#?}"
     );
 
     // Pull by tag into a fresh store.
     let b = Env::new();
     let out = ok(&b, &["pull", &name]);
-    assert!(out.contains(&digest), "pull reports the digest {digest}: {out}");
-    assert_eq!(inspect(&b, &name, "{{.Id}}"), id, "same image ID after the round trip");
-    assert_eq!(inspect(&b, &name, "{{.Descriptor.digest}}"), digest, "same manifest digest");
+    assert!(
+        out.contains(&digest),
+        "pull reports the digest {digest}: {out}"
+    );
+    assert_eq!(
+        inspect(&b, &name, "{{.Id}}"),
+        id,
+        "same image ID after the round trip"
+    );
+    assert_eq!(
+        inspect(&b, &name, "{{.Descriptor.digest}}"),
+        digest,
+        "same manifest digest"
+    );
     let diffs = diff_ids(&a, &name);
     assert_eq!(diffs, diff_ids(&b, &name));
-    let hexes: Vec<String> = diffs.iter().map(|d| d.trim_start_matches("sha256:").to_string()).collect();
-    assert_eq!(layer_dirs(&b.root()), hexes, "exactly the image's layers are unpacked");
+    let hexes: Vec<String> = diffs
+        .iter()
+        .map(|d| d.trim_start_matches("sha256:").to_string())
+        .collect();
+    assert_eq!(
+        layer_dirs(&b.root()),
+        hexes,
+        "exactly the image's layers are unpacked"
+    );
     for d in &diffs {
         assert_same_files(&layer_fs(&a, d), &layer_fs(&b, d));
     }
     assert_same_files(&tree, &layer_fs(&b, &diffs[0]));
     assert_store_consistent(&b.root());
     let listed = ok(&b, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-    assert_eq!(listed.trim(), name, "the pulled image is listed under its name");
+    assert_eq!(
+        listed.trim(),
+        name,
+        "the pulled image is listed under its name"
+    );
 
     // Pull by digest into another fresh store.
     let c = Env::new();
     let by_digest = format!("{}/test/bb@{digest}", reg.host());
     ok(&c, &["pull", &by_digest]);
-    assert_eq!(inspect(&c, &by_digest, "{{.Id}}"), id, "pull by digest gives the same image");
+    assert_eq!(
+        inspect(&c, &by_digest, "{{.Id}}"),
+        id,
+        "pull by digest gives the same image"
+    );
     assert_same_files(&tree, &layer_fs(&c, &diffs[0]));
     assert_store_consistent(&c.root());
 
@@ -383,7 +499,11 @@ fn push_then_pull_round_trip() {
     let d = Env::new();
     let err = fails(&d, &["pull", &wrong]);
     assert!(!err.trim().is_empty(), "a failed pull says why");
-    assert_eq!(ok(&d, &["images", "-q"]).trim(), "", "nothing tagged after a failed pull");
+    assert_eq!(
+        ok(&d, &["images", "-q"]).trim(),
+        "",
+        "nothing tagged after a failed pull"
+    );
 }
 
 /// A Wasm image goes through the registry with its wasi/wasm platform; `run` pulls it
@@ -403,32 +523,65 @@ fn wasm_image_keeps_its_platform() {
 
     let b = Env::new();
     let out = run(&b, &["run", "--rm", &name, "exit", "3"]);
-    assert_eq!(out.status.code(), Some(3), "run pulls and runs the guest {}", show(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "run pulls and runs the guest {}",
+        show(&out)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("Unable to find image"), "docker's implicit-pull notice: {stderr}");
-    assert_eq!(inspect(&b, &name, "{{.Os}}/{{.Architecture}}"), "wasi/wasm", "platform intact");
-    assert_eq!(inspect(&b, &name, "{{.Id}}"), id, "same image after the pull");
+    assert!(
+        stderr.contains("Unable to find image"),
+        "docker's implicit-pull notice: {stderr}"
+    );
+    assert_eq!(
+        inspect(&b, &name, "{{.Os}}/{{.Architecture}}"),
+        "wasi/wasm",
+        "platform intact"
+    );
+    assert_eq!(
+        inspect(&b, &name, "{{.Id}}"),
+        id,
+        "same image after the pull"
+    );
     let desc = manifest_descriptor_platform(&b, &name);
-    assert_eq!(desc, "wasi/wasm", "the store's index records the pulled platform");
+    assert_eq!(
+        desc, "wasi/wasm",
+        "the store's index records the pulled platform"
+    );
 
     // Present now: run does not pull again (no new manifest request).
     let before = count(&reg.requests(), |r| r.contains("/manifests/"));
     let out = run(&b, &["run", "--rm", &name, "exit", "4"]);
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("Unable to find image"));
-    assert_eq!(count(&reg.requests(), |r| r.contains("/manifests/")), before, "a present image is not pulled with --pull missing");
+    assert_eq!(
+        count(&reg.requests(), |r| r.contains("/manifests/")),
+        before,
+        "a present image is not pulled with --pull missing"
+    );
 
     // --pull always asks the registry again, even though the image is here.
     let out = run(&b, &["run", "--rm", "--pull", "always", &name, "exit", "5"]);
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
-    assert!(count(&reg.requests(), |r| r.contains("/manifests/")) > before, "--pull always fetched the manifest");
+    assert!(
+        count(&reg.requests(), |r| r.contains("/manifests/")) > before,
+        "--pull always fetched the manifest"
+    );
 
     // --pull never on a missing image: 125, and no request reaches the registry.
     let before = reg.requests().len();
     let missing = format!("{}/hello:nope", reg.host());
-    let out = run(&b, &["run", "--rm", "--pull", "never", &missing, "exit", "0"]);
+    let out = run(
+        &b,
+        &["run", "--rm", "--pull", "never", &missing, "exit", "0"],
+    );
     assert_eq!(out.status.code(), Some(125), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Unable to find image"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Unable to find image"),
+        "{}",
+        show(&out)
+    );
     assert_eq!(reg.requests().len(), before, "--pull never made no request");
 
     // A tag the registry lacks: run fails with 125 and a message.
@@ -444,22 +597,34 @@ fn wasm_image_keeps_its_platform() {
 
 /// The platform recorded on the store's index.json entry for `name`.
 fn manifest_descriptor_platform(env: &Env, name: &str) -> String {
-    let index: Value = serde_json::from_slice(&std::fs::read(env.root().join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(env.root().join("index.json")).unwrap()).unwrap();
     let entry = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().is_some_and(|n| n == name || n.ends_with(name)))
+        .find(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .is_some_and(|n| n == name || n.ends_with(name))
+        })
         .unwrap_or_else(|| panic!("{name} in index.json: {index}"))
         .clone();
-    format!("{}/{}", entry["platform"]["os"].as_str().unwrap_or("?"), entry["platform"]["architecture"].as_str().unwrap_or("?"))
+    format!(
+        "{}/{}",
+        entry["platform"]["os"].as_str().unwrap_or("?"),
+        entry["platform"]["architecture"].as_str().unwrap_or("?")
+    )
 }
 
 /// Pushed by strata → copied out by skopeo and unpacked by umoci: the same files. Pushed by
 /// skopeo (OCI and Docker schema 2 manifests) → pulled by strata and run.
 #[test]
 fn skopeo_cross_checks() {
-    if !tools("skopeo_cross_checks", &["docker-registry", "openssl", "htpasswd", "skopeo", "umoci"]) {
+    if !tools(
+        "skopeo_cross_checks",
+        &["docker-registry", "openssl", "htpasswd", "skopeo", "umoci"],
+    ) {
         return;
     }
     let a = Env::new();
@@ -471,14 +636,31 @@ fn skopeo_cross_checks() {
     let tree = import_rootfs(&a, &name);
     ok(&a, &["push", &name]);
     let layout = a.path("skopeo-layout");
-    skopeo(&["copy", "--src-tls-verify=false", &format!("docker://{name}"), &format!("oci:{}:x", layout.display())]);
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{name}"),
+        &format!("oci:{}:x", layout.display()),
+    ]);
     let rootfs = umoci_unpack(&layout, "x", &a.path("unpacked"));
     assert_same_files(&tree, &rootfs);
-    assert_eq!(std::fs::read_link(rootfs.join("bin/sh")).unwrap(), Path::new("busybox"), "symlink intact");
-    let mode = std::fs::metadata(rootfs.join("etc/group")).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        std::fs::read_link(rootfs.join("bin/sh")).unwrap(),
+        Path::new("busybox"),
+        "symlink intact"
+    );
+    let mode = std::fs::metadata(rootfs.join("etc/group"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
     assert_eq!(mode, 0o600, "etc/group mode intact");
-    let inspected: Value =
-        serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", &format!("docker://{name}")])).unwrap();
+    let inspected: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]))
+    .unwrap();
     assert_eq!(
         inspected["Digest"].as_str().unwrap(),
         inspect(&a, &name, "{{.Descriptor.digest}}"),
@@ -489,9 +671,13 @@ fn skopeo_cross_checks() {
     let (_, p2) = hello_wasm();
     a.wasm_image(&p2, "docker.io/library/hello:latest", true);
     let diffs = diff_ids(&a, "docker.io/library/hello:latest");
-    for (format, expect_media) in
-        [("oci", "application/vnd.oci.image.manifest.v1+json"), ("v2s2", "application/vnd.docker.distribution.manifest.v2+json")]
-    {
+    for (format, expect_media) in [
+        ("oci", "application/vnd.oci.image.manifest.v1+json"),
+        (
+            "v2s2",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ),
+    ] {
         let remote = format!("{host}/skopeo/hello:{format}");
         skopeo(&[
             "copy",
@@ -503,13 +689,26 @@ fn skopeo_cross_checks() {
         ]);
         let b = Env::new();
         ok(&b, &["pull", &remote]);
-        assert_eq!(manifest(&b, &remote)["mediaType"].as_str().unwrap_or(""), expect_media, "{format}: manifest kept as pushed");
+        assert_eq!(
+            manifest(&b, &remote)["mediaType"].as_str().unwrap_or(""),
+            expect_media,
+            "{format}: manifest kept as pushed"
+        );
         assert_eq!(diff_ids(&b, &remote), diffs, "{format}: same layers");
         assert_same_files(&layer_fs(&a, &diffs[0]), &layer_fs(&b, &diffs[0]));
         let out = run(&b, &["run", "--rm", &remote, "exit", "6"]);
-        assert_eq!(out.status.code(), Some(6), "{format}: the pulled image runs {}", show(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(6),
+            "{format}: the pulled image runs {}",
+            show(&out)
+        );
         let out = run(&b, &["run", "--rm", &remote]);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("hello from wasm"), "{format}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("hello from wasm"),
+            "{format}: {}",
+            show(&out)
+        );
         assert_store_consistent(&b.root());
     }
 }
@@ -529,7 +728,11 @@ fn shared_base_is_transferred_once() {
     let img_b = format!("{host}/test/b:1");
     a.wasm_image(&p2, &img_a, true);
     let out = run(&a, &["run", "--name", "c", &img_a, "write", "/x", "y"]);
-    assert!(out.status.success(), "write into the container {}", show(&out));
+    assert!(
+        out.status.success(),
+        "write into the container {}",
+        show(&out)
+    );
     ok(&a, &["commit", "c", &img_b]);
     let base = layer_digests(&a, &img_a);
     let layers_b = layer_digests(&a, &img_b);
@@ -543,18 +746,46 @@ fn shared_base_is_transferred_once() {
     ok(&a, &["push", &img_b]);
     let reqs = reg.requests();
     // An upload ends with `PUT …/blobs/uploads/<id>?digest=sha256:<hex>`.
-    let uploads = |hex: &str| count(&reqs, |r| r.starts_with("PUT ") && r.contains("/blobs/uploads/") && r.contains(hex));
-    assert_eq!(uploads(&base_hex), 1, "the base layer is uploaded once: {reqs:#?}");
-    assert_eq!(uploads(&top_hex), 1, "B's own layer is uploaded once: {reqs:#?}");
-    let mounts = count(&reqs, |r| r.starts_with("POST /v2/test/b/blobs/uploads/") && r.contains("mount=") && r.contains(&base_hex) && r.ends_with(" 201"));
-    assert_eq!(mounts, 1, "B got the base by a cross-repository mount from test/a: {reqs:#?}");
+    let uploads = |hex: &str| {
+        count(&reqs, |r| {
+            r.starts_with("PUT ") && r.contains("/blobs/uploads/") && r.contains(hex)
+        })
+    };
+    assert_eq!(
+        uploads(&base_hex),
+        1,
+        "the base layer is uploaded once: {reqs:#?}"
+    );
+    assert_eq!(
+        uploads(&top_hex),
+        1,
+        "B's own layer is uploaded once: {reqs:#?}"
+    );
+    let mounts = count(&reqs, |r| {
+        r.starts_with("POST /v2/test/b/blobs/uploads/")
+            && r.contains("mount=")
+            && r.contains(&base_hex)
+            && r.ends_with(" 201")
+    });
+    assert_eq!(
+        mounts, 1,
+        "B got the base by a cross-repository mount from test/a: {reqs:#?}"
+    );
 
     // Pushing B again sends no blob at all.
     let before = reqs.len();
     ok(&a, &["push", &img_b]);
     let again = reg.requests()[before..].to_vec();
-    assert_eq!(count(&again, |r| r.starts_with("PUT ") && r.contains("/blobs/")), 0, "a second push uploads nothing: {again:#?}");
-    assert_eq!(count(&again, |r| r.starts_with("POST ")), 0, "a second push starts no upload: {again:#?}");
+    assert_eq!(
+        count(&again, |r| r.starts_with("PUT ") && r.contains("/blobs/")),
+        0,
+        "a second push uploads nothing: {again:#?}"
+    );
+    assert_eq!(
+        count(&again, |r| r.starts_with("POST ")),
+        0,
+        "a second push starts no upload: {again:#?}"
+    );
 
     // A fresh store pulls A then B: the base blob is fetched exactly once, B's layer once.
     let b = Env::new();
@@ -562,22 +793,41 @@ fn shared_base_is_transferred_once() {
     ok(&b, &["pull", &img_a]);
     ok(&b, &["pull", &img_b]);
     let pulls = reg.requests()[before..].to_vec();
-    let gets = |hex: &str| count(&pulls, |r| r.starts_with("GET /v2/") && r.contains(&format!("/blobs/sha256:{hex} ")));
-    assert_eq!(gets(&base_hex), 1, "base layer fetched once across both pulls: {pulls:#?}");
+    let gets = |hex: &str| {
+        count(&pulls, |r| {
+            r.starts_with("GET /v2/") && r.contains(&format!("/blobs/sha256:{hex} "))
+        })
+    };
+    assert_eq!(
+        gets(&base_hex),
+        1,
+        "base layer fetched once across both pulls: {pulls:#?}"
+    );
     assert_eq!(gets(&top_hex), 1, "B's layer fetched once: {pulls:#?}");
-    assert_eq!(inspect(&b, &img_b, "{{.Id}}"), inspect(&a, &img_b, "{{.Id}}"));
+    assert_eq!(
+        inspect(&b, &img_b, "{{.Id}}"),
+        inspect(&a, &img_b, "{{.Id}}")
+    );
     for d in diff_ids(&a, &img_b) {
         assert_same_files(&layer_fs(&a, &d), &layer_fs(&b, &d));
     }
     assert_store_consistent(&b.root());
     let out = run(&b, &["run", "--rm", &img_b, "cat", "/x"]);
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains('y'), "B's file is there {}", show(&out));
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains('y'),
+        "B's file is there {}",
+        show(&out)
+    );
 
     // Pulling B again fetches no blob.
     let before = reg.requests().len();
     ok(&b, &["pull", &img_b]);
     let again = reg.requests()[before..].to_vec();
-    assert_eq!(count(&again, |r| r.contains("/blobs/")), 0, "a repeated pull fetches no blob: {again:#?}");
+    assert_eq!(
+        count(&again, |r| r.contains("/blobs/")),
+        0,
+        "a repeated pull fetches no blob: {again:#?}"
+    );
 }
 
 /// The registry dies in the middle of a 200 MiB blob: the pull fails promptly and says so,
@@ -593,12 +843,26 @@ fn registry_killed_mid_pull() {
     let name = format!("{}/test/big:1", reg.host());
     let tree = a.path("big-tree");
     std::fs::create_dir_all(&tree).unwrap();
-    sh(&format!("head -c 200M /dev/urandom > {0}/big && echo small > {0}/small && tar -C {0} -cf {0}.tar .", tree.display()));
-    ok(&a, &["import", "--compression-format", "none", &format!("{}.tar", tree.display()), &name]);
+    sh(&format!(
+        "head -c 200M /dev/urandom > {0}/big && echo small > {0}/small && tar -C {0} -cf {0}.tar .",
+        tree.display()
+    ));
+    ok(
+        &a,
+        &[
+            "import",
+            "--compression-format",
+            "none",
+            &format!("{}.tar", tree.display()),
+            &name,
+        ],
+    );
     std::fs::remove_file(format!("{}.tar", tree.display())).unwrap();
     ok(&a, &["push", &name]);
     let diffs = diff_ids(&a, &name);
-    let layer_hex = layer_digests(&a, &name)[0].trim_start_matches("sha256:").to_string();
+    let layer_hex = layer_digests(&a, &name)[0]
+        .trim_start_matches("sha256:")
+        .to_string();
 
     let b = Env::new();
     let stderr_path = b.path("pull.stderr");
@@ -612,16 +876,29 @@ fn registry_killed_mid_pull() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let staged = loop {
         let biggest = std::fs::read_dir(b.root().join("tmp"))
-            .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).max().unwrap_or(0))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .max()
+                    .unwrap_or(0)
+            })
             .unwrap_or(0);
         if biggest > 8 << 20 {
             reg.kill(); // SIGKILL
             break biggest;
         }
         if let Some(status) = pull.try_wait().unwrap() {
-            panic!("pull ended ({status}) before the registry could be killed mid-blob: {}", std::fs::read_to_string(&stderr_path).unwrap());
+            panic!(
+                "pull ended ({status}) before the registry could be killed mid-blob: {}",
+                std::fs::read_to_string(&stderr_path).unwrap()
+            );
         }
-        assert!(Instant::now() < deadline, "no temp blob grew under tmp/ in 60s");
+        assert!(
+            Instant::now() < deadline,
+            "no temp blob grew under tmp/ in 60s"
+        );
         std::thread::sleep(Duration::from_millis(1));
     };
     let killed_at = Instant::now();
@@ -637,20 +914,44 @@ fn registry_killed_mid_pull() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let stderr = std::fs::read_to_string(&stderr_path).unwrap();
-    assert!(!status.success(), "the pull cannot succeed without its registry (killed at {staged} bytes): {stderr}");
     assert!(
-        stderr.contains(&layer_hex) || stderr.to_lowercase().contains("connect") || stderr.contains("blob"),
+        !status.success(),
+        "the pull cannot succeed without its registry (killed at {staged} bytes): {stderr}"
+    );
+    assert!(
+        stderr.contains(&layer_hex)
+            || stderr.to_lowercase().contains("connect")
+            || stderr.contains("blob"),
         "the error says what failed: {stderr}"
     );
-    eprintln!("pull failed {:?} after the kill: {}", killed_at.elapsed(), stderr.trim());
+    eprintln!(
+        "pull failed {:?} after the kill: {}",
+        killed_at.elapsed(),
+        stderr.trim()
+    );
 
     // Nothing unverified entered the store; the image is not there; no layer is published.
     assert_blobs_intact(&b.root());
-    assert!(!b.root().join("blobs/sha256").join(&layer_hex).exists(), "the partial layer blob is not in blobs/");
-    assert_eq!(ok(&b, &["images", "-q"]).trim(), "", "no image after a failed pull");
-    assert_eq!(layer_dirs(&b.root()), Vec::<String>::new(), "no layer unpacked after a failed pull");
-    let index: Value = serde_json::from_slice(&std::fs::read(b.root().join("index.json")).unwrap()).unwrap();
-    assert!(index["manifests"].as_array().is_none_or(|m| m.is_empty()), "index.json has no entry: {index}");
+    assert!(
+        !b.root().join("blobs/sha256").join(&layer_hex).exists(),
+        "the partial layer blob is not in blobs/"
+    );
+    assert_eq!(
+        ok(&b, &["images", "-q"]).trim(),
+        "",
+        "no image after a failed pull"
+    );
+    assert_eq!(
+        layer_dirs(&b.root()),
+        Vec::<String>::new(),
+        "no layer unpacked after a failed pull"
+    );
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(b.root().join("index.json")).unwrap()).unwrap();
+    assert!(
+        index["manifests"].as_array().is_none_or(|m| m.is_empty()),
+        "index.json has no entry: {index}"
+    );
     ok(&b, &["system", "prune", "-f"]);
     assert_store_consistent(&b.root());
 
@@ -678,24 +979,62 @@ fn tls_and_basic_auth() {
     let tree = import_rootfs(&a, &name);
     let config = docker_config(&a).join("config.json");
     let auths = |path: &Path| -> Value {
-        std::fs::read(path).ok().map(|b| serde_json::from_slice::<Value>(&b).unwrap()["auths"].clone()).unwrap_or(Value::Null)
+        std::fs::read(path)
+            .ok()
+            .map(|b| serde_json::from_slice::<Value>(&b).unwrap()["auths"].clone())
+            .unwrap_or(Value::Null)
     };
 
     // No credentials: refused as unauthorized.
     let err = fails(&a, &["push", "--cert-dir", certs, &name]);
     assert!(is_auth_error(&err), "an auth error: {err}");
-    assert_eq!(count(&reg.requests(), |r| r.contains("/manifests/") && r.starts_with("PUT ")), 0);
+    assert_eq!(
+        count(&reg.requests(), |r| r.contains("/manifests/")
+            && r.starts_with("PUT ")),
+        0
+    );
 
     // Wrong password.
-    let err = fails(&a, &["login", "-u", "user", "-p", "wrong", "--cert-dir", certs, &host]);
+    let err = fails(
+        &a,
+        &[
+            "login",
+            "-u",
+            "user",
+            "-p",
+            "wrong",
+            "--cert-dir",
+            certs,
+            &host,
+        ],
+    );
     assert!(is_auth_error(&err), "wrong password: an auth error: {err}");
-    assert!(auths(&config).get(&host).is_none(), "no credentials saved after a wrong password");
+    assert!(
+        auths(&config).get(&host).is_none(),
+        "no credentials saved after a wrong password"
+    );
 
     // Right password.
-    let out = ok(&a, &["login", "-u", "user", "-p", "pass", "--cert-dir", certs, &host]);
+    let out = ok(
+        &a,
+        &[
+            "login",
+            "-u",
+            "user",
+            "-p",
+            "pass",
+            "--cert-dir",
+            certs,
+            &host,
+        ],
+    );
     assert!(out.contains("Login Succeeded"), "{out}");
     let saved = auths(&config);
-    assert_eq!(saved[&host]["auth"].as_str(), Some("dXNlcjpwYXNz"), "base64(user:pass) under {host}: {saved}");
+    assert_eq!(
+        saved[&host]["auth"].as_str(),
+        Some("dXNlcjpwYXNz"),
+        "base64(user:pass) under {host}: {saved}"
+    );
     let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "config.json is private");
 
@@ -712,12 +1051,21 @@ fn tls_and_basic_auth() {
     assert_store_consistent(&b.root());
     // The blobs were served (to the authenticated pull).
     let reqs = reg.requests();
-    assert!(count(&reqs, |r| r.starts_with("GET /v2/test/secure/blobs/") && r.ends_with(" 200")) >= 2, "{reqs:#?}");
+    assert!(
+        count(&reqs, |r| r.starts_with("GET /v2/test/secure/blobs/")
+            && r.ends_with(" 200"))
+            >= 2,
+        "{reqs:#?}"
+    );
 
     // logout removes the entry, and the registry refuses again.
     let out = ok(&a, &["logout", &host]);
     assert!(out.contains(&host), "{out}");
-    assert!(auths(&config).get(&host).is_none(), "logout removed {host}: {}", auths(&config));
+    assert!(
+        auths(&config).get(&host).is_none(),
+        "logout removed {host}: {}",
+        auths(&config)
+    );
     let c = Env::new();
     std::fs::create_dir_all(docker_config(&c)).unwrap();
     std::fs::copy(&config, docker_config(&c).join("config.json")).unwrap();
@@ -730,7 +1078,9 @@ fn tls_and_basic_auth() {
 /// The error a client reports when the registry refuses it credentials.
 fn is_auth_error(err: &str) -> bool {
     let lower = err.to_lowercase();
-    ["unauthorized", "not authorized", "authentication", "401"].iter().any(|w| lower.contains(w))
+    ["unauthorized", "not authorized", "authentication", "401"]
+        .iter()
+        .any(|w| lower.contains(w))
 }
 
 /// The TLS error a client reports when it does not trust the server's certificate.
@@ -753,12 +1103,22 @@ fn tls_untrusted_certificate_is_refused() {
     let name = format!("{host}/test/secure:1");
     import_rootfs(&a, &name);
     let config = docker_config(&a).join("config.json");
-    let saved = || std::fs::read(&config).ok().map(|b| serde_json::from_slice::<Value>(&b).unwrap()["auths"][&host].clone());
+    let saved = || {
+        std::fs::read(&config)
+            .ok()
+            .map(|b| serde_json::from_slice::<Value>(&b).unwrap()["auths"][&host].clone())
+    };
 
     for password in ["pass", "wrong"] {
         let err = fails(&a, &["login", "-u", "user", "-p", password, &host]);
-        assert!(is_tls_error(&err), "login -p {password}: a TLS verification error: {err}");
-        assert!(saved().is_none_or(|v| v.is_null()), "no credentials saved after a failed login");
+        assert!(
+            is_tls_error(&err),
+            "login -p {password}: a TLS verification error: {err}"
+        );
+        assert!(
+            saved().is_none_or(|v| v.is_null()),
+            "no credentials saved after a failed login"
+        );
     }
     let err = fails(&a, &["pull", &name.replace(":1", ":2")]);
     assert!(is_tls_error(&err), "pull: a TLS verification error: {err}");
@@ -766,7 +1126,11 @@ fn tls_untrusted_certificate_is_refused() {
     assert!(is_tls_error(&err), "push: a TLS verification error: {err}");
     // No request reached the registry as plain HTTP (Go answers those with a 400).
     let reqs = reg.requests();
-    assert_eq!(count(&reqs, |r| r.ends_with(" 400")), 0, "plain HTTP sent to the TLS port: {reqs:#?}");
+    assert_eq!(
+        count(&reqs, |r| r.ends_with(" 400")),
+        0,
+        "plain HTTP sent to the TLS port: {reqs:#?}"
+    );
 }
 
 /// `--tls-verify=false` (podman's flag: "do not verify certificates; also allow plain
@@ -781,12 +1145,27 @@ fn tls_verify_false_skips_verification() {
     let host = reg.host();
     let name = format!("{host}/test/insecure:1");
     let tree = import_rootfs(&a, &name);
-    let out = ok(&a, &["login", "-u", "user", "-p", "pass", "--tls-verify=false", &host]);
+    let out = ok(
+        &a,
+        &[
+            "login",
+            "-u",
+            "user",
+            "-p",
+            "pass",
+            "--tls-verify=false",
+            &host,
+        ],
+    );
     assert!(out.contains("Login Succeeded"), "{out}");
     ok(&a, &["push", "--tls-verify=false", &name]);
     let b = Env::new();
     std::fs::create_dir_all(docker_config(&b)).unwrap();
-    std::fs::copy(docker_config(&a).join("config.json"), docker_config(&b).join("config.json")).unwrap();
+    std::fs::copy(
+        docker_config(&a).join("config.json"),
+        docker_config(&b).join("config.json"),
+    )
+    .unwrap();
     ok(&b, &["pull", "--tls-verify=false", &name]);
     assert_same_files(&tree, &layer_fs(&b, &diff_ids(&b, &name)[0]));
     assert_store_consistent(&b.root());
@@ -804,11 +1183,25 @@ fn pull_retries_through_a_registry_restart() {
     let name = format!("{}/test/big:1", reg.host());
     let tree = a.path("big-tree");
     std::fs::create_dir_all(&tree).unwrap();
-    sh(&format!("head -c 100M /dev/urandom > {0}/big && tar -C {0} -cf {0}.tar .", tree.display()));
-    ok(&a, &["import", "--compression-format", "none", &format!("{}.tar", tree.display()), &name]);
+    sh(&format!(
+        "head -c 100M /dev/urandom > {0}/big && tar -C {0} -cf {0}.tar .",
+        tree.display()
+    ));
+    ok(
+        &a,
+        &[
+            "import",
+            "--compression-format",
+            "none",
+            &format!("{}.tar", tree.display()),
+            &name,
+        ],
+    );
     std::fs::remove_file(format!("{}.tar", tree.display())).unwrap();
     ok(&a, &["push", &name]);
-    let layer_hex = layer_digests(&a, &name)[0].trim_start_matches("sha256:").to_string();
+    let layer_hex = layer_digests(&a, &name)[0]
+        .trim_start_matches("sha256:")
+        .to_string();
 
     let b = Env::new();
     let stderr_path = a.path("pull.stderr");
@@ -820,22 +1213,41 @@ fn pull_retries_through_a_registry_restart() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let biggest = std::fs::read_dir(b.root().join("tmp"))
-            .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).max().unwrap_or(0))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .max()
+                    .unwrap_or(0)
+            })
             .unwrap_or(0);
         if biggest > 8 << 20 {
             reg.kill();
             break;
         }
         if let Some(status) = pull.try_wait().unwrap() {
-            panic!("pull ended ({status}) before the registry could be killed mid-blob: {}", std::fs::read_to_string(&stderr_path).unwrap());
+            panic!(
+                "pull ended ({status}) before the registry could be killed mid-blob: {}",
+                std::fs::read_to_string(&stderr_path).unwrap()
+            );
         }
-        assert!(Instant::now() < deadline, "no temp blob grew under tmp/ in 60s");
+        assert!(
+            Instant::now() < deadline,
+            "no temp blob grew under tmp/ in 60s"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     reg.launch();
     let status = pull.wait().unwrap();
-    assert!(status.success(), "the pull retried and completed: {}", std::fs::read_to_string(&stderr_path).unwrap());
-    let gets = count(&reg.requests(), |r| r.starts_with("GET ") && r.contains(&format!("/blobs/sha256:{layer_hex} ")));
+    assert!(
+        status.success(),
+        "the pull retried and completed: {}",
+        std::fs::read_to_string(&stderr_path).unwrap()
+    );
+    let gets = count(&reg.requests(), |r| {
+        r.starts_with("GET ") && r.contains(&format!("/blobs/sha256:{layer_hex} "))
+    });
     // The killed registry never logged the interrupted request; the restarted one served it.
     assert!(gets >= 1, "the layer was requested again after the restart");
     assert_same_files(&tree, &layer_fs(&b, &diff_ids(&b, &name)[0]));
@@ -847,26 +1259,41 @@ fn pull_retries_through_a_registry_restart() {
 /// `--platform`, fetches only the chosen image's layers, and refuses a platform it lacks.
 #[test]
 fn index_platform_selection() {
-    if !tools("index_platform_selection", &["docker-registry", "openssl", "htpasswd", "skopeo"]) {
+    if !tools(
+        "index_platform_selection",
+        &["docker-registry", "openssl", "htpasswd", "skopeo"],
+    ) {
         return;
     }
     let (_, p2) = hello_wasm();
     let a = Env::new();
     let reg = Registry::plain(&a.path("registry"));
     let host = reg.host();
-    let (linux, wasm) = ("docker.io/library/multi:linux", "docker.io/library/multi:wasm");
+    let (linux, wasm) = (
+        "docker.io/library/multi:linux",
+        "docker.io/library/multi:wasm",
+    );
     import_rootfs(&a, linux);
     a.wasm_image(&p2, wasm, true);
     let host_platform = inspect(&a, linux, "{{.Os}}/{{.Architecture}}");
     assert_ne!(host_platform, "wasi/wasm");
-    let linux_layer = layer_digests(&a, linux)[0].trim_start_matches("sha256:").to_string();
-    let wasm_layer = layer_digests(&a, wasm)[0].trim_start_matches("sha256:").to_string();
+    let linux_layer = layer_digests(&a, linux)[0]
+        .trim_start_matches("sha256:")
+        .to_string();
+    let wasm_layer = layer_digests(&a, wasm)[0]
+        .trim_start_matches("sha256:")
+        .to_string();
 
     // An OCI layout holding our blobs and one index over both images.
     let layout = a.path("multi-layout");
-    sh(&format!("mkdir -p {0} && cp -r {1}/blobs {1}/oci-layout {0}/", layout.display(), a.root().display()));
+    sh(&format!(
+        "mkdir -p {0} && cp -r {1}/blobs {1}/oci-layout {0}/",
+        layout.display(),
+        a.root().display()
+    ));
     let entry = |image: &str| {
-        let mut d: Value = serde_json::from_str(&inspect(&a, image, "{{json .Descriptor}}")).unwrap();
+        let mut d: Value =
+            serde_json::from_str(&inspect(&a, image, "{{json .Descriptor}}")).unwrap();
         d["platform"] = serde_json::json!({ "os": inspect(&a, image, "{{.Os}}"), "architecture": inspect(&a, image, "{{.Architecture}}") });
         d.as_object_mut().unwrap().remove("annotations");
         d
@@ -893,7 +1320,13 @@ fn index_platform_selection() {
     for (tag, format) in [("oci", "oci"), ("list", "v2s2")] {
         let remote = format!("{host}/test/multi:{tag}");
         let copied = Command::new("skopeo")
-            .args(["copy", "--all", "--dest-tls-verify=false", "--format", format])
+            .args([
+                "copy",
+                "--all",
+                "--dest-tls-verify=false",
+                "--format",
+                format,
+            ])
             .arg(format!("oci:{}:multi", layout.display()))
             .arg(format!("docker://{remote}"))
             .output()
@@ -901,38 +1334,96 @@ fn index_platform_selection() {
         if !copied.status.success() {
             // skopeo may refuse to convert an index's format; the OCI form is required.
             assert_ne!(format, "oci", "skopeo copy --all failed {}", show(&copied));
-            eprintln!("note: skopeo cannot push the index as {format}: {}", String::from_utf8_lossy(&copied.stderr).trim());
+            eprintln!(
+                "note: skopeo cannot push the index as {format}: {}",
+                String::from_utf8_lossy(&copied.stderr).trim()
+            );
             continue;
         }
-        let raw: Value = serde_json::from_str(&skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{remote}")])).unwrap();
-        assert_eq!(raw["manifests"].as_array().map(Vec::len), Some(2), "{tag}: the registry holds an index: {raw}");
-        let want = if tag == "oci" { "application/vnd.oci.image.index.v1+json" } else { "application/vnd.docker.distribution.manifest.list.v2+json" };
+        let raw: Value = serde_json::from_str(&skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{remote}"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            raw["manifests"].as_array().map(Vec::len),
+            Some(2),
+            "{tag}: the registry holds an index: {raw}"
+        );
+        let want = if tag == "oci" {
+            "application/vnd.oci.image.index.v1+json"
+        } else {
+            "application/vnd.docker.distribution.manifest.list.v2+json"
+        };
         assert_eq!(raw["mediaType"].as_str(), Some(want), "{tag}: {raw}");
 
         // Default: the host's platform; only its layer is fetched.
         let b = Env::new();
         let before = reg.requests().len();
         ok(&b, &["pull", &remote]);
-        assert_eq!(inspect(&b, &remote, "{{.Os}}/{{.Architecture}}"), host_platform, "{tag}: host platform by default");
-        assert_eq!(inspect(&b, &remote, "{{.Id}}"), inspect(&a, linux, "{{.Id}}"));
+        assert_eq!(
+            inspect(&b, &remote, "{{.Os}}/{{.Architecture}}"),
+            host_platform,
+            "{tag}: host platform by default"
+        );
+        assert_eq!(
+            inspect(&b, &remote, "{{.Id}}"),
+            inspect(&a, linux, "{{.Id}}")
+        );
         let reqs = reg.requests()[before..].to_vec();
-        assert_eq!(count(&reqs, |r| r.contains(&linux_layer)), 1, "{tag}: the Linux layer fetched once: {reqs:#?}");
-        assert_eq!(count(&reqs, |r| r.contains(&wasm_layer)), 0, "{tag}: the Wasm layer not fetched: {reqs:#?}");
+        assert_eq!(
+            count(&reqs, |r| r.contains(&linux_layer)),
+            1,
+            "{tag}: the Linux layer fetched once: {reqs:#?}"
+        );
+        assert_eq!(
+            count(&reqs, |r| r.contains(&wasm_layer)),
+            0,
+            "{tag}: the Wasm layer not fetched: {reqs:#?}"
+        );
         assert_store_consistent(&b.root());
 
         // --platform wasi/wasm, explicitly and through run.
         let c = Env::new();
         ok(&c, &["pull", "--platform", "wasi/wasm", &remote]);
-        assert_eq!(inspect(&c, &remote, "{{.Os}}/{{.Architecture}}"), "wasi/wasm", "{tag}");
-        assert_eq!(inspect(&c, &remote, "{{.Id}}"), inspect(&a, wasm, "{{.Id}}"));
+        assert_eq!(
+            inspect(&c, &remote, "{{.Os}}/{{.Architecture}}"),
+            "wasi/wasm",
+            "{tag}"
+        );
+        assert_eq!(
+            inspect(&c, &remote, "{{.Id}}"),
+            inspect(&a, wasm, "{{.Id}}")
+        );
         let d = Env::new();
-        let out = run(&d, &["run", "--rm", "--platform", "wasi/wasm", &remote, "exit", "7"]);
-        assert_eq!(out.status.code(), Some(7), "{tag}: run pulls the Wasm image from the index {}", show(&out));
+        let out = run(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "--platform",
+                "wasi/wasm",
+                &remote,
+                "exit",
+                "7",
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(7),
+            "{tag}: run pulls the Wasm image from the index {}",
+            show(&out)
+        );
 
         // A platform the index lacks.
         let e = Env::new();
         let err = fails(&e, &["pull", "--platform", "linux/s390x", &remote]);
-        assert!(err.contains("s390x"), "{tag}: names the missing platform: {err}");
+        assert!(
+            err.contains("s390x"),
+            "{tag}: names the missing platform: {err}"
+        );
         assert_eq!(ok(&e, &["images", "-q"]).trim(), "");
     }
 }

@@ -10,7 +10,17 @@ const NOBODY: &str = "65534";
 
 fn as_nobody(env: &Env, script: &str) -> std::process::Output {
     std::process::Command::new("setpriv")
-        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--", "sh", "-c", script])
+        .args([
+            "--reuid",
+            NOBODY,
+            "--regid",
+            NOBODY,
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
         .env("HOME", env.tmp.path())
         .output()
         .unwrap()
@@ -35,7 +45,10 @@ fn rootless_layers_stack_under_kernel_overlayfs() {
     raw_entry(&mut top, ".wh.gone", Regular, b"", None);
     std::fs::write(env.path("bottom.tar"), end_tar(bottom)).unwrap();
     std::fs::write(env.path("top.tar"), end_tar(top)).unwrap();
-    sh(&format!("chmod 0755 {0} && chown -R {NOBODY}:{NOBODY} {0}", env.tmp.path().display()));
+    sh(&format!(
+        "chmod 0755 {0} && chown -R {NOBODY}:{NOBODY} {0}",
+        env.tmp.path().display()
+    ));
 
     let strata = env!("CARGO_BIN_EXE_strata");
     let root = env.root();
@@ -44,15 +57,26 @@ fn rootless_layers_stack_under_kernel_overlayfs() {
          {strata} --root {r} inspect -f '{{{{json .RootFS.Layers}}}}' b && {strata} --root {r} inspect -f '{{{{json .RootFS.Layers}}}}' t",
         r = root.display(), t = env.tmp.path().display()
     ));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.starts_with('['))
-        .map(|l| serde_json::from_str::<Vec<String>>(l).unwrap()[0].trim_start_matches("sha256:").to_string())
+        .map(|l| {
+            serde_json::from_str::<Vec<String>>(l).unwrap()[0]
+                .trim_start_matches("sha256:")
+                .to_string()
+        })
         .collect();
     let layer = |id: &str| root.join("layers").join(id).join("fs");
     // The store's form, as written without privileges: user.overlay.opaque and 0:0 devices.
-    let opaque = std::process::Command::new("getfattr").args(["-n", "user.overlay.opaque", "--only-values"]).arg(layer(&ids[1]).join("d")).output();
+    let opaque = std::process::Command::new("getfattr")
+        .args(["-n", "user.overlay.opaque", "--only-values"])
+        .arg(layer(&ids[1]).join("d"))
+        .output();
     if let Ok(o) = opaque {
         if o.status.success() {
             assert_eq!(o.stdout, b"y");
@@ -69,8 +93,16 @@ fn rootless_layers_stack_under_kernel_overlayfs() {
         layer(&ids[1]).display(), layer(&ids[0]).display(), m = mnt.display()
     ));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "mount failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expected = format!("{m}:\nd\nkept\n\n{m}/d:\nnew\nnewkept", m = mnt.display());
-    assert_eq!(stdout.trim(), expected, "merged view: gone is whited out, d/old hidden by the opaque dir");
+    assert_eq!(
+        stdout.trim(),
+        expected,
+        "merged view: gone is whited out, d/old hidden by the opaque dir"
+    );
     sh(&format!("chown -R 0:0 {}", env.tmp.path().display()));
 }

@@ -16,28 +16,69 @@ fn the_store_is_an_oci_image_layout() {
     let env = Env::new();
     let (tar, _) = env.rootfs_tar("rootfs");
     let id = env.ok(&["import", tar.to_str().unwrap(), "busybox"]);
-    assert!(id.trim().starts_with("sha256:") && id.trim().len() == 71, "{id}");
+    assert!(
+        id.trim().starts_with("sha256:") && id.trim().len() == 71,
+        "{id}"
+    );
     let root = env.root();
-    assert_eq!(std::fs::read_to_string(root.join("oci-layout")).unwrap(), r#"{"imageLayoutVersion":"1.0.0"}"#);
+    assert_eq!(
+        std::fs::read_to_string(root.join("oci-layout")).unwrap(),
+        r#"{"imageLayoutVersion":"1.0.0"}"#
+    );
     let idx = index(&env);
     assert_eq!(idx["schemaVersion"], 2);
     let entries = idx["manifests"].as_array().unwrap();
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0]["annotations"]["org.opencontainers.image.ref.name"], "docker.io/library/busybox:latest");
-    assert_eq!(entries[0]["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-    assert_eq!(std::fs::metadata(&root).unwrap().permissions().mode() & 0o777, 0o700, "store is private");
+    assert_eq!(
+        entries[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "docker.io/library/busybox:latest"
+    );
+    assert_eq!(
+        entries[0]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        std::fs::metadata(&root).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "store is private"
+    );
     // manifest → config (whose digest is the image ID) → one gzip layer, all in blobs/
     let manifest: Value = serde_json::from_slice(
-        &std::fs::read(root.join("blobs/sha256").join(entries[0]["digest"].as_str().unwrap().trim_start_matches("sha256:"))).unwrap(),
+        &std::fs::read(
+            root.join("blobs/sha256").join(
+                entries[0]["digest"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("sha256:"),
+            ),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(manifest["config"]["digest"], id.trim());
-    assert_eq!(manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
     assert_store_consistent(&root);
     // the unpacked layer sits beside the layout, keyed by diff_id
-    let config: Value = serde_json::from_slice(&std::fs::read(root.join("blobs/sha256").join(id.trim().trim_start_matches("sha256:"))).unwrap()).unwrap();
-    let diff_id = config["rootfs"]["diff_ids"][0].as_str().unwrap().trim_start_matches("sha256:");
-    assert!(root.join("layers").join(diff_id).join("fs/bin/busybox").is_file());
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(
+            root.join("blobs/sha256")
+                .join(id.trim().trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let diff_id = config["rootfs"]["diff_ids"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    assert!(root
+        .join("layers")
+        .join(diff_id)
+        .join("fs/bin/busybox")
+        .is_file());
 }
 
 #[test]
@@ -51,7 +92,10 @@ fn default_root_follows_user_and_env() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(via_env.join("index.json").exists(), "STRATA_ROOT is the store");
+    assert!(
+        via_env.join("index.json").exists(),
+        "STRATA_ROOT is the store"
+    );
 }
 
 #[test]
@@ -71,7 +115,10 @@ fn eight_concurrent_imports_all_land() {
                 sh(&format!("tar -C {} -cf {} .", tree.display(), t.display()));
                 t
             };
-            env.cmd(&["import", file.to_str().unwrap(), &format!("img{i}:v{i}")]).stdout(std::process::Stdio::null()).spawn().unwrap()
+            env.cmd(&["import", file.to_str().unwrap(), &format!("img{i}:v{i}")])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
         })
         .collect();
     for mut c in children {
@@ -81,7 +128,12 @@ fn eight_concurrent_imports_all_land() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap().to_string())
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(names.len(), 8, "{names:?}");
     for i in 0..8 {
@@ -95,16 +147,32 @@ fn references_normalise_like_docker() {
     let env = Env::new();
     let (tar, _) = env.rootfs_tar("rootfs");
     env.ok(&["import", tar.to_str().unwrap(), "busybox"]);
-    for name in ["busybox", "busybox:latest", "docker.io/library/busybox", "index.docker.io/library/busybox:latest"] {
+    for name in [
+        "busybox",
+        "busybox:latest",
+        "docker.io/library/busybox",
+        "index.docker.io/library/busybox:latest",
+    ] {
         let id = env.ok(&["inspect", "-f", "{{.Id}}", name]);
         assert!(id.starts_with("sha256:"), "{name}");
     }
     env.ok(&["tag", "busybox", "localhost:5000/team/app:v2"]);
     let out = env.ok(&["images"]);
-    assert!(out.lines().any(|l| l.starts_with("localhost:5000/team/app") && l.contains(" v2 ")), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("busybox ") && l.contains(" latest ")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("localhost:5000/team/app") && l.contains(" v2 ")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("busybox ") && l.contains(" latest ")),
+        "{out}"
+    );
     let digest = env.ok(&["inspect", "-f", "{{.Descriptor.digest}}", "busybox"]);
-    env.ok(&["inspect", &format!("localhost:5000/team/app@{}", digest.trim())]);
+    env.ok(&[
+        "inspect",
+        &format!("localhost:5000/team/app@{}", digest.trim()),
+    ]);
     for bad in ["Busybox", "a:b:c", "busybox:", "host:port/x", "x-"] {
         let err = env.fails(&["tag", "busybox", bad]);
         assert!(err.contains("invalid reference format"), "{bad}: {err}");
@@ -118,18 +186,34 @@ fn references_normalise_like_docker() {
 fn images_lists_like_docker() {
     let env = Env::new();
     let (tar, _) = env.rootfs_tar("rootfs");
-    let id = env.ok(&["import", tar.to_str().unwrap(), "busybox"]).trim().to_string();
+    let id = env
+        .ok(&["import", tar.to_str().unwrap(), "busybox"])
+        .trim()
+        .to_string();
     env.ok(&["tag", "busybox", "me/app:1.0"]);
     let out = env.ok(&["images"]);
     let mut lines = out.lines();
     let header = lines.next().unwrap();
-    assert_eq!(header.split("  ").filter(|s| !s.trim().is_empty()).map(str::trim).collect::<Vec<_>>(), ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
+    assert_eq!(
+        header
+            .split("  ")
+            .filter(|s| !s.trim().is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>(),
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+    );
     let row = lines.find(|l| l.starts_with("me/app")).unwrap();
     // Columns line up under their headers.
     assert_eq!(row.find(&id[7..19]), header.find("IMAGE ID"), "{out}");
-    assert!(row.contains("ago") && (row.ends_with("MB") || row.ends_with("kB")), "{row}");
+    assert!(
+        row.contains("ago") && (row.ends_with("MB") || row.ends_with("kB")),
+        "{row}"
+    );
     let quiet = env.ok(&["images", "-q"]);
-    assert_eq!(quiet.lines().collect::<Vec<_>>(), vec![&id[7..19], &id[7..19]]);
+    assert_eq!(
+        quiet.lines().collect::<Vec<_>>(),
+        vec![&id[7..19], &id[7..19]]
+    );
     assert_eq!(env.ok(&["images", "-q", "--no-trunc", "me/app"]).trim(), id);
     let digests = env.ok(&["images", "--digests"]);
     assert!(digests.lines().next().unwrap().contains("DIGEST"));
@@ -139,23 +223,41 @@ fn images_lists_like_docker() {
         assert_eq!(v["ID"], &id[7..19]);
         assert!(v["Repository"] == "busybox" || v["Repository"] == "me/app");
     }
-    assert_eq!(env.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", "busybox"]).trim(), "busybox:latest");
+    assert_eq!(
+        env.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", "busybox"])
+            .trim(),
+        "busybox:latest"
+    );
 }
 
 #[test]
 fn history_shows_layers_like_docker() {
     let env = Env::new();
     let (tar, _) = env.rootfs_tar("rootfs");
-    let id = env.ok(&["import", "-m", "my rootfs", tar.to_str().unwrap(), "base"]).trim().to_string();
+    let id = env
+        .ok(&["import", "-m", "my rootfs", tar.to_str().unwrap(), "base"])
+        .trim()
+        .to_string();
     let out = env.ok(&["history", "base"]);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("IMAGE          CREATED") && lines[0].contains("CREATED BY") && lines[0].ends_with("COMMENT"), "{out}");
-    assert!(lines[1].starts_with(&id[7..19]) && lines[1].ends_with("my rootfs"), "{out}");
+    assert!(
+        lines[0].starts_with("IMAGE          CREATED")
+            && lines[0].contains("CREATED BY")
+            && lines[0].ends_with("COMMENT"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&id[7..19]) && lines[1].ends_with("my rootfs"),
+        "{out}"
+    );
     assert_eq!(lines.len(), 2);
     assert_eq!(env.ok(&["history", "-q", "base"]).trim(), &id[7..19]);
     assert!(env.ok(&["history", "--no-trunc", "base"]).contains(&id));
     let raw = env.ok(&["history", "-H=false", "base"]);
-    assert!(raw.lines().nth(1).unwrap().contains("T") && raw.lines().nth(1).unwrap().contains("Z"), "RFC 3339 dates: {raw}");
+    assert!(
+        raw.lines().nth(1).unwrap().contains("T") && raw.lines().nth(1).unwrap().contains("Z"),
+        "RFC 3339 dates: {raw}"
+    );
     let plain = env.ok(&["import", tar.to_str().unwrap(), "plain"]);
     assert!(plain.starts_with("sha256:"));
     assert!(env.ok(&["history", "plain"]).contains("Imported from -"));
@@ -166,13 +268,36 @@ fn import_changes_set_the_config() {
     let env = Env::new();
     let (tar, _) = env.rootfs_tar("rootfs");
     env.ok(&[
-        "import", "-c", "ENV PATH=/bin", "-c", "ENV GREETING=\"hello world\"", "-c", "WORKDIR /srv", "-c", "USER nobody",
-        "-c", "LABEL org.example=yes", "-c", "EXPOSE 8080 53/udp", "-c", "VOLUME /data", "-c", "ENTRYPOINT [\"/bin/sh\", \"-c\"]",
-        "-c", "CMD echo hi", "--platform", "linux/arm64", tar.to_str().unwrap(), "configured",
+        "import",
+        "-c",
+        "ENV PATH=/bin",
+        "-c",
+        "ENV GREETING=\"hello world\"",
+        "-c",
+        "WORKDIR /srv",
+        "-c",
+        "USER nobody",
+        "-c",
+        "LABEL org.example=yes",
+        "-c",
+        "EXPOSE 8080 53/udp",
+        "-c",
+        "VOLUME /data",
+        "-c",
+        "ENTRYPOINT [\"/bin/sh\", \"-c\"]",
+        "-c",
+        "CMD echo hi",
+        "--platform",
+        "linux/arm64",
+        tar.to_str().unwrap(),
+        "configured",
     ]);
     let v: Value = serde_json::from_str(&env.ok(&["inspect", "configured"])).unwrap();
     let c = &v[0]["Config"];
-    assert_eq!(c["Env"], serde_json::json!(["PATH=/bin", "GREETING=hello world"]));
+    assert_eq!(
+        c["Env"],
+        serde_json::json!(["PATH=/bin", "GREETING=hello world"])
+    );
     assert_eq!(c["WorkingDir"], "/srv");
     assert_eq!(c["User"], "nobody");
     assert_eq!(c["Labels"]["org.example"], "yes");
@@ -183,7 +308,9 @@ fn import_changes_set_the_config() {
     assert_eq!(v[0]["Architecture"], "arm64");
     let err = env.fails(&["import", "-c", "RUN rm -rf /", tar.to_str().unwrap()]);
     assert!(err.contains("RUN"), "{err}");
-    assert!(env.fails(&["import", "--platform", "linux", tar.to_str().unwrap()]).contains("platform"));
+    assert!(env
+        .fails(&["import", "--platform", "linux", tar.to_str().unwrap()])
+        .contains("platform"));
 }
 
 #[test]
@@ -193,34 +320,74 @@ fn compression_formats_and_determinism() {
     let mut diff_ids = Vec::new();
     let mut layer_digests = Vec::new();
     for (fmt, media, magic) in [
-        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip", &[0x1f, 0x8b][..]),
-        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd", &[0x28, 0xb5, 0x2f, 0xfd][..]),
+        (
+            "gzip",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            &[0x1f, 0x8b][..],
+        ),
+        (
+            "zstd",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            &[0x28, 0xb5, 0x2f, 0xfd][..],
+        ),
         ("none", "application/vnd.oci.image.layer.v1.tar", &b""[..]),
     ] {
         for round in 0..2 {
-            env.ok(&["import", "--compression-format", fmt, tar.to_str().unwrap(), &format!("c:{fmt}{round}")]);
-            let v: Value = serde_json::from_str(&env.ok(&["inspect", &format!("c:{fmt}{round}")])).unwrap();
+            env.ok(&[
+                "import",
+                "--compression-format",
+                fmt,
+                tar.to_str().unwrap(),
+                &format!("c:{fmt}{round}"),
+            ]);
+            let v: Value =
+                serde_json::from_str(&env.ok(&["inspect", &format!("c:{fmt}{round}")])).unwrap();
             let layer = &v[0]["Manifest"]["Layers"][0];
             assert_eq!(layer["mediaType"], media);
-            let blob = std::fs::read(env.root().join("blobs/sha256").join(layer["digest"].as_str().unwrap().trim_start_matches("sha256:"))).unwrap();
+            let blob = std::fs::read(
+                env.root().join("blobs/sha256").join(
+                    layer["digest"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches("sha256:"),
+                ),
+            )
+            .unwrap();
             assert!(blob.starts_with(magic));
             diff_ids.push(v[0]["RootFS"]["Layers"][0].clone());
             layer_digests.push((fmt, layer["digest"].clone()));
         }
     }
-    assert!(diff_ids.windows(2).all(|w| w[0] == w[1]), "one tree, one diff_id: {diff_ids:?}");
+    assert!(
+        diff_ids.windows(2).all(|w| w[0] == w[1]),
+        "one tree, one diff_id: {diff_ids:?}"
+    );
     for pair in layer_digests.chunks(2) {
-        assert_eq!(pair[0].1, pair[1].1, "{} output is deterministic", pair[0].0);
+        assert_eq!(
+            pair[0].1, pair[1].1,
+            "{} output is deterministic",
+            pair[0].0
+        );
     }
     // A compressed input is recognised and stored as requested.
-    sh(&format!("gzip -c {0} > {0}.gz && zstd -q -c {0} > {0}.zst", tar.display()));
-    for input in [format!("{}.gz", tar.display()), format!("{}.zst", tar.display())] {
+    sh(&format!(
+        "gzip -c {0} > {0}.gz && zstd -q -c {0} > {0}.zst",
+        tar.display()
+    ));
+    for input in [
+        format!("{}.gz", tar.display()),
+        format!("{}.zst", tar.display()),
+    ] {
         env.ok(&["import", &input, "fromcompressed"]);
         let v: Value = serde_json::from_str(&env.ok(&["inspect", "fromcompressed"])).unwrap();
         assert_eq!(v[0]["RootFS"]["Layers"][0], diff_ids[0]);
     }
     // and the same from STDIN
-    let out = env.cmd(&["import", "-", "stdin:1"]).stdin(std::fs::File::open(&tar).unwrap()).output().unwrap();
+    let out = env
+        .cmd(&["import", "-", "stdin:1"])
+        .stdin(std::fs::File::open(&tar).unwrap())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: Value = serde_json::from_str(&env.ok(&["inspect", "stdin:1"])).unwrap();
     assert_eq!(v[0]["RootFS"]["Layers"][0], diff_ids[0]);
@@ -230,21 +397,43 @@ fn compression_formats_and_determinism() {
 fn rmi_untags_then_deletes() {
     let env = Env::new();
     let (tar, _) = env.rootfs_tar("rootfs");
-    let id = env.ok(&["import", tar.to_str().unwrap(), "busybox"]).trim().to_string();
+    let id = env
+        .ok(&["import", tar.to_str().unwrap(), "busybox"])
+        .trim()
+        .to_string();
     env.ok(&["tag", "busybox", "me/bb:1"]);
     let err = env.fails(&["rmi", &id[7..19]]);
     assert!(err.contains("must be forced"), "{err}");
     assert_eq!(env.ok(&["rmi", "me/bb:1"]).trim(), "Untagged: me/bb:1");
-    assert!(env.root().join("layers").read_dir().unwrap().count() == 1, "layer kept while busybox uses it");
+    assert!(
+        env.root().join("layers").read_dir().unwrap().count() == 1,
+        "layer kept while busybox uses it"
+    );
     let out = env.ok(&["rmi", "busybox"]);
     assert_eq!(out, format!("Untagged: busybox:latest\nDeleted: {id}\n"));
     assert_eq!(env.ok(&["images", "-q"]), "");
-    assert_eq!(env.root().join("blobs/sha256").read_dir().unwrap().count(), 0, "blobs deleted");
-    assert_eq!(env.root().join("layers").read_dir().unwrap().count(), 0, "unpacked layer deleted");
-    let id = env.ok(&["import", tar.to_str().unwrap(), "a"]).trim().to_string();
+    assert_eq!(
+        env.root().join("blobs/sha256").read_dir().unwrap().count(),
+        0,
+        "blobs deleted"
+    );
+    assert_eq!(
+        env.root().join("layers").read_dir().unwrap().count(),
+        0,
+        "unpacked layer deleted"
+    );
+    let id = env
+        .ok(&["import", tar.to_str().unwrap(), "a"])
+        .trim()
+        .to_string();
     env.ok(&["tag", "a", "b"]);
     let out = env.ok(&["rmi", "-f", &id[7..19]]);
-    assert!(out.contains("Untagged: a:latest") && out.contains("Untagged: b:latest") && out.contains("Deleted:"), "{out}");
+    assert!(
+        out.contains("Untagged: a:latest")
+            && out.contains("Untagged: b:latest")
+            && out.contains("Deleted:"),
+        "{out}"
+    );
     assert!(env.fails(&["rmi", "nothere"]).contains("no such image"));
 }
 
@@ -252,28 +441,65 @@ fn rmi_untags_then_deletes() {
 fn save_and_load_round_trip() {
     let env = Env::new();
     let (tar, tree) = env.rootfs_tar("rootfs");
-    let id = env.ok(&["import", "-c", "CMD [\"/bin/sh\"]", tar.to_str().unwrap(), "busybox"]).trim().to_string();
+    let id = env
+        .ok(&[
+            "import",
+            "-c",
+            "CMD [\"/bin/sh\"]",
+            tar.to_str().unwrap(),
+            "busybox",
+        ])
+        .trim()
+        .to_string();
     env.ok(&["tag", "busybox", "other:2"]);
     let archive = env.path("saved.tar");
-    env.ok(&["save", "-o", archive.to_str().unwrap(), "busybox", "other:2"]);
+    env.ok(&[
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        "busybox",
+        "other:2",
+    ]);
     let listing = sh(&format!("tar -tf {}", archive.display()));
     for f in ["oci-layout", "index.json", "manifest.json"] {
         assert!(listing.lines().any(|l| l == f), "{f} in {listing}");
     }
     let other = Env::new();
     let out = other.ok(&["load", "-i", archive.to_str().unwrap()]);
-    assert!(out.contains("Loaded image: busybox:latest") && out.contains("Loaded image: other:2"), "{out}");
-    assert_eq!(other.ok(&["inspect", "-f", "{{.Id}}", "other:2"]).trim(), id, "same config, same image ID");
+    assert!(
+        out.contains("Loaded image: busybox:latest") && out.contains("Loaded image: other:2"),
+        "{out}"
+    );
+    assert_eq!(
+        other.ok(&["inspect", "-f", "{{.Id}}", "other:2"]).trim(),
+        id,
+        "same config, same image ID"
+    );
     let diff_id = other.ok(&["inspect", "-f", "{{json .RootFS.Layers}}", "busybox"]);
     let diff_id: Vec<String> = serde_json::from_str(&diff_id).unwrap();
-    assert_same_files(&tree, &other.root().join("layers").join(diff_id[0].trim_start_matches("sha256:")).join("fs"));
+    assert_same_files(
+        &tree,
+        &other
+            .root()
+            .join("layers")
+            .join(diff_id[0].trim_start_matches("sha256:"))
+            .join("fs"),
+    );
     // the archive streams through STDIN too, and saving to STDOUT works
     let third = Env::new();
     let saved = env.cmd(&["save", "busybox"]).output().unwrap();
     assert!(saved.status.success());
     std::fs::write(third.path("stdout.tar"), &saved.stdout).unwrap();
-    let out = third.cmd(&["load"]).stdin(std::fs::File::open(third.path("stdout.tar")).unwrap()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = third
+        .cmd(&["load"])
+        .stdin(std::fs::File::open(third.path("stdout.tar")).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Loaded image: busybox:latest"));
     assert_store_consistent(&third.root());
 }
@@ -284,8 +510,14 @@ fn legacy_docker_archive_loads() {
     let env = Env::new();
     let (_, tree) = env.rootfs_tar("rootfs");
     let layer = env.path("layer.tar");
-    sh(&format!("tar -C {} -cf {} .", tree.display(), layer.display()));
-    let diff_id = sh(&format!("sha256sum {} | cut -d' ' -f1", layer.display())).trim().to_string();
+    sh(&format!(
+        "tar -C {} -cf {} .",
+        tree.display(),
+        layer.display()
+    ));
+    let diff_id = sh(&format!("sha256sum {} | cut -d' ' -f1", layer.display()))
+        .trim()
+        .to_string();
     let dir = env.path("legacy");
     std::fs::create_dir_all(dir.join("abc123")).unwrap();
     std::fs::copy(&layer, dir.join("abc123/layer.tar")).unwrap();
@@ -299,15 +531,26 @@ fn legacy_docker_archive_loads() {
     });
     std::fs::write(dir.join("cfg.json"), serde_json::to_vec(&config).unwrap()).unwrap();
     let manifest = serde_json::json!([{"Config": "cfg.json", "RepoTags": ["legacy/app:old"], "Layers": ["abc123/layer.tar", "dup/layer.tar"]}]);
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
     std::fs::write(dir.join("repositories"), r#"{"legacy/app":{"old":"x"}}"#).unwrap();
     let archive = env.path("legacy.tar");
-    sh(&format!("tar -C {} -cf {} .", dir.display(), archive.display()));
+    sh(&format!(
+        "tar -C {} -cf {} .",
+        dir.display(),
+        archive.display()
+    ));
     let out = env.ok(&["load", "-i", archive.to_str().unwrap()]);
     assert_eq!(out.trim(), "Loaded image: legacy/app:old");
     assert_same_files(&tree, &env.root().join("layers").join(&diff_id).join("fs"));
     let history = env.ok(&["history", "legacy/app:old"]);
-    assert!(history.contains("ADD rootfs") && history.contains("again"), "{history}");
+    assert!(
+        history.contains("ADD rootfs") && history.contains("again"),
+        "{history}"
+    );
 }
 
 #[test]
@@ -323,21 +566,37 @@ fn df_and_prune_reclaim_only_garbage() {
     std::fs::create_dir_all(env.root().join("layers").join("f".repeat(64)).join("fs")).unwrap();
     let df = env.ok(&["system", "df"]);
     let images = df.lines().find(|l| l.starts_with("Images")).unwrap();
-    assert!(images.contains("9kB (0%)") || images.contains("9kB ("), "{df}");
+    assert!(
+        images.contains("9kB (0%)") || images.contains("9kB ("),
+        "{df}"
+    );
     let out = env.cmd(&["system", "prune", "-f"]).output().unwrap();
     let out = String::from_utf8_lossy(&out.stdout);
-    assert!(out.contains("Deleted blobs: 1") && out.contains("Deleted layers: 1") && out.contains("Total reclaimed space: 9kB"), "{out}");
+    assert!(
+        out.contains("Deleted blobs: 1")
+            && out.contains("Deleted layers: 1")
+            && out.contains("Total reclaimed space: 9kB"),
+        "{out}"
+    );
     assert!(!env.root().join("blobs/sha256").join(&name).exists());
     assert!(env.ok(&["system", "df"]).contains("0B (0%)"));
     env.ok(&["inspect", "keep"]);
     assert_store_consistent(&env.root());
     // without -f it asks, and a "no" keeps everything
-    let mut child = env.cmd(&["system", "prune", "-a"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = env
+        .cmd(&["system", "prune", "-a"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"n\n").unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
     env.ok(&["inspect", "keep"]);
     env.ok(&["system", "prune", "-a", "-f"]);
     assert_eq!(env.ok(&["images", "-q"]), "");
-    assert_eq!(env.root().join("blobs/sha256").read_dir().unwrap().count(), 0);
+    assert_eq!(
+        env.root().join("blobs/sha256").read_dir().unwrap().count(),
+        0
+    );
 }

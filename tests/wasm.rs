@@ -24,32 +24,85 @@ fn hello_runs_with_args_env_and_a_layered_root() {
     for (kind, wasm) in guests() {
         let env = Env::new();
         env.wasm_image(&wasm, "hello", true);
-        let out = env.ok(&["run", "--name", "first", "-e", "GREETING=hi there", "hello", "hello", "a b", "c"]);
+        let out = env.ok(&[
+            "run",
+            "--name",
+            "first",
+            "-e",
+            "GREETING=hi there",
+            "hello",
+            "hello",
+            "a b",
+            "c",
+        ]);
         assert!(out.contains("hello from wasm"), "{kind}: {out}");
-        assert!(out.contains(r#"args: ["/hello.wasm", "hello", "a b", "c"]"#), "{kind}: {out}");
-        assert!(out.contains("env: FROM_IMAGE=yes") && out.contains("env: GREETING=hi there"), "{kind}: {out}");
-        assert!(out.lines().any(|l| l.starts_with("ls /: ") && l.contains("data") && l.contains("hello.wasm")), "{kind}: {out}");
-        assert!(out.contains("wrote /tmp/hello.txt: written by hello-wasm"), "{kind}: {out}");
+        assert!(
+            out.contains(r#"args: ["/hello.wasm", "hello", "a b", "c"]"#),
+            "{kind}: {out}"
+        );
+        assert!(
+            out.contains("env: FROM_IMAGE=yes") && out.contains("env: GREETING=hi there"),
+            "{kind}: {out}"
+        );
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("ls /: ") && l.contains("data") && l.contains("hello.wasm")),
+            "{kind}: {out}"
+        );
+        assert!(
+            out.contains("wrote /tmp/hello.txt: written by hello-wasm"),
+            "{kind}: {out}"
+        );
         // The container stays, exited, with its changes in its own upper layer only.
         let ps = env.ok(&["ps", "-a"]);
-        assert!(ps.lines().any(|l| l.contains("first") && l.contains("Exited (0)")), "{kind}: {ps}");
+        assert!(
+            ps.lines()
+                .any(|l| l.contains("first") && l.contains("Exited (0)")),
+            "{kind}: {ps}"
+        );
         let df = env.ok(&["system", "df"]);
-        let containers_row: Vec<&str> = df.lines().find(|l| l.starts_with("Containers")).unwrap().split_whitespace().collect();
-        assert_eq!(&containers_row[1..3], ["1", "0"], "{kind}: one container, none running: {df}");
+        let containers_row: Vec<&str> = df
+            .lines()
+            .find(|l| l.starts_with("Containers"))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            &containers_row[1..3],
+            ["1", "0"],
+            "{kind}: one container, none running: {df}"
+        );
         let diff = env.ok(&["diff", "first"]);
-        assert!(diff.lines().any(|l| l == "A /tmp/hello.txt"), "{kind}: {diff}");
+        assert!(
+            diff.lines().any(|l| l == "A /tmp/hello.txt"),
+            "{kind}: {diff}"
+        );
         let layers = env.root().join("layers");
-        assert!(std::fs::read_dir(&layers).unwrap().all(|l| !l.unwrap().path().join("fs/tmp").exists()), "{kind}: lower layers untouched");
+        assert!(
+            std::fs::read_dir(&layers)
+                .unwrap()
+                .all(|l| !l.unwrap().path().join("fs/tmp").exists()),
+            "{kind}: lower layers untouched"
+        );
         // commit: a new image whose top layer is the container's changes
         let id = env.ok(&["commit", "-m", "with hello.txt", "first", "hello:committed"]);
         assert!(id.starts_with("sha256:"));
         let cat = env.ok(&["run", "--rm", "hello:committed", "cat", "/tmp/hello.txt"]);
         assert_eq!(cat, "written by hello-wasm", "{kind}");
-        assert!(env.ok(&["history", "hello:committed"]).contains("with hello.txt"));
+        assert!(env
+            .ok(&["history", "hello:committed"])
+            .contains("with hello.txt"));
         // An image a container uses is not removed without -f, and its content stays.
-        assert!(env.fails(&["rmi", "hello"]).contains("must force"), "{kind}");
+        assert!(
+            env.fails(&["rmi", "hello"]).contains("must force"),
+            "{kind}"
+        );
         assert_eq!(env.ok(&["rm", "first"]).trim(), "first");
-        assert_eq!(env.ok(&["ps", "-aq"]), "", "{kind}: --rm and rm leave no containers");
+        assert_eq!(
+            env.ok(&["ps", "-aq"]),
+            "",
+            "{kind}: --rm and rm leave no containers"
+        );
     }
 }
 
@@ -60,25 +113,52 @@ fn exit_codes_are_exact() {
         env.wasm_image(&wasm, "hello", true);
         for n in [0, 1, 7, 42, 255] {
             let out = env.run(&["run", "--rm", "hello", "exit", &n.to_string()]);
-            assert_eq!(code(&out), n, "{kind}: exit {n}: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(
+                code(&out),
+                n,
+                "{kind}: exit {n}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let out = env.run(&["run", "--rm", "hello", "trap"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(code(&out), 134, "{kind}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{kind}: one line: {err}");
-        assert!(err.contains("wasm trap") && err.contains("unreachable"), "{kind}: {err}");
+        assert!(
+            err.contains("wasm trap") && err.contains("unreachable"),
+            "{kind}: {err}"
+        );
         let out = env.run(&["run", "--rm", "-m", "32m", "hello", "oom"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(code(&out), 137, "{kind}: out of memory: {err}");
         assert!(err.contains("out of memory"), "{kind}: {err}");
         // Not found / not a Wasm binary / not an image, with docker's codes.
         let out = env.run(&["run", "--rm", "--entrypoint", "/nope.wasm", "hello"]);
-        assert_eq!(code(&out), 127, "{kind}: {}", String::from_utf8_lossy(&out.stderr));
-        let out = env.run(&["run", "--rm", "--entrypoint", "/data/greeting.txt", "--runtime", "wasm", "hello"]);
-        assert_eq!(code(&out), 126, "{kind}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            code(&out),
+            127,
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = env.run(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/data/greeting.txt",
+            "--runtime",
+            "wasm",
+            "hello",
+        ]);
+        assert_eq!(
+            code(&out),
+            126,
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = env.run(&["run", "--rm", "--pull", "never", "nosuchimage"]);
         assert_eq!(code(&out), 125);
-        assert!(String::from_utf8_lossy(&out.stderr).contains("Unable to find image 'nosuchimage' locally"));
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("Unable to find image 'nosuchimage' locally"));
     }
 }
 
@@ -87,8 +167,12 @@ fn detected_by_magic_without_a_platform() {
     let (_, p2) = hello_wasm();
     let env = Env::new();
     env.wasm_image(&p2, "plain", false);
-    assert!(env.ok(&["inspect", "-f", "{{.Os}}", "plain"]).starts_with("linux"));
-    assert!(env.ok(&["run", "--rm", "plain", "exit", "0"]).contains("exiting with 0"));
+    assert!(env
+        .ok(&["inspect", "-f", "{{.Os}}", "plain"])
+        .starts_with("linux"));
+    assert!(env
+        .ok(&["run", "--rm", "plain", "exit", "0"])
+        .contains("exiting with 0"));
     let out = env.run(&["run", "--rm", "--runtime", "native", "plain"]);
     assert_eq!(code(&out), 125, "no native backend yet");
 }
@@ -102,11 +186,29 @@ fn guests_cannot_escape_the_root() {
         let canary = canary_dir.join("file");
         std::fs::write(&canary, "canary").unwrap();
         env.wasm_image(&wasm, "hello", true);
-        let out = env.run(&["run", "--rm", "-e", &format!("CANARY={}", canary.display()), "hello", "escape"]);
+        let out = env.run(&[
+            "run",
+            "--rm",
+            "-e",
+            &format!("CANARY={}", canary.display()),
+            "hello",
+            "escape",
+        ]);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("attempt 1:"), "{kind}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "canary", "{kind}");
-        let names: Vec<_> = std::fs::read_dir(&canary_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(
+            stdout.contains("attempt 1:"),
+            "{kind}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&canary).unwrap(),
+            "canary",
+            "{kind}"
+        );
+        let names: Vec<_> = std::fs::read_dir(&canary_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["file"], "{kind}: nothing created beside the canary");
         assert!(!std::path::Path::new("/pwned").exists());
     }
@@ -121,11 +223,35 @@ fn volumes_bind_host_directories() {
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("in.txt"), "from the host").unwrap();
     let bind = format!("{}:/mnt", host.display());
-    assert_eq!(env.ok(&["run", "--rm", "-v", &bind, "hello", "cat", "/mnt/in.txt"]), "from the host");
-    env.ok(&["run", "--rm", "-v", &bind, "hello", "write", "/mnt/out.txt", "from the guest"]);
-    assert_eq!(std::fs::read_to_string(host.join("out.txt")).unwrap(), "from the guest");
+    assert_eq!(
+        env.ok(&["run", "--rm", "-v", &bind, "hello", "cat", "/mnt/in.txt"]),
+        "from the host"
+    );
+    env.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "hello",
+        "write",
+        "/mnt/out.txt",
+        "from the guest",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("out.txt")).unwrap(),
+        "from the guest"
+    );
     let ro = format!("{}:/mnt:ro", host.display());
-    let out = env.run(&["run", "--rm", "-v", &ro, "hello", "write", "/mnt/denied.txt", "x"]);
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &ro,
+        "hello",
+        "write",
+        "/mnt/denied.txt",
+        "x",
+    ]);
     assert_ne!(code(&out), 0);
     assert!(!host.join("denied.txt").exists());
 }
@@ -135,13 +261,27 @@ fn stdin_and_streaming_output() {
     let (_, p2) = hello_wasm();
     let env = Env::new();
     env.wasm_image(&p2, "hello", true);
-    let mut child = env.cmd(&["run", "--rm", "-i", "hello", "cat-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"line one\nline two\n").unwrap();
+    let mut child = env
+        .cmd(&["run", "--rm", "-i", "hello", "cat-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"line one\nline two\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\n");
     // Output arrives as the guest writes it, not at exit.
     let start = Instant::now();
-    let mut child = env.cmd(&["run", "--rm", "hello", "sleep-print"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = env
+        .cmd(&["run", "--rm", "hello", "sleep-print"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut first = String::new();
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
     reader.read_line(&mut first).unwrap();
@@ -152,7 +292,11 @@ fn stdin_and_streaming_output() {
     assert!(first.starts_with("tick 1"), "{first}");
     let status = child.wait().unwrap();
     assert!(status.success());
-    assert!(first_at < start.elapsed() - Duration::from_millis(1500), "first line at {first_at:?}, exit at {:?}", start.elapsed());
+    assert!(
+        first_at < start.elapsed() - Duration::from_millis(1500),
+        "first line at {first_at:?}, exit at {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -160,18 +304,38 @@ fn sigterm_and_sigint_stop_a_spinning_guest() {
     for (kind, wasm) in guests() {
         let env = Env::new();
         env.wasm_image(&wasm, "hello", true);
-        for (sig, expected) in [(rustix::process::Signal::TERM, 143), (rustix::process::Signal::INT, 130)] {
-            let mut child = env.cmd(&["run", "--name", "spinner", "hello", "loop"]).stdout(Stdio::piped()).spawn().unwrap();
+        for (sig, expected) in [
+            (rustix::process::Signal::TERM, 143),
+            (rustix::process::Signal::INT, 130),
+        ] {
+            let mut child = env
+                .cmd(&["run", "--name", "spinner", "hello", "loop"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
             let mut line = String::new();
-            std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
             assert!(line.starts_with("looping"), "{kind}: {line}");
             let ps = env.ok(&["ps"]);
-            assert!(ps.contains("spinner") && ps.contains("Up "), "{kind}: running shows in ps: {ps}");
+            assert!(
+                ps.contains("spinner") && ps.contains("Up "),
+                "{kind}: running shows in ps: {ps}"
+            );
             let sent = Instant::now();
-            rustix::process::kill_process(rustix::process::Pid::from_raw(child.id() as i32).unwrap(), sig).unwrap();
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+                sig,
+            )
+            .unwrap();
             let status = child.wait().unwrap();
             assert_eq!(status.code(), Some(expected), "{kind}");
-            assert!(sent.elapsed() < Duration::from_secs(2), "{kind}: stopped promptly ({:?})", sent.elapsed());
+            assert!(
+                sent.elapsed() < Duration::from_secs(2),
+                "{kind}: stopped promptly ({:?})",
+                sent.elapsed()
+            );
             let ps = env.ok(&["ps", "-a"]);
             assert!(ps.contains(&format!("Exited ({expected})")), "{kind}: {ps}");
             env.ok(&["rm", "spinner"]);
@@ -186,13 +350,20 @@ fn compiled_code_is_cached() {
     env.wasm_image(&p1, "hello", true);
     env.ok(&["run", "--rm", "hello", "exit", "0"]);
     let cache = env.root().join("cache/wasm");
-    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(entries.len(), 1, "one compiled artifact: {entries:?}");
     let before = std::fs::metadata(&entries[0]).unwrap().modified().unwrap();
     let start = Instant::now();
     env.ok(&["run", "--rm", "hello", "exit", "0"]);
     let warm = start.elapsed();
-    assert_eq!(std::fs::metadata(&entries[0]).unwrap().modified().unwrap(), before, "second run reuses the artifact");
+    assert_eq!(
+        std::fs::metadata(&entries[0]).unwrap().modified().unwrap(),
+        before,
+        "second run reuses the artifact"
+    );
     eprintln!("warm run: {warm:?}");
     let mut f = std::fs::File::open(&entries[0]).unwrap();
     let mut head = [0u8; 4];

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 
 use common::{hello_wasm, sh, Env};
-use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
+};
 
 const NOBODY: &str = "65534";
 
@@ -17,18 +20,50 @@ const NOBODY: &str = "65534";
 fn no_namespaces() -> Vec<BpfProgram> {
     let arch = std::env::consts::ARCH.try_into().unwrap();
     let ns_flags = [
-        libc::CLONE_NEWNS, libc::CLONE_NEWUTS, libc::CLONE_NEWIPC, libc::CLONE_NEWUSER, libc::CLONE_NEWPID,
-        libc::CLONE_NEWNET, libc::CLONE_NEWCGROUP,
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWUTS,
+        libc::CLONE_NEWIPC,
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWPID,
+        libc::CLONE_NEWNET,
+        libc::CLONE_NEWCGROUP,
     ];
     let clone_rules = ns_flags
         .iter()
-        .map(|&f| SeccompRule::new(vec![SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(f as u64), f as u64).unwrap()]).unwrap())
+        .map(|&f| {
+            SeccompRule::new(vec![SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(f as u64),
+                f as u64,
+            )
+            .unwrap()])
+            .unwrap()
+        })
         .collect();
-    let deny: BTreeMap<i64, Vec<SeccompRule>> =
-        [(libc::SYS_unshare, vec![]), (libc::SYS_setns, vec![]), (libc::SYS_clone, clone_rules)].into_iter().collect();
-    let no_clone3: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_clone3, vec![])].into_iter().collect();
-    let eperm = SeccompFilter::new(deny, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch).unwrap();
-    let enosys = SeccompFilter::new(no_clone3, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch).unwrap();
+    let deny: BTreeMap<i64, Vec<SeccompRule>> = [
+        (libc::SYS_unshare, vec![]),
+        (libc::SYS_setns, vec![]),
+        (libc::SYS_clone, clone_rules),
+    ]
+    .into_iter()
+    .collect();
+    let no_clone3: BTreeMap<i64, Vec<SeccompRule>> =
+        [(libc::SYS_clone3, vec![])].into_iter().collect();
+    let eperm = SeccompFilter::new(
+        deny,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .unwrap();
+    let enosys = SeccompFilter::new(
+        no_clone3,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .unwrap();
     vec![eperm.try_into().unwrap(), enosys.try_into().unwrap()]
 }
 
@@ -36,9 +71,20 @@ fn no_namespaces() -> Vec<BpfProgram> {
 fn as_nobody(env: &Env, script: &str) -> std::process::Output {
     let filters = no_namespaces();
     let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--inh-caps=-all", "--", "sh", "-c", script])
-        .env("HOME", env.tmp.path())
-        .env_remove("STRATA_ROOT");
+    cmd.args([
+        "--reuid",
+        NOBODY,
+        "--regid",
+        NOBODY,
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ])
+    .env("HOME", env.tmp.path())
+    .env_remove("STRATA_ROOT");
     // SAFETY: between fork and exec the closure only makes the prctl/seccomp system calls
     // seccompiler issues for already-built programs; it allocates nothing.
     unsafe {
@@ -62,13 +108,29 @@ fn wasm_images_import_run_and_commit_with_no_namespaces() {
     let env = Env::new();
     std::fs::copy(&p1, env.path("hello-p1.wasm")).unwrap();
     std::fs::copy(&p2, env.path("hello-p2.wasm")).unwrap();
-    sh(&format!("chmod 0755 {0} && chown -R {NOBODY}:{NOBODY} {0}", env.tmp.path().display()));
+    sh(&format!(
+        "chmod 0755 {0} && chown -R {NOBODY}:{NOBODY} {0}",
+        env.tmp.path().display()
+    ));
     // Without the filter, this user can make namespaces here...
     let free = std::process::Command::new("setpriv")
-        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--", "unshare", "-Ur", "true"])
+        .args([
+            "--reuid",
+            NOBODY,
+            "--regid",
+            NOBODY,
+            "--clear-groups",
+            "--",
+            "unshare",
+            "-Ur",
+            "true",
+        ])
         .status()
         .unwrap();
-    assert!(free.success(), "unprivileged user namespaces work on this host");
+    assert!(
+        free.success(),
+        "unprivileged user namespaces work on this host"
+    );
 
     // ...with it, none of any kind.
     for kind in ["-U", "-m", "-p -f", "-n", "-Ur"] {
@@ -88,10 +150,18 @@ fn wasm_images_import_run_and_commit_with_no_namespaces() {
         );
         let out = as_nobody(&env, &script);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{kind}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{kind}: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.ends_with("ok\nunprivileged"), "{kind}: {stdout}");
     }
     // The default store of an unprivileged user is under its home.
-    assert!(env.tmp.path().join(".local/share/strata/index.json").exists());
+    assert!(env
+        .tmp
+        .path()
+        .join(".local/share/strata/index.json")
+        .exists());
     sh(&format!("chown -R 0:0 {}", env.tmp.path().display()));
 }

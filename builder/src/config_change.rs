@@ -23,7 +23,11 @@ pub enum ChangeError {
     #[error("invalid --change {line:?}: {instruction} requires an argument")]
     MissingArgument { line: String, instruction: String },
     #[error("invalid --change {line:?}: {instruction}: {reason}")]
-    Invalid { line: String, instruction: String, reason: String },
+    Invalid {
+        line: String,
+        instruction: String,
+        reason: String,
+    },
 }
 
 /// Apply one `--change` value (e.g. `ENV PATH=/app/bin:$PATH`) to `config`.
@@ -85,8 +89,9 @@ fn logical_lines(text: &str) -> Vec<String> {
 
 fn apply_instruction(config: &mut ContainerConfig, line: &str) -> Result<(), ChangeError> {
     let line = line.trim();
-    let (keyword, rest) =
-        line.split_once(char::is_whitespace).map_or((line, ""), |(keyword, rest)| (keyword, rest.trim()));
+    let (keyword, rest) = line
+        .split_once(char::is_whitespace)
+        .map_or((line, ""), |(keyword, rest)| (keyword, rest.trim()));
     let instruction = keyword.to_ascii_uppercase();
     let result = match instruction.as_str() {
         "CMD" => command_line(config, rest).map(|cmd| config.cmd = Some(cmd)),
@@ -102,11 +107,23 @@ fn apply_instruction(config: &mut ContainerConfig, line: &str) -> Result<(), Cha
         "USER" => single_value(config, rest).map(|user| config.user = Some(user)),
         "VOLUME" => add_volumes(config, rest),
         "WORKDIR" => set_workdir(config, rest),
-        _ => return Err(ChangeError::UnknownInstruction { line: line.to_string(), instruction: keyword.to_string() }),
+        _ => {
+            return Err(ChangeError::UnknownInstruction {
+                line: line.to_string(),
+                instruction: keyword.to_string(),
+            })
+        }
     };
     result.map_err(|problem| match problem {
-        Problem::MissingArgument => ChangeError::MissingArgument { line: line.to_string(), instruction },
-        Problem::Invalid(reason) => ChangeError::Invalid { line: line.to_string(), instruction, reason },
+        Problem::MissingArgument => ChangeError::MissingArgument {
+            line: line.to_string(),
+            instruction,
+        },
+        Problem::Invalid(reason) => ChangeError::Invalid {
+            line: line.to_string(),
+            instruction,
+            reason,
+        },
     })
 }
 
@@ -151,7 +168,9 @@ fn json_string_array(rest: &str) -> Result<Option<Vec<String>>, String> {
         .into_iter()
         .map(|value| match value {
             Value::String(s) => Ok(s),
-            other => Err(format!("JSON array must contain only strings, found {other}")),
+            other => Err(format!(
+                "JSON array must contain only strings, found {other}"
+            )),
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -167,14 +186,21 @@ fn set_env(config: &mut ContainerConfig, rest: &str) -> Result<(), Problem> {
 
 fn set_labels(config: &mut ContainerConfig, rest: &str) -> Result<(), Problem> {
     let pairs = key_value_pairs(rest, env_of(config), "LABEL")?;
-    config.labels.get_or_insert_with(BTreeMap::new).extend(pairs);
+    config
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .extend(pairs);
     Ok(())
 }
 
 /// `NAME=value ...` pairs, or (ENV only) the legacy `NAME value with spaces`.
 /// Every pair is expanded against the Env from before this instruction, so
 /// `ENV A=1 B=$A` sees the old A, as in docker.
-fn key_value_pairs(rest: &str, env: &[String], instruction: &str) -> Result<Vec<(String, String)>, Problem> {
+fn key_value_pairs(
+    rest: &str,
+    env: &[String],
+    instruction: &str,
+) -> Result<Vec<(String, String)>, Problem> {
     let words = split_words(rest);
     let Some(first) = words.first() else {
         return Err(Problem::MissingArgument);
@@ -182,7 +208,10 @@ fn key_value_pairs(rest: &str, env: &[String], instruction: &str) -> Result<Vec<
     let raw_pairs: Vec<(&str, &str)> = if first.contains('=') {
         words
             .iter()
-            .map(|word| word.split_once('=').ok_or_else(|| format!("expected NAME=value, got {word:?}")))
+            .map(|word| {
+                word.split_once('=')
+                    .ok_or_else(|| format!("expected NAME=value, got {word:?}"))
+            })
             .collect::<Result<_, _>>()?
     } else if instruction == "ENV" {
         match rest.split_once(char::is_whitespace) {
@@ -234,7 +263,9 @@ fn port_keys(spec: &str) -> Result<Vec<String>, String> {
         None => (spec, "tcp".to_string()),
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid protocol {proto:?} in {spec:?} (expected tcp, udp or sctp)"));
+        return Err(format!(
+            "invalid protocol {proto:?} in {spec:?} (expected tcp, udp or sctp)"
+        ));
     }
     let (start, end) = match ports.split_once('-') {
         Some((start, end)) => (parse_port(start)?, parse_port(end)?),
@@ -243,7 +274,9 @@ fn port_keys(spec: &str) -> Result<Vec<String>, String> {
     if start > end {
         return Err(format!("invalid port range {ports:?}: start is above end"));
     }
-    Ok((start..=end).map(|port| format!("{port}/{proto}")).collect())
+    Ok((start..=end)
+        .map(|port| format!("{port}/{proto}"))
+        .collect())
 }
 
 fn parse_port(port: &str) -> Result<u16, String> {
@@ -296,7 +329,11 @@ fn set_workdir(config: &mut ContainerConfig, rest: &str) -> Result<(), Problem> 
     let requested = single_value(config, rest)?;
     let current = config.working_dir.as_deref().unwrap_or("/");
     // Relative paths are joined onto the previous WORKDIR, like docker's normalizeWorkdir.
-    let joined = if requested.starts_with('/') { requested } else { format!("{current}/{requested}") };
+    let joined = if requested.starts_with('/') {
+        requested
+    } else {
+        format!("{current}/{requested}")
+    };
     config.working_dir = Some(clean_absolute_path(&joined));
     Ok(())
 }
@@ -328,9 +365,9 @@ fn set_stop_signal(config: &mut ContainerConfig, rest: &str) -> Result<(), Probl
 
 /// Linux signal names docker accepts, without the `SIG` prefix.
 const SIGNAL_NAMES: &[&str] = &[
-    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE", "POLL",
-    "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1",
-    "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
+    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
 ];
 
 /// A signal number (1-64) or a name such as `TERM`, `SIGKILL` or `SIGRTMIN+3`.
@@ -341,11 +378,16 @@ fn is_valid_signal(signal: &str) -> bool {
     let upper = signal.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     let offset_in = |offset: &str, max: u8| {
-        offset.bytes().all(|b| b.is_ascii_digit()) && offset.parse::<u8>().is_ok_and(|n| (1..=max).contains(&n))
+        offset.bytes().all(|b| b.is_ascii_digit())
+            && offset.parse::<u8>().is_ok_and(|n| (1..=max).contains(&n))
     };
     SIGNAL_NAMES.contains(&name)
-        || name.strip_prefix("RTMIN+").is_some_and(|n| offset_in(n, 15))
-        || name.strip_prefix("RTMAX-").is_some_and(|n| offset_in(n, 14))
+        || name
+            .strip_prefix("RTMIN+")
+            .is_some_and(|n| offset_in(n, 15))
+        || name
+            .strip_prefix("RTMAX-")
+            .is_some_and(|n| offset_in(n, 14))
 }
 
 /// Dockerfile instructions that may follow ONBUILD (FROM, MAINTAINER and
@@ -357,15 +399,26 @@ const ONBUILD_TRIGGERS: &[&str] = &[
 ];
 
 fn add_onbuild(config: &mut ContainerConfig, rest: &str) -> Result<(), Problem> {
-    let trigger = rest.split_whitespace().next().ok_or(Problem::MissingArgument)?.to_ascii_uppercase();
+    let trigger = rest
+        .split_whitespace()
+        .next()
+        .ok_or(Problem::MissingArgument)?
+        .to_ascii_uppercase();
     match trigger.as_str() {
         "ONBUILD" => Err("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()),
-        "FROM" | "MAINTAINER" => Err(format!("{trigger} isn't allowed as an ONBUILD trigger").into()),
+        "FROM" | "MAINTAINER" => {
+            Err(format!("{trigger} isn't allowed as an ONBUILD trigger").into())
+        }
         // Docker only notices an unknown trigger when a child image is built; fail now instead.
-        t if !ONBUILD_TRIGGERS.contains(&t) => Err(format!("unknown trigger instruction {trigger}").into()),
+        t if !ONBUILD_TRIGGERS.contains(&t) => {
+            Err(format!("unknown trigger instruction {trigger}").into())
+        }
         // The trigger is stored verbatim and only parsed when a child image is built.
         _ => {
-            config.on_build.get_or_insert_with(Vec::new).push(rest.to_string());
+            config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(rest.to_string());
             Ok(())
         }
     }
@@ -413,7 +466,11 @@ fn split_words(text: &str) -> Vec<String> {
 /// expand `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR:+alt}`, `${VAR:?msg}`
 /// (and the colon-less forms) from `env`. Unset variables expand to "".
 fn expand_word(word: &str, env: &[String]) -> Result<String, String> {
-    Lexer { chars: word.chars().peekable(), env }.word_until(None)
+    Lexer {
+        chars: word.chars().peekable(),
+        env,
+    }
+    .word_until(None)
 }
 
 struct Lexer<'a> {
@@ -496,7 +553,11 @@ impl<'a> Lexer<'a> {
         let positional = self.chars.peek().is_some_and(|c| c.is_ascii_digit());
         let mut name = String::new();
         while let Some(&c) = self.chars.peek() {
-            let part_of_name = if positional { c.is_ascii_digit() } else { c.is_alphanumeric() || c == '_' };
+            let part_of_name = if positional {
+                c.is_ascii_digit()
+            } else {
+                c.is_alphanumeric() || c == '_'
+            };
             if !part_of_name {
                 break;
             }
@@ -536,10 +597,12 @@ impl<'a> Lexer<'a> {
     }
 
     fn lookup(&self, name: &str) -> Option<&'a str> {
-        self.env.iter().find_map(|entry| match entry.split_once('=') {
-            Some((key, value)) if key == name => Some(value),
-            _ => None,
-        })
+        self.env
+            .iter()
+            .find_map(|entry| match entry.split_once('=') {
+                Some((key, value)) if key == name => Some(value),
+                _ => None,
+            })
     }
 }
 
@@ -548,7 +611,10 @@ mod tests {
     use super::*;
 
     fn config_with_env(env: &[&str]) -> ContainerConfig {
-        ContainerConfig { env: Some(env.iter().map(|e| e.to_string()).collect()), ..Default::default() }
+        ContainerConfig {
+            env: Some(env.iter().map(|e| e.to_string()).collect()),
+            ..Default::default()
+        }
     }
 
     fn apply(config: &mut ContainerConfig, line: &str) {
@@ -571,7 +637,9 @@ mod tests {
     }
 
     fn keys(map: &Option<BTreeMap<String, Value>>) -> Vec<String> {
-        map.as_ref().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        map.as_ref()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     // --- instruction keyword ---
@@ -587,7 +655,13 @@ mod tests {
 
     #[test]
     fn build_only_instructions_are_refused() {
-        for line in ["RUN make", "COPY a b", "FROM alpine", "HEALTHCHECK NONE", "SHELL [\"/bin/bash\"]"] {
+        for line in [
+            "RUN make",
+            "COPY a b",
+            "FROM alpine",
+            "HEALTHCHECK NONE",
+            "SHELL [\"/bin/bash\"]",
+        ] {
             assert!(error(line).contains("unknown instruction"), "{line}");
         }
     }
@@ -621,27 +695,44 @@ mod tests {
 
     #[test]
     fn shell_form_uses_the_image_shell() {
-        let mut config =
-            ContainerConfig { shell: Some(strings(&["/bin/bash", "-o", "pipefail", "-c"])), ..Default::default() };
+        let mut config = ContainerConfig {
+            shell: Some(strings(&["/bin/bash", "-o", "pipefail", "-c"])),
+            ..Default::default()
+        };
         apply(&mut config, "CMD run.sh");
-        assert_eq!(config.cmd, Some(strings(&["/bin/bash", "-o", "pipefail", "-c", "run.sh"])));
+        assert_eq!(
+            config.cmd,
+            Some(strings(&["/bin/bash", "-o", "pipefail", "-c", "run.sh"]))
+        );
     }
 
     #[test]
     fn invalid_json_falls_back_to_shell_form() {
-        assert_eq!(applied("CMD [not json").cmd, Some(strings(&["/bin/sh", "-c", "[not json"])));
-        assert_eq!(applied(r#"CMD ["a"] extra"#).cmd, Some(strings(&["/bin/sh", "-c", r#"["a"] extra"#])));
+        assert_eq!(
+            applied("CMD [not json").cmd,
+            Some(strings(&["/bin/sh", "-c", "[not json"]))
+        );
+        assert_eq!(
+            applied(r#"CMD ["a"] extra"#).cmd,
+            Some(strings(&["/bin/sh", "-c", r#"["a"] extra"#]))
+        );
     }
 
     #[test]
     fn json_array_of_non_strings_is_refused() {
         let message = error(r#"CMD ["sleep", 10]"#);
-        assert!(message.contains("CMD: JSON array must contain only strings"), "{message}");
+        assert!(
+            message.contains("CMD: JSON array must contain only strings"),
+            "{message}"
+        );
     }
 
     #[test]
     fn empty_exec_form_or_bare_cmd_clears_cmd() {
-        let mut config = ContainerConfig { cmd: Some(strings(&["old"])), ..Default::default() };
+        let mut config = ContainerConfig {
+            cmd: Some(strings(&["old"])),
+            ..Default::default()
+        };
         apply(&mut config, "CMD []");
         assert_eq!(config.cmd, Some(vec![]));
         config.cmd = Some(strings(&["old"]));
@@ -651,13 +742,22 @@ mod tests {
 
     #[test]
     fn entrypoint_exec_and_shell_forms() {
-        assert_eq!(applied(r#"ENTRYPOINT ["tini", "--"]"#).entrypoint, Some(strings(&["tini", "--"])));
-        assert_eq!(applied("ENTRYPOINT exec app").entrypoint, Some(strings(&["/bin/sh", "-c", "exec app"])));
+        assert_eq!(
+            applied(r#"ENTRYPOINT ["tini", "--"]"#).entrypoint,
+            Some(strings(&["tini", "--"]))
+        );
+        assert_eq!(
+            applied("ENTRYPOINT exec app").entrypoint,
+            Some(strings(&["/bin/sh", "-c", "exec app"]))
+        );
     }
 
     #[test]
     fn entrypoint_keeps_existing_cmd() {
-        let mut config = ContainerConfig { cmd: Some(strings(&["--serve"])), ..Default::default() };
+        let mut config = ContainerConfig {
+            cmd: Some(strings(&["--serve"])),
+            ..Default::default()
+        };
         apply(&mut config, r#"ENTRYPOINT ["/app"]"#);
         assert_eq!(config.entrypoint, Some(strings(&["/app"])));
         assert_eq!(config.cmd, Some(strings(&["--serve"])));
@@ -668,21 +768,43 @@ mod tests {
     #[test]
     fn env_pairs_with_quotes_and_escapes() {
         let config = applied(r#"ENV A=1 B="v 2" C='single $X' D=a\ b E="q\"uote" F="""#);
-        assert_eq!(config.env, Some(strings(&["A=1", "B=v 2", "C=single $X", "D=a b", "E=q\"uote", "F="])));
+        assert_eq!(
+            config.env,
+            Some(strings(&[
+                "A=1",
+                "B=v 2",
+                "C=single $X",
+                "D=a b",
+                "E=q\"uote",
+                "F="
+            ]))
+        );
     }
 
     #[test]
     fn env_legacy_form_takes_the_rest_of_the_line() {
-        assert_eq!(applied("ENV GREETING hello  big world").env, Some(strings(&["GREETING=hello  big world"])));
+        assert_eq!(
+            applied("ENV GREETING hello  big world").env,
+            Some(strings(&["GREETING=hello  big world"]))
+        );
     }
 
     #[test]
     fn env_expands_from_existing_env() {
         let mut config = config_with_env(&["PATH=/usr/bin", "HOME=/root"]);
-        apply(&mut config, r#"ENV PATH=/app/bin:$PATH CACHE=${HOME}/.cache NOPE=x${UNSET}y LIT=\$HOME"#);
+        apply(
+            &mut config,
+            r#"ENV PATH=/app/bin:$PATH CACHE=${HOME}/.cache NOPE=x${UNSET}y LIT=\$HOME"#,
+        );
         assert_eq!(
             config.env,
-            Some(strings(&["PATH=/app/bin:/usr/bin", "HOME=/root", "CACHE=/root/.cache", "NOPE=xy", "LIT=$HOME"]))
+            Some(strings(&[
+                "PATH=/app/bin:/usr/bin",
+                "HOME=/root",
+                "CACHE=/root/.cache",
+                "NOPE=xy",
+                "LIT=$HOME"
+            ]))
         );
     }
 
@@ -698,17 +820,29 @@ mod tests {
     #[test]
     fn env_default_and_alternate_substitutions() {
         let mut config = config_with_env(&["EMPTY=", "SET=yes"]);
-        apply(&mut config, "ENV A=${UNSET:-dflt} B=${EMPTY:-dflt} C=${EMPTY-dflt} D=${SET:+alt} E=${UNSET:+alt}");
-        assert_eq!(config.env.unwrap()[2..], strings(&["A=dflt", "B=dflt", "C=", "D=alt", "E="]));
-        assert!(apply_change(&mut config_with_env(&[]), r#"ENV A="${UNSET:?must be set}""#)
-            .unwrap_err()
-            .to_string()
-            .contains("UNSET: must be set"));
+        apply(
+            &mut config,
+            "ENV A=${UNSET:-dflt} B=${EMPTY:-dflt} C=${EMPTY-dflt} D=${SET:+alt} E=${UNSET:+alt}",
+        );
+        assert_eq!(
+            config.env.unwrap()[2..],
+            strings(&["A=dflt", "B=dflt", "C=", "D=alt", "E="])
+        );
+        assert!(apply_change(
+            &mut config_with_env(&[]),
+            r#"ENV A="${UNSET:?must be set}""#
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("UNSET: must be set"));
     }
 
     #[test]
     fn env_errors() {
-        assert_eq!(error("ENV"), "invalid --change \"ENV\": ENV requires an argument");
+        assert_eq!(
+            error("ENV"),
+            "invalid --change \"ENV\": ENV requires an argument"
+        );
         assert!(error("ENV ONLYNAME").contains("ENV: \"ONLYNAME\" has no value"));
         assert!(error("ENV =value").contains("empty name"));
         assert!(error("ENV A=1 B").contains("expected NAME=value, got \"B\""));
@@ -721,7 +855,10 @@ mod tests {
     #[test]
     fn label_pairs_with_quotes_and_expansion() {
         let mut config = config_with_env(&["VERSION=1.2"]);
-        apply(&mut config, r#"LABEL org.opencontainers.image.version=$VERSION "description"="a b c""#);
+        apply(
+            &mut config,
+            r#"LABEL org.opencontainers.image.version=$VERSION "description"="a b c""#,
+        );
         let labels = config.labels.unwrap();
         assert_eq!(labels["org.opencontainers.image.version"], "1.2");
         assert_eq!(labels["description"], "a b c");
@@ -738,7 +875,9 @@ mod tests {
     #[test]
     fn label_legacy_form_is_refused() {
         let message = error("LABEL maintainer someone");
-        assert!(message.starts_with("invalid --change \"LABEL maintainer someone\": LABEL: expected NAME=value"));
+        assert!(message.starts_with(
+            "invalid --change \"LABEL maintainer someone\": LABEL: expected NAME=value"
+        ));
         assert!(message.contains("legacy"), "{message}");
         assert!(error("LABEL").contains("LABEL requires an argument"));
     }
@@ -748,8 +887,14 @@ mod tests {
     #[test]
     fn expose_defaults_to_tcp_and_lowercases_protocols() {
         let config = applied("EXPOSE 80 53/udp 443/TCP 9000/");
-        assert_eq!(keys(&config.exposed_ports), strings(&["443/tcp", "53/udp", "80/tcp", "9000/tcp"]));
-        assert_eq!(config.exposed_ports.unwrap()["80/tcp"], serde_json::json!({}));
+        assert_eq!(
+            keys(&config.exposed_ports),
+            strings(&["443/tcp", "53/udp", "80/tcp", "9000/tcp"])
+        );
+        assert_eq!(
+            config.exposed_ports.unwrap()["80/tcp"],
+            serde_json::json!({})
+        );
     }
 
     #[test]
@@ -771,7 +916,16 @@ mod tests {
 
     #[test]
     fn expose_rejects_bad_ports() {
-        for bad in ["0", "65536", "http", "-1", "+80", "8002-8000", "80/icmp", "1.2.3.4:80:80"] {
+        for bad in [
+            "0",
+            "65536",
+            "http",
+            "-1",
+            "+80",
+            "8002-8000",
+            "80/icmp",
+            "1.2.3.4:80:80",
+        ] {
             let message = error(&format!("EXPOSE {bad}"));
             assert!(message.contains("EXPOSE: invalid"), "{bad}: {message}");
         }
@@ -783,7 +937,10 @@ mod tests {
 
     #[test]
     fn volume_json_and_word_forms() {
-        assert_eq!(keys(&applied(r#"VOLUME ["/data", "/var/log app"]"#).volumes), strings(&["/data", "/var/log app"]));
+        assert_eq!(
+            keys(&applied(r#"VOLUME ["/data", "/var/log app"]"#).volumes),
+            strings(&["/data", "/var/log app"])
+        );
         let mut config = config_with_env(&["BASE=/srv"]);
         apply(&mut config, "VOLUME /data $BASE/cache");
         assert_eq!(keys(&config.volumes), strings(&["/data", "/srv/cache"]));
@@ -803,7 +960,10 @@ mod tests {
     #[test]
     fn user_takes_the_whole_value() {
         assert_eq!(applied("USER 1000:1000").user.as_deref(), Some("1000:1000"));
-        assert_eq!(applied(r#"USER "app user""#).user.as_deref(), Some("app user"));
+        assert_eq!(
+            applied(r#"USER "app user""#).user.as_deref(),
+            Some("app user")
+        );
         let mut config = config_with_env(&["APP_UID=1001"]);
         apply(&mut config, "USER ${APP_UID}");
         assert_eq!(config.user.as_deref(), Some("1001"));
@@ -811,14 +971,23 @@ mod tests {
 
     #[test]
     fn user_errors() {
-        assert_eq!(error("USER"), "invalid --change \"USER\": USER requires an argument");
-        assert_eq!(error("USER   "), "invalid --change \"USER\": USER requires an argument");
+        assert_eq!(
+            error("USER"),
+            "invalid --change \"USER\": USER requires an argument"
+        );
+        assert_eq!(
+            error("USER   "),
+            "invalid --change \"USER\": USER requires an argument"
+        );
         assert!(error("USER $UNSET").contains("expands to an empty value"));
     }
 
     #[test]
     fn workdir_absolute_relative_and_cleaned() {
-        assert_eq!(applied("WORKDIR /app/").working_dir.as_deref(), Some("/app"));
+        assert_eq!(
+            applied("WORKDIR /app/").working_dir.as_deref(),
+            Some("/app")
+        );
         assert_eq!(applied("WORKDIR src").working_dir.as_deref(), Some("/src"));
         let mut config = applied("WORKDIR /a");
         apply(&mut config, "WORKDIR b");
@@ -846,16 +1015,40 @@ mod tests {
 
     #[test]
     fn stopsignal_names_and_numbers() {
-        for signal in ["SIGTERM", "TERM", "sigquit", "9", "SIGRTMIN+3", "RTMAX-2", "SIGRTMAX"] {
-            assert_eq!(applied(&format!("STOPSIGNAL {signal}")).stop_signal.as_deref(), Some(signal));
+        for signal in [
+            "SIGTERM",
+            "TERM",
+            "sigquit",
+            "9",
+            "SIGRTMIN+3",
+            "RTMAX-2",
+            "SIGRTMAX",
+        ] {
+            assert_eq!(
+                applied(&format!("STOPSIGNAL {signal}"))
+                    .stop_signal
+                    .as_deref(),
+                Some(signal)
+            );
         }
     }
 
     #[test]
     fn stopsignal_errors() {
-        for bad in ["SIGNOPE", "0", "65", "-9", "SIGRTMIN+16", "RTMAX-+1", "TERM KILL"] {
+        for bad in [
+            "SIGNOPE",
+            "0",
+            "65",
+            "-9",
+            "SIGRTMIN+16",
+            "RTMAX-+1",
+            "TERM KILL",
+        ] {
             let message = error(&format!("STOPSIGNAL {bad}"));
-            assert!(message.contains("STOPSIGNAL: invalid signal"), "{bad}: {message}");
+            assert!(
+                message.contains("STOPSIGNAL: invalid signal"),
+                "{bad}: {message}"
+            );
         }
         assert!(error("STOPSIGNAL").contains("STOPSIGNAL requires an argument"));
     }
@@ -866,13 +1059,17 @@ mod tests {
     fn onbuild_appends_the_trigger_verbatim() {
         let mut config = applied("ONBUILD RUN make  $TARGET");
         apply(&mut config, "onbuild copy . /src");
-        assert_eq!(config.on_build, Some(strings(&["RUN make  $TARGET", "copy . /src"])));
+        assert_eq!(
+            config.on_build,
+            Some(strings(&["RUN make  $TARGET", "copy . /src"]))
+        );
     }
 
     #[test]
     fn onbuild_refuses_forbidden_and_unknown_triggers() {
         assert!(error("ONBUILD ONBUILD RUN x").contains("ONBUILD: chaining ONBUILD"));
-        assert!(error("ONBUILD from alpine").contains("ONBUILD: FROM isn't allowed as an ONBUILD trigger"));
+        assert!(error("ONBUILD from alpine")
+            .contains("ONBUILD: FROM isn't allowed as an ONBUILD trigger"));
         assert!(error("ONBUILD MAINTAINER me").contains("MAINTAINER isn't allowed"));
         assert!(error("ONBUILD RUNN make").contains("unknown trigger instruction RUNN"));
         assert!(error("ONBUILD").contains("ONBUILD requires an argument"));
@@ -905,7 +1102,10 @@ mod tests {
     #[test]
     fn error_message_is_a_single_line() {
         let message = error("ENV A=1\nUSER");
-        assert_eq!(message, "invalid --change \"USER\": USER requires an argument");
+        assert_eq!(
+            message,
+            "invalid --change \"USER\": USER requires an argument"
+        );
         assert!(!error("BAD\"quote\"\tx").contains('\n'));
     }
 }

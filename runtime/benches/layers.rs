@@ -39,16 +39,32 @@ fn main() {
         return;
     }
     for tool in ["tar", "gzip", "sha256sum", "tee"] {
-        let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output();
-        assert!(found.is_ok_and(|o| o.status.success()), "{tool} is needed for this benchmark");
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "{tool} is needed for this benchmark"
+        );
     }
 
     // /var/tmp is disk-backed on most systems, where /tmp may be tmpfs; layers live on disk.
-    let base = if Path::new("/var/tmp").is_dir() { PathBuf::from("/var/tmp") } else { std::env::temp_dir() };
-    let work = tempfile::Builder::new().prefix("strata-bench-layers-").tempdir_in(&base).expect("create work dir");
+    let base = if Path::new("/var/tmp").is_dir() {
+        PathBuf::from("/var/tmp")
+    } else {
+        std::env::temp_dir()
+    };
+    let work = tempfile::Builder::new()
+        .prefix("strata-bench-layers-")
+        .tempdir_in(&base)
+        .expect("create work dir");
     let work = work.path();
 
-    println!("strata layer benchmark: median of {RUNS} runs after {WARMUP} warm-up, work dir {}", work.display());
+    println!(
+        "strata layer benchmark: median of {RUNS} runs after {WARMUP} warm-up, work dir {}",
+        work.display()
+    );
     println!(
         "cores: {}, {}, {}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -63,7 +79,13 @@ fn main() {
     let big = work.join("big");
     let big_bytes = make_big_tree(&big);
 
-    bench_tree(work, &format!("{SMALL_FILES} small files"), "small", &small, small_bytes);
+    bench_tree(
+        work,
+        &format!("{SMALL_FILES} small files"),
+        "small",
+        &small,
+        small_bytes,
+    );
     bench_tree(work, "one 100 MiB file", "big", &big, big_bytes);
 }
 
@@ -82,7 +104,9 @@ fn bench_tree(work: &Path, label: &str, tag: &str, tree: &Path, content_bytes: u
         let store = Store::open(&store_root).expect("open store");
         settle();
         let start = Instant::now();
-        let info = store.layer_from_dir(&tree_dir, Compression::Gzip, &WriteOptions::default()).expect("make layer");
+        let info = store
+            .layer_from_dir(&tree_dir, Compression::Gzip, &WriteOptions::default())
+            .expect("make layer");
         let elapsed = start.elapsed();
         layer = Some(info);
         elapsed
@@ -91,11 +115,20 @@ fn bench_tree(work: &Path, label: &str, tag: &str, tree: &Path, content_bytes: u
         remove(&peer_gz);
         settle();
         let start = Instant::now();
-        sh(&format!("tar -C {} -cf - . | gzip -6 | tee {} | sha256sum > /dev/null", q(tree), q(&peer_gz)));
+        sh(&format!(
+            "tar -C {} -cf - . | gzip -6 | tee {} | sha256sum > /dev/null",
+            q(tree),
+            q(&peer_gz)
+        ));
         start.elapsed()
     };
     let (strata, peer) = compare(make_strata, make_peer);
-    print_case(&format!("make gzip layer, {label}"), strata, PEER_MAKE, peer);
+    print_case(
+        &format!("make gzip layer, {label}"),
+        strata,
+        PEER_MAKE,
+        peer,
+    );
     // The store of the last run keeps its blob for the apply case below.
     let layer = layer.expect("made a layer");
     // An empty output could come from a failed `tar` that `sh` does not report (no pipefail).
@@ -116,7 +149,9 @@ fn bench_tree(work: &Path, label: &str, tag: &str, tree: &Path, content_bytes: u
         remove(&unpacked);
         settle();
         let start = Instant::now();
-        let size = store.unpack_layer(&layer.descriptor, &layer.diff_id, None).expect("unpack layer");
+        let size = store
+            .unpack_layer(&layer.descriptor, &layer.diff_id, None)
+            .expect("unpack layer");
         let elapsed = start.elapsed();
         assert_eq!(size, content_bytes, "unpacked layer holds the whole tree");
         elapsed
@@ -125,11 +160,20 @@ fn bench_tree(work: &Path, label: &str, tag: &str, tree: &Path, content_bytes: u
         remove(&peer_out);
         settle();
         let start = Instant::now();
-        sh(&format!("mkdir {0} && tar -xzf {1} -C {0}", q(&peer_out), q(&peer_gz)));
+        sh(&format!(
+            "mkdir {0} && tar -xzf {1} -C {0}",
+            q(&peer_out),
+            q(&peer_gz)
+        ));
         start.elapsed()
     };
     let (strata, peer) = compare(apply_strata, apply_peer);
-    print_case(&format!("apply gzip layer, {label}"), strata, PEER_APPLY, peer);
+    print_case(
+        &format!("apply gzip layer, {label}"),
+        strata,
+        PEER_APPLY,
+        peer,
+    );
 
     // Free the disk before the next tree.
     remove(&store_root);
@@ -139,7 +183,10 @@ fn bench_tree(work: &Path, label: &str, tag: &str, tree: &Path, content_bytes: u
 
 /// Median wall times of `a` and `b`, each a run that returns its own timed span. Runs
 /// alternate so that drift (other load, thermal state, the disk) hits both sides alike.
-fn compare(mut a: impl FnMut() -> Duration, mut b: impl FnMut() -> Duration) -> (Duration, Duration) {
+fn compare(
+    mut a: impl FnMut() -> Duration,
+    mut b: impl FnMut() -> Duration,
+) -> (Duration, Duration) {
     for _ in 0..WARMUP {
         a();
         b();
@@ -174,21 +221,43 @@ fn settle() {
 }
 
 fn remove(path: &Path) {
-    let result = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+    let result = if path.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
     match result {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("remove {}: {e}", path.display()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            panic!("remove {}: {e}", path.display())
+        }
         _ => {}
     }
 }
 
 fn sh(script: &str) {
-    let out = Command::new("sh").arg("-c").arg(script).output().expect("run sh");
-    assert!(out.status.success(), "`{script}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn first_line(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("run sh");
-    String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("?").to_string()
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run sh");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("?")
+        .to_string()
 }
 
 /// A path quoted for `sh`. Ours are made by tempfile and never hold a quote.
@@ -223,12 +292,70 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "layer", "store", "image", "container", "digest", "blob", "config", "manifest", "index", "root", "tar",
-    "gzip", "path", "file", "directory", "mount", "overlay", "upper", "lower", "whiteout", "opaque", "entry",
-    "header", "mode", "owner", "group", "size", "time", "stream", "write", "read", "open", "close", "build", "run",
-    "copy", "from", "into", "with", "error", "result", "option", "value", "name", "tag", "version", "platform",
-    "linux", "amd64", "arm64", "sha256", "verify", "unpack", "apply", "commit", "rename", "fsync", "lock",
-    "index.json", "oci-layout", "usr", "bin", "lib",
+    "the",
+    "layer",
+    "store",
+    "image",
+    "container",
+    "digest",
+    "blob",
+    "config",
+    "manifest",
+    "index",
+    "root",
+    "tar",
+    "gzip",
+    "path",
+    "file",
+    "directory",
+    "mount",
+    "overlay",
+    "upper",
+    "lower",
+    "whiteout",
+    "opaque",
+    "entry",
+    "header",
+    "mode",
+    "owner",
+    "group",
+    "size",
+    "time",
+    "stream",
+    "write",
+    "read",
+    "open",
+    "close",
+    "build",
+    "run",
+    "copy",
+    "from",
+    "into",
+    "with",
+    "error",
+    "result",
+    "option",
+    "value",
+    "name",
+    "tag",
+    "version",
+    "platform",
+    "linux",
+    "amd64",
+    "arm64",
+    "sha256",
+    "verify",
+    "unpack",
+    "apply",
+    "commit",
+    "rename",
+    "fsync",
+    "lock",
+    "index.json",
+    "oci-layout",
+    "usr",
+    "bin",
+    "lib",
 ];
 
 /// Percent of runs that are random bytes; 20 makes gzip -6 shrink the content about 2.5x.
@@ -287,6 +414,9 @@ fn make_big_tree(root: &Path) -> u64 {
         out.write_all(&buf).expect("write big file");
         left -= n;
     }
-    out.into_inner().expect("flush big file").sync_all().expect("fsync big file");
+    out.into_inner()
+        .expect("flush big file")
+        .sync_all()
+        .expect("fsync big file");
     BIG_FILE as u64
 }

@@ -35,7 +35,9 @@ impl Compression {
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
             "none" | "uncompressed" => Ok(Compression::None),
-            other => Err(Error::InvalidArgument(format!("unknown compression {other:?} (gzip, zstd, none)"))),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown compression {other:?} (gzip, zstd, none)"
+            ))),
         }
     }
 
@@ -60,7 +62,9 @@ impl Compression {
             MEDIA_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
                 Ok(Compression::Zstd)
             }
-            other => Err(Error::Unsupported(format!("unsupported layer media type {other:?}"))),
+            other => Err(Error::Unsupported(format!(
+                "unsupported layer media type {other:?}"
+            ))),
         }
     }
 
@@ -69,8 +73,12 @@ impl Compression {
         match head {
             [0x1f, 0x8b, ..] => Ok(Compression::Gzip),
             [0x28, 0xb5, 0x2f, 0xfd, ..] => Ok(Compression::Zstd),
-            [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Err(Error::Unsupported("xz-compressed input is not supported".into())),
-            [b'B', b'Z', b'h', ..] => Err(Error::Unsupported("bzip2-compressed input is not supported".into())),
+            [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Err(Error::Unsupported(
+                "xz-compressed input is not supported".into(),
+            )),
+            [b'B', b'Z', b'h', ..] => Err(Error::Unsupported(
+                "bzip2-compressed input is not supported".into(),
+            )),
             _ => Ok(Compression::None),
         }
     }
@@ -80,8 +88,12 @@ impl Compression {
 pub fn decoder<'a, R: Read + 'a>(compression: Compression, input: R) -> Result<Box<dyn Read + 'a>> {
     Ok(match compression {
         Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 16, input))),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input).map_err(|e| Error::io("zstd", e))?),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(1 << 16, input),
+        )),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(input).map_err(|e| Error::io("zstd", e))?)
+        }
     })
 }
 
@@ -106,9 +118,11 @@ impl<W: Write> Encoder<W> {
             Compression::None => Encoder::None(out),
             Compression::Gzip => Encoder::Gzip(ParallelGzip::new(out, 6)),
             Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(out, 3).map_err(|e| Error::io("zstd", e))?;
+                let mut enc =
+                    zstd::stream::write::Encoder::new(out, 3).map_err(|e| Error::io("zstd", e))?;
                 // Output is identical for any worker count >= 1, so digests stay stable.
-                enc.multithread(worker_count() as u32).map_err(|e| Error::io("zstd", e))?;
+                enc.multithread(worker_count() as u32)
+                    .map_err(|e| Error::io("zstd", e))?;
                 Encoder::Zstd(enc)
             }
         })
@@ -141,7 +155,9 @@ impl<W: Write> Write for Encoder<W> {
 }
 
 pub fn worker_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 16)
 }
 
 const CHUNK: usize = 128 << 10;
@@ -194,7 +210,14 @@ impl<W: Write> ParallelGzip<W> {
                     let mut crc = crc32fast::Hasher::new();
                     crc.update(&job.data);
                     let deflated = deflate_chunk(&job, level);
-                    if tx.send(Done { seq: job.seq, deflated, crc }).is_err() {
+                    if tx
+                        .send(Done {
+                            seq: job.seq,
+                            deflated,
+                            crc,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                 })
@@ -220,17 +243,29 @@ impl<W: Write> ParallelGzip<W> {
         let data = Arc::new(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         let dict = self.prev.take();
         self.prev = Some(Arc::clone(&data));
-        let job = Job { seq: self.next_seq, data, dict, last };
+        let job = Job {
+            seq: self.next_seq,
+            data,
+            dict,
+            last,
+        };
         self.next_seq += 1;
         // Keep at most a few chunks in flight so memory stays flat.
         while self.next_seq - self.next_write > 4 * self.workers.len() as u64 {
             self.collect_one()?;
         }
-        self.jobs.as_ref().expect("open").send(job).map_err(|_| io::Error::other("gzip worker stopped"))
+        self.jobs
+            .as_ref()
+            .expect("open")
+            .send(job)
+            .map_err(|_| io::Error::other("gzip worker stopped"))
     }
 
     fn collect_one(&mut self) -> io::Result<()> {
-        let done = self.done.recv().map_err(|_| io::Error::other("gzip worker stopped"))?;
+        let done = self
+            .done
+            .recv()
+            .map_err(|_| io::Error::other("gzip worker stopped"))?;
         self.pending.insert(done.seq, done);
         while let Some(done) = self.pending.remove(&self.next_write) {
             let out = self.out.as_mut().expect("open");
@@ -262,22 +297,33 @@ impl<W: Write> ParallelGzip<W> {
 fn deflate_chunk(job: &Job, level: u32) -> io::Result<Vec<u8>> {
     let mut c = Compress::new(Level::new(level), false);
     if let Some(dict) = &job.dict {
-        c.set_dictionary(&dict[dict.len().saturating_sub(DICT)..]).map_err(io::Error::other)?;
+        c.set_dictionary(&dict[dict.len().saturating_sub(DICT)..])
+            .map_err(io::Error::other)?;
     }
     let mut out = Vec::with_capacity(job.data.len() / 2 + 1024);
-    let flush = if job.last { FlushCompress::Finish } else { FlushCompress::Sync };
+    let flush = if job.last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
     let mut input = &job.data[..];
     loop {
         if out.capacity() - out.len() < 1024 {
             out.reserve(out.capacity().max(4096));
         }
         let before = c.total_in();
-        let status = c.compress_vec(input, &mut out, flush).map_err(io::Error::other)?;
+        let status = c
+            .compress_vec(input, &mut out, flush)
+            .map_err(io::Error::other)?;
         input = &input[(c.total_in() - before) as usize..];
         match status {
             Status::StreamEnd => break,
             // The sync flush is complete once all input is taken and output space is left over.
-            Status::Ok | Status::BufError if input.is_empty() && !job.last && out.len() < out.capacity() => break,
+            Status::Ok | Status::BufError
+                if input.is_empty() && !job.last && out.len() < out.capacity() =>
+            {
+                break
+            }
             _ => {}
         }
     }
@@ -330,9 +376,16 @@ mod tests {
         let a = gzip(&data);
         assert_eq!(a, gzip(&data));
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&a[..]).read_to_end(&mut back).unwrap();
+        flate2::read::GzDecoder::new(&a[..])
+            .read_to_end(&mut back)
+            .unwrap();
         assert_eq!(back, data);
-        assert!(a.len() < data.len() / 3, "compresses: {} of {}", a.len(), data.len());
+        assert!(
+            a.len() < data.len() / 3,
+            "compresses: {} of {}",
+            a.len(),
+            data.len()
+        );
         // and the system's gzip agrees that it is one valid stream
         if let Ok(mut child) = std::process::Command::new("gzip")
             .args(["-d", "-c"])
@@ -354,14 +407,22 @@ mod tests {
     fn empty_gzip_is_valid() {
         let a = gzip(b"");
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&a[..]).read_to_end(&mut back).unwrap();
+        flate2::read::GzDecoder::new(&a[..])
+            .read_to_end(&mut back)
+            .unwrap();
         assert!(back.is_empty());
     }
 
     #[test]
     fn detects_compression() {
-        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]).unwrap(), Compression::Gzip);
-        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]).unwrap(), Compression::Zstd);
+        assert_eq!(
+            Compression::detect(&[0x1f, 0x8b, 8]).unwrap(),
+            Compression::Gzip
+        );
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]).unwrap(),
+            Compression::Zstd
+        );
         assert_eq!(Compression::detect(b"abc").unwrap(), Compression::None);
         assert!(Compression::detect(b"BZh9").is_err());
     }

@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
-use oci_spec::runtime::{LinuxBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder};
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
@@ -32,7 +35,9 @@ impl Runtime {
         match s {
             "wasm" => Ok(Runtime::Wasm),
             "native" => Ok(Runtime::Native),
-            other => Err(Error::InvalidArgument(format!("unknown runtime {other:?} (wasm, native)"))),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown runtime {other:?} (wasm, native)"
+            ))),
         }
     }
 }
@@ -101,7 +106,11 @@ pub struct Bind {
 
 impl Bind {
     pub fn parse(s: &str) -> Result<Bind> {
-        let bad = || Error::InvalidArgument(format!("invalid volume specification {s:?}: expected HOST:CONTAINER[:ro|rw]"));
+        let bad = || {
+            Error::InvalidArgument(format!(
+                "invalid volume specification {s:?}: expected HOST:CONTAINER[:ro|rw]"
+            ))
+        };
         let parts: Vec<&str> = s.split(':').collect();
         let (host, ctr, mode) = match parts.as_slice() {
             [h, c] => (*h, *c, "rw"),
@@ -111,7 +120,11 @@ impl Bind {
         if !host.starts_with('/') || !ctr.starts_with('/') || !matches!(mode, "ro" | "rw") {
             return Err(bad());
         }
-        Ok(Bind { host: host.into(), container: ctr.to_string(), read_only: mode == "ro" })
+        Ok(Bind {
+            host: host.into(),
+            container: ctr.to_string(),
+            read_only: mode == "ro",
+        })
     }
 }
 
@@ -153,7 +166,13 @@ pub fn process_env(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> V
     if linux {
         set("PATH", DEFAULT_PATH);
     }
-    for e in config.config.as_ref().and_then(|c| c.env.as_ref()).into_iter().flatten() {
+    for e in config
+        .config
+        .as_ref()
+        .and_then(|c| c.env.as_ref())
+        .into_iter()
+        .flatten()
+    {
         let (k, v) = e.split_once('=').unwrap_or((e, ""));
         set(k, v);
     }
@@ -178,9 +197,15 @@ pub fn make_spec(image: &Image, opts: &RunOptions, hostname: &str) -> Result<Spe
     let config = &image.config;
     let c = config.config.clone().unwrap_or_default();
     let args = process_args(config, opts)?;
-    let cwd = opts.workdir.clone().or(c.working_dir.filter(|w| !w.is_empty())).unwrap_or_else(|| "/".into());
+    let cwd = opts
+        .workdir
+        .clone()
+        .or(c.working_dir.filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
-        return Err(Error::InvalidArgument(format!("the working directory {cwd:?} is invalid, it needs to be an absolute path")));
+        return Err(Error::InvalidArgument(format!(
+            "the working directory {cwd:?} is invalid, it needs to be an absolute path"
+        )));
     }
     let user = opts.user.clone().or(c.user).unwrap_or_default();
     let (uid, gid) = numeric_user(&user);
@@ -190,7 +215,13 @@ pub fn make_spec(image: &Image, opts: &RunOptions, hostname: &str) -> Result<Spe
         .env(process_env(config, opts, hostname))
         .cwd(cwd)
         .terminal(opts.tty)
-        .user(UserBuilder::default().uid(uid).gid(gid).build().map_err(bad)?)
+        .user(
+            UserBuilder::default()
+                .uid(uid)
+                .gid(gid)
+                .build()
+                .map_err(bad)?,
+        )
         .build()
         .map_err(bad)?;
     let mut mounts: Vec<Mount> = Vec::new();
@@ -209,12 +240,26 @@ pub fn make_spec(image: &Image, opts: &RunOptions, hostname: &str) -> Result<Spe
     }
     let mut linux = LinuxBuilder::default();
     if let Some(limit) = opts.memory {
-        let memory = LinuxMemoryBuilder::default().limit(limit as i64).build().map_err(bad)?;
-        linux = linux.resources(LinuxResourcesBuilder::default().memory(memory).build().map_err(bad)?);
+        let memory = LinuxMemoryBuilder::default()
+            .limit(limit as i64)
+            .build()
+            .map_err(bad)?;
+        linux = linux.resources(
+            LinuxResourcesBuilder::default()
+                .memory(memory)
+                .build()
+                .map_err(bad)?,
+        );
     }
     SpecBuilder::default()
         .version("1.0.2")
-        .root(RootBuilder::default().path("rootfs").readonly(false).build().map_err(bad)?)
+        .root(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(false)
+                .build()
+                .map_err(bad)?,
+        )
         .hostname(hostname)
         .process(process)
         .mounts(mounts)
@@ -239,12 +284,16 @@ pub struct Containers<'a> {
 
 impl<'a> Containers<'a> {
     pub fn open(store: &'a Store) -> Result<Containers<'a>> {
-        let root = Dir::open_ambient_dir(store.path(), cap_std::ambient_authority()).context(|| "open store".into())?;
+        let root = Dir::open_ambient_dir(store.path(), cap_std::ambient_authority())
+            .context(|| "open store".into())?;
         let mut private = cap_std::fs::DirBuilder::new();
         cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
         private.recursive(true);
-        root.create_dir_with(CONTAINERS_DIR, &private).context(|| "create containers directory".into())?;
-        let dir = root.open_dir(CONTAINERS_DIR).context(|| "open containers directory".into())?;
+        root.create_dir_with(CONTAINERS_DIR, &private)
+            .context(|| "create containers directory".into())?;
+        let dir = root
+            .open_dir(CONTAINERS_DIR)
+            .context(|| "open containers directory".into())?;
         Ok(Containers { store, dir })
     }
 
@@ -253,24 +302,40 @@ impl<'a> Containers<'a> {
     }
 
     /// Make a container: its record (status created) and an empty upper layer.
-    pub fn create(&self, image: &Image, image_name: &str, runtime: Runtime, name: Option<&str>) -> Result<Container> {
+    pub fn create(
+        &self,
+        image: &Image,
+        image_name: &str,
+        runtime: Runtime,
+        name: Option<&str>,
+    ) -> Result<Container> {
         let _lock = self.store.index_lock()?;
         let id = new_id();
         let name = match name {
             Some(n) => {
                 if !valid_name(n) {
-                    return Err(Error::InvalidArgument(format!("invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+                    return Err(Error::InvalidArgument(format!(
+                        "invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
                 }
                 if self.list()?.iter().any(|c| c.name == n) {
-                    return Err(Error::Conflict(format!("the container name {n:?} is already in use")));
+                    return Err(Error::Conflict(format!(
+                        "the container name {n:?} is already in use"
+                    )));
                 }
                 n.to_string()
             }
             None => generated_name(&id),
         };
-        self.dir.create_dir(&id).context(|| format!("create container {id}"))?;
-        let cdir = self.dir.open_dir(&id).context(|| format!("open container {id}"))?;
-        cdir.create_dir(UPPER).context(|| "create upper layer".into())?;
+        self.dir
+            .create_dir(&id)
+            .context(|| format!("create container {id}"))?;
+        let cdir = self
+            .dir
+            .open_dir(&id)
+            .context(|| format!("open container {id}"))?;
+        cdir.create_dir(UPPER)
+            .context(|| "create upper layer".into())?;
         let container = Container {
             id,
             name,
@@ -294,19 +359,40 @@ impl<'a> Containers<'a> {
 
     /// Write the container's runtime spec (the bundle's `config.json`).
     pub fn save_spec(&self, c: &Container, spec: &Spec) -> Result<()> {
-        let cdir = self.dir.open_dir(&c.id).context(|| format!("open container {}", c.id))?;
-        write_atomic(&cdir, SPEC, &serde_json::to_vec_pretty(spec).expect("serialize"), false)
+        let cdir = self
+            .dir
+            .open_dir(&c.id)
+            .context(|| format!("open container {}", c.id))?;
+        write_atomic(
+            &cdir,
+            SPEC,
+            &serde_json::to_vec_pretty(spec).expect("serialize"),
+            false,
+        )
     }
 
     pub fn save(&self, c: &Container) -> Result<()> {
-        let cdir = self.dir.open_dir(&c.id).context(|| format!("open container {}", c.id))?;
-        write_atomic(&cdir, RECORD, &serde_json::to_vec_pretty(c).expect("serialize"), false)
+        let cdir = self
+            .dir
+            .open_dir(&c.id)
+            .context(|| format!("open container {}", c.id))?;
+        write_atomic(
+            &cdir,
+            RECORD,
+            &serde_json::to_vec_pretty(c).expect("serialize"),
+            false,
+        )
     }
 
     /// Every container, newest first. Records that cannot be read are skipped.
     pub fn list(&self) -> Result<Vec<Container>> {
         let mut out = Vec::new();
-        for entry in self.dir.entries().context(|| "list containers".into())?.flatten() {
+        for entry in self
+            .dir
+            .entries()
+            .context(|| "list containers".into())?
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Ok(bytes) = self.dir.read(Path::new(&name).join(RECORD)) {
                 if let Ok(mut c) = serde_json::from_slice::<Container>(&bytes) {
@@ -325,26 +411,41 @@ impl<'a> Containers<'a> {
         if let Some(c) = all.iter().find(|c| c.name == key || c.id == key) {
             return Ok(c.clone());
         }
-        let found: Vec<&Container> = all.iter().filter(|c| !key.is_empty() && c.id.starts_with(key)).collect();
+        let found: Vec<&Container> = all
+            .iter()
+            .filter(|c| !key.is_empty() && c.id.starts_with(key))
+            .collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(Error::ContainerNotFound(key.to_string())),
-            _ => Err(Error::InvalidArgument(format!("{key}: ambiguous container ID prefix"))),
+            _ => Err(Error::InvalidArgument(format!(
+                "{key}: ambiguous container ID prefix"
+            ))),
         }
     }
 
     pub fn spec(&self, c: &Container) -> Result<Spec> {
-        let bytes = self.dir.read(Path::new(&c.id).join(SPEC)).context(|| format!("read spec of {}", c.id))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidDocument(format!("container {} spec: {e}", c.id)))
+        let bytes = self
+            .dir
+            .read(Path::new(&c.id).join(SPEC))
+            .context(|| format!("read spec of {}", c.id))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidDocument(format!("container {} spec: {e}", c.id)))
     }
 
     /// The container's writable layer.
     pub fn upper(&self, c: &Container) -> Result<Dir> {
-        self.dir.open_dir(Path::new(&c.id).join(UPPER)).context(|| format!("open upper layer of {}", c.id))
+        self.dir
+            .open_dir(Path::new(&c.id).join(UPPER))
+            .context(|| format!("open upper layer of {}", c.id))
     }
 
     pub fn upper_path(&self, c: &Container) -> PathBuf {
-        self.store.path().join(CONTAINERS_DIR).join(&c.id).join(UPPER)
+        self.store
+            .path()
+            .join(CONTAINERS_DIR)
+            .join(&c.id)
+            .join(UPPER)
     }
 
     /// The container's root: its image's layers under its upper layer.
@@ -353,14 +454,23 @@ impl<'a> Containers<'a> {
     }
 
     pub fn lowers(&self, c: &Container) -> Result<Vec<Dir>> {
-        c.layers.iter().rev().map(|d| self.store.layer_dir(d)).collect()
+        c.layers
+            .iter()
+            .rev()
+            .map(|d| self.store.layer_dir(d))
+            .collect()
     }
 
     pub fn remove(&self, c: &Container) -> Result<()> {
-        let dir = self.dir.open_dir_nofollow(std::ffi::OsStr::new(&c.id)).context(|| format!("open container {}", c.id))?;
+        let dir = self
+            .dir
+            .open_dir_nofollow(std::ffi::OsStr::new(&c.id))
+            .context(|| format!("open container {}", c.id))?;
         drop(dir);
         crate::store::make_removable(&self.dir, &c.id)?;
-        self.dir.remove_dir_all(&c.id).context(|| format!("remove container {}", c.id))
+        self.dir
+            .remove_dir_all(&c.id)
+            .context(|| format!("remove container {}", c.id))
     }
 }
 
@@ -402,18 +512,21 @@ fn new_id() -> String {
 
 fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
-    !b.is_empty() && b[0].is_ascii_alphanumeric() && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// docker-style `adjective_name`, chosen by the ID.
 fn generated_name(id: &str) -> String {
     const LEFT: [&str; 16] = [
-        "admiring", "brave", "clever", "dreamy", "eager", "fervent", "gallant", "happy", "jolly", "keen", "lucid",
-        "modest", "nifty", "quirky", "serene", "vibrant",
+        "admiring", "brave", "clever", "dreamy", "eager", "fervent", "gallant", "happy", "jolly",
+        "keen", "lucid", "modest", "nifty", "quirky", "serene", "vibrant",
     ];
     const RIGHT: [&str; 16] = [
-        "babbage", "curie", "darwin", "euler", "faraday", "galois", "hopper", "kepler", "lovelace", "meitner",
-        "noether", "pascal", "ritchie", "shannon", "turing", "wozniak",
+        "babbage", "curie", "darwin", "euler", "faraday", "galois", "hopper", "kepler", "lovelace",
+        "meitner", "noether", "pascal", "ritchie", "shannon", "turing", "wozniak",
     ];
     let n = u32::from_str_radix(&id[..8], 16).unwrap_or(0) as usize;
     format!("{}_{}", LEFT[n % 16], RIGHT[(n / 16) % 16])
@@ -432,18 +545,31 @@ impl Containers<'_> {
         let _writer = self.store.writer_lock()?;
         let base_manifest = self.store.manifest(&c.manifest)?;
         let mut config = self.store.config(&base_manifest.config)?;
-        let layer = self.store.layer_from_dir(&self.upper(c)?, crate::compression::Compression::Gzip, &crate::layer::WriteOptions::from_env())?;
-        self.store.unpack_layer(&layer.descriptor, &layer.diff_id, None)?;
+        let layer = self.store.layer_from_dir(
+            &self.upper(c)?,
+            crate::compression::Compression::Gzip,
+            &crate::layer::WriteOptions::from_env(),
+        )?;
+        self.store
+            .unpack_layer(&layer.descriptor, &layer.diff_id, None)?;
         changes(&mut config)?;
         let created = now();
-        let command = self.spec(c).ok().and_then(|s| s.process().as_ref().and_then(|p| p.args().clone())).unwrap_or_default().join(" ");
+        let command = self
+            .spec(c)
+            .ok()
+            .and_then(|s| s.process().as_ref().and_then(|p| p.args().clone()))
+            .unwrap_or_default()
+            .join(" ");
         if let Some(a) = author {
             config.author = Some(a.to_string());
         }
         // Images without history get one entry per layer, so history and layers stay aligned.
         let described = config.history.iter().filter(|h| !h.empty_layer).count();
         for _ in described..config.rootfs.diff_ids.len() {
-            config.history.push(crate::image::History { created: config.created.clone(), ..Default::default() });
+            config.history.push(crate::image::History {
+                created: config.created.clone(),
+                ..Default::default()
+            });
         }
         config.created = Some(created.clone());
         config.rootfs.diff_ids.push(layer.diff_id.clone());

@@ -30,12 +30,19 @@ pub struct BlobInfo {
 impl ContentStore {
     /// `blobs` is the layout's `blobs/sha256` directory; `tmp` must be on the same filesystem.
     pub fn new(blobs: Dir, tmp: Dir) -> ContentStore {
-        ContentStore { blobs, tmp, verified: Default::default() }
+        ContentStore {
+            blobs,
+            tmp,
+            verified: Default::default(),
+        }
     }
 
     pub fn info(&self, digest: &Digest) -> Option<BlobInfo> {
         let meta = self.blobs.metadata(digest.hex()).ok()?;
-        meta.is_file().then(|| BlobInfo { digest: digest.clone(), size: meta.len() })
+        meta.is_file().then(|| BlobInfo {
+            digest: digest.clone(),
+            size: meta.len(),
+        })
     }
 
     pub fn contains(&self, digest: &Digest) -> bool {
@@ -53,7 +60,11 @@ impl ContentStore {
 
     /// A reader of the blob for unpacking: verified as it is read, unless this process
     /// committed the blob itself (and so hashed exactly these bytes already).
-    pub fn open_for_unpack(&self, digest: &Digest, size: Option<u64>) -> Result<Box<dyn Read + Send>> {
+    pub fn open_for_unpack(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>> {
         let reader = self.open(digest, size)?;
         if self.verified.lock().expect("lock").contains(digest) {
             return Ok(Box::new(reader.into_inner()));
@@ -64,13 +75,20 @@ impl ContentStore {
     /// Read a whole (small) blob, verified, refusing anything larger than `max`.
     pub fn read(&self, digest: &Digest, size: Option<u64>, max: u64) -> Result<Vec<u8>> {
         if size.is_some_and(|s| s > max) {
-            return Err(Error::InvalidDocument(format!("{digest}: document larger than {max} bytes")));
+            return Err(Error::InvalidDocument(format!(
+                "{digest}: document larger than {max} bytes"
+            )));
         }
         let mut buf = Vec::new();
         let mut reader = self.open(digest, size)?;
-        (&mut reader).take(max + 1).read_to_end(&mut buf).context(|| format!("read blob {digest}"))?;
+        (&mut reader)
+            .take(max + 1)
+            .read_to_end(&mut buf)
+            .context(|| format!("read blob {digest}"))?;
         if buf.len() as u64 > max {
-            return Err(Error::InvalidDocument(format!("{digest}: document larger than {max} bytes")));
+            return Err(Error::InvalidDocument(format!(
+                "{digest}: document larger than {max} bytes"
+            )));
         }
         reader.finish()?;
         Ok(buf)
@@ -82,7 +100,11 @@ impl ContentStore {
             .tmp
             .open_with(&name, OpenOptions::new().write(true).create_new(true))
             .context(|| format!("create temp blob {name}"))?;
-        Ok(BlobWriter { store: self, name, out: Some(Hashing::new(io::BufWriter::with_capacity(1 << 20, file))) })
+        Ok(BlobWriter {
+            store: self,
+            name,
+            out: Some(Hashing::new(io::BufWriter::with_capacity(1 << 20, file))),
+        })
     }
 
     pub fn put(&self, bytes: &[u8]) -> Result<BlobInfo> {
@@ -97,7 +119,9 @@ impl ContentStore {
 
     pub fn delete(&self, digest: &Digest) -> Result<()> {
         match self.blobs.remove_file(digest.hex()) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(format!("delete blob {digest}"), e)),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(Error::io(format!("delete blob {digest}"), e))
+            }
             _ => Ok(()),
         }
     }
@@ -108,7 +132,10 @@ impl ContentStore {
         for entry in self.blobs.entries().context(|| "list blobs".into())? {
             let entry = entry.context(|| "list blobs".into())?;
             let name = entry.file_name();
-            let Some(digest) = name.to_str().and_then(|n| format!("sha256:{n}").parse::<Digest>().ok()) else {
+            let Some(digest) = name
+                .to_str()
+                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
+            else {
                 continue;
             };
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -132,18 +159,31 @@ impl BlobWriter<'_> {
 
     /// fsync, check against what was expected, and rename into the store. Committing a
     /// blob that is already there succeeds ("stored at DIGEST", not "because of this call").
-    pub fn commit(mut self, expected: Option<&Digest>, expected_size: Option<u64>) -> Result<BlobInfo> {
+    pub fn commit(
+        mut self,
+        expected: Option<&Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<BlobInfo> {
         let out = self.out.take().expect("commit once");
         let (buf, digest, size) = out.finish();
-        let file = buf.into_inner().map_err(|e| Error::io("write blob", e.into_error()))?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| Error::io("write blob", e.into_error()))?;
         if let Some(want) = expected {
             if *want != digest {
-                return Err(Error::DigestMismatch { expected: want.to_string(), actual: digest.to_string() });
+                return Err(Error::DigestMismatch {
+                    expected: want.to_string(),
+                    actual: digest.to_string(),
+                });
             }
         }
         if let Some(want) = expected_size {
             if want != size {
-                return Err(Error::SizeMismatch { digest: digest.to_string(), expected: want, actual: size });
+                return Err(Error::SizeMismatch {
+                    digest: digest.to_string(),
+                    expected: want,
+                    actual: size,
+                });
             }
         }
         file.sync_all().context(|| "fsync blob".into())?;
@@ -153,7 +193,11 @@ impl BlobWriter<'_> {
                 .tmp
                 .rename(&self.name, &self.store.blobs, digest.hex())
                 .context(|| format!("commit blob {digest}"))?;
-            self.store.verified.lock().expect("lock").insert(digest.clone());
+            self.store
+                .verified
+                .lock()
+                .expect("lock")
+                .insert(digest.clone());
         }
         Ok(BlobInfo { digest, size })
     }
@@ -187,16 +231,30 @@ pub struct VerifiedReader<R> {
 
 impl<R: Read> VerifiedReader<R> {
     pub fn new(inner: R, expected: Digest, size: Option<u64>) -> Self {
-        VerifiedReader { inner, hasher: Sha256::new(), count: 0, expected, size, verified: false }
+        VerifiedReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+            expected,
+            size,
+            verified: false,
+        }
     }
 
     fn check(&mut self) -> Result<()> {
         let digest = Digest::from_sha256(std::mem::take(&mut self.hasher).finalize().into());
         if digest != self.expected {
-            return Err(Error::DigestMismatch { expected: self.expected.to_string(), actual: digest.to_string() });
+            return Err(Error::DigestMismatch {
+                expected: self.expected.to_string(),
+                actual: digest.to_string(),
+            });
         }
         if let Some(want) = self.size.filter(|&want| want != self.count) {
-            return Err(Error::SizeMismatch { digest: digest.to_string(), expected: want, actual: self.count });
+            return Err(Error::SizeMismatch {
+                digest: digest.to_string(),
+                expected: want,
+                actual: self.count,
+            });
         }
         self.verified = true;
         Ok(())
@@ -238,6 +296,12 @@ impl<R: Read> Read for VerifiedReader<R> {
 /// A name for a private temp file or directory: unique across processes and threads.
 pub fn temp_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}-{}-{}-{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -46,7 +46,11 @@ impl FromStr for Digest {
     fn from_str(s: &str) -> Result<Digest, Error> {
         let bad = || Error::InvalidDigest(s.chars().take(100).collect());
         let hex = s.strip_prefix("sha256:").ok_or_else(bad)?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(bad());
         }
         Ok(Digest(s.to_string()))
@@ -87,7 +91,11 @@ pub struct Hashing<T> {
 
 impl<T> Hashing<T> {
     pub fn new(inner: T) -> Self {
-        Hashing { inner, hasher: Sha256::new(), count: 0 }
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     pub fn count(&self) -> u64 {
@@ -100,7 +108,11 @@ impl<T> Hashing<T> {
 
     /// The inner value, the digest and the byte count.
     pub fn finish(self) -> (T, Digest, u64) {
-        (self.inner, Digest::from_sha256(self.hasher.finalize().into()), self.count)
+        (
+            self.inner,
+            Digest::from_sha256(self.hasher.finalize().into()),
+            self.count,
+        )
     }
 }
 

@@ -36,7 +36,11 @@ pub enum Error {
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
     #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
-    SizeMismatch { digest: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("{0}")]
     InvalidDocument(String),
     #[error("layer entry {entry:?}: {reason}")]
@@ -69,7 +73,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Io { .. } | Error::IoPath { .. } => ErrorKind::Io,
-            Error::ImageNotFound(_) | Error::BlobNotFound(_) | Error::ContainerNotFound(_) => ErrorKind::NotFound,
+            Error::ImageNotFound(_) | Error::BlobNotFound(_) | Error::ContainerNotFound(_) => {
+                ErrorKind::NotFound
+            }
             Error::Conflict(_) => ErrorKind::FailedPrecondition,
             Error::Unsupported(_) => ErrorKind::Unsupported,
             _ => ErrorKind::InvalidArgument,
@@ -77,11 +83,17 @@ impl Error {
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     pub fn entry(entry: impl std::fmt::Display, reason: impl Into<String>) -> Error {
-        Error::LayerEntry { entry: entry.to_string(), reason: reason.into() }
+        Error::LayerEntry {
+            entry: entry.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -92,13 +104,19 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io { context: what(), source })
+        self.map_err(|source| Error::Io {
+            context: what(),
+            source,
+        })
     }
 }
 
 impl<T> IoContext<T> for rustix::io::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::Io { context: what(), source: e.into() })
+        self.map_err(|e| Error::Io {
+            context: what(),
+            source: e.into(),
+        })
     }
 }
 

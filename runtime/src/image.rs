@@ -58,7 +58,9 @@ impl Descriptor {
     }
 
     pub fn ref_name(&self) -> Option<&str> {
-        self.annotations.get(ANNOTATION_REF_NAME).map(String::as_str)
+        self.annotations
+            .get(ANNOTATION_REF_NAME)
+            .map(String::as_str)
     }
 }
 
@@ -66,9 +68,17 @@ impl Descriptor {
 pub struct Platform {
     pub architecture: String,
     pub os: String,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
-    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_features: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -84,17 +94,28 @@ impl Platform {
             "powerpc64" => "ppc64le",
             other => other,
         };
-        Platform { architecture: arch.into(), os: "linux".into(), ..Default::default() }
+        Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            ..Default::default()
+        }
     }
 
     /// Parse `os/arch[/variant]` as docker's `--platform` does.
     pub fn parse(s: &str) -> Result<Platform> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || Error::InvalidArgument(format!("invalid platform {s:?}: expected os/arch[/variant]"));
+        let bad = || {
+            Error::InvalidArgument(format!(
+                "invalid platform {s:?}: expected os/arch[/variant]"
+            ))
+        };
         if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
             return Err(bad());
         }
-        if !parts.iter().all(|p| p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')) {
+        if !parts.iter().all(|p| {
+            p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        }) {
             return Err(bad());
         }
         Ok(Platform {
@@ -198,21 +219,32 @@ pub fn parse_document(media_type: &str, bytes: &[u8]) -> Result<Document> {
         MEDIA_OCI_MANIFEST | MEDIA_DOCKER_MANIFEST => {
             let m: Manifest = serde_json::from_slice(bytes).map_err(bad)?;
             if m.schema_version != 2 {
-                return Err(Error::InvalidDocument(format!("unsupported schemaVersion {}", m.schema_version)));
+                return Err(Error::InvalidDocument(format!(
+                    "unsupported schemaVersion {}",
+                    m.schema_version
+                )));
             }
             if m.layers.len() > MAX_LAYERS {
-                return Err(Error::InvalidDocument(format!("too many layers ({})", m.layers.len())));
+                return Err(Error::InvalidDocument(format!(
+                    "too many layers ({})",
+                    m.layers.len()
+                )));
             }
             Ok(Document::Manifest(m))
         }
         MEDIA_OCI_INDEX | MEDIA_DOCKER_LIST => {
             let i: Index = serde_json::from_slice(bytes).map_err(bad)?;
             if i.schema_version != 2 {
-                return Err(Error::InvalidDocument(format!("unsupported schemaVersion {}", i.schema_version)));
+                return Err(Error::InvalidDocument(format!(
+                    "unsupported schemaVersion {}",
+                    i.schema_version
+                )));
             }
             Ok(Document::Index(i))
         }
-        other => Err(Error::InvalidDocument(format!("unsupported manifest media type {other:?}"))),
+        other => Err(Error::InvalidDocument(format!(
+            "unsupported manifest media type {other:?}"
+        ))),
     }
 }
 
@@ -228,7 +260,11 @@ pub struct ImageConfig {
     pub architecture: String,
     #[serde(default)]
     pub os: String,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -255,10 +291,15 @@ impl ImageConfig {
         let c: ImageConfig = serde_json::from_slice(bytes)
             .map_err(|e| Error::InvalidDocument(format!("image config: {e}")))?;
         if c.rootfs.kind != "layers" {
-            return Err(Error::InvalidDocument(format!("image config: rootfs type {:?}", c.rootfs.kind)));
+            return Err(Error::InvalidDocument(format!(
+                "image config: rootfs type {:?}",
+                c.rootfs.kind
+            )));
         }
         if c.rootfs.diff_ids.len() > MAX_LAYERS {
-            return Err(Error::InvalidDocument("image config: too many layers".into()));
+            return Err(Error::InvalidDocument(
+                "image config: too many layers".into(),
+            ));
         }
         Ok(c)
     }
@@ -305,7 +346,10 @@ impl ContainerConfig {
     pub fn set_env(&mut self, key: &str, value: &str) {
         let env = self.env.get_or_insert_with(Vec::new);
         let entry = format!("{key}={value}");
-        match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map(|(k, _)| k) == Some(key))
+        {
             Some(e) => *e = entry,
             None => env.push(entry),
         }

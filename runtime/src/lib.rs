@@ -22,7 +22,7 @@ pub mod wasm;
 
 pub use cap_std;
 pub use digest::Digest;
-pub use oci_spec;
 pub use error::{Error, ErrorKind, Result};
+pub use oci_spec;
 pub use reference::Reference;
 pub use store::Store;

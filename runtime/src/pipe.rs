@@ -28,10 +28,20 @@ where
 {
     let (tx, rx) = sync_channel(8);
     let handle = std::thread::spawn(move || {
-        let mut w = PipeWriter { tx, buf: Vec::with_capacity(PIECE) };
+        let mut w = PipeWriter {
+            tx,
+            buf: Vec::with_capacity(PIECE),
+        };
         produce(&mut w)
     });
-    (PipeReader { rx, piece: Vec::new(), pos: 0 }, handle)
+    (
+        PipeReader {
+            rx,
+            piece: Vec::new(),
+            pos: 0,
+        },
+        handle,
+    )
 }
 
 impl PipeWriter {
@@ -54,7 +64,9 @@ impl Write for PipeWriter {
     fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
             let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
-            self.tx.send(piece).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "reader stopped"))?;
+            self.tx
+                .send(piece)
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "reader stopped"))?;
         }
         Ok(())
     }

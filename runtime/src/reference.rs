@@ -27,7 +27,10 @@ impl Reference {
             return Err(bad("empty reference"));
         }
         let (rest, digest) = match input.split_once('@') {
-            Some((r, d)) => (r, Some(d.parse::<Digest>().map_err(|_| bad("invalid digest"))?)),
+            Some((r, d)) => (
+                r,
+                Some(d.parse::<Digest>().map_err(|_| bad("invalid digest"))?),
+            ),
             None => (input, None),
         };
         // A tag is after the last ':' that follows the last '/'.
@@ -64,7 +67,12 @@ impl Reference {
             (None, Some(_)) => None,
             (None, None) => Some("latest".to_string()),
         };
-        Ok(Reference { domain, path, tag, digest })
+        Ok(Reference {
+            domain,
+            path,
+            tag,
+            digest,
+        })
     }
 
     pub fn domain(&self) -> &str {
@@ -91,7 +99,10 @@ impl Reference {
     /// The repository as docker prints it: `busybox`, `me/app`, `host:5000/a`.
     pub fn familiar_repository(&self) -> String {
         if self.domain == DEFAULT_DOMAIN {
-            self.path.strip_prefix(OFFICIAL_PREFIX).unwrap_or(&self.path).to_string()
+            self.path
+                .strip_prefix(OFFICIAL_PREFIX)
+                .unwrap_or(&self.path)
+                .to_string()
         } else {
             self.repository()
         }
@@ -112,7 +123,11 @@ impl Reference {
     }
 
     pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference { digest: Some(digest), tag: None, ..self.clone() }
+        Reference {
+            digest: Some(digest),
+            tag: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -141,9 +156,15 @@ impl std::str::FromStr for Reference {
 fn split_domain(name: &str) -> (String, String) {
     match name.split_once('/') {
         Some((first, rest))
-            if first.contains(['.', ':']) || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
         {
-            let domain = if first == LEGACY_DOMAIN { DEFAULT_DOMAIN } else { first };
+            let domain = if first == LEGACY_DOMAIN {
+                DEFAULT_DOMAIN
+            } else {
+                first
+            };
             (domain.to_string(), rest.to_string())
         }
         _ => (DEFAULT_DOMAIN.to_string(), name.to_string()),
@@ -155,7 +176,8 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
@@ -191,10 +213,19 @@ fn valid_domain(d: &str) -> bool {
     let (host, port) = if let Some(rest) = d.strip_prefix('[') {
         match rest.split_once(']') {
             Some((ip6, port)) => {
-                if ip6.is_empty() || !ip6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                if ip6.is_empty()
+                    || !ip6
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                {
                     return false;
                 }
-                ("x", port.strip_prefix(':').map(Some).unwrap_or(if port.is_empty() { None } else { Some("") }))
+                (
+                    "x",
+                    port.strip_prefix(':')
+                        .map(Some)
+                        .unwrap_or(if port.is_empty() { None } else { Some("") }),
+                )
             }
             None => return false,
         }
@@ -237,19 +268,51 @@ mod tests {
         assert_eq!(norm("localhost/a"), "localhost/a:latest");
         assert_eq!(norm("[::1]:5000/a:b"), "[::1]:5000/a:b");
         let d = "sha256:".to_string() + &"0".repeat(64);
-        assert_eq!(norm(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
-        assert_eq!(norm(&format!("a:t@{d}")), format!("docker.io/library/a:t@{d}"));
-        assert_eq!(Reference::parse("busybox").unwrap().familiar(), "busybox:latest");
-        assert_eq!(Reference::parse("host:5000/a").unwrap().familiar(), "host:5000/a:latest");
-        assert_eq!(norm("a__b_c-d---e/f.g"), "docker.io/a__b_c-d---e/f.g:latest");
-        assert!(Reference::parse("a__b.c/f").is_err(), "a dotted first part is a registry host");
+        assert_eq!(
+            norm(&format!("busybox@{d}")),
+            format!("docker.io/library/busybox@{d}")
+        );
+        assert_eq!(
+            norm(&format!("a:t@{d}")),
+            format!("docker.io/library/a:t@{d}")
+        );
+        assert_eq!(
+            Reference::parse("busybox").unwrap().familiar(),
+            "busybox:latest"
+        );
+        assert_eq!(
+            Reference::parse("host:5000/a").unwrap().familiar(),
+            "host:5000/a:latest"
+        );
+        assert_eq!(
+            norm("a__b_c-d---e/f.g"),
+            "docker.io/a__b_c-d---e/f.g:latest"
+        );
+        assert!(
+            Reference::parse("a__b.c/f").is_err(),
+            "a dotted first part is a registry host"
+        );
     }
 
     #[test]
     fn malformed_references_are_errors() {
         for bad in [
-            "", "Busybox", "busybox:", ":tag", "a//b", "-a", "a-", "a/../b", "a@sha256:zz", "a:t:t",
-            "busybox:-x", "a b", "a___b", "host:port/a", "a/", &"a".repeat(300),
+            "",
+            "Busybox",
+            "busybox:",
+            ":tag",
+            "a//b",
+            "-a",
+            "a-",
+            "a/../b",
+            "a@sha256:zz",
+            "a:t:t",
+            "busybox:-x",
+            "a b",
+            "a___b",
+            "host:port/a",
+            "a/",
+            &"a".repeat(300),
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
         }

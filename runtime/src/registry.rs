@@ -24,14 +24,19 @@ use oci_client::{Client, RegistryOperation};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{
-    parse_document, Descriptor, Document, Platform, MAX_DOCUMENT_SIZE, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST,
-    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+    parse_document, Descriptor, Document, Platform, MAX_DOCUMENT_SIZE, MEDIA_DOCKER_LIST,
+    MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::store::{Image, Store};
 
-const ACCEPTED: &[&str] = &[MEDIA_OCI_MANIFEST, MEDIA_OCI_INDEX, MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_LIST];
+const ACCEPTED: &[&str] = &[
+    MEDIA_OCI_MANIFEST,
+    MEDIA_OCI_INDEX,
+    MEDIA_DOCKER_MANIFEST,
+    MEDIA_DOCKER_LIST,
+];
 const ATTEMPTS: u32 = 5;
 const PARALLEL_LAYERS: usize = 3;
 
@@ -47,7 +52,11 @@ pub struct RegistryOptions {
 
 impl Default for RegistryOptions {
     fn default() -> Self {
-        RegistryOptions { tls_verify: true, cert_dir: None, platform: None }
+        RegistryOptions {
+            tls_verify: true,
+            cert_dir: None,
+            platform: None,
+        }
     }
 }
 
@@ -72,7 +81,11 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 
 /// The registry host that `reference` names, as docker's config keys it.
 fn auth_key(host: &str) -> String {
-    if host == "docker.io" { "https://index.docker.io/v1/".to_string() } else { host.to_string() }
+    if host == "docker.io" {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        host.to_string()
+    }
 }
 
 /// docker's `config.json`: where credentials live.
@@ -83,27 +96,39 @@ pub fn auth_file() -> PathBuf {
     if let Some(d) = std::env::var_os("DOCKER_CONFIG") {
         return PathBuf::from(d).join("config.json");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".docker/config.json")
 }
 
 fn read_auth_file(path: &Path) -> Result<serde_json::Value> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::InvalidDocument(format!("{}: {e}", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidDocument(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::json!({})),
-        Err(e) => Err(Error::IoPath { path: path.into(), source: e }),
+        Err(e) => Err(Error::IoPath {
+            path: path.into(),
+            source: e,
+        }),
     }
 }
 
 /// Stored credentials for `host`, if any.
 pub fn credentials(host: &str) -> Result<Option<(String, String)>> {
     let config = read_auth_file(&auth_file())?;
-    let Some(auth) = config["auths"][auth_key(host)]["auth"].as_str() else { return Ok(None) };
+    let Some(auth) = config["auths"][auth_key(host)]["auth"].as_str() else {
+        return Ok(None);
+    };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(auth)
-        .map_err(|_| Error::InvalidDocument(format!("{}: bad auth for {host}", auth_file().display())))?;
+        .map_err(|_| {
+            Error::InvalidDocument(format!("{}: bad auth for {host}", auth_file().display()))
+        })?;
     let text = String::from_utf8_lossy(&decoded).into_owned();
-    Ok(text.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+    Ok(text
+        .split_once(':')
+        .map(|(u, p)| (u.to_string(), p.to_string())))
 }
 
 /// Save (or with `None`, remove) credentials for `host`; true when something changed.
@@ -123,7 +148,10 @@ pub fn store_credentials(host: &str, creds: Option<(&str, &str)>) -> Result<bool
         None => auths.remove(&auth_key(host)).is_some(),
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::IoPath { path: dir.into(), source: e })?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::IoPath {
+            path: dir.into(),
+            source: e,
+        })?;
     }
     let tmp = path.with_extension(crate::content::temp_name("tmp"));
     let mut f = std::fs::OpenOptions::new()
@@ -131,9 +159,19 @@ pub fn store_credentials(host: &str, creds: Option<(&str, &str)>) -> Result<bool
         .create_new(true)
         .mode_private()
         .open(&tmp)
-        .map_err(|e| Error::IoPath { path: tmp.clone(), source: e })?;
-    f.write_all(&serde_json::to_vec_pretty(&config).expect("serialize")).map_err(|e| Error::IoPath { path: tmp.clone(), source: e })?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::IoPath { path: path.clone(), source: e })?;
+        .map_err(|e| Error::IoPath {
+            path: tmp.clone(),
+            source: e,
+        })?;
+    f.write_all(&serde_json::to_vec_pretty(&config).expect("serialize"))
+        .map_err(|e| Error::IoPath {
+            path: tmp.clone(),
+            source: e,
+        })?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::IoPath {
+        path: path.clone(),
+        source: e,
+    })?;
     Ok(changed)
 }
 
@@ -149,20 +187,33 @@ impl ModePrivate for std::fs::OpenOptions {
 }
 
 fn is_loopback(host: &str) -> bool {
-    let name = host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    let name = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
     matches!(name, "localhost" | "127.0.0.1" | "[::1]") || name.starts_with("127.")
 }
 
 fn insecure_by_config(host: &str) -> bool {
-    std::env::var("STRATA_INSECURE_REGISTRIES").is_ok_and(|v| v.split(',').any(|h| h.trim() == host))
+    std::env::var("STRATA_INSECURE_REGISTRIES")
+        .is_ok_and(|v| v.split(',').any(|h| h.trim() == host))
 }
 
 /// Whether the registry answers `client` at the HTTP level (any status but a transport
 /// failure or a 400, which is how an HTTPS server answers plain HTTP).
 fn answers(runtime: &tokio::runtime::Runtime, host: &str, client: &Client) -> bool {
-    let probe = oci_client::Reference::with_tag(host.to_string(), "strata/probe".into(), "latest".into());
-    let result = runtime.block_on(client.pull_manifest_raw(&probe, &RegistryAuth::Anonymous, ACCEPTED));
-    !matches!(result, Err(OciDistributionError::RequestError(_)) | Err(OciDistributionError::ServerError { code: 400, .. }))
+    let probe =
+        oci_client::Reference::with_tag(host.to_string(), "strata/probe".into(), "latest".into());
+    let result =
+        runtime.block_on(client.pull_manifest_raw(&probe, &RegistryAuth::Anonymous, ACCEPTED));
+    !matches!(
+        result,
+        Err(OciDistributionError::RequestError(_))
+            | Err(OciDistributionError::ServerError { code: 400, .. })
+    )
 }
 
 /// A connection to one registry host.
@@ -193,7 +244,12 @@ impl Session {
         let http = may_use_http
             && !answers(&runtime, host, &Client::new(client_config(opts, false)?))
             && answers(&runtime, host, &Client::new(client_config(opts, true)?));
-        Ok(Session { client: Client::new(client_config(opts, http)?), auth, runtime, host: host.to_string() })
+        Ok(Session {
+            client: Client::new(client_config(opts, http)?),
+            auth,
+            runtime,
+            host: host.to_string(),
+        })
     }
 
     /// Answer the registry's auth challenge for `r` (bearer token or basic credentials), so
@@ -206,21 +262,40 @@ impl Session {
 
     /// Check credentials: a request that needs them must not be refused as unauthorized.
     pub fn check_login(&self) -> Result<()> {
-        let probe = oci_client::Reference::with_tag(self.host.clone(), "strata/login-check".into(), "latest".into());
+        let probe = oci_client::Reference::with_tag(
+            self.host.clone(),
+            "strata/login-check".into(),
+            "latest".into(),
+        );
         self.authenticate(&probe, RegistryOperation::Pull)?;
-        match self.runtime.block_on(self.client.pull_manifest_raw(&probe, &self.auth, ACCEPTED)) {
+        match self
+            .runtime
+            .block_on(self.client.pull_manifest_raw(&probe, &self.auth, ACCEPTED))
+        {
             // The probe image does not exist: being told so means we were let in.
             Ok(_) | Err(OciDistributionError::ImageManifestNotFoundError(_)) => Ok(()),
             Err(OciDistributionError::RegistryError { envelope, .. })
-                if envelope.errors.iter().all(|e| !format!("{:?}", e.code).to_ascii_lowercase().contains("unauthorized")) =>
+                if envelope.errors.iter().all(|e| {
+                    !format!("{:?}", e.code)
+                        .to_ascii_lowercase()
+                        .contains("unauthorized")
+                }) =>
             {
                 Ok(())
             }
-            Err(OciDistributionError::AuthenticationFailure(m)) => Err(Error::Registry(format!("login to {}: {m}", self.host))),
-            Err(OciDistributionError::UnauthorizedError { .. }) | Err(OciDistributionError::RegistryError { .. }) => {
-                Err(Error::Registry(format!("login to {}: unauthorized: wrong username or password", self.host)))
+            Err(OciDistributionError::AuthenticationFailure(m)) => {
+                Err(Error::Registry(format!("login to {}: {m}", self.host)))
             }
-            Err(e) => Err(Error::Registry(format!("login to {}: {}", self.host, with_causes(&e)))),
+            Err(OciDistributionError::UnauthorizedError { .. })
+            | Err(OciDistributionError::RegistryError { .. }) => Err(Error::Registry(format!(
+                "login to {}: unauthorized: wrong username or password",
+                self.host
+            ))),
+            Err(e) => Err(Error::Registry(format!(
+                "login to {}: {}",
+                self.host,
+                with_causes(&e)
+            ))),
         }
     }
 
@@ -230,16 +305,28 @@ impl Session {
     }
 
     /// Fetch a manifest or index by tag or digest, checked against the digest when one is known.
-    fn fetch_document(&self, r: &oci_client::Reference, expected: Option<&Digest>) -> Result<(Vec<u8>, String, Digest)> {
-        let (bytes, _) = retry(|| self.runtime.block_on(self.client.pull_manifest_raw(r, &self.auth, ACCEPTED)))
-            .map_err(|e| registry_error(&format!("fetch manifest {r}"), e))?;
+    fn fetch_document(
+        &self,
+        r: &oci_client::Reference,
+        expected: Option<&Digest>,
+    ) -> Result<(Vec<u8>, String, Digest)> {
+        let (bytes, _) = retry(|| {
+            self.runtime
+                .block_on(self.client.pull_manifest_raw(r, &self.auth, ACCEPTED))
+        })
+        .map_err(|e| registry_error(&format!("fetch manifest {r}"), e))?;
         if bytes.len() as u64 > MAX_DOCUMENT_SIZE {
-            return Err(Error::InvalidDocument(format!("{r}: manifest larger than {MAX_DOCUMENT_SIZE} bytes")));
+            return Err(Error::InvalidDocument(format!(
+                "{r}: manifest larger than {MAX_DOCUMENT_SIZE} bytes"
+            )));
         }
         let digest = Digest::of(&bytes);
         if let Some(want) = expected {
             if *want != digest {
-                return Err(Error::DigestMismatch { expected: want.to_string(), actual: digest.to_string() });
+                return Err(Error::DigestMismatch {
+                    expected: want.to_string(),
+                    actual: digest.to_string(),
+                });
             }
         }
         let media_type = document_media_type(&bytes)?;
@@ -248,8 +335,18 @@ impl Session {
 
     /// Download a blob into the store, verifying digest and size as it streams. Already
     /// present: nothing is fetched.
-    fn fetch_blob(&self, store: &Store, r: &oci_client::Reference, desc: &Descriptor, progress: Option<&dyn Progress>) -> Result<()> {
-        if store.content().info(&desc.digest).is_some_and(|i| i.size == desc.size) {
+    fn fetch_blob(
+        &self,
+        store: &Store,
+        r: &oci_client::Reference,
+        desc: &Descriptor,
+        progress: Option<&dyn Progress>,
+    ) -> Result<()> {
+        if store
+            .content()
+            .info(&desc.digest)
+            .is_some_and(|i| i.size == desc.size)
+        {
             return Ok(());
         }
         let mut last = None;
@@ -259,11 +356,18 @@ impl Session {
             }
             let mut writer = store.content().writer()?;
             let result: std::result::Result<(), String> = self.runtime.block_on(async {
-                let mut stream = self.client.pull_blob_stream(r, desc.digest.as_str()).await.map_err(|e| with_causes(&e))?;
+                let mut stream = self
+                    .client
+                    .pull_blob_stream(r, desc.digest.as_str())
+                    .await
+                    .map_err(|e| with_causes(&e))?;
                 while let Some(chunk) = stream.stream.next().await {
                     let chunk = chunk.map_err(|e| e.to_string())?;
                     if writer.written() + chunk.len() as u64 > desc.size {
-                        return Err(format!("blob {} is larger than its descriptor says ({} bytes)", desc.digest, desc.size));
+                        return Err(format!(
+                            "blob {} is larger than its descriptor says ({} bytes)",
+                            desc.digest, desc.size
+                        ));
                     }
                     writer.write_all(&chunk).map_err(|e| e.to_string())?;
                     if let Some(p) = progress {
@@ -273,19 +377,34 @@ impl Session {
                 Ok(())
             });
             match result {
-                Ok(()) => return writer.commit(Some(&desc.digest), Some(desc.size)).map(|_| ()),
+                Ok(()) => {
+                    return writer
+                        .commit(Some(&desc.digest), Some(desc.size))
+                        .map(|_| ())
+                }
                 Err(e) => last = Some(e),
             }
         }
-        Err(Error::Registry(format!("fetch blob {}: {}", desc.digest, last.unwrap_or_default())))
+        Err(Error::Registry(format!(
+            "fetch blob {}: {}",
+            desc.digest,
+            last.unwrap_or_default()
+        )))
     }
 
     /// Pull `reference` into the store and tag it. Only layers the store lacks are fetched.
-    pub fn pull(&self, store: &Store, reference: &Reference, opts: &RegistryOptions, progress: Option<&dyn Progress>) -> Result<Image> {
+    pub fn pull(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        opts: &RegistryOptions,
+        progress: Option<&dyn Progress>,
+    ) -> Result<Image> {
         let _writer = store.writer_lock()?;
         let remote = remote_ref(reference);
         self.authenticate(&remote, RegistryOperation::Pull)?;
-        let (mut bytes, mut media_type, mut digest) = self.fetch_document(&remote, reference.digest())?;
+        let (mut bytes, mut media_type, mut digest) =
+            self.fetch_document(&remote, reference.digest())?;
         let want = opts.platform.clone().unwrap_or_else(Platform::host);
         for _ in 0..4 {
             match parse_document(&media_type, &bytes)? {
@@ -295,33 +414,59 @@ impl Session {
                         .manifests
                         .iter()
                         .find(|m| m.platform.as_ref().is_some_and(|p| want.matches(p)))
-                        .ok_or_else(|| Error::InvalidDocument(format!("{reference}: no image for platform {want}")))?;
+                        .ok_or_else(|| {
+                            Error::InvalidDocument(format!(
+                                "{reference}: no image for platform {want}"
+                            ))
+                        })?;
                     let by_digest = remote.clone_with_digest(chosen.digest.to_string());
-                    (bytes, media_type, digest) = self.fetch_document(&by_digest, Some(&chosen.digest))?;
+                    (bytes, media_type, digest) =
+                        self.fetch_document(&by_digest, Some(&chosen.digest))?;
                 }
             }
         }
         let Document::Manifest(manifest) = parse_document(&media_type, &bytes)? else {
-            return Err(Error::InvalidDocument(format!("{reference}: image index nested too deeply")));
+            return Err(Error::InvalidDocument(format!(
+                "{reference}: image index nested too deeply"
+            )));
         };
         let by_digest = remote.clone_with_digest(digest.to_string());
         self.fetch_blob(store, &by_digest, &manifest.config, None)?;
         let config = store.config(&manifest.config)?;
         if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(Error::InvalidDocument(format!("{reference}: layers and diff_ids differ in number")));
+            return Err(Error::InvalidDocument(format!(
+                "{reference}: layers and diff_ids differ in number"
+            )));
         }
         for layer in &manifest.layers {
             crate::compression::Compression::of_layer_media_type(&layer.media_type)?;
         }
-        let missing: Vec<&Descriptor> = manifest.layers.iter().filter(|l| !store.content().contains(&l.digest)).collect();
+        let missing: Vec<&Descriptor> = manifest
+            .layers
+            .iter()
+            .filter(|l| !store.content().contains(&l.digest))
+            .collect();
         if let Some(p) = progress {
-            p.start(&format!("Pulling {}", reference.familiar()), Some(missing.iter().map(|l| l.size).sum()));
+            p.start(
+                &format!("Pulling {}", reference.familiar()),
+                Some(missing.iter().map(|l| l.size).sum()),
+            );
         }
         // A few layers at a time, each on its own thread with the shared client.
         for chunk in missing.chunks(PARALLEL_LAYERS) {
             let results: Vec<Result<()>> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk.iter().map(|l| s.spawn(|| self.fetch_blob(store, &by_digest, l, progress))).collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Registry("download thread panicked".into())))).collect()
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|l| s.spawn(|| self.fetch_blob(store, &by_digest, l, progress)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Registry("download thread panicked".into()))
+                        })
+                    })
+                    .collect()
             });
             for r in results {
                 r?;
@@ -337,12 +482,23 @@ impl Session {
         let mut desc = Descriptor::new(&media_type, info.digest, info.size);
         desc.platform = Some(config.platform());
         store.set_tag(reference, &desc)?;
-        Ok(Image { manifest_descriptor: desc, manifest, config, names: vec![reference.to_string()] })
+        Ok(Image {
+            manifest_descriptor: desc,
+            manifest,
+            config,
+            names: vec![reference.to_string()],
+        })
     }
 
     /// Push `image` as `target`: blobs the registry lacks (mounted from another repository of
     /// ours on the same registry when it has them there), then the manifest and tag.
-    pub fn push(&self, store: &Store, image: &Image, target: &Reference, progress: Option<&dyn Progress>) -> Result<Digest> {
+    pub fn push(
+        &self,
+        store: &Store,
+        image: &Image,
+        target: &Reference,
+        progress: Option<&dyn Progress>,
+    ) -> Result<Digest> {
         let remote = remote_ref(target);
         self.authenticate(&remote, RegistryOperation::Push)?;
         let mut blobs = vec![image.manifest.config.clone()];
@@ -356,18 +512,29 @@ impl Session {
             .map(|r| remote_ref(&r))
             .collect();
         if let Some(p) = progress {
-            p.start(&format!("Pushing {}", target.familiar()), Some(blobs.iter().map(|b| b.size).sum()));
+            p.start(
+                &format!("Pushing {}", target.familiar()),
+                Some(blobs.iter().map(|b| b.size).sum()),
+            );
         }
         for blob in &blobs {
             let digest = blob.digest.as_str();
-            let exists = retry(|| self.runtime.block_on(self.client.blob_exists(&remote, digest)))
-                .map_err(|e| registry_error(&format!("check blob {digest}"), e))?;
+            let exists = retry(|| {
+                self.runtime
+                    .block_on(self.client.blob_exists(&remote, digest))
+            })
+            .map_err(|e| registry_error(&format!("check blob {digest}"), e))?;
             if exists {
                 continue;
             }
             let mounted = siblings.iter().any(|src| {
-                self.runtime.block_on(self.client.mount_blob(&remote, src, digest)).is_ok()
-                    && self.runtime.block_on(self.client.blob_exists(&remote, digest)).unwrap_or(false)
+                self.runtime
+                    .block_on(self.client.mount_blob(&remote, src, digest))
+                    .is_ok()
+                    && self
+                        .runtime
+                        .block_on(self.client.blob_exists(&remote, digest))
+                        .unwrap_or(false)
             });
             if mounted {
                 continue;
@@ -380,7 +547,12 @@ impl Session {
                 }
                 let file = store.content().open(&blob.digest, Some(blob.size))?;
                 let stream = blob_stream(file);
-                match self.runtime.block_on(self.client.push_blob_stream(&remote, stream, digest, Some(blob.size))) {
+                match self.runtime.block_on(self.client.push_blob_stream(
+                    &remote,
+                    stream,
+                    digest,
+                    Some(blob.size),
+                )) {
                     Ok(_) => {
                         done = true;
                         break;
@@ -389,17 +561,30 @@ impl Session {
                 }
             }
             if !done {
-                return Err(Error::Registry(format!("upload blob {digest}: {}", last.unwrap_or_default())));
+                return Err(Error::Registry(format!(
+                    "upload blob {digest}: {}",
+                    last.unwrap_or_default()
+                )));
             }
             if let Some(p) = progress {
                 p.advance(blob.size);
             }
         }
-        let bytes = store.content().read(image.digest(), Some(image.manifest_descriptor.size), MAX_DOCUMENT_SIZE)?;
+        let bytes = store.content().read(
+            image.digest(),
+            Some(image.manifest_descriptor.size),
+            MAX_DOCUMENT_SIZE,
+        )?;
         let content_type = http::HeaderValue::from_str(&image.manifest_descriptor.media_type)
             .map_err(|e| Error::InvalidDocument(format!("media type: {e}")))?;
-        retry(|| self.runtime.block_on(self.client.push_manifest_raw(&remote, bytes.clone(), content_type.clone())))
-            .map_err(|e| registry_error(&format!("push manifest {target}"), e))?;
+        retry(|| {
+            self.runtime.block_on(self.client.push_manifest_raw(
+                &remote,
+                bytes.clone(),
+                content_type.clone(),
+            ))
+        })
+        .map_err(|e| registry_error(&format!("push manifest {target}"), e))?;
         if let Some(p) = progress {
             p.finish();
         }
@@ -411,7 +596,9 @@ impl Session {
 /// is read, so a corrupt local blob fails the upload instead of being sent.
 fn blob_stream(
     file: crate::content::VerifiedReader<cap_std::fs::File>,
-) -> impl futures_util::Stream<Item = std::result::Result<bytes::Bytes, OciDistributionError>> + Send + 'static {
+) -> impl futures_util::Stream<Item = std::result::Result<bytes::Bytes, OciDistributionError>>
+       + Send
+       + 'static {
     futures_util::stream::try_unfold(file, |mut file| async move {
         let mut buf = vec![0u8; 1 << 20];
         let n = file.read(&mut buf).map_err(OciDistributionError::IoError)?;
@@ -425,7 +612,9 @@ fn blob_stream(
 }
 
 /// Run a registry call, retrying connection failures and server errors with backoff.
-fn retry<T>(mut call: impl FnMut() -> std::result::Result<T, OciDistributionError>) -> std::result::Result<T, OciDistributionError> {
+fn retry<T>(
+    mut call: impl FnMut() -> std::result::Result<T, OciDistributionError>,
+) -> std::result::Result<T, OciDistributionError> {
     let mut attempt = 0;
     loop {
         match call() {
@@ -440,7 +629,9 @@ fn retry<T>(mut call: impl FnMut() -> std::result::Result<T, OciDistributionErro
 
 fn transient(e: &OciDistributionError) -> bool {
     match e {
-        OciDistributionError::RequestError(r) => r.is_connect() || r.is_timeout() || r.is_request() || r.is_body(),
+        OciDistributionError::RequestError(r) => {
+            r.is_connect() || r.is_timeout() || r.is_request() || r.is_body()
+        }
         OciDistributionError::ServerError { code, .. } => *code >= 500,
         OciDistributionError::IoError(_) => true,
         _ => false,
@@ -450,17 +641,30 @@ fn transient(e: &OciDistributionError) -> bool {
 fn client_config(opts: &RegistryOptions, http: bool) -> Result<ClientConfig> {
     let mut extra = Vec::new();
     if let Some(dir) = &opts.cert_dir {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::IoPath { path: dir.clone(), source: e })?;
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::IoPath {
+            path: dir.clone(),
+            source: e,
+        })?;
         for entry in entries.flatten() {
             let p = entry.path();
             if p.extension().is_some_and(|x| x == "crt" || x == "pem") {
-                let data = std::fs::read(&p).map_err(|e| Error::IoPath { path: p.clone(), source: e })?;
-                extra.push(Certificate { encoding: CertificateEncoding::Pem, data });
+                let data = std::fs::read(&p).map_err(|e| Error::IoPath {
+                    path: p.clone(),
+                    source: e,
+                })?;
+                extra.push(Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data,
+                });
             }
         }
     }
     Ok(ClientConfig {
-        protocol: if http { ClientProtocol::Http } else { ClientProtocol::Https },
+        protocol: if http {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
         accept_invalid_certificates: !opts.tls_verify,
         extra_root_certificates: extra,
         // One streamed PUT per blob (the size is known), not a PATCH per 4 MiB chunk.
@@ -475,20 +679,32 @@ fn client_config(opts: &RegistryOptions, http: bool) -> Result<ClientConfig> {
 
 fn remote_ref(r: &Reference) -> oci_client::Reference {
     match (r.tag(), r.digest()) {
-        (_, Some(d)) => oci_client::Reference::with_digest(r.domain().into(), r.path().into(), d.to_string()),
-        (Some(t), None) => oci_client::Reference::with_tag(r.domain().into(), r.path().into(), t.into()),
-        (None, None) => oci_client::Reference::with_tag(r.domain().into(), r.path().into(), "latest".into()),
+        (_, Some(d)) => {
+            oci_client::Reference::with_digest(r.domain().into(), r.path().into(), d.to_string())
+        }
+        (Some(t), None) => {
+            oci_client::Reference::with_tag(r.domain().into(), r.path().into(), t.into())
+        }
+        (None, None) => {
+            oci_client::Reference::with_tag(r.domain().into(), r.path().into(), "latest".into())
+        }
     }
 }
 
 /// The media type of a manifest document: its own `mediaType`, or (OCI allows leaving it
 /// out) what its fields say it is.
 fn document_media_type(bytes: &[u8]) -> Result<String> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::InvalidDocument(format!("manifest: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::InvalidDocument(format!("manifest: {e}")))?;
     if let Some(m) = v.get("mediaType").and_then(|m| m.as_str()) {
         return Ok(m.to_string());
     }
-    Ok(if v.get("manifests").is_some() { MEDIA_OCI_INDEX } else { MEDIA_OCI_MANIFEST }.to_string())
+    Ok(if v.get("manifests").is_some() {
+        MEDIA_OCI_INDEX
+    } else {
+        MEDIA_OCI_MANIFEST
+    }
+    .to_string())
 }
 
 /// Who is logged in where, for `login` without arguments.
@@ -497,7 +713,11 @@ pub fn logged_in() -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     if let Some(auths) = config["auths"].as_object() {
         for (host, _) in auths {
-            if let Ok(Some((u, _))) = credentials(if host == "https://index.docker.io/v1/" { "docker.io" } else { host }) {
+            if let Ok(Some((u, _))) = credentials(if host == "https://index.docker.io/v1/" {
+                "docker.io"
+            } else {
+                host
+            }) {
                 out.insert(host.clone(), u);
             }
         }

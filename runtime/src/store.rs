@@ -21,8 +21,8 @@ use crate::digest::{Digest, Hashing};
 use crate::error::{from_io, Error, IoContext, Result};
 use crate::fs::DirHandle;
 use crate::image::{
-    parse_document, Descriptor, Document, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME, MAX_DOCUMENT_SIZE,
-    MEDIA_OCI_CONFIG, MEDIA_OCI_MANIFEST,
+    parse_document, Descriptor, Document, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME,
+    MAX_DOCUMENT_SIZE, MEDIA_OCI_CONFIG, MEDIA_OCI_MANIFEST,
 };
 use crate::layer::{apply_layer, write_layer, ApplyOptions, WriteOptions};
 use crate::progress::{Progress, ProgressReader};
@@ -106,7 +106,9 @@ pub fn default_root() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("strata");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/strata")
 }
 
@@ -118,22 +120,44 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let mut builder = std::fs::DirBuilder::new();
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.recursive(true).create(path).map_err(|e| Error::IoPath { path: path.into(), source: e })?;
-        let root = Dir::open_ambient_dir(path, ambient_authority())
-            .map_err(|e| Error::IoPath { path: path.into(), source: e })?;
+        builder
+            .recursive(true)
+            .create(path)
+            .map_err(|e| Error::IoPath {
+                path: path.into(),
+                source: e,
+            })?;
+        let root = Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| Error::IoPath {
+            path: path.into(),
+            source: e,
+        })?;
         let mut private = DirBuilder::new();
         cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
         private.recursive(true);
         for dir in ["blobs/sha256", LAYERS_DIR, TMP_DIR] {
-            root.create_dir_with(dir, &private).context(|| format!("create {}", path.join(dir).display()))?;
+            root.create_dir_with(dir, &private)
+                .context(|| format!("create {}", path.join(dir).display()))?;
         }
         if !root.exists(LAYOUT_FILE) {
-            write_atomic(&root, LAYOUT_FILE, br#"{"imageLayoutVersion":"1.0.0"}"#, true)?;
+            write_atomic(
+                &root,
+                LAYOUT_FILE,
+                br#"{"imageLayoutVersion":"1.0.0"}"#,
+                true,
+            )?;
         }
         if !root.exists(INDEX_FILE) {
-            write_atomic(&root, INDEX_FILE, &serde_json::to_vec(&Index::empty()).expect("serialize"), true)?;
+            write_atomic(
+                &root,
+                INDEX_FILE,
+                &serde_json::to_vec(&Index::empty()).expect("serialize"),
+                true,
+            )?;
         }
-        let open = |name: &str| root.open_dir(name).context(|| format!("open {}", path.join(name).display()));
+        let open = |name: &str| {
+            root.open_dir(name)
+                .context(|| format!("open {}", path.join(name).display()))
+        };
         let content = ContentStore::new(open("blobs/sha256")?, open(TMP_DIR)?);
         Ok(Store {
             path: path.to_path_buf(),
@@ -156,9 +180,16 @@ impl Store {
     fn lock(&self, name: &str, exclusive: bool) -> Result<Lock> {
         let file = self
             .root
-            .open_with(name, OpenOptions::new().create(true).truncate(false).write(true))
+            .open_with(
+                name,
+                OpenOptions::new().create(true).truncate(false).write(true),
+            )
             .context(|| format!("open lock {name}"))?;
-        let op = if exclusive { rustix::fs::FlockOperation::LockExclusive } else { rustix::fs::FlockOperation::LockShared };
+        let op = if exclusive {
+            rustix::fs::FlockOperation::LockExclusive
+        } else {
+            rustix::fs::FlockOperation::LockShared
+        };
         rustix::fs::flock(&file, op).context(|| format!("lock {name}"))?;
         Ok(Lock(file))
     }
@@ -176,8 +207,12 @@ impl Store {
     // ----- the index: tags -----
 
     pub fn index(&self) -> Result<Index> {
-        let bytes = self.root.read(INDEX_FILE).context(|| "read index.json".into())?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidDocument(format!("index.json: {e}")))
+        let bytes = self
+            .root
+            .read(INDEX_FILE)
+            .context(|| "read index.json".into())?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidDocument(format!("index.json: {e}")))
     }
 
     /// Read-modify-write `index.json` under the index lock; the write is atomic.
@@ -185,8 +220,15 @@ impl Store {
         let _lock = self.lock(INDEX_LOCK, true)?;
         let mut index = self.index()?;
         let out = f(&mut index)?;
-        index.manifests.sort_by(|a, b| a.ref_name().cmp(&b.ref_name()));
-        write_atomic(&self.root, INDEX_FILE, &serde_json::to_vec_pretty(&index).expect("serialize"), true)?;
+        index
+            .manifests
+            .sort_by(|a, b| a.ref_name().cmp(&b.ref_name()));
+        write_atomic(
+            &self.root,
+            INDEX_FILE,
+            &serde_json::to_vec_pretty(&index).expect("serialize"),
+            true,
+        )?;
         Ok(out)
     }
 
@@ -197,7 +239,8 @@ impl Store {
             index.manifests.retain(|d| d.ref_name() != Some(&ref_name));
             let mut desc = Descriptor::new(&target.media_type, target.digest.clone(), target.size);
             desc.platform = target.platform.clone();
-            desc.annotations.insert(ANNOTATION_REF_NAME.into(), ref_name.clone());
+            desc.annotations
+                .insert(ANNOTATION_REF_NAME.into(), ref_name.clone());
             index.manifests.push(desc);
             Ok(())
         })
@@ -228,15 +271,22 @@ impl Store {
     // ----- images -----
 
     pub fn manifest(&self, desc: &Descriptor) -> Result<Manifest> {
-        let bytes = self.content.read(&desc.digest, Some(desc.size), MAX_DOCUMENT_SIZE)?;
+        let bytes = self
+            .content
+            .read(&desc.digest, Some(desc.size), MAX_DOCUMENT_SIZE)?;
         match parse_document(&desc.media_type, &bytes)? {
             Document::Manifest(m) => Ok(m),
-            Document::Index(_) => Err(Error::InvalidDocument(format!("{}: expected a manifest, found an index", desc.digest))),
+            Document::Index(_) => Err(Error::InvalidDocument(format!(
+                "{}: expected a manifest, found an index",
+                desc.digest
+            ))),
         }
     }
 
     pub fn config(&self, desc: &Descriptor) -> Result<ImageConfig> {
-        let bytes = self.content.read(&desc.digest, Some(desc.size), MAX_DOCUMENT_SIZE)?;
+        let bytes = self
+            .content
+            .read(&desc.digest, Some(desc.size), MAX_DOCUMENT_SIZE)?;
         ImageConfig::parse(&bytes)
     }
 
@@ -246,13 +296,21 @@ impl Store {
         let mut out: Vec<Image> = Vec::new();
         for desc in &index.manifests {
             let name = desc.ref_name().map(str::to_string);
-            if let Some(img) = out.iter_mut().find(|i| i.manifest_descriptor.digest == desc.digest) {
+            if let Some(img) = out
+                .iter_mut()
+                .find(|i| i.manifest_descriptor.digest == desc.digest)
+            {
                 img.names.extend(name);
                 continue;
             }
             let manifest = self.manifest(desc)?;
             let config = self.config(&manifest.config)?;
-            out.push(Image { manifest_descriptor: desc.clone(), manifest, config, names: name.into_iter().collect() });
+            out.push(Image {
+                manifest_descriptor: desc.clone(),
+                manifest,
+                config,
+                names: name.into_iter().collect(),
+            });
         }
         Ok(out)
     }
@@ -262,11 +320,23 @@ impl Store {
     pub fn resolve(&self, name: &str) -> Result<Image> {
         let images = self.images()?;
         let id = name.strip_prefix("sha256:").unwrap_or(name);
-        if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-            let found: Vec<&Image> = images.iter().filter(|i| i.id().hex().starts_with(id)).collect();
+        if !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            let found: Vec<&Image> = images
+                .iter()
+                .filter(|i| i.id().hex().starts_with(id))
+                .collect();
             match found.len() {
                 1 => return Ok(found[0].clone()),
-                n if n > 1 => return Err(Error::InvalidArgument(format!("{name}: ambiguous image ID prefix"))),
+                n if n > 1 => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{name}: ambiguous image ID prefix"
+                    )))
+                }
                 _ if name.starts_with("sha256:") => return Err(Error::ImageNotFound(name.into())),
                 _ => {}
             }
@@ -279,7 +349,10 @@ impl Store {
         if let Some(d) = reference.digest() {
             let repo = reference.repository();
             if let Some(img) = images.iter().find(|i| {
-                i.digest() == d && i.names.iter().any(|n| Reference::parse(n).is_ok_and(|r| r.repository() == repo))
+                i.digest() == d
+                    && i.names
+                        .iter()
+                        .any(|n| Reference::parse(n).is_ok_and(|r| r.repository() == repo))
             }) {
                 return Ok(img.clone());
             }
@@ -315,31 +388,50 @@ impl Store {
     }
 
     pub fn layer_dir(&self, diff_id: &Digest) -> Result<Dir> {
-        self.layers.open_dir(Path::new(diff_id.hex()).join("fs")).context(|| format!("open layer {diff_id}"))
+        self.layers
+            .open_dir(Path::new(diff_id.hex()).join("fs"))
+            .context(|| format!("open layer {diff_id}"))
     }
 
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
-        self.layers.exists(Path::new(diff_id.hex()).join("meta.json"))
+        self.layers
+            .exists(Path::new(diff_id.hex()).join("meta.json"))
     }
 
     /// The unpacked size of a layer, if it is unpacked.
     pub fn layer_size(&self, diff_id: &Digest) -> Option<u64> {
-        let bytes = self.layers.read(Path::new(diff_id.hex()).join("meta.json")).ok()?;
-        serde_json::from_slice::<LayerMeta>(&bytes).ok().map(|m| m.size)
+        let bytes = self
+            .layers
+            .read(Path::new(diff_id.hex()).join("meta.json"))
+            .ok()?;
+        serde_json::from_slice::<LayerMeta>(&bytes)
+            .ok()
+            .map(|m| m.size)
     }
 
     /// A container root over an image's layers (`diff_ids` bottom first, as in the config)
     /// with `upper` as its writable layer. Nothing is copied, whatever the image's size.
     pub fn open_root(&self, diff_ids: &[Digest], upper: Dir) -> Result<crate::fs::Overlay<Dir>> {
-        let lowers = diff_ids.iter().rev().map(|d| self.layer_dir(d)).collect::<Result<Vec<_>>>()?;
+        let lowers = diff_ids
+            .iter()
+            .rev()
+            .map(|d| self.layer_dir(d))
+            .collect::<Result<Vec<_>>>()?;
         Ok(crate::fs::Overlay::new(lowers, upper))
     }
 
     fn staging(&self) -> Result<(String, Dir)> {
         let name = temp_name("layer");
-        self.tmp.create_dir(&name).context(|| "create staging directory".into())?;
-        self.tmp.create_dir(format!("{name}/fs")).context(|| "create staging directory".into())?;
-        let fs = self.tmp.open_dir(format!("{name}/fs")).context(|| "open staging directory".into())?;
+        self.tmp
+            .create_dir(&name)
+            .context(|| "create staging directory".into())?;
+        self.tmp
+            .create_dir(format!("{name}/fs"))
+            .context(|| "create staging directory".into())?;
+        let fs = self
+            .tmp
+            .open_dir(format!("{name}/fs"))
+            .context(|| "open staging directory".into())?;
         Ok((name, fs))
     }
 
@@ -349,8 +441,16 @@ impl Store {
             if self.has_layer(&meta.diff_id) {
                 return Ok(());
             }
-            let staged = self.tmp.open_dir(staging).context(|| "open staging".into())?;
-            write_atomic(&staged, "meta.json", &serde_json::to_vec(meta).expect("serialize"), true)?;
+            let staged = self
+                .tmp
+                .open_dir(staging)
+                .context(|| "open staging".into())?;
+            write_atomic(
+                &staged,
+                "meta.json",
+                &serde_json::to_vec(meta).expect("serialize"),
+                true,
+            )?;
             match self.tmp.rename(staging, &self.layers, meta.diff_id.hex()) {
                 // Another process published the same layer first.
                 Err(_) if self.has_layer(&meta.diff_id) => Ok(()),
@@ -370,19 +470,36 @@ impl Store {
 
     /// Take in a layer tar (compressed or not) in one pass: it is hashed (diff_id), compressed
     /// with `compression` into a new blob, and unpacked, all from the same stream.
-    pub fn import_layer(&self, input: impl Read, compression: Compression, progress: Option<&dyn Progress>) -> Result<LayerInfo> {
-        let decoded = compression::auto_decoder(ProgressReader { inner: input, progress })?;
+    pub fn import_layer(
+        &self,
+        input: impl Read,
+        compression: Compression,
+        progress: Option<&dyn Progress>,
+    ) -> Result<LayerInfo> {
+        let decoded = compression::auto_decoder(ProgressReader {
+            inner: input,
+            progress,
+        })?;
         let (staging, fs) = self.staging()?;
         let result = (|| {
             let blob = self.content.writer()?;
             let encoder = Encoder::new(compression, blob)?;
-            let mut tee = Tee { inner: Hashing::new(decoded), copy: encoder };
+            let mut tee = Tee {
+                inner: Hashing::new(decoded),
+                copy: encoder,
+            };
             let stats = apply_layer(&fs, &mut tee, &self.apply)?;
             io::copy(&mut tee, &mut io::sink()).map_err(from_io)?;
             let (_, diff_id, _) = tee.inner.finish();
-            let blob = tee.copy.finish().map_err(|e| Error::io("compress layer", e))?;
+            let blob = tee
+                .copy
+                .finish()
+                .map_err(|e| Error::io("compress layer", e))?;
             let info = blob.commit(None, None)?;
-            let meta = LayerMeta { diff_id: diff_id.clone(), size: stats.size };
+            let meta = LayerMeta {
+                diff_id: diff_id.clone(),
+                size: stats.size,
+            };
             Ok((info, meta))
         })();
         let (info, meta) = match result {
@@ -402,14 +519,24 @@ impl Store {
 
     /// Make sure the layer in blob `desc` is unpacked, checking the blob against its digest
     /// and the tar against `diff_id`. Decompression runs on its own thread.
-    pub fn unpack_layer(&self, desc: &Descriptor, diff_id: &Digest, progress: Option<&dyn Progress>) -> Result<u64> {
+    pub fn unpack_layer(
+        &self,
+        desc: &Descriptor,
+        diff_id: &Digest,
+        progress: Option<&dyn Progress>,
+    ) -> Result<u64> {
         if let Some(size) = self.layer_size(diff_id) {
             return Ok(size);
         }
         let compression = Compression::of_layer_media_type(&desc.media_type)?;
-        let blob = self.content.open_for_unpack(&desc.digest, Some(desc.size))?;
+        let blob = self
+            .content
+            .open_for_unpack(&desc.digest, Some(desc.size))?;
         if let Some(p) = progress {
-            p.start(&format!("Unpacking {}", desc.digest.short()), Some(desc.size));
+            p.start(
+                &format!("Unpacking {}", desc.digest.short()),
+                Some(desc.size),
+            );
         }
         let (reader, producer) = crate::pipe::spawn(move |out| -> Result<Digest> {
             let mut blob = blob;
@@ -428,7 +555,9 @@ impl Store {
             Ok(stats)
         });
         drop(reader);
-        let produced = producer.join().unwrap_or_else(|_| Err(Error::Layer("unpack thread panicked".into())));
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Layer("unpack thread panicked".into())));
         if let Some(p) = progress {
             p.advance(desc.size);
             p.finish();
@@ -448,7 +577,13 @@ impl Store {
         };
         match outcome {
             Ok(stats) => {
-                self.publish_layer(&staging, &LayerMeta { diff_id: diff_id.clone(), size: stats.size })?;
+                self.publish_layer(
+                    &staging,
+                    &LayerMeta {
+                        diff_id: diff_id.clone(),
+                        size: stats.size,
+                    },
+                )?;
                 Ok(stats.size)
             }
             Err(e) => {
@@ -460,12 +595,19 @@ impl Store {
 
     /// Make a layer blob from a directory in overlay form (an unpacked layer or a container's
     /// upper directory). The tar is hashed for its diff_id and compressed in the same pass.
-    pub fn layer_from_dir(&self, dir: &Dir, compression: Compression, opts: &WriteOptions) -> Result<LayerInfo> {
+    pub fn layer_from_dir(
+        &self,
+        dir: &Dir,
+        compression: Compression,
+        opts: &WriteOptions,
+    ) -> Result<LayerInfo> {
         let blob = self.content.writer()?;
         let encoder = Encoder::new(compression, blob)?;
         let hashed = write_layer(dir, Hashing::new(encoder), opts)?;
         let (encoder, diff_id, _) = hashed.finish();
-        let blob = encoder.finish().map_err(|e| Error::io("compress layer", e))?;
+        let blob = encoder
+            .finish()
+            .map_err(|e| Error::io("compress layer", e))?;
         let info = blob.commit(None, None)?;
         Ok(LayerInfo {
             descriptor: Descriptor::new(compression.layer_media_type(), info.digest, info.size),
@@ -488,7 +630,9 @@ impl Store {
         roots.extend(self.index()?.manifests);
         for desc in roots {
             blobs.insert(desc.digest.clone());
-            let Ok(manifest) = self.manifest(&desc) else { continue };
+            let Ok(manifest) = self.manifest(&desc) else {
+                continue;
+            };
             blobs.insert(manifest.config.digest.clone());
             blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
             if let Ok(config) = self.config(&manifest.config) {
@@ -509,10 +653,20 @@ impl Store {
             .collect();
         let mut dead_layers = Vec::new();
         for entry in self.layers.entries().context(|| "list layers".into())? {
-            let name = entry.context(|| "list layers".into())?.file_name().to_string_lossy().into_owned();
-            let live = format!("sha256:{name}").parse::<Digest>().is_ok_and(|d| layers.contains(&d));
+            let name = entry
+                .context(|| "list layers".into())?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            let live = format!("sha256:{name}")
+                .parse::<Digest>()
+                .is_ok_and(|d| layers.contains(&d));
             if !live {
-                let size = format!("sha256:{name}").parse::<Digest>().ok().and_then(|d| self.layer_size(&d)).unwrap_or(0);
+                let size = format!("sha256:{name}")
+                    .parse::<Digest>()
+                    .ok()
+                    .and_then(|d| self.layer_size(&d))
+                    .unwrap_or(0);
                 dead_layers.push((name, size));
             }
         }
@@ -531,7 +685,9 @@ impl Store {
         }
         for (name, size) in layers {
             let _ = make_removable(&self.layers, &name);
-            self.layers.remove_dir_all(&name).context(|| format!("remove layer {name}"))?;
+            self.layers
+                .remove_dir_all(&name)
+                .context(|| format!("remove layer {name}"))?;
             report.layers += 1;
             report.bytes += size;
         }
@@ -552,11 +708,21 @@ impl Store {
         let (dead_blobs, dead_layers) = self.unreferenced()?;
         let blob_total: u64 = self.content.list()?.iter().map(|b| b.size).sum();
         let mut layer_total = 0;
-        for entry in self.layers.entries().context(|| "list layers".into())?.flatten() {
+        for entry in self
+            .layers
+            .entries()
+            .context(|| "list layers".into())?
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
-            layer_total += format!("sha256:{name}").parse::<Digest>().ok().and_then(|d| self.layer_size(&d)).unwrap_or(0);
+            layer_total += format!("sha256:{name}")
+                .parse::<Digest>()
+                .ok()
+                .and_then(|d| self.layer_size(&d))
+                .unwrap_or(0);
         }
-        let reclaimable = dead_blobs.iter().map(|b| b.1).sum::<u64>() + dead_layers.iter().map(|l| l.1).sum::<u64>();
+        let reclaimable = dead_blobs.iter().map(|b| b.1).sum::<u64>()
+            + dead_layers.iter().map(|l| l.1).sum::<u64>();
         Ok(DiskUsage {
             images: self.images()?.len(),
             used: blob_total + layer_total - reclaimable,
@@ -568,7 +734,9 @@ impl Store {
 /// Directories unpacked from layers can be read-only (mode 0555); give the owner write
 /// permission on every directory below `name` so it can be removed.
 pub(crate) fn make_removable(parent: &Dir, name: &str) -> Result<()> {
-    let mut stack = vec![parent.open_dir_nofollow(std::ffi::OsStr::new(name)).context(|| format!("open {name}"))?];
+    let mut stack = vec![parent
+        .open_dir_nofollow(std::ffi::OsStr::new(name))
+        .context(|| format!("open {name}"))?];
     while let Some(dir) = stack.pop() {
         let _ = rustix::fs::fchmod(&dir, rustix::fs::Mode::from_raw_mode(0o700));
         for entry in dir.entries().context(|| format!("list {name}"))?.flatten() {
@@ -595,7 +763,8 @@ pub fn write_atomic(dir: &Dir, name: &str, bytes: &[u8], durable: bool) -> Resul
         if durable {
             f.sync_all().context(|| format!("fsync {name}"))?;
         }
-        dir.rename(&tmp, dir, name).context(|| format!("replace {name}"))
+        dir.rename(&tmp, dir, name)
+            .context(|| format!("replace {name}"))
     })();
     if result.is_err() {
         let _ = dir.remove_file(&tmp);

@@ -21,7 +21,11 @@ pub struct Args {
 impl Args {
     /// A new image: the container's image plus one layer made of its changes.
     pub fn run(self, store: &Store) -> Result<()> {
-        let reference = self.reference.as_deref().map(Reference::parse).transpose()?;
+        let reference = self
+            .reference
+            .as_deref()
+            .map(Reference::parse)
+            .transpose()?;
         if reference.as_ref().is_some_and(|r| r.digest().is_some()) {
             bail!("refusing to create a tag with a digest reference");
         }
@@ -31,14 +35,16 @@ impl Args {
         for change in &self.changes {
             config_changes.push(change.clone());
         }
-        let apply = |config: &mut strata_runtime::image::ImageConfig| -> strata_runtime::Result<()> {
-            for change in &config_changes {
-                strata_builder::config_change::apply_change(config.container_config(), change)
-                    .map_err(|e| strata_runtime::Error::InvalidArgument(e.to_string()))?;
-            }
-            Ok(())
-        };
-        let manifest = containers.commit(&c, self.message.as_deref(), self.author.as_deref(), apply)?;
+        let apply =
+            |config: &mut strata_runtime::image::ImageConfig| -> strata_runtime::Result<()> {
+                for change in &config_changes {
+                    strata_builder::config_change::apply_change(config.container_config(), change)
+                        .map_err(|e| strata_runtime::Error::InvalidArgument(e.to_string()))?;
+                }
+                Ok(())
+            };
+        let manifest =
+            containers.commit(&c, self.message.as_deref(), self.author.as_deref(), apply)?;
         store.add_image(reference.as_ref(), &manifest)?;
         println!("{}", store.manifest(&manifest)?.config.digest);
         Ok(())

@@ -24,24 +24,52 @@ impl Args {
         let diff_ids = &config.rootfs.diff_ids;
         // Each non-empty history entry owns the next layer, bottom up. An image without
         // history gets one row per layer, as docker shows it.
-        let entries: Vec<(Option<String>, String, Option<u64>, String)> = if config.history.is_empty() {
-            diff_ids.iter().map(|d| (config.created.clone(), String::new(), store.layer_size(d), String::new())).collect()
+        let entries: Vec<(Option<String>, String, Option<u64>, String)> =
+            if config.history.is_empty() {
+                diff_ids
+                    .iter()
+                    .map(|d| {
+                        (
+                            config.created.clone(),
+                            String::new(),
+                            store.layer_size(d),
+                            String::new(),
+                        )
+                    })
+                    .collect()
+            } else {
+                let mut layers = diff_ids.iter();
+                let mut rows = Vec::new();
+                for h in &config.history {
+                    let size = if h.empty_layer {
+                        Some(0)
+                    } else {
+                        layers.next().map(|d| store.layer_size(d).unwrap_or(0))
+                    };
+                    rows.push((
+                        h.created.clone(),
+                        h.created_by.clone().unwrap_or_default(),
+                        size,
+                        h.comment.clone().unwrap_or_default(),
+                    ));
+                }
+                if layers.next().is_some() {
+                    bail!("image {}: history has fewer layers than rootfs", image.id());
+                }
+                rows
+            };
+        let id = if self.no_trunc {
+            image.id().to_string()
         } else {
-            let mut layers = diff_ids.iter();
-            let mut rows = Vec::new();
-            for h in &config.history {
-                let size = if h.empty_layer { Some(0) } else { layers.next().map(|d| store.layer_size(d).unwrap_or(0)) };
-                rows.push((h.created.clone(), h.created_by.clone().unwrap_or_default(), size, h.comment.clone().unwrap_or_default()));
-            }
-            if layers.next().is_some() {
-                bail!("image {}: history has fewer layers than rootfs", image.id());
-            }
-            rows
+            image.id().short().to_string()
         };
-        let id = if self.no_trunc { image.id().to_string() } else { image.id().short().to_string() };
         let mut rows = Vec::new();
         for (i, (created, created_by, size, comment)) in entries.iter().rev().enumerate() {
-            let row_id = if i == 0 { id.clone() } else { "<missing>".to_string() };
+            let row_id = if i == 0 {
+                id.clone()
+            } else {
+                "<missing>".to_string()
+            };
             if self.quiet {
                 println!("{row_id}");
                 continue;
@@ -52,13 +80,27 @@ impl Args {
                 created.clone().unwrap_or_default()
             };
             let created_by = created_by.replace('\t', " ");
-            let created_by = if self.no_trunc { created_by } else { ellipsis(&created_by, 45) };
+            let created_by = if self.no_trunc {
+                created_by
+            } else {
+                ellipsis(&created_by, 45)
+            };
             let size = size.unwrap_or(0);
-            let size = if self.human { human_size(size) } else { size.to_string() };
+            let size = if self.human {
+                human_size(size)
+            } else {
+                size.to_string()
+            };
             rows.push(vec![row_id, created, created_by, size, comment.clone()]);
         }
         if !self.quiet {
-            print!("{}", table(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &rows));
+            print!(
+                "{}",
+                table(
+                    &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+                    &rows
+                )
+            );
         }
         Ok(())
     }

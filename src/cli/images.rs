@@ -42,18 +42,29 @@ impl Args {
             let names: Vec<Option<Reference>> = if image.names.is_empty() {
                 vec![None]
             } else {
-                image.names.iter().map(|n| Reference::parse(n).ok()).collect()
+                image
+                    .names
+                    .iter()
+                    .map(|n| Reference::parse(n).ok())
+                    .collect()
             };
             for name in names {
                 if let Some((repo, tag)) = &filter {
                     let Some(n) = &name else { continue };
-                    if n.repository() != *repo || tag.as_deref().is_some_and(|t| Some(t) != n.tag()) {
+                    if n.repository() != *repo || tag.as_deref().is_some_and(|t| Some(t) != n.tag())
+                    {
                         continue;
                     }
                 }
                 rows.push(Row {
-                    repository: name.as_ref().map_or("<none>".into(), |n| n.familiar_repository()),
-                    tag: name.as_ref().and_then(|n| n.tag()).unwrap_or("<none>").to_string(),
+                    repository: name
+                        .as_ref()
+                        .map_or("<none>".into(), |n| n.familiar_repository()),
+                    tag: name
+                        .as_ref()
+                        .and_then(|n| n.tag())
+                        .unwrap_or("<none>")
+                        .to_string(),
                     digest: image.digest().to_string(),
                     id: image.id().to_string(),
                     created,
@@ -61,9 +72,20 @@ impl Args {
                 });
             }
         }
-        rows.sort_by(|a, b| b.created.cmp(&a.created).then(a.repository.cmp(&b.repository)).then(a.tag.cmp(&b.tag)));
+        rows.sort_by(|a, b| {
+            b.created
+                .cmp(&a.created)
+                .then(a.repository.cmp(&b.repository))
+                .then(a.tag.cmp(&b.tag))
+        });
 
-        let short = |id: &str| if self.no_trunc { id.to_string() } else { id.trim_start_matches("sha256:")[..12].to_string() };
+        let short = |id: &str| {
+            if self.no_trunc {
+                id.to_string()
+            } else {
+                id.trim_start_matches("sha256:")[..12].to_string()
+            }
+        };
         if self.quiet {
             for r in &rows {
                 println!("{}", short(&r.id));
@@ -121,5 +143,8 @@ impl Args {
 fn parse_filter(s: &str) -> Result<(String, Option<String>)> {
     let r = Reference::parse(s)?;
     let tagged = s.rsplit('/').next().is_some_and(|last| last.contains(':'));
-    Ok((r.repository(), tagged.then(|| r.tag().unwrap_or_default().to_string())))
+    Ok((
+        r.repository(),
+        tagged.then(|| r.tag().unwrap_or_default().to_string()),
+    ))
 }

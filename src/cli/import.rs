@@ -37,7 +37,11 @@ impl Args {
             Some(p) => Platform::parse(p)?,
             None => Platform::host(),
         };
-        let reference = self.reference.as_deref().map(Reference::parse).transpose()?;
+        let reference = self
+            .reference
+            .as_deref()
+            .map(Reference::parse)
+            .transpose()?;
         if reference.as_ref().is_some_and(|r| r.digest().is_some()) {
             bail!("refusing to create a tag with a digest reference");
         }
@@ -45,7 +49,10 @@ impl Args {
             architecture: platform.architecture.clone(),
             os: platform.os.clone(),
             variant: platform.variant.clone(),
-            rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: vec![],
+            },
             ..Default::default()
         };
         for change in &self.changes {
@@ -67,19 +74,32 @@ impl Args {
         if let Some(b) = &bars {
             strata_runtime::progress::Progress::start(b, "Importing", size);
         }
-        let progress = bars.as_ref().map(|b| b as &dyn strata_runtime::progress::Progress);
-        let layer = store.import_layer(input, compression, progress).with_context(|| format!("import {}", self.file))?;
+        let progress = bars
+            .as_ref()
+            .map(|b| b as &dyn strata_runtime::progress::Progress);
+        let layer = store
+            .import_layer(input, compression, progress)
+            .with_context(|| format!("import {}", self.file))?;
         if let Some(p) = progress {
             p.finish();
         }
 
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
-        let comment = self.message.clone().unwrap_or_else(|| "Imported from -".into());
+        let comment = self
+            .message
+            .clone()
+            .unwrap_or_else(|| "Imported from -".into());
         config.created = Some(now.clone());
         config.rootfs.diff_ids.push(layer.diff_id.clone());
-        config.history.push(History { created: Some(now), comment: Some(comment), ..Default::default() });
+        config.history.push(History {
+            created: Some(now),
+            comment: Some(comment),
+            ..Default::default()
+        });
         if let Some(m) = &self.message {
-            config.extra.insert("comment".into(), serde_json::Value::String(m.clone()));
+            config
+                .extra
+                .insert("comment".into(), serde_json::Value::String(m.clone()));
         }
         let manifest = store.put_image(&config, vec![layer.descriptor])?;
         store.add_image(reference.as_ref(), &manifest)?;

@@ -34,10 +34,20 @@ impl Args {
 
 /// docker's `image inspect` shape.
 pub fn describe(store: &Store, image: &Image) -> Value {
-    let refs: Vec<Reference> = image.names.iter().filter_map(|n| Reference::parse(n).ok()).collect();
-    let repo_tags: Vec<String> = refs.iter().filter(|r| r.tag().is_some()).map(|r| r.familiar()).collect();
-    let mut repo_digests: Vec<String> =
-        refs.iter().map(|r| format!("{}@{}", r.familiar_repository(), image.digest())).collect();
+    let refs: Vec<Reference> = image
+        .names
+        .iter()
+        .filter_map(|n| Reference::parse(n).ok())
+        .collect();
+    let repo_tags: Vec<String> = refs
+        .iter()
+        .filter(|r| r.tag().is_some())
+        .map(|r| r.familiar())
+        .collect();
+    let mut repo_digests: Vec<String> = refs
+        .iter()
+        .map(|r| format!("{}@{}", r.familiar_repository(), image.digest()))
+        .collect();
     repo_digests.dedup();
     let config = &image.config;
     json!({

@@ -23,12 +23,17 @@ impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
         let platform = self.platform.as_deref().map(Platform::parse).transpose()?;
         let input: Box<dyn Read> = match &self.input {
-            Some(p) => Box::new(std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?),
+            Some(p) => {
+                Box::new(std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?)
+            }
             None => Box::new(std::io::stdin().lock()),
         };
         let bars = Bars::new(self.quiet);
-        let progress = bars.as_ref().map(|b| b as &dyn strata_runtime::progress::Progress);
-        let loaded = strata_runtime::archive::load(store, input, platform.as_ref(), progress).context("load")?;
+        let progress = bars
+            .as_ref()
+            .map(|b| b as &dyn strata_runtime::progress::Progress);
+        let loaded = strata_runtime::archive::load(store, input, platform.as_ref(), progress)
+            .context("load")?;
         if !self.quiet {
             for (id, names) in &loaded.images {
                 if names.is_empty() {

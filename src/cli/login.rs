@@ -1,8 +1,8 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
-use strata_runtime::registry::{self, Session};
 use strata_runtime::reference::DEFAULT_DOMAIN;
+use strata_runtime::registry::{self, Session};
 
 use super::pull::RegistryFlags;
 
@@ -31,9 +31,15 @@ pub struct LogoutArgs {
 /// `https://host/v2/` and `host` name the same registry.
 fn host_of(server: Option<&str>) -> String {
     let s = server.unwrap_or(DEFAULT_DOMAIN);
-    let s = s.trim_start_matches("https://").trim_start_matches("http://");
+    let s = s
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
     let s = s.split('/').next().unwrap_or(s);
-    if s == "index.docker.io" || s == "registry-1.docker.io" { DEFAULT_DOMAIN.to_string() } else { s.to_string() }
+    if s == "index.docker.io" || s == "registry-1.docker.io" {
+        DEFAULT_DOMAIN.to_string()
+    } else {
+        s.to_string()
+    }
 }
 
 impl LoginArgs {
@@ -66,9 +72,11 @@ impl LoginArgs {
         if username.is_empty() || password.is_empty() {
             bail!("username and password are required");
         }
-        let session = Session::open(&host, &self.registry.options(None)?)?.with_auth(&username, &password);
+        let session =
+            Session::open(&host, &self.registry.options(None)?)?.with_auth(&username, &password);
         session.check_login()?;
-        registry::store_credentials(&host, Some((&username, &password))).context("save credentials")?;
+        registry::store_credentials(&host, Some((&username, &password)))
+            .context("save credentials")?;
         println!("Login Succeeded");
         Ok(())
     }

@@ -28,7 +28,11 @@ use clap::{Parser, Subcommand};
 use strata_runtime::Store;
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "Build, store and run OCI images: native containers and Wasm")]
+#[command(
+    name = "strata",
+    version,
+    about = "Build, store and run OCI images: native containers and Wasm"
+)]
 pub struct Cli {
     /// Store root (default: /var/lib/strata for root, $XDG_DATA_HOME/strata otherwise)
     #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
@@ -84,7 +88,10 @@ enum Command {
 
 impl Cli {
     pub fn run(self) -> Result<ExitCode> {
-        let root = self.root.clone().unwrap_or_else(strata_runtime::store::default_root);
+        let root = self
+            .root
+            .clone()
+            .unwrap_or_else(strata_runtime::store::default_root);
         let open = || Store::open(&root).with_context(|| format!("open store {}", root.display()));
         match self.command {
             Command::Run(a) => return Ok(a.run(&open()?)),
@@ -113,5 +120,11 @@ impl Cli {
 
 /// Total unpacked size of an image's layers, as docker's SIZE column shows it.
 pub fn image_size(store: &Store, image: &strata_runtime::store::Image) -> u64 {
-    image.config.rootfs.diff_ids.iter().filter_map(|d| store.layer_size(d)).sum()
+    image
+        .config
+        .rootfs
+        .diff_ids
+        .iter()
+        .filter_map(|d| store.layer_size(d))
+        .sum()
 }

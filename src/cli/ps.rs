@@ -20,7 +20,10 @@ pub struct Args {
 impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
         let containers = Containers::open(store)?.list()?;
-        let shown: Vec<_> = containers.into_iter().filter(|c| self.all || c.status == Status::Running).collect();
+        let shown: Vec<_> = containers
+            .into_iter()
+            .filter(|c| self.all || c.status == Status::Running)
+            .collect();
         if self.quiet {
             for c in &shown {
                 println!("{}", if self.no_trunc { &c.id } else { c.short_id() });
@@ -35,17 +38,34 @@ impl Args {
                     .and_then(|s| s.process().as_ref().and_then(|p| p.args().clone()))
                     .unwrap_or_default()
                     .join(" ");
-                let command = format!("\"{}\"", if self.no_trunc { command } else { ellipsis(&command, 20) });
+                let command = format!(
+                    "\"{}\"",
+                    if self.no_trunc {
+                        command
+                    } else {
+                        ellipsis(&command, 20)
+                    }
+                );
                 let status = match c.status {
                     Status::Created => "Created".to_string(),
                     Status::Running => {
-                        let since = parse_time(c.started_at.as_deref()).map(|t| (chrono::Utc::now() - t).num_seconds()).unwrap_or(0);
+                        let since = parse_time(c.started_at.as_deref())
+                            .map(|t| (chrono::Utc::now() - t).num_seconds())
+                            .unwrap_or(0);
                         format!("Up {}", human_duration(since))
                     }
-                    Status::Exited => format!("Exited ({}) {}", c.exit_code.unwrap_or(0), ago(parse_time(c.finished_at.as_deref()))),
+                    Status::Exited => format!(
+                        "Exited ({}) {}",
+                        c.exit_code.unwrap_or(0),
+                        ago(parse_time(c.finished_at.as_deref()))
+                    ),
                 };
                 vec![
-                    if self.no_trunc { c.id.clone() } else { c.short_id().to_string() },
+                    if self.no_trunc {
+                        c.id.clone()
+                    } else {
+                        c.short_id().to_string()
+                    },
                     c.image.clone(),
                     command,
                     ago(parse_time(Some(&c.created))),
@@ -55,7 +75,21 @@ impl Args {
                 ]
             })
             .collect();
-        print!("{}", table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], &rows));
+        print!(
+            "{}",
+            table(
+                &[
+                    "CONTAINER ID",
+                    "IMAGE",
+                    "COMMAND",
+                    "CREATED",
+                    "STATUS",
+                    "PORTS",
+                    "NAMES"
+                ],
+                &rows
+            )
+        );
         Ok(())
     }
 }

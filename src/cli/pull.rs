@@ -49,7 +49,10 @@ impl Args {
             println!("{}", reference.familiar());
         } else {
             println!("Digest: {}", image.digest());
-            println!("Status: Downloaded newer image for {}", reference.familiar());
+            println!(
+                "Status: Downloaded newer image for {}",
+                reference.familiar()
+            );
             println!("{}", reference);
         }
         Ok(())
@@ -57,12 +60,19 @@ impl Args {
 }
 
 /// Pull with progress bars (when on a terminal).
-pub fn pull(store: &Store, reference: &Reference, opts: &RegistryOptions, quiet: bool) -> Result<strata_runtime::store::Image> {
+pub fn pull(
+    store: &Store,
+    reference: &Reference,
+    opts: &RegistryOptions,
+    quiet: bool,
+) -> Result<strata_runtime::store::Image> {
     if reference.domain().is_empty() {
         bail!("invalid reference {reference}");
     }
     let session = Session::open(reference.domain(), opts)?;
     let bars = Bars::new(quiet);
-    let progress = bars.as_ref().map(|b| b as &dyn strata_runtime::progress::Progress);
+    let progress = bars
+        .as_ref()
+        .map(|b| b as &dyn strata_runtime::progress::Progress);
     Ok(session.pull(store, reference, opts, progress)?)
 }

@@ -25,10 +25,16 @@ impl Args {
         let opts = self.registry.options(None)?;
         let session = Session::open(target.domain(), &opts)?;
         let bars = Bars::new(self.quiet);
-        let progress = bars.as_ref().map(|b| b as &dyn strata_runtime::progress::Progress);
+        let progress = bars
+            .as_ref()
+            .map(|b| b as &dyn strata_runtime::progress::Progress);
         let digest = session.push(store, &image, &target, progress)?;
         if !self.quiet {
-            println!("{}: digest: {digest} size: {}", target.tag().unwrap_or("latest"), image.manifest_descriptor.size);
+            println!(
+                "{}: digest: {digest} size: {}",
+                target.tag().unwrap_or("latest"),
+                image.manifest_descriptor.size
+            );
         }
         Ok(())
     }

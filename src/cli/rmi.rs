@@ -27,7 +27,10 @@ impl Args {
             }
             // Named by a tag: remove that tag. Named by ID: remove every tag (with -f when
             // there are several, as docker asks).
-            let by_name = Reference::parse(arg).ok().map(|r| r.to_string()).filter(|n| image.names.contains(n));
+            let by_name = Reference::parse(arg)
+                .ok()
+                .map(|r| r.to_string())
+                .filter(|n| image.names.contains(n));
             let untag: Vec<String> = match by_name {
                 Some(n) => vec![n],
                 None if image.names.len() > 1 && !self.force => bail!(
@@ -38,7 +41,9 @@ impl Args {
             };
             for name in &untag {
                 store.remove_tag(name)?;
-                let shown = Reference::parse(name).map(|r| r.familiar()).unwrap_or_else(|_| name.clone());
+                let shown = Reference::parse(name)
+                    .map(|r| r.familiar())
+                    .unwrap_or_else(|_| name.clone());
                 println!("Untagged: {shown}");
             }
             let still_named = store.images()?.iter().any(|i| i.digest() == image.digest());

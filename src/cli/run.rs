@@ -2,7 +2,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use strata_runtime::container::{Bind, Containers, Runtime, RunOptions, Status};
+use strata_runtime::container::{Bind, Containers, RunOptions, Runtime, Status};
 use strata_runtime::image::MEDIA_WASM_CONFIG;
 use strata_runtime::store::Image;
 use strata_runtime::wasm::{filesystem, GuestSpec, Outcome, WasmRuntime, WASM_MAGIC};
@@ -82,7 +82,9 @@ impl Args {
         let local = store.resolve(&self.image);
         let wanted = |e: &strata_runtime::Error| e.kind() == ErrorKind::NotFound;
         match (self.pull.as_str(), local) {
-            ("never", Err(e)) if wanted(&e) => Err(anyhow!("Unable to find image '{}' locally", self.image)),
+            ("never", Err(e)) if wanted(&e) => {
+                Err(anyhow!("Unable to find image '{}' locally", self.image))
+            }
             ("never", r) | ("missing", r @ Ok(_)) => Ok(r?),
             (mode, r) => {
                 if let Err(e) = &r {
@@ -95,7 +97,8 @@ impl Args {
                 }
                 let reference = strata_runtime::Reference::parse(&self.image)?;
                 let opts = self.registry.options(self.platform.as_deref())?;
-                super::pull::pull(store, &reference, &opts, false).map_err(|e| anyhow!("pull {}: {e:#}", self.image))
+                super::pull::pull(store, &reference, &opts, false)
+                    .map_err(|e| anyhow!("pull {}: {e:#}", self.image))
             }
         }
     }
@@ -104,8 +107,14 @@ impl Args {
         let image = self.image(store)?;
         let mut env = Vec::new();
         for file in &self.env_files {
-            let text = std::fs::read_to_string(file).with_context(|| format!("read env file {}", file.display()))?;
-            env.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("read env file {}", file.display()))?;
+            env.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
         }
         env.extend(self.env.iter().cloned());
         let opts = RunOptions {
@@ -115,15 +124,25 @@ impl Args {
             env,
             workdir: self.workdir.clone(),
             user: self.user.clone(),
-            binds: self.volumes.iter().map(|v| Bind::parse(v)).collect::<strata_runtime::Result<_>>()?,
+            binds: self
+                .volumes
+                .iter()
+                .map(|v| Bind::parse(v))
+                .collect::<strata_runtime::Result<_>>()?,
             memory: self.memory.as_deref().map(parse_bytes).transpose()?,
             tty: self.tty,
             stdin: self.interactive,
         };
         let containers = Containers::open(store)?;
         let _writer = store.writer_lock()?;
-        let provisional = self.runtime.as_deref().map(Runtime::parse).transpose()?.unwrap_or(Runtime::Wasm);
-        let mut container = containers.create(&image, &self.image, provisional, self.name.as_deref())?;
+        let provisional = self
+            .runtime
+            .as_deref()
+            .map(Runtime::parse)
+            .transpose()?
+            .unwrap_or(Runtime::Wasm);
+        let mut container =
+            containers.create(&image, &self.image, provisional, self.name.as_deref())?;
         let prepared = (|| -> Result<_> {
             let spec = strata_runtime::container::make_spec(&image, &opts, container.short_id())?;
             containers.save_spec(&container, &spec)?;
@@ -158,7 +177,11 @@ impl Args {
         }
         match outcome? {
             Outcome::Trapped(msg) => eprintln!("Error: {msg}"),
-            Outcome::OutOfMemory => eprintln!("Error: container {} ran out of memory (limit {})", container.short_id(), self.memory.as_deref().unwrap_or("")),
+            Outcome::OutOfMemory => eprintln!(
+                "Error: container {} ran out of memory (limit {})",
+                container.short_id(),
+                self.memory.as_deref().unwrap_or("")
+            ),
             _ => {}
         }
         Ok(code)
@@ -174,8 +197,11 @@ fn run_wasm(
 ) -> strata_runtime::Result<Outcome> {
     let wasm = WasmRuntime::new(&store.path().join("cache/wasm"))?;
     let interrupt = wasm.interrupt_handle();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| strata_runtime::Error::io("install signal handlers", e))?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| strata_runtime::Error::io("install signal handlers", e))?;
     let handle = signals.handle();
     let (finished, guest_done) = std::sync::mpsc::channel::<()>();
     let watcher = std::thread::spawn(move || {
@@ -183,7 +209,9 @@ fn run_wasm(
             interrupt.interrupt(sig);
             // A guest blocked in a host call (reading stdin) never reaches an epoch check:
             // if it has not stopped after a grace period, leave without it.
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = guest_done.recv_timeout(std::time::Duration::from_secs(3)) {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                guest_done.recv_timeout(std::time::Duration::from_secs(3))
+            {
                 std::process::exit(128 + sig);
             }
         }
@@ -220,7 +248,9 @@ fn run_wasm(
     let root = containers.root(container)?;
     for b in &opts.binds {
         // Mount points exist in the container, as docker makes them.
-        make_dirs(&root, &b.container).map_err(|e| strata_runtime::Error::io(format!("create mount point {}", b.container), e))?;
+        make_dirs(&root, &b.container).map_err(|e| {
+            strata_runtime::Error::io(format!("create mount point {}", b.container), e)
+        })?;
     }
     container.status = Status::Running;
     container.pid = Some(std::process::id());
@@ -234,7 +264,10 @@ fn run_wasm(
 }
 
 /// `mkdir -p` in the container's root.
-fn make_dirs(root: &strata_runtime::fs::Overlay<strata_runtime::cap_std::fs::Dir>, path: &str) -> std::io::Result<()> {
+fn make_dirs(
+    root: &strata_runtime::fs::Overlay<strata_runtime::cap_std::fs::Dir>,
+    path: &str,
+) -> std::io::Result<()> {
     let mut at = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
         at.push('/');
@@ -248,8 +281,14 @@ fn make_dirs(root: &strata_runtime::fs::Overlay<strata_runtime::cap_std::fs::Dir
 }
 
 fn cap_std_dir(path: &std::path::Path) -> strata_runtime::Result<strata_runtime::cap_std::fs::Dir> {
-    strata_runtime::cap_std::fs::Dir::open_ambient_dir(path, strata_runtime::cap_std::ambient_authority())
-        .map_err(|e| strata_runtime::Error::IoPath { path: path.into(), source: e })
+    strata_runtime::cap_std::fs::Dir::open_ambient_dir(
+        path,
+        strata_runtime::cap_std::ambient_authority(),
+    )
+    .map_err(|e| strata_runtime::Error::IoPath {
+        path: path.into(),
+        source: e,
+    })
 }
 
 /// An image runs on Wasm when its config says so (platform wasi/wasm, or the Wasm artifact
@@ -263,11 +302,23 @@ fn detect_runtime(
     if image.config.platform().is_wasm() || image.manifest.config.media_type == MEDIA_WASM_CONFIG {
         return Ok(Runtime::Wasm);
     }
-    let args = spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
-    let Some(program) = args.first() else { return Ok(Runtime::Native) };
+    let args = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().clone())
+        .unwrap_or_default();
+    let Some(program) = args.first() else {
+        return Ok(Runtime::Native);
+    };
     let root = containers.root(container)?;
     let mut head = [0u8; 4];
-    let opened = root.open(std::ffi::OsStr::new(program), &strata_runtime::fs::OpenOptions { read: true, ..Default::default() });
+    let opened = root.open(
+        std::ffi::OsStr::new(program),
+        &strata_runtime::fs::OpenOptions {
+            read: true,
+            ..Default::default()
+        },
+    );
     if let Ok(mut f) = opened {
         if f.read_exact(&mut head).is_ok() && &head == WASM_MAGIC {
             return Ok(Runtime::Wasm);
@@ -285,6 +336,8 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
         Some('g') => (&s[..s.trim_end_matches('b').len() - 1], 1 << 30),
         _ => (s.trim_end_matches('b'), 1),
     };
-    let n: u64 = num.parse().map_err(|_| anyhow!("invalid size {s:?}: expected a number with an optional k, m or g suffix"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        anyhow!("invalid size {s:?}: expected a number with an optional k, m or g suffix")
+    })?;
     Ok(n * mult)
 }

@@ -46,24 +46,67 @@ impl Command {
             Command::Df => {
                 let du = store.disk_usage()?;
                 let total = du.used + du.reclaimable;
-                let percent = if total == 0 { 0 } else { du.reclaimable * 100 / total };
+                let percent = if total == 0 {
+                    0
+                } else {
+                    du.reclaimable * 100 / total
+                };
                 let containers = Containers::open(store)?;
                 let all = containers.list()?;
                 let running = all.iter().filter(|c| c.status == Status::Running).count();
                 let used_images: HashSet<_> = all.iter().map(|c| c.image_id.clone()).collect();
-                let sizes: Vec<u64> = all.iter().map(|c| tree_size(&containers.upper_path(c))).collect();
-                let stopped: u64 = all.iter().zip(&sizes).filter(|(c, _)| c.status != Status::Running).map(|(_, s)| s).sum();
+                let sizes: Vec<u64> = all
+                    .iter()
+                    .map(|c| tree_size(&containers.upper_path(c)))
+                    .collect();
+                let stopped: u64 = all
+                    .iter()
+                    .zip(&sizes)
+                    .filter(|(c, _)| c.status != Status::Running)
+                    .map(|(_, s)| s)
+                    .sum();
                 let rows = vec![
-                    vec!["Images".into(), du.images.to_string(), used_images.len().to_string(), human_size(total), format!("{} ({percent}%)", human_size(du.reclaimable))],
-                    vec!["Containers".into(), all.len().to_string(), running.to_string(), human_size(sizes.iter().sum()), human_size(stopped)],
-                    vec!["Local Volumes".into(), "0".into(), "0".into(), "0B".into(), "0B".into()],
-                    vec!["Build Cache".into(), "0".into(), "0".into(), "0B".into(), "0B".into()],
+                    vec![
+                        "Images".into(),
+                        du.images.to_string(),
+                        used_images.len().to_string(),
+                        human_size(total),
+                        format!("{} ({percent}%)", human_size(du.reclaimable)),
+                    ],
+                    vec![
+                        "Containers".into(),
+                        all.len().to_string(),
+                        running.to_string(),
+                        human_size(sizes.iter().sum()),
+                        human_size(stopped),
+                    ],
+                    vec![
+                        "Local Volumes".into(),
+                        "0".into(),
+                        "0".into(),
+                        "0B".into(),
+                        "0B".into(),
+                    ],
+                    vec![
+                        "Build Cache".into(),
+                        "0".into(),
+                        "0".into(),
+                        "0B".into(),
+                        "0B".into(),
+                    ],
                 ];
-                print!("{}", table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows));
+                print!(
+                    "{}",
+                    table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
+                );
             }
             Command::Prune { all, force } => {
                 if !force {
-                    let what = if all { "all images, and all content no image refers to" } else { "all content (blobs and unpacked layers) no image refers to" };
+                    let what = if all {
+                        "all images, and all content no image refers to"
+                    } else {
+                        "all content (blobs and unpacked layers) no image refers to"
+                    };
                     print!("WARNING! This will remove:\n  - {what}\n\nAre you sure you want to continue? [y/N] ");
                     std::io::stdout().flush()?;
                     let mut answer = String::new();

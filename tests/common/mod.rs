@@ -12,7 +12,12 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env { tmp: tempfile::Builder::new().prefix("strata-test").tempdir().expect("tempdir") }
+        Env {
+            tmp: tempfile::Builder::new()
+                .prefix("strata-test")
+                .tempdir()
+                .expect("tempdir"),
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -26,7 +31,10 @@ impl Env {
     /// `strata --root <store> ARGS…`
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-        c.arg("--root").arg(self.root()).args(args).stdin(Stdio::null());
+        c.arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null());
         c.env_remove("STRATA_ROOT");
         c
     }
@@ -47,7 +55,11 @@ impl Env {
     /// Run and require failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.cmd(args).output().expect("run strata");
-        assert!(!out.status.success(), "strata {args:?} should have failed; stdout: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "strata {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8(out.stderr).expect("utf-8 output")
     }
 
@@ -61,7 +73,11 @@ impl Env {
         let tree = self.path(&format!("{name}-tree"));
         make_rootfs(&tree);
         let tar = self.path(&format!("{name}.tar"));
-        sh(&format!("tar -C {} -cf {} .", tree.display(), tar.display()));
+        sh(&format!(
+            "tar -C {} -cf {} .",
+            tree.display(),
+            tar.display()
+        ));
         (tar, tree)
     }
 }
@@ -78,23 +94,50 @@ pub fn make_rootfs(tree: &Path) {
         std::fs::write(tree.join("bin/busybox"), vec![0x7fu8; 100_000]).unwrap();
     }
     std::os::unix::fs::symlink("busybox", tree.join("bin/sh")).unwrap();
-    std::fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n").unwrap();
+    std::fs::write(
+        tree.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+    )
+    .unwrap();
     std::fs::write(tree.join("etc/group"), "root:x:0:\n").unwrap();
-    std::fs::write(tree.join("usr/share/doc/readme"), "hello layers\n".repeat(100)).unwrap();
-    std::fs::hard_link(tree.join("usr/share/doc/readme"), tree.join("usr/share/doc/readme.link")).unwrap();
-    sh(&format!("chmod 0600 {0}/etc/group && chmod 0755 {0}/bin/busybox", tree.display()));
+    std::fs::write(
+        tree.join("usr/share/doc/readme"),
+        "hello layers\n".repeat(100),
+    )
+    .unwrap();
+    std::fs::hard_link(
+        tree.join("usr/share/doc/readme"),
+        tree.join("usr/share/doc/readme.link"),
+    )
+    .unwrap();
+    sh(&format!(
+        "chmod 0600 {0}/etc/group && chmod 0755 {0}/bin/busybox",
+        tree.display()
+    ));
 }
 
 pub fn sh(script: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(script).output().expect("sh");
-    assert!(out.status.success(), "`{script}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Whether a peer tool is installed. Under CI (`STRATA_TEST_REQUIRE_TOOLS` set) a missing
 /// tool is a failure, not a skipped test.
 pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found && std::env::var_os("STRATA_TEST_REQUIRE_TOOLS").is_some() {
         panic!("{tool} is required (STRATA_TEST_REQUIRE_TOOLS is set); .ci/run installs it");
     }
@@ -105,23 +148,44 @@ pub fn have(tool: &str) -> bool {
 pub fn assert_same_files(a: &Path, b: &Path) {
     let list = |p: &Path| sh(&format!("cd {} && find . -type f | sort", p.display()));
     let files = list(a);
-    assert_eq!(files, list(b), "file lists differ between {} and {}", a.display(), b.display());
+    assert_eq!(
+        files,
+        list(b),
+        "file lists differ between {} and {}",
+        a.display(),
+        b.display()
+    );
     for f in files.lines() {
         let x = std::fs::read(a.join(f)).unwrap();
         let y = std::fs::read(b.join(f)).unwrap();
-        assert!(x == y, "{f} differs between {} and {}", a.display(), b.display());
+        assert!(
+            x == y,
+            "{f} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
     }
 }
 
 /// Append a tar entry with any name (even ones the `tar` crate refuses, like `../x`).
-pub fn raw_entry(out: &mut Vec<u8>, name: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>) {
+pub fn raw_entry(
+    out: &mut Vec<u8>,
+    name: &str,
+    kind: tar::EntryType,
+    data: &[u8],
+    link: Option<&str>,
+) {
     let mut h = tar::Header::new_old();
     h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
     if let Some(l) = link {
         h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
     }
     h.set_entry_type(kind);
-    h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
     h.set_size(data.len() as u64);
     h.set_uid(0);
     h.set_gid(0);
@@ -145,14 +209,23 @@ pub fn assert_store_consistent(root: &Path) {
     for e in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
         let e = e.unwrap();
         let bytes = std::fs::read(e.path()).unwrap();
-        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), e.file_name().to_string_lossy(), "blob {:?} is intact", e.file_name());
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            e.file_name().to_string_lossy(),
+            "blob {:?} is intact",
+            e.file_name()
+        );
     }
     let tmp: Vec<_> = std::fs::read_dir(root.join("tmp")).unwrap().collect();
     assert!(tmp.is_empty(), "staging area is empty: {tmp:?}");
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
     for m in index["manifests"].as_array().unwrap() {
         let d = m["digest"].as_str().unwrap().trim_start_matches("sha256:");
-        assert!(root.join("blobs/sha256").join(d).exists(), "tagged manifest {d} is present");
+        assert!(
+            root.join("blobs/sha256").join(d).exists(),
+            "tagged manifest {d} is present"
+        );
     }
 }
 
@@ -161,13 +234,25 @@ pub fn assert_store_consistent(root: &Path) {
 pub fn hello_wasm() -> (PathBuf, PathBuf) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-wasm");
     let out = dir.join("out");
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(std::env::temp_dir().join("strata-hello-wasm.lock")).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("strata-hello-wasm.lock"))
+        .unwrap();
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
     let (p1, p2) = (out.join("hello-p1.wasm"), out.join("hello-p2.wasm"));
     let src = dir.join("src/main.rs");
-    let stale = |p: &Path| !p.exists() || std::fs::metadata(p).unwrap().modified().unwrap() < std::fs::metadata(&src).unwrap().modified().unwrap();
+    let stale = |p: &Path| {
+        !p.exists()
+            || std::fs::metadata(p).unwrap().modified().unwrap()
+                < std::fs::metadata(&src).unwrap().modified().unwrap()
+    };
     if stale(&p1) || stale(&p2) {
-        let status = Command::new(dir.join("build.sh")).stdout(Stdio::null()).status().expect("run examples/hello-wasm/build.sh");
+        let status = Command::new(dir.join("build.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run examples/hello-wasm/build.sh");
         assert!(status.success(), "building the hello-wasm guest failed");
     }
     (p1, p2)
@@ -181,8 +266,18 @@ impl Env {
         std::fs::copy(wasm, tree.join("hello.wasm")).unwrap();
         std::fs::write(tree.join("data/greeting.txt"), "hello from a layer\n").unwrap();
         let tar = tree.with_extension("tar");
-        sh(&format!("tar -C {} -cf {} .", tree.display(), tar.display()));
-        let mut args = vec!["import", "-c", "ENTRYPOINT [\"/hello.wasm\"]", "-c", "ENV FROM_IMAGE=yes"];
+        sh(&format!(
+            "tar -C {} -cf {} .",
+            tree.display(),
+            tar.display()
+        ));
+        let mut args = vec![
+            "import",
+            "-c",
+            "ENTRYPOINT [\"/hello.wasm\"]",
+            "-c",
+            "ENV FROM_IMAGE=yes",
+        ];
         if platform {
             args.extend(["--platform", "wasi/wasm"]);
         }

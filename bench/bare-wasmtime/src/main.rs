@@ -30,7 +30,10 @@ struct P2State {
 
 impl WasiView for P2State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -58,7 +61,8 @@ fn run(cache: &Path, root: &Path, args: &[String]) -> Result<i32> {
     std::fs::create_dir_all(cache)?;
 
     let program = root.join(args[0].trim_start_matches('/'));
-    let wasm = std::fs::read(&program).map_err(|e| wasmtime::format_err!("read {}: {e}", program.display()))?;
+    let wasm = std::fs::read(&program)
+        .map_err(|e| wasmtime::format_err!("read {}: {e}", program.display()))?;
     let cached = cache_path(&engine, cache, &wasm);
 
     let mut wasi = WasiCtxBuilder::new();
@@ -66,10 +70,15 @@ fn run(cache: &Path, root: &Path, args: &[String]) -> Result<i32> {
     // operations run on this thread instead of a round trip through tokio's blocking pool.
     // Set before the preopen, which copies it.
     wasi.allow_blocking_current_thread(true);
-    wasi.args(args).inherit_stdio().preopened_dir(root, "/", FsPerms::ReadWrite)?;
+    wasi.args(args)
+        .inherit_stdio()
+        .preopened_dir(root, "/", FsPerms::ReadWrite)?;
 
     let outcome = if wasmparser_is_core(&wasm) {
-        let module = match cached.exists().then(|| deserialize_module(&engine, &cached)) {
+        let module = match cached
+            .exists()
+            .then(|| deserialize_module(&engine, &cached))
+        {
             Some(Ok(m)) => m,
             _ => {
                 let m = Module::new(&engine, &wasm)?;
@@ -88,7 +97,10 @@ fn run(cache: &Path, root: &Path, args: &[String]) -> Result<i32> {
             .and_then(|start| start.call(&mut store, ()))
             .map(|()| 0)
     } else {
-        let component = match cached.exists().then(|| deserialize_component(&engine, &cached)) {
+        let component = match cached
+            .exists()
+            .then(|| deserialize_component(&engine, &cached))
+        {
             Some(Ok(c)) => c,
             _ => {
                 let c = Component::new(&engine, &wasm)?;
@@ -99,7 +111,13 @@ fn run(cache: &Path, root: &Path, args: &[String]) -> Result<i32> {
         let mut linker: ComponentLinker<P2State> = ComponentLinker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         let pre = CommandPre::new(linker.instantiate_pre(&component)?)?;
-        let mut store = Store::new(&engine, P2State { wasi: wasi.build(), table: ResourceTable::new() });
+        let mut store = Store::new(
+            &engine,
+            P2State {
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+            },
+        );
         store.set_epoch_deadline(1);
         store.epoch_deadline_trap();
         pre.instantiate(&mut store)

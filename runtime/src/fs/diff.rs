@@ -45,23 +45,38 @@ impl fmt::Display for Change {
 /// The changes in `upper` over `lowers` (topmost first), sorted by path.
 pub fn changes<D: DirHandle>(lowers: &[D], upper: &D) -> io::Result<Vec<Change>> {
     let mut out = Vec::new();
-    let lowers: Vec<D> = lowers.iter().map(|l| l.try_clone_handle()).collect::<io::Result<_>>()?;
+    let lowers: Vec<D> = lowers
+        .iter()
+        .map(|l| l.try_clone_handle())
+        .collect::<io::Result<_>>()?;
     let mut stack = vec![(upper.try_clone_handle()?, lowers, String::new())];
     while let Some((dir, lowers, prefix)) = stack.pop() {
         let mut names = dir.names()?;
         names.sort();
         for name in names {
-            let Some(st) = dir.stat_at(&name)? else { continue };
+            let Some(st) = dir.stat_at(&name)? else {
+                continue;
+            };
             let path = format!("{prefix}/{}", String::from_utf8_lossy(name.as_bytes()));
             let below = lower_kind(&lowers, &name)?;
             if is_whiteout(&st) {
                 if below.is_some() {
-                    out.push(Change { kind: ChangeKind::Deleted, path });
+                    out.push(Change {
+                        kind: ChangeKind::Deleted,
+                        path,
+                    });
                 }
                 continue;
             }
-            let kind = if below.is_some() { ChangeKind::Changed } else { ChangeKind::Added };
-            out.push(Change { kind, path: path.clone() });
+            let kind = if below.is_some() {
+                ChangeKind::Changed
+            } else {
+                ChangeKind::Added
+            };
+            out.push(Change {
+                kind,
+                path: path.clone(),
+            });
             if file_type(&st) != FileType::Directory {
                 continue;
             }
@@ -75,7 +90,10 @@ pub fn changes<D: DirHandle>(lowers: &[D], upper: &D) -> io::Result<Vec<Change>>
                         if sub.stat_at(&gone)?.is_none() {
                             out.push(Change {
                                 kind: ChangeKind::Deleted,
-                                path: format!("{path}/{}", String::from_utf8_lossy(gone.as_bytes())),
+                                path: format!(
+                                    "{path}/{}",
+                                    String::from_utf8_lossy(gone.as_bytes())
+                                ),
                             });
                         }
                     }
@@ -129,5 +147,9 @@ fn visible_names<D: DirHandle>(dirs: &[D]) -> io::Result<Vec<OsString>> {
             }
         }
     }
-    Ok(seen.into_iter().filter(|(_, v)| *v).map(|(n, _)| n).collect())
+    Ok(seen
+        .into_iter()
+        .filter(|(_, v)| *v)
+        .map(|(n, _)| n)
+        .collect())
 }

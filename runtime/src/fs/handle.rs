@@ -41,7 +41,12 @@ pub trait DirHandle: Sized {
 
 impl DirHandle for Dir {
     fn open_dir_nofollow(&self, name: &OsStr) -> io::Result<Dir> {
-        let fd = rustix::fs::openat(self, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rustix::fs::openat(
+            self,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Dir::from_std_file(File::from(fd)))
     }
 
@@ -62,7 +67,12 @@ impl DirHandle for Dir {
     }
 
     fn open_file(&self, name: &OsStr, flags: OFlags, mode: u32) -> io::Result<File> {
-        let fd = rustix::fs::openat(self, name, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(mode))?;
+        let fd = rustix::fs::openat(
+            self,
+            name,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )?;
         Ok(File::from(fd))
     }
 
@@ -88,28 +98,61 @@ impl DirHandle for Dir {
 
     fn read_link_at(&self, name: &OsStr) -> io::Result<OsString> {
         use std::os::unix::ffi::OsStringExt;
-        Ok(OsString::from_vec(rustix::fs::readlinkat(self, name, Vec::new())?.into_bytes()))
+        Ok(OsString::from_vec(
+            rustix::fs::readlinkat(self, name, Vec::new())?.into_bytes(),
+        ))
     }
 
     fn hard_link_at(&self, name: &OsStr, to: &Dir, to_name: &OsStr) -> io::Result<()> {
-        Ok(rustix::fs::linkat(self, name, to, to_name, AtFlags::empty())?)
+        Ok(rustix::fs::linkat(
+            self,
+            name,
+            to,
+            to_name,
+            AtFlags::empty(),
+        )?)
     }
 
     fn make_node(&self, name: &OsStr, kind: FileType, mode: u32, dev: u64) -> io::Result<()> {
-        Ok(rustix::fs::mknodat(self, name, kind, Mode::from_raw_mode(mode), dev)?)
+        Ok(rustix::fs::mknodat(
+            self,
+            name,
+            kind,
+            Mode::from_raw_mode(mode),
+            dev,
+        )?)
     }
 
     fn chmod_at(&self, name: &OsStr, mode: u32) -> io::Result<()> {
-        Ok(rustix::fs::chmodat(self, name, Mode::from_raw_mode(mode), AtFlags::empty())?)
+        Ok(rustix::fs::chmodat(
+            self,
+            name,
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )?)
     }
 
     fn chown_at(&self, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
-        let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
-        Ok(rustix::fs::chownat(self, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)?)
+        let (uid, gid) = (
+            rustix::fs::Uid::from_raw(uid),
+            rustix::fs::Gid::from_raw(gid),
+        );
+        Ok(rustix::fs::chownat(
+            self,
+            name,
+            Some(uid),
+            Some(gid),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?)
     }
 
     fn set_times_at(&self, name: &OsStr, times: &Timestamps) -> io::Result<()> {
-        Ok(rustix::fs::utimensat(self, name, times, AtFlags::SYMLINK_NOFOLLOW)?)
+        Ok(rustix::fs::utimensat(
+            self,
+            name,
+            times,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?)
     }
 
     fn get_xattr(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
@@ -131,7 +174,12 @@ impl DirHandle for Dir {
 
     fn set_xattr(&self, key: &str, value: &[u8]) -> io::Result<()> {
         match rustix::fs::fsetxattr(self, key, value, XattrFlags::empty()) {
-            Err(rustix::io::Errno::BADF) => Ok(rustix::fs::fsetxattr(&readable(self)?, key, value, XattrFlags::empty())?),
+            Err(rustix::io::Errno::BADF) => Ok(rustix::fs::fsetxattr(
+                &readable(self)?,
+                key,
+                value,
+                XattrFlags::empty(),
+            )?),
             r => Ok(r?),
         }
     }
@@ -143,7 +191,12 @@ impl DirHandle for Dir {
 
 /// The same directory opened for reading (for calls an O_PATH fd cannot serve).
 fn readable(dir: &Dir) -> io::Result<rustix::fd::OwnedFd> {
-    Ok(rustix::fs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+    Ok(rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// Whether `st` is an overlay whiteout (a 0:0 character device).

@@ -78,7 +78,11 @@ struct Merged<D> {
 
 impl<D> Clone for Merged<D> {
     fn clone(&self) -> Self {
-        Merged { path: self.path.clone(), upper: self.upper.clone(), lowers: self.lowers.clone() }
+        Merged {
+            path: self.path.clone(),
+            upper: self.upper.clone(),
+            lowers: self.lowers.clone(),
+        }
     }
 }
 
@@ -130,20 +134,34 @@ impl<D: DirHandle> Overlay<D> {
     }
 
     fn root(&self) -> io::Result<Merged<D>> {
-        let lowers = if is_opaque(&*self.upper)? { Vec::new() } else { self.lowers.clone() };
-        Ok(Merged { path: Vec::new(), upper: Some(Arc::clone(&self.upper)), lowers })
+        let lowers = if is_opaque(&*self.upper)? {
+            Vec::new()
+        } else {
+            self.lowers.clone()
+        };
+        Ok(Merged {
+            path: Vec::new(),
+            upper: Some(Arc::clone(&self.upper)),
+            lowers,
+        })
     }
 
     /// Find `name` in the merged directory `dir`.
     fn lookup(&self, dir: &Merged<D>, name: &OsStr) -> io::Result<Option<Entry>> {
         if let Some(upper) = &dir.upper {
             if let Some(st) = upper.stat_at(name)? {
-                return Ok((!is_whiteout(&st)).then_some(Entry { layer: Layer::Upper, stat: st }));
+                return Ok((!is_whiteout(&st)).then_some(Entry {
+                    layer: Layer::Upper,
+                    stat: st,
+                }));
             }
         }
         for (i, lower) in dir.lowers.iter().enumerate() {
             if let Some(st) = lower.stat_at(name)? {
-                return Ok((!is_whiteout(&st)).then_some(Entry { layer: Layer::Lower(i), stat: st }));
+                return Ok((!is_whiteout(&st)).then_some(Entry {
+                    layer: Layer::Lower(i),
+                    stat: st,
+                }));
             }
         }
         Ok(None)
@@ -185,7 +203,8 @@ impl<D: DirHandle> Overlay<D> {
 
     /// Something may have changed the upper layer's directories: drop cached merged views.
     fn changed(&self) {
-        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The merged directory `name` inside `dir` (which must be a directory there).
@@ -194,22 +213,43 @@ impl<D: DirHandle> Overlay<D> {
         path.push(name.to_owned());
         let mut upper = None;
         if entry.layer == Layer::Upper {
-            let u = dir.upper.as_ref().expect("entry from upper").open_dir_nofollow(name)?;
+            let u = dir
+                .upper
+                .as_ref()
+                .expect("entry from upper")
+                .open_dir_nofollow(name)?;
             let opaque = is_opaque(&u)?;
             upper = Some(Arc::new(u));
             if opaque {
-                return Ok(Merged { path, upper, lowers: Vec::new() });
+                return Ok(Merged {
+                    path,
+                    upper,
+                    lowers: Vec::new(),
+                });
             }
         }
         // A merged directory's lowers are either none (an opaque upper directory above hid
         // them) or exactly the lower layers' own stack for its path, which never changes.
-        let lowers = if dir.lowers.is_empty() { Vec::new() } else { self.lower_stack(&dir.lowers, &path, name)? };
-        Ok(Merged { path, upper, lowers })
+        let lowers = if dir.lowers.is_empty() {
+            Vec::new()
+        } else {
+            self.lower_stack(&dir.lowers, &path, name)?
+        };
+        Ok(Merged {
+            path,
+            upper,
+            lowers,
+        })
     }
 
     /// The lower directories for `path`, found under the parent's `lowers`: top down, until
     /// an opaque directory, a whiteout or a non-directory ends the stack.
-    fn lower_stack(&self, parent: &[Arc<D>], path: &[OsString], name: &OsStr) -> io::Result<Vec<Arc<D>>> {
+    fn lower_stack(
+        &self,
+        parent: &[Arc<D>],
+        path: &[OsString],
+        name: &OsStr,
+    ) -> io::Result<Vec<Arc<D>>> {
         if let Some(hit) = self.lower_dirs.lock().expect("lock").get(path) {
             return Ok(hit.clone());
         }
@@ -239,7 +279,11 @@ impl<D: DirHandle> Overlay<D> {
 
     /// Resolve `path` to (parent directory, last name, entry). Symlinks in the middle are
     /// always followed; in the last component only when `follow`. The root is ("", root).
-    fn resolve(&self, path: &OsStr, follow: bool) -> io::Result<(Merged<D>, OsString, Option<Entry>)> {
+    fn resolve(
+        &self,
+        path: &OsStr,
+        follow: bool,
+    ) -> io::Result<(Merged<D>, OsString, Option<Entry>)> {
         let mut todo: std::collections::VecDeque<OsString> = components(path.as_bytes()).collect();
         let mut stack = vec![self.root()?];
         let mut links = 0;
@@ -263,7 +307,11 @@ impl<D: DirHandle> Overlay<D> {
                     if target.as_bytes().starts_with(b"/") {
                         stack.truncate(1);
                     }
-                    for c in components(target.as_bytes()).collect::<Vec<_>>().into_iter().rev() {
+                    for c in components(target.as_bytes())
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                    {
                         todo.push_front(c);
                     }
                     continue;
@@ -289,7 +337,14 @@ impl<D: DirHandle> Overlay<D> {
             Some(u) => u.stat_self()?,
             None => dir.lowers[0].stat_self()?,
         };
-        Ok((dir, OsString::from("."), Some(Entry { layer: Layer::Upper, stat })))
+        Ok((
+            dir,
+            OsString::from("."),
+            Some(Entry {
+                layer: Layer::Upper,
+                stat,
+            }),
+        ))
     }
 
     fn layer_dir<'a>(&self, dir: &'a Merged<D>, layer: Layer) -> &'a D {
@@ -324,10 +379,14 @@ impl<D: DirHandle> Overlay<D> {
         }
         let mut cur = self.root()?;
         for name in dir.path.clone() {
-            let entry = self.lookup(&cur, &name)?.ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
+            let entry = self
+                .lookup(&cur, &name)?
+                .ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
             // `cur` has an upper directory (the root does; each step makes the next one).
             self.copy_up(&mut cur, &name, &entry, true)?;
-            let entry = self.lookup(&cur, &name)?.ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
+            let entry = self
+                .lookup(&cur, &name)?
+                .ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
             cur = self.child(&cur, &name, &entry)?;
         }
         dir.upper = cur.upper;
@@ -336,8 +395,16 @@ impl<D: DirHandle> Overlay<D> {
 
     /// Copy `name` (found in a lower layer of `dir`) up into the upper layer. With
     /// `with_data` false a regular file is created empty (`O_TRUNC` opens).
-    fn copy_up(&self, dir: &mut Merged<D>, name: &OsStr, entry: &Entry, with_data: bool) -> io::Result<()> {
-        let Layer::Lower(i) = entry.layer else { return Ok(()) };
+    fn copy_up(
+        &self,
+        dir: &mut Merged<D>,
+        name: &OsStr,
+        entry: &Entry,
+        with_data: bool,
+    ) -> io::Result<()> {
+        let Layer::Lower(i) = entry.layer else {
+            return Ok(());
+        };
         self.changed();
         self.ensure_upper(dir)?;
         let upper = dir.upper.as_ref().expect("ensured");
@@ -347,8 +414,10 @@ impl<D: DirHandle> Overlay<D> {
             FileType::RegularFile => {
                 // Into a temp name, then renamed: a crash never leaves a half-copied file
                 // under the real name.
-                let tmp = OsString::from(format!(".strata-copyup-{}", crate::content::temp_name("f")));
-                let mut out = upper.open_file(&tmp, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600)?;
+                let tmp =
+                    OsString::from(format!(".strata-copyup-{}", crate::content::temp_name("f")));
+                let mut out =
+                    upper.open_file(&tmp, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600)?;
                 let result = (|| {
                     if with_data {
                         let mut src = lower.open_file(name, OFlags::RDONLY, 0)?;
@@ -391,8 +460,14 @@ impl<D: DirHandle> Overlay<D> {
             upper.chmod_at(name, st.st_mode & 0o7777)?;
         }
         let times = Timestamps {
-            last_access: rustix::fs::Timespec { tv_sec: st.st_atime as _, tv_nsec: st.st_atime_nsec as _ },
-            last_modification: rustix::fs::Timespec { tv_sec: st.st_mtime as _, tv_nsec: st.st_mtime_nsec as _ },
+            last_access: rustix::fs::Timespec {
+                tv_sec: st.st_atime as _,
+                tv_nsec: st.st_atime_nsec as _,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: st.st_mtime as _,
+                tv_nsec: st.st_mtime_nsec as _,
+            },
         };
         upper.set_times_at(name, &times)
     }
@@ -400,7 +475,9 @@ impl<D: DirHandle> Overlay<D> {
     /// Remove what the upper layer has at `name` (a whiteout, or an empty-in-the-union
     /// directory that may hold whiteouts), so something new can be put there.
     fn clear_upper(&self, upper: &D, name: &OsStr) -> io::Result<()> {
-        let Some(st) = upper.stat_at(name)? else { return Ok(()) };
+        let Some(st) = upper.stat_at(name)? else {
+            return Ok(());
+        };
         if file_type(&st) == FileType::Directory {
             let d = upper.open_dir_nofollow(name)?;
             for n in d.names()? {
@@ -450,8 +527,14 @@ impl<D: DirHandle> Overlay<D> {
                 if seen.contains_key(&name) {
                     continue;
                 }
-                let Some(st) = layer.stat_at(&name)? else { continue };
-                let entry = (!is_whiteout(&st)).then(|| DirEntry { name: name.clone(), kind: file_type(&st), ino: st.st_ino });
+                let Some(st) = layer.stat_at(&name)? else {
+                    continue;
+                };
+                let entry = (!is_whiteout(&st)).then(|| DirEntry {
+                    name: name.clone(),
+                    kind: file_type(&st),
+                    ino: st.st_ino,
+                });
                 seen.insert(name, entry);
             }
         }
@@ -498,7 +581,10 @@ impl<D: DirHandle> Overlay<D> {
                     return self.layer_dir(&dir, e.layer).open_file(&name, flags, 0);
                 }
                 self.copy_up(&mut dir, &name, &e, !opts.truncate)?;
-                dir.upper.as_ref().expect("copied up").open_file(&name, flags, 0)
+                dir.upper
+                    .as_ref()
+                    .expect("copied up")
+                    .open_file(&name, flags, 0)
             }
             None if opts.create || opts.create_new => {
                 if name == "." {
@@ -556,7 +642,11 @@ impl<D: DirHandle> Overlay<D> {
         self.ensure_upper(&mut dst_dir)?;
         let upper = dst_dir.upper.as_ref().expect("ensured");
         self.clear_upper(upper, &dst_name)?;
-        src_dir.upper.as_ref().expect("copied up").hard_link_at(&src_name, upper, &dst_name)
+        src_dir
+            .upper
+            .as_ref()
+            .expect("copied up")
+            .hard_link_at(&src_name, upper, &dst_name)
     }
 
     pub fn remove_file(&self, path: &OsStr) -> io::Result<()> {
@@ -593,7 +683,11 @@ impl<D: DirHandle> Overlay<D> {
                 seen.insert(name, visible);
             }
         }
-        Ok(seen.into_iter().filter(|(_, v)| *v).map(|(n, _)| n).collect())
+        Ok(seen
+            .into_iter()
+            .filter(|(_, v)| *v)
+            .map(|(n, _)| n)
+            .collect())
     }
 
     /// Remove `name` from the union: drop the upper entry, and whiteout what lowers show.
@@ -629,7 +723,10 @@ impl<D: DirHandle> Overlay<D> {
                 (true, false) => return Err(errno(rustix::io::Errno::NOTDIR)),
                 (false, true) => return Err(errno(rustix::io::Errno::ISDIR)),
                 (true, true) => {
-                    if !self.read_dir_of(&self.child(&dst_dir, &dst_name, d)?)?.is_empty() {
+                    if !self
+                        .read_dir_of(&self.child(&dst_dir, &dst_name, d)?)?
+                        .is_empty()
+                    {
                         return Err(errno(rustix::io::Errno::NOTEMPTY));
                     }
                 }
@@ -647,7 +744,11 @@ impl<D: DirHandle> Overlay<D> {
             }
         }
         let dst_lower = self.lower_has(&dst_dir, &dst_name)?;
-        let src_child = if src_is_dir { Some(self.child(&src_dir, &src_name, &src)?) } else { None };
+        let src_child = if src_is_dir {
+            Some(self.child(&src_dir, &src_name, &src)?)
+        } else {
+            None
+        };
         let merged_dir = src_child.as_ref().is_some_and(|c| !c.lowers.is_empty());
 
         self.ensure_upper(&mut dst_dir)?;
@@ -659,10 +760,19 @@ impl<D: DirHandle> Overlay<D> {
                     self.clear_upper(dst_upper, &dst_name)?;
                 }
             }
-            if dst_upper.stat_at(&dst_name)?.is_some_and(|st| is_whiteout(&st)) {
+            if dst_upper
+                .stat_at(&dst_name)?
+                .is_some_and(|st| is_whiteout(&st))
+            {
                 dst_upper.remove_file_at(&dst_name)?;
             }
-            self.copy_tree(src_child.as_ref().expect("dir"), dst_upper, &dst_name, &src.stat, dst_lower)?;
+            self.copy_tree(
+                src_child.as_ref().expect("dir"),
+                dst_upper,
+                &dst_name,
+                &src.stat,
+                dst_lower,
+            )?;
             return self.remove_tree(from);
         }
         self.copy_up(&mut src_dir, &src_name, &src, true)?;
@@ -685,7 +795,14 @@ impl<D: DirHandle> Overlay<D> {
     }
 
     /// Copy the merged directory `src` to a new upper directory `name` in `into`.
-    fn copy_tree(&self, src: &Merged<D>, into: &D, name: &OsStr, st: &Stat, opaque: bool) -> io::Result<()> {
+    fn copy_tree(
+        &self,
+        src: &Merged<D>,
+        into: &D,
+        name: &OsStr,
+        st: &Stat,
+        opaque: bool,
+    ) -> io::Result<()> {
         into.make_dir(name, 0o700)?;
         let made = into.open_dir_nofollow(name)?;
         if opaque {
@@ -702,8 +819,20 @@ impl<D: DirHandle> Overlay<D> {
                     Layer::Upper => Arc::clone(src.upper.as_ref().expect("entry from upper")),
                     Layer::Lower(i) => Arc::clone(&src.lowers[i]),
                 };
-                let mut target = Merged { path: Vec::new(), upper: Some(Arc::new(made.try_clone_handle()?)), lowers: vec![from] };
-                self.copy_up(&mut target, &child, &Entry { layer: Layer::Lower(0), stat: entry.stat }, true)?;
+                let mut target = Merged {
+                    path: Vec::new(),
+                    upper: Some(Arc::new(made.try_clone_handle()?)),
+                    lowers: vec![from],
+                };
+                self.copy_up(
+                    &mut target,
+                    &child,
+                    &Entry {
+                        layer: Layer::Lower(0),
+                        stat: entry.stat,
+                    },
+                    true,
+                )?;
             }
         }
         self.copy_metadata(into, name, st)
@@ -746,18 +875,31 @@ impl<D: DirHandle> Overlay<D> {
 
     /// Copy an entry up and return its upper parent handle and name (the root: its parent
     /// is the upper root itself, named ".").
-    fn upper_entry(&self, dir: &mut Merged<D>, name: &OsStr, entry: &Entry) -> io::Result<(D, OsString)> {
+    fn upper_entry(
+        &self,
+        dir: &mut Merged<D>,
+        name: &OsStr,
+        entry: &Entry,
+    ) -> io::Result<(D, OsString)> {
         if name == "." {
             self.ensure_upper(dir)?;
-            return Ok((dir.upper.as_ref().expect("ensured").try_clone_handle()?, name.to_owned()));
+            return Ok((
+                dir.upper.as_ref().expect("ensured").try_clone_handle()?,
+                name.to_owned(),
+            ));
         }
         self.copy_up(dir, name, entry, true)?;
-        Ok((dir.upper.as_ref().expect("copied up").try_clone_handle()?, name.to_owned()))
+        Ok((
+            dir.upper.as_ref().expect("copied up").try_clone_handle()?,
+            name.to_owned(),
+        ))
     }
 }
 
 fn components(path: &[u8]) -> impl Iterator<Item = OsString> + '_ {
-    path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").map(|c| OsStr::from_bytes(c).to_owned())
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(|c| OsStr::from_bytes(c).to_owned())
 }
 
 pub(crate) fn is_opaque<D: DirHandle>(dir: &D) -> io::Result<bool> {
@@ -772,8 +914,13 @@ fn copy_xattrs_fd(src: &File, dst: &File) -> io::Result<()> {
         Err(rustix::io::Errno::NOTSUP) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    for key in names[..n].split(|&b| b == 0).filter(|k| !k.is_empty() && !is_overlay_xattr(k)) {
-        let Ok(key) = std::str::from_utf8(key) else { continue };
+    for key in names[..n]
+        .split(|&b| b == 0)
+        .filter(|k| !k.is_empty() && !is_overlay_xattr(k))
+    {
+        let Ok(key) = std::str::from_utf8(key) else {
+            continue;
+        };
         let mut value = vec![0u8; 65536];
         if let Ok(len) = rustix::fs::fgetxattr(src, key, &mut value) {
             // Best effort, as the kernel's copy-up: security.* may be refused unprivileged.

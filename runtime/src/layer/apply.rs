@@ -30,7 +30,9 @@ pub struct ApplyOptions {
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { privileged: rustix::process::geteuid().is_root() }
+        ApplyOptions {
+            privileged: rustix::process::geteuid().is_root(),
+        }
     }
 }
 
@@ -59,7 +61,9 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
     let mut fixups: Vec<DirFixup> = Vec::new();
     let mut parent_cache: Option<(Vec<Vec<u8>>, Dir)> = None;
 
-    let entries = archive.entries().map_err(|e| Error::Layer(format!("read tar: {e}")))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| Error::Layer(format!("read tar: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| Error::Layer(format!("read tar: {e}")))?;
         stats.entries += 1;
@@ -69,7 +73,13 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
         let kind = entry.header().entry_type();
-        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink) {
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
+        ) {
             continue;
         }
         let mut components = clean_path(&raw).map_err(|why| Error::entry(&shown, why))?;
@@ -97,19 +107,30 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
             }
             let dir = open_parent(root, &components, &mut parent_cache, true, &shown)?;
             remove_existing(&dir, hidden, &shown)?;
-            rustix::fs::mknodat(&dir, OsStr::from_bytes(hidden), FileType::CharacterDevice, Mode::empty(), 0)
-                .map_err(|e| Error::entry(&shown, format!("create whiteout: {e}")))?;
+            rustix::fs::mknodat(
+                &dir,
+                OsStr::from_bytes(hidden),
+                FileType::CharacterDevice,
+                Mode::empty(),
+                0,
+            )
+            .map_err(|e| Error::entry(&shown, format!("create whiteout: {e}")))?;
             continue;
         }
 
         let dir = open_parent(root, &components, &mut parent_cache, true, &shown)?;
         let name = OsStr::from_bytes(&base);
         let header = entry.header().clone();
-        let mode = header.mode().map_err(|e| Error::entry(&shown, format!("bad mode: {e}")))? & 0o7777;
+        let mode = header
+            .mode()
+            .map_err(|e| Error::entry(&shown, format!("bad mode: {e}")))?
+            & 0o7777;
         let mtime = header.mtime().unwrap_or(0) as i64;
         let xattrs = pax_xattrs(&mut entry, &shown)?;
         let existing = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).ok();
-        let existing_dir = existing.as_ref().is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+        let existing_dir = existing
+            .as_ref()
+            .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
 
         if kind != tar::EntryType::Directory || !existing_dir {
             remove_existing(&dir, &base, &shown)?;
@@ -119,12 +140,17 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
                 let fd = rustix::fs::openat(
                     &dir,
                     name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|e| Error::entry(&shown, format!("create: {e}")))?;
                 let mut file = std::fs::File::from(fd);
-                stats.size += io::copy(&mut entry, &mut file).map_err(|e| Error::entry(&shown, format!("write: {e}")))?;
+                stats.size += io::copy(&mut entry, &mut file)
+                    .map_err(|e| Error::entry(&shown, format!("write: {e}")))?;
                 finish_node(&file, &header, mode, opts, &xattrs, &shown)?;
                 set_times_fd(&file, mtime);
             }
@@ -133,14 +159,17 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
                     rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700))
                         .map_err(|e| Error::entry(&shown, format!("mkdir: {e}")))?;
                 }
-                let sub = crate::fs::DirHandle::open_dir_nofollow(&dir, name).map_err(|e| Error::entry(&shown, format!("open: {e}")))?;
+                let sub = crate::fs::DirHandle::open_dir_nofollow(&dir, name)
+                    .map_err(|e| Error::entry(&shown, format!("open: {e}")))?;
                 finish_node(&sub, &header, 0o700, opts, &xattrs, &shown)?;
                 let mut path = components.clone();
                 path.push(base.clone());
                 fixups.push(DirFixup { path, mode, mtime });
             }
             tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| Error::entry(&shown, "symlink without target"))?;
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| Error::entry(&shown, "symlink without target"))?;
                 rustix::fs::symlinkat(OsStr::from_bytes(&target), &dir, name)
                     .map_err(|e| Error::entry(&shown, format!("symlink: {e}")))?;
                 if opts.privileged {
@@ -149,33 +178,62 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
                 set_times_at(&dir, name, mtime);
             }
             tar::EntryType::Link => {
-                let target = entry.link_name_bytes().ok_or_else(|| Error::entry(&shown, "hardlink without target"))?;
-                let mut target_path = clean_path(&target).map_err(|why| Error::entry(&shown, format!("hardlink target {why}")))?;
-                let target_base = target_path.pop().ok_or_else(|| Error::entry(&shown, "hardlink to the root"))?;
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| Error::entry(&shown, "hardlink without target"))?;
+                let mut target_path = clean_path(&target)
+                    .map_err(|why| Error::entry(&shown, format!("hardlink target {why}")))?;
+                let target_base = target_path
+                    .pop()
+                    .ok_or_else(|| Error::entry(&shown, "hardlink to the root"))?;
                 let target_dir = open_parent(root, &target_path, &mut None, false, &shown)
                     .map_err(|_| Error::entry(&shown, "hardlink target is not in this layer"))?;
-                let st = rustix::fs::statat(&target_dir, OsStr::from_bytes(&target_base), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|_| Error::entry(&shown, "hardlink target is not in this layer"))?;
+                let st = rustix::fs::statat(
+                    &target_dir,
+                    OsStr::from_bytes(&target_base),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|_| Error::entry(&shown, "hardlink target is not in this layer"))?;
                 let ft = FileType::from_raw_mode(st.st_mode);
-                if ft == FileType::Directory || (ft == FileType::CharacterDevice && st.st_rdev == 0) {
-                    return Err(Error::entry(&shown, "hardlink target is a directory or a whiteout"));
+                if ft == FileType::Directory || (ft == FileType::CharacterDevice && st.st_rdev == 0)
+                {
+                    return Err(Error::entry(
+                        &shown,
+                        "hardlink target is a directory or a whiteout",
+                    ));
                 }
-                rustix::fs::linkat(&target_dir, OsStr::from_bytes(&target_base), &dir, name, AtFlags::empty())
-                    .map_err(|e| Error::entry(&shown, format!("hardlink: {e}")))?;
+                rustix::fs::linkat(
+                    &target_dir,
+                    OsStr::from_bytes(&target_base),
+                    &dir,
+                    name,
+                    AtFlags::empty(),
+                )
+                .map_err(|e| Error::entry(&shown, format!("hardlink: {e}")))?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let (ft, dev) = if kind == tar::EntryType::Fifo {
                     (FileType::Fifo, 0)
                 } else {
                     if !opts.privileged {
-                        return Err(Error::entry(&shown, "device node: only root can unpack device nodes"));
+                        return Err(Error::entry(
+                            &shown,
+                            "device node: only root can unpack device nodes",
+                        ));
                     }
                     let major = header.device_major().ok().flatten().unwrap_or(0);
                     let minor = header.device_minor().ok().flatten().unwrap_or(0);
                     if kind == tar::EntryType::Char && major == 0 && minor == 0 {
-                        return Err(Error::entry(&shown, "character device 0:0 is reserved for whiteouts"));
+                        return Err(Error::entry(
+                            &shown,
+                            "character device 0:0 is reserved for whiteouts",
+                        ));
                     }
-                    let ft = if kind == tar::EntryType::Char { FileType::CharacterDevice } else { FileType::BlockDevice };
+                    let ft = if kind == tar::EntryType::Char {
+                        FileType::CharacterDevice
+                    } else {
+                        FileType::BlockDevice
+                    };
                     (ft, rustix::fs::makedev(major, minor))
                 };
                 rustix::fs::mknodat(&dir, name, ft, Mode::from_raw_mode(mode & 0o777), dev)
@@ -185,7 +243,12 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
                 }
                 set_times_at(&dir, name, mtime);
             }
-            other => return Err(Error::entry(&shown, format!("unsupported tar entry type {other:?}"))),
+            other => {
+                return Err(Error::entry(
+                    &shown,
+                    format!("unsupported tar entry type {other:?}"),
+                ))
+            }
         }
         let mut full = components;
         full.push(base);
@@ -200,9 +263,15 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
         let base = parent.pop().expect("non-empty");
         // A later entry may have replaced the directory with something else; then this
         // fixup is moot.
-        let Ok(dir) = open_parent(root, &parent, &mut None, false, &shown) else { continue };
-        let Ok(sub) = crate::fs::DirHandle::open_dir_nofollow(&dir, OsStr::from_bytes(&base)) else { continue };
-        rustix::fs::fchmod(&sub, Mode::from_raw_mode(fix.mode)).map_err(|e| Error::entry(&shown, format!("chmod: {e}")))?;
+        let Ok(dir) = open_parent(root, &parent, &mut None, false, &shown) else {
+            continue;
+        };
+        let Ok(sub) = crate::fs::DirHandle::open_dir_nofollow(&dir, OsStr::from_bytes(&base))
+        else {
+            continue;
+        };
+        rustix::fs::fchmod(&sub, Mode::from_raw_mode(fix.mode))
+            .map_err(|e| Error::entry(&shown, format!("chmod: {e}")))?;
         set_times_fd(&sub, fix.mtime);
     }
     Ok(stats)
@@ -242,7 +311,9 @@ fn open_parent(
 ) -> Result<Dir> {
     if let Some((path, dir)) = cache {
         if path.as_slice() == components {
-            return dir.try_clone().context(|| format!("open parent of {shown}"));
+            return dir
+                .try_clone()
+                .context(|| format!("open parent of {shown}"));
         }
     }
     let mut dir = root.try_clone().context(|| "open layer root".into())?;
@@ -253,18 +324,24 @@ fn open_parent(
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755))
                     .map_err(|e| Error::entry(shown, format!("create parent directory: {e}")))?;
-                crate::fs::DirHandle::open_dir_nofollow(&dir, name).map_err(|e| Error::entry(shown, format!("open parent: {e}")))?
+                crate::fs::DirHandle::open_dir_nofollow(&dir, name)
+                    .map_err(|e| Error::entry(shown, format!("open parent: {e}")))?
             }
-            Err(_) => {
-                return Err(Error::entry(
-                    shown,
-                    format!("parent {:?} is not a directory in this layer (a symlink is never followed)", String::from_utf8_lossy(part)),
-                ))
-            }
+            Err(_) => return Err(Error::entry(
+                shown,
+                format!(
+                    "parent {:?} is not a directory in this layer (a symlink is never followed)",
+                    String::from_utf8_lossy(part)
+                ),
+            )),
         };
         dir = next;
     }
-    *cache = Some((components.to_vec(), dir.try_clone().context(|| format!("open parent of {shown}"))?));
+    *cache = Some((
+        components.to_vec(),
+        dir.try_clone()
+            .context(|| format!("open parent of {shown}"))?,
+    ));
     Ok(dir)
 }
 
@@ -274,10 +351,11 @@ fn remove_existing(dir: &Dir, name: &[u8], shown: &str) -> Result<()> {
     let name = OsStr::from_bytes(name);
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Err(_) => Ok(()),
-        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-            dir.remove_dir_all(name).map_err(|e| Error::entry(shown, format!("replace directory: {e}")))
-        }
-        Ok(_) => rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(|e| Error::entry(shown, format!("replace: {e}"))),
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => dir
+            .remove_dir_all(name)
+            .map_err(|e| Error::entry(shown, format!("replace directory: {e}"))),
+        Ok(_) => rustix::fs::unlinkat(dir, name, AtFlags::empty())
+            .map_err(|e| Error::entry(shown, format!("replace: {e}"))),
     }
 }
 
@@ -286,18 +364,35 @@ fn set_opaque(dir: &Dir) -> io::Result<()> {
 }
 
 /// The `SCHILY.xattr.*` records of an entry; overlay-private names are refused.
-fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, shown: &str) -> Result<Vec<(String, Vec<u8>)>> {
+fn pax_xattrs<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    shown: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
-    let Some(exts) = entry.pax_extensions().map_err(|e| Error::entry(shown, format!("pax header: {e}")))? else {
+    let Some(exts) = entry
+        .pax_extensions()
+        .map_err(|e| Error::entry(shown, format!("pax header: {e}")))?
+    else {
         return Ok(out);
     };
     for ext in exts {
         let ext = ext.map_err(|e| Error::entry(shown, format!("pax header: {e}")))?;
-        let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else { continue };
+        let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
+            continue;
+        };
         if is_overlay_xattr(name) {
-            return Err(Error::entry(shown, format!("overlay xattr {} is not allowed in a layer", String::from_utf8_lossy(name))));
+            return Err(Error::entry(
+                shown,
+                format!(
+                    "overlay xattr {} is not allowed in a layer",
+                    String::from_utf8_lossy(name)
+                ),
+            ));
         }
-        out.push((String::from_utf8_lossy(name).into_owned(), ext.value_bytes().to_vec()));
+        out.push((
+            String::from_utf8_lossy(name).into_owned(),
+            ext.value_bytes().to_vec(),
+        ));
     }
     Ok(out)
 }
@@ -313,10 +408,16 @@ fn finish_node(
     shown: &str,
 ) -> Result<()> {
     if opts.privileged {
-        let uid = header.uid().map_err(|e| Error::entry(shown, format!("bad uid: {e}")))?;
-        let gid = header.gid().map_err(|e| Error::entry(shown, format!("bad gid: {e}")))?;
-        let (uid, gid) = ids(uid, gid).ok_or_else(|| Error::entry(shown, "uid or gid out of range"))?;
-        rustix::fs::fchown(&fd, Some(uid), Some(gid)).map_err(|e| Error::entry(shown, format!("chown: {e}")))?;
+        let uid = header
+            .uid()
+            .map_err(|e| Error::entry(shown, format!("bad uid: {e}")))?;
+        let gid = header
+            .gid()
+            .map_err(|e| Error::entry(shown, format!("bad gid: {e}")))?;
+        let (uid, gid) =
+            ids(uid, gid).ok_or_else(|| Error::entry(shown, "uid or gid out of range"))?;
+        rustix::fs::fchown(&fd, Some(uid), Some(gid))
+            .map_err(|e| Error::entry(shown, format!("chown: {e}")))?;
     }
     for (name, value) in xattrs {
         // Unprivileged users may only set user.* xattrs; others are dropped, as podman does.
@@ -326,13 +427,18 @@ fn finish_node(
         rustix::fs::fsetxattr(&fd, name.as_str(), value, XattrFlags::empty())
             .map_err(|e| Error::entry(shown, format!("set xattr {name}: {e}")))?;
     }
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| Error::entry(shown, format!("chmod: {e}")))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+        .map_err(|e| Error::entry(shown, format!("chmod: {e}")))?;
     Ok(())
 }
 
 fn chown_at(dir: &Dir, name: &OsStr, header: &tar::Header, shown: &str) -> Result<()> {
-    let uid = header.uid().map_err(|e| Error::entry(shown, format!("bad uid: {e}")))?;
-    let gid = header.gid().map_err(|e| Error::entry(shown, format!("bad gid: {e}")))?;
+    let uid = header
+        .uid()
+        .map_err(|e| Error::entry(shown, format!("bad uid: {e}")))?;
+    let gid = header
+        .gid()
+        .map_err(|e| Error::entry(shown, format!("bad gid: {e}")))?;
     let (uid, gid) = ids(uid, gid).ok_or_else(|| Error::entry(shown, "uid or gid out of range"))?;
     rustix::fs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| Error::entry(shown, format!("chown: {e}")))
@@ -342,12 +448,21 @@ fn ids(uid: u64, gid: u64) -> Option<(rustix::fs::Uid, rustix::fs::Gid)> {
     // u32::MAX is the kernel's "no id"; anything above it does not exist.
     let uid = u32::try_from(uid).ok().filter(|&u| u != u32::MAX)?;
     let gid = u32::try_from(gid).ok().filter(|&g| g != u32::MAX)?;
-    Some((rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid)))
+    Some((
+        rustix::fs::Uid::from_raw(uid),
+        rustix::fs::Gid::from_raw(gid),
+    ))
 }
 
 fn timestamps(mtime: i64) -> Timestamps {
-    let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
-    Timestamps { last_access: t, last_modification: t }
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
 }
 
 fn set_times_fd(fd: impl rustix::fd::AsFd, mtime: i64) {

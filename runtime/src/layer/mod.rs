@@ -20,7 +20,13 @@ pub(crate) const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// The xattr that marks an opaque directory in this process's stores (see above).
 pub(crate) fn opaque_xattr() -> &'static str {
     static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| if rustix::process::geteuid().is_root() { "trusted.overlay.opaque" } else { "user.overlay.opaque" })
+    NAME.get_or_init(|| {
+        if rustix::process::geteuid().is_root() {
+            "trusted.overlay.opaque"
+        } else {
+            "user.overlay.opaque"
+        }
+    })
 }
 
 /// Overlay-private xattrs: never taken from a layer, never written into one.

@@ -11,7 +11,13 @@ use super::*;
 
 /// A tar entry with any name, written raw so names the `tar` crate would refuse (`..`,
 /// absolute) can be made.
-pub(crate) fn raw_entry(out: &mut Vec<u8>, name: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>) {
+pub(crate) fn raw_entry(
+    out: &mut Vec<u8>,
+    name: &str,
+    kind: tar::EntryType,
+    data: &[u8],
+    link: Option<&str>,
+) {
     let mut h = tar::Header::new_old();
     let bytes = name.as_bytes();
     h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
@@ -19,7 +25,11 @@ pub(crate) fn raw_entry(out: &mut Vec<u8>, name: &str, kind: tar::EntryType, dat
         h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
     }
     h.set_entry_type(kind);
-    h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
     h.set_size(data.len() as u64);
     h.set_uid(0);
     h.set_gid(0);
@@ -41,7 +51,10 @@ fn open(p: &Path) -> Dir {
 
 fn names(tar: &[u8]) -> Vec<String> {
     let mut a = tar::Archive::new(tar);
-    a.entries().unwrap().map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned()).collect()
+    a.entries()
+        .unwrap()
+        .map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned())
+        .collect()
 }
 
 fn is_whiteout(p: &Path) -> bool {
@@ -55,7 +68,13 @@ fn whiteouts_and_opaque_dirs_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let mut tar = Vec::new();
     raw_entry(&mut tar, "a/", tar::EntryType::Directory, b"", None);
-    raw_entry(&mut tar, "a/.wh..wh..opq", tar::EntryType::Regular, b"", None);
+    raw_entry(
+        &mut tar,
+        "a/.wh..wh..opq",
+        tar::EntryType::Regular,
+        b"",
+        None,
+    );
     raw_entry(&mut tar, "a/keep", tar::EntryType::Regular, b"kept", None);
     raw_entry(&mut tar, "a/.wh.gone", tar::EntryType::Regular, b"", None);
     raw_entry(&mut tar, ".wh.top", tar::EntryType::Regular, b"", None);
@@ -80,7 +99,11 @@ fn whiteouts_and_opaque_dirs_round_trip() {
     let listed = names(&out);
     assert_eq!(listed[0], ".wh.top", "whiteouts come first: {listed:?}");
     let a = listed.iter().position(|n| n == "a/" || n == "a").unwrap();
-    assert_eq!(listed[a + 1], "a/.wh..wh..opq", "opaque marker follows its directory: {listed:?}");
+    assert_eq!(
+        listed[a + 1],
+        "a/.wh..wh..opq",
+        "opaque marker follows its directory: {listed:?}"
+    );
     assert_eq!(listed[a + 2], "a/.wh.gone");
     assert!(listed.contains(&"a/keep".to_string()));
     assert!(!listed.iter().any(|n| n == "a/gone" || n == "top"));
@@ -98,20 +121,42 @@ fn layers_are_deterministic_and_clamped() {
         std::os::unix::fs::symlink("d/f1", root.join("link")).unwrap();
         std::fs::hard_link(root.join("d/f2"), root.join("d/e/hard")).unwrap();
         let ts = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec { tv_sec: mtime, tv_nsec: 0 },
-            last_modification: rustix::fs::Timespec { tv_sec: mtime, tv_nsec: 0 },
+            last_access: rustix::fs::Timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            },
         };
         for p in ["d/f1", "d/e", "d", "link"] {
-            rustix::fs::utimensat(rustix::fs::CWD, &root.join(p), &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &root.join(p),
+                &ts,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .unwrap();
         }
         root
     };
     let a = make("a", 2_000_000_000);
     let b = make("b", 2_100_000_000);
-    let opts = WriteOptions { source_date_epoch: Some(1_000_000) };
+    let opts = WriteOptions {
+        source_date_epoch: Some(1_000_000),
+    };
     let ta = write_layer(&open(&a), Vec::new(), &opts).unwrap();
-    assert_eq!(ta, write_layer(&open(&a), Vec::new(), &opts).unwrap(), "same tree, same bytes");
-    assert_eq!(ta, write_layer(&open(&b), Vec::new(), &opts).unwrap(), "mtimes after the epoch are clamped");
+    assert_eq!(
+        ta,
+        write_layer(&open(&a), Vec::new(), &opts).unwrap(),
+        "same tree, same bytes"
+    );
+    assert_eq!(
+        ta,
+        write_layer(&open(&b), Vec::new(), &opts).unwrap(),
+        "mtimes after the epoch are clamped"
+    );
     let mut archive = tar::Archive::new(&ta[..]);
     let mut hardlinks = 0;
     for e in archive.entries().unwrap() {
@@ -126,7 +171,10 @@ fn layers_are_deterministic_and_clamped() {
     }
     assert_eq!(hardlinks, 1);
     let unclamped = write_layer(&open(&a), Vec::new(), &WriteOptions::default()).unwrap();
-    assert_ne!(unclamped, write_layer(&open(&b), Vec::new(), &WriteOptions::default()).unwrap());
+    assert_ne!(
+        unclamped,
+        write_layer(&open(&b), Vec::new(), &WriteOptions::default()).unwrap()
+    );
 }
 
 #[test]
@@ -136,14 +184,39 @@ fn existing_paths_are_replaced() {
     raw_entry(&mut tar, "x/", tar::EntryType::Directory, b"", None);
     raw_entry(&mut tar, "x/inner", tar::EntryType::Regular, b"1", None);
     raw_entry(&mut tar, "x", tar::EntryType::Regular, b"now a file", None);
-    raw_entry(&mut tar, "y", tar::EntryType::Symlink, b"", Some("/etc/passwd"));
-    raw_entry(&mut tar, "y", tar::EntryType::Regular, b"not through the link", None);
+    raw_entry(
+        &mut tar,
+        "y",
+        tar::EntryType::Symlink,
+        b"",
+        Some("/etc/passwd"),
+    );
+    raw_entry(
+        &mut tar,
+        "y",
+        tar::EntryType::Regular,
+        b"not through the link",
+        None,
+    );
     let tar = finish(tar);
     std::fs::create_dir(tmp.path().join("l")).unwrap();
-    apply_layer(&open(&tmp.path().join("l")), &tar[..], &ApplyOptions::default()).unwrap();
-    assert_eq!(std::fs::read(tmp.path().join("l/x")).unwrap(), b"now a file");
-    assert_eq!(std::fs::read(tmp.path().join("l/y")).unwrap(), b"not through the link");
-    assert!(!std::fs::read_to_string("/etc/passwd").unwrap().contains("not through"));
+    apply_layer(
+        &open(&tmp.path().join("l")),
+        &tar[..],
+        &ApplyOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(tmp.path().join("l/x")).unwrap(),
+        b"now a file"
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("l/y")).unwrap(),
+        b"not through the link"
+    );
+    assert!(!std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .contains("not through"));
 }
 
 /// Each hostile entry is refused with an error naming it, and nothing outside the layer
@@ -152,20 +225,44 @@ fn existing_paths_are_replaced() {
 fn hostile_entries_are_refused() {
     type Build = fn(&mut Vec<u8>);
     let cases: Vec<(&str, &str, Build)> = vec![
-        ("dotdot", "../canary/evil", |t| raw_entry(t, "../canary/evil", tar::EntryType::Regular, b"x", None)),
-        ("inner dotdot", "a/../../canary/evil", |t| raw_entry(t, "a/../../canary/evil", tar::EntryType::Regular, b"x", None)),
+        ("dotdot", "../canary/evil", |t| {
+            raw_entry(t, "../canary/evil", tar::EntryType::Regular, b"x", None)
+        }),
+        ("inner dotdot", "a/../../canary/evil", |t| {
+            raw_entry(
+                t,
+                "a/../../canary/evil",
+                tar::EntryType::Regular,
+                b"x",
+                None,
+            )
+        }),
         ("symlink then write through", "link/evil", |t| {
-            raw_entry(t, "link", tar::EntryType::Symlink, b"", Some("../../canary"));
+            raw_entry(
+                t,
+                "link",
+                tar::EntryType::Symlink,
+                b"",
+                Some("../../canary"),
+            );
             raw_entry(t, "link/evil", tar::EntryType::Regular, b"x", None);
         }),
         ("absolute symlink then write through", "abs/evil", |t| {
             raw_entry(t, "abs", tar::EntryType::Symlink, b"", Some("/tmp"));
             raw_entry(t, "abs/evil", tar::EntryType::Regular, b"x", None);
         }),
-        ("hardlink outside", "hl", |t| raw_entry(t, "hl", tar::EntryType::Link, b"", Some("../canary/file"))),
-        ("hardlink to host file", "hl2", |t| raw_entry(t, "hl2", tar::EntryType::Link, b"", Some("/etc/passwd"))),
-        ("whiteout escape", ".wh..", |t| raw_entry(t, ".wh..", tar::EntryType::Regular, b"", None)),
-        ("whiteout of dotdot path", "../.wh.canary", |t| raw_entry(t, "../.wh.canary", tar::EntryType::Regular, b"", None)),
+        ("hardlink outside", "hl", |t| {
+            raw_entry(t, "hl", tar::EntryType::Link, b"", Some("../canary/file"))
+        }),
+        ("hardlink to host file", "hl2", |t| {
+            raw_entry(t, "hl2", tar::EntryType::Link, b"", Some("/etc/passwd"))
+        }),
+        ("whiteout escape", ".wh..", |t| {
+            raw_entry(t, ".wh..", tar::EntryType::Regular, b"", None)
+        }),
+        ("whiteout of dotdot path", "../.wh.canary", |t| {
+            raw_entry(t, "../.wh.canary", tar::EntryType::Regular, b"", None)
+        }),
     ];
     for (what, entry, build) in cases {
         let tmp = tempfile::tempdir().unwrap();
@@ -179,12 +276,26 @@ fn hostile_entries_are_refused() {
         let err = apply_layer(&open(&layer), &finish(tar)[..], &ApplyOptions::default())
             .expect_err(what)
             .to_string();
-        assert!(err.contains(entry), "{what}: error {err:?} should name {entry:?}");
+        assert!(
+            err.contains(entry),
+            "{what}: error {err:?} should name {entry:?}"
+        );
         assert!(!err.contains('\n'), "{what}: one line");
-        let listing: Vec<_> = std::fs::read_dir(&canary).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(listing, vec![std::ffi::OsString::from("file")], "{what}: canary dir untouched");
+        let listing: Vec<_> = std::fs::read_dir(&canary)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            listing,
+            vec![std::ffi::OsString::from("file")],
+            "{what}: canary dir untouched"
+        );
         assert_eq!(std::fs::read(canary.join("file")).unwrap(), b"canary");
-        assert_eq!(std::fs::metadata(canary.join("file")).unwrap().nlink(), 1, "{what}: no link to the canary");
+        assert_eq!(
+            std::fs::metadata(canary.join("file")).unwrap().nlink(),
+            1,
+            "{what}: no link to the canary"
+        );
     }
 }
 
@@ -196,23 +307,37 @@ fn devices_and_overlay_xattrs_are_refused() {
     let mut tar = Vec::new();
     raw_entry(&mut tar, "dev/null", tar::EntryType::Char, b"", None);
     let unprivileged = ApplyOptions { privileged: false };
-    let err = apply_layer(&open(&layer), &finish(tar)[..], &unprivileged).unwrap_err().to_string();
+    let err = apply_layer(&open(&layer), &finish(tar)[..], &unprivileged)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("dev/null") && err.contains("device"), "{err}");
 
     let mut tar = Vec::new();
     raw_entry(&mut tar, "fake-whiteout", tar::EntryType::Char, b"", None);
-    let err = apply_layer(&open(&layer), &finish(tar)[..], &ApplyOptions { privileged: true }).unwrap_err().to_string();
+    let err = apply_layer(
+        &open(&layer),
+        &finish(tar)[..],
+        &ApplyOptions { privileged: true },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("fake-whiteout"), "{err}");
 
     let mut builder = tar::Builder::new(Vec::new());
-    builder.append_pax_extensions([("SCHILY.xattr.trusted.overlay.opaque", &b"y"[..])]).unwrap();
+    builder
+        .append_pax_extensions([("SCHILY.xattr.trusted.overlay.opaque", &b"y"[..])])
+        .unwrap();
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Directory);
     h.set_mode(0o755);
     h.set_size(0);
-    builder.append_data(&mut h, "sneaky/", std::io::empty()).unwrap();
+    builder
+        .append_data(&mut h, "sneaky/", std::io::empty())
+        .unwrap();
     let tar = builder.into_inner().unwrap();
-    let err = apply_layer(&open(&layer), &tar[..], &ApplyOptions::default()).unwrap_err().to_string();
+    let err = apply_layer(&open(&layer), &tar[..], &ApplyOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("sneaky") && err.contains("overlay"), "{err}");
 }
 
@@ -224,7 +349,11 @@ fn unpack_then_repack_gives_the_same_tar() {
     std::fs::create_dir_all(src.join("etc/conf.d")).unwrap();
     std::fs::write(src.join("etc/conf.d/a"), "a").unwrap();
     std::fs::write(src.join("etc/ro"), "ro").unwrap();
-    std::fs::set_permissions(src.join("etc/ro"), std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(
+        src.join("etc/ro"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("conf.d/a", src.join("etc/link")).unwrap();
     let first = write_layer(&open(&src), Vec::new(), &WriteOptions::default()).unwrap();
     let dst = tmp.path().join("dst");
@@ -234,6 +363,9 @@ fn unpack_then_repack_gives_the_same_tar() {
     let second = write_layer(&open(&dst), Vec::new(), &WriteOptions::default()).unwrap();
     assert_eq!(first, second);
     let mut s = String::new();
-    std::fs::File::open(dst.join("etc/conf.d/a")).unwrap().read_to_string(&mut s).unwrap();
+    std::fs::File::open(dst.join("etc/conf.d/a"))
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
     assert_eq!(s, "a");
 }

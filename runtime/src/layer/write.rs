@@ -22,7 +22,11 @@ pub struct WriteOptions {
 impl WriteOptions {
     /// Options from the environment: `SOURCE_DATE_EPOCH` if it is set and numeric.
     pub fn from_env() -> WriteOptions {
-        WriteOptions { source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()) }
+        WriteOptions {
+            source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
+        }
     }
 }
 
@@ -43,7 +47,11 @@ pub fn write_layer<W: Write>(root: &Dir, out: W, opts: &WriteOptions) -> Result<
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let root = root.try_clone().context(|| "open layer root".into())?;
     let children = list_children(&root, "")?;
-    let mut stack = vec![Level { dir: root, prefix: PathBuf::new(), children: children.into_iter() }];
+    let mut stack = vec![Level {
+        dir: root,
+        prefix: PathBuf::new(),
+        children: children.into_iter(),
+    }];
     while let Some(level) = stack.last_mut() {
         let Some(child) = level.children.next() else {
             stack.pop();
@@ -68,24 +76,32 @@ pub fn write_layer<W: Write>(root: &Dir, out: W, opts: &WriteOptions) -> Result<
                 h.set_mode(0o644);
                 h.set_size(0);
                 h.set_mtime(0);
-                tar.append_data(&mut h, level.prefix.join(name), io::empty()).map_err(wrap)?;
+                tar.append_data(&mut h, level.prefix.join(name), io::empty())
+                    .map_err(wrap)?;
             }
             FileType::Directory => {
-                let dir = crate::fs::DirHandle::open_dir_nofollow(&level.dir, &child.name).context(|| format!("open {}", path.display()))?;
+                let dir = crate::fs::DirHandle::open_dir_nofollow(&level.dir, &child.name)
+                    .context(|| format!("open {}", path.display()))?;
                 let (xattrs, opaque) = read_xattrs(&dir)?;
                 append_pax(&mut tar, &xattrs).map_err(wrap)?;
                 header.set_entry_type(tar::EntryType::Directory);
-                tar.append_data(&mut header, dir_name(&path), io::empty()).map_err(wrap)?;
+                tar.append_data(&mut header, dir_name(&path), io::empty())
+                    .map_err(wrap)?;
                 if opaque {
                     let mut h = tar::Header::new_gnu();
                     h.set_entry_type(tar::EntryType::Regular);
                     h.set_mode(0o644);
                     h.set_size(0);
                     h.set_mtime(0);
-                    tar.append_data(&mut h, path.join(OPAQUE_MARKER), io::empty()).map_err(wrap)?;
+                    tar.append_data(&mut h, path.join(OPAQUE_MARKER), io::empty())
+                        .map_err(wrap)?;
                 }
                 let children = list_children(&dir, &path.display().to_string())?;
-                stack.push(Level { dir, prefix: path, children: children.into_iter() });
+                stack.push(Level {
+                    dir,
+                    prefix: path,
+                    children: children.into_iter(),
+                });
             }
             FileType::RegularFile => {
                 let key = (st.st_dev, st.st_ino);
@@ -111,8 +127,12 @@ pub fn write_layer<W: Write>(root: &Dir, out: W, opts: &WriteOptions) -> Result<
                 header.set_size(st.st_size as u64);
                 // A file that changes size while we read it would corrupt the tar; `take`
                 // plus the size check below turn that into an error instead.
-                let mut reader = io::Read::take(io::BufReader::with_capacity(256 << 10, file), st.st_size as u64);
-                tar.append_data(&mut header, &path, &mut reader).map_err(wrap)?;
+                let mut reader = io::Read::take(
+                    io::BufReader::with_capacity(256 << 10, file),
+                    st.st_size as u64,
+                );
+                tar.append_data(&mut header, &path, &mut reader)
+                    .map_err(wrap)?;
             }
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(&level.dir, child.name.as_os_str(), Vec::new())
@@ -128,10 +148,15 @@ pub fn write_layer<W: Write>(root: &Dir, out: W, opts: &WriteOptions) -> Result<
                     _ => tar::EntryType::Fifo,
                 });
                 if ft != FileType::Fifo {
-                    header.set_device_major(rustix::fs::major(st.st_rdev)).map_err(wrap)?;
-                    header.set_device_minor(rustix::fs::minor(st.st_rdev)).map_err(wrap)?;
+                    header
+                        .set_device_major(rustix::fs::major(st.st_rdev))
+                        .map_err(wrap)?;
+                    header
+                        .set_device_minor(rustix::fs::minor(st.st_rdev))
+                        .map_err(wrap)?;
                 }
-                tar.append_data(&mut header, &path, io::empty()).map_err(wrap)?;
+                tar.append_data(&mut header, &path, io::empty())
+                    .map_err(wrap)?;
             }
             // Sockets have no place in an image.
             _ => {}
@@ -158,15 +183,24 @@ fn dir_name(path: &std::path::Path) -> PathBuf {
 /// each group sorted by name bytes.
 fn list_children(dir: &Dir, shown: &str) -> Result<Vec<Child>> {
     let mut out = Vec::new();
-    for entry in dir.entries().context(|| format!("read directory {shown:?}"))? {
-        let name = entry.context(|| format!("read directory {shown:?}"))?.file_name();
+    for entry in dir
+        .entries()
+        .context(|| format!("read directory {shown:?}"))?
+    {
+        let name = entry
+            .context(|| format!("read directory {shown:?}"))?
+            .file_name();
         let stat = rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
             .context(|| format!("stat {shown}/{}", name.to_string_lossy()))?;
         out.push(Child { name, stat });
     }
-    let is_whiteout = |c: &Child| FileType::from_raw_mode(c.stat.st_mode) == FileType::CharacterDevice && c.stat.st_rdev == 0;
+    let is_whiteout = |c: &Child| {
+        FileType::from_raw_mode(c.stat.st_mode) == FileType::CharacterDevice && c.stat.st_rdev == 0
+    };
     out.sort_by(|a, b| {
-        is_whiteout(b).cmp(&is_whiteout(a)).then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
+        is_whiteout(b)
+            .cmp(&is_whiteout(a))
+            .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
     });
     Ok(out)
 }
@@ -186,7 +220,9 @@ fn read_xattrs(fd: impl rustix::fd::AsFd) -> Result<(Vec<(String, Vec<u8>)>, boo
     let mut xattrs = Vec::new();
     let mut opaque = false;
     for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let Ok(name_str) = std::str::from_utf8(name) else { continue };
+        let Ok(name_str) = std::str::from_utf8(name) else {
+            continue;
+        };
         let mut value = vec![0u8; 65536];
         let len = match rustix::fs::fgetxattr(&fd, name_str, &mut value) {
             Ok(len) => len,
@@ -207,6 +243,13 @@ fn append_pax<W: Write>(tar: &mut tar::Builder<W>, xattrs: &[(String, Vec<u8>)])
     if xattrs.is_empty() {
         return Ok(());
     }
-    let keys: Vec<String> = xattrs.iter().map(|(k, _)| format!("SCHILY.xattr.{k}")).collect();
-    tar.append_pax_extensions(keys.iter().zip(xattrs).map(|(k, (_, v))| (k.as_str(), v.as_slice())))
+    let keys: Vec<String> = xattrs
+        .iter()
+        .map(|(k, _)| format!("SCHILY.xattr.{k}"))
+        .collect();
+    tar.append_pax_extensions(
+        keys.iter()
+            .zip(xattrs)
+            .map(|(k, (_, v))| (k.as_str(), v.as_slice())),
+    )
 }

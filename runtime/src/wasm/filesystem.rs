@@ -29,7 +29,9 @@ use bytes::{Bytes, BytesMut};
 use cap_std::fs::Dir;
 use rustix::fs::{FileType, Timespec, Timestamps};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable, ResourceTableError};
-use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream, InputStream, OutputStream, StreamError, StreamResult};
+use wasmtime_wasi_io::streams::{
+    DynInputStream, DynOutputStream, InputStream, OutputStream, StreamError, StreamResult,
+};
 
 use crate::fs::{file_type, Overlay, Stat};
 
@@ -56,8 +58,8 @@ pub mod bindings {
 use bindings::wasi::clocks::wall_clock::Datetime;
 use bindings::wasi::filesystem::{preopens, types};
 use types::{
-    Advice, DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry, ErrorCode, Filesize, MetadataHashValue, NewTimestamp,
-    OpenFlags, PathFlags,
+    Advice, DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry, ErrorCode, Filesize,
+    MetadataHashValue, NewTimestamp, OpenFlags, PathFlags,
 };
 
 /// Largest buffer one read allocates, and what an output stream accepts per write.
@@ -102,7 +104,11 @@ impl GuestFs {
         for m in mounts {
             let guest = guest_components(&m.guest_path);
             out.retain(|o| o.guest != guest);
-            out.push(MountState { guest, overlay: m.overlay, read_only: m.read_only });
+            out.push(MountState {
+                guest,
+                overlay: m.overlay,
+                read_only: m.read_only,
+            });
         }
         GuestFs { mounts: out }
     }
@@ -113,7 +119,10 @@ impl GuestFs {
 /// only for the duration of this call (and left off afterwards).
 pub fn add_to_linker(linker: &mut Linker<super::WasmState>) -> wasmtime::Result<()> {
     fn view(s: &mut super::WasmState) -> FsView<'_> {
-        FsView { fs: &s.fs, table: &mut s.table }
+        FsView {
+            fs: &s.fs,
+            table: &mut s.table,
+        }
     }
     linker.allow_shadowing(true);
     let result = types::add_to_linker::<super::WasmState, StrataFs>(linker, view)
@@ -261,7 +270,10 @@ pub fn error_code(e: &io::Error) -> ErrorCode {
 // ----- paths -----
 
 fn guest_components(path: &str) -> Vec<String> {
-    path.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_owned).collect()
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Join the guest's `rel` onto a descriptor's `base` path. WASI paths are relative: an
@@ -320,10 +332,16 @@ fn descriptor_type(ft: FileType) -> DescriptorType {
 }
 
 fn datetime(sec: i64, nsec: i64) -> Option<Datetime> {
-    Some(Datetime { seconds: u64::try_from(sec).ok()?, nanoseconds: u32::try_from(nsec).ok().filter(|n| *n < 1_000_000_000)? })
+    Some(Datetime {
+        seconds: u64::try_from(sec).ok()?,
+        nanoseconds: u32::try_from(nsec).ok().filter(|n| *n < 1_000_000_000)?,
+    })
 }
 
-#[allow(clippy::unnecessary_cast, reason = "stat field types differ between targets")]
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "stat field types differ between targets"
+)]
 fn descriptor_stat(st: &Stat) -> DescriptorStat {
     DescriptorStat {
         type_: descriptor_type(file_type(st)),
@@ -335,7 +353,10 @@ fn descriptor_stat(st: &Stat) -> DescriptorStat {
     }
 }
 
-#[allow(clippy::unnecessary_cast, reason = "stat field types differ between targets")]
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "stat field types differ between targets"
+)]
 fn identity(st: &Stat) -> (u64, u64) {
     (st.st_dev as u64, st.st_ino as u64)
 }
@@ -346,15 +367,27 @@ fn metadata_hash_of(st: &Stat) -> MetadataHashValue {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     identity(st).hash(&mut hasher);
     let lower = hasher.finish();
-    MetadataHashValue { lower, upper: lower ^ 4614256656552045848u64 }
+    MetadataHashValue {
+        lower,
+        upper: lower ^ 4614256656552045848u64,
+    }
 }
 
 fn timespec(t: NewTimestamp) -> Res<Timespec> {
     Ok(match t {
-        NewTimestamp::NoChange => Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
-        NewTimestamp::Now => Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
+        NewTimestamp::NoChange => Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        NewTimestamp::Now => Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
         NewTimestamp::Timestamp(d) => {
-            let secs = d.seconds.checked_add(u64::from(d.nanoseconds / 1_000_000_000)).ok_or(ErrorCode::Overflow)?;
+            let secs = d
+                .seconds
+                .checked_add(u64::from(d.nanoseconds / 1_000_000_000))
+                .ok_or(ErrorCode::Overflow)?;
             Timespec {
                 tv_sec: secs.try_into().map_err(|_| ErrorCode::Overflow)?,
                 tv_nsec: (d.nanoseconds % 1_000_000_000).into(),
@@ -364,7 +397,10 @@ fn timespec(t: NewTimestamp) -> Res<Timespec> {
 }
 
 fn timestamps(atim: NewTimestamp, mtim: NewTimestamp) -> Res<Timestamps> {
-    Ok(Timestamps { last_access: timespec(atim)?, last_modification: timespec(mtim)? })
+    Ok(Timestamps {
+        last_access: timespec(atim)?,
+        last_modification: timespec(mtim)?,
+    })
 }
 
 fn fstat(file: &File) -> Res<Stat> {
@@ -388,7 +424,11 @@ impl GuestFs {
 
     /// The preopens: one directory descriptor per mount, with its guest path.
     fn preopens(&self) -> Vec<(Descriptor, String)> {
-        self.mounts.iter().enumerate().map(|(i, m)| (self.dir_descriptor(i, String::new()), m.name())).collect()
+        self.mounts
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (self.dir_descriptor(i, String::new()), m.name()))
+            .collect()
     }
 
     fn dir_descriptor(&self, mount: usize, path: String) -> Descriptor {
@@ -396,7 +436,12 @@ impl GuestFs {
         if !self.mounts[mount].read_only {
             flags |= DescriptorFlags::MUTATE_DIRECTORY;
         }
-        Descriptor { mount, path, flags, kind: Kind::Dir }
+        Descriptor {
+            mount,
+            path,
+            flags,
+            kind: Kind::Dir,
+        }
     }
 
     /// Where `rel`, relative to the directory `base`, is.
@@ -407,7 +452,11 @@ impl GuestFs {
         self.mount(base.mount)?;
         let (path, must_be_dir) = join(&base.path, rel)?;
         let (mount, path) = self.redirect(base.mount, path);
-        Ok(Target { mount, path, must_be_dir })
+        Ok(Target {
+            mount,
+            path,
+            must_be_dir,
+        })
     }
 
     /// A `..`-free path that names a place inside a more deeply mounted bind mount goes to
@@ -417,11 +466,21 @@ impl GuestFs {
         if comps.contains(&"..") {
             return (mount, path);
         }
-        let mut abs: Vec<&str> = self.mounts[mount].guest.iter().map(String::as_str).collect();
+        let mut abs: Vec<&str> = self.mounts[mount]
+            .guest
+            .iter()
+            .map(String::as_str)
+            .collect();
         abs.extend(comps);
         let (mut best, mut best_len) = (mount, self.mounts[mount].guest.len());
         for (i, m) in self.mounts.iter().enumerate() {
-            if m.guest.len() > best_len && abs.len() >= m.guest.len() && abs[..m.guest.len()].iter().zip(&m.guest).all(|(a, b)| a == b) {
+            if m.guest.len() > best_len
+                && abs.len() >= m.guest.len()
+                && abs[..m.guest.len()]
+                    .iter()
+                    .zip(&m.guest)
+                    .all(|(a, b)| a == b)
+            {
                 (best, best_len) = (i, m.guest.len());
             }
         }
@@ -433,7 +492,10 @@ impl GuestFs {
     }
 
     fn stat_target(&self, t: &Target, follow: bool) -> Res<Stat> {
-        let st = self.mount(t.mount)?.overlay.stat(t.os(), follow || t.must_be_dir)?;
+        let st = self
+            .mount(t.mount)?
+            .overlay
+            .stat(t.os(), follow || t.must_be_dir)?;
         if t.must_be_dir && file_type(&st) != FileType::Directory {
             return Err(ErrorCode::NotDirectory);
         }
@@ -443,11 +505,21 @@ impl GuestFs {
     fn stat_descriptor(&self, d: &Descriptor) -> Res<Stat> {
         match &d.kind {
             Kind::File(f) => fstat(f),
-            Kind::Dir => Ok(self.mount(d.mount)?.overlay.stat(OsStr::new(&d.path), true)?),
+            Kind::Dir => Ok(self
+                .mount(d.mount)?
+                .overlay
+                .stat(OsStr::new(&d.path), true)?),
         }
     }
 
-    fn open_at(&self, base: &Descriptor, path_flags: PathFlags, path: &str, oflags: OpenFlags, flags: DescriptorFlags) -> Res<Descriptor> {
+    fn open_at(
+        &self,
+        base: &Descriptor,
+        path_flags: PathFlags,
+        path: &str,
+        oflags: OpenFlags,
+        flags: DescriptorFlags,
+    ) -> Res<Descriptor> {
         let t = self.target(base, path)?;
         let m = self.mount(t.mount)?;
         let create = oflags.contains(OpenFlags::CREATE);
@@ -462,7 +534,8 @@ impl GuestFs {
             return Err(ErrorCode::ReadOnly);
         }
         // O_CREAT|O_EXCL never follows a symlink in the last component.
-        let follow = (path_flags.contains(PathFlags::SYMLINK_FOLLOW) || t.must_be_dir) && !exclusive;
+        let follow =
+            (path_flags.contains(PathFlags::SYMLINK_FOLLOW) || t.must_be_dir) && !exclusive;
         match m.overlay.stat(t.os(), follow) {
             Ok(st) => {
                 let ft = file_type(&st);
@@ -479,7 +552,11 @@ impl GuestFs {
                     return Err(ErrorCode::Exist);
                 }
                 if directory || t.must_be_dir {
-                    return Err(if ft == FileType::Symlink { ErrorCode::Loop } else { ErrorCode::NotDirectory });
+                    return Err(if ft == FileType::Symlink {
+                        ErrorCode::Loop
+                    } else {
+                        ErrorCode::NotDirectory
+                    });
                 }
             }
             Err(e) if is_enoent(&e) => {
@@ -508,7 +585,12 @@ impl GuestFs {
             | DescriptorFlags::FILE_INTEGRITY_SYNC
             | DescriptorFlags::DATA_INTEGRITY_SYNC
             | DescriptorFlags::REQUESTED_WRITE_SYNC;
-        Ok(Descriptor { mount: t.mount, path: t.path, flags: flags & kept, kind: Kind::File(Arc::new(file)) })
+        Ok(Descriptor {
+            mount: t.mount,
+            path: t.path,
+            flags: flags & kept,
+            kind: Kind::File(Arc::new(file)),
+        })
     }
 
     fn read_directory(&self, d: &Descriptor) -> Res<Vec<Result<DirectoryEntry, ErrorCode>>> {
@@ -521,7 +603,10 @@ impl GuestFs {
             .read_dir(OsStr::new(&d.path))?
             .into_iter()
             .map(|e| match e.name.into_string() {
-                Ok(name) => Ok(DirectoryEntry { type_: descriptor_type(e.kind), name }),
+                Ok(name) => Ok(DirectoryEntry {
+                    type_: descriptor_type(e.kind),
+                    name,
+                }),
                 Err(_) => Err(ErrorCode::IllegalByteSequence),
             })
             .collect();
@@ -532,10 +617,15 @@ impl GuestFs {
             let mut abs: Vec<&str> = m.guest.iter().map(String::as_str).collect();
             abs.extend(comps);
             for other in &self.mounts {
-                if other.guest.len() == abs.len() + 1 && other.guest.iter().zip(&abs).all(|(a, b)| a == b) {
+                if other.guest.len() == abs.len() + 1
+                    && other.guest.iter().zip(&abs).all(|(a, b)| a == b)
+                {
                     let name = &other.guest[abs.len()];
                     if !out.iter().any(|e| matches!(e, Ok(e) if &e.name == name)) {
-                        out.push(Ok(DirectoryEntry { type_: DescriptorType::Directory, name: name.clone() }));
+                        out.push(Ok(DirectoryEntry {
+                            type_: DescriptorType::Directory,
+                            name: name.clone(),
+                        }));
                     }
                 }
             }
@@ -559,7 +649,11 @@ impl GuestFs {
         if t.must_be_dir {
             // `file/` is not-directory; `dir/` is-directory.
             let st = m.overlay.stat(t.os(), true)?;
-            return Err(if file_type(&st) == FileType::Directory { ErrorCode::IsDirectory } else { ErrorCode::NotDirectory });
+            return Err(if file_type(&st) == FileType::Directory {
+                ErrorCode::IsDirectory
+            } else {
+                ErrorCode::NotDirectory
+            });
         }
         Ok(m.overlay.remove_file(t.os())?)
     }
@@ -598,10 +692,18 @@ impl GuestFs {
     fn readlink_at(&self, d: &Descriptor, path: &str) -> Res<String> {
         let t = self.target(d, path)?;
         let link = self.mount(t.mount)?.overlay.read_link(t.os())?;
-        link.into_string().map_err(|_| ErrorCode::IllegalByteSequence)
+        link.into_string()
+            .map_err(|_| ErrorCode::IllegalByteSequence)
     }
 
-    fn link_at(&self, from: &Descriptor, old_flags: PathFlags, old: &str, to: &Descriptor, new: &str) -> Res<()> {
+    fn link_at(
+        &self,
+        from: &Descriptor,
+        old_flags: PathFlags,
+        old: &str,
+        to: &Descriptor,
+        new: &str,
+    ) -> Res<()> {
         let src = self.target(from, old)?;
         let dst = self.target(to, new)?;
         self.writable(src.mount)?;
@@ -620,17 +722,30 @@ impl GuestFs {
         let times = timestamps(atim, mtim)?;
         match &d.kind {
             // Opened for writing, the file is in the upper layer already.
-            Kind::File(f) if d.flags.contains(DescriptorFlags::WRITE) => Ok(rustix::fs::futimens(&**f, &times).map_err(io::Error::from)?),
+            Kind::File(f) if d.flags.contains(DescriptorFlags::WRITE) => {
+                Ok(rustix::fs::futimens(&**f, &times).map_err(io::Error::from)?)
+            }
             // Otherwise it may be a lower layer's: go through the overlay, which copies up.
             _ => Ok(m.overlay.set_times(OsStr::new(&d.path), &times, true)?),
         }
     }
 
-    fn set_times_at(&self, d: &Descriptor, flags: PathFlags, path: &str, atim: NewTimestamp, mtim: NewTimestamp) -> Res<()> {
+    fn set_times_at(
+        &self,
+        d: &Descriptor,
+        flags: PathFlags,
+        path: &str,
+        atim: NewTimestamp,
+        mtim: NewTimestamp,
+    ) -> Res<()> {
         let t = self.target(d, path)?;
         let m = self.writable(t.mount)?;
         let times = timestamps(atim, mtim)?;
-        Ok(m.overlay.set_times(t.os(), &times, flags.contains(PathFlags::SYMLINK_FOLLOW) || t.must_be_dir)?)
+        Ok(m.overlay.set_times(
+            t.os(),
+            &times,
+            flags.contains(PathFlags::SYMLINK_FOLLOW) || t.must_be_dir,
+        )?)
     }
 
     fn set_size(&self, d: &Descriptor, size: Filesize) -> Res<()> {
@@ -764,7 +879,12 @@ impl FileWriter {
 
 /// Write at the end of the file, atomically where the kernel can (`pwritev2(RWF_APPEND)`).
 fn append(file: &File, buf: &[u8]) -> io::Result<usize> {
-    match rustix::io::pwritev2(file, &[io::IoSlice::new(buf)], 0, rustix::io::ReadWriteFlags::APPEND) {
+    match rustix::io::pwritev2(
+        file,
+        &[io::IoSlice::new(buf)],
+        0,
+        rustix::io::ReadWriteFlags::APPEND,
+    ) {
         Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::NOTSUP) => {}
         r => return Ok(r?),
     }
@@ -835,7 +955,10 @@ impl types::Host for FsView<'_> {
         }
     }
 
-    fn filesystem_error_code(&mut self, err: Resource<wasmtime::Error>) -> wasmtime::Result<Option<ErrorCode>> {
+    fn filesystem_error_code(
+        &mut self,
+        err: Resource<wasmtime::Error>,
+    ) -> wasmtime::Result<Option<ErrorCode>> {
         let err = self.table.get(&err)?;
         if let Some(e) = err.downcast_ref::<io::Error>() {
             return Ok(Some(error_code(e)));
@@ -851,32 +974,61 @@ impl FsView<'_> {
 }
 
 impl types::HostDescriptor for FsView<'_> {
-    fn read_via_stream(&mut self, fd: Resource<Descriptor>, offset: Filesize) -> FsResult<Resource<DynInputStream>> {
+    fn read_via_stream(
+        &mut self,
+        fd: Resource<Descriptor>,
+        offset: Filesize,
+    ) -> FsResult<Resource<DynInputStream>> {
         let f = match &self.get(&fd)?.kind {
             Kind::File(f) => f.clone(),
             Kind::Dir => return Err(ErrorCode::IsDirectory.into()),
         };
-        let stream: DynInputStream = Box::new(FileReader { file: f, pos: offset, closed: false });
+        let stream: DynInputStream = Box::new(FileReader {
+            file: f,
+            pos: offset,
+            closed: false,
+        });
         Ok(self.table.push(stream)?)
     }
 
-    fn write_via_stream(&mut self, fd: Resource<Descriptor>, offset: Filesize) -> FsResult<Resource<DynOutputStream>> {
+    fn write_via_stream(
+        &mut self,
+        fd: Resource<Descriptor>,
+        offset: Filesize,
+    ) -> FsResult<Resource<DynOutputStream>> {
         let d = self.get(&fd)?;
         let f = file(d)?.clone();
         self.fs.writable(d.mount)?;
-        let stream: DynOutputStream = Box::new(FileWriter { file: f, mode: WriteMode::At(offset), closed: false });
+        let stream: DynOutputStream = Box::new(FileWriter {
+            file: f,
+            mode: WriteMode::At(offset),
+            closed: false,
+        });
         Ok(self.table.push(stream)?)
     }
 
-    fn append_via_stream(&mut self, fd: Resource<Descriptor>) -> FsResult<Resource<DynOutputStream>> {
+    fn append_via_stream(
+        &mut self,
+        fd: Resource<Descriptor>,
+    ) -> FsResult<Resource<DynOutputStream>> {
         let d = self.get(&fd)?;
         let f = file(d)?.clone();
         self.fs.writable(d.mount)?;
-        let stream: DynOutputStream = Box::new(FileWriter { file: f, mode: WriteMode::Append, closed: false });
+        let stream: DynOutputStream = Box::new(FileWriter {
+            file: f,
+            mode: WriteMode::Append,
+            closed: false,
+        });
         Ok(self.table.push(stream)?)
     }
 
-    fn advise(&mut self, fd: Resource<Descriptor>, _offset: Filesize, _len: Filesize, _advice: Advice) -> FsResult<()> {
+    fn advise(
+        &mut self,
+        fd: Resource<Descriptor>,
+        _offset: Filesize,
+        _len: Filesize,
+        _advice: Advice,
+    ) -> FsResult<()> {
         file(self.get(&fd)?)?;
         Ok(())
     }
@@ -901,21 +1053,41 @@ impl types::HostDescriptor for FsView<'_> {
         Ok(self.fs.set_size(self.get(&fd)?, size)?)
     }
 
-    fn set_times(&mut self, fd: Resource<Descriptor>, atim: NewTimestamp, mtim: NewTimestamp) -> FsResult<()> {
+    fn set_times(
+        &mut self,
+        fd: Resource<Descriptor>,
+        atim: NewTimestamp,
+        mtim: NewTimestamp,
+    ) -> FsResult<()> {
         Ok(self.fs.set_times(self.get(&fd)?, atim, mtim)?)
     }
 
-    fn read(&mut self, fd: Resource<Descriptor>, len: Filesize, offset: Filesize) -> FsResult<(Vec<u8>, bool)> {
+    fn read(
+        &mut self,
+        fd: Resource<Descriptor>,
+        len: Filesize,
+        offset: Filesize,
+    ) -> FsResult<(Vec<u8>, bool)> {
         Ok(self.fs.read(self.get(&fd)?, len, offset)?)
     }
 
-    fn write(&mut self, fd: Resource<Descriptor>, buf: Vec<u8>, offset: Filesize) -> FsResult<Filesize> {
+    fn write(
+        &mut self,
+        fd: Resource<Descriptor>,
+        buf: Vec<u8>,
+        offset: Filesize,
+    ) -> FsResult<Filesize> {
         Ok(self.fs.write(self.get(&fd)?, &buf, offset)?)
     }
 
-    fn read_directory(&mut self, fd: Resource<Descriptor>) -> FsResult<Resource<DirectoryEntryStream>> {
+    fn read_directory(
+        &mut self,
+        fd: Resource<Descriptor>,
+    ) -> FsResult<Resource<DirectoryEntryStream>> {
         let entries = self.fs.read_directory(self.get(&fd)?)?;
-        Ok(self.table.push(DirectoryEntryStream { entries: entries.into_iter() })?)
+        Ok(self.table.push(DirectoryEntryStream {
+            entries: entries.into_iter(),
+        })?)
     }
 
     fn sync(&mut self, fd: Resource<Descriptor>) -> FsResult<()> {
@@ -930,20 +1102,56 @@ impl types::HostDescriptor for FsView<'_> {
         Ok(descriptor_stat(&self.fs.stat_descriptor(self.get(&fd)?)?))
     }
 
-    fn stat_at(&mut self, fd: Resource<Descriptor>, flags: PathFlags, path: String) -> FsResult<DescriptorStat> {
-        Ok(descriptor_stat(&self.fs.stat_at(self.get(&fd)?, flags, &path)?))
+    fn stat_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        flags: PathFlags,
+        path: String,
+    ) -> FsResult<DescriptorStat> {
+        Ok(descriptor_stat(&self.fs.stat_at(
+            self.get(&fd)?,
+            flags,
+            &path,
+        )?))
     }
 
-    fn set_times_at(&mut self, fd: Resource<Descriptor>, flags: PathFlags, path: String, atim: NewTimestamp, mtim: NewTimestamp) -> FsResult<()> {
-        Ok(self.fs.set_times_at(self.get(&fd)?, flags, &path, atim, mtim)?)
+    fn set_times_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        flags: PathFlags,
+        path: String,
+        atim: NewTimestamp,
+        mtim: NewTimestamp,
+    ) -> FsResult<()> {
+        Ok(self
+            .fs
+            .set_times_at(self.get(&fd)?, flags, &path, atim, mtim)?)
     }
 
-    fn link_at(&mut self, fd: Resource<Descriptor>, old_flags: PathFlags, old: String, new_fd: Resource<Descriptor>, new: String) -> FsResult<()> {
-        Ok(self.fs.link_at(self.get(&fd)?, old_flags, &old, self.get(&new_fd)?, &new)?)
+    fn link_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        old_flags: PathFlags,
+        old: String,
+        new_fd: Resource<Descriptor>,
+        new: String,
+    ) -> FsResult<()> {
+        Ok(self
+            .fs
+            .link_at(self.get(&fd)?, old_flags, &old, self.get(&new_fd)?, &new)?)
     }
 
-    fn open_at(&mut self, fd: Resource<Descriptor>, path_flags: PathFlags, path: String, oflags: OpenFlags, flags: DescriptorFlags) -> FsResult<Resource<Descriptor>> {
-        let d = self.fs.open_at(self.get(&fd)?, path_flags, &path, oflags, flags)?;
+    fn open_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        path_flags: PathFlags,
+        path: String,
+        oflags: OpenFlags,
+        flags: DescriptorFlags,
+    ) -> FsResult<Resource<Descriptor>> {
+        let d = self
+            .fs
+            .open_at(self.get(&fd)?, path_flags, &path, oflags, flags)?;
         Ok(self.table.push(d)?)
     }
 
@@ -955,11 +1163,24 @@ impl types::HostDescriptor for FsView<'_> {
         Ok(self.fs.remove_directory_at(self.get(&fd)?, &path)?)
     }
 
-    fn rename_at(&mut self, fd: Resource<Descriptor>, old: String, new_fd: Resource<Descriptor>, new: String) -> FsResult<()> {
-        Ok(self.fs.rename_at(self.get(&fd)?, &old, self.get(&new_fd)?, &new)?)
+    fn rename_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        old: String,
+        new_fd: Resource<Descriptor>,
+        new: String,
+    ) -> FsResult<()> {
+        Ok(self
+            .fs
+            .rename_at(self.get(&fd)?, &old, self.get(&new_fd)?, &new)?)
     }
 
-    fn symlink_at(&mut self, fd: Resource<Descriptor>, target: String, path: String) -> FsResult<()> {
+    fn symlink_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        target: String,
+        path: String,
+    ) -> FsResult<()> {
         Ok(self.fs.symlink_at(self.get(&fd)?, &target, &path)?)
     }
 
@@ -967,20 +1188,35 @@ impl types::HostDescriptor for FsView<'_> {
         Ok(self.fs.unlink_file_at(self.get(&fd)?, &path)?)
     }
 
-    fn is_same_object(&mut self, a: Resource<Descriptor>, b: Resource<Descriptor>) -> wasmtime::Result<bool> {
+    fn is_same_object(
+        &mut self,
+        a: Resource<Descriptor>,
+        b: Resource<Descriptor>,
+    ) -> wasmtime::Result<bool> {
         let (a, b) = (self.table.get(&a)?, self.table.get(&b)?);
-        Ok(match (self.fs.stat_descriptor(a), self.fs.stat_descriptor(b)) {
-            (Ok(a), Ok(b)) => identity(&a) == identity(&b),
-            _ => false,
-        })
+        Ok(
+            match (self.fs.stat_descriptor(a), self.fs.stat_descriptor(b)) {
+                (Ok(a), Ok(b)) => identity(&a) == identity(&b),
+                _ => false,
+            },
+        )
     }
 
     fn metadata_hash(&mut self, fd: Resource<Descriptor>) -> FsResult<MetadataHashValue> {
         Ok(metadata_hash_of(&self.fs.stat_descriptor(self.get(&fd)?)?))
     }
 
-    fn metadata_hash_at(&mut self, fd: Resource<Descriptor>, flags: PathFlags, path: String) -> FsResult<MetadataHashValue> {
-        Ok(metadata_hash_of(&self.fs.stat_at(self.get(&fd)?, flags, &path)?))
+    fn metadata_hash_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        flags: PathFlags,
+        path: String,
+    ) -> FsResult<MetadataHashValue> {
+        Ok(metadata_hash_of(&self.fs.stat_at(
+            self.get(&fd)?,
+            flags,
+            &path,
+        )?))
     }
 
     fn drop(&mut self, fd: Resource<Descriptor>) -> wasmtime::Result<()> {
@@ -990,7 +1226,10 @@ impl types::HostDescriptor for FsView<'_> {
 }
 
 impl types::HostDirectoryEntryStream for FsView<'_> {
-    fn read_directory_entry(&mut self, stream: Resource<DirectoryEntryStream>) -> FsResult<Option<DirectoryEntry>> {
+    fn read_directory_entry(
+        &mut self,
+        stream: Resource<DirectoryEntryStream>,
+    ) -> FsResult<Option<DirectoryEntry>> {
         Ok(self.table.get_mut(&stream)?.entries.next().transpose()?)
     }
 
@@ -999,7 +1238,6 @@ impl types::HostDirectoryEntryStream for FsView<'_> {
         Ok(())
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1033,9 +1271,21 @@ mod tests {
             let bind = Overlay::new(vec![], dir(&p("bind")));
             let robind = Overlay::new(vec![], dir(&p("robind")));
             let fs = GuestFs::new(vec![
-                Mount { guest_path: "/".into(), overlay: Arc::new(root), read_only: false },
-                Mount { guest_path: "/data/".into(), overlay: Arc::new(bind), read_only: false },
-                Mount { guest_path: "/ro".into(), overlay: Arc::new(robind), read_only: true },
+                Mount {
+                    guest_path: "/".into(),
+                    overlay: Arc::new(root),
+                    read_only: false,
+                },
+                Mount {
+                    guest_path: "/data/".into(),
+                    overlay: Arc::new(bind),
+                    read_only: false,
+                },
+                Mount {
+                    guest_path: "/ro".into(),
+                    overlay: Arc::new(robind),
+                    read_only: true,
+                },
             ]);
             Fixture { tmp, fs }
         }
@@ -1045,11 +1295,23 @@ mod tests {
         }
 
         fn pre(&self, name: &str) -> Descriptor {
-            self.fs.preopens().into_iter().find(|(_, n)| n == name).unwrap().0
+            self.fs
+                .preopens()
+                .into_iter()
+                .find(|(_, n)| n == name)
+                .unwrap()
+                .0
         }
 
-        fn open(&self, base: &Descriptor, path: &str, oflags: OpenFlags, flags: DescriptorFlags) -> Res<Descriptor> {
-            self.fs.open_at(base, PathFlags::SYMLINK_FOLLOW, path, oflags, flags)
+        fn open(
+            &self,
+            base: &Descriptor,
+            path: &str,
+            oflags: OpenFlags,
+            flags: DescriptorFlags,
+        ) -> Res<Descriptor> {
+            self.fs
+                .open_at(base, PathFlags::SYMLINK_FOLLOW, path, oflags, flags)
         }
 
         fn read_all(&self, base: &Descriptor, path: &str) -> Res<String> {
@@ -1059,7 +1321,13 @@ mod tests {
         }
 
         fn names(&self, d: &Descriptor) -> Vec<String> {
-            let mut v: Vec<String> = self.fs.read_directory(d).unwrap().into_iter().map(|e| e.unwrap().name).collect();
+            let mut v: Vec<String> = self
+                .fs
+                .read_directory(d)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.unwrap().name)
+                .collect();
             v.sort();
             v
         }
@@ -1092,19 +1360,32 @@ mod tests {
             (E::IO, ErrorCode::Io),
         ];
         for (errno, code) in cases {
-            assert_eq!(error_code_from_errno(errno.raw_os_error()), code, "{errno:?}");
+            assert_eq!(
+                error_code_from_errno(errno.raw_os_error()),
+                code,
+                "{errno:?}"
+            );
             assert_eq!(error_code(&io::Error::from(errno)), code, "{errno:?}");
         }
-        assert_eq!(error_code(&io::Error::from(io::ErrorKind::NotFound)), ErrorCode::NoEntry);
+        assert_eq!(
+            error_code(&io::Error::from(io::ErrorKind::NotFound)),
+            ErrorCode::NoEntry
+        );
         assert_eq!(error_code(&io::Error::other("x")), ErrorCode::Io);
-        assert_eq!(FsError::from(io::Error::from(E::EXIST)).code(), Some(ErrorCode::Exist));
+        assert_eq!(
+            FsError::from(io::Error::from(E::EXIST)).code(),
+            Some(ErrorCode::Exist)
+        );
         assert_eq!(FsError::trap(io::Error::other("x")).code(), None);
     }
 
     #[test]
     fn guest_paths_join_onto_the_descriptor_path() {
         assert_eq!(join("", "a/b").unwrap(), ("a/b".to_owned(), false));
-        assert_eq!(join("a", "./b/../c/").unwrap(), ("a/b/../c".to_owned(), true));
+        assert_eq!(
+            join("a", "./b/../c/").unwrap(),
+            ("a/b/../c".to_owned(), true)
+        );
         assert_eq!(join("a", ".").unwrap(), ("a".to_owned(), true));
         assert_eq!(join("a", "b/..").unwrap(), ("a/b/..".to_owned(), true));
         assert_eq!(join("", "x//y").unwrap(), ("x/y".to_owned(), false));
@@ -1121,7 +1402,10 @@ mod tests {
         assert_eq!(f.fs.redirect(0, "data/x/y".into()), (1, "x/y".into()));
         assert_eq!(f.fs.redirect(0, "data".into()), (1, String::new()));
         assert_eq!(f.fs.redirect(0, "database".into()), (0, "database".into()));
-        assert_eq!(f.fs.redirect(0, "data/../etc".into()), (0, "data/../etc".into()));
+        assert_eq!(
+            f.fs.redirect(0, "data/../etc".into()),
+            (0, "data/../etc".into())
+        );
         assert_eq!(f.fs.redirect(1, "x".into()), (1, "x".into()));
         let root = f.pre("/");
         assert_eq!(f.read_all(&root, "data/b.txt").unwrap(), "bound");
@@ -1140,8 +1424,16 @@ mod tests {
         assert!(!pre[2].0.flags.contains(DescriptorFlags::MUTATE_DIRECTORY));
         // A later mount at the same path replaces the earlier one.
         let again = GuestFs::new(vec![
-            Mount { guest_path: "/x".into(), overlay: f.fs.mounts[1].overlay.clone(), read_only: false },
-            Mount { guest_path: "/x/".into(), overlay: f.fs.mounts[2].overlay.clone(), read_only: true },
+            Mount {
+                guest_path: "/x".into(),
+                overlay: f.fs.mounts[1].overlay.clone(),
+                read_only: false,
+            },
+            Mount {
+                guest_path: "/x/".into(),
+                overlay: f.fs.mounts[2].overlay.clone(),
+                read_only: true,
+            },
         ]);
         assert_eq!(again.mounts.len(), 1);
         assert!(again.mounts[0].read_only);
@@ -1151,7 +1443,14 @@ mod tests {
     fn create_write_read_stat() {
         let f = Fixture::new();
         let root = f.pre("/");
-        let d = f.open(&root, "etc/new", OpenFlags::CREATE | OpenFlags::EXCLUSIVE, rw()).unwrap();
+        let d = f
+            .open(
+                &root,
+                "etc/new",
+                OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+                rw(),
+            )
+            .unwrap();
         assert_eq!(f.fs.write(&d, b"hello", 0).unwrap(), 5);
         assert_eq!(f.fs.write(&d, b"!", 5).unwrap(), 1);
         assert_eq!(f.fs.read(&d, 100, 0).unwrap(), (b"hello!".to_vec(), false));
@@ -1159,37 +1458,82 @@ mod tests {
         let st = descriptor_stat(&f.fs.stat_descriptor(&d).unwrap());
         assert_eq!((st.type_, st.size), (DescriptorType::RegularFile, 6));
         let st = descriptor_stat(&f.fs.stat_at(&root, PathFlags::empty(), "etc/new").unwrap());
-        assert_eq!((st.type_, st.size, st.link_count), (DescriptorType::RegularFile, 6, 1));
+        assert_eq!(
+            (st.type_, st.size, st.link_count),
+            (DescriptorType::RegularFile, 6, 1)
+        );
         assert!(st.data_modification_timestamp.is_some());
-        assert_eq!(std::fs::read_to_string(f.host("upper/etc/new")).unwrap(), "hello!");
+        assert_eq!(
+            std::fs::read_to_string(f.host("upper/etc/new")).unwrap(),
+            "hello!"
+        );
         assert!(!f.host("lower/etc/new").exists());
         assert_eq!(d.flags, rw());
         // Exclusive create of an existing name; plain create opens it.
-        assert_eq!(f.open(&root, "etc/new", OpenFlags::CREATE | OpenFlags::EXCLUSIVE, rw()).err(), Some(ErrorCode::Exist));
+        assert_eq!(
+            f.open(
+                &root,
+                "etc/new",
+                OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+                rw()
+            )
+            .err(),
+            Some(ErrorCode::Exist)
+        );
         f.open(&root, "etc/new", OpenFlags::CREATE, rw()).unwrap();
-        let t = f.open(&root, "etc/new", OpenFlags::TRUNCATE, DescriptorFlags::WRITE).unwrap();
+        let t = f
+            .open(
+                &root,
+                "etc/new",
+                OpenFlags::TRUNCATE,
+                DescriptorFlags::WRITE,
+            )
+            .unwrap();
         assert_eq!(descriptor_stat(&f.fs.stat_descriptor(&t).unwrap()).size, 0);
         // Descriptor-relative paths.
-        let etc = f.open(&root, "etc", OpenFlags::DIRECTORY, DescriptorFlags::READ).unwrap();
+        let etc = f
+            .open(&root, "etc", OpenFlags::DIRECTORY, DescriptorFlags::READ)
+            .unwrap();
         assert!(matches!(etc.kind, Kind::Dir));
         assert_eq!(f.read_all(&etc, "hosts").unwrap(), "lower hosts\n");
         assert_eq!(f.read_all(&etc, "../etc/./hosts").unwrap(), "lower hosts\n");
         assert_eq!(f.fs.read_directory(&t).err(), Some(ErrorCode::NotDirectory));
-        assert_eq!(f.fs.stat_at(&t, PathFlags::empty(), "x").err(), Some(ErrorCode::NotDirectory));
+        assert_eq!(
+            f.fs.stat_at(&t, PathFlags::empty(), "x").err(),
+            Some(ErrorCode::NotDirectory)
+        );
     }
 
     #[test]
     fn writing_a_lower_file_copies_it_up() {
         let f = Fixture::new();
         let root = f.pre("/");
-        let d = f.open(&root, "etc/hosts", OpenFlags::empty(), rw()).unwrap();
+        let d = f
+            .open(&root, "etc/hosts", OpenFlags::empty(), rw())
+            .unwrap();
         f.fs.write(&d, b"UPPER", 0).unwrap();
-        assert_eq!(std::fs::read_to_string(f.host("lower/etc/hosts")).unwrap(), "lower hosts\n");
-        assert_eq!(std::fs::read_to_string(f.host("upper/etc/hosts")).unwrap(), "UPPER hosts\n");
+        assert_eq!(
+            std::fs::read_to_string(f.host("lower/etc/hosts")).unwrap(),
+            "lower hosts\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.host("upper/etc/hosts")).unwrap(),
+            "UPPER hosts\n"
+        );
         assert_eq!(f.read_all(&root, "etc/hosts").unwrap(), "UPPER hosts\n");
         // A read-only descriptor cannot write.
-        let r = f.open(&root, "etc/hosts", OpenFlags::empty(), DescriptorFlags::READ).unwrap();
-        assert_eq!(f.fs.write(&r, b"x", 0).err(), Some(ErrorCode::BadDescriptor));
+        let r = f
+            .open(
+                &root,
+                "etc/hosts",
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .unwrap();
+        assert_eq!(
+            f.fs.write(&r, b"x", 0).err(),
+            Some(ErrorCode::BadDescriptor)
+        );
     }
 
     #[test]
@@ -1197,22 +1541,59 @@ mod tests {
         let f = Fixture::new();
         let root = f.pre("/");
         let open = |p: &str, o: OpenFlags, d: DescriptorFlags| f.open(&root, p, o, d).err();
-        assert_eq!(open("etc", OpenFlags::empty(), rw()), Some(ErrorCode::IsDirectory));
-        assert_eq!(open("etc", OpenFlags::CREATE, DescriptorFlags::READ), Some(ErrorCode::IsDirectory));
-        assert_eq!(open("etc", OpenFlags::CREATE | OpenFlags::EXCLUSIVE, rw()), Some(ErrorCode::Exist));
-        assert_eq!(open("etc/hosts", OpenFlags::DIRECTORY, DescriptorFlags::READ), Some(ErrorCode::NotDirectory));
-        assert_eq!(open("etc/hosts/", OpenFlags::empty(), DescriptorFlags::READ), Some(ErrorCode::NotDirectory));
-        assert_eq!(open("nope", OpenFlags::empty(), DescriptorFlags::READ), Some(ErrorCode::NoEntry));
-        assert_eq!(open("nope", OpenFlags::DIRECTORY, DescriptorFlags::READ), Some(ErrorCode::NoEntry));
-        assert_eq!(open("nope/", OpenFlags::CREATE, rw()), Some(ErrorCode::IsDirectory));
-        assert_eq!(open("nope/x", OpenFlags::CREATE, rw()), Some(ErrorCode::NoEntry));
-        assert_eq!(open("x", OpenFlags::DIRECTORY | OpenFlags::CREATE, rw()), Some(ErrorCode::Invalid));
-        assert_eq!(open("/etc/hosts", OpenFlags::empty(), DescriptorFlags::READ), Some(ErrorCode::NotPermitted));
-        let d = f.open(&root, "etc/", OpenFlags::empty(), DescriptorFlags::READ).unwrap();
+        assert_eq!(
+            open("etc", OpenFlags::empty(), rw()),
+            Some(ErrorCode::IsDirectory)
+        );
+        assert_eq!(
+            open("etc", OpenFlags::CREATE, DescriptorFlags::READ),
+            Some(ErrorCode::IsDirectory)
+        );
+        assert_eq!(
+            open("etc", OpenFlags::CREATE | OpenFlags::EXCLUSIVE, rw()),
+            Some(ErrorCode::Exist)
+        );
+        assert_eq!(
+            open("etc/hosts", OpenFlags::DIRECTORY, DescriptorFlags::READ),
+            Some(ErrorCode::NotDirectory)
+        );
+        assert_eq!(
+            open("etc/hosts/", OpenFlags::empty(), DescriptorFlags::READ),
+            Some(ErrorCode::NotDirectory)
+        );
+        assert_eq!(
+            open("nope", OpenFlags::empty(), DescriptorFlags::READ),
+            Some(ErrorCode::NoEntry)
+        );
+        assert_eq!(
+            open("nope", OpenFlags::DIRECTORY, DescriptorFlags::READ),
+            Some(ErrorCode::NoEntry)
+        );
+        assert_eq!(
+            open("nope/", OpenFlags::CREATE, rw()),
+            Some(ErrorCode::IsDirectory)
+        );
+        assert_eq!(
+            open("nope/x", OpenFlags::CREATE, rw()),
+            Some(ErrorCode::NoEntry)
+        );
+        assert_eq!(
+            open("x", OpenFlags::DIRECTORY | OpenFlags::CREATE, rw()),
+            Some(ErrorCode::Invalid)
+        );
+        assert_eq!(
+            open("/etc/hosts", OpenFlags::empty(), DescriptorFlags::READ),
+            Some(ErrorCode::NotPermitted)
+        );
+        let d = f
+            .open(&root, "etc/", OpenFlags::empty(), DescriptorFlags::READ)
+            .unwrap();
         assert!(d.flags.contains(DescriptorFlags::MUTATE_DIRECTORY));
         assert_eq!(f.names(&d), vec!["hosts"]);
         // Root itself, by `.`.
-        let top = f.open(&root, ".", OpenFlags::DIRECTORY, DescriptorFlags::READ).unwrap();
+        let top = f
+            .open(&root, ".", OpenFlags::DIRECTORY, DescriptorFlags::READ)
+            .unwrap();
         assert_eq!(top.path, "");
         assert_eq!(f.fs.read(&top, 1, 0).err(), Some(ErrorCode::BadDescriptor));
     }
@@ -1222,15 +1603,34 @@ mod tests {
         let f = Fixture::new();
         let root = f.pre("/");
         f.fs.create_directory_at(&root, "srv").unwrap();
-        assert_eq!(f.fs.create_directory_at(&root, "srv").err(), Some(ErrorCode::Exist));
-        assert_eq!(f.fs.create_directory_at(&root, ".").err(), Some(ErrorCode::Exist));
+        assert_eq!(
+            f.fs.create_directory_at(&root, "srv").err(),
+            Some(ErrorCode::Exist)
+        );
+        assert_eq!(
+            f.fs.create_directory_at(&root, ".").err(),
+            Some(ErrorCode::Exist)
+        );
         f.open(&root, "srv/a", OpenFlags::CREATE, rw()).unwrap();
-        assert_eq!(f.fs.remove_directory_at(&root, "srv").err(), Some(ErrorCode::NotEmpty));
-        assert_eq!(f.fs.unlink_file_at(&root, "srv").err(), Some(ErrorCode::IsDirectory));
-        assert_eq!(f.fs.unlink_file_at(&root, "srv/").err(), Some(ErrorCode::IsDirectory));
-        assert_eq!(f.fs.unlink_file_at(&root, "srv/a/").err(), Some(ErrorCode::NotDirectory));
+        assert_eq!(
+            f.fs.remove_directory_at(&root, "srv").err(),
+            Some(ErrorCode::NotEmpty)
+        );
+        assert_eq!(
+            f.fs.unlink_file_at(&root, "srv").err(),
+            Some(ErrorCode::IsDirectory)
+        );
+        assert_eq!(
+            f.fs.unlink_file_at(&root, "srv/").err(),
+            Some(ErrorCode::IsDirectory)
+        );
+        assert_eq!(
+            f.fs.unlink_file_at(&root, "srv/a/").err(),
+            Some(ErrorCode::NotDirectory)
+        );
         f.fs.rename_at(&root, "srv/a", &root, "srv/b").unwrap();
-        f.fs.link_at(&root, PathFlags::empty(), "srv/b", &root, "srv/c").unwrap();
+        f.fs.link_at(&root, PathFlags::empty(), "srv/b", &root, "srv/c")
+            .unwrap();
         let b = f.fs.stat_at(&root, PathFlags::empty(), "srv/b").unwrap();
         let c = f.fs.stat_at(&root, PathFlags::empty(), "srv/c").unwrap();
         assert_eq!(identity(&b), identity(&c));
@@ -1244,23 +1644,55 @@ mod tests {
         let l = f.fs.stat_at(&root, PathFlags::empty(), "srv/l").unwrap();
         assert_eq!(descriptor_stat(&l).type_, DescriptorType::SymbolicLink);
         assert_eq!(
-            f.fs.open_at(&root, PathFlags::empty(), "srv/l", OpenFlags::empty(), DescriptorFlags::READ).err(),
+            f.fs.open_at(
+                &root,
+                PathFlags::empty(),
+                "srv/l",
+                OpenFlags::empty(),
+                DescriptorFlags::READ
+            )
+            .err(),
             Some(ErrorCode::Loop)
         );
-        assert_eq!(f.fs.readlink_at(&root, "srv/b").err(), Some(ErrorCode::Invalid));
-        assert_eq!(f.names(&f.open(&root, "srv", OpenFlags::DIRECTORY, DescriptorFlags::READ).unwrap()), vec!["b", "c", "l"]);
+        assert_eq!(
+            f.fs.readlink_at(&root, "srv/b").err(),
+            Some(ErrorCode::Invalid)
+        );
+        assert_eq!(
+            f.names(
+                &f.open(&root, "srv", OpenFlags::DIRECTORY, DescriptorFlags::READ)
+                    .unwrap()
+            ),
+            vec!["b", "c", "l"]
+        );
         for n in ["b", "c", "l"] {
             f.fs.unlink_file_at(&root, &format!("srv/{n}")).unwrap();
         }
         f.fs.remove_directory_at(&root, "srv").unwrap();
-        assert_eq!(f.fs.stat_at(&root, PathFlags::empty(), "srv").err(), Some(ErrorCode::NoEntry));
+        assert_eq!(
+            f.fs.stat_at(&root, PathFlags::empty(), "srv").err(),
+            Some(ErrorCode::NoEntry)
+        );
         // Across mounts.
         let data = f.pre("/data");
-        assert_eq!(f.fs.rename_at(&root, "abs", &data, "abs").err(), Some(ErrorCode::CrossDevice));
-        assert_eq!(f.fs.rename_at(&root, "abs", &root, "data/abs").err(), Some(ErrorCode::CrossDevice));
-        assert_eq!(f.fs.link_at(&data, PathFlags::empty(), "b.txt", &root, "b").err(), Some(ErrorCode::CrossDevice));
+        assert_eq!(
+            f.fs.rename_at(&root, "abs", &data, "abs").err(),
+            Some(ErrorCode::CrossDevice)
+        );
+        assert_eq!(
+            f.fs.rename_at(&root, "abs", &root, "data/abs").err(),
+            Some(ErrorCode::CrossDevice)
+        );
+        assert_eq!(
+            f.fs.link_at(&data, PathFlags::empty(), "b.txt", &root, "b")
+                .err(),
+            Some(ErrorCode::CrossDevice)
+        );
         // Absolute symlink targets only in the root mount.
-        assert_eq!(f.fs.symlink_at(&data, "/etc", "l").err(), Some(ErrorCode::NotPermitted));
+        assert_eq!(
+            f.fs.symlink_at(&data, "/etc", "l").err(),
+            Some(ErrorCode::NotPermitted)
+        );
     }
 
     #[test]
@@ -1271,22 +1703,53 @@ mod tests {
         let ro_err = Some(ErrorCode::ReadOnly);
         assert_eq!(f.read_all(&ro, "r.txt").unwrap(), "read only");
         assert_eq!(f.open(&ro, "r.txt", OpenFlags::empty(), rw()).err(), ro_err);
-        assert_eq!(f.open(&ro, "n", OpenFlags::CREATE, DescriptorFlags::READ).err(), ro_err);
-        assert_eq!(f.open(&ro, "r.txt", OpenFlags::TRUNCATE, DescriptorFlags::READ).err(), ro_err);
+        assert_eq!(
+            f.open(&ro, "n", OpenFlags::CREATE, DescriptorFlags::READ)
+                .err(),
+            ro_err
+        );
+        assert_eq!(
+            f.open(&ro, "r.txt", OpenFlags::TRUNCATE, DescriptorFlags::READ)
+                .err(),
+            ro_err
+        );
         assert_eq!(f.fs.create_directory_at(&ro, "d").err(), ro_err);
         assert_eq!(f.fs.unlink_file_at(&ro, "r.txt").err(), ro_err);
         assert_eq!(f.fs.remove_directory_at(&ro, "x").err(), ro_err);
         assert_eq!(f.fs.rename_at(&ro, "r.txt", &ro, "s").err(), ro_err);
         assert_eq!(f.fs.symlink_at(&ro, "r.txt", "s").err(), ro_err);
-        assert_eq!(f.fs.link_at(&ro, PathFlags::empty(), "r.txt", &ro, "s").err(), ro_err);
-        assert_eq!(f.fs.set_times_at(&ro, PathFlags::empty(), "r.txt", NewTimestamp::Now, NewTimestamp::Now).err(), ro_err);
-        let r = f.open(&ro, "r.txt", OpenFlags::empty(), DescriptorFlags::READ).unwrap();
+        assert_eq!(
+            f.fs.link_at(&ro, PathFlags::empty(), "r.txt", &ro, "s")
+                .err(),
+            ro_err
+        );
+        assert_eq!(
+            f.fs.set_times_at(
+                &ro,
+                PathFlags::empty(),
+                "r.txt",
+                NewTimestamp::Now,
+                NewTimestamp::Now
+            )
+            .err(),
+            ro_err
+        );
+        let r = f
+            .open(&ro, "r.txt", OpenFlags::empty(), DescriptorFlags::READ)
+            .unwrap();
         assert_eq!(f.fs.write(&r, b"x", 0).err(), ro_err);
         assert_eq!(f.fs.set_size(&r, 0).err(), ro_err);
-        assert_eq!(f.fs.set_times(&r, NewTimestamp::Now, NewTimestamp::NoChange).err(), ro_err);
+        assert_eq!(
+            f.fs.set_times(&r, NewTimestamp::Now, NewTimestamp::NoChange)
+                .err(),
+            ro_err
+        );
         // Reached through the root, it is the same mount.
         assert_eq!(f.fs.unlink_file_at(&root, "ro/r.txt").err(), ro_err);
-        assert_eq!(std::fs::read_to_string(f.host("robind/r.txt")).unwrap(), "read only");
+        assert_eq!(
+            std::fs::read_to_string(f.host("robind/r.txt")).unwrap(),
+            "read only"
+        );
     }
 
     #[test]
@@ -1295,17 +1758,28 @@ mod tests {
         let data = f.pre("/data");
         let d = f.open(&data, "new.txt", OpenFlags::CREATE, rw()).unwrap();
         f.fs.write(&d, b"to host", 0).unwrap();
-        assert_eq!(std::fs::read_to_string(f.host("bind/new.txt")).unwrap(), "to host");
+        assert_eq!(
+            std::fs::read_to_string(f.host("bind/new.txt")).unwrap(),
+            "to host"
+        );
         // `..` and symlinks stop at the mount's root.
-        assert_eq!(f.read_all(&data, "../secret").err(), Some(ErrorCode::NoEntry));
+        assert_eq!(
+            f.read_all(&data, "../secret").err(),
+            Some(ErrorCode::NoEntry)
+        );
         assert_eq!(f.read_all(&data, "../../../b.txt").unwrap(), "bound");
         std::fs::create_dir(f.host("bind/sub")).unwrap();
         std::os::unix::fs::symlink("../../../..", f.host("bind/sub/up")).unwrap();
         std::os::unix::fs::symlink("/secret", f.host("bind/abs")).unwrap();
         assert_eq!(f.read_all(&data, "sub/up/b.txt").unwrap(), "bound");
-        assert_eq!(f.read_all(&data, "sub/up/secret").err(), Some(ErrorCode::NoEntry));
+        assert_eq!(
+            f.read_all(&data, "sub/up/secret").err(),
+            Some(ErrorCode::NoEntry)
+        );
         assert_eq!(f.read_all(&data, "abs").err(), Some(ErrorCode::NoEntry));
-        let up = f.open(&data, "sub/up", OpenFlags::DIRECTORY, DescriptorFlags::READ).unwrap();
+        let up = f
+            .open(&data, "sub/up", OpenFlags::DIRECTORY, DescriptorFlags::READ)
+            .unwrap();
         assert_eq!(f.names(&up), vec!["abs", "b.txt", "new.txt", "sub"]);
     }
 
@@ -1313,28 +1787,80 @@ mod tests {
     fn times_and_sizes() {
         let f = Fixture::new();
         let root = f.pre("/");
-        let ts = |s| NewTimestamp::Timestamp(Datetime { seconds: s, nanoseconds: 5 });
-        f.fs.set_times_at(&root, PathFlags::SYMLINK_FOLLOW, "etc/hosts", ts(1000), ts(2000)).unwrap();
-        let st = descriptor_stat(&f.fs.stat_at(&root, PathFlags::empty(), "etc/hosts").unwrap());
-        assert_eq!(st.data_access_timestamp.map(|d| (d.seconds, d.nanoseconds)), Some((1000, 5)));
-        assert_eq!(st.data_modification_timestamp.map(|d| (d.seconds, d.nanoseconds)), Some((2000, 5)));
+        let ts = |s| {
+            NewTimestamp::Timestamp(Datetime {
+                seconds: s,
+                nanoseconds: 5,
+            })
+        };
+        f.fs.set_times_at(
+            &root,
+            PathFlags::SYMLINK_FOLLOW,
+            "etc/hosts",
+            ts(1000),
+            ts(2000),
+        )
+        .unwrap();
+        let st = descriptor_stat(
+            &f.fs
+                .stat_at(&root, PathFlags::empty(), "etc/hosts")
+                .unwrap(),
+        );
+        assert_eq!(
+            st.data_access_timestamp.map(|d| (d.seconds, d.nanoseconds)),
+            Some((1000, 5))
+        );
+        assert_eq!(
+            st.data_modification_timestamp
+                .map(|d| (d.seconds, d.nanoseconds)),
+            Some((2000, 5))
+        );
         // The lower layer keeps its times: the file was copied up.
         let lower = std::fs::metadata(f.host("lower/etc/hosts")).unwrap();
         assert_ne!(std::os::unix::fs::MetadataExt::mtime(&lower), 2000);
         // Through a read-only descriptor of a lower file: copied up, not changed in place.
-        let r = f.open(&root, "etc/hosts", OpenFlags::empty(), DescriptorFlags::READ).unwrap();
-        f.fs.set_times(&r, NewTimestamp::NoChange, ts(3000)).unwrap();
-        let st = descriptor_stat(&f.fs.stat_at(&root, PathFlags::empty(), "etc/hosts").unwrap());
-        assert_eq!(st.data_modification_timestamp.map(|d| d.seconds), Some(3000));
+        let r = f
+            .open(
+                &root,
+                "etc/hosts",
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .unwrap();
+        f.fs.set_times(&r, NewTimestamp::NoChange, ts(3000))
+            .unwrap();
+        let st = descriptor_stat(
+            &f.fs
+                .stat_at(&root, PathFlags::empty(), "etc/hosts")
+                .unwrap(),
+        );
+        assert_eq!(
+            st.data_modification_timestamp.map(|d| d.seconds),
+            Some(3000)
+        );
         assert_eq!(st.data_access_timestamp.map(|d| d.seconds), Some(1000));
-        let w = f.open(&root, "etc/hosts", OpenFlags::empty(), rw()).unwrap();
+        let w = f
+            .open(&root, "etc/hosts", OpenFlags::empty(), rw())
+            .unwrap();
         f.fs.set_size(&w, 3).unwrap();
         f.fs.set_times(&w, ts(7), ts(8)).unwrap();
         let st = descriptor_stat(&f.fs.stat_descriptor(&w).unwrap());
-        assert_eq!((st.size, st.data_modification_timestamp.map(|d| d.seconds)), (3, Some(8)));
-        assert_eq!(f.fs.set_size(&root, 0).err(), Some(ErrorCode::BadDescriptor));
-        let big = NewTimestamp::Timestamp(Datetime { seconds: u64::MAX, nanoseconds: 0 });
-        assert_eq!(f.fs.set_times(&w, big, NewTimestamp::NoChange).err(), Some(ErrorCode::Overflow));
+        assert_eq!(
+            (st.size, st.data_modification_timestamp.map(|d| d.seconds)),
+            (3, Some(8))
+        );
+        assert_eq!(
+            f.fs.set_size(&root, 0).err(),
+            Some(ErrorCode::BadDescriptor)
+        );
+        let big = NewTimestamp::Timestamp(Datetime {
+            seconds: u64::MAX,
+            nanoseconds: 0,
+        });
+        assert_eq!(
+            f.fs.set_times(&w, big, NewTimestamp::NoChange).err(),
+            Some(ErrorCode::Overflow)
+        );
     }
 
     #[test]
@@ -1343,26 +1869,49 @@ mod tests {
         let root = f.pre("/");
         let d = f.open(&root, "s", OpenFlags::CREATE, rw()).unwrap();
         let Kind::File(file) = &d.kind else { panic!() };
-        let mut w = FileWriter { file: file.clone(), mode: WriteMode::At(2), closed: false };
+        let mut w = FileWriter {
+            file: file.clone(),
+            mode: WriteMode::At(2),
+            closed: false,
+        };
         assert_eq!(w.check_write().unwrap(), MAX_IO);
         w.write(Bytes::from_static(b"abc")).unwrap();
         w.write(Bytes::from_static(b"de")).unwrap();
         w.flush().unwrap();
-        let mut a = FileWriter { file: file.clone(), mode: WriteMode::Append, closed: false };
+        let mut a = FileWriter {
+            file: file.clone(),
+            mode: WriteMode::Append,
+            closed: false,
+        };
         a.write(Bytes::from_static(b"XY")).unwrap();
         assert_eq!(f.read_all(&root, "s").unwrap(), "\0\0abcdeXY");
-        let mut r = FileReader { file: file.clone(), pos: 2, closed: false };
+        let mut r = FileReader {
+            file: file.clone(),
+            pos: 2,
+            closed: false,
+        };
         assert_eq!(&r.read(3).unwrap()[..], b"abc");
         assert_eq!(&r.read(0).unwrap()[..], b"");
         assert_eq!(&r.read(100).unwrap()[..], b"deXY");
         assert!(matches!(r.read(1), Err(StreamError::Closed)));
         // A failed write is last-operation-failed with an io error, then the stream is closed.
-        let ro = f.open(&root, "s", OpenFlags::empty(), DescriptorFlags::READ).unwrap();
-        let Kind::File(rofile) = &ro.kind else { panic!() };
-        let mut bad = FileWriter { file: rofile.clone(), mode: WriteMode::At(0), closed: false };
+        let ro = f
+            .open(&root, "s", OpenFlags::empty(), DescriptorFlags::READ)
+            .unwrap();
+        let Kind::File(rofile) = &ro.kind else {
+            panic!()
+        };
+        let mut bad = FileWriter {
+            file: rofile.clone(),
+            mode: WriteMode::At(0),
+            closed: false,
+        };
         match bad.write(Bytes::from_static(b"x")) {
             Err(StreamError::LastOperationFailed(e)) => {
-                assert_eq!(error_code(e.downcast_ref::<io::Error>().unwrap()), ErrorCode::BadDescriptor)
+                assert_eq!(
+                    error_code(e.downcast_ref::<io::Error>().unwrap()),
+                    ErrorCode::BadDescriptor
+                )
             }
             _ => panic!("expected a failure"),
         }
@@ -1374,22 +1923,54 @@ mod tests {
         use types::{HostDescriptor, HostDirectoryEntryStream};
         let f = Fixture::new();
         let mut table = ResourceTable::new();
-        let mut view = FsView { fs: &f.fs, table: &mut table };
+        let mut view = FsView {
+            fs: &f.fs,
+            table: &mut table,
+        };
         let pre = preopens::Host::get_directories(&mut view).unwrap();
         assert_eq!(pre.len(), 3);
         let root = Resource::<Descriptor>::new_borrow(pre[0].0.rep());
-        let fd = view.open_at(root, PathFlags::empty(), "etc/x".into(), OpenFlags::CREATE, rw()).unwrap();
+        let fd = view
+            .open_at(
+                root,
+                PathFlags::empty(),
+                "etc/x".into(),
+                OpenFlags::CREATE,
+                rw(),
+            )
+            .unwrap();
         let fd2 = Resource::<Descriptor>::new_borrow(fd.rep());
         let out = view.append_via_stream(fd2).unwrap();
         view.table.delete(out).unwrap();
-        assert_eq!(view.get_type(Resource::new_borrow(fd.rep())).unwrap(), DescriptorType::RegularFile);
-        assert!(view.is_same_object(Resource::new_borrow(fd.rep()), Resource::new_borrow(fd.rep())).unwrap());
-        assert!(!view.is_same_object(Resource::new_borrow(fd.rep()), Resource::new_borrow(pre[0].0.rep())).unwrap());
-        let err = view.read_via_stream(Resource::new_borrow(pre[0].0.rep()), 0).err().unwrap();
+        assert_eq!(
+            view.get_type(Resource::new_borrow(fd.rep())).unwrap(),
+            DescriptorType::RegularFile
+        );
+        assert!(view
+            .is_same_object(
+                Resource::new_borrow(fd.rep()),
+                Resource::new_borrow(fd.rep())
+            )
+            .unwrap());
+        assert!(!view
+            .is_same_object(
+                Resource::new_borrow(fd.rep()),
+                Resource::new_borrow(pre[0].0.rep())
+            )
+            .unwrap());
+        let err = view
+            .read_via_stream(Resource::new_borrow(pre[0].0.rep()), 0)
+            .err()
+            .unwrap();
         assert_eq!(err.code(), Some(ErrorCode::IsDirectory));
-        let s = view.read_directory(Resource::new_borrow(pre[0].0.rep())).unwrap();
+        let s = view
+            .read_directory(Resource::new_borrow(pre[0].0.rep()))
+            .unwrap();
         let mut names = Vec::new();
-        while let Some(e) = view.read_directory_entry(Resource::new_borrow(s.rep())).unwrap() {
+        while let Some(e) = view
+            .read_directory_entry(Resource::new_borrow(s.rep()))
+            .unwrap()
+        {
             names.push(e.name);
         }
         names.sort();

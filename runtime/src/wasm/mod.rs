@@ -32,7 +32,10 @@ pub struct WasmState {
 
 impl WasiView for WasmState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -101,13 +104,24 @@ impl WasmRuntime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| Error::Unsupported(format!("wasmtime: {e}")))?;
-        std::fs::create_dir_all(cache).map_err(|e| Error::IoPath { path: cache.into(), source: e })?;
-        Ok(WasmRuntime { engine, cache: cache.to_path_buf(), signal: Arc::new(AtomicI32::new(0)) })
+        let engine =
+            Engine::new(&config).map_err(|e| Error::Unsupported(format!("wasmtime: {e}")))?;
+        std::fs::create_dir_all(cache).map_err(|e| Error::IoPath {
+            path: cache.into(),
+            source: e,
+        })?;
+        Ok(WasmRuntime {
+            engine,
+            cache: cache.to_path_buf(),
+            signal: Arc::new(AtomicI32::new(0)),
+        })
     }
 
     pub fn interrupt_handle(&self) -> Interrupt {
-        Interrupt { engine: self.engine.clone(), signal: Arc::clone(&self.signal) }
+        Interrupt {
+            engine: self.engine.clone(),
+            signal: Arc::clone(&self.signal),
+        }
     }
 
     /// The compiled component for `wasm` (a component, or a preview 1 module), from the
@@ -117,7 +131,12 @@ impl WasmRuntime {
             use std::hash::{Hash, Hasher};
             let mut h = std::hash::DefaultHasher::new();
             self.engine.precompile_compatibility_hash().hash(&mut h);
-            let k = format!("{} {:x} {}", Digest::of(wasm), h.finish(), p1::ADAPTATION_VERSION);
+            let k = format!(
+                "{} {:x} {}",
+                Digest::of(wasm),
+                h.finish(),
+                p1::ADAPTATION_VERSION
+            );
             Digest::of(k.as_bytes())
         };
         let path = self.cache.join(format!("{}.cwasm", key.hex()));
@@ -126,8 +145,13 @@ impl WasmRuntime {
                 return Ok(c);
             }
         }
-        let bytes = if wasmparser::Parser::is_core_wasm(wasm) { p1::componentize(wasm)? } else { wasm.to_vec() };
-        let component = Component::new(&self.engine, &bytes).map_err(|e| Error::InvalidArgument(format!("invalid wasm: {e:#}")))?;
+        let bytes = if wasmparser::Parser::is_core_wasm(wasm) {
+            p1::componentize(wasm)?
+        } else {
+            wasm.to_vec()
+        };
+        let component = Component::new(&self.engine, &bytes)
+            .map_err(|e| Error::InvalidArgument(format!("invalid wasm: {e:#}")))?;
         if let Ok(serialized) = component.serialize() {
             // Best effort: a failed cache write only costs the next start a compile.
             let tmp = self.cache.join(crate::content::temp_name(".cwasm"));
@@ -139,9 +163,17 @@ impl WasmRuntime {
     }
 
     /// Run the guest at `spec.args[0]` in `root`, with extra `binds`.
-    pub fn run(&self, root: Overlay<Dir>, binds: Vec<filesystem::Mount>, spec: &GuestSpec) -> Result<Outcome> {
+    pub fn run(
+        &self,
+        root: Overlay<Dir>,
+        binds: Vec<filesystem::Mount>,
+        spec: &GuestSpec,
+    ) -> Result<Outcome> {
         let root = Arc::new(root);
-        let program = spec.args.first().ok_or_else(|| Error::InvalidArgument("no command specified".into()))?;
+        let program = spec
+            .args
+            .first()
+            .ok_or_else(|| Error::InvalidArgument("no command specified".into()))?;
         let wasm = read_program(&root, program, &spec.cwd)?;
         let component = self.component(&wasm)?;
 
@@ -149,15 +181,26 @@ impl WasmRuntime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
         filesystem::add_to_linker(&mut linker).map_err(wasm_err)?;
         p1::add_exit_to_linker(&mut linker).map_err(wasm_err)?;
-        let pre = CommandPre::new(linker.instantiate_pre(&component).map_err(|e| Error::InvalidArgument(format!("{program}: {e:#}")))?)
-            .map_err(|e| Error::InvalidArgument(format!("{program}: not a WASI command: {e:#}")))?;
+        let pre = CommandPre::new(
+            linker
+                .instantiate_pre(&component)
+                .map_err(|e| Error::InvalidArgument(format!("{program}: {e:#}")))?,
+        )
+        .map_err(|e| Error::InvalidArgument(format!("{program}: not a WASI command: {e:#}")))?;
 
         let mut wasi = WasiCtxBuilder::new();
-        wasi.args(&spec.args).envs(&spec.env).inherit_stdout().inherit_stderr();
+        wasi.args(&spec.args)
+            .envs(&spec.env)
+            .inherit_stdout()
+            .inherit_stderr();
         if spec.stdin {
             wasi.inherit_stdin();
         }
-        let mut mounts = vec![filesystem::Mount { guest_path: "/".into(), overlay: root, read_only: false }];
+        let mut mounts = vec![filesystem::Mount {
+            guest_path: "/".into(),
+            overlay: root,
+            read_only: false,
+        }];
         mounts.extend(binds);
         let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
         if let Some(m) = spec.memory {
@@ -174,7 +217,9 @@ impl WasmRuntime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_trap();
 
-        let result = pre.instantiate(&mut store).and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store));
+        let result = pre
+            .instantiate(&mut store)
+            .and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store));
         Ok(match result {
             Ok(Ok(())) => Outcome::Exited(0),
             Ok(Err(())) => Outcome::Exited(1),
@@ -195,7 +240,10 @@ impl WasmRuntime {
         }
         // The limiter's refusal is in the error's chain of causes.
         let text = format!("{e:?}");
-        if memory.is_some() && (text.contains("forcing trap when growing memory") || text.contains("forcing a memory growth failure")) {
+        if memory.is_some()
+            && (text.contains("forcing trap when growing memory")
+                || text.contains("forcing a memory growth failure"))
+        {
             return Outcome::OutOfMemory;
         }
         let trap = e.downcast_ref::<Trap>().map(|t| t.to_string());
@@ -210,21 +258,37 @@ impl WasmRuntime {
         Outcome::Trapped(match (trap, function) {
             (Some(t), Some(f)) => format!("wasm trap in {f}: {t}"),
             (Some(t), None) => format!("wasm trap: {t}"),
-            (None, _) => format!("{e:#}").lines().next().unwrap_or("wasm error").to_string(),
+            (None, _) => format!("{e:#}")
+                .lines()
+                .next()
+                .unwrap_or("wasm error")
+                .to_string(),
         })
     }
 }
 
 /// Read the program named by argv[0]: a path in the container (relative to `cwd`).
 fn read_program(root: &Overlay<Dir>, program: &str, cwd: &str) -> Result<Vec<u8>> {
-    let path = if program.starts_with('/') { program.to_string() } else { format!("{}/{program}", cwd.trim_end_matches('/')) };
+    let path = if program.starts_with('/') {
+        program.to_string()
+    } else {
+        format!("{}/{program}", cwd.trim_end_matches('/'))
+    };
     let mut file = root
-        .open(std::ffi::OsStr::new(&path), &crate::fs::OpenOptions { read: true, ..Default::default() })
+        .open(
+            std::ffi::OsStr::new(&path),
+            &crate::fs::OpenOptions {
+                read: true,
+                ..Default::default()
+            },
+        )
         .map_err(|e| Error::ProgramNotFound(format!("{program}: {e}")))?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut bytes).context(|| format!("read {program}"))?;
     if !bytes.starts_with(WASM_MAGIC) {
-        return Err(Error::NotExecutable(format!("{program}: not a WebAssembly binary")));
+        return Err(Error::NotExecutable(format!(
+            "{program}: not a WebAssembly binary"
+        )));
     }
     Ok(bytes)
 }

@@ -7,11 +7,13 @@
 //! (same core signature, `(param i32)`), declared in `wit/strata.wit` and implemented by the
 //! host as "stop with this status".
 
+use wasi_preview1_component_adapter_provider::{
+    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+};
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasmparser::{Parser, Payload, TypeRef};
 use wasmtime::component::Linker;
 use wasmtime_wasi::I32Exit;
-use wasi_preview1_component_adapter_provider::{WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER};
 use wit_component::{ComponentEncoder, StringEncoding};
 
 use crate::error::{Error, Result};
@@ -27,12 +29,22 @@ pub fn componentize(module: &[u8]) -> Result<Vec<u8>> {
     let bad = |e: String| Error::InvalidArgument(format!("adapt preview 1 module: {e}"));
     let mut module = redirect_proc_exit(module)?;
     let mut resolve = wit_parser::Resolve::default();
-    let pkg = resolve.push_source("strata.wit", STRATA_WIT).map_err(|e| bad(format!("{e:#}")))?;
-    let world = resolve.select_world(&[pkg], Some("p1-exit")).map_err(|e| bad(format!("{e:#}")))?;
-    wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8).map_err(|e| bad(format!("{e:#}")))?;
+    let pkg = resolve
+        .push_source("strata.wit", STRATA_WIT)
+        .map_err(|e| bad(format!("{e:#}")))?;
+    let world = resolve
+        .select_world(&[pkg], Some("p1-exit"))
+        .map_err(|e| bad(format!("{e:#}")))?;
+    wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
+        .map_err(|e| bad(format!("{e:#}")))?;
     ComponentEncoder::default()
         .module(&module)
-        .and_then(|e| e.adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER))
+        .and_then(|e| {
+            e.adapter(
+                WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+            )
+        })
         .map(|e| e.validate(true))
         .and_then(|mut e| e.encode())
         .map_err(|e| bad(format!("{e:#}")))
@@ -40,15 +52,20 @@ pub fn componentize(module: &[u8]) -> Result<Vec<u8>> {
 
 /// The host side of `strata:host/exit`.
 pub fn add_exit_to_linker<T: 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    linker.instance(EXIT_INTERFACE)?.func_wrap("exit", |_store, (code,): (u32,)| -> wasmtime::Result<()> {
-        Err(wasmtime::Error::from(I32Exit((code & 0xff) as i32)))
-    })?;
+    linker.instance(EXIT_INTERFACE)?.func_wrap(
+        "exit",
+        |_store, (code,): (u32,)| -> wasmtime::Result<()> {
+            Err(wasmtime::Error::from(I32Exit((code & 0xff) as i32)))
+        },
+    )?;
     Ok(())
 }
 
 /// Copy the module with its `proc_exit` import renamed; every other byte is kept.
 fn redirect_proc_exit(module: &[u8]) -> Result<Vec<u8>> {
-    let bad = |e: wasmparser::BinaryReaderError| Error::InvalidArgument(format!("invalid wasm module: {e}"));
+    let bad = |e: wasmparser::BinaryReaderError| {
+        Error::InvalidArgument(format!("invalid wasm module: {e}"))
+    };
     let mut out = wasm_encoder::Module::new();
     for payload in Parser::new(0).parse_all(module) {
         let payload = payload.map_err(bad)?;
@@ -56,7 +73,9 @@ fn redirect_proc_exit(module: &[u8]) -> Result<Vec<u8>> {
             let mut imports = wasm_encoder::ImportSection::new();
             for import in reader.clone().into_imports() {
                 let import = import.map_err(bad)?;
-                let ty = RoundtripReencoder.entity_type(import.ty).map_err(|e| Error::InvalidArgument(format!("invalid wasm module: {e}")))?;
+                let ty = RoundtripReencoder
+                    .entity_type(import.ty)
+                    .map_err(|e| Error::InvalidArgument(format!("invalid wasm module: {e}")))?;
                 let (module_name, name) = if import.module == "wasi_snapshot_preview1"
                     && import.name == "proc_exit"
                     && matches!(import.ty, TypeRef::Func(_))
@@ -71,7 +90,10 @@ fn redirect_proc_exit(module: &[u8]) -> Result<Vec<u8>> {
             continue;
         }
         if let Some((id, range)) = payload.as_section() {
-            out.section(&wasm_encoder::RawSection { id, data: &module[range] });
+            out.section(&wasm_encoder::RawSection {
+                id,
+                data: &module[range],
+            });
         }
     }
     Ok(out.finish())
