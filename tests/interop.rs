@@ -7,49 +7,14 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{assert_same_files, have, Env};
+use common::{assert_same_files, run_tool, tool_ok, tools, umoci_args, umoci_unpack, Env};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 const BUSYBOX: &str = "docker.io/library/busybox:latest";
 const MEDIA_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const MEDIA_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-
-/// True when every tool is installed; otherwise prints why the test is skipped.
-fn tools(test: &str, needed: &[&str]) -> bool {
-    let missing: Vec<&str> = needed.iter().copied().filter(|t| !have(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    eprintln!(
-        "note: skipping {test}: {} not installed",
-        missing.join(", ")
-    );
-    false
-}
-
-fn run_tool(tool: &str, args: &[&str]) -> std::process::Output {
-    Command::new(tool)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {tool}: {e}"))
-}
-
-/// Run a peer tool, require success, return stdout.
-fn tool_ok(tool: &str, args: &[&str]) -> String {
-    let out = run_tool(tool, args);
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
 
 fn skopeo(args: &[&str]) -> String {
     tool_ok("skopeo", args)
@@ -63,33 +28,6 @@ fn skopeo_json(args: &[&str]) -> Value {
 /// `oci:<layout>:<ref>` for skopeo.
 fn oci(layout: &Path, reference: &str) -> String {
     format!("oci:{}:{reference}", layout.display())
-}
-
-fn is_root() -> bool {
-    common::sh("id -u").trim() == "0"
-}
-
-fn umoci_args<'a>(layout_ref: &'a str, dest: &'a str) -> Vec<&'a str> {
-    let mut args = vec!["unpack"];
-    if !is_root() {
-        args.push("--rootless");
-    }
-    args.extend(["--image", layout_ref, dest]);
-    args
-}
-
-/// `umoci unpack --image <layout>:<ref> <dest>`; returns the unpacked rootfs.
-fn umoci_unpack(layout: &Path, reference: &str, dest: &Path) -> PathBuf {
-    let image = format!("{}:{reference}", layout.display());
-    let dest_s = dest.display().to_string();
-    tool_ok("umoci", &umoci_args(&image, &dest_s));
-    let rootfs = dest.join("rootfs");
-    assert!(
-        rootfs.is_dir(),
-        "umoci unpack made no rootfs in {}",
-        dest.display()
-    );
-    rootfs
 }
 
 /// The tree from `Env::rootfs_tar` came through intact: same file bytes, the bin/sh

@@ -17,21 +17,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_same_files, assert_store_consistent, have, hello_wasm, sh, Env};
+use common::{
+    assert_same_files, assert_store_consistent, hello_wasm, sh, tool_ok, tools, umoci_unpack, Env,
+};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-/// True when every tool is installed; otherwise prints why the test is skipped.
-fn tools(test: &str, needed: &[&str]) -> bool {
-    let missing: Vec<&str> = needed.iter().copied().filter(|t| !have(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    eprintln!(
-        "note: skipping {test}: {} not installed",
-        missing.join(", ")
-    );
-    false
+/// skopeo, required to succeed.
+fn skopeo(args: &[&str]) -> String {
+    tool_ok("skopeo", args)
 }
 
 const REGISTRY_TOOLS: &[&str] = &["docker-registry", "openssl", "htpasswd"];
@@ -376,39 +370,6 @@ fn import_rootfs(env: &Env, name: &str) -> PathBuf {
         ],
     );
     tree
-}
-
-fn skopeo(args: &[&str]) -> String {
-    let out = Command::new("skopeo")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed {}",
-        show(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn umoci_unpack(layout: &Path, reference: &str, dest: &Path) -> PathBuf {
-    let mut args = vec!["unpack".to_string()];
-    if sh("id -u").trim() != "0" {
-        args.push("--rootless".into());
-    }
-    args.extend([
-        "--image".into(),
-        format!("{}:{reference}", layout.display()),
-        dest.display().to_string(),
-    ]);
-    let out = Command::new("umoci")
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run umoci");
-    assert!(out.status.success(), "umoci {args:?} failed {}", show(&out));
-    dest.join("rootfs")
 }
 
 // ---------------------------------------------------------------------------------------

@@ -285,3 +285,66 @@ impl Env {
         self.ok(&args).trim().to_string()
     }
 }
+
+/// Peer tools (skopeo, umoci) shared by the interop and registry tests.
+
+/// True when every tool is installed; otherwise prints why the test is skipped.
+pub fn tools(test: &str, needed: &[&str]) -> bool {
+    let missing: Vec<&str> = needed.iter().copied().filter(|t| !have(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    eprintln!(
+        "note: skipping {test}: {} not installed",
+        missing.join(", ")
+    );
+    false
+}
+
+pub fn run_tool(tool: &str, args: &[&str]) -> std::process::Output {
+    Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"))
+}
+
+/// Run a peer tool, require success, return stdout.
+pub fn tool_ok(tool: &str, args: &[&str]) -> String {
+    let out = run_tool(tool, args);
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn is_root() -> bool {
+    sh("id -u").trim() == "0"
+}
+
+pub fn umoci_args<'a>(layout_ref: &'a str, dest: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["unpack"];
+    if !is_root() {
+        args.push("--rootless");
+    }
+    args.extend(["--image", layout_ref, dest]);
+    args
+}
+
+/// `umoci unpack --image <layout>:<ref> <dest>`; returns the unpacked rootfs.
+pub fn umoci_unpack(layout: &Path, reference: &str, dest: &Path) -> PathBuf {
+    let image = format!("{}:{reference}", layout.display());
+    let dest_s = dest.display().to_string();
+    tool_ok("umoci", &umoci_args(&image, &dest_s));
+    let rootfs = dest.join("rootfs");
+    assert!(
+        rootfs.is_dir(),
+        "umoci unpack made no rootfs in {}",
+        dest.display()
+    );
+    rootfs
+}
