@@ -321,7 +321,7 @@ pub fn load<R: Read>(
         let index = match parse_document(MEDIA_OCI_INDEX, &bytes)? {
             Document::Index(i) => i,
             Document::Manifest(_) => {
-                unreachable!("parse_document returns the kind it is asked for")
+                return Err(Error::Archive("index.json is not an image index".into()))
             }
         };
         for desc in &index.manifests {

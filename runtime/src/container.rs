@@ -284,8 +284,7 @@ pub struct Containers<'a> {
 
 impl<'a> Containers<'a> {
     pub fn open(store: &'a Store) -> Result<Containers<'a>> {
-        let root = Dir::open_ambient_dir(store.path(), cap_std::ambient_authority())
-            .context(|| "open store".into())?;
+        let root = store.root_dir();
         let mut private = cap_std::fs::DirBuilder::new();
         cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
         private.recursive(true);
@@ -440,12 +439,30 @@ impl<'a> Containers<'a> {
             .context(|| format!("open upper layer of {}", c.id))
     }
 
-    pub fn upper_path(&self, c: &Container) -> PathBuf {
-        self.store
-            .path()
-            .join(CONTAINERS_DIR)
-            .join(&c.id)
-            .join(UPPER)
+    /// Bytes of file content in the container's upper layer (its own writes), walked
+    /// through directory handles without following links; 0 if it cannot be read.
+    pub fn upper_size(&self, c: &Container) -> u64 {
+        let Ok(upper) = self.upper(c) else { return 0 };
+        let mut total = 0;
+        let mut stack = vec![upper];
+        while let Some(dir) = stack.pop() {
+            for name in dir.names().unwrap_or_default() {
+                match dir.stat_at(&name) {
+                    Ok(Some(st))
+                        if crate::fs::file_type(&st) == rustix::fs::FileType::Directory =>
+                    {
+                        stack.extend(dir.open_dir_nofollow(&name).ok());
+                    }
+                    Ok(Some(st))
+                        if crate::fs::file_type(&st) == rustix::fs::FileType::RegularFile =>
+                    {
+                        total += st.st_size as u64;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        total
     }
 
     /// The container's root: its image's layers under its upper layer.
@@ -462,11 +479,6 @@ impl<'a> Containers<'a> {
     }
 
     pub fn remove(&self, c: &Container) -> Result<()> {
-        let dir = self
-            .dir
-            .open_dir_nofollow(std::ffi::OsStr::new(&c.id))
-            .context(|| format!("open container {}", c.id))?;
-        drop(dir);
         crate::store::make_removable(&self.dir, &c.id)?;
         self.dir
             .remove_dir_all(&c.id)

@@ -173,6 +173,11 @@ impl Store {
         &self.path
     }
 
+    /// The store's root directory handle.
+    pub(crate) fn root_dir(&self) -> &Dir {
+        &self.root
+    }
+
     pub fn content(&self) -> &ContentStore {
         &self.content
     }

@@ -19,7 +19,8 @@ pub struct Args {
 
 impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
-        let containers = Containers::open(store)?.list()?;
+        let records = Containers::open(store)?;
+        let containers = records.list()?;
         let shown: Vec<_> = containers
             .into_iter()
             .filter(|c| self.all || c.status == Status::Running)
@@ -33,7 +34,7 @@ impl Args {
         let rows: Vec<Vec<String>> = shown
             .iter()
             .map(|c| {
-                let spec = Containers::open(store).ok().and_then(|cs| cs.spec(c).ok());
+                let spec = records.spec(c).ok();
                 let command = spec
                     .and_then(|s| s.process().as_ref().and_then(|p| p.args().clone()))
                     .unwrap_or_default()

@@ -1,4 +1,4 @@
-use anyhow::{bail, Result};
+use anyhow::Result;
 use strata_runtime::image::Platform;
 use strata_runtime::registry::{RegistryOptions, Session};
 use strata_runtime::{Reference, Store};
@@ -66,9 +66,6 @@ pub fn pull(
     opts: &RegistryOptions,
     quiet: bool,
 ) -> Result<strata_runtime::store::Image> {
-    if reference.domain().is_empty() {
-        bail!("invalid reference {reference}");
-    }
     let session = Session::open(reference.domain(), opts)?;
     let bars = Bars::new(quiet);
     let progress = bars

@@ -1,29 +1,11 @@
+use std::collections::HashSet;
 use std::io::{BufRead, Write};
 
 use anyhow::Result;
+use strata_runtime::container::{Containers, Status};
 use strata_runtime::Store;
 
-use std::collections::HashSet;
-
-use strata_runtime::container::{Containers, Status};
-
 use crate::format::{human_size, table};
-
-/// Bytes of file content under `dir` (a container's upper layer), not following links.
-fn tree_size(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(t) if t.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
-                _ => {}
-            }
-        }
-    }
-    total
-}
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -55,10 +37,7 @@ impl Command {
                 let all = containers.list()?;
                 let running = all.iter().filter(|c| c.status == Status::Running).count();
                 let used_images: HashSet<_> = all.iter().map(|c| c.image_id.clone()).collect();
-                let sizes: Vec<u64> = all
-                    .iter()
-                    .map(|c| tree_size(&containers.upper_path(c)))
-                    .collect();
+                let sizes: Vec<u64> = all.iter().map(|c| containers.upper_size(c)).collect();
                 let stopped: u64 = all
                     .iter()
                     .zip(&sizes)

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::FileType;
 
 use super::handle::{file_type, is_whiteout, DirHandle};
-use super::overlay::is_opaque;
+use super::overlay::{dir_stack, is_opaque};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -83,7 +83,7 @@ pub fn changes<D: DirHandle>(lowers: &[D], upper: &D) -> io::Result<Vec<Change>>
             let sub = dir.open_dir_nofollow(&name)?;
             let mut sub_lowers = Vec::new();
             if below == Some(FileType::Directory) {
-                sub_lowers = lower_dirs(&lowers, &name)?;
+                sub_lowers = dir_stack(&lowers, &name)?;
                 if is_opaque(&sub)? {
                     // Everything the lower layers had here is gone.
                     for gone in visible_names(&sub_lowers)? {
@@ -115,26 +115,6 @@ fn lower_kind<D: DirHandle>(lowers: &[D], name: &OsString) -> io::Result<Option<
         }
     }
     Ok(None)
-}
-
-/// The lower directories that make up `name`, top first, as overlay lookup stacks them.
-fn lower_dirs<D: DirHandle>(lowers: &[D], name: &OsString) -> io::Result<Vec<D>> {
-    let mut out = Vec::new();
-    for l in lowers {
-        match l.stat_at(name)? {
-            None => continue,
-            Some(st) if file_type(&st) == FileType::Directory => {
-                let d = l.open_dir_nofollow(name)?;
-                let opaque = is_opaque(&d)?;
-                out.push(d);
-                if opaque {
-                    break;
-                }
-            }
-            Some(_) => break,
-        }
-    }
-    Ok(out)
 }
 
 fn visible_names<D: DirHandle>(dirs: &[D]) -> io::Result<Vec<OsString>> {

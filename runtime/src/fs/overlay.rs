@@ -253,22 +253,10 @@ impl<D: DirHandle> Overlay<D> {
         if let Some(hit) = self.lower_dirs.lock().expect("lock").get(path) {
             return Ok(hit.clone());
         }
-        let mut lowers = Vec::new();
-        for lower in parent {
-            match lower.stat_at(name)? {
-                None => continue,
-                Some(st) if file_type(&st) == FileType::Directory => {
-                    let d = lower.open_dir_nofollow(name)?;
-                    let opaque = is_opaque(&d)?;
-                    lowers.push(Arc::new(d));
-                    if opaque {
-                        break;
-                    }
-                }
-                // A whiteout or a non-directory hides everything further down.
-                Some(_) => break,
-            }
-        }
+        let lowers: Vec<Arc<D>> = dir_stack(parent.iter().map(|d| &**d), name)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let mut cache = self.lower_dirs.lock().expect("lock");
         if cache.len() >= LOWER_DIRS_CACHED {
             cache.clear();
@@ -900,6 +888,31 @@ fn components(path: &[u8]) -> impl Iterator<Item = OsString> + '_ {
     path.split(|&b| b == b'/')
         .filter(|c| !c.is_empty() && *c != b".")
         .map(|c| OsStr::from_bytes(c).to_owned())
+}
+
+/// The directories named `name` under `parents` (top first) that stack in the union: top
+/// down, until an opaque directory, a whiteout or a non-directory ends the stack.
+pub(crate) fn dir_stack<'a, D: DirHandle + 'a>(
+    parents: impl IntoIterator<Item = &'a D>,
+    name: &OsStr,
+) -> io::Result<Vec<D>> {
+    let mut stack = Vec::new();
+    for parent in parents {
+        match parent.stat_at(name)? {
+            None => continue,
+            Some(st) if file_type(&st) == FileType::Directory => {
+                let d = parent.open_dir_nofollow(name)?;
+                let opaque = is_opaque(&d)?;
+                stack.push(d);
+                if opaque {
+                    break;
+                }
+            }
+            // A whiteout or a non-directory hides everything further down.
+            Some(_) => break,
+        }
+    }
+    Ok(stack)
 }
 
 pub(crate) fn is_opaque<D: DirHandle>(dir: &D) -> io::Result<bool> {

@@ -327,13 +327,15 @@ fn open_parent(
                 crate::fs::DirHandle::open_dir_nofollow(&dir, name)
                     .map_err(|e| Error::entry(shown, format!("open parent: {e}")))?
             }
-            Err(_) => return Err(Error::entry(
-                shown,
-                format!(
+            Err(_) => {
+                return Err(Error::entry(
+                    shown,
+                    format!(
                     "parent {:?} is not a directory in this layer (a symlink is never followed)",
                     String::from_utf8_lossy(part)
                 ),
-            )),
+                ))
+            }
         };
         dir = next;
     }
