@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::FileType;
 
 use super::handle::{file_type, is_whiteout, DirHandle};
-use super::overlay::{dir_stack, is_opaque};
+use super::overlay::{dir_stack, is_opaque, merged_entries};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -86,7 +86,7 @@ pub fn changes<D: DirHandle>(lowers: &[D], upper: &D) -> io::Result<Vec<Change>>
                 sub_lowers = dir_stack(&lowers, &name)?;
                 if is_opaque(&sub)? {
                     // Everything the lower layers had here is gone.
-                    for gone in visible_names(&sub_lowers)? {
+                    for gone in merged_entries(&sub_lowers)?.into_iter().map(|e| e.name) {
                         if sub.stat_at(&gone)?.is_none() {
                             out.push(Change {
                                 kind: ChangeKind::Deleted,
@@ -115,21 +115,4 @@ fn lower_kind<D: DirHandle>(lowers: &[D], name: &OsString) -> io::Result<Option<
         }
     }
     Ok(None)
-}
-
-fn visible_names<D: DirHandle>(dirs: &[D]) -> io::Result<Vec<OsString>> {
-    let mut seen = std::collections::BTreeMap::new();
-    for d in dirs {
-        for n in d.names()? {
-            if !seen.contains_key(&n) {
-                let visible = d.stat_at(&n)?.is_some_and(|st| !is_whiteout(&st));
-                seen.insert(n, visible);
-            }
-        }
-    }
-    Ok(seen
-        .into_iter()
-        .filter(|(_, v)| *v)
-        .map(|(n, _)| n)
-        .collect())
 }

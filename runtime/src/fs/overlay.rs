@@ -508,25 +508,7 @@ impl<D: DirHandle> Overlay<D> {
     /// listed.
     pub fn read_dir(&self, path: &OsStr) -> io::Result<Vec<DirEntry>> {
         let dir = self.open_merged(path)?;
-        let mut seen = std::collections::BTreeMap::<OsString, Option<DirEntry>>::new();
-        let layers = dir.upper.iter().chain(dir.lowers.iter());
-        for layer in layers {
-            for name in layer.names()? {
-                if seen.contains_key(&name) {
-                    continue;
-                }
-                let Some(st) = layer.stat_at(&name)? else {
-                    continue;
-                };
-                let entry = (!is_whiteout(&st)).then(|| DirEntry {
-                    name: name.clone(),
-                    kind: file_type(&st),
-                    ino: st.st_ino,
-                });
-                seen.insert(name, entry);
-            }
-        }
-        Ok(seen.into_values().flatten().collect())
+        merged_entries(dir.upper.iter().chain(dir.lowers.iter()).map(|d| &**d))
     }
 
     /// The merged directory at `path` (following symlinks).
@@ -661,20 +643,10 @@ impl<D: DirHandle> Overlay<D> {
     }
 
     fn read_dir_of(&self, dir: &Merged<D>) -> io::Result<Vec<OsString>> {
-        let mut seen = std::collections::BTreeMap::<OsString, bool>::new();
-        for layer in dir.upper.iter().chain(dir.lowers.iter()) {
-            for name in layer.names()? {
-                if seen.contains_key(&name) {
-                    continue;
-                }
-                let visible = layer.stat_at(&name)?.is_some_and(|st| !is_whiteout(&st));
-                seen.insert(name, visible);
-            }
-        }
-        Ok(seen
+        let layers = dir.upper.iter().chain(dir.lowers.iter()).map(|d| &**d);
+        Ok(merged_entries(layers)?
             .into_iter()
-            .filter(|(_, v)| *v)
-            .map(|(n, _)| n)
+            .map(|e| e.name)
             .collect())
     }
 
@@ -888,6 +860,31 @@ fn components(path: &[u8]) -> impl Iterator<Item = OsString> + '_ {
     path.split(|&b| b == b'/')
         .filter(|c| !c.is_empty() && *c != b".")
         .map(|c| OsStr::from_bytes(c).to_owned())
+}
+
+/// The union of the listings of `layers` (top first), sorted by name: the topmost layer
+/// that has a name decides it, and a whiteout there hides it.
+pub(crate) fn merged_entries<'a, D: DirHandle + 'a>(
+    layers: impl IntoIterator<Item = &'a D>,
+) -> io::Result<Vec<DirEntry>> {
+    let mut seen = std::collections::BTreeMap::<OsString, Option<DirEntry>>::new();
+    for layer in layers {
+        for name in layer.names()? {
+            if seen.contains_key(&name) {
+                continue;
+            }
+            let Some(st) = layer.stat_at(&name)? else {
+                continue;
+            };
+            let entry = (!is_whiteout(&st)).then(|| DirEntry {
+                name: name.clone(),
+                kind: file_type(&st),
+                ino: st.st_ino,
+            });
+            seen.insert(name, entry);
+        }
+    }
+    Ok(seen.into_values().flatten().collect())
 }
 
 /// The directories named `name` under `parents` (top first) that stack in the union: top
