@@ -7,9 +7,9 @@ busybox=$(command -v busybox || true)
 [ -n "$busybox" ] || { echo "busybox is not installed (apt-get install busybox-static)" >&2; exit 1; }
 mkdir -p "$dir"/{bin,etc,tmp,root,proc,sys,dev,var/log}
 cp "$busybox" "$dir/bin/busybox"
-for applet in sh ls cat echo id true false env sleep mkdir rm wc; do
-    ln -sf busybox "$dir/bin/$applet"
+for applet in $("$busybox" --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$dir/bin/$applet"
 done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$dir/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' > "$dir/etc/group"
+printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$dir/etc/passwd"
+printf 'root:x:0:\ntty:x:5:\nstaff:x:50:app\napp:x:1000:\nnogroup:x:65534:\n' > "$dir/etc/group"
 chmod 1777 "$dir/tmp"

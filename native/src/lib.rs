@@ -1,2 +1,224 @@
-//! strata-native: the Linux namespace executor (see issue "Native backend"). Nothing here
-//! yet; the crate exists so the workspace has its final shape.
+//! strata-native: the native backend. Runs a container's process in new Linux namespaces
+//! (mount, pid, uts, ipc, cgroup, network unless `--network host`; user when the caller is
+//! not root) over a kernel overlayfs of the image's unpacked layers and the container's
+//! upper layer, with docker's capabilities, seccomp profile, masked paths and /dev.
+//!
+//! Process model: `strata` forks an intermediate process, which enters the namespaces and
+//! forks the container's pid 1 (see `child`). Everything the children do is decided here
+//! first (`plan`). This is the only crate with `unsafe`: the system calls that make a
+//! container.
+
+mod cgroup;
+mod child;
+mod idmap;
+mod plan;
+mod rootfs;
+mod seccomp;
+mod tty;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use strata_runtime::container::{Container, Containers};
+use strata_runtime::exec::{Executor, Exit, Stdio};
+use strata_runtime::oci_spec::runtime::Spec;
+use strata_runtime::{Error, Result};
+
+use crate::cgroup::{Cgroup, Limits};
+use crate::child::{Failure, FailureKind};
+use crate::plan::Plan;
+
+/// The Linux namespace executor.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NamespaceExecutor;
+
+impl Executor for NamespaceExecutor {
+    fn run(
+        &self,
+        containers: &Containers<'_>,
+        container: &Container,
+        spec: &Spec,
+        stdio: Stdio,
+        started: &mut dyn FnMut(u32) -> Result<()>,
+    ) -> Result<Exit> {
+        let limits = Limits::from_spec(spec.linux().as_ref().and_then(|l| l.resources().as_ref()));
+        if limits.any() && !rustix::process::geteuid().is_root() {
+            return Err(Error::Unsupported(
+                "resource limits (--memory, --cpus, --pids-limit) need root: this host's cgroups cannot be delegated to an unprivileged user".into(),
+            ));
+        }
+        let plan = Plan::new(containers, container, spec, stdio, limits.any())?;
+        let cgroup = if limits.any() {
+            Some(Cgroup::create(&container.id, &limits)?)
+        } else {
+            None
+        };
+        let result = run(&plan, cgroup.as_ref(), started);
+        let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
+        if let Some(c) = &cgroup {
+            c.remove();
+        }
+        let mut exit = result?;
+        if oom_killed {
+            exit.oom_killed = true;
+            exit.message = Some(format!(
+                "container {} was killed: out of memory",
+                &container.id[..12]
+            ));
+        }
+        Ok(exit)
+    }
+}
+
+/// Kills and reaps the intermediate (and so the container) if set-up fails half way.
+struct Reaper(i32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+                libc::waitpid(self.0, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+fn run(
+    plan: &Plan,
+    cgroup: Option<&Cgroup>,
+    started: &mut dyn FnMut(u32) -> Result<()>,
+) -> Result<Exit> {
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    let (parent, child) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::io("create a socket pair", e.into()))?;
+    // Registered before the fork so no signal is lost in between; the intermediate
+    // ignores them, the container's init resets them.
+    let mut signals = signal_hook::iterator::Signals::new(child::FORWARDED)
+        .map_err(|e| Error::io("install signal handlers", e))?;
+    // SAFETY: fork; the child only runs the plan and leaves through _exit or exec.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::io("fork", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(parent);
+        child::intermediate(plan, child);
+    }
+    drop(child);
+    let mut reaper = Reaper(pid);
+    let sock = parent.as_fd();
+    let failed = |f: Failure| match f.kind {
+        FailureKind::NotFound => Error::ProgramNotFound(f.message),
+        FailureKind::NotExecutable => Error::NotExecutable(f.message),
+        FailureKind::Other => Error::Unsupported(format!("container set-up: {}", f.message)),
+    };
+    if plan.wait_for_parent {
+        let (msg, _) = child::recv(sock).map_err(|e| Error::io("read from the container", e))?;
+        match msg.first() {
+            Some(&child::READY) => {}
+            Some(&child::ERROR) => return Err(failed(Failure::decode(&msg))),
+            _ => {
+                return Err(Error::Unsupported(
+                    "container set-up: the process went away".into(),
+                ))
+            }
+        }
+        if let Some(map) = &plan.id_map {
+            map.write(pid)?;
+        }
+        if let Some(cg) = cgroup {
+            cg.add(pid)?;
+        }
+        child::send(sock, &[child::GO]);
+    }
+
+    let target = Arc::new(AtomicI32::new(0));
+    let terminal: Arc<std::sync::Mutex<Option<OwnedFd>>> = Default::default();
+    let handle = signals.handle();
+    let forwarder = {
+        let target = Arc::clone(&target);
+        let terminal = Arc::clone(&terminal);
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                if sig == libc::SIGWINCH {
+                    if let Some(master) = terminal.lock().unwrap().as_ref() {
+                        tty::copy_window_size(master);
+                    }
+                    continue;
+                }
+                let pid = target.load(Ordering::SeqCst);
+                if pid > 0 {
+                    // SAFETY: signalling the container's init by its pid.
+                    unsafe { libc::kill(pid, sig) };
+                }
+            }
+        })
+    };
+    let mut failure = None;
+    loop {
+        let (msg, fd) = match child::recv(sock) {
+            Ok(m) => m,
+            Err(_) => break,
+        };
+        match msg.first() {
+            None => break,
+            Some(&child::PID) if msg.len() >= 5 => {
+                let init = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
+                target.store(init, Ordering::SeqCst);
+                started(init as u32)?;
+            }
+            Some(&child::TTY) => {
+                if let Some(master) = fd {
+                    tty::copy_window_size(&master);
+                    *terminal.lock().unwrap() = Some(master);
+                }
+                child::send(sock, &[child::GO]);
+            }
+            Some(&child::ERROR) => failure = Some(Failure::decode(&msg)),
+            _ => {}
+        }
+    }
+    drop(parent);
+    let master = terminal
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.try_clone().ok());
+    if let (Some(master), None) = (master, &failure) {
+        tty::relay(master, plan.stdin);
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io(
+                "wait for the container",
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    reaper.0 = 0;
+    handle.close();
+    let _ = forwarder.join();
+    if let Some(f) = failure {
+        return Err(failed(f));
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok(Exit::code(code))
+}

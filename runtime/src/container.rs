@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -92,9 +94,125 @@ pub struct RunOptions {
     pub user: Option<String>,
     pub binds: Vec<Bind>,
     pub memory: Option<u64>,
+    /// `--cpus`: CPU time as a number of CPUs (native).
+    pub cpus: Option<f64>,
+    /// `--pids-limit` (native).
+    pub pids_limit: Option<i64>,
+    /// `--ulimit` (native).
+    pub ulimits: Vec<PosixRlimit>,
+    pub network: Network,
     pub tty: bool,
     pub stdin: bool,
 }
+
+/// `--network`: a private network namespace with only loopback (the default until bridge
+/// networking exists), or the host's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    #[default]
+    None,
+    Host,
+}
+
+impl Network {
+    pub fn parse(s: &str) -> Result<Network> {
+        match s {
+            "none" => Ok(Network::None),
+            "host" => Ok(Network::Host),
+            other => Err(Error::InvalidArgument(format!(
+                "network {other:?} is not supported (none, host)"
+            ))),
+        }
+    }
+}
+
+/// `--ulimit nofile=1024[:2048]`, as docker takes it.
+pub fn parse_ulimit(s: &str) -> Result<PosixRlimit> {
+    let bad = |why: &str| Error::InvalidArgument(format!("invalid ulimit {s:?}: {why}"));
+    let (name, limits) = s
+        .split_once('=')
+        .ok_or_else(|| bad("expected NAME=SOFT[:HARD]"))?;
+    let typ = match name {
+        "core" => PosixRlimitType::RlimitCore,
+        "cpu" => PosixRlimitType::RlimitCpu,
+        "data" => PosixRlimitType::RlimitData,
+        "fsize" => PosixRlimitType::RlimitFsize,
+        "locks" => PosixRlimitType::RlimitLocks,
+        "memlock" => PosixRlimitType::RlimitMemlock,
+        "msgqueue" => PosixRlimitType::RlimitMsgqueue,
+        "nice" => PosixRlimitType::RlimitNice,
+        "nofile" => PosixRlimitType::RlimitNofile,
+        "nproc" => PosixRlimitType::RlimitNproc,
+        "rss" => PosixRlimitType::RlimitRss,
+        "rtprio" => PosixRlimitType::RlimitRtprio,
+        "rttime" => PosixRlimitType::RlimitRttime,
+        "sigpending" => PosixRlimitType::RlimitSigpending,
+        "stack" => PosixRlimitType::RlimitStack,
+        _ => return Err(bad("unknown limit name")),
+    };
+    let number = |v: &str| -> Result<u64> {
+        if v == "-1" || v == "unlimited" {
+            return Ok(u64::MAX);
+        }
+        v.parse().map_err(|_| bad("limits are numbers"))
+    };
+    let (soft, hard) = match limits.split_once(':') {
+        Some((a, b)) => (number(a)?, number(b)?),
+        None => (number(limits)?, number(limits)?),
+    };
+    if soft > hard {
+        return Err(bad("the soft limit is above the hard limit"));
+    }
+    PosixRlimitBuilder::default()
+        .typ(typ)
+        .soft(soft)
+        .hard(hard)
+        .build()
+        .map_err(|e| bad(&e.to_string()))
+}
+
+/// Docker's default capability set: what a container's root keeps, and no other.
+pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// Docker's masked paths: hidden behind /dev/null (files) or an empty read-only tmpfs (dirs).
+pub const MASKED_PATHS: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only paths.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// `-v HOST:CTR[:ro]`
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +296,9 @@ pub fn process_env(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> V
     }
     if linux {
         set("HOSTNAME", hostname);
+        if opts.tty {
+            set("TERM", "xterm");
+        }
     }
     for e in &opts.env {
         match e.split_once('=') {
@@ -210,20 +331,33 @@ pub fn make_spec(image: &Image, opts: &RunOptions, hostname: &str) -> Result<Spe
     let user = opts.user.clone().or(c.user).unwrap_or_default();
     let (uid, gid) = numeric_user(&user);
     let bad = |e: oci_spec::OciSpecError| Error::InvalidArgument(format!("runtime spec: {e}"));
-    let process = ProcessBuilder::default()
+    let native = !config.platform().is_wasm();
+    let mut user_spec = UserBuilder::default().uid(uid).gid(gid);
+    if native && !user.is_empty() {
+        // Names are resolved through the container's own /etc/passwd when it starts.
+        user_spec = user_spec.username(user.clone());
+    }
+    let mut process = ProcessBuilder::default()
         .args(args)
         .env(process_env(config, opts, hostname))
         .cwd(cwd)
         .terminal(opts.tty)
-        .user(
-            UserBuilder::default()
-                .uid(uid)
-                .gid(gid)
-                .build()
-                .map_err(bad)?,
-        )
-        .build()
-        .map_err(bad)?;
+        .user(user_spec.build().map_err(bad)?);
+    if native {
+        let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
+        process = process
+            .capabilities(
+                LinuxCapabilitiesBuilder::default()
+                    .bounding(caps.clone())
+                    .effective(caps.clone())
+                    .permitted(caps)
+                    .build()
+                    .map_err(bad)?,
+            )
+            .no_new_privileges(true)
+            .rlimits(opts.ulimits.clone());
+    }
+    let process = process.build().map_err(bad)?;
     let mut mounts: Vec<Mount> = Vec::new();
     for b in &opts.binds {
         let mut options = vec!["rbind".to_string()];
@@ -239,17 +373,54 @@ pub fn make_spec(image: &Image, opts: &RunOptions, hostname: &str) -> Result<Spe
         );
     }
     let mut linux = LinuxBuilder::default();
+    let mut resources = LinuxResourcesBuilder::default();
     if let Some(limit) = opts.memory {
-        let memory = LinuxMemoryBuilder::default()
-            .limit(limit as i64)
-            .build()
-            .map_err(bad)?;
-        linux = linux.resources(
-            LinuxResourcesBuilder::default()
-                .memory(memory)
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit as i64)
                 .build()
                 .map_err(bad)?,
         );
+    }
+    if let Some(cpus) = opts.cpus {
+        let period = 100_000u64;
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .period(period)
+                .quota((cpus * period as f64).round() as i64)
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    if let Some(limit) = opts.pids_limit {
+        resources = resources.pids(
+            LinuxPidsBuilder::default()
+                .limit(limit)
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    linux = linux.resources(resources.build().map_err(bad)?);
+    if native {
+        let mut kinds = vec![
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Cgroup,
+        ];
+        if opts.network == Network::None {
+            kinds.push(LinuxNamespaceType::Network);
+        }
+        let namespaces = kinds
+            .into_iter()
+            .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        linux = linux
+            .namespaces(namespaces)
+            .masked_paths(MASKED_PATHS.map(String::from).to_vec())
+            .readonly_paths(READONLY_PATHS.map(String::from).to_vec());
     }
     SpecBuilder::default()
         .version("1.0.2")
@@ -430,6 +601,12 @@ impl<'a> Containers<'a> {
             .context(|| format!("read spec of {}", c.id))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::InvalidDocument(format!("container {} spec: {e}", c.id)))
+    }
+
+    /// The host path of the container's directory (its bundle): what a native backend
+    /// hands to the kernel (overlayfs upper and work dirs, bind-mount sources).
+    pub fn path(&self, c: &Container) -> PathBuf {
+        self.store.path().join(CONTAINERS_DIR).join(&c.id)
     }
 
     /// The container's writable layer.

@@ -53,9 +53,11 @@ pub enum Error {
     Archive(String),
     #[error("no such image: {0}")]
     ImageNotFound(String),
-    #[error("exec: {0}: no such file or directory")]
+    /// The container's program does not exist (docker's 127); the whole message.
+    #[error("{0}")]
     ProgramNotFound(String),
-    #[error("exec: {0}: permission denied")]
+    /// The container's program cannot be executed (docker's 126); the whole message.
+    #[error("{0}")]
     NotExecutable(String),
     #[error("{0}")]
     Registry(String),

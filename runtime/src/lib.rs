@@ -8,6 +8,7 @@ pub mod container;
 pub mod content;
 pub mod digest;
 pub mod error;
+pub mod exec;
 pub mod fs;
 pub mod image;
 pub mod layer;
@@ -17,6 +18,7 @@ pub mod reference;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod store;
+pub mod users;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 

@@ -746,7 +746,19 @@ pub(crate) fn make_removable(parent: &Dir, name: &str) -> Result<()> {
         let _ = rustix::fs::fchmod(&dir, rustix::fs::Mode::from_raw_mode(0o700));
         for entry in dir.entries().context(|| format!("list {name}"))?.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                if let Ok(sub) = dir.open_dir_nofollow(&entry.file_name()) {
+                let name = entry.file_name();
+                let opened = dir.open_dir_nofollow(&name).or_else(|_| {
+                    // A directory with no permissions (overlayfs's work/work) opens after
+                    // its owner gives it some back.
+                    let _ = rustix::fs::chmodat(
+                        &dir,
+                        &*name,
+                        rustix::fs::Mode::from_raw_mode(0o700),
+                        rustix::fs::AtFlags::empty(),
+                    );
+                    dir.open_dir_nofollow(&name)
+                });
+                if let Ok(sub) = opened {
                     stack.push(sub);
                 }
             }

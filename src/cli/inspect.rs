@@ -10,15 +10,26 @@ pub struct Args {
     /// Format output using a Go-style template, e.g. '{{.Id}}' or '{{json .Config}}'
     #[arg(short, long)]
     format: Option<String>,
-    #[arg(required = true, value_name = "IMAGE")]
+    /// Images or containers (an image name wins, as `docker inspect` without --type)
+    #[arg(required = true, value_name = "IMAGE|CONTAINER")]
     images: Vec<String>,
 }
 
 impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
         let mut out = Vec::new();
+        let containers = strata_runtime::container::Containers::open(store)?;
         for name in &self.images {
-            out.push(describe(store, &store.resolve(name)?));
+            match store.resolve(name) {
+                Ok(image) => out.push(describe(store, &image)),
+                Err(e) if e.kind() == strata_runtime::ErrorKind::NotFound => {
+                    let c = containers
+                        .get(name)
+                        .map_err(|_| anyhow::anyhow!("no such object: {name}"))?;
+                    out.push(describe_container(&containers, &c));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         match &self.format {
             Some(fmt) => {
@@ -66,5 +77,56 @@ pub fn describe(store: &Store, image: &Image) -> Value {
         "RootFS": { "Type": "layers", "Layers": config.rootfs.diff_ids },
         "Descriptor": image.manifest_descriptor,
         "Manifest": { "Layers": image.manifest.layers },
+    })
+}
+
+/// docker's `container inspect` shape (the parts Strata has).
+fn describe_container(
+    containers: &strata_runtime::container::Containers<'_>,
+    c: &strata_runtime::container::Container,
+) -> Value {
+    use strata_runtime::container::Status;
+    let spec = containers.spec(c).ok();
+    let process = spec.as_ref().and_then(|s| s.process().clone());
+    let args = process
+        .as_ref()
+        .and_then(|p| p.args().clone())
+        .unwrap_or_default();
+    let status = match c.status {
+        Status::Created => "created",
+        Status::Running => "running",
+        Status::Exited => "exited",
+    };
+    json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": args.first().cloned().unwrap_or_default(),
+        "Args": args.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": status,
+            "Running": c.status == Status::Running,
+            "OOMKilled": c.oom_killed,
+            "Pid": c.pid.filter(|_| c.status == Status::Running).unwrap_or(0),
+            "ExitCode": c.exit_code.unwrap_or(0),
+            "Error": c.error.clone().unwrap_or_default(),
+            "StartedAt": c.started_at.clone().unwrap_or_default(),
+            "FinishedAt": c.finished_at.clone().unwrap_or_default(),
+        },
+        "Image": c.image_id,
+        "Name": format!("/{}", c.name),
+        "Driver": "overlay",
+        "Platform": match c.runtime {
+            strata_runtime::container::Runtime::Native => "linux",
+            strata_runtime::container::Runtime::Wasm => "wasi",
+        },
+        "Config": {
+            "Hostname": spec.as_ref().and_then(|s| s.hostname().clone()).unwrap_or_default(),
+            "User": process.as_ref().and_then(|p| p.user().username().clone()).unwrap_or_default(),
+            "Env": process.as_ref().and_then(|p| p.env().clone()).unwrap_or_default(),
+            "Cmd": args,
+            "Image": c.image,
+            "WorkingDir": process.as_ref().map(|p| p.cwd().display().to_string()).unwrap_or_default(),
+            "Tty": process.as_ref().and_then(|p| p.terminal()).unwrap_or(false),
+        },
     })
 }

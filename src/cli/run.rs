@@ -1,11 +1,14 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
-use strata_runtime::container::{Bind, Containers, RunOptions, Runtime, Status};
+use anyhow::{anyhow, Context, Result};
+use strata_runtime::container::{
+    parse_ulimit, Bind, Containers, Network, RunOptions, Runtime, Status,
+};
+use strata_runtime::exec::{Executor, Stdio};
 use strata_runtime::image::MEDIA_WASM_CONFIG;
 use strata_runtime::store::Image;
-use strata_runtime::wasm::{filesystem, GuestSpec, Outcome, WasmRuntime, WASM_MAGIC};
+use strata_runtime::wasm::{WasmExecutor, WASM_MAGIC};
 use strata_runtime::{ErrorKind, Store};
 
 #[derive(clap::Args)]
@@ -37,6 +40,18 @@ pub struct Args {
     /// Memory limit (e.g. 64m, 1g)
     #[arg(short, long)]
     memory: Option<String>,
+    /// Number of CPUs (native)
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Tune container pids limit, -1 for unlimited (native)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Ulimit options, e.g. nofile=1024:2048 (native)
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    ulimits: Vec<String>,
+    /// Network: none (the default until bridge networking exists) or host (native)
+    #[arg(long, default_value = "none")]
+    network: String,
     /// Overwrite the default ENTRYPOINT of the image
     #[arg(long)]
     entrypoint: Option<String>,
@@ -130,6 +145,14 @@ impl Args {
                 .map(|v| Bind::parse(v))
                 .collect::<strata_runtime::Result<_>>()?,
             memory: self.memory.as_deref().map(parse_bytes).transpose()?,
+            cpus: self.cpus.as_deref().map(parse_cpus).transpose()?,
+            pids_limit: self.pids_limit,
+            ulimits: self
+                .ulimits
+                .iter()
+                .map(|u| parse_ulimit(u))
+                .collect::<strata_runtime::Result<_>>()?,
+            network: Network::parse(&self.network)?,
             tty: self.tty,
             stdin: self.interactive,
         };
@@ -145,13 +168,10 @@ impl Args {
             containers.create(&image, &self.image, provisional, self.name.as_deref())?;
         let prepared = (|| -> Result<_> {
             let spec = strata_runtime::container::make_spec(&image, &opts, container.short_id())?;
-            containers.save_spec(&container, &spec)?;
             if self.runtime.is_none() {
                 container.runtime = detect_runtime(&containers, &container, &image, &spec)?;
             }
-            if container.runtime == Runtime::Native {
-                bail!("the native backend is not available yet; this image needs it (use --runtime wasm for a Wasm image)");
-            }
+            containers.save_spec(&container, &spec)?;
             Ok(spec)
         })();
         let spec = match prepared {
@@ -161,134 +181,41 @@ impl Args {
                 return Err(e);
             }
         };
-        let outcome = run_wasm(store, &containers, &mut container, &spec, &opts);
-        let code = match &outcome {
-            Ok(o) => o.exit_code(),
-            Err(_) => 125,
+        let executor: &dyn Executor = match container.runtime {
+            Runtime::Native => &strata_native::NamespaceExecutor,
+            Runtime::Wasm => &WasmExecutor,
         };
+        let mut record = container.clone();
+        let mut started = |pid: u32| {
+            record.status = Status::Running;
+            record.pid = Some(pid);
+            record.started_at = Some(strata_runtime::container::now());
+            containers.save(&record)
+        };
+        let stdio = Stdio {
+            stdin: self.interactive,
+        };
+        let outcome = executor.run(&containers, &container, &spec, stdio, &mut started);
+        container.started_at = record.started_at;
+        container.pid = record.pid;
         container.status = Status::Exited;
-        container.exit_code = Some(code);
+        container.exit_code = Some(match &outcome {
+            Ok(exit) => exit.code,
+            Err(_) => 125,
+        });
         container.finished_at = Some(strata_runtime::container::now());
-        container.oom_killed = matches!(outcome, Ok(Outcome::OutOfMemory));
+        container.oom_killed = outcome.as_ref().is_ok_and(|e| e.oom_killed);
         container.error = outcome.as_ref().err().map(|e| e.to_string());
         containers.save(&container)?;
         if self.rm {
             containers.remove(&container)?;
         }
-        match outcome? {
-            Outcome::Trapped(msg) => eprintln!("Error: {msg}"),
-            Outcome::OutOfMemory => eprintln!(
-                "Error: container {} ran out of memory (limit {})",
-                container.short_id(),
-                self.memory.as_deref().unwrap_or("")
-            ),
-            _ => {}
+        let exit = outcome?;
+        if let Some(msg) = &exit.message {
+            eprintln!("Error: {msg}");
         }
-        Ok(code)
+        Ok(exit.code)
     }
-}
-
-fn run_wasm(
-    store: &Store,
-    containers: &Containers<'_>,
-    container: &mut strata_runtime::container::Container,
-    spec: &strata_runtime::oci_spec::runtime::Spec,
-    opts: &RunOptions,
-) -> strata_runtime::Result<Outcome> {
-    let wasm = WasmRuntime::new(&store.path().join("cache/wasm"))?;
-    let interrupt = wasm.interrupt_handle();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| strata_runtime::Error::io("install signal handlers", e))?;
-    let handle = signals.handle();
-    let (finished, guest_done) = std::sync::mpsc::channel::<()>();
-    let watcher = std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            interrupt.interrupt(sig);
-            // A guest blocked in a host call (reading stdin) never reaches an epoch check:
-            // if it has not stopped after a grace period, leave without it.
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                guest_done.recv_timeout(std::time::Duration::from_secs(3))
-            {
-                std::process::exit(128 + sig);
-            }
-        }
-    });
-    let process = spec.process().as_ref().expect("make_spec sets a process");
-    let guest = GuestSpec {
-        args: process.args().clone().unwrap_or_default(),
-        env: process
-            .env()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| match e.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (e, String::new()),
-            })
-            .collect(),
-        cwd: process.cwd().display().to_string(),
-        stdin: opts.stdin,
-        memory: opts.memory,
-    };
-    let binds = opts
-        .binds
-        .iter()
-        .map(|b| {
-            let dir = cap_std_dir(&b.host)?;
-            Ok(filesystem::Mount {
-                guest_path: b.container.clone(),
-                overlay: std::sync::Arc::new(strata_runtime::fs::Overlay::new(Vec::new(), dir)),
-                read_only: b.read_only,
-            })
-        })
-        .collect::<strata_runtime::Result<Vec<_>>>()?;
-    let root = containers.root(container)?;
-    for b in &opts.binds {
-        // Mount points exist in the container, as docker makes them.
-        make_dirs(&root, &b.container).map_err(|e| {
-            strata_runtime::Error::io(format!("create mount point {}", b.container), e)
-        })?;
-    }
-    container.status = Status::Running;
-    container.pid = Some(std::process::id());
-    container.started_at = Some(strata_runtime::container::now());
-    containers.save(container)?;
-    let outcome = wasm.run(root, binds, &guest);
-    drop(finished);
-    handle.close();
-    let _ = watcher.join();
-    outcome
-}
-
-/// `mkdir -p` in the container's root.
-fn make_dirs(
-    root: &strata_runtime::fs::Overlay<strata_runtime::cap_std::fs::Dir>,
-    path: &str,
-) -> std::io::Result<()> {
-    let mut at = String::new();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        at.push('/');
-        at.push_str(part);
-        match root.create_dir(std::ffi::OsStr::new(&at), 0o755) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            r => r?,
-        }
-    }
-    Ok(())
-}
-
-fn cap_std_dir(path: &std::path::Path) -> strata_runtime::Result<strata_runtime::cap_std::fs::Dir> {
-    strata_runtime::cap_std::fs::Dir::open_ambient_dir(
-        path,
-        strata_runtime::cap_std::ambient_authority(),
-    )
-    .map_err(|e| strata_runtime::Error::IoPath {
-        path: path.into(),
-        source: e,
-    })
 }
 
 /// An image runs on Wasm when its config says so (platform wasi/wasm, or the Wasm artifact
@@ -325,6 +252,14 @@ fn detect_runtime(
         }
     }
     Ok(Runtime::Native)
+}
+
+/// `--cpus 1.5`: a positive number of CPUs.
+fn parse_cpus(s: &str) -> Result<f64> {
+    match s.parse::<f64>() {
+        Ok(n) if n > 0.0 && n.is_finite() => Ok(n),
+        _ => Err(anyhow!("invalid --cpus {s:?}: expected a positive number")),
+    }
 }
 
 /// `64m`, `1g`, `512k`, `1024` (bytes), as docker parses `--memory`.

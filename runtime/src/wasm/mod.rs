@@ -5,8 +5,11 @@
 //! digest and the engine's compatibility hash; later runs deserialize (mmap) it. Stop: a
 //! signal bumps the engine's epoch and the guest traps at its next epoch check.
 
+mod executor;
 pub mod filesystem;
 mod p1;
+
+pub use executor::WasmExecutor;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -282,12 +285,12 @@ fn read_program(root: &Overlay<Dir>, program: &str, cwd: &str) -> Result<Vec<u8>
                 ..Default::default()
             },
         )
-        .map_err(|e| Error::ProgramNotFound(format!("{program}: {e}")))?;
+        .map_err(|e| Error::ProgramNotFound(format!("exec: {program:?}: {e}")))?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut bytes).context(|| format!("read {program}"))?;
     if !bytes.starts_with(WASM_MAGIC) {
         return Err(Error::NotExecutable(format!(
-            "{program}: not a WebAssembly binary"
+            "exec: {program:?}: not a WebAssembly binary"
         )));
     }
     Ok(bytes)

@@ -1,0 +1,420 @@
+//! Everything the forked processes need, computed in the parent before it forks: paths,
+//! mount options, ids, the environment. The children only apply it (plan, then apply), so
+//! they allocate little and decide nothing, and the plan itself is unit-tested.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use strata_runtime::container::{Container, Containers};
+use strata_runtime::exec::Stdio;
+use strata_runtime::oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
+use strata_runtime::{Error, Result};
+
+use crate::idmap::IdMap;
+
+/// The longest overlay option string the kernel takes through mount(2) (one page).
+const MOUNT_DATA_MAX: usize = 4095;
+
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The store root: the children chdir here so overlay options use short relative paths.
+    pub store_root: CString,
+    /// The overlay's mount point, relative to the store root.
+    pub rootfs: CString,
+    pub overlay_options: CString,
+    /// `CLONE_NEW*` flags unshared before the container's pid 1 is forked (user excluded).
+    pub namespaces: libc::c_int,
+    /// The caller is not root: a user namespace maps it to 0.
+    pub id_map: Option<IdMap>,
+    /// The parent must act (write id maps, join cgroups) before the children go on.
+    pub wait_for_parent: bool,
+    pub hostname: CString,
+    /// Files written by the runtime (hosts, hostname, resolv.conf): container path, host path.
+    pub etc_files: Vec<(String, CString)>,
+    pub binds: Vec<BindMount>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    /// `USER` as the image or `-u` gave it; resolved through the container's /etc/passwd.
+    pub user: String,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    /// The container's PATH, to find a program named without a slash.
+    pub path: String,
+    pub cwd: String,
+    /// Capabilities kept in the bounding set (bit numbers).
+    pub capabilities: u64,
+    pub no_new_privs: bool,
+    /// Docker's default profile, compiled before the fork.
+    pub seccomp: Vec<seccompiler::BpfProgram>,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BindMount {
+    pub source: CString,
+    pub target: String,
+    pub read_only: bool,
+    pub directory: bool,
+}
+
+impl Plan {
+    /// The plan for `container`, and the per-container files it mounts (the init layer with
+    /// the mount points, hosts, hostname, resolv.conf), written under the container's
+    /// directory.
+    pub fn new(
+        containers: &Containers<'_>,
+        container: &Container,
+        spec: &Spec,
+        stdio: Stdio,
+        needs_cgroup: bool,
+    ) -> Result<Plan> {
+        let store = containers.store();
+        let store_root = store.path().to_path_buf();
+        let dir = containers.path(container);
+        let rel = |p: &Path| -> PathBuf {
+            p.strip_prefix(&store_root)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
+        let init = dir.join("init");
+        let hostname = spec.hostname().clone().unwrap_or_default();
+        write_init_layer(&init)?;
+        let host_network = !has_namespace(spec, LinuxNamespaceType::Network);
+        let etc_files = write_etc_files(&dir, &hostname, host_network)?;
+        for sub in ["work", "rootfs"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| io(&dir.join(sub), e))?;
+        }
+        let id_map = if rustix::process::geteuid().is_root() {
+            None
+        } else {
+            Some(IdMap::for_caller())
+        };
+        let mut lowers = vec![rel(&init)];
+        lowers.extend(
+            container
+                .layers
+                .iter()
+                .rev()
+                .map(|d| rel(&store.layer_path(d))),
+        );
+        let overlay_options = overlay_options(
+            &lowers,
+            &rel(&dir.join("upper")),
+            &rel(&dir.join("work")),
+            id_map.is_some(),
+        )?;
+
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("runtime spec without a process".into()))?;
+        let mut namespaces = 0;
+        for ns in spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default()
+        {
+            namespaces |= match ns.typ() {
+                LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+                LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+                LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+                LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+                LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+                LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+                // The user namespace follows from who runs us, not from the spec.
+                LinuxNamespaceType::User | LinuxNamespaceType::Time => 0,
+            };
+        }
+        // The root filesystem needs its own mount namespace, whatever the spec says.
+        namespaces |= libc::CLONE_NEWNS;
+
+        let binds = spec
+            .mounts()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.typ().as_deref() == Some("bind"))
+            .map(|m| {
+                let source = m.source().clone().unwrap_or_default();
+                let meta = std::fs::metadata(&source).map_err(|e| io(&source, e))?;
+                Ok(BindMount {
+                    source: cstring(source.as_os_str().as_encoded_bytes())?,
+                    target: m.destination().display().to_string(),
+                    read_only: m
+                        .options()
+                        .as_ref()
+                        .is_some_and(|o| o.iter().any(|x| x == "ro")),
+                    directory: meta.is_dir(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let linux = spec.linux().clone().unwrap_or_default();
+        let env: Vec<String> = process.env().clone().unwrap_or_default();
+        let path = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(strata_runtime::container::DEFAULT_PATH)
+            .to_string();
+        let capabilities = process
+            .capabilities()
+            .as_ref()
+            .and_then(|c| c.bounding().clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| crate::child::capability_number(&serde_json::to_string(c).unwrap_or_default()))
+            .collect::<Result<Vec<u32>>>()?
+            .into_iter()
+            .fold(0u64, |acc, n| acc | (1 << n));
+        Ok(Plan {
+            store_root: cstring(store_root.as_os_str().as_encoded_bytes())?,
+            rootfs: cstring(rel(&dir.join("rootfs")).as_os_str().as_encoded_bytes())?,
+            overlay_options,
+            namespaces,
+            wait_for_parent: id_map.is_some() || needs_cgroup,
+            id_map,
+            hostname: cstring(hostname.as_bytes())?,
+            etc_files,
+            binds,
+            masked_paths: linux.masked_paths().clone().unwrap_or_default(),
+            readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
+            rlimits: process
+                .rlimits()
+                .clone()
+                .unwrap_or_default()
+                .iter()
+                .map(|r| (rlimit_resource(r.typ()), r.soft(), r.hard()))
+                .collect(),
+            user: process.user().username().clone().unwrap_or_default(),
+            args: process
+                .args()
+                .clone()
+                .unwrap_or_default()
+                .iter()
+                .map(|a| cstring(a.as_bytes()))
+                .collect::<Result<_>>()?,
+            env: env
+                .iter()
+                .map(|e| cstring(e.as_bytes()))
+                .collect::<Result<_>>()?,
+            path,
+            cwd: process.cwd().display().to_string(),
+            capabilities,
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            seccomp: crate::seccomp::docker_default()
+                .map_err(|e| Error::Unsupported(format!("seccomp profile: {e}")))?,
+            tty: process.terminal().unwrap_or(false),
+            stdin: stdio.stdin,
+        })
+    }
+
+    pub fn has_network_namespace(&self) -> bool {
+        self.namespaces & libc::CLONE_NEWNET != 0
+    }
+}
+
+fn has_namespace(spec: &Spec, kind: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|ns| ns.typ() == kind))
+}
+
+/// `lowerdir=…,upperdir=…,workdir=…` with paths relative to the store root, refused when it
+/// would not fit the kernel's one page.
+pub(crate) fn overlay_options(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    rootless: bool,
+) -> Result<CString> {
+    let mut text = String::from("lowerdir=");
+    for (i, l) in lowers.iter().enumerate() {
+        let s = l.to_str().ok_or_else(|| {
+            Error::InvalidArgument(format!("layer path {} is not UTF-8", l.display()))
+        })?;
+        if s.contains([',', ':']) {
+            return Err(Error::InvalidArgument(format!(
+                "layer path {s} cannot be given to overlayfs"
+            )));
+        }
+        if i > 0 {
+            text.push(':');
+        }
+        text.push_str(s);
+    }
+    text.push_str(&format!(
+        ",upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    ));
+    // Rootless: opaque markers are user.overlay.* xattrs, as the store writes them.
+    text.push_str(if rootless { ",userxattr" } else { "" });
+    if text.len() > MOUNT_DATA_MAX {
+        return Err(Error::Unsupported(format!(
+            "the image has too many layers ({}) for one overlay mount",
+            lowers.len() - 1
+        )));
+    }
+    cstring(text.as_bytes())
+}
+
+/// The container's init layer: the mount points the runtime needs, so that mounting never
+/// creates anything in the container's own upper layer (docker's `-init` layer).
+fn write_init_layer(init: &Path) -> Result<()> {
+    for d in ["proc", "sys", "dev", "etc"] {
+        std::fs::create_dir_all(init.join(d)).map_err(|e| io(&init.join(d), e))?;
+    }
+    for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        std::fs::write(init.join(f), b"").map_err(|e| io(&init.join(f), e))?;
+    }
+    Ok(())
+}
+
+/// hosts, hostname and resolv.conf as docker writes them for a container.
+fn write_etc_files(
+    dir: &Path,
+    hostname: &str,
+    host_network: bool,
+) -> Result<Vec<(String, CString)>> {
+    let hosts = if host_network {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+        )
+    };
+    let resolv = resolv_conf(
+        &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        host_network,
+    );
+    let mut out = Vec::new();
+    for (name, text) in [
+        ("hosts", hosts),
+        ("hostname", format!("{hostname}\n")),
+        ("resolv.conf", resolv),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+        out.push((
+            format!("etc/{name}"),
+            cstring(path.as_os_str().as_encoded_bytes())?,
+        ));
+    }
+    Ok(out)
+}
+
+/// The host's resolv.conf; with a private network, loopback resolvers cannot be reached,
+/// so they are dropped and docker's fallback (Google's public DNS) used when none is left.
+pub(crate) fn resolv_conf(host: &str, host_network: bool) -> String {
+    if host_network {
+        return host.to_string();
+    }
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let addr = words.next().unwrap_or("");
+            if addr.starts_with("127.") || addr == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+    match t {
+        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+pub(crate) fn cstring(bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "{:?} contains a NUL byte",
+            String::from_utf8_lossy(bytes)
+        ))
+    })
+}
+
+fn io(path: &Path, source: std::io::Error) -> Error {
+    Error::IoPath {
+        path: path.into(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_options_are_relative_and_bounded() {
+        let lowers = vec![
+            PathBuf::from("containers/c/init"),
+            PathBuf::from("layers/b/fs"),
+            PathBuf::from("layers/a/fs"),
+        ];
+        let o = overlay_options(
+            &lowers,
+            Path::new("containers/c/upper"),
+            Path::new("containers/c/work"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            o.to_str().unwrap(),
+            "lowerdir=containers/c/init:layers/b/fs:layers/a/fs,upperdir=containers/c/upper,workdir=containers/c/work"
+        );
+        let rootless = overlay_options(&lowers, Path::new("u"), Path::new("w"), true).unwrap();
+        assert!(rootless.to_str().unwrap().ends_with(",userxattr"));
+        let many: Vec<PathBuf> = (0..100)
+            .map(|i| PathBuf::from(format!("layers/{:064x}/fs", i)))
+            .collect();
+        let err = overlay_options(&many, Path::new("u"), Path::new("w"), false).unwrap_err();
+        assert!(err.to_string().contains("too many layers"), "{err}");
+        let bad = overlay_options(
+            &[PathBuf::from("a:b")],
+            Path::new("u"),
+            Path::new("w"),
+            false,
+        );
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn resolv_conf_drops_loopback_resolvers_on_a_private_network() {
+        let host = "search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n";
+        assert_eq!(
+            resolv_conf(host, false),
+            "search example.com\nnameserver 10.0.0.2\n"
+        );
+        assert_eq!(resolv_conf(host, true), host);
+        assert!(resolv_conf("nameserver 127.0.0.1\n", false).contains("nameserver 8.8.8.8"));
+    }
+}

@@ -1,0 +1,81 @@
+//! `-t`: the container's terminal is a pty made in its own devpts; strata holds the master,
+//! puts its own terminal in raw mode, and copies both ways until the container's side closes.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Give the container's terminal the size of ours (at start and on SIGWINCH).
+pub(crate) fn copy_window_size(master: &OwnedFd) {
+    let ours = [std::io::stdin().as_fd(), std::io::stdout().as_fd()]
+        .into_iter()
+        .find_map(|fd| rustix::termios::tcgetwinsize(fd).ok());
+    if let Some(size) = ours {
+        let _ = rustix::termios::tcsetwinsize(master, size);
+    }
+}
+
+/// Restores the caller's terminal mode when dropped.
+struct RawMode(Option<rustix::termios::Termios>);
+
+impl RawMode {
+    fn enter() -> RawMode {
+        let stdin = std::io::stdin();
+        let Ok(saved) = rustix::termios::tcgetattr(stdin.as_fd()) else {
+            return RawMode(None);
+        };
+        let mut raw = saved.clone();
+        raw.make_raw();
+        let _ =
+            rustix::termios::tcsetattr(stdin.as_fd(), rustix::termios::OptionalActions::Now, &raw);
+        RawMode(Some(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin().as_fd(),
+                rustix::termios::OptionalActions::Now,
+                saved,
+            );
+        }
+    }
+}
+
+/// Copy the terminal's output to our stdout (and, with `-i`, our stdin to it) until every
+/// process of the container has closed it.
+pub(crate) fn relay(master: OwnedFd, stdin: bool) {
+    let _raw = stdin.then(RawMode::enter);
+    let mut output = std::fs::File::from(master);
+    if stdin {
+        if let Ok(mut input) = output.try_clone() {
+            // Ends with the process: a read of our stdin cannot be interrupted portably.
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut stdin = std::io::stdin().lock();
+                while let Ok(n) = stdin.read(&mut buf) {
+                    if n == 0 || input.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    let mut buf = [0u8; 8192];
+    loop {
+        match output.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if stdout.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                let _ = stdout.flush();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // EIO: the container's side is closed.
+            Err(_) => break,
+        }
+    }
+}
