@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: build strata and the example guest, then take the example images through
 # the local default store (/var/lib/strata as root, ~/.local/share/strata otherwise):
-# import, list, history, run (Wasm), diff, commit, save and load back.
+# import, list, history, run (Wasm and native), diff, commit, save and load back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,8 +41,16 @@ say strata run --rm example/hello-wasm:1.0 cat /data/greeting.txt
 $strata run --rm example/hello-wasm:1.0 cat /data/greeting.txt
 say 'strata run --rm example/hello-wasm:1.0 exit 7; echo "exit status $?"'
 $strata run --rm example/hello-wasm:1.0 exit 7 || echo "exit status $?"
+say "strata run --rm example/busybox:1.0 sh -c 'echo hello from \$(hostname), pid \$\$; id'"
+$strata run --rm example/busybox:1.0 sh -c 'echo hello from $(hostname), pid $$; id'
+say "strata run --name native -u nobody -w /srv example/busybox:1.0 sh -c 'pwd; touch /tmp/native-was-here'"
+$strata rm -f native >/dev/null 2>&1 || true
+$strata run --name native -u nobody -w /srv example/busybox:1.0 sh -c 'pwd; touch /tmp/native-was-here'
 say strata ps -a
 $strata ps -a
+say strata diff native
+$strata diff native
+$strata rm native >/dev/null
 say strata diff hello
 $strata diff hello
 say strata commit hello example/hello-wasm:committed

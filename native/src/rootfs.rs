@@ -278,32 +278,35 @@ fn directory_in_root(root: &OwnedFd, path: &str) -> Result<OwnedFd, Failure> {
 }
 
 /// `mkdir -p` of `path` inside the root (and an empty file at the end unless `directory`),
-/// every step resolved in the root; the existing or new target as an O_PATH fd.
+/// every step resolved in the root; a dangling symlink on the way is followed by creating
+/// its target, inside the root too. The existing or new target, as an O_PATH fd.
 fn create_in_root(root: &OwnedFd, path: &str, directory: bool) -> Result<OwnedFd, Failure> {
+    make_in_root(root, path, directory, 0)?;
+    open_in_root(root, path)
+}
+
+fn make_in_root(root: &OwnedFd, path: &str, directory: bool, links: u32) -> Result<(), Failure> {
+    if links > 40 {
+        return Err(Failure::other(format!("create {path} in the container: too many symlinks")));
+    }
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let mut prefix = String::new();
     for (i, part) in parts.iter().enumerate() {
-        let parent = if prefix.is_empty() {
-            ".".to_string()
-        } else {
-            prefix.clone()
-        };
-        prefix = if prefix.is_empty() {
-            part.to_string()
-        } else {
-            format!("{prefix}/{part}")
-        };
+        let parent = if prefix.is_empty() { ".".to_string() } else { prefix.clone() };
+        prefix = if prefix.is_empty() { part.to_string() } else { format!("{prefix}/{part}") };
         match resolve(root, &prefix) {
             Ok(_) => continue,
             Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => {
-                return Err(Failure::other(format!(
-                    "open {prefix} in the container: {e}"
-                )))
-            }
+            Err(e) => return Err(Failure::other(format!("open {prefix} in the container: {e}"))),
         }
         let dir = open_in_root(root, &parent)?;
         let last = i + 1 == parts.len();
+        if let Ok(target) = rustix::fs::readlinkat(&dir, *part, Vec::new()) {
+            let target = target.to_string_lossy().into_owned();
+            let target = if target.starts_with('/') { target } else { format!("{parent}/{target}") };
+            make_in_root(root, &target, directory || !last, links + 1)?;
+            continue;
+        }
         let made = if last && !directory {
             rustix::fs::openat(
                 &dir,
@@ -317,14 +320,10 @@ fn create_in_root(root: &OwnedFd, path: &str, directory: bool) -> Result<OwnedFd
         };
         match made {
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => {
-                return Err(Failure::other(format!(
-                    "create {prefix} in the container: {e}"
-                )))
-            }
+            Err(e) => return Err(Failure::other(format!("create {prefix} in the container: {e}"))),
         }
     }
-    open_in_root(root, path)
+    Ok(())
 }
 
 fn fd_path(fd: &OwnedFd) -> CString {

@@ -348,3 +348,27 @@ pub fn umoci_unpack(layout: &Path, reference: &str, dest: &Path) -> PathBuf {
     );
     rootfs
 }
+
+/// A busybox image for native containers, made by examples/rootfs/make-busybox-rootfs.sh
+/// (Debian's busybox-static: every applet, users root, app (1000) and nobody) and imported
+/// as `name` with the `--change`s given.
+pub fn busybox_image(env: &Env, name: &str, changes: &[&str]) -> PathBuf {
+    let tree = env.path(&format!("{}-rootfs", name.replace([':', '/'], "-")));
+    if !tree.exists() {
+        sh(&format!(
+            "{}/examples/rootfs/make-busybox-rootfs.sh {}",
+            env!("CARGO_MANIFEST_DIR"),
+            tree.display()
+        ));
+    }
+    let tar = tree.with_extension("tar");
+    sh(&format!("tar -C {} -cf {} .", tree.display(), tar.display()));
+    let mut args = vec!["import"];
+    for c in changes {
+        args.extend(["-c", c]);
+    }
+    let tar_arg = tar.display().to_string();
+    args.extend([tar_arg.as_str(), name]);
+    env.ok(&args);
+    tree
+}
