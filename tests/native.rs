@@ -51,11 +51,17 @@ fn runs_processes_with_docker_exit_codes() {
     let Some(env) = ready("runs_processes_with_docker_exit_codes") else {
         return;
     };
-    assert_eq!(env.ok(&["run", "--rm", IMAGE, "echo", "hello", "world"]), "hello world\n");
+    assert_eq!(
+        env.ok(&["run", "--rm", IMAGE, "echo", "hello", "world"]),
+        "hello world\n"
+    );
     let out = env.run(&["run", "--rm", IMAGE, "sh", "-c", "exit 7"]);
     assert_eq!(code(&out), 7);
     // Killed from outside (pid 1 ignores what it has no handler for from inside): 128+9.
-    let child = env.cmd(&["run", "--name", "k", IMAGE, "sleep", "30"]).spawn().unwrap();
+    let child = env
+        .cmd(&["run", "--name", "k", IMAGE, "sleep", "30"])
+        .spawn()
+        .unwrap();
     let mut pid = 0;
     for _ in 0..200 {
         std::thread::sleep(std::time::Duration::from_millis(25));
@@ -68,7 +74,10 @@ fn runs_processes_with_docker_exit_codes() {
     assert!(pid > 0, "the container's pid is recorded while it runs");
     sh(&format!("kill -KILL {pid}"));
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(137));
-    assert_eq!(env.ok(&["inspect", "-f", "{{.State.ExitCode}}", "k"]), "137\n");
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.ExitCode}}", "k"]),
+        "137\n"
+    );
     env.ok(&["rm", "k"]);
     let out = env.run(&["run", "--rm", IMAGE, "no-such-program"]);
     assert_eq!(code(&out), 127, "{}", stderr(&out));
@@ -81,7 +90,11 @@ fn runs_processes_with_docker_exit_codes() {
     assert_eq!(code(&out), 127);
     let out = env.run(&["run", "--rm", IMAGE, "/etc/passwd"]);
     assert_eq!(code(&out), 126, "{}", stderr(&out));
-    assert!(stderr(&out).contains("permission denied"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
     // pid 1 in its own pid namespace, seeing only its own processes.
     assert_eq!(shell(&env, &[], "echo $$"), "1\n");
     // sh, ls, grep and tr: pids 1 to 4, nothing of the host's.
@@ -98,7 +111,14 @@ fn hostname_env_user_and_workdir_follow_docker() {
     };
     env.ok(&["run", "--name", "h", IMAGE, "hostname"]);
     let id = env.ok(&["inspect", "-f", "{{.Id}}", "h"]);
-    let logged = env.ok(&["run", "--rm", IMAGE, "sh", "-c", "hostname; cat /etc/hostname; echo $HOSTNAME"]);
+    let logged = env.ok(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "hostname; cat /etc/hostname; echo $HOSTNAME",
+    ]);
     let lines: Vec<&str> = logged.lines().collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0].len(), 12, "hostname is the short id: {logged}");
@@ -124,20 +144,38 @@ fn hostname_env_user_and_workdir_follow_docker() {
         shell(&env, &["-u", "app"], "id; echo $HOME"),
         "uid=1000(app) gid=1000(app) groups=50(staff)\n/home/app\n"
     );
-    assert_eq!(shell(&env, &["-u", "1000:50"], "id -u; id -g"), "1000\n50\n");
+    assert_eq!(
+        shell(&env, &["-u", "1000:50"], "id -u; id -g"),
+        "1000\n50\n"
+    );
     assert_eq!(shell(&env, &["-u", "4242"], "id -u; id -g"), "4242\n0\n");
     let out = env.run(&["run", "--rm", "-u", "ghost", IMAGE, "true"]);
     assert_eq!(code(&out), 125);
-    assert!(stderr(&out).contains("unable to find user ghost"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unable to find user ghost"),
+        "{}",
+        stderr(&out)
+    );
     // An image's USER and WORKDIR (created when missing, as docker does).
     busybox_image(&env, "busybox:app", &["USER app", "WORKDIR /srv/data"]);
     assert_eq!(
-        env.ok(&["run", "--rm", "busybox:app", "sh", "-c", "id -un; pwd; touch x 2>&1 || echo denied"]),
+        env.ok(&[
+            "run",
+            "--rm",
+            "busybox:app",
+            "sh",
+            "-c",
+            "id -un; pwd; touch x 2>&1 || echo denied"
+        ]),
         "app\n/srv/data\ntouch: x: Permission denied\ndenied\n"
     );
     assert_eq!(shell(&env, &["-w", "/a/b/c"], "pwd"), "/a/b/c\n");
     // Non-root users keep no capabilities; root keeps docker's set and no more.
-    let caps = shell(&env, &[], "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status");
+    let caps = shell(
+        &env,
+        &[],
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status",
+    );
     assert!(caps.contains("CapEff:\t00000000a80425fb"), "{caps}");
     assert!(caps.contains("CapBnd:\t00000000a80425fb"), "{caps}");
     assert!(caps.contains("NoNewPrivs:\t1"), "{caps}");
@@ -165,12 +203,21 @@ fn root_filesystem_binds_and_changes() {
         assert!(mounts.contains(want), "{want} missing in\n{mounts}");
     }
     let dev = shell(&env, &[], "ls /dev | tr '\\n' ' '");
-    for d in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx", "fd"] {
+    for d in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx", "fd",
+    ] {
         assert!(dev.split(' ').any(|x| x == d), "/dev/{d} missing: {dev}");
     }
     assert_eq!(shell(&env, &[], "head -c 4 /dev/zero | wc -c"), "4\n");
     // Masked paths read as empty.
-    assert_eq!(shell(&env, &[], "cat /proc/keys /proc/timer_list | wc -c; ls /sys/firmware | wc -l"), "0\n0\n");
+    assert_eq!(
+        shell(
+            &env,
+            &[],
+            "cat /proc/keys /proc/timer_list | wc -c; ls /sys/firmware | wc -l"
+        ),
+        "0\n0\n"
+    );
 
     // Binds: read-write, read-only, and a target created in the container.
     let host = env.path("shared");
@@ -178,29 +225,68 @@ fn root_filesystem_binds_and_changes() {
     std::fs::write(host.join("in"), "from host\n").unwrap();
     let v = format!("{}:/mnt/data", host.display());
     assert_eq!(
-        shell(&env, &["-v", &v], "cat /mnt/data/in; echo out > /mnt/data/out"),
+        shell(
+            &env,
+            &["-v", &v],
+            "cat /mnt/data/in; echo out > /mnt/data/out"
+        ),
         "from host\n"
     );
     assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "out\n");
     let ro = format!("{}:/ro:ro", host.display());
-    let out = env.run(&["run", "--rm", "-v", &ro, IMAGE, "sh", "-c", "echo x > /ro/new"]);
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &ro,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo x > /ro/new",
+    ]);
     assert_ne!(code(&out), 0);
-    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!host.join("new").exists());
 
     // The container's writes land in its upper layer only: diff and commit see them.
-    env.ok(&["run", "--name", "w", IMAGE, "sh", "-c", "echo new > /etc/motd; rm /bin/wc; mkdir /data"]);
+    env.ok(&[
+        "run",
+        "--name",
+        "w",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo new > /etc/motd; rm /bin/wc; mkdir /data",
+    ]);
     assert_eq!(
         env.ok(&["diff", "w"]),
         "C /bin\nD /bin/wc\nA /data\nC /etc\nA /etc/motd\n"
     );
     env.ok(&["commit", "w", "busybox:committed"]);
     assert_eq!(
-        env.ok(&["run", "--rm", "busybox:committed", "sh", "-c", "cat /etc/motd; ls /bin/wc 2>&1 || true"]),
+        env.ok(&[
+            "run",
+            "--rm",
+            "busybox:committed",
+            "sh",
+            "-c",
+            "cat /etc/motd; ls /bin/wc 2>&1 || true"
+        ]),
         "new\nls: /bin/wc: No such file or directory\n"
     );
     assert_eq!(
-        env.ok(&["run", "--rm", IMAGE, "sh", "-c", "cat /etc/motd 2>/dev/null; ls /bin/wc"]),
+        env.ok(&[
+            "run",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /etc/motd 2>/dev/null; ls /bin/wc"
+        ]),
         "/bin/wc\n",
         "the image is untouched"
     );
@@ -229,14 +315,26 @@ fn bind_targets_cannot_leave_the_root() {
         tree.display(),
         env.tmp.path().display()
     ));
-    env.ok(&["import", &env.path("evil.tar").display().to_string(), "evil:1"]);
+    env.ok(&[
+        "import",
+        &env.path("evil.tar").display().to_string(),
+        "evil:1",
+    ]);
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("f"), "bound\n").unwrap();
     for target in ["/escape/mnt", "/rel/mnt"] {
         let v = format!("{}:{target}", src.display());
         assert_eq!(
-            env.ok(&["run", "--rm", "-v", &v, "evil:1", "cat", &format!("{target}/f")]),
+            env.ok(&[
+                "run",
+                "--rm",
+                "-v",
+                &v,
+                "evil:1",
+                "cat",
+                &format!("{target}/f")
+            ]),
             "bound\n"
         );
     }
@@ -253,18 +351,46 @@ fn limits_are_enforced_and_oom_is_reported() {
         return;
     };
     let out = env.run(&[
-        "run", "--name", "oom", "-m", "16m", IMAGE, "sh", "-c",
+        "run",
+        "--name",
+        "oom",
+        "-m",
+        "16m",
+        IMAGE,
+        "sh",
+        "-c",
         "x=$(head -c 100m /dev/zero | tr '\\0' a); echo survived",
     ]);
     assert_eq!(code(&out), 137, "{}", stderr(&out));
     assert!(!stdout(&out).contains("survived"));
     assert!(stderr(&out).contains("out of memory"), "{}", stderr(&out));
-    assert_eq!(env.ok(&["inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "oom"]), "true 137\n");
+    assert_eq!(
+        env.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            "oom"
+        ]),
+        "true 137\n"
+    );
     // Under the limit it runs.
-    assert_eq!(shell(&env, &["-m", "64m"], "x=$(head -c 1m /dev/zero | tr '\\0' a); echo ${#x}"), "1048576\n");
+    assert_eq!(
+        shell(
+            &env,
+            &["-m", "64m"],
+            "x=$(head -c 1m /dev/zero | tr '\\0' a); echo ${#x}"
+        ),
+        "1048576\n"
+    );
 
     let out = env.run(&[
-        "run", "--rm", "--pids-limit", "5", IMAGE, "sh", "-c",
+        "run",
+        "--rm",
+        "--pids-limit",
+        "5",
+        IMAGE,
+        "sh",
+        "-c",
         "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait",
     ]);
     assert_ne!(code(&out), 0, "a fork beyond the limit fails");
@@ -293,7 +419,10 @@ fn limits_are_enforced_and_oom_is_reported() {
         }
     }
     assert!(child.wait().unwrap().success());
-    assert!(quota == "50000\n" || quota == "50000 100000\n", "quota: {quota:?}");
+    assert!(
+        quota == "50000\n" || quota == "50000 100000\n",
+        "quota: {quota:?}"
+    );
 }
 
 #[test]
@@ -321,7 +450,15 @@ fn terminal_and_signals() {
     }
     // -i: stdin reaches the container; without it, the container reads nothing.
     let mut child = env
-        .cmd(&["run", "--rm", "-i", IMAGE, "sh", "-c", "read line; echo got $line"])
+        .cmd(&[
+            "run",
+            "--rm",
+            "-i",
+            IMAGE,
+            "sh",
+            "-c",
+            "read line; echo got $line",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -333,7 +470,11 @@ fn terminal_and_signals() {
     // SIGTERM to strata goes to the container's pid 1.
     let child = env
         .cmd(&[
-            "run", "--rm", IMAGE, "sh", "-c",
+            "run",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
             "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done",
         ])
         .stdout(std::process::Stdio::piped())
@@ -362,16 +503,37 @@ fn safety_regressions() {
         "run", "--rm", IMAGE, "sh", "-c",
         "echo pwned > /proc/self/exe; echo pwned > /proc/1/exe; cat /proc/1/cmdline | tr '\\0' ' '; exit 0",
     ]);
-    assert_eq!(sh(&format!("sha256sum {strata}")), before, "strata binary untouched");
-    assert!(stdout(&out).starts_with("sh -c"), "pid 1 is the container's program, not strata");
+    assert_eq!(
+        sh(&format!("sha256sum {strata}")),
+        before,
+        "strata binary untouched"
+    );
+    assert!(
+        stdout(&out).starts_with("sh -c"),
+        "pid 1 is the container's program, not strata"
+    );
 
     // Only stdin, stdout, stderr (and ls's own directory) are open in the container.
     let fds = shell(&env, &[], "ls /proc/self/fd | tr '\\n' ' '");
     assert_eq!(fds, "0 1 2 3 ", "leaked fds: {fds}");
     for n in 3..10 {
         let dir = format!("/proc/self/fd/{n}");
-        let out = env.run(&["run", "--rm", "-w", &dir, IMAGE, "sh", "-c", "ls ../../../../ | head -3"]);
-        assert_ne!(code(&out), 0, "-w {dir} reached something: {}", stdout(&out));
+        let out = env.run(&[
+            "run",
+            "--rm",
+            "-w",
+            &dir,
+            IMAGE,
+            "sh",
+            "-c",
+            "ls ../../../../ | head -3",
+        ]);
+        assert_ne!(
+            code(&out),
+            0,
+            "-w {dir} reached something: {}",
+            stdout(&out)
+        );
     }
 
     let marker = env.path("host-marker");
@@ -398,15 +560,32 @@ fn rootless_as_an_unprivileged_user() {
         return;
     };
     let user = "strata-rootless";
-    sh(&format!("id -u {user} >/dev/null 2>&1 || useradd -m {user}"));
+    sh(&format!(
+        "id -u {user} >/dev/null 2>&1 || useradd -m {user}"
+    ));
     let uid: u32 = sh(&format!("id -u {user}")).trim().parse().unwrap();
-    let home = sh(&format!("getent passwd {user} | cut -d: -f6")).trim().to_string();
+    let home = sh(&format!("getent passwd {user} | cut -d: -f6"))
+        .trim()
+        .to_string();
     let tar = env.path("busybox-native-rootfs.tar");
-    sh(&format!("cp {} {home}/bb.tar && chown {user} {home}/bb.tar && rm -rf {home}/store", tar.display()));
+    sh(&format!(
+        "cp {} {home}/bb.tar && chown {user} {home}/bb.tar && rm -rf {home}/store",
+        tar.display()
+    ));
     let strata = env!("CARGO_BIN_EXE_strata");
     let as_user = |script: &str| {
         let out = std::process::Command::new("setpriv")
-            .args(["--reuid", user, "--regid", user, "--init-groups", "--", "sh", "-c", script])
+            .args([
+                "--reuid",
+                user,
+                "--regid",
+                user,
+                "--init-groups",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
             .env("HOME", &home)
             .env_remove("STRATA_ROOT")
             .stdin(std::process::Stdio::null())
@@ -423,17 +602,31 @@ fn rootless_as_an_unprivileged_user() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "0", "root inside: {out}");
     let map: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(map, ["0", &uid.to_string(), "1"], "uid 0 inside is {user} outside");
+    assert_eq!(
+        map,
+        ["0", &uid.to_string(), "1"],
+        "uid 0 inside is {user} outside"
+    );
     assert!(lines[2].contains("a80425fb"), "{out}");
     let owner = sh(&format!(
         "stat -c %u {home}/store/containers/*/upper/root/file"
     ));
-    assert_eq!(owner.trim(), uid.to_string(), "the upper layer's files are the user's");
+    assert_eq!(
+        owner.trim(),
+        uid.to_string(),
+        "the upper layer's files are the user's"
+    );
     if have("newuidmap") && sh(&format!("grep -c ^{user}: /etc/subuid || true")).trim() != "0" {
         // Subordinate ids: images with several users work.
-        assert_eq!(as_user(&format!("{s} run --rm -u app bb:rootless id -u")), "1000\n");
+        assert_eq!(
+            as_user(&format!("{s} run --rm -u app bb:rootless id -u")),
+            "1000\n"
+        );
     }
     as_user(&format!("{s} rm mine"));
-    assert_eq!(as_user(&format!("ls {home}/store/containers | wc -l")), "0\n");
+    assert_eq!(
+        as_user(&format!("ls {home}/store/containers | wc -l")),
+        "0\n"
+    );
     sh(&format!("rm -rf {home}/store {home}/bb.tar"));
 }

@@ -1,4 +1,5 @@
 //! Strata's Dockerfile builder.
 
+pub mod build;
 pub mod config_change;
 pub mod dockerfile;

@@ -287,23 +287,41 @@ fn create_in_root(root: &OwnedFd, path: &str, directory: bool) -> Result<OwnedFd
 
 fn make_in_root(root: &OwnedFd, path: &str, directory: bool, links: u32) -> Result<(), Failure> {
     if links > 40 {
-        return Err(Failure::other(format!("create {path} in the container: too many symlinks")));
+        return Err(Failure::other(format!(
+            "create {path} in the container: too many symlinks"
+        )));
     }
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let mut prefix = String::new();
     for (i, part) in parts.iter().enumerate() {
-        let parent = if prefix.is_empty() { ".".to_string() } else { prefix.clone() };
-        prefix = if prefix.is_empty() { part.to_string() } else { format!("{prefix}/{part}") };
+        let parent = if prefix.is_empty() {
+            ".".to_string()
+        } else {
+            prefix.clone()
+        };
+        prefix = if prefix.is_empty() {
+            part.to_string()
+        } else {
+            format!("{prefix}/{part}")
+        };
         match resolve(root, &prefix) {
             Ok(_) => continue,
             Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => return Err(Failure::other(format!("open {prefix} in the container: {e}"))),
+            Err(e) => {
+                return Err(Failure::other(format!(
+                    "open {prefix} in the container: {e}"
+                )))
+            }
         }
         let dir = open_in_root(root, &parent)?;
         let last = i + 1 == parts.len();
         if let Ok(target) = rustix::fs::readlinkat(&dir, *part, Vec::new()) {
             let target = target.to_string_lossy().into_owned();
-            let target = if target.starts_with('/') { target } else { format!("{parent}/{target}") };
+            let target = if target.starts_with('/') {
+                target
+            } else {
+                format!("{parent}/{target}")
+            };
             make_in_root(root, &target, directory || !last, links + 1)?;
             continue;
         }
@@ -320,7 +338,11 @@ fn make_in_root(root: &OwnedFd, path: &str, directory: bool, links: u32) -> Resu
         };
         match made {
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(Failure::other(format!("create {prefix} in the container: {e}"))),
+            Err(e) => {
+                return Err(Failure::other(format!(
+                    "create {prefix} in the container: {e}"
+                )))
+            }
         }
     }
     Ok(())

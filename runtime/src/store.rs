@@ -295,6 +295,18 @@ impl Store {
         ImageConfig::parse(&bytes)
     }
 
+    /// The image whose manifest is `desc`, tagged or not.
+    pub fn image(&self, desc: &Descriptor) -> Result<Image> {
+        let manifest = self.manifest(desc)?;
+        let config = self.config(&manifest.config)?;
+        Ok(Image {
+            manifest_descriptor: desc.clone(),
+            manifest,
+            config,
+            names: Vec::new(),
+        })
+    }
+
     /// Every tagged image, grouped by manifest, in index order.
     pub fn images(&self) -> Result<Vec<Image>> {
         let index = self.index()?;

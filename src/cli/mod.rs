@@ -1,6 +1,7 @@
 //! Command-line definitions. Flags follow docker's names; each command's body is in its
 //! own file and only turns flags into library calls.
 
+mod build;
 mod commit;
 mod diff;
 mod dockerfile;
@@ -44,6 +45,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile
+    Build(build::Args),
     /// Create and run a new container from an image
     Run(run::Args),
     /// List containers
@@ -95,6 +98,7 @@ impl Cli {
         let open = || Store::open(&root).with_context(|| format!("open store {}", root.display()));
         match self.command {
             Command::Run(a) => return Ok(a.run(&open()?)),
+            Command::Build(a) => a.run(&open()?),
             Command::Ps(a) => a.run(&open()?),
             Command::Rm(a) => a.run(&open()?),
             Command::Diff(a) => a.run(&open()?),

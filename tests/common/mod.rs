@@ -362,7 +362,11 @@ pub fn busybox_image(env: &Env, name: &str, changes: &[&str]) -> PathBuf {
         ));
     }
     let tar = tree.with_extension("tar");
-    sh(&format!("tar -C {} -cf {} .", tree.display(), tar.display()));
+    sh(&format!(
+        "tar -C {} -cf {} .",
+        tree.display(),
+        tar.display()
+    ));
     let mut args = vec!["import"];
     for c in changes {
         args.extend(["-c", c]);

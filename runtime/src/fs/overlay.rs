@@ -799,7 +799,7 @@ impl<D: DirHandle> Overlay<D> {
     }
 
     /// `rm -r` in the union.
-    fn remove_tree(&self, path: &OsStr) -> io::Result<()> {
+    pub fn remove_tree(&self, path: &OsStr) -> io::Result<()> {
         let (dir, name, entry) = self.existing(path, false)?;
         if file_type(&entry.stat) == FileType::Directory {
             let child = self.child(&dir, &name, &entry)?;

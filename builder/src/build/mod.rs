@@ -1,0 +1,382 @@
+//! `strata build`: a Dockerfile and a context become an OCI image in the store, one layer
+//! per filesystem-changing instruction (RUN, COPY, ADD, WORKDIR), with BuildKit's history
+//! and a cache that makes an unchanged rebuild nearly free.
+//!
+//! Stages build in dependency order, independent ones in parallel. RUN steps execute in a
+//! temporary container through the runtime's `Executor` (native by default, wasm for
+//! `wasi/wasm` stages): this crate never names a backend.
+
+mod cache;
+mod context;
+mod copy;
+mod history;
+mod stage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use strata_runtime::container::Network;
+use strata_runtime::exec::Executor;
+use strata_runtime::image::{Descriptor, ImageConfig, Platform};
+use strata_runtime::store::Image;
+use strata_runtime::{Digest, Store};
+
+use crate::dockerfile::instructions::{parse_stages, Instruction, Stages};
+use crate::dockerfile::{self, ParseError};
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// A step failed: `Dockerfile:7: RUN …: message`.
+    #[error("{file}:{line}: {message}")]
+    Step {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error(transparent)]
+    Runtime(#[from] strata_runtime::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The Dockerfile's name for messages (`Dockerfile`) and its text.
+    pub dockerfile_name: String,
+    pub dockerfile: String,
+    /// The context directory.
+    pub context: PathBuf,
+    pub build_args: BTreeMap<String, String>,
+    /// The stage to build (default: the last).
+    pub target: Option<String>,
+    /// The target platform (default: the host's, or the base image's).
+    pub platform: Option<Platform>,
+    pub no_cache: bool,
+    /// `--label`s added to the image.
+    pub labels: BTreeMap<String, String>,
+    /// Network of RUN steps on the native backend (docker's default is the host's).
+    pub network: Network,
+}
+
+/// The backends RUN steps go to.
+pub struct Backends<'a> {
+    pub native: &'a (dyn Executor + Sync),
+    pub wasm: &'a (dyn Executor + Sync),
+}
+
+/// Base images by name: from the store, pulled when missing (the CLI decides how).
+pub trait BaseImages: Sync {
+    fn get(&self, name: &str, platform: Option<&Platform>) -> Result<Image, BuildError>;
+}
+
+/// BuildKit-like progress: numbered steps that are cached or done.
+pub trait Progress: Sync {
+    fn started(&self, step: usize, label: &str);
+    fn cached(&self, step: usize);
+    fn done(&self, step: usize, elapsed: Duration);
+}
+
+/// The built image.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub manifest: Descriptor,
+    /// Docker's image ID (the config digest).
+    pub id: Digest,
+}
+
+/// A finished stage: what later stages and COPY --from see.
+#[derive(Debug, Clone)]
+pub(crate) struct StageResult {
+    pub config: ImageConfig,
+    pub layers: Vec<Descriptor>,
+    pub key: cache::Key,
+}
+
+/// What every stage of one build shares.
+pub(crate) struct Shared<'a> {
+    pub store: &'a Store,
+    pub opts: &'a BuildOptions,
+    pub backends: &'a Backends<'a>,
+    pub bases: &'a dyn BaseImages,
+    pub progress: &'a dyn Progress,
+    pub cache: cache::Cache<'a>,
+    pub escape: char,
+    /// ARGs before the first FROM, after `--build-arg`s.
+    pub global_args: Vec<(String, Option<String>)>,
+    /// Stage names (lower case) by index.
+    pub names: Vec<Option<String>>,
+    pub target_name: String,
+    pub results: Mutex<HashMap<usize, StageResult>>,
+    pub steps: AtomicUsize,
+    /// SOURCE_DATE_EPOCH as an RFC 3339 time, when set.
+    pub epoch: Option<String>,
+}
+
+impl Shared<'_> {
+    pub fn error(&self, line: usize, message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            file: self.opts.dockerfile_name.clone(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    /// The stage a `--from` or `FROM` name refers to, by name or index.
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        self.names
+            .iter()
+            .position(|n| n.as_deref() == Some(lower.as_str()))
+            .or_else(|| name.parse::<usize>().ok().filter(|&i| i < self.names.len()))
+    }
+
+    pub fn now(&self) -> String {
+        self.epoch
+            .clone()
+            .unwrap_or_else(strata_runtime::container::now)
+    }
+}
+
+/// Build `opts` into an image in `store` (not tagged: the caller names it).
+pub fn build(
+    store: &Store,
+    opts: &BuildOptions,
+    backends: &Backends<'_>,
+    bases: &dyn BaseImages,
+    progress: &dyn Progress,
+) -> Result<Built, BuildError> {
+    let df = dockerfile::parse(&opts.dockerfile_name, &opts.dockerfile)?;
+    let stages = parse_stages(&df)?;
+    if stages.stages.is_empty() {
+        return Err(BuildError::Other(
+            "dockerfile contains no stages to build".into(),
+        ));
+    }
+    let names: Vec<Option<String>> = stages
+        .stages
+        .iter()
+        .map(|s| s.from.stage_name.clone())
+        .collect();
+    let target = match &opts.target {
+        None => stages.stages.len() - 1,
+        Some(t) => {
+            let lower = t.to_ascii_lowercase();
+            names
+                .iter()
+                .position(|n| n.as_deref() == Some(lower.as_str()))
+                .ok_or_else(|| {
+                    BuildError::Other(format!("target stage {t:?} could not be found"))
+                })?
+        }
+    };
+    let target_name = names[target].clone().unwrap_or_else(|| "default".into());
+    let _writer = store.writer_lock()?;
+    let shared = Shared {
+        store,
+        opts,
+        backends,
+        bases,
+        progress,
+        cache: cache::Cache::open(store)?,
+        escape: df.escape,
+        global_args: Vec::new(),
+        names,
+        target_name,
+        results: Mutex::new(HashMap::new()),
+        steps: AtomicUsize::new(0),
+        epoch: source_date_epoch(),
+    };
+    let shared = Shared {
+        global_args: global_args(&shared, &stages)?,
+        ..shared
+    };
+    let order = needed_stages(&shared, &stages, target)?;
+    build_stages(&shared, &stages, &order)?;
+    let result = shared
+        .results
+        .lock()
+        .unwrap()
+        .remove(&target)
+        .expect("the target was built");
+    let mut config = result.config;
+    if !opts.labels.is_empty() {
+        let c = config.container_config();
+        let labels = c.labels.get_or_insert_with(BTreeMap::new);
+        labels.extend(opts.labels.clone());
+    }
+    let manifest = store.put_image(&config, result.layers)?;
+    let image = store.image(&manifest)?;
+    Ok(Built {
+        id: image.id().clone(),
+        manifest,
+    })
+}
+
+fn source_date_epoch() -> Option<String> {
+    let secs: i64 = std::env::var("SOURCE_DATE_EPOCH").ok()?.parse().ok()?;
+    let t = chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0)?;
+    Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// The global ARGs, in order, each overridden by a `--build-arg` of its name.
+fn global_args(
+    shared: &Shared<'_>,
+    stages: &Stages,
+) -> Result<Vec<(String, Option<String>)>, BuildError> {
+    let mut args: Vec<(String, Option<String>)> = stage::automatic_args(shared, None);
+    for cmd in &stages.meta_args {
+        let Instruction::Arg(decls) = &cmd.instruction else {
+            continue;
+        };
+        for d in decls {
+            let value = match shared.opts.build_args.get(&d.key) {
+                Some(v) => Some(v.clone()),
+                None => match &d.value {
+                    Some(v) => {
+                        let lookup = |k: &str| {
+                            args.iter()
+                                .rev()
+                                .find(|(n, _)| n == k)
+                                .and_then(|(_, v)| v.clone())
+                        };
+                        Some(
+                            dockerfile::expand(v, &lookup, shared.escape)
+                                .map_err(|e| shared.error(cmd.line, e.to_string()))?,
+                        )
+                    }
+                    None => None,
+                },
+            };
+            args.retain(|(n, _)| n != &d.key);
+            args.push((d.key.clone(), value));
+        }
+    }
+    Ok(args)
+}
+
+/// The stages the target needs, each after the ones it uses; errors for references to
+/// later stages and cycles.
+fn needed_stages(
+    shared: &Shared<'_>,
+    stages: &Stages,
+    target: usize,
+) -> Result<Vec<usize>, BuildError> {
+    let deps = |i: usize| -> Result<Vec<usize>, BuildError> {
+        let stage = &stages.stages[i];
+        let mut out = Vec::new();
+        let base = stage::expand_global(shared, &stage.from.base, stage.line)?;
+        if let Some(j) = shared
+            .names
+            .iter()
+            .position(|n| n.as_deref() == Some(base.to_ascii_lowercase().as_str()))
+        {
+            if j >= i {
+                return Err(shared.error(
+                    stage.line,
+                    format!(
+                        "circular dependency detected on stage: {}",
+                        shared.names[i].clone().unwrap_or_else(|| i.to_string())
+                    ),
+                ));
+            }
+            out.push(j);
+        }
+        for cmd in &stage.commands {
+            let from = match &cmd.instruction {
+                Instruction::Copy(c) => c.from.clone(),
+                _ => None,
+            };
+            let Some(from) = from else { continue };
+            if from.contains('$') {
+                return Err(shared.error(cmd.line, "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"));
+            }
+            if let Some(j) = shared.stage_index(&from) {
+                if j >= i {
+                    let current = shared.names[i].clone().unwrap_or_else(|| i.to_string());
+                    return Err(if j == i {
+                        shared.error(
+                            cmd.line,
+                            format!("circular dependency detected on stage: {current}"),
+                        )
+                    } else {
+                        shared.error(cmd.line, format!("cannot copy from stage {from:?}, it needs to be defined before current stage {current:?}"))
+                    });
+                }
+                out.push(j);
+            }
+        }
+        Ok(out)
+    };
+    let mut order = Vec::new();
+    let mut stack = vec![(target, false)];
+    let mut seen = std::collections::HashSet::new();
+    while let Some((i, expanded)) = stack.pop() {
+        if expanded {
+            if !order.contains(&i) {
+                order.push(i);
+            }
+            continue;
+        }
+        if !seen.insert(i) {
+            continue;
+        }
+        stack.push((i, true));
+        for j in deps(i)? {
+            stack.push((j, false));
+        }
+    }
+    // Dependencies are always earlier stages, so index order is a valid order.
+    order.sort_unstable();
+    Ok(order)
+}
+
+/// Build the stages in waves: every stage whose dependencies are done runs, in parallel.
+fn build_stages(shared: &Shared<'_>, stages: &Stages, order: &[usize]) -> Result<(), BuildError> {
+    let mut pending: Vec<usize> = order.to_vec();
+    while !pending.is_empty() {
+        let ready: Vec<usize> = pending
+            .iter()
+            .copied()
+            .filter(|&i| {
+                stage::dependencies(shared, &stages.stages[i])
+                    .iter()
+                    .all(|j| !pending.contains(j))
+            })
+            .collect();
+        if ready.is_empty() {
+            return Err(BuildError::Other(
+                "circular dependency between stages".into(),
+            ));
+        }
+        let results: Vec<Result<(usize, StageResult), BuildError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ready
+                .iter()
+                .map(|&i| {
+                    let stage = &stages.stages[i];
+                    scope.spawn(move || stage::build_stage(shared, i, stage).map(|r| (i, r)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(BuildError::Other("a stage's build panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            let (i, result) = r?;
+            shared.results.lock().unwrap().insert(i, result);
+        }
+        pending.retain(|i| !ready.contains(i));
+    }
+    Ok(())
+}

@@ -1,0 +1,1129 @@
+//! One stage: FROM, then each instruction applied to the stage's config and layers, with
+//! Docker's semantics, BuildKit's history strings and the cache.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use cap_std::fs::Dir;
+use strata_runtime::compression::Compression;
+use strata_runtime::container::{make_spec, Containers, Network, RunOptions, Runtime};
+use strata_runtime::exec::Stdio;
+use strata_runtime::fs::Overlay;
+use strata_runtime::image::{ContainerConfig, Descriptor, History, ImageConfig, Platform, RootFs};
+use strata_runtime::layer::WriteOptions;
+
+use super::cache::{CachedLayer, Key, Record};
+use super::context::{os, Ignore, Matched, Source};
+use super::copy::{copy, make_dirs, Chmod, CopyOptions};
+use super::history::{go_duration, plain_list, quote_list, COMMENT};
+use super::{BuildError, Shared, StageResult};
+use crate::dockerfile;
+use crate::dockerfile::instructions::{
+    Command, CommandLine, HealthConfig, Instruction, KeyValue, SourcesAndDest, Stage,
+};
+
+const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// Proxy variables reach RUN without an ARG, stay out of history and the cache key.
+const PROXY_ARGS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// The ARGs BuildKit defines by itself: the build's and the target's platform.
+pub(crate) fn automatic_args(
+    shared: &Shared<'_>,
+    target: Option<&Platform>,
+) -> Vec<(String, Option<String>)> {
+    let host = Platform::host();
+    let t = target
+        .cloned()
+        .or_else(|| shared.opts.platform.clone())
+        .unwrap_or_else(|| host.clone());
+    let format = |p: &Platform| match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    };
+    vec![
+        ("BUILDPLATFORM".into(), Some(format(&host))),
+        ("BUILDOS".into(), Some(host.os.clone())),
+        ("BUILDARCH".into(), Some(host.architecture.clone())),
+        (
+            "BUILDVARIANT".into(),
+            Some(host.variant.clone().unwrap_or_default()),
+        ),
+        ("TARGETPLATFORM".into(), Some(format(&t))),
+        ("TARGETOS".into(), Some(t.os.clone())),
+        ("TARGETARCH".into(), Some(t.architecture.clone())),
+        (
+            "TARGETVARIANT".into(),
+            Some(t.variant.clone().unwrap_or_default()),
+        ),
+    ]
+}
+
+/// Expand a word of a FROM line: global ARGs only.
+pub(crate) fn expand_global(
+    shared: &Shared<'_>,
+    word: &str,
+    line: usize,
+) -> Result<String, BuildError> {
+    let lookup = |k: &str| {
+        shared
+            .global_args
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| v.clone())
+    };
+    dockerfile::expand(word, &lookup, shared.escape).map_err(|e| shared.error(line, e.to_string()))
+}
+
+/// The earlier stages `stage` uses (its base and COPY --from sources).
+pub(crate) fn dependencies(shared: &Shared<'_>, stage: &Stage) -> Vec<usize> {
+    let mut out = Vec::new();
+    if let Ok(base) = expand_global(shared, &stage.from.base, stage.line) {
+        if let Some(j) = shared
+            .names
+            .iter()
+            .position(|n| n.as_deref() == Some(base.to_ascii_lowercase().as_str()))
+        {
+            out.push(j);
+        }
+    }
+    for cmd in &stage.commands {
+        if let Instruction::Copy(c) = &cmd.instruction {
+            if let Some(j) = c.from.as_deref().and_then(|f| shared.stage_index(f)) {
+                out.push(j);
+            }
+        }
+    }
+    out
+}
+
+struct StageBuilder<'s, 'a> {
+    shared: &'s Shared<'a>,
+    name: String,
+    config: ImageConfig,
+    layers: Vec<Descriptor>,
+    key: Key,
+    /// ARGs declared in this stage, in order (no value: declared but unset).
+    args: Vec<(String, Option<String>)>,
+    platform: Platform,
+    cmd_set: bool,
+    /// Numbered steps of the stage (FROM, RUN, COPY, ADD, WORKDIR) and how many so far.
+    total: usize,
+    done: usize,
+}
+
+pub(crate) fn build_stage(
+    shared: &Shared<'_>,
+    index: usize,
+    stage: &Stage,
+) -> Result<StageResult, BuildError> {
+    let name = shared.names[index]
+        .clone()
+        .unwrap_or_else(|| format!("stage-{index}"));
+    let total = 1 + stage
+        .commands
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.instruction,
+                Instruction::Run(_)
+                    | Instruction::Copy(_)
+                    | Instruction::Add(_)
+                    | Instruction::Workdir(_)
+            )
+        })
+        .count();
+    let base = expand_global(shared, &stage.from.base, stage.line)?;
+    if base.is_empty() {
+        return Err(shared.error(stage.line, "base name (FROM) should not be blank"));
+    }
+    let platform = match &stage.from.platform {
+        Some(p) => Some(
+            Platform::parse(&expand_global(shared, p, stage.line)?)
+                .map_err(|e| shared.error(stage.line, e.to_string()))?,
+        ),
+        None => shared.opts.platform.clone(),
+    };
+    let started = Instant::now();
+    let step = shared.steps.fetch_add(1, Ordering::SeqCst) + 1;
+    let mut b = StageBuilder {
+        shared,
+        name,
+        config: ImageConfig::default(),
+        layers: Vec::new(),
+        key: Key::root("scratch"),
+        args: Vec::new(),
+        platform: platform.clone().unwrap_or_else(Platform::host),
+        cmd_set: false,
+        total,
+        done: 1,
+    };
+    let label = format!("[{} 1/{}] FROM {}", b.name, b.total, base);
+    shared.progress.started(step, &label);
+    let mut onbuild = Vec::new();
+    if base.eq_ignore_ascii_case("scratch") {
+        let p = b.platform.clone();
+        b.config = ImageConfig {
+            architecture: p.architecture.clone(),
+            os: p.os.clone(),
+            variant: p.variant.clone(),
+            config: Some(ContainerConfig {
+                working_dir: Some("/".into()),
+                ..Default::default()
+            }),
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: Vec::new(),
+            },
+            ..Default::default()
+        };
+        b.key = Key::root(&format!("scratch {}/{}", p.os, p.architecture));
+    } else if let Some(j) = shared
+        .names
+        .iter()
+        .position(|n| n.as_deref() == Some(base.to_ascii_lowercase().as_str()))
+    {
+        let r = shared
+            .results
+            .lock()
+            .unwrap()
+            .get(&j)
+            .cloned()
+            .ok_or_else(|| shared.error(stage.line, format!("stage {base:?} was not built")))?;
+        b.config = r.config;
+        b.layers = r.layers;
+        b.key = r.key;
+        b.platform = b.config.platform();
+    } else {
+        let image = shared
+            .bases
+            .get(&base, platform.as_ref())
+            .map_err(|e| shared.error(stage.line, e.to_string()))?;
+        b.key = Key::root(&image.digest().to_string());
+        b.layers = image.manifest.layers.clone();
+        b.config = image.config.clone();
+        b.platform = b.config.platform();
+        onbuild = b
+            .config
+            .config
+            .as_mut()
+            .and_then(|c| c.on_build.take())
+            .unwrap_or_default();
+    }
+    if !b.platform.is_wasm() {
+        let c = b.config.container_config();
+        if !c.env.iter().flatten().any(|e| e.starts_with("PATH=")) {
+            c.set_env("PATH", strata_runtime::container::DEFAULT_PATH);
+        }
+    }
+    shared.progress.done(step, started.elapsed());
+
+    // ONBUILD triggers of the base run first, then are gone from this image.
+    for trigger in onbuild {
+        let df = dockerfile::parse(&shared.opts.dockerfile_name, &trigger)?;
+        for node in &df.nodes {
+            let cmd = crate::dockerfile::instructions::parse_instruction(&df, node)?;
+            let cmd = Command {
+                line: stage.line,
+                end_line: stage.line,
+                ..cmd
+            };
+            b.dispatch(&cmd)?;
+        }
+    }
+    for cmd in &stage.commands {
+        b.dispatch(cmd)?;
+    }
+    Ok(StageResult {
+        config: b.config,
+        layers: b.layers,
+        key: b.key,
+    })
+}
+
+impl StageBuilder<'_, '_> {
+    fn err(&self, cmd: &Command, message: impl std::fmt::Display) -> BuildError {
+        self.shared.error(
+            cmd.line,
+            format!("{}: {message}", first_line(&cmd.original)),
+        )
+    }
+
+    /// A variable as instructions see it: ENV first, then this stage's ARGs.
+    fn lookup(&self, name: &str) -> Option<String> {
+        let env = self.config.config.as_ref().and_then(|c| c.env.as_ref());
+        if let Some(v) = env.into_iter().flatten().rev().find_map(|e| {
+            e.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }) {
+            return Some(v);
+        }
+        self.args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
+    }
+
+    fn expand(&self, cmd: &Command, word: &str) -> Result<String, BuildError> {
+        let lookup = |k: &str| self.lookup(k);
+        dockerfile::expand(word, &lookup, self.shared.escape).map_err(|e| self.err(cmd, e))
+    }
+
+    fn expand_words(&self, cmd: &Command, word: &str) -> Result<Vec<String>, BuildError> {
+        let lookup = |k: &str| self.lookup(k);
+        dockerfile::expand_words(word, &lookup, self.shared.escape).map_err(|e| self.err(cmd, e))
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.shell.clone())
+            .unwrap_or_else(|| DEFAULT_SHELL.map(String::from).to_vec())
+    }
+
+    fn workdir(&self) -> String {
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+
+    fn dispatch(&mut self, cmd: &Command) -> Result<(), BuildError> {
+        match &cmd.instruction {
+            Instruction::From(_) => Err(self.err(cmd, "FROM inside a stage")),
+            Instruction::Env(kvs) => {
+                let pairs = self.key_values(cmd, kvs)?;
+                let c = self.config.container_config();
+                for (k, v) in &pairs {
+                    c.set_env(k, v);
+                }
+                let text = pairs
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                self.metadata(cmd, format!("ENV {text}"))
+            }
+            Instruction::Label(kvs) => {
+                let pairs = self.key_values(cmd, kvs)?;
+                let c = self.config.container_config();
+                let labels = c.labels.get_or_insert_with(BTreeMap::new);
+                for (k, v) in &pairs {
+                    labels.insert(k.clone(), v.clone());
+                }
+                let text = pairs
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                self.metadata(cmd, format!("LABEL {text}"))
+            }
+            Instruction::Arg(decls) => {
+                let mut shown = Vec::new();
+                for d in decls {
+                    let value = if let Some(v) = self.shared.opts.build_args.get(&d.key) {
+                        Some(v.clone())
+                    } else if let Some(default) = &d.value {
+                        Some(self.expand(cmd, default)?)
+                    } else if d.key == "TARGETSTAGE" {
+                        Some(self.shared.target_name.clone())
+                    } else {
+                        automatic_args(self.shared, Some(&self.platform))
+                            .into_iter()
+                            .chain(self.shared.global_args.iter().cloned())
+                            .filter(|(k, _)| *k == d.key)
+                            .last()
+                            .and_then(|(_, v)| v)
+                    };
+                    shown.push(match &value {
+                        Some(v) => format!("{}={v}", d.key),
+                        None => d.key.clone(),
+                    });
+                    self.args.retain(|(k, _)| *k != d.key);
+                    self.args.push((d.key.clone(), value));
+                }
+                self.metadata(cmd, format!("ARG {}", shown.join(" ")))
+            }
+            Instruction::Maintainer(m) => {
+                self.config.author = Some(m.clone());
+                self.metadata(cmd, format!("MAINTAINER {m}"))
+            }
+            Instruction::User(u) => {
+                let u = self.expand(cmd, u)?;
+                self.config.container_config().user = Some(u.clone());
+                self.metadata(cmd, format!("USER {u}"))
+            }
+            Instruction::StopSignal(s) => {
+                let s = self.expand(cmd, s)?;
+                self.config.container_config().stop_signal = Some(s.clone());
+                self.metadata(cmd, format!("STOPSIGNAL {s}"))
+            }
+            Instruction::Shell(sh) => {
+                self.config.container_config().shell = Some(sh.clone());
+                self.metadata(cmd, format!("SHELL {}", plain_list(sh)))
+            }
+            Instruction::Cmd(line) => {
+                let argv = self.command(line);
+                self.config.container_config().cmd = Some(argv.clone());
+                self.cmd_set = true;
+                self.metadata(cmd, format!("CMD {}", quote_list(&argv)))
+            }
+            Instruction::Entrypoint(line) => {
+                let argv = self.command(line);
+                let set_cmd = self.cmd_set;
+                let c = self.config.container_config();
+                c.entrypoint = if argv.is_empty() {
+                    None
+                } else {
+                    Some(argv.clone())
+                };
+                if !set_cmd {
+                    c.cmd = None;
+                }
+                self.metadata(cmd, format!("ENTRYPOINT {}", quote_list(&argv)))
+            }
+            Instruction::Expose(ports) => {
+                let mut all = Vec::new();
+                for p in ports {
+                    for w in self.expand_words(cmd, p)? {
+                        all.extend(expose_ports(&w).map_err(|e| self.err(cmd, e))?);
+                    }
+                }
+                all.sort();
+                all.dedup();
+                let c = self.config.container_config();
+                let map = c.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for p in &all {
+                    map.insert(p.clone(), serde_json::json!({}));
+                }
+                self.metadata(cmd, format!("EXPOSE {}", plain_list(&all)))
+            }
+            Instruction::Volume(vols) => {
+                let mut all = Vec::new();
+                for v in vols {
+                    let v = self.expand(cmd, v)?;
+                    if v.is_empty() {
+                        return Err(self.err(cmd, "VOLUME specified can not be an empty string"));
+                    }
+                    all.push(v);
+                }
+                let c = self.config.container_config();
+                let map = c.volumes.get_or_insert_with(BTreeMap::new);
+                for v in &all {
+                    map.insert(v.clone(), serde_json::json!({}));
+                }
+                self.metadata(cmd, format!("VOLUME {}", plain_list(&all)))
+            }
+            Instruction::Healthcheck(h) => {
+                let text = health_history(h);
+                self.config.container_config().healthcheck = Some(health_json(h));
+                self.metadata(cmd, text)
+            }
+            Instruction::Onbuild(o) => {
+                self.config
+                    .container_config()
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(o.expression.clone());
+                Ok(())
+            }
+            Instruction::Workdir(w) => self.workdir_step(cmd, w),
+            Instruction::Run(run) => self.run_step(cmd, &run.cmd, &run.network),
+            Instruction::Copy(c) => self.copy_step(
+                cmd,
+                "COPY",
+                &c.sources,
+                c.from.as_deref(),
+                c.chown.as_deref(),
+                c.chmod.as_deref(),
+                c.parents,
+                &c.exclude,
+                false,
+            ),
+            Instruction::Add(a) => self.copy_step(
+                cmd,
+                "ADD",
+                &a.sources,
+                None,
+                a.chown.as_deref(),
+                a.chmod.as_deref(),
+                false,
+                &a.exclude,
+                a.unpack.unwrap_or(true),
+            ),
+        }
+    }
+
+    /// ENV and LABEL pairs, keys and values expanded with the environment from before the
+    /// instruction.
+    fn key_values(
+        &self,
+        cmd: &Command,
+        kvs: &[KeyValue],
+    ) -> Result<Vec<(String, String)>, BuildError> {
+        kvs.iter()
+            .map(|kv| Ok((self.expand(cmd, &kv.key)?, self.expand(cmd, &kv.value)?)))
+            .collect()
+    }
+
+    /// The argv of CMD/ENTRYPOINT/RUN: exec form as is, shell form under SHELL.
+    fn command(&self, line: &CommandLine) -> Vec<String> {
+        if line.prepend_shell {
+            let mut argv = self.shell();
+            argv.push(line.args.join(" "));
+            argv
+        } else {
+            line.args.clone()
+        }
+    }
+
+    /// A metadata-only step: a history entry with no layer; its time comes from the cache
+    /// so that an unchanged rebuild writes the same config.
+    fn metadata(&mut self, _cmd: &Command, created_by: String) -> Result<(), BuildError> {
+        let key = self.key.then(&["meta", &created_by]);
+        let created = match self.lookup_cache(&key) {
+            Some(r) => r.created,
+            None => {
+                let r = Record {
+                    created: self.shared.now(),
+                    layer: None,
+                };
+                self.shared.cache.put(&key, &r)?;
+                r.created
+            }
+        };
+        self.config.history.push(History {
+            created: Some(created.clone()),
+            created_by: Some(created_by),
+            comment: Some(COMMENT.into()),
+            empty_layer: true,
+            ..Default::default()
+        });
+        self.config.created = Some(created);
+        self.key = key;
+        Ok(())
+    }
+
+    fn lookup_cache(&self, key: &Key) -> Option<Record> {
+        if self.shared.opts.no_cache {
+            None
+        } else {
+            self.shared.cache.get(key)
+        }
+    }
+
+    /// A step that makes a layer: cached by `key`, else `make` produces it.
+    fn layer_step(
+        &mut self,
+        cmd: &Command,
+        key: Key,
+        created_by: String,
+        make: impl FnOnce(&mut Self) -> Result<CachedLayer, BuildError>,
+    ) -> Result<(), BuildError> {
+        self.done += 1;
+        let step = self.shared.steps.fetch_add(1, Ordering::SeqCst) + 1;
+        let label = format!(
+            "[{} {}/{}] {}",
+            self.name,
+            self.done,
+            self.total,
+            first_line(&cmd.original)
+        );
+        self.shared.progress.started(step, &label);
+        let started = Instant::now();
+        let record = match self.lookup_cache(&key) {
+            Some(r) => {
+                self.shared.progress.cached(step);
+                r
+            }
+            None => {
+                let layer = make(self)?;
+                let r = Record {
+                    created: self.shared.now(),
+                    layer: Some(layer),
+                };
+                self.shared.cache.put(&key, &r)?;
+                self.shared.progress.done(step, started.elapsed());
+                r
+            }
+        };
+        let layer = record.layer.clone().expect("layer steps record a layer");
+        self.layers.push(layer.descriptor);
+        self.config.rootfs.diff_ids.push(layer.diff_id);
+        self.config.history.push(History {
+            created: Some(record.created.clone()),
+            created_by: Some(created_by),
+            comment: Some(COMMENT.into()),
+            empty_layer: false,
+            ..Default::default()
+        });
+        self.config.created = Some(record.created);
+        self.key = key;
+        Ok(())
+    }
+
+    /// The stage's root: its layers under a fresh upper directory (the new layer), in the
+    /// store's tmp so the layer can be written from it.
+    fn scratch_root(&self) -> Result<(tempfile::TempDir, Overlay<Dir>), BuildError> {
+        let store = self.shared.store;
+        let tmp = tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(store.path().join("tmp"))
+            .map_err(|e| BuildError::Other(format!("create a build directory: {e}")))?;
+        let upper = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())
+            .map_err(|e| BuildError::Other(format!("open {}: {e}", tmp.path().display())))?;
+        let root = store.open_root(&self.config.rootfs.diff_ids, upper)?;
+        Ok((tmp, root))
+    }
+
+    /// The layer made from a build directory.
+    fn commit_dir(&self, dir: &std::path::Path) -> Result<CachedLayer, BuildError> {
+        let store = self.shared.store;
+        let d = Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+            .map_err(|e| BuildError::Other(format!("open {}: {e}", dir.display())))?;
+        let layer = store.layer_from_dir(&d, Compression::Gzip, &WriteOptions::from_env())?;
+        store.unpack_layer(&layer.descriptor, &layer.diff_id, None)?;
+        Ok(CachedLayer {
+            descriptor: layer.descriptor,
+            diff_id: layer.diff_id,
+        })
+    }
+
+    /// `USER` (or `--chown`) resolved through the stage's own /etc/passwd and /etc/group.
+    fn resolve_owner(&self, root: &Overlay<Dir>, spec: &str) -> Result<(u32, u32), String> {
+        let read = |p: &str| -> String {
+            let mut s = String::new();
+            if let Ok(mut f) = root.open(os(p), &super::context::read()) {
+                let _ = std::io::Read::read_to_string(&mut f, &mut s);
+            }
+            s
+        };
+        strata_runtime::users::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
+            .map(|ids| (ids.uid, ids.gid))
+            .map_err(|e| e.to_string())
+    }
+
+    fn workdir_step(&mut self, cmd: &Command, w: &str) -> Result<(), BuildError> {
+        let w = self.expand(cmd, w)?;
+        let path = if w.starts_with('/') {
+            w
+        } else {
+            format!("{}/{w}", self.workdir())
+        };
+        let path = format!("/{}", super::context::clean(&path));
+        self.config.container_config().working_dir = Some(path.clone());
+        let created_by = format!("WORKDIR {path}");
+        if path == "/" {
+            return self.metadata(cmd, created_by);
+        }
+        let user = self
+            .config
+            .config
+            .as_ref()
+            .and_then(|c| c.user.clone())
+            .unwrap_or_default();
+        let key = self.key.then(&["workdir", &created_by, &user]);
+        self.layer_step(cmd, key, created_by, |b| {
+            let (tmp, root) = b.scratch_root()?;
+            let owner = if user.is_empty() {
+                (0, 0)
+            } else {
+                b.resolve_owner(&root, &user).map_err(|e| b.err(cmd, e))?
+            };
+            let opts = CopyOptions {
+                owner: Some(owner),
+                chmod: None,
+                unpack: false,
+                privileged: rustix::process::geteuid().is_root(),
+            };
+            make_dirs(&root, &path, &opts).map_err(|e| b.err(cmd, e))?;
+            drop(root);
+            b.commit_dir(tmp.path())
+        })
+    }
+
+    fn run_step(
+        &mut self,
+        cmd: &Command,
+        line: &CommandLine,
+        network: &str,
+    ) -> Result<(), BuildError> {
+        let argv = if !line.files.is_empty() && line.prepend_shell {
+            // `RUN <<EOF`: the heredoc is the script (BuildKit runs it with SHELL).
+            let body: String = line
+                .files
+                .iter()
+                .map(|f| {
+                    if f.chomp {
+                        dockerfile::chomp_heredoc_content(&f.data)
+                    } else {
+                        f.data.clone()
+                    }
+                })
+                .collect();
+            let text = line.args.join(" ");
+            if text.trim() != format!("<<{}", line.files[0].name)
+                && text.trim() != format!("<<-{}", line.files[0].name)
+            {
+                return Err(self.err(
+                    cmd,
+                    "only a heredoc that is the whole command is supported in RUN",
+                ));
+            }
+            let mut argv = self.shell();
+            argv.push(body);
+            argv
+        } else {
+            self.command(line)
+        };
+        // ARGs with a value are in RUN's environment (ENV wins over an ARG of the same name).
+        let env_keys: Vec<String> = self
+            .config
+            .config
+            .as_ref()
+            .and_then(|c| c.env.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.split_once('=').map_or(e.clone(), |(k, _)| k.to_string()))
+            .collect();
+        let args: Vec<(String, String)> = self
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect();
+        let mut run_env: Vec<String> = args
+            .iter()
+            .filter(|(k, _)| !env_keys.contains(k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for p in PROXY_ARGS {
+            if let Some(v) = self.shared.opts.build_args.get(p) {
+                if !args.iter().any(|(k, _)| k == p) {
+                    run_env.push(format!("{p}={v}"));
+                }
+            }
+        }
+        let prefix = if args.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "|{} {} ",
+                args.len(),
+                args.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        };
+        let created_by = format!("RUN {prefix}{} # buildkit", argv.join(" "));
+        let network = match network {
+            "" | "default" => self.shared.opts.network,
+            "host" => Network::Host,
+            "none" => Network::None,
+            other => return Err(self.err(cmd, format!("unsupported network mode {other:?}"))),
+        };
+        let c = self.config.config.clone().unwrap_or_default();
+        let env_json = serde_json::to_string(&(&c.env, &run_env)).expect("serialize");
+        let key = self.key.then(&[
+            "run",
+            &created_by,
+            &env_json,
+            c.user.as_deref().unwrap_or(""),
+            &self.workdir(),
+            &format!("{network:?}"),
+            &format!("{}/{}", self.platform.os, self.platform.architecture),
+        ]);
+        self.layer_step(cmd, key, created_by, |b| {
+            b.execute(cmd, argv, run_env, network)
+        })
+    }
+
+    /// Run `argv` in a temporary container of the stage's current state; its changes are the
+    /// layer.
+    fn execute(
+        &self,
+        cmd: &Command,
+        argv: Vec<String>,
+        env: Vec<String>,
+        network: Network,
+    ) -> Result<CachedLayer, BuildError> {
+        let store = self.shared.store;
+        let manifest = store.put_image(&self.config, self.layers.clone())?;
+        let image = store.image(&manifest)?;
+        let containers = Containers::open(store)?;
+        let wasm = self.platform.is_wasm();
+        let runtime = if wasm { Runtime::Wasm } else { Runtime::Native };
+        let container =
+            containers.create(&image, &format!("build:{}", self.name), runtime, None)?;
+        let result = (|| -> Result<CachedLayer, BuildError> {
+            let opts = RunOptions {
+                entrypoint: Some(String::new()),
+                args: argv.clone(),
+                env,
+                network,
+                ..Default::default()
+            };
+            let spec = make_spec(&image, &opts, container.short_id())?;
+            containers.save_spec(&container, &spec)?;
+            let executor = if wasm {
+                self.shared.backends.wasm
+            } else {
+                self.shared.backends.native
+            };
+            let exit = executor
+                .run(
+                    &containers,
+                    &container,
+                    &spec,
+                    Stdio::default(),
+                    &mut |_| Ok(()),
+                )
+                .map_err(|e| self.err(cmd, e))?;
+            if exit.code != 0 {
+                return Err(self.err(
+                    cmd,
+                    format!(
+                        "process {:?} did not complete successfully: exit code: {}",
+                        argv.join(" "),
+                        exit.code
+                    ),
+                ));
+            }
+            let upper = containers.upper(&container)?;
+            let layer =
+                store.layer_from_dir(&upper, Compression::Gzip, &WriteOptions::from_env())?;
+            store.unpack_layer(&layer.descriptor, &layer.diff_id, None)?;
+            Ok(CachedLayer {
+                descriptor: layer.descriptor,
+                diff_id: layer.diff_id,
+            })
+        })();
+        containers.remove(&container)?;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_step(
+        &mut self,
+        cmd: &Command,
+        verb: &str,
+        sources: &SourcesAndDest,
+        from: Option<&str>,
+        chown: Option<&str>,
+        chmod: Option<&str>,
+        parents: bool,
+        exclude: &[String],
+        unpack: bool,
+    ) -> Result<(), BuildError> {
+        let chown = chown.map(|c| self.expand(cmd, c)).transpose()?;
+        let chmod_text = chmod.map(|c| self.expand(cmd, c)).transpose()?;
+        let chmod = chmod_text
+            .as_deref()
+            .map(Chmod::parse)
+            .transpose()
+            .map_err(|e| self.err(cmd, e))?;
+        let mut paths = Vec::new();
+        for p in &sources.paths {
+            let p = self.expand(cmd, p)?;
+            if p.contains("://") || p.starts_with("git@") {
+                return Err(self.err(
+                    cmd,
+                    if verb == "COPY" {
+                        "source can't be a URL for COPY".to_string()
+                    } else {
+                        format!(
+                            "{p}: ADD of a URL or git source is not supported by this builder yet"
+                        )
+                    },
+                ));
+            }
+            paths.push(p);
+        }
+        let dest_raw = self.expand(cmd, &sources.dest)?;
+        let dest = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            let wd = self.workdir();
+            format!("{}/{}", wd.trim_end_matches('/'), dest_raw)
+        };
+        let dest_dir_written = dest_raw.is_empty()
+            || dest_raw.ends_with('/')
+            || dest_raw == "."
+            || dest_raw.ends_with("/.");
+
+        // The source root: the context, a heredoc's files, or another stage or image.
+        let mut heredocs: Option<tempfile::TempDir> = None;
+        let mut ignore = Ignore::default();
+        for e in exclude {
+            let e = self.expand(cmd, e)?;
+            let more = Ignore::parse(&e).map_err(|m| self.err(cmd, m))?;
+            ignore = ignore.with(more);
+        }
+        let (source, source_id) = if !sources.contents.is_empty() {
+            let dir = tempfile::tempdir().map_err(|e| self.err(cmd, e))?;
+            for c in &sources.contents {
+                let data = if c.expand {
+                    self.expand(cmd, &c.data)?
+                } else {
+                    c.data.clone()
+                };
+                std::fs::write(dir.path().join(&c.path), data).map_err(|e| self.err(cmd, e))?;
+                paths.push(c.path.clone());
+            }
+            let d = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority())
+                .map_err(|e| self.err(cmd, e))?;
+            heredocs = Some(dir);
+            (Source::context(d, ignore), "heredoc".to_string())
+        } else {
+            match from {
+                None => {
+                    let d = Dir::open_ambient_dir(
+                        &self.shared.opts.context,
+                        cap_std::ambient_authority(),
+                    )
+                    .map_err(|e| self.err(cmd, format!("open the build context: {e}")))?;
+                    (
+                        Source::context(d, self.shared.context_ignore()?.with(ignore)),
+                        "context".to_string(),
+                    )
+                }
+                Some(f) => {
+                    let (diff_ids, id) = match self.shared.stage_index(f) {
+                        Some(j) => {
+                            let r = self
+                                .shared
+                                .results
+                                .lock()
+                                .unwrap()
+                                .get(&j)
+                                .cloned()
+                                .ok_or_else(|| {
+                                    self.err(cmd, format!("stage {f:?} was not built"))
+                                })?;
+                            (
+                                r.config.rootfs.diff_ids.clone(),
+                                format!("stage {}", r.key.0),
+                            )
+                        }
+                        None => {
+                            let image = self
+                                .shared
+                                .bases
+                                .get(f, Some(&self.platform))
+                                .map_err(|e| self.err(cmd, e))?;
+                            (
+                                image.config.rootfs.diff_ids.clone(),
+                                format!("image {}", image.digest()),
+                            )
+                        }
+                    };
+                    let empty = tempfile::tempdir().map_err(|e| self.err(cmd, e))?;
+                    let upper = Dir::open_ambient_dir(empty.path(), cap_std::ambient_authority())
+                        .map_err(|e| self.err(cmd, e))?;
+                    let root = self.shared.store.open_root(&diff_ids, upper)?;
+                    heredocs = Some(empty);
+                    let mut s = Source::stage(root);
+                    s.ignore = ignore;
+                    (s, id)
+                }
+            }
+        };
+        let mut matched: Vec<Matched> = Vec::new();
+        for p in &paths {
+            let m = source
+                .matches(p)
+                .map_err(|e| self.err(cmd, format!("failed to compute cache key: {e}")))?;
+            matched.extend(m);
+        }
+        if matched.is_empty() {
+            return Err(self.err(cmd, "no source files were specified"));
+        }
+        if paths.len() > 1 || matched.len() > 1 {
+            if !dest_dir_written {
+                return Err(self.err(cmd, format!("When using {verb} with more than one source file, the destination must be a directory and end with a /")));
+            }
+        }
+        let checksum = source.checksum(&matched)?;
+        let mut flags = Vec::new();
+        if let Some(c) = &chown {
+            flags.push(format!("--chown={c}"));
+        }
+        if let Some(c) = &chmod_text {
+            flags.push(format!("--chmod={c}"));
+        }
+        if parents {
+            flags.push("--parents".into());
+        }
+        for e in exclude {
+            flags.push(format!("--exclude={e}"));
+        }
+        let mut words = flags;
+        words.extend(sources.paths.iter().map(|p| {
+            if sources.contents.iter().any(|c| c.path == *p) {
+                format!("<<{p}")
+            } else {
+                p.clone()
+            }
+        }));
+        for c in &sources.contents {
+            if !sources.paths.contains(&c.path) {
+                words.push(format!("<<{}", c.path));
+            }
+        }
+        words.push(sources.dest.clone());
+        let created_by = format!("{verb} {} # buildkit", words.join(" "));
+        let key = self.key.then(&[
+            verb,
+            &created_by,
+            &source_id,
+            &checksum,
+            &dest,
+            &dest_dir_written.to_string(),
+            chown.as_deref().unwrap_or(""),
+            &unpack.to_string(),
+        ]);
+        let result = self.layer_step(cmd, key, created_by, |b| {
+            let (tmp, root) = b.scratch_root()?;
+            let owner = chown
+                .as_deref()
+                .map(|c| b.resolve_owner(&root, c))
+                .transpose()
+                .map_err(|e| b.err(cmd, e))?;
+            // An existing directory at the destination takes the sources into it.
+            let dest_dir = dest_dir_written
+                || root.stat(os(&dest), true).is_ok_and(|st| {
+                    strata_runtime::fs::file_type(&st) == rustix::fs::FileType::Directory
+                });
+            let opts = CopyOptions {
+                owner,
+                chmod: chmod.clone(),
+                unpack: verb == "ADD" && unpack,
+                privileged: rustix::process::geteuid().is_root(),
+            };
+            copy(&source, &matched, &dest, dest_dir, &root, &opts).map_err(|e| b.err(cmd, e))?;
+            drop(root);
+            b.commit_dir(tmp.path())
+        });
+        drop(heredocs);
+        result
+    }
+}
+
+impl Shared<'_> {
+    /// `<Dockerfile>.dockerignore` beside the Dockerfile's name, else `.dockerignore`.
+    fn context_ignore(&self) -> Result<Ignore, BuildError> {
+        let ctx = &self.opts.context;
+        let own = ctx.join(format!(
+            "{}.dockerignore",
+            self.opts
+                .dockerfile_name
+                .rsplit('/')
+                .next()
+                .unwrap_or("Dockerfile")
+        ));
+        let text = std::fs::read_to_string(&own)
+            .or_else(|_| std::fs::read_to_string(ctx.join(".dockerignore")))
+            .unwrap_or_default();
+        Ignore::parse(&text).map_err(BuildError::Other)
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.len() > 200 {
+        format!(
+            "{}…",
+            &line[..line.char_indices().take(200).last().map_or(0, |(i, _)| i)]
+        )
+    } else {
+        line.to_string()
+    }
+}
+
+/// `80`, `80/udp`, `3000-3002` as docker keys (`80/tcp`).
+fn expose_ports(word: &str) -> Result<Vec<String>, String> {
+    let (ports, proto) = match word.split_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (word, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto: {proto}"));
+    }
+    let parse = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("invalid containerPort: {p}"))
+    };
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => (parse(ports)?, parse(ports)?),
+    };
+    if hi < lo {
+        return Err(format!("invalid port range: {ports}"));
+    }
+    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+}
+
+fn health_json(h: &HealthConfig) -> serde_json::Value {
+    let mut v = serde_json::json!({ "Test": h.test });
+    let ns = |d: std::time::Duration| d.as_nanos() as u64;
+    for (k, d) in [
+        ("Interval", h.interval),
+        ("Timeout", h.timeout),
+        ("StartPeriod", h.start_period),
+        ("StartInterval", h.start_interval),
+    ] {
+        if !d.is_zero() {
+            v[k] = serde_json::json!(ns(d));
+        }
+    }
+    if h.retries != 0 {
+        v["Retries"] = serde_json::json!(h.retries);
+    }
+    v
+}
+
+/// BuildKit's `HEALTHCHECK %+v` of the health config.
+fn health_history(h: &HealthConfig) -> String {
+    format!(
+        "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+        plain_list(&h.test),
+        go_duration(h.interval),
+        go_duration(h.timeout),
+        go_duration(h.start_period),
+        go_duration(h.start_interval),
+        h.retries
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposed_ports() {
+        assert_eq!(expose_ports("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expose_ports("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            expose_ports("3000-3002").unwrap(),
+            ["3000/tcp", "3001/tcp", "3002/tcp"]
+        );
+        assert!(expose_ports("x").is_err());
+        assert!(expose_ports("80/icmp").is_err());
+    }
+}
