@@ -1,0 +1,693 @@
+//! `strata build` end to end: Dockerfiles (the fixtures, written inline beside what they
+//! check) built against a busybox base on the native backend, a Wasm-only build as an
+//! unprivileged user, the cache, history as Docker records it, and interop with podman.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{busybox_image, have, sh, Env};
+use serde_json::Value;
+
+const BASE: &str = "busybox:base";
+
+fn ready(test: &str) -> Option<Env> {
+    if !rustix::process::geteuid().is_root() || !have("busybox") {
+        eprintln!("note: skipping {test}: needs root and busybox-static");
+        return None;
+    }
+    let env = Env::new();
+    busybox_image(&env, BASE, &[]);
+    Some(env)
+}
+
+/// A context directory with these files (the Dockerfile among them).
+fn context(env: &Env, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = env.path(name);
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+/// `strata build ARGS… CONTEXT`: (exit code, stdout, stderr).
+fn build(env: &Env, ctx: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["build"];
+    all.extend(args);
+    let c = ctx.display().to_string();
+    all.push(&c);
+    let out = env.run(&all);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn build_ok(env: &Env, ctx: &Path, args: &[&str]) -> String {
+    let (code, out, err) = build(env, ctx, args);
+    assert_eq!(code, 0, "build failed:\n{err}");
+    err
+}
+
+/// The image's config document, read from the store.
+fn config(env: &Env, image: &str) -> Value {
+    let id = env.ok(&["inspect", "-f", "{{.Id}}", image]);
+    let hex = id.trim().trim_start_matches("sha256:");
+    serde_json::from_slice(&std::fs::read(env.root().join("blobs/sha256").join(hex)).unwrap())
+        .unwrap()
+}
+
+fn history(cfg: &Value) -> Vec<(String, bool)> {
+    cfg["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["created_by"].as_str().unwrap_or("").to_string(),
+                h["empty_layer"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+fn run(env: &Env, image: &str, script: &str) -> String {
+    env.ok(&["run", "--rm", image, "sh", "-c", script])
+}
+
+fn blobs(env: &Env) -> usize {
+    std::fs::read_dir(env.root().join("blobs/sha256"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn classic_shape_history_and_cache() {
+    let Some(env) = ready("classic_shape_history_and_cache") else {
+        return;
+    };
+    let ctx = context(
+        &env,
+        "app",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:base\n\
+                 WORKDIR /app\n\
+                 COPY requirements.txt .\n\
+                 RUN echo installing $(cat requirements.txt) > installed.txt\n\
+                 COPY . .\n\
+                 CMD [\"sh\", \"-c\", \"cat installed.txt main.txt\"]\n",
+            ),
+            ("requirements.txt", "flask\n"),
+            ("main.txt", "main v1\n"),
+        ],
+    );
+    let log = build_ok(&env, &ctx, &["-t", "app:1"]);
+    assert!(log.contains("#1 [stage-0 1/5] FROM busybox:base"), "{log}");
+    assert!(log.contains("[stage-0 4/5] RUN echo installing"), "{log}");
+    assert_eq!(
+        env.ok(&["run", "--rm", "app:1"]),
+        "installing flask\nmain v1\n"
+    );
+    let cfg = config(&env, "app:1");
+    let h = history(&cfg);
+    let base_entries = h.len() - 5;
+    assert_eq!(
+        h[base_entries..],
+        [
+            ("WORKDIR /app".to_string(), false),
+            ("COPY requirements.txt . # buildkit".to_string(), false),
+            (
+                "RUN /bin/sh -c echo installing $(cat requirements.txt) > installed.txt # buildkit"
+                    .to_string(),
+                false
+            ),
+            ("COPY . . # buildkit".to_string(), false),
+            (
+                "CMD [\"sh\" \"-c\" \"cat installed.txt main.txt\"]".to_string(),
+                true
+            ),
+        ]
+    );
+    assert!(cfg["history"].as_array().unwrap()[base_entries..]
+        .iter()
+        .all(|e| e["comment"] == "buildkit.dockerfile.v0"));
+    // One layer per filesystem step: the base's, WORKDIR, COPY, RUN, COPY.
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 1 + 4);
+    assert_eq!(cfg["config"]["WorkingDir"], "/app");
+    assert_eq!(
+        cfg["config"]["Cmd"],
+        serde_json::json!(["sh", "-c", "cat installed.txt main.txt"])
+    );
+    let shown = env.ok(&["history", "--no-trunc", "app:1"]);
+    assert!(
+        shown.contains("COPY requirements.txt . # buildkit"),
+        "{shown}"
+    );
+
+    // Unchanged: every step cached, the same image, no new blob.
+    let before = blobs(&env);
+    let log = build_ok(&env, &ctx, &["-t", "app:2"]);
+    assert_eq!(log.matches("CACHED").count(), 4, "{log}");
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.Id}}", "app:1"]),
+        env.ok(&["inspect", "-f", "{{.Id}}", "app:2"])
+    );
+    assert_eq!(blobs(&env), before, "an unchanged rebuild writes nothing");
+
+    // One copied file changes: that step and the ones after it rerun.
+    std::fs::write(ctx.join("main.txt"), "main v2\n").unwrap();
+    let log = build_ok(&env, &ctx, &["-t", "app:3"]);
+    assert_eq!(
+        log.matches("CACHED").count(),
+        3,
+        "WORKDIR, COPY requirements, RUN: {log}"
+    );
+    assert_eq!(
+        env.ok(&["run", "--rm", "app:3"]),
+        "installing flask\nmain v2\n"
+    );
+
+    // Same size and mtime, different contents: rebuilt.
+    let req = ctx.join("requirements.txt");
+    let stamp = env.path("stamp");
+    sh(&format!("touch -r {} {}", req.display(), stamp.display()));
+    std::fs::write(&req, "numpy\n").unwrap();
+    sh(&format!("touch -r {} {}", stamp.display(), req.display()));
+    build_ok(&env, &ctx, &["-t", "app:4"]);
+    assert_eq!(
+        env.ok(&["run", "--rm", "app:4"]),
+        "installing numpy\nmain v2\n"
+    );
+
+    // --no-cache reruns every step.
+    let log = build_ok(&env, &ctx, &["--no-cache", "-t", "app:5"]);
+    assert_eq!(log.matches("CACHED").count(), 0, "{log}");
+    common::assert_store_consistent(&env.root());
+}
+
+#[test]
+fn multi_stage_targets_and_args() {
+    let Some(env) = ready("multi_stage_targets_and_args") else {
+        return;
+    };
+    let ctx = context(
+        &env,
+        "ms",
+        &[(
+            "Dockerfile",
+            "ARG BASE=busybox:base\n\
+             ARG GREETING=hello\n\
+             FROM ${BASE} AS Build\n\
+             ARG GREETING\n\
+             ARG UNSET\n\
+             ARG EMPTY=\n\
+             RUN mkdir /out && echo \"$GREETING\" > /out/greeting && env | grep -E '^(UNSET|EMPTY)=' | sort > /out/env\n\
+             FROM build AS test\n\
+             RUN cat /out/greeting\n\
+             FROM busybox:base\n\
+             ARG TARGETOS\n\
+             ENV GREETING=from-env\n\
+             ARG GREETING=from-arg\n\
+             COPY --from=BUILD /out/ /result/\n\
+             COPY --from=0 /out/greeting /again\n\
+             RUN echo $GREETING $TARGETOS > /result/final\n",
+        )],
+    );
+    build_ok(&env, &ctx, &["-t", "ms:default"]);
+    assert_eq!(
+        run(
+            &env,
+            "ms:default",
+            "cat /result/greeting /again /result/env /result/final"
+        ),
+        "hello\nhello\nEMPTY=\nfrom-env linux\n"
+    );
+    build_ok(
+        &env,
+        &ctx,
+        &["--build-arg", "GREETING=bonjour", "-t", "ms:fr"],
+    );
+    assert_eq!(run(&env, "ms:fr", "cat /result/greeting"), "bonjour\n");
+    // --target builds a stage (and what it needs); the test stage was not part of the above.
+    let log = build_ok(&env, &ctx, &["--target", "test", "-t", "ms:test"]);
+    assert!(log.contains("[test 2/2] RUN cat /out/greeting"), "{log}");
+    assert!(
+        !log.contains("[stage-2"),
+        "the last stage is not built: {log}"
+    );
+    let (code, _, err) = build(&env, &ctx, &["--target", "bulid"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("target stage \"bulid\" could not be found"),
+        "{err}"
+    );
+
+    let bad = context(
+        &env,
+        "order",
+        &[(
+            "Dockerfile",
+            "FROM busybox:base AS a\nCOPY --from=b /x /x\nFROM busybox:base AS b\n",
+        )],
+    );
+    let (code, _, err) = build(&env, &bad, &["--target", "a"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Dockerfile:2:") && err.contains("needs to be defined before current stage"),
+        "{err}"
+    );
+    let cyc = context(
+        &env,
+        "cycle",
+        &[(
+            "Dockerfile",
+            "FROM busybox:base AS a\nCOPY --from=a /x /x\n",
+        )],
+    );
+    let (_, _, err) = build(&env, &cyc, &[]);
+    assert!(
+        err.contains("circular dependency detected on stage: a"),
+        "{err}"
+    );
+    let var = context(
+        &env,
+        "fromvar",
+        &[(
+            "Dockerfile",
+            "FROM busybox:base\nARG S=a\nCOPY --from=$S /x /x\n",
+        )],
+    );
+    let (_, _, err) = build(&env, &var, &[]);
+    assert!(
+        err.contains("variable expansion is not supported for --from"),
+        "{err}"
+    );
+}
+
+#[test]
+fn copy_and_add_rules() {
+    let Some(env) = ready("copy_and_add_rules") else {
+        return;
+    };
+    // A tarball for ADD to unpack.
+    let tarsrc = env.path("tarsrc");
+    std::fs::create_dir_all(tarsrc.join("pkg")).unwrap();
+    std::fs::write(tarsrc.join("pkg/lib.txt"), "from the tarball\n").unwrap();
+    let ctx = context(
+        &env,
+        "copy",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:base\n\
+                 COPY dir /into/\n\
+                 COPY dir /plain\n\
+                 COPY file.txt /renamed.txt\n\
+                 COPY file.txt /d/\n\
+                 COPY *.md /docs/\n\
+                 COPY --chown=app:staff file.txt /owned/by/app.txt\n\
+                 COPY --chown=1234:5678 file.txt /numeric.txt\n\
+                 COPY --chmod=0751 file.txt /mode.txt\n\
+                 COPY --chmod=go-w file.txt /symbolic.txt\n\
+                 COPY --exclude=*.md . /all/\n\
+                 ADD pkg.tar.gz /opt/\n\
+                 ADD file.txt /added.txt\n\
+                 COPY <<EOF /heredoc.txt\nline one\nEOF\n\
+                 WORKDIR relative\n\
+                 COPY file.txt here/\n",
+            ),
+            ("dir/a.txt", "a\n"),
+            ("dir/sub/b.txt", "b\n"),
+            ("file.txt", "file\n"),
+            ("one.md", "1\n"),
+            ("two.md", "2\n"),
+            ("ignored.log", "no\n"),
+            ("keep.log", "yes\n"),
+            ("secrets/key", "hidden\n"),
+            (".dockerignore", "*.log\n!keep.log\n**/key\n"),
+        ],
+    );
+    sh(&format!(
+        "chmod 0666 {}/file.txt && tar -C {} -czf {}/pkg.tar.gz pkg",
+        ctx.display(),
+        tarsrc.display(),
+        ctx.display()
+    ));
+    build_ok(&env, &ctx, &["-t", "copy:1"]);
+    let check = "cat /into/a.txt /into/sub/b.txt /plain/a.txt /renamed.txt /d/file.txt /docs/one.md /docs/two.md; \
+                 stat -c '%n %u:%g %a' /owned/by/app.txt /owned /numeric.txt /mode.txt /symbolic.txt /renamed.txt; \
+                 ls -a /all | tr '\\n' ' '; echo; ls -a /all/secrets | tr '\\n' ' '; echo; \
+                 cat /opt/pkg/lib.txt /added.txt /heredoc.txt /relative/here/file.txt";
+    assert_eq!(
+        run(&env, "copy:1", check),
+        "a\nb\na\nfile\nfile\n1\n2\n\
+         /owned/by/app.txt 1000:50 666\n/owned 1000:50 755\n/numeric.txt 1234:5678 666\n/mode.txt 0:0 751\n/symbolic.txt 0:0 644\n/renamed.txt 0:0 666\n\
+         . .. .dockerignore Dockerfile dir file.txt keep.log pkg.tar.gz secrets \n. .. \n\
+         from the tarball\nfile\nline one\nfile\n"
+    );
+    let h = history(&config(&env, "copy:1"));
+    assert!(
+        h.iter()
+            .any(|(c, _)| c == "COPY --chown=app:staff file.txt /owned/by/app.txt # buildkit"),
+        "{h:?}"
+    );
+    assert!(
+        h.iter()
+            .any(|(c, _)| c == "COPY <<EOF /heredoc.txt # buildkit"),
+        "{h:?}"
+    );
+
+    for (df, want) in [
+        (
+            "FROM busybox:base\nCOPY *.md /single\n",
+            "the destination must be a directory and end with a /",
+        ),
+        (
+            "FROM busybox:base\nCOPY nothing-here /x\n",
+            "\"/nothing-here\": not found",
+        ),
+        (
+            "FROM busybox:base\nCOPY --chmod=64a file.txt /x\n",
+            "invalid chmod parameter: '64a'",
+        ),
+        (
+            "FROM busybox:base\nCOPY http://example.com/x /x\n",
+            "source can't be a URL for COPY",
+        ),
+        (
+            "FROM busybox:base\nCOPY --chown=ghost file.txt /x\n",
+            "unable to find user ghost",
+        ),
+    ] {
+        std::fs::write(ctx.join("Dockerfile"), df).unwrap();
+        let (code, _, err) = build(&env, &ctx, &[]);
+        assert_ne!(code, 0, "{df}");
+        assert!(
+            err.contains("Dockerfile:2:") && err.contains(want),
+            "{df}: {err}"
+        );
+    }
+    // Sources cannot leave the context: `..` clamps to its root.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:base\nCOPY ../../../../etc/hostname /h\n",
+    )
+    .unwrap();
+    let (code, _, err) = build(&env, &ctx, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("\"/etc/hostname\": not found"), "{err}");
+}
+
+#[test]
+fn metadata_instructions_and_onbuild() {
+    let Some(env) = ready("metadata_instructions_and_onbuild") else {
+        return;
+    };
+    let ctx = context(
+        &env,
+        "meta",
+        &[(
+            "Dockerfile",
+            "FROM busybox:base\n\
+             LABEL a=1 \"b c\"=\"two words\"\n\
+             MAINTAINER someone\n\
+             EXPOSE 80 53/udp\n\
+             VOLUME /data\n\
+             STOPSIGNAL SIGINT\n\
+             HEALTHCHECK --interval=5s --retries=3 CMD wget -q localhost || exit 1\n\
+             SHELL [\"/bin/sh\", \"-ec\"]\n\
+             USER app\n\
+             WORKDIR /home/app/work\n\
+             RUN id -un > who && stat -c %U . > owner\n\
+             ENTRYPOINT [\"cat\"]\n\
+             ONBUILD RUN echo triggered > onbuild.txt\n",
+        )],
+    );
+    build_ok(&env, &ctx, &["-t", "meta:1", "--label", "extra=yes"]);
+    let cfg = config(&env, "meta:1");
+    let c = &cfg["config"];
+    assert_eq!(
+        c["Labels"],
+        serde_json::json!({"a": "1", "b c": "two words", "extra": "yes"})
+    );
+    assert_eq!(cfg["author"], "someone");
+    assert_eq!(
+        c["ExposedPorts"],
+        serde_json::json!({"53/udp": {}, "80/tcp": {}})
+    );
+    assert_eq!(c["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(c["StopSignal"], "SIGINT");
+    assert_eq!(
+        c["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "wget -q localhost || exit 1"])
+    );
+    assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000u64);
+    assert_eq!(c["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    assert_eq!(c["User"], "app");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["cat"]));
+    assert_eq!(c["Cmd"], Value::Null, "ENTRYPOINT resets an inherited CMD");
+    assert_eq!(
+        c["OnBuild"],
+        serde_json::json!(["RUN echo triggered > onbuild.txt"])
+    );
+    let h: Vec<String> = history(&cfg).into_iter().map(|(c, _)| c).collect();
+    for want in [
+        "LABEL a=1 b c=two words",
+        "EXPOSE [53/udp 80/tcp]",
+        "VOLUME [/data]",
+        "HEALTHCHECK {Test:[CMD-SHELL wget -q localhost || exit 1] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}",
+        "SHELL [/bin/sh -ec]",
+        "USER app",
+        "WORKDIR /home/app/work",
+        "RUN /bin/sh -ec id -un > who && stat -c %U . > owner # buildkit",
+        "ENTRYPOINT [\"cat\"]",
+    ] {
+        assert!(h.iter().any(|x| x == want), "missing {want:?} in {h:#?}");
+    }
+    assert!(
+        !h.iter().any(|x| x.starts_with("ONBUILD")),
+        "ONBUILD has no history entry"
+    );
+    assert_eq!(
+        env.ok(&["run", "--rm", "meta:1", "who", "owner"]),
+        "app\napp\n"
+    );
+
+    // A child runs the trigger, and its own image no longer carries it.
+    let child = context(&env, "child", &[("Dockerfile", "FROM meta:1\nUSER root\n")]);
+    build_ok(&env, &child, &["-t", "child:1"]);
+    assert_eq!(
+        env.ok(&["run", "--rm", "child:1", "onbuild.txt"]),
+        "triggered\n"
+    );
+    assert_eq!(config(&env, "child:1")["config"]["OnBuild"], Value::Null);
+}
+
+#[test]
+fn failures_are_clear_and_leave_the_store_consistent() {
+    let Some(env) = ready("failures_are_clear_and_leave_the_store_consistent") else {
+        return;
+    };
+    let ctx = context(
+        &env,
+        "fail",
+        &[(
+            "Dockerfile",
+            "FROM busybox:base\nRUN echo partial > /p\nRUN exit 3\n",
+        )],
+    );
+    let (code, _, err) = build(&env, &ctx, &["-t", "fail:1"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Dockerfile:3: RUN exit 3: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3"),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "fail:1"]).contains("fail:1"));
+    assert_eq!(env.ok(&["ps", "-aq"]), "", "no build container is left");
+    common::assert_store_consistent(&env.root());
+    let parse = context(
+        &env,
+        "parse",
+        &[("Dockerfile", "FROM busybox:base\nFNTRYPOINT x\n")],
+    );
+    let (code, _, err) = build(&env, &parse, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Dockerfile:2:") && err.contains("ENTRYPOINT"),
+        "{err}"
+    );
+    let none = context(&env, "nostage", &[("Dockerfile", "ARG A=1\n")]);
+    let (_, _, err) = build(&env, &none, &[]);
+    assert!(
+        err.contains("no stages") || err.contains("no instructions"),
+        "{err}"
+    );
+}
+
+#[test]
+fn quiet_iidfile_and_archive_output() {
+    let Some(env) = ready("quiet_iidfile_and_archive_output") else {
+        return;
+    };
+    let ctx = context(
+        &env,
+        "q",
+        &[("Dockerfile", "FROM busybox:base\nRUN echo noisy\n")],
+    );
+    let iid = env.path("iid");
+    let out_tar = env.path("out.tar");
+    let (code, stdout, stderr) = build(
+        &env,
+        &ctx,
+        &[
+            "-q",
+            "--iidfile",
+            &iid.display().to_string(),
+            "-o",
+            &format!("type=oci,dest={}", out_tar.display()),
+            "-t",
+            "q:1",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let id = std::fs::read_to_string(&iid).unwrap();
+    assert_eq!(stdout, format!("{id}\n"), "only the ID on stdout");
+    assert!(!stderr.contains("noisy"), "{stderr}");
+    let other = Env::new();
+    other.ok(&["load", "-i", &out_tar.display().to_string()]);
+    assert_eq!(other.ok(&["inspect", "-f", "{{.Id}}", "q:1"]).trim(), id);
+    // Without -q, RUN output streams on stderr and stdout stays empty.
+    let (_, stdout, stderr) = build(&env, &ctx, &["--no-cache"]);
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("noisy"), "{stderr}");
+}
+
+/// A Wasm-only Dockerfile builds with no privileges: as an unprivileged user, RUN runs on
+/// the embedded wasmtime.
+#[test]
+fn wasm_only_build_as_an_unprivileged_user() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("note: skipping: needs root to become another user");
+        return;
+    }
+    let (p1, _) = common::hello_wasm();
+    let env = Env::new();
+    let ctx = context(
+        &env,
+        "wasm",
+        &[(
+            "Dockerfile",
+            "FROM scratch\n\
+             COPY hello.wasm /hello.wasm\n\
+             ENV GREETING=built\n\
+             RUN [\"/hello.wasm\", \"write\", \"/made-at-build.txt\", \"during the build\"]\n\
+             ENTRYPOINT [\"/hello.wasm\"]\n",
+        )],
+    );
+    std::fs::copy(&p1, ctx.join("hello.wasm")).unwrap();
+    sh(&format!(
+        "chmod -R a+rwX {0} && chown -R 65534:65534 {0}",
+        env.tmp.path().display()
+    ));
+    let strata = env!("CARGO_BIN_EXE_strata");
+    let script = format!(
+        "set -e; {strata} --root {r} build --platform wasi/wasm -t hello:built {c} && \
+         {strata} --root {r} run --rm hello:built cat /made-at-build.txt",
+        r = env.root().display(),
+        c = ctx.display()
+    );
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("HOME", env.tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.ends_with("during the build"), "{stdout}");
+    sh(&format!("chown -R 0:0 {}", env.tmp.path().display()));
+}
+
+/// `strata save` of a built image: Debian's podman loads it and runs it with the same output.
+#[test]
+fn podman_runs_what_strata_built() {
+    if !common::tools("podman_runs_what_strata_built", &["podman", "runc"]) {
+        return;
+    }
+    let Some(env) = ready("podman_runs_what_strata_built") else {
+        return;
+    };
+    let ctx = context(
+        &env,
+        "pod",
+        &[
+            ("Dockerfile", "FROM busybox:base\nWORKDIR /srv\nCOPY msg.txt .\nRUN echo built >> msg.txt\nCMD [\"cat\", \"msg.txt\"]\n"),
+            ("msg.txt", "hello podman\n"),
+        ],
+    );
+    build_ok(&env, &ctx, &["-t", "localhost/strata-podman:test"]);
+    let ours = env.ok(&["run", "--rm", "localhost/strata-podman:test"]);
+    let tar = env.path("img.tar");
+    env.ok(&[
+        "save",
+        "-o",
+        &tar.display().to_string(),
+        "localhost/strata-podman:test",
+    ]);
+    let podman_root = env.path("podman");
+    let p = |args: &[&str]| {
+        let mut all = vec![
+            "--root".to_string(),
+            podman_root.join("root").display().to_string(),
+            "--runroot".to_string(),
+            podman_root.join("run").display().to_string(),
+            "--storage-driver".to_string(),
+            "vfs".to_string(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let out = std::process::Command::new("podman")
+            .args(&all)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    p(&["load", "-i", &tar.display().to_string()]);
+    let theirs = p(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "runc",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=32768:32768",
+        "localhost/strata-podman:test",
+    ]);
+    assert_eq!(theirs, ours);
+    assert_eq!(ours, "hello podman\nbuilt\n");
+}
