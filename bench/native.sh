@@ -68,7 +68,7 @@ print(":".join(sys.argv[1] + "/layers/" + d.split(":", 1)[1] + "/fs" for d in re
 
 # --- crun and runc: one bundle, the rootfs an overlay mounted per run --------------------
 mkdir -p "$bundle/rootfs"
-( cd "$bundle" && runc spec 2>/dev/null || crun spec ) || true
+( cd "$bundle" && { crun spec || runc spec; } ) 2>/dev/null || true
 if [ -f "$bundle/config.json" ]; then
     # Writable root and no terminal, as `strata run` without -t.
     python3 - "$bundle/config.json" <<'EOF'
@@ -90,7 +90,7 @@ d=$work/run.\$\$
 mkdir -p \$d/upper \$d/work
 mount -t overlay overlay -o lowerdir=$lower,upperdir=\$d/upper,workdir=\$d/work $bundle/rootfs || exit
 case \$1 in
-crun) unshare -m sh -c "umount /sys/fs/cgroup/unified && exec crun run --bundle $bundle bench-\$\$" ;;
+crun) unshare -m sh -c "umount /sys/fs/cgroup/unified 2>/dev/null; exec crun run --bundle $bundle bench-\$\$" ;;
 *) \$1 run --bundle $bundle bench-\$\$ ;;
 esac
 rc=\$?

@@ -318,6 +318,7 @@ fn copy_and_add_rules() {
                  ADD pkg.tar.gz /opt/\n\
                  ADD file.txt /added.txt\n\
                  COPY <<EOF /heredoc.txt\nline one\nEOF\n\
+                 COPY --parents dir/sub/b.txt /kept/\n\
                  WORKDIR relative\n\
                  COPY file.txt here/\n",
             ),
@@ -342,13 +343,13 @@ fn copy_and_add_rules() {
     let check = "cat /into/a.txt /into/sub/b.txt /plain/a.txt /renamed.txt /d/file.txt /docs/one.md /docs/two.md; \
                  stat -c '%n %u:%g %a' /owned/by/app.txt /owned /numeric.txt /mode.txt /symbolic.txt /renamed.txt; \
                  ls -a /all | tr '\\n' ' '; echo; ls -a /all/secrets | tr '\\n' ' '; echo; \
-                 cat /opt/pkg/lib.txt /added.txt /heredoc.txt /relative/here/file.txt";
+                 cat /opt/pkg/lib.txt /added.txt /heredoc.txt /kept/dir/sub/b.txt /relative/here/file.txt";
     assert_eq!(
         run(&env, "copy:1", check),
         "a\nb\na\nfile\nfile\n1\n2\n\
          /owned/by/app.txt 1000:50 666\n/owned 1000:50 755\n/numeric.txt 1234:5678 666\n/mode.txt 0:0 751\n/symbolic.txt 0:0 644\n/renamed.txt 0:0 666\n\
          . .. .dockerignore Dockerfile dir file.txt keep.log pkg.tar.gz secrets \n. .. \n\
-         from the tarball\nfile\nline one\nfile\n"
+         from the tarball\nfile\nline one\nb\nfile\n"
     );
     let h = history(&config(&env, "copy:1"));
     assert!(

@@ -107,6 +107,8 @@ pub(crate) struct CopyOptions {
     pub unpack: bool,
     /// Ownership changes need root; a rootless build keeps the caller's.
     pub privileged: bool,
+    /// `--parents`: each source keeps its path (from the source root) under the destination.
+    pub parents: bool,
 }
 
 /// Copy `matched` (from `src`) to `dest` (absolute, in `target`), `dest_dir` telling whether
@@ -127,7 +129,22 @@ pub(crate) fn copy(
     };
     make_dirs(target, &parent_of_dest, opts)?;
     for m in matched {
+        // --parents: the source's own directories are recreated under the destination.
+        let dest = if opts.parents {
+            let dir = parent(&format!("/{}", m.path));
+            let d = join(&dest, dir.trim_start_matches('/'));
+            make_dirs(target, &d, opts)?;
+            d
+        } else {
+            dest.clone()
+        };
+        let dest_dir = dest_dir || opts.parents;
         if m.is_dir {
+            let dest = if opts.parents {
+                join(&dest, m.path.rsplit('/').next().unwrap_or(&m.path))
+            } else {
+                dest
+            };
             make_dirs(target, &dest, opts)?;
             for rel in src.walk(&m.path)? {
                 let below = rel
@@ -145,9 +162,8 @@ pub(crate) fn copy(
             dest.clone()
         };
         if opts.unpack && is_archive(src, &m.path) {
-            let into = if dest_dir { dest.clone() } else { dest.clone() };
-            make_dirs(target, &into, opts)?;
-            unpack(src, &m.path, &into, target, opts)?;
+            make_dirs(target, &dest, opts)?;
+            unpack(src, &m.path, &dest, target, opts)?;
             continue;
         }
         copy_entry(src, &m.path, &to, target, opts, true)?;

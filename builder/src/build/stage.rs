@@ -651,6 +651,7 @@ impl StageBuilder<'_, '_> {
                 chmod: None,
                 unpack: false,
                 privileged: rustix::process::geteuid().is_root(),
+                parents: false,
             };
             make_dirs(&root, &path, &opts).map_err(|e| b.err(cmd, e))?;
             drop(root);
@@ -954,10 +955,8 @@ impl StageBuilder<'_, '_> {
         if matched.is_empty() {
             return Err(self.err(cmd, "no source files were specified"));
         }
-        if paths.len() > 1 || matched.len() > 1 {
-            if !dest_dir_written {
-                return Err(self.err(cmd, format!("When using {verb} with more than one source file, the destination must be a directory and end with a /")));
-            }
+        if (paths.len() > 1 || matched.len() > 1) && !dest_dir_written && !parents {
+            return Err(self.err(cmd, format!("When using {verb} with more than one source file, the destination must be a directory and end with a /")));
         }
         let checksum = source.checksum(&matched)?;
         let mut flags = Vec::new();
@@ -1015,6 +1014,7 @@ impl StageBuilder<'_, '_> {
                 chmod: chmod.clone(),
                 unpack: verb == "ADD" && unpack,
                 privileged: rustix::process::geteuid().is_root(),
+                parents,
             };
             copy(&source, &matched, &dest, dest_dir, &root, &opts).map_err(|e| b.err(cmd, e))?;
             drop(root);
