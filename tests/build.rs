@@ -692,3 +692,78 @@ fn podman_runs_what_strata_built() {
     assert_eq!(theirs, ours);
     assert_eq!(ours, "hello podman\nbuilt\n");
 }
+
+/// A tiny HTTP server on loopback answering GET /data.txt (and 404 otherwise).
+fn serve(body: &'static str) -> u16 {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) <= 2 {
+                    break;
+                }
+            }
+            let mut stream = stream;
+            let response = if request.starts_with("GET /data.txt ") {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string()
+            };
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn add_from_a_url() {
+    let Some(env) = ready("add_from_a_url") else {
+        return;
+    };
+    let port = serve("downloaded\n");
+    let sum = "sha256:8e4b4e5c3dfc52a64d2fe0bff9a6c3f4f4b1bcd4a8a1f4c9d6f0c0f2f1e6a3b1";
+    let dockerfile = format!(
+        "FROM busybox:base\nADD http://127.0.0.1:{port}/data.txt /fetched/\nADD http://127.0.0.1:{port}/data.txt /named.txt\n"
+    );
+    let ctx = context(&env, "url", &[("Dockerfile", &dockerfile)]);
+    build_ok(&env, &ctx, &["-t", "url:1"]);
+    assert_eq!(
+        run(
+            &env,
+            "url:1",
+            "cat /fetched/data.txt /named.txt; stat -c '%a %Y' /fetched/data.txt"
+        ),
+        "downloaded\ndownloaded\n600 1445412480\n"
+    );
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM busybox:base\nADD --checksum={sum} http://127.0.0.1:{port}/data.txt /x\n"),
+    )
+    .unwrap();
+    let (code, _, err) = build(&env, &ctx, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Dockerfile:2:") && err.contains("digest mismatch"),
+        "{err}"
+    );
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM busybox:base\nADD http://127.0.0.1:{port}/missing /x\n"),
+    )
+    .unwrap();
+    let (_, _, err) = build(&env, &ctx, &[]);
+    assert!(
+        err.contains("failed to GET") && err.contains("404"),
+        "{err}"
+    );
+}

@@ -455,6 +455,7 @@ impl StageBuilder<'_, '_> {
                 c.parents,
                 &c.exclude,
                 false,
+                None,
             ),
             Instruction::Add(a) => self.copy_step(
                 cmd,
@@ -466,6 +467,7 @@ impl StageBuilder<'_, '_> {
                 false,
                 &a.exclude,
                 a.unpack.unwrap_or(true),
+                a.checksum.as_deref(),
             ),
         }
     }
@@ -831,6 +833,7 @@ impl StageBuilder<'_, '_> {
         parents: bool,
         exclude: &[String],
         unpack: bool,
+        checksum: Option<&str>,
     ) -> Result<(), BuildError> {
         let chown = chown.map(|c| self.expand(cmd, c)).transpose()?;
         let chmod_text = chmod.map(|c| self.expand(cmd, c)).transpose()?;
@@ -840,21 +843,30 @@ impl StageBuilder<'_, '_> {
             .transpose()
             .map_err(|e| self.err(cmd, e))?;
         let mut paths = Vec::new();
+        let mut urls = Vec::new();
         for p in &sources.paths {
             let p = self.expand(cmd, p)?;
-            if p.contains("://") || p.starts_with("git@") {
+            let url = p.contains("://") || p.starts_with("git@");
+            if url && verb == "COPY" {
+                return Err(self.err(cmd, "source can't be a URL for COPY"));
+            }
+            if url && (p.starts_with("git@") || p.ends_with(".git") || !p.starts_with("http")) {
                 return Err(self.err(
                     cmd,
-                    if verb == "COPY" {
-                        "source can't be a URL for COPY".to_string()
-                    } else {
-                        format!(
-                            "{p}: ADD of a URL or git source is not supported by this builder yet"
-                        )
-                    },
+                    format!("{p}: git sources are not supported by this builder yet"),
                 ));
             }
-            paths.push(p);
+            if url {
+                urls.push(p);
+            } else {
+                paths.push(p);
+            }
+        }
+        if !urls.is_empty() && !paths.is_empty() {
+            return Err(self.err(
+                cmd,
+                "mixing URLs and local sources in one ADD is not supported",
+            ));
         }
         let dest_raw = self.expand(cmd, &sources.dest)?;
         let dest = if dest_raw.starts_with('/') {
@@ -876,7 +888,20 @@ impl StageBuilder<'_, '_> {
             let more = Ignore::parse(&e).map_err(|m| self.err(cmd, m))?;
             ignore = ignore.with(more);
         }
-        let (source, source_id) = if !sources.contents.is_empty() {
+        let (source, source_id) = if !urls.is_empty() {
+            let dir = tempfile::tempdir().map_err(|e| self.err(cmd, e))?;
+            for u in &urls {
+                let name = download(u, dir.path(), checksum).map_err(|e| self.err(cmd, e))?;
+                paths.push(name);
+            }
+            let d = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority())
+                .map_err(|e| self.err(cmd, e))?;
+            heredocs = Some(dir);
+            (
+                Source::context(d, Ignore::default()),
+                format!("urls {urls:?}"),
+            )
+        } else if !sources.contents.is_empty() {
             let dir = tempfile::tempdir().map_err(|e| self.err(cmd, e))?;
             for c in &sources.contents {
                 let data = if c.expand {
@@ -1012,7 +1037,7 @@ impl StageBuilder<'_, '_> {
             let opts = CopyOptions {
                 owner,
                 chmod: chmod.clone(),
-                unpack: verb == "ADD" && unpack,
+                unpack: verb == "ADD" && unpack && urls.is_empty(),
                 privileged: rustix::process::geteuid().is_root(),
                 parents,
             };
@@ -1054,6 +1079,60 @@ fn first_line(s: &str) -> String {
     } else {
         line.to_string()
     }
+}
+
+/// ADD of a URL: the body saved under `dir` as the URL's last path segment, mode 0600 and
+/// the server's Last-Modified time, checked against `--checksum` when given; never unpacked.
+fn download(url: &str, dir: &std::path::Path, checksum: Option<&str>) -> Result<String, String> {
+    use sha2::Digest as _;
+    const MAX: u64 = 8 << 30;
+    let response = ureq::get(url)
+        .call()
+        .map_err(|e| format!("failed to GET {url}: {e}"))?;
+    let modified = response
+        .header("Last-Modified")
+        .and_then(|h| chrono::DateTime::parse_from_rfc2822(h).ok())
+        .map(|t| t.timestamp());
+    let path_part = url.split(['?', '#']).next().unwrap_or(url);
+    let name = path_part
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .unwrap_or("__unnamed__")
+        .to_string();
+    let file_path = dir.join(&name);
+    let mut file = std::fs::File::create(&file_path).map_err(|e| format!("{name}: {e}"))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut reader = std::io::Read::take(response.into_reader(), MAX + 1);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n =
+            std::io::Read::read(&mut reader, &mut buf).map_err(|e| format!("read {url}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > MAX {
+            return Err(format!("{url}: larger than {MAX} bytes"));
+        }
+        hasher.update(&buf[..n]);
+        std::io::Write::write_all(&mut file, &buf[..n]).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let digest = format!("sha256:{}", super::context::hex(&hasher.finalize()));
+    if let Some(want) = checksum {
+        if want != digest {
+            return Err(format!("digest mismatch {digest}: {want}"));
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file_path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{name}: {e}"))?;
+    if let Some(secs) = modified {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+        let _ = file.set_modified(t);
+    }
+    Ok(name)
 }
 
 /// `80`, `80/udp`, `3000-3002` as docker keys (`80/tcp`).
