@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build strata and the example guest, then take the example images through
 # the local default store (/var/lib/strata as root, ~/.local/share/strata otherwise):
-# import, list, history, run (Wasm and native), diff, commit, save and load back.
+# import, list, history, run (Wasm and native), diff, commit, build (native and Wasm
+# Dockerfiles), save and load back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +59,16 @@ $strata commit hello example/hello-wasm:committed
 $strata rm hello >/dev/null
 say strata run --rm example/hello-wasm:committed cat /tmp/hello.txt
 $strata run --rm example/hello-wasm:committed cat /tmp/hello.txt
+say strata build -t example/webapp:1.0 examples/webapp
+$strata build -t example/webapp:1.0 examples/webapp
+say strata run --rm example/webapp:1.0
+$strata run --rm example/webapp:1.0
+say strata history example/webapp:1.0
+$strata history example/webapp:1.0
+say strata build --platform wasi/wasm -t example/hello-wasm:built examples/hello-wasm
+$strata build --platform wasi/wasm -t example/hello-wasm:built examples/hello-wasm
+say strata run --rm example/hello-wasm:built cat /etc/built-by.txt
+$strata run --rm example/hello-wasm:built cat /etc/built-by.txt
 echo
 say strata save -o examples.tar example/busybox:1.0 example/hello-wasm:1.0 '&&' strata load -i examples.tar
 $strata save -o "$work/examples.tar" example/busybox:1.0 example/hello-wasm:1.0
