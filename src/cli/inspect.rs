@@ -23,9 +23,8 @@ impl Args {
             match store.resolve(name) {
                 Ok(image) => out.push(describe(store, &image)),
                 Err(e) if e.kind() == strata_runtime::ErrorKind::NotFound => {
-                    let c = containers
-                        .get(name)
-                        .map_err(|_| anyhow::anyhow!("no such object: {name}"))?;
+                    // Neither an image nor a container: the image's error says so.
+                    let c = containers.get(name).map_err(|_| e)?;
                     out.push(describe_container(&containers, &c));
                 }
                 Err(e) => return Err(e.into()),
