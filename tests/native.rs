@@ -209,6 +209,15 @@ fn root_filesystem_binds_and_changes() {
         assert!(dev.split(' ').any(|x| x == d), "/dev/{d} missing: {dev}");
     }
     assert_eq!(shell(&env, &[], "head -c 4 /dev/zero | wc -c"), "4\n");
+    // --tmpfs: a fresh tmpfs, whose files never reach the container's layer.
+    assert_eq!(
+        shell(
+            &env,
+            &["--tmpfs", "/scratch"],
+            "echo x > /scratch/f; grep ' /scratch ' /proc/mounts | cut -d' ' -f1,3"
+        ),
+        "tmpfs tmpfs\n"
+    );
     // Masked paths read as empty.
     assert_eq!(
         shell(

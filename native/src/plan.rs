@@ -32,6 +32,8 @@ pub(crate) struct Plan {
     /// Files written by the runtime (hosts, hostname, resolv.conf): container path, host path.
     pub etc_files: Vec<(String, CString)>,
     pub binds: Vec<BindMount>,
+    /// Fresh tmpfs mounts (`--tmpfs`, `RUN --mount=type=tmpfs`).
+    pub tmpfs: Vec<String>,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
@@ -151,6 +153,13 @@ impl Plan {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let tmpfs = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+            .map(|m| m.destination().display().to_string())
+            .collect();
         let linux = spec.linux().clone().unwrap_or_default();
         let env: Vec<String> = process.env().clone().unwrap_or_default();
         let path = env
@@ -178,6 +187,7 @@ impl Plan {
             hostname: cstring(hostname.as_bytes())?,
             etc_files,
             binds,
+            tmpfs,
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
             rlimits: process

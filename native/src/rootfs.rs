@@ -92,6 +92,17 @@ pub(crate) fn setup(plan: &Plan) -> Result<(), Failure> {
                 .map_err(|e| with_context(e, &format!("mount {} read-only", b.target)))?;
         }
     }
+    for path in &plan.tmpfs {
+        let t = create_in_root(&root, path, true)?;
+        mount(
+            Some(c"tmpfs"),
+            &t,
+            Some(c"tmpfs"),
+            NOSUID | NODEV,
+            Some(c"mode=1777"),
+        )
+        .map_err(|e| with_context(e, &format!("mount a tmpfs on {path}")))?;
+    }
     for path in &plan.masked_paths {
         let Some(t) = existing_in_root(&root, path)? else {
             continue;

@@ -93,6 +93,8 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub binds: Vec<Bind>,
+    /// `--tmpfs` mount points (native).
+    pub tmpfs: Vec<String>,
     pub memory: Option<u64>,
     /// `--cpus`: CPU time as a number of CPUs (native).
     pub cpus: Option<f64>,
@@ -368,6 +370,17 @@ pub fn make_spec(image: &Image, opts: &RunOptions, hostname: &str) -> Result<Spe
                 .typ("bind")
                 .source(&b.host)
                 .options(options)
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    for t in &opts.tmpfs {
+        mounts.push(
+            MountBuilder::default()
+                .destination(t)
+                .typ("tmpfs")
+                .source("tmpfs")
+                .options(vec!["nosuid".to_string(), "nodev".to_string()])
                 .build()
                 .map_err(bad)?,
         );

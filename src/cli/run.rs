@@ -31,6 +31,9 @@ pub struct Args {
     /// Bind mount a host directory: HOST:CONTAINER[:ro]
     #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]")]
     volumes: Vec<String>,
+    /// Mount a fresh tmpfs at this directory
+    #[arg(long = "tmpfs", value_name = "DIR")]
+    tmpfs: Vec<String>,
     /// Keep STDIN open
     #[arg(short, long)]
     interactive: bool,
@@ -144,6 +147,7 @@ impl Args {
                 .iter()
                 .map(|v| Bind::parse(v))
                 .collect::<strata_runtime::Result<_>>()?,
+            tmpfs: self.tmpfs.clone(),
             memory: self.memory.as_deref().map(parse_bytes).transpose()?,
             cpus: self.cpus.as_deref().map(parse_cpus).transpose()?,
             pids_limit: self.pids_limit,

@@ -57,11 +57,20 @@ impl Executor for WasmExecutor {
         };
         let root = containers.root(container)?;
         let mut binds = Vec::new();
+        // A tmpfs is an empty private directory for the run's length.
+        let mut scratch = Vec::new();
         for m in spec.mounts().iter().flatten() {
-            if m.typ().as_deref() != Some("bind") {
-                continue;
-            }
-            let source = m.source().clone().unwrap_or_default();
+            let source = match m.typ().as_deref() {
+                Some("bind") => m.source().clone().unwrap_or_default(),
+                Some("tmpfs") => {
+                    let dir = tempfile::tempdir()
+                        .map_err(|e| Error::io("create a tmpfs directory", e))?;
+                    let path = dir.path().to_path_buf();
+                    scratch.push(dir);
+                    path
+                }
+                _ => continue,
+            };
             let dir =
                 Dir::open_ambient_dir(&source, cap_std::ambient_authority()).map_err(|e| {
                     Error::IoPath {
@@ -105,6 +114,7 @@ impl Executor for WasmExecutor {
         });
         started(std::process::id())?;
         let outcome = wasm.run(root, binds, &guest);
+        drop(scratch);
         drop(finished);
         handle.close();
         let _ = watcher.join();
