@@ -70,7 +70,8 @@ print(":".join(sys.argv[1] + "/layers/" + d.split(":", 1)[1] + "/fs" for d in re
 mkdir -p "$bundle/rootfs"
 ( cd "$bundle" && { crun spec || runc spec; } ) 2>/dev/null || true
 if [ -f "$bundle/config.json" ]; then
-    # Writable root and no terminal, as `strata run` without -t.
+    # `crun spec`'s defaults (the usual mounts, 3 capabilities, no seccomp filter, so a bit
+    # less work than strata's docker-default profile); writable root, no terminal, as strata.
     python3 - "$bundle/config.json" <<'EOF'
 import json, sys
 p = sys.argv[1]
@@ -115,9 +116,12 @@ done
 podman_flags="${PODMAN_FLAGS:---runtime runc --ulimit nofile=20000:20000 --ulimit nproc=32768:32768}"
 if command -v podman >/dev/null; then
     "$STRATA" save "$image" -o "$work/image.tar"
-    loaded="$("${podman[@]}" load -q -i "$work/image.tar" | sed -n 's/^Loaded image[^:]*: *//p' | head -n1)"
+    loaded="$("${podman[@]}" load -q -i "$work/image.tar" 2>&1)" || true
+    loaded="$(sed -n 's/^Loaded image[^:]*: *//p' <<<"$loaded" | head -n1)"
     pcmd="${podman[*]} run --rm $podman_flags $loaded /bin/true"
-    if out="$($pcmd 2>&1)"; then
+    if [ -z "$loaded" ]; then
+        echo "native.sh: podman load failed, skipping podman" >&2
+    elif out="$($pcmd 2>&1)"; then
         names+=("podman" "podman --network none")
         cmds+=("$pcmd" "${podman[*]} run --rm $podman_flags --network none $loaded /bin/true")
     else
