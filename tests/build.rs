@@ -767,3 +767,56 @@ fn add_from_a_url() {
         "{err}"
     );
 }
+
+#[test]
+fn run_mounts_bind_cache_and_tmpfs() {
+    let Some(env) = ready("run_mounts_bind_cache_and_tmpfs") else {
+        return;
+    };
+    let ctx = context(
+        &env,
+        "mounts",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:base\n\
+                 RUN --mount=type=bind,source=data,target=/mnt/data cat /mnt/data/in.txt > /copied.txt\n\
+                 RUN --mount=type=cache,target=/var/cache/app echo run >> /var/cache/app/log && wc -l < /var/cache/app/log > /count.txt\n\
+                 RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs.txt\n",
+            ),
+            ("data/in.txt", "bound in\n"),
+        ],
+    );
+    build_ok(&env, &ctx, &["-t", "m:1"]);
+    assert_eq!(
+        run(
+            &env,
+            "m:1",
+            "cat /copied.txt /count.txt /tmpfs.txt; ls /mnt /scratch /var/cache/app 2>&1 | wc -l"
+        ),
+        "bound in\n1\nx\n3\n",
+        "the mount points are not in the image"
+    );
+    // The cache outlives the build; the bind's content is part of the key.
+    build_ok(&env, &ctx, &["--no-cache", "-t", "m:2"]);
+    assert_eq!(run(&env, "m:2", "cat /count.txt"), "2\n");
+    std::fs::write(ctx.join("data/in.txt"), "changed\n").unwrap();
+    let log = build_ok(&env, &ctx, &["-t", "m:3"]);
+    assert_eq!(
+        log.matches("CACHED").count(),
+        0,
+        "the bind's step and those after it rerun: {log}"
+    );
+    assert_eq!(run(&env, "m:3", "cat /copied.txt"), "changed\n");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:base\nRUN --mount=type=secret,id=x true\n",
+    )
+    .unwrap();
+    let (code, _, err) = build(&env, &ctx, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Dockerfile:2:") && err.contains("type=secret is not supported"),
+        "{err}"
+    );
+}

@@ -19,7 +19,8 @@ const MOUNT_DATA_MAX: usize = 4095;
 pub(crate) struct Plan {
     /// The store root: the children chdir here so overlay options use short relative paths.
     pub store_root: CString,
-    /// The overlay's mount point, relative to the store root.
+    /// The overlay's mount point, relative to the store root (one for all containers: each
+    /// mounts its root there in its own mount namespace).
     pub rootfs: CString,
     pub overlay_options: CString,
     /// `CLONE_NEW*` flags unshared before the container's pid 1 is forked (user excluded).
@@ -29,8 +30,9 @@ pub(crate) struct Plan {
     /// The parent must act (write id maps, join cgroups) before the children go on.
     pub wait_for_parent: bool,
     pub hostname: CString,
-    /// Files written by the runtime (hosts, hostname, resolv.conf): container path, host path.
-    pub etc_files: Vec<(String, CString)>,
+    /// Files the runtime provides (hosts, hostname, resolv.conf): container path, content.
+    /// They live in the container's /dev tmpfs, bound over the init layer's empty files.
+    pub etc_files: Vec<(String, String)>,
     pub binds: Vec<BindMount>,
     /// Fresh tmpfs mounts (`--tmpfs`, `RUN --mount=type=tmpfs`).
     pub tmpfs: Vec<String>,
@@ -80,14 +82,12 @@ impl Plan {
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|_| p.to_path_buf())
         };
-        let init = dir.join("init");
+        let (init, mount_point) = shared_dirs(&store_root)?;
         let hostname = spec.hostname().clone().unwrap_or_default();
-        write_init_layer(&init)?;
         let host_network = !has_namespace(spec, LinuxNamespaceType::Network);
-        let etc_files = write_etc_files(&dir, &hostname, host_network)?;
-        for sub in ["work", "rootfs"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| io(&dir.join(sub), e))?;
-        }
+        let etc_files = etc_files(&hostname, host_network);
+        let work = dir.join("work");
+        std::fs::create_dir(&work).map_err(|e| io(&work, e))?;
         let id_map = if rustix::process::geteuid().is_root() {
             None
         } else {
@@ -104,7 +104,7 @@ impl Plan {
         let overlay_options = overlay_options(
             &lowers,
             &rel(&dir.join("upper")),
-            &rel(&dir.join("work")),
+            &rel(&work),
             id_map.is_some(),
         )?;
 
@@ -179,7 +179,7 @@ impl Plan {
             .fold(0u64, |acc, n| acc | (1 << n));
         Ok(Plan {
             store_root: cstring(store_root.as_os_str().as_encoded_bytes())?,
-            rootfs: cstring(rel(&dir.join("rootfs")).as_os_str().as_encoded_bytes())?,
+            rootfs: cstring(rel(&mount_point).as_os_str().as_encoded_bytes())?,
             overlay_options,
             namespaces,
             wait_for_parent: id_map.is_some() || needs_cgroup,
@@ -271,24 +271,40 @@ pub(crate) fn overlay_options(
     cstring(text.as_bytes())
 }
 
-/// The container's init layer: the mount points the runtime needs, so that mounting never
-/// creates anything in the container's own upper layer (docker's `-init` layer).
-fn write_init_layer(init: &Path) -> Result<()> {
+/// The store's shared native directories, made once: the init layer (the mount points
+/// the runtime needs, so mounting never creates anything in a container's own upper layer,
+/// docker's `-init` layer) and the mount point of container roots.
+fn shared_dirs(store_root: &Path) -> Result<(PathBuf, PathBuf)> {
+    let base = store_root.join("native");
+    let (init, mount_point) = (base.join("init"), base.join("rootfs"));
+    if init.exists() && mount_point.exists() {
+        return Ok((init, mount_point));
+    }
+    std::fs::create_dir_all(&base).map_err(|e| io(&base, e))?;
+    // Built aside and renamed into place, so a concurrent run never sees half of it.
+    let tmp = tempfile::tempdir_in(&base).map_err(|e| io(&base, e))?;
     for d in ["proc", "sys", "dev", "etc"] {
-        std::fs::create_dir_all(init.join(d)).map_err(|e| io(&init.join(d), e))?;
+        std::fs::create_dir(tmp.path().join(d)).map_err(|e| io(&tmp.path().join(d), e))?;
     }
     for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
-        std::fs::write(init.join(f), b"").map_err(|e| io(&init.join(f), e))?;
+        std::fs::write(tmp.path().join(f), b"").map_err(|e| io(&tmp.path().join(f), e))?;
     }
-    Ok(())
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| io(tmp.path(), e))?;
+    match std::fs::rename(tmp.path(), &init) {
+        Ok(()) => {}
+        Err(_) if init.is_dir() => {}
+        Err(e) => return Err(io(&init, e)),
+    }
+    match std::fs::create_dir(&mount_point) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(io(&mount_point, e)),
+        _ => Ok((init, mount_point)),
+    }
 }
 
 /// hosts, hostname and resolv.conf as docker writes them for a container.
-fn write_etc_files(
-    dir: &Path,
-    hostname: &str,
-    host_network: bool,
-) -> Result<Vec<(String, CString)>> {
+fn etc_files(hostname: &str, host_network: bool) -> Vec<(String, String)> {
     let hosts = if host_network {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
@@ -300,20 +316,11 @@ fn write_etc_files(
         &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         host_network,
     );
-    let mut out = Vec::new();
-    for (name, text) in [
-        ("hosts", hosts),
-        ("hostname", format!("{hostname}\n")),
-        ("resolv.conf", resolv),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
-        out.push((
-            format!("etc/{name}"),
-            cstring(path.as_os_str().as_encoded_bytes())?,
-        ));
-    }
-    Ok(out)
+    vec![
+        ("hosts".into(), hosts),
+        ("hostname".into(), format!("{hostname}\n")),
+        ("resolv.conf".into(), resolv),
+    ]
 }
 
 /// The host's resolv.conf; with a private network, loopback resolvers cannot be reached,

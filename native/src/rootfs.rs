@@ -79,10 +79,7 @@ pub(crate) fn setup(plan: &Plan) -> Result<(), Failure> {
         remount_read_only(&sys).map_err(|e| with_context(e, "mount /sys read-only"))?;
     }
 
-    for (target, host) in &plan.etc_files {
-        let t = create_in_root(&root, target, false)?;
-        bind(host, &t, false).map_err(|e| with_context(e, &format!("mount /{target}")))?;
-    }
+    etc_files(&root, plan)?;
     for b in &plan.binds {
         let t = create_in_root(&root, &b.target, b.directory)?;
         bind(&b.source, &t, true).map_err(|e| with_context(e, &format!("mount {}", b.target)))?;
@@ -229,6 +226,39 @@ fn populate_dev(root: &OwnedFd, plan: &Plan, rootless: bool) -> Result<(), Failu
     ] {
         rustix::fs::symlinkat(target, &dev_dir, link)
             .map_err(|e| Failure::other(format!("create /dev/{}: {e}", link.to_string_lossy())))?;
+    }
+    Ok(())
+}
+
+/// hosts, hostname and resolv.conf: written into the container's /dev tmpfs (no host file
+/// per container), bound over the init layer's empty files, then unlinked from /dev (the
+/// bind mounts keep them).
+fn etc_files(root: &OwnedFd, plan: &Plan) -> Result<(), Failure> {
+    let dev = open_in_root(root, "dev")?;
+    let dev_dir = rustix::fs::openat(
+        &dev,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::other(format!("open /dev: {e}")))?;
+    for (name, text) in &plan.etc_files {
+        let tmp = format!(".strata-{name}");
+        let fd = rustix::fs::openat(
+            &dev_dir,
+            tmp.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| Failure::other(format!("write /etc/{name}: {e}")))?;
+        rustix::io::write(&fd, text.as_bytes())
+            .map_err(|e| Failure::other(format!("write /etc/{name}: {e}")))?;
+        let source = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
+        let target = create_in_root(root, &format!("etc/{name}"), false)?;
+        bind(&source, &target, false)
+            .map_err(|e| with_context(e, &format!("mount /etc/{name}")))?;
+        rustix::fs::unlinkat(&dev_dir, tmp.as_str(), rustix::fs::AtFlags::empty())
+            .map_err(|e| Failure::other(format!("unlink /dev/{tmp}: {e}")))?;
     }
     Ok(())
 }

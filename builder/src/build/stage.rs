@@ -444,7 +444,7 @@ impl StageBuilder<'_, '_> {
                 Ok(())
             }
             Instruction::Workdir(w) => self.workdir_step(cmd, w),
-            Instruction::Run(run) => self.run_step(cmd, &run.cmd, &run.network),
+            Instruction::Run(run) => self.run_step(cmd, &run.cmd, &run.network, &run.mounts),
             Instruction::Copy(c) => self.copy_step(
                 cmd,
                 "COPY",
@@ -666,6 +666,7 @@ impl StageBuilder<'_, '_> {
         cmd: &Command,
         line: &CommandLine,
         network: &str,
+        mounts: &[String],
     ) -> Result<(), BuildError> {
         let argv = if !line.files.is_empty() && line.prepend_shell {
             // `RUN <<EOF`: the heredoc is the script (BuildKit runs it with SHELL).
@@ -741,6 +742,7 @@ impl StageBuilder<'_, '_> {
             "none" => Network::None,
             other => return Err(self.err(cmd, format!("unsupported network mode {other:?}"))),
         };
+        let mounts = self.run_mounts(cmd, mounts)?;
         let c = self.config.config.clone().unwrap_or_default();
         let env_json = serde_json::to_string(&(&c.env, &run_env)).expect("serialize");
         let key = self.key.then(&[
@@ -751,10 +753,121 @@ impl StageBuilder<'_, '_> {
             &self.workdir(),
             &format!("{network:?}"),
             &format!("{}/{}", self.platform.os, self.platform.architecture),
+            &mounts.key,
         ]);
         self.layer_step(cmd, key, created_by, |b| {
-            b.execute(cmd, argv, run_env, network)
+            b.execute(cmd, argv, run_env, network, &mounts)
         })
+    }
+
+    /// `RUN --mount`s: `bind` (read-only, from the context), `cache` (a directory kept in the
+    /// store by id, shared by builds) and `tmpfs`. A bind's content is part of the step's key;
+    /// a cache's is not (as BuildKit).
+    fn run_mounts(&self, cmd: &Command, raw: &[String]) -> Result<RunMounts, BuildError> {
+        use crate::dockerfile::instructions::{parse_mount, MountType};
+        let mut out = RunMounts::default();
+        let expand = |v: &str| self.expand(cmd, v).map_err(|e| e.to_string());
+        for r in raw {
+            let m = parse_mount(r, Some(&expand)).map_err(|e| self.err(cmd, e))?;
+            let unsupported = |kind: MountType| {
+                self.err(
+                    cmd,
+                    format!(
+                        "RUN --mount=type={} is not supported by this builder yet",
+                        kind.as_str()
+                    ),
+                )
+            };
+            if matches!(m.kind, MountType::Secret | MountType::Ssh) {
+                return Err(unsupported(m.kind));
+            }
+            let target = m
+                .target
+                .clone()
+                .ok_or_else(|| self.err(cmd, "mount target is required"))?;
+            let target = if target.starts_with('/') {
+                target
+            } else {
+                format!("{}/{target}", self.workdir().trim_end_matches('/'))
+            };
+            let target = format!("/{}", super::context::clean(&target));
+            match m.kind {
+                MountType::Bind => {
+                    if m.from.is_some() {
+                        return Err(self.err(
+                            cmd,
+                            "RUN --mount=type=bind,from=… is not supported by this builder yet",
+                        ));
+                    }
+                    if !m.read_only
+                        && r.split(',')
+                            .any(|f| matches!(f, "rw" | "readwrite" | "readwrite=true" | "rw=true"))
+                    {
+                        return Err(self.err(
+                            cmd,
+                            "read-write bind mounts are not supported by this builder yet",
+                        ));
+                    }
+                    let source = super::context::clean(m.source.as_deref().unwrap_or(""));
+                    let host = context_path(&self.shared.opts.context, &source)
+                        .map_err(|e| self.err(cmd, e))?;
+                    let d = Dir::open_ambient_dir(
+                        &self.shared.opts.context,
+                        cap_std::ambient_authority(),
+                    )
+                    .map_err(|e| self.err(cmd, format!("open the build context: {e}")))?;
+                    let ctx = Source::context(d, self.shared.context_ignore()?);
+                    let path = if source.is_empty() {
+                        "."
+                    } else {
+                        source.as_str()
+                    };
+                    let matched = ctx.matches(path).map_err(|e| self.err(cmd, e))?;
+                    out.key.push_str(&format!(
+                        "bind {source} {target} {}\n",
+                        ctx.checksum(&matched)?
+                    ));
+                    out.binds.push(strata_runtime::container::Bind {
+                        host,
+                        container: target,
+                        read_only: true,
+                    });
+                }
+                MountType::Cache => {
+                    use sha2::Digest as _;
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let hash = super::context::hex(&sha2::Sha256::digest(id.as_bytes()));
+                    let dir = self.shared.store.path().join("cache/mounts").join(hash);
+                    if !dir.exists() {
+                        std::fs::create_dir_all(&dir).map_err(|e| self.err(cmd, e))?;
+                        use std::os::unix::fs::PermissionsExt;
+                        let mode = m.mode.unwrap_or(0o755);
+                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                            .map_err(|e| self.err(cmd, e))?;
+                        if rustix::process::geteuid().is_root() {
+                            std::os::unix::fs::chown(
+                                &dir,
+                                Some(m.uid.unwrap_or(0)),
+                                Some(m.gid.unwrap_or(0)),
+                            )
+                            .map_err(|e| self.err(cmd, e))?;
+                        }
+                    }
+                    out.key.push_str(&format!("cache {id} {target}\n"));
+                    out.binds.push(strata_runtime::container::Bind {
+                        host: dir,
+                        container: target,
+                        read_only: m.read_only,
+                    });
+                }
+                MountType::Tmpfs => {
+                    out.key.push_str(&format!("tmpfs {target}\n"));
+                    out.tmpfs.push(target);
+                }
+                MountType::Secret | MountType::Ssh => return Err(unsupported(m.kind)),
+            }
+        }
+        Ok(out)
     }
 
     /// Run `argv` in a temporary container of the stage's current state; its changes are the
@@ -765,6 +878,7 @@ impl StageBuilder<'_, '_> {
         argv: Vec<String>,
         env: Vec<String>,
         network: Network,
+        mounts: &RunMounts,
     ) -> Result<CachedLayer, BuildError> {
         let store = self.shared.store;
         let manifest = store.put_image(&self.config, self.layers.clone())?;
@@ -780,8 +894,16 @@ impl StageBuilder<'_, '_> {
                 args: argv.clone(),
                 env,
                 network,
+                binds: mounts.binds.clone(),
+                tmpfs: mounts.tmpfs.clone(),
                 ..Default::default()
             };
+            // Mount points the image lacks are made for the run and are not part of the layer.
+            let root = containers.root(&container)?;
+            let made: Vec<String> = mounts
+                .targets()
+                .filter_map(|t| first_missing(&root, &t))
+                .collect();
             let spec = make_spec(&image, &opts, container.short_id())?;
             containers.save_spec(&container, &spec)?;
             let executor = if wasm {
@@ -808,6 +930,10 @@ impl StageBuilder<'_, '_> {
                     ),
                 ));
             }
+            for (first, target) in made.iter().zip(mounts.targets()) {
+                remove_mount_points(&root, first, &target);
+            }
+            drop(root);
             let upper = containers.upper(&container)?;
             let layer =
                 store.layer_from_dir(&upper, Compression::Gzip, &WriteOptions::from_env())?;
@@ -1079,6 +1205,67 @@ fn first_line(s: &str) -> String {
     } else {
         line.to_string()
     }
+}
+
+/// What a RUN's `--mount`s give its container, and their part of the step's key.
+#[derive(Debug, Default)]
+struct RunMounts {
+    binds: Vec<strata_runtime::container::Bind>,
+    tmpfs: Vec<String>,
+    key: String,
+}
+
+impl RunMounts {
+    fn targets(&self) -> impl Iterator<Item = String> + '_ {
+        self.binds
+            .iter()
+            .map(|b| b.container.clone())
+            .chain(self.tmpfs.iter().cloned())
+    }
+}
+
+/// The first directory on the way to `target` that the root does not have.
+fn first_missing(root: &Overlay<Dir>, target: &str) -> Option<String> {
+    let mut at = String::new();
+    for part in target.split('/').filter(|p| !p.is_empty()) {
+        at.push('/');
+        at.push_str(part);
+        if root.stat(os(&at), false).is_err() {
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// Remove the empty directories made for a mount point, from `target` up to `first`.
+fn remove_mount_points(root: &Overlay<Dir>, first: &str, target: &str) {
+    let mut at = target.to_string();
+    while at.len() >= first.len() {
+        if root.remove_dir(os(&at)).is_err() {
+            break;
+        }
+        match at.rsplit_once('/') {
+            Some((parent, _)) => at = parent.to_string(),
+            None => break,
+        }
+    }
+}
+
+/// A path in the build context for the kernel to bind: every component must be a real
+/// directory or file of the context (no symlink can lead out of it).
+fn context_path(context: &std::path::Path, rel: &str) -> Result<std::path::PathBuf, String> {
+    let mut path = context.to_path_buf();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        path.push(part);
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| format!("bind source {rel}: {e}"))?;
+        if meta.file_type().is_symlink() {
+            return Err(format!(
+                "bind source {rel}: symlinks are not followed out of the context"
+            ));
+        }
+    }
+    Ok(path)
 }
 
 /// ADD of a URL: the body saved under `dir` as the URL's last path segment, mode 0600 and
