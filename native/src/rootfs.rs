@@ -134,14 +134,7 @@ pub(crate) fn setup(plan: &Plan) -> Result<(), Failure> {
 /// /dev: the standard devices (made with mknod as root, bound from the host's when rootless,
 /// where mknod is not allowed), pts (a new instance), shm, mqueue and docker's symlinks.
 fn populate_dev(root: &OwnedFd, plan: &Plan, rootless: bool) -> Result<(), Failure> {
-    let dev = open_in_root(root, "dev")?;
-    let dev_dir = rustix::fs::openat(
-        &dev,
-        c".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Failure::other(format!("open /dev: {e}")))?;
+    let dev_dir = dev_dir(root)?;
     for (name, major, minor) in [
         (c"null", 1, 3),
         (c"zero", 1, 5),
@@ -234,14 +227,7 @@ fn populate_dev(root: &OwnedFd, plan: &Plan, rootless: bool) -> Result<(), Failu
 /// per container), bound over the init layer's empty files, then unlinked from /dev (the
 /// bind mounts keep them).
 fn etc_files(root: &OwnedFd, plan: &Plan) -> Result<(), Failure> {
-    let dev = open_in_root(root, "dev")?;
-    let dev_dir = rustix::fs::openat(
-        &dev,
-        c".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Failure::other(format!("open /dev: {e}")))?;
+    let dev_dir = dev_dir(root)?;
     for (name, text) in &plan.etc_files {
         let tmp = format!(".strata-{name}");
         let fd = rustix::fs::openat(
@@ -261,6 +247,18 @@ fn etc_files(root: &OwnedFd, plan: &Plan) -> Result<(), Failure> {
             .map_err(|e| Failure::other(format!("unlink /dev/{tmp}: {e}")))?;
     }
     Ok(())
+}
+
+/// The container's /dev (our tmpfs), opened for `*at` calls.
+fn dev_dir(root: &OwnedFd) -> Result<OwnedFd, Failure> {
+    let dev = open_in_root(root, "dev")?;
+    rustix::fs::openat(
+        &dev,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::other(format!("open /dev: {e}")))
 }
 
 /// pivot_root into the container's root and detach the host's (runc's `pivot_root(".", ".")`).

@@ -5,7 +5,6 @@
 //! mtimes are kept; owners are root for context files and kept from other stages; symlinks
 //! inside a copied directory are copied as symlinks.
 
-use std::ffi::OsStr;
 use std::io::{Read, Write};
 
 use cap_std::fs::Dir;
@@ -251,7 +250,7 @@ fn copy_entry(
         .stat(os(&format!("/{from}")), follow)
         .map_err(|e| format!("stat /{from}: {e}"))?;
     let kind = file_type(&st);
-    let (uid, gid) = opts.owner.unwrap_or(if src.keep_owner {
+    let owner = opts.owner.unwrap_or(if src.keep_owner {
         (st.st_uid, st.st_gid)
     } else {
         (0, 0)
@@ -260,42 +259,65 @@ fn copy_entry(
         Some(c) => c.apply(st.st_mode & 0o7777, kind == FileType::Directory),
         None => st.st_mode & 0o7777,
     };
+    let entry = match kind {
+        FileType::Directory => Entry::Directory,
+        FileType::Symlink => Entry::Symlink(
+            src.root
+                .read_link(os(&format!("/{from}")))
+                .map_err(|e| format!("readlink /{from}: {e}"))?,
+        ),
+        // Sockets, FIFOs and devices in a context become empty regular files.
+        FileType::RegularFile => Entry::File(Box::new(
+            src.root
+                .open(os(&format!("/{from}")), &read())
+                .map_err(|e| format!("read /{from}: {e}"))?,
+        )),
+        _ => Entry::File(Box::new(std::io::empty())),
+    };
+    let mtime = (st.st_mtime as i64, st.st_mtime_nsec as i64);
+    write_entry(target, to, entry, mode, owner, Some(mtime), opts)
+}
+
+/// What to write at a path.
+enum Entry<'a> {
+    Directory,
+    Symlink(std::ffi::OsString),
+    File(Box<dyn Read + 'a>),
+}
+
+/// Write `entry` at `to` (replacing what is there, but merging into an existing directory),
+/// then give it its mode, owner and mtime (symlinks: owner only).
+fn write_entry(
+    target: &Overlay<Dir>,
+    to: &str,
+    entry: Entry<'_>,
+    mode: u32,
+    (uid, gid): (u32, u32),
+    mtime: Option<(i64, i64)>,
+    opts: &CopyOptions,
+) -> Result<(), String> {
     let existing = target.stat(os(to), false).ok().map(|s| file_type(&s));
-    match kind {
-        FileType::Directory => {
-            if existing != Some(FileType::Directory) {
-                if existing.is_some() {
-                    target
-                        .remove_tree(os(to))
-                        .map_err(|e| format!("replace {to}: {e}"))?;
-                }
+    let keep_dir = matches!(entry, Entry::Directory) && existing == Some(FileType::Directory);
+    if existing.is_some() && !keep_dir {
+        target
+            .remove_tree(os(to))
+            .map_err(|e| format!("replace {to}: {e}"))?;
+    }
+    match entry {
+        Entry::Directory => {
+            if !keep_dir {
                 target
                     .create_dir(os(to), mode)
                     .map_err(|e| format!("mkdir {to}: {e}"))?;
             }
         }
-        FileType::Symlink => {
-            let link = src
-                .root
-                .read_link(os(&format!("/{from}")))
-                .map_err(|e| format!("readlink /{from}: {e}"))?;
-            if existing.is_some() {
-                target
-                    .remove_tree(os(to))
-                    .map_err(|e| format!("replace {to}: {e}"))?;
-            }
+        Entry::Symlink(link) => {
             target
                 .symlink(&link, os(to))
                 .map_err(|e| format!("symlink {to}: {e}"))?;
-            chown(target, to, uid, gid, opts)?;
-            return Ok(());
+            return chown(target, to, uid, gid, opts);
         }
-        _ => {
-            if existing == Some(FileType::Directory) || existing == Some(FileType::Symlink) {
-                target
-                    .remove_tree(os(to))
-                    .map_err(|e| format!("replace {to}: {e}"))?;
-            }
+        Entry::File(mut content) => {
             let mut out = target
                 .open(
                     os(to),
@@ -309,14 +331,7 @@ fn copy_entry(
                     },
                 )
                 .map_err(|e| format!("write {to}: {e}"))?;
-            // Sockets, FIFOs and devices in a context become empty regular files.
-            if kind == FileType::RegularFile {
-                let mut input = src
-                    .root
-                    .open(os(&format!("/{from}")), &read())
-                    .map_err(|e| format!("read /{from}: {e}"))?;
-                std::io::copy(&mut input, &mut out).map_err(|e| format!("copy {to}: {e}"))?;
-            }
+            std::io::copy(&mut content, &mut out).map_err(|e| format!("write {to}: {e}"))?;
             out.flush().map_err(|e| format!("write {to}: {e}"))?;
         }
     }
@@ -324,17 +339,21 @@ fn copy_entry(
         .set_permissions(os(to), mode)
         .map_err(|e| format!("chmod {to}: {e}"))?;
     chown(target, to, uid, gid, opts)?;
-    let times = Timestamps {
-        last_access: rustix::fs::Timespec {
-            tv_sec: st.st_mtime as _,
-            tv_nsec: st.st_mtime_nsec as _,
-        },
-        last_modification: rustix::fs::Timespec {
-            tv_sec: st.st_mtime as _,
-            tv_nsec: st.st_mtime_nsec as _,
-        },
-    };
-    let _ = target.set_times(os(to), &times, false);
+    if let Some((secs, nanos)) = mtime {
+        let t = rustix::fs::Timespec {
+            tv_sec: secs as _,
+            tv_nsec: nanos as _,
+        };
+        // Best effort, as a copy's mtime is: the content and modes are what matter.
+        let _ = target.set_times(
+            os(to),
+            &Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            false,
+        );
+    }
     Ok(())
 }
 
@@ -394,101 +413,41 @@ fn unpack(
         make_dirs(target, &parent(&to), opts)?;
         let header = entry.header().clone();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let (uid, gid) = opts.owner.unwrap_or((
+        let owner = opts.owner.unwrap_or((
             header.uid().unwrap_or(0) as u32,
             header.gid().unwrap_or(0) as u32,
         ));
-        let existing = target.stat(os(&to), false).ok().map(|s| file_type(&s));
-        match header.entry_type() {
-            tar::EntryType::Directory => {
-                if existing != Some(FileType::Directory) {
-                    if existing.is_some() {
-                        target
-                            .remove_tree(os(&to))
-                            .map_err(|e| format!("{to}: {e}"))?;
-                    }
-                    target
-                        .create_dir(os(&to), mode)
-                        .map_err(|e| format!("mkdir {to}: {e}"))?;
-                }
-            }
-            tar::EntryType::Symlink => {
-                let link = header
-                    .link_name()
-                    .ok()
-                    .flatten()
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if existing.is_some() {
-                    target
-                        .remove_tree(os(&to))
-                        .map_err(|e| format!("{to}: {e}"))?;
-                }
-                target
-                    .symlink(OsStr::new(&link), os(&to))
-                    .map_err(|e| format!("symlink {to}: {e}"))?;
-                chown(target, &to, uid, gid, opts)?;
-                continue;
-            }
+        let link = || {
+            header
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|l| l.into_owned().into_os_string())
+                .unwrap_or_default()
+        };
+        let written = match header.entry_type() {
+            tar::EntryType::Directory => Entry::Directory,
+            tar::EntryType::Symlink => Entry::Symlink(link()),
             tar::EntryType::Link => {
-                let link = header
-                    .link_name()
-                    .ok()
-                    .flatten()
-                    .map(|l| clean(&l.to_string_lossy()))
-                    .unwrap_or_default();
-                if existing.is_some() {
+                let existing = join(into, &clean(&link().to_string_lossy()));
+                if target.stat(os(&to), false).is_ok() {
                     target
                         .remove_tree(os(&to))
-                        .map_err(|e| format!("{to}: {e}"))?;
+                        .map_err(|e| format!("replace {to}: {e}"))?;
                 }
                 target
-                    .hard_link(os(&join(into, &link)), os(&to))
+                    .hard_link(os(&existing), os(&to))
                     .map_err(|e| format!("link {to}: {e}"))?;
                 continue;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                if existing == Some(FileType::Directory) || existing == Some(FileType::Symlink) {
-                    target
-                        .remove_tree(os(&to))
-                        .map_err(|e| format!("{to}: {e}"))?;
-                }
-                let mut out = target
-                    .open(
-                        os(&to),
-                        &OpenOptions {
-                            write: true,
-                            create: true,
-                            truncate: true,
-                            nofollow: true,
-                            mode,
-                            ..Default::default()
-                        },
-                    )
-                    .map_err(|e| format!("write {to}: {e}"))?;
-                std::io::copy(&mut entry, &mut out).map_err(|e| format!("write {to}: {e}"))?;
+                Entry::File(Box::new(&mut entry))
             }
-            // Devices, FIFOs and tar extensions are not extracted by ADD here.
+            // Devices, FIFOs and tar extensions are not extracted by ADD.
             _ => continue,
-        }
-        target
-            .set_permissions(os(&to), mode)
-            .map_err(|e| format!("chmod {to}: {e}"))?;
-        chown(target, &to, uid, gid, opts)?;
-        if let Ok(mtime) = header.mtime() {
-            let t = rustix::fs::Timespec {
-                tv_sec: mtime as _,
-                tv_nsec: 0,
-            };
-            let _ = target.set_times(
-                os(&to),
-                &Timestamps {
-                    last_access: t,
-                    last_modification: t,
-                },
-                false,
-            );
-        }
+        };
+        let mtime = header.mtime().ok().map(|m| (m as i64, 0));
+        write_entry(target, &to, written, mode, owner, mtime, opts)?;
     }
     Ok(())
 }
