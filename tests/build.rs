@@ -820,3 +820,35 @@ fn run_mounts_bind_cache_and_tmpfs() {
         "{err}"
     );
 }
+
+#[test]
+fn independent_stages_build_in_parallel_and_env_sees_before() {
+    let Some(env) = ready("independent_stages_build_in_parallel_and_env_sees_before") else {
+        return;
+    };
+    // Each stage waits for the other's marker in a shared cache mount: built one after the
+    // other, the first would give up after 10 s and fail the build.
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,target=/r touch /r/{me} && \
+             for i in $(seq 100); do [ -e /r/{other} ] && exit 0; sleep 0.1; done; exit 1\n"
+        )
+    };
+    let dockerfile = format!(
+        "FROM busybox:base AS left\n{}RUN echo left > /side\n\
+         FROM busybox:base AS right\n{}RUN echo right > /side\n\
+         FROM busybox:base\n\
+         ENV A=1\n\
+         ENV A=2 B=$A\n\
+         COPY --from=left /side /left\n\
+         COPY --from=right /side /right\n",
+        wait("left", "right"),
+        wait("right", "left")
+    );
+    let ctx = context(&env, "parallel", &[("Dockerfile", &dockerfile)]);
+    build_ok(&env, &ctx, &["-t", "par:1"]);
+    assert_eq!(
+        run(&env, "par:1", "cat /left /right; echo $A $B"),
+        "left\nright\n2 1\n"
+    );
+}
