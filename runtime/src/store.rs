@@ -309,33 +309,35 @@ impl Store {
 
     /// Every tagged image, grouped by manifest, in index order.
     pub fn images(&self) -> Result<Vec<Image>> {
-        let index = self.index()?;
-        let mut out: Vec<Image> = Vec::new();
-        for desc in &index.manifests {
-            let name = desc.ref_name().map(str::to_string);
-            if let Some(img) = out
-                .iter_mut()
-                .find(|i| i.manifest_descriptor.digest == desc.digest)
-            {
-                img.names.extend(name);
-                continue;
-            }
-            let manifest = self.manifest(desc)?;
-            let config = self.config(&manifest.config)?;
-            out.push(Image {
-                manifest_descriptor: desc.clone(),
-                manifest,
-                config,
-                names: name.into_iter().collect(),
-            });
-        }
-        Ok(out)
+        self.images_in(&self.index()?)
+    }
+
+    fn images_in(&self, index: &Index) -> Result<Vec<Image>> {
+        let mut seen = HashSet::new();
+        index
+            .manifests
+            .iter()
+            .filter(|d| seen.insert(&d.digest))
+            .map(|d| self.indexed_image(index, d))
+            .collect()
+    }
+
+    /// The image `entry` of `index` points at, as `images` lists it: the descriptor of the
+    /// first entry for its manifest, and the tags of all of them.
+    fn indexed_image(&self, index: &Index, entry: &Descriptor) -> Result<Image> {
+        let same = || index.manifests.iter().filter(|d| d.digest == entry.digest);
+        let mut image = self.image(same().next().unwrap_or(entry))?;
+        image.names = same()
+            .filter_map(|d| d.ref_name().map(str::to_string))
+            .collect();
+        Ok(image)
     }
 
     /// Find an image the way docker does: by name (`busybox` = `docker.io/library/busybox:latest`),
-    /// by full or short image ID (`sha256:…`, a unique hex prefix), or `name@digest`.
+    /// by full or short image ID (`sha256:…`, a unique hex prefix), or `name@digest`. Only
+    /// an ID needs every image read (it is the config's digest, named by the manifests).
     pub fn resolve(&self, name: &str) -> Result<Image> {
-        let images = self.images()?;
+        let index = self.index()?;
         let id = name.strip_prefix("sha256:").unwrap_or(name);
         if !id.is_empty()
             && id.len() <= 64
@@ -343,6 +345,7 @@ impl Store {
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         {
+            let images = self.images_in(&index)?;
             let found: Vec<&Image> = images
                 .iter()
                 .filter(|i| i.id().hex().starts_with(id))
@@ -360,21 +363,22 @@ impl Store {
         }
         let reference = Reference::parse(name)?;
         let wanted = reference.to_string();
-        if let Some(img) = images.iter().find(|i| i.names.iter().any(|n| *n == wanted)) {
-            return Ok(img.clone());
+        let tagged = |d: &&Descriptor| d.ref_name() == Some(wanted.as_str());
+        let by_digest = |d: &&Descriptor| {
+            reference.digest() == Some(&d.digest)
+                && d.ref_name().is_some_and(|n| {
+                    Reference::parse(n).is_ok_and(|r| r.repository() == reference.repository())
+                })
+        };
+        match index
+            .manifests
+            .iter()
+            .find(tagged)
+            .or_else(|| index.manifests.iter().find(by_digest))
+        {
+            Some(entry) => self.indexed_image(&index, entry),
+            None => Err(Error::ImageNotFound(name.into())),
         }
-        if let Some(d) = reference.digest() {
-            let repo = reference.repository();
-            if let Some(img) = images.iter().find(|i| {
-                i.digest() == d
-                    && i.names
-                        .iter()
-                        .any(|n| Reference::parse(n).is_ok_and(|r| r.repository() == repo))
-            }) {
-                return Ok(img.clone());
-            }
-        }
-        Err(Error::ImageNotFound(name.into()))
     }
 
     /// Write config and manifest for an image with `layers` (already in the store).

@@ -200,19 +200,21 @@ impl Args {
             stdin: self.interactive,
         };
         let outcome = executor.run(&containers, &container, &spec, stdio, &mut started);
-        container.started_at = record.started_at;
-        container.pid = record.pid;
-        container.status = Status::Exited;
-        container.exit_code = Some(match &outcome {
-            Ok(exit) => exit.code,
-            Err(_) => 125,
-        });
-        container.finished_at = Some(strata_runtime::container::now());
-        container.oom_killed = outcome.as_ref().is_ok_and(|e| e.oom_killed);
-        container.error = outcome.as_ref().err().map(|e| e.to_string());
-        containers.save(&container)?;
         if self.rm {
+            // The final record would only serve a later `ps`/`inspect`.
             containers.remove(&container)?;
+        } else {
+            container.started_at = record.started_at;
+            container.pid = record.pid;
+            container.status = Status::Exited;
+            container.exit_code = Some(match &outcome {
+                Ok(exit) => exit.code,
+                Err(_) => 125,
+            });
+            container.finished_at = Some(strata_runtime::container::now());
+            container.oom_killed = outcome.as_ref().is_ok_and(|e| e.oom_killed);
+            container.error = outcome.as_ref().err().map(|e| e.to_string());
+            containers.save(&container)?;
         }
         let exit = outcome?;
         if let Some(msg) = &exit.message {
