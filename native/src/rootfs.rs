@@ -286,13 +286,21 @@ fn open_in_root(root: &OwnedFd, path: &str) -> Result<OwnedFd, Failure> {
 fn resolve(root: &OwnedFd, path: &str) -> rustix::io::Result<OwnedFd> {
     let rel = path.trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
-    rustix::fs::openat2(
-        root,
-        rel,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
+    // EAGAIN: a `..` raced with a rename or mount somewhere on the system (other containers
+    // starting); the kernel asks for a retry.
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(
+            root,
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Err(rustix::io::Errno::AGAIN) if tries < 100 => tries += 1,
+            r => return r,
+        }
+    }
 }
 
 /// Like `open_in_root`, or None when the path does not exist in this image or kernel.
