@@ -188,6 +188,18 @@ fn classic_shape_history_and_cache() {
     let log = build_ok(&env, &ctx, &["--no-cache", "-t", "app:5"]);
     assert_eq!(log.matches("CACHED").count(), 0, "{log}");
     common::assert_store_consistent(&env.root());
+
+    // `system df` counts the cache; `system prune -a` empties it.
+    let cache_row = |df: &str| -> Vec<String> {
+        let row = df.lines().find(|l| l.starts_with("Build Cache")).unwrap();
+        row.split_whitespace().skip(2).map(String::from).collect()
+    };
+    let df = env.ok(&["system", "df"]);
+    assert_ne!(cache_row(&df)[0], "0", "{df}");
+    env.ok(&["system", "prune", "-a", "-f"]);
+    let df = env.ok(&["system", "df"]);
+    assert_eq!(cache_row(&df), ["0", "0", "0B", "0B"], "{df}");
+    common::assert_store_consistent(&env.root());
 }
 
 #[test]

@@ -66,13 +66,7 @@ impl Command {
                         "0B".into(),
                         "0B".into(),
                     ],
-                    vec![
-                        "Build Cache".into(),
-                        "0".into(),
-                        "0".into(),
-                        "0B".into(),
-                        "0B".into(),
-                    ],
+                    build_cache_row(store)?,
                 ];
                 print!(
                     "{}",
@@ -82,7 +76,7 @@ impl Command {
             Command::Prune { all, force } => {
                 if !force {
                     let what = if all {
-                        "all images, and all content no image refers to"
+                        "all images, all content no image refers to, and all build cache"
                     } else {
                         "all content (blobs and unpacked layers) no image refers to"
                     };
@@ -107,11 +101,38 @@ impl Command {
                     })?;
                 }
                 let report = store.prune()?;
+                let records = strata_builder::build::prune_cache(store, all)?;
                 println!("Deleted blobs: {}", report.blobs);
                 println!("Deleted layers: {}", report.layers);
+                println!("Deleted build cache records: {records}");
                 println!("\nTotal reclaimed space: {}", human_size(report.bytes));
             }
         }
         Ok(())
     }
+}
+
+/// Build cache: its records; SIZE the layers they name, RECLAIMABLE those no image uses.
+fn build_cache_row(store: &Store) -> Result<Vec<String>> {
+    let records = strata_builder::build::cache_usage(store)?;
+    let used: HashSet<_> = store
+        .images()?
+        .into_iter()
+        .flat_map(|i| i.config.rootfs.diff_ids)
+        .collect();
+    let layers: HashSet<_> = records.iter().flatten().cloned().collect();
+    let size = |only_unused: bool| -> u64 {
+        layers
+            .iter()
+            .filter(|d| !only_unused || !used.contains(*d))
+            .filter_map(|d| store.layer_size(d))
+            .sum()
+    };
+    Ok(vec![
+        "Build Cache".into(),
+        records.len().to_string(),
+        "0".into(),
+        human_size(size(false)),
+        human_size(size(true)),
+    ])
 }

@@ -89,3 +89,47 @@ impl<'a> Cache<'a> {
             .map_err(BuildError::Runtime)
     }
 }
+
+impl Cache<'_> {
+    /// Every record's layer (None for metadata steps).
+    pub fn layers(&self) -> Vec<Option<Digest>> {
+        self.records()
+            .filter_map(|name| self.dir.read(&name).ok())
+            .filter_map(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
+            .map(|r| r.layer.map(|l| l.diff_id))
+            .collect()
+    }
+
+    /// Remove the records whose layer is gone from the store, or every record with `all`;
+    /// how many went.
+    pub fn prune(&self, all: bool) -> usize {
+        let mut removed = 0;
+        for name in self.records().collect::<Vec<_>>() {
+            let stale = self
+                .dir
+                .read(&name)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                .is_none_or(|r| {
+                    r.layer.is_some_and(|l| {
+                        !self.store.content().contains(&l.descriptor.digest)
+                            || !self.store.has_layer(&l.diff_id)
+                    })
+                });
+            if (all || stale) && self.dir.remove_file(&name).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    fn records(&self) -> impl Iterator<Item = String> + '_ {
+        self.dir
+            .entries()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+    }
+}

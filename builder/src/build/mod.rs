@@ -219,6 +219,25 @@ pub fn build(
     })
 }
 
+/// The build cache's records and the layers they name (`system df`).
+pub fn cache_usage(store: &Store) -> Result<Vec<Option<Digest>>, BuildError> {
+    Ok(cache::Cache::open(store)?.layers())
+}
+
+/// Forget cache records whose layers `system prune` removed; with `all`, every record and
+/// the `RUN --mount=type=cache` directories too. Returns how many records went.
+pub fn prune_cache(store: &Store, all: bool) -> Result<usize, BuildError> {
+    let removed = cache::Cache::open(store)?.prune(all);
+    if all {
+        let mounts = store.path().join("cache/mounts");
+        if mounts.exists() {
+            std::fs::remove_dir_all(&mounts)
+                .map_err(|e| BuildError::Other(format!("remove {}: {e}", mounts.display())))?;
+        }
+    }
+    Ok(removed)
+}
+
 fn source_date_epoch() -> Option<String> {
     let secs: i64 = std::env::var("SOURCE_DATE_EPOCH").ok()?.parse().ok()?;
     let t = chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0)?;
