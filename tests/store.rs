@@ -600,3 +600,19 @@ fn df_and_prune_reclaim_only_garbage() {
         0
     );
 }
+
+/// A name wins over an image ID prefix that spells it, as in docker: with image A tagged as
+/// the first hex digit of image B's ID, that name is A.
+#[test]
+fn names_win_over_id_prefixes() {
+    let env = Env::new();
+    let (tar, _) = env.rootfs_tar("rootfs");
+    let a = env.ok(&["import", tar.to_str().unwrap(), "first"]);
+    let b = env.ok(&["import", "-m", "other", tar.to_str().unwrap(), "second"]);
+    let b_hex = b.trim().trim_start_matches("sha256:");
+    let prefix = &b_hex[..1];
+    env.ok(&["tag", "first", prefix]);
+    assert_eq!(env.ok(&["inspect", "-f", "{{.Id}}", prefix]), a);
+    // A longer prefix that is no name still finds B by its ID.
+    assert_eq!(env.ok(&["inspect", "-f", "{{.Id}}", &b_hex[..12]]), b);
+}

@@ -338,46 +338,50 @@ impl Store {
     /// an ID needs every image read (it is the config's digest, named by the manifests).
     pub fn resolve(&self, name: &str) -> Result<Image> {
         let index = self.index()?;
+        // A name wins over an ID prefix that happens to spell it (`b`, `cafe`), as in docker.
+        if !name.starts_with("sha256:") {
+            if let Ok(reference) = Reference::parse(name) {
+                let wanted = reference.to_string();
+                let tagged = |d: &&Descriptor| d.ref_name() == Some(wanted.as_str());
+                let by_digest = |d: &&Descriptor| {
+                    reference.digest() == Some(&d.digest)
+                        && d.ref_name().is_some_and(|n| {
+                            Reference::parse(n)
+                                .is_ok_and(|r| r.repository() == reference.repository())
+                        })
+                };
+                if let Some(entry) = index
+                    .manifests
+                    .iter()
+                    .find(tagged)
+                    .or_else(|| index.manifests.iter().find(by_digest))
+                {
+                    return self.indexed_image(&index, entry);
+                }
+            }
+        }
         let id = name.strip_prefix("sha256:").unwrap_or(name);
-        if !id.is_empty()
+        let is_id = !id.is_empty()
             && id.len() <= 64
             && id
                 .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            let images = self.images_in(&index)?;
-            let found: Vec<&Image> = images
-                .iter()
-                .filter(|i| i.id().hex().starts_with(id))
-                .collect();
-            match found.len() {
-                1 => return Ok(found[0].clone()),
-                n if n > 1 => {
-                    return Err(Error::InvalidArgument(format!(
-                        "{name}: ambiguous image ID prefix"
-                    )))
-                }
-                _ if name.starts_with("sha256:") => return Err(Error::ImageNotFound(name.into())),
-                _ => {}
-            }
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        if !is_id {
+            // Not a known name and not an ID: say why the name is bad, if it is.
+            Reference::parse(name)?;
+            return Err(Error::ImageNotFound(name.into()));
         }
-        let reference = Reference::parse(name)?;
-        let wanted = reference.to_string();
-        let tagged = |d: &&Descriptor| d.ref_name() == Some(wanted.as_str());
-        let by_digest = |d: &&Descriptor| {
-            reference.digest() == Some(&d.digest)
-                && d.ref_name().is_some_and(|n| {
-                    Reference::parse(n).is_ok_and(|r| r.repository() == reference.repository())
-                })
-        };
-        match index
-            .manifests
+        let images = self.images_in(&index)?;
+        let found: Vec<&Image> = images
             .iter()
-            .find(tagged)
-            .or_else(|| index.manifests.iter().find(by_digest))
-        {
-            Some(entry) => self.indexed_image(&index, entry),
-            None => Err(Error::ImageNotFound(name.into())),
+            .filter(|i| i.id().hex().starts_with(id))
+            .collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::ImageNotFound(name.into())),
+            _ => Err(Error::InvalidArgument(format!(
+                "{name}: ambiguous image ID prefix"
+            ))),
         }
     }
 
