@@ -405,6 +405,20 @@ fn copy_and_add_rules() {
             "{df}: {err}"
         );
     }
+    // A heredoc's name cannot place its file outside the build's own directory.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:base\nCOPY <<../../../strata-heredoc-escape /x\nowned\nEOF\n",
+    )
+    .unwrap();
+    let (code, _, err) = build(&env, &ctx, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Dockerfile:2:") && err.contains("heredoc"),
+        "{err}"
+    );
+    assert!(!Path::new("/strata-heredoc-escape").exists());
+    assert!(!Path::new("/tmp/strata-heredoc-escape").exists());
     // Sources cannot leave the context: `..` clamps to its root.
     std::fs::write(
         ctx.join("Dockerfile"),

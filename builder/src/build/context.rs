@@ -330,6 +330,17 @@ pub(crate) struct Ignore {
 }
 
 impl Ignore {
+    /// The context's rules: `<Dockerfile>.dockerignore` if it has one, else `.dockerignore`,
+    /// read through the context's directory handle.
+    pub fn read(context: &Dir, dockerfile_name: &str) -> Result<Ignore, BuildError> {
+        let base = dockerfile_name.rsplit('/').next().unwrap_or("Dockerfile");
+        let text = context
+            .read_to_string(format!("{base}.dockerignore"))
+            .or_else(|_| context.read_to_string(".dockerignore"))
+            .unwrap_or_default();
+        Ignore::parse(&text).map_err(BuildError::Other)
+    }
+
     pub fn parse(text: &str) -> Result<Ignore, String> {
         let mut rules = Vec::new();
         for (i, line) in text.lines().enumerate() {

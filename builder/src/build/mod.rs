@@ -108,6 +108,10 @@ pub(crate) struct Shared<'a> {
     pub progress: &'a dyn Progress,
     pub cache: cache::Cache<'a>,
     pub escape: char,
+    /// The build context, opened once: every context path resolves inside it.
+    pub context: cap_std::fs::Dir,
+    /// Its `.dockerignore` rules, read once.
+    pub ignore: context::Ignore,
     /// ARGs before the first FROM, after `--build-arg`s.
     pub global_args: Vec<(String, Option<String>)>,
     /// Stage names (lower case) by index.
@@ -135,6 +139,18 @@ impl Shared<'_> {
             .iter()
             .position(|n| n.as_deref() == Some(lower.as_str()))
             .or_else(|| name.parse::<usize>().ok().filter(|&i| i < self.names.len()))
+    }
+
+    /// The context as a COPY source, with `extra` rules (`--exclude`) after its own.
+    pub fn context_source(&self, extra: context::Ignore) -> Result<context::Source, BuildError> {
+        let dir = self
+            .context
+            .try_clone()
+            .map_err(|e| BuildError::Other(format!("open the build context: {e}")))?;
+        Ok(context::Source::context(
+            dir,
+            self.ignore.clone().with(extra),
+        ))
     }
 
     pub fn now(&self) -> String {
@@ -178,6 +194,9 @@ pub fn build(
     };
     let target_name = names[target].clone().unwrap_or_else(|| "default".into());
     let _writer = store.writer_lock()?;
+    let context = cap_std::fs::Dir::open_ambient_dir(&opts.context, cap_std::ambient_authority())
+        .map_err(|e| BuildError::Other(format!("open the build context: {e}")))?;
+    let ignore = context::Ignore::read(&context, &opts.dockerfile_name)?;
     let shared = Shared {
         store,
         opts,
@@ -186,6 +205,8 @@ pub fn build(
         progress,
         cache: cache::Cache::open(store)?,
         escape: df.escape,
+        context,
+        ignore,
         global_args: Vec::new(),
         names,
         target_name,

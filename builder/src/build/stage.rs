@@ -809,14 +809,10 @@ impl StageBuilder<'_, '_> {
                         ));
                     }
                     let source = super::context::clean(m.source.as_deref().unwrap_or(""));
-                    let host = context_path(&self.shared.opts.context, &source)
-                        .map_err(|e| self.err(cmd, e))?;
-                    let d = Dir::open_ambient_dir(
-                        &self.shared.opts.context,
-                        cap_std::ambient_authority(),
-                    )
-                    .map_err(|e| self.err(cmd, format!("open the build context: {e}")))?;
-                    let ctx = Source::context(d, self.shared.context_ignore()?);
+                    let host =
+                        context_path(&self.shared.context, &self.shared.opts.context, &source)
+                            .map_err(|e| self.err(cmd, e))?;
+                    let ctx = self.shared.context_source(Ignore::default())?;
                     let path = if source.is_empty() {
                         "."
                     } else {
@@ -1029,32 +1025,24 @@ impl StageBuilder<'_, '_> {
             )
         } else if !sources.contents.is_empty() {
             let dir = tempfile::tempdir().map_err(|e| self.err(cmd, e))?;
+            let d = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority())
+                .map_err(|e| self.err(cmd, e))?;
             for c in &sources.contents {
                 let data = if c.expand {
                     self.expand(cmd, &c.data)?
                 } else {
                     c.data.clone()
                 };
-                std::fs::write(dir.path().join(&c.path), data).map_err(|e| self.err(cmd, e))?;
+                // The heredoc's name comes from the Dockerfile: written inside the handle only.
+                d.write(&c.path, data)
+                    .map_err(|e| self.err(cmd, format!("heredoc {}: {e}", c.path)))?;
                 paths.push(c.path.clone());
             }
-            let d = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority())
-                .map_err(|e| self.err(cmd, e))?;
             heredocs = Some(dir);
             (Source::context(d, ignore), "heredoc".to_string())
         } else {
             match from {
-                None => {
-                    let d = Dir::open_ambient_dir(
-                        &self.shared.opts.context,
-                        cap_std::ambient_authority(),
-                    )
-                    .map_err(|e| self.err(cmd, format!("open the build context: {e}")))?;
-                    (
-                        Source::context(d, self.shared.context_ignore()?.with(ignore)),
-                        "context".to_string(),
-                    )
-                }
+                None => (self.shared.context_source(ignore)?, "context".to_string()),
                 Some(f) => {
                     let (diff_ids, id) = match self.shared.stage_index(f) {
                         Some(j) => {
@@ -1176,25 +1164,6 @@ impl StageBuilder<'_, '_> {
     }
 }
 
-impl Shared<'_> {
-    /// `<Dockerfile>.dockerignore` beside the Dockerfile's name, else `.dockerignore`.
-    fn context_ignore(&self) -> Result<Ignore, BuildError> {
-        let ctx = &self.opts.context;
-        let own = ctx.join(format!(
-            "{}.dockerignore",
-            self.opts
-                .dockerfile_name
-                .rsplit('/')
-                .next()
-                .unwrap_or("Dockerfile")
-        ));
-        let text = std::fs::read_to_string(&own)
-            .or_else(|_| std::fs::read_to_string(ctx.join(".dockerignore")))
-            .unwrap_or_default();
-        Ignore::parse(&text).map_err(BuildError::Other)
-    }
-}
-
 fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or("");
     if line.len() > 200 {
@@ -1251,21 +1220,27 @@ fn remove_mount_points(root: &Overlay<Dir>, first: &str, target: &str) {
     }
 }
 
-/// A path in the build context for the kernel to bind: every component must be a real
-/// directory or file of the context (no symlink can lead out of it).
-fn context_path(context: &std::path::Path, rel: &str) -> Result<std::path::PathBuf, String> {
-    let mut path = context.to_path_buf();
+/// The host path of `rel` in the build context, for the kernel to bind: each component is
+/// looked up through the context's directory handle and must be a real directory or file
+/// (no symlink, no `..` out of it).
+fn context_path(
+    context: &Dir,
+    host: &std::path::Path,
+    rel: &str,
+) -> Result<std::path::PathBuf, String> {
+    let mut at = std::path::PathBuf::new();
     for part in rel.split('/').filter(|p| !p.is_empty()) {
-        path.push(part);
-        let meta =
-            std::fs::symlink_metadata(&path).map_err(|e| format!("bind source {rel}: {e}"))?;
+        at.push(part);
+        let meta = context
+            .symlink_metadata(&at)
+            .map_err(|e| format!("bind source {rel}: {e}"))?;
         if meta.file_type().is_symlink() {
             return Err(format!(
                 "bind source {rel}: symlinks are not followed out of the context"
             ));
         }
     }
-    Ok(path)
+    Ok(host.join(at))
 }
 
 /// ADD of a URL: the body saved under `dir` as the URL's last path segment, mode 0600 and
