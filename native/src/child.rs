@@ -219,9 +219,7 @@ fn run_intermediate(plan: &Plan, sock: BorrowedFd<'_>) -> Result<i32, Failure> {
         match libc::fork() {
             -1 => Err(errno("fork the container's init")),
             0 => {
-                let failure = match init(plan, sock) {
-                    Err(f) => f,
-                };
+                let Err(failure) = init(plan, sock);
                 send(sock, &failure.encode());
                 libc::_exit(if failure.kind == FailureKind::NotFound {
                     127

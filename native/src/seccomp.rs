@@ -326,10 +326,10 @@ pub(crate) fn docker_default() -> Result<Vec<BpfProgram>, seccompiler::Error> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)?;
     let cond = |arg, len, op, value| SeccompCondition::new(arg, len, op, value);
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        ALLOWED.iter().map(|&n| (n as i64, Vec::new())).collect();
-    rules.insert(libc::SYS_clone3 as i64, Vec::new());
+        ALLOWED.iter().map(|&n| (n, Vec::new())).collect();
+    rules.insert(libc::SYS_clone3, Vec::new());
     rules.insert(
-        libc::SYS_clone as i64,
+        libc::SYS_clone,
         vec![SeccompRule::new(vec![cond(
             0,
             SeccompCmpArgLen::Qword,
@@ -338,7 +338,7 @@ pub(crate) fn docker_default() -> Result<Vec<BpfProgram>, seccompiler::Error> {
         )?])?],
     );
     rules.insert(
-        libc::SYS_socket as i64,
+        libc::SYS_socket,
         vec![SeccompRule::new(vec![cond(
             0,
             SeccompCmpArgLen::Dword,
@@ -347,7 +347,7 @@ pub(crate) fn docker_default() -> Result<Vec<BpfProgram>, seccompiler::Error> {
         )?])?],
     );
     rules.insert(
-        libc::SYS_personality as i64,
+        libc::SYS_personality,
         [0x0u64, 0x8, 0x20000, 0x20008, 0xffff_ffff]
             .into_iter()
             .map(|v| SeccompRule::new(vec![cond(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, v)?]))
@@ -360,7 +360,7 @@ pub(crate) fn docker_default() -> Result<Vec<BpfProgram>, seccompiler::Error> {
         arch,
     )?;
     let clone3 = SeccompFilter::new(
-        BTreeMap::from([(libc::SYS_clone3 as i64, Vec::new())]),
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,

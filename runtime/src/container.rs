@@ -542,29 +542,24 @@ impl<'a> Containers<'a> {
 
     /// Write the container's runtime spec (the bundle's `config.json`).
     pub fn save_spec(&self, c: &Container, spec: &Spec) -> Result<()> {
-        let cdir = self
-            .dir
-            .open_dir(&c.id)
-            .context(|| format!("open container {}", c.id))?;
-        write_atomic(
-            &cdir,
+        self.write(
+            c,
             SPEC,
             &serde_json::to_vec_pretty(spec).expect("serialize"),
-            false,
         )
     }
 
     pub fn save(&self, c: &Container) -> Result<()> {
+        self.write(c, RECORD, &serde_json::to_vec_pretty(c).expect("serialize"))
+    }
+
+    /// Replace one of the container's files; advisory records, so no fsync.
+    fn write(&self, c: &Container, name: &str, bytes: &[u8]) -> Result<()> {
         let cdir = self
             .dir
             .open_dir(&c.id)
             .context(|| format!("open container {}", c.id))?;
-        write_atomic(
-            &cdir,
-            RECORD,
-            &serde_json::to_vec_pretty(c).expect("serialize"),
-            false,
-        )
+        write_atomic(&cdir, name, bytes, false)
     }
 
     /// Every container, newest first. Records that cannot be read are skipped.

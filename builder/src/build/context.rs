@@ -255,13 +255,13 @@ pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
                         return false;
                     }
                 }
-                '\\' if pi + 1 < p.len() => {
-                    if p[pi + 1] == n[ni] {
-                        pi += 2;
-                        ni += 1;
-                        continue;
-                    }
+                '\\' if pi + 1 < p.len() && p[pi + 1] == n[ni] => {
+                    pi += 2;
+                    ni += 1;
+                    continue;
                 }
+                // An escape that does not match falls to the backtrack below.
+                '\\' if pi + 1 < p.len() => {}
                 c if c == n[ni] && c != '?' => {
                     pi += 1;
                     ni += 1;

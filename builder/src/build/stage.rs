@@ -347,8 +347,8 @@ impl StageBuilder<'_, '_> {
                         automatic_args(self.shared, Some(&self.platform))
                             .into_iter()
                             .chain(self.shared.global_args.iter().cloned())
-                            .filter(|(k, _)| *k == d.key)
-                            .last()
+                            .rev()
+                            .find(|(k, _)| *k == d.key)
                             .and_then(|(_, v)| v)
                     };
                     shown.push(match &value {
@@ -549,33 +549,37 @@ impl StageBuilder<'_, '_> {
         );
         self.shared.progress.started(step, &label);
         let started = Instant::now();
-        let record = match self.lookup_cache(&key) {
-            Some(r) => {
+        // A record without a layer (a damaged cache file) is a miss like any other.
+        let cached = self
+            .lookup_cache(&key)
+            .and_then(|r| r.layer.clone().map(|l| (r.created, l)));
+        let (created, layer) = match cached {
+            Some(hit) => {
                 self.shared.progress.cached(step);
-                r
+                hit
             }
             None => {
                 let layer = make(self)?;
-                let r = Record {
-                    created: self.shared.now(),
-                    layer: Some(layer),
+                let created = self.shared.now();
+                let record = Record {
+                    created: created.clone(),
+                    layer: Some(layer.clone()),
                 };
-                self.shared.cache.put(&key, &r)?;
+                self.shared.cache.put(&key, &record)?;
                 self.shared.progress.done(step, started.elapsed());
-                r
+                (created, layer)
             }
         };
-        let layer = record.layer.clone().expect("layer steps record a layer");
         self.layers.push(layer.descriptor);
         self.config.rootfs.diff_ids.push(layer.diff_id);
         self.config.history.push(History {
-            created: Some(record.created.clone()),
+            created: Some(created.clone()),
             created_by: Some(created_by),
             comment: Some(COMMENT.into()),
             empty_layer: false,
             ..Default::default()
         });
-        self.config.created = Some(record.created);
+        self.config.created = Some(created);
         self.key = key;
         Ok(())
     }
