@@ -326,20 +326,10 @@ pub fn load<R: Read>(
         };
         for desc in &index.manifests {
             let names = archive_names(desc);
-            let mut manifest_desc = select_manifest(store, desc, platform, 0)?;
-            let manifest = store.manifest(&manifest_desc)?;
-            let config = store.config(&manifest.config)?;
-            manifest_desc.platform = Some(config.platform());
-            manifest_desc.annotations.clear();
-            pending.push((
-                Image {
-                    manifest_descriptor: manifest_desc,
-                    manifest,
-                    config,
-                    names: vec![],
-                },
-                names,
-            ));
+            let mut image = store.image(&select_manifest(store, desc, platform, 0)?)?;
+            image.manifest_descriptor.platform = Some(image.config.platform());
+            image.manifest_descriptor.annotations.clear();
+            pending.push((image, names));
         }
     } else if files.contains_key("manifest.json") {
         let bytes =
@@ -377,23 +367,14 @@ pub fn load<R: Read>(
                     info.size,
                 ));
             }
-            let manifest_desc = store.put_image(&config, layers)?;
-            let manifest = store.manifest(&manifest_desc)?;
+            let image = store.image(&store.put_image(&config, layers)?)?;
             let names = entry
                 .repo_tags
                 .unwrap_or_default()
                 .iter()
                 .map(|t| Reference::parse(t))
                 .collect::<Result<Vec<_>>>()?;
-            pending.push((
-                Image {
-                    manifest_descriptor: manifest_desc,
-                    manifest,
-                    config,
-                    names: vec![],
-                },
-                names,
-            ));
+            pending.push((image, names));
         }
     } else {
         return Err(Error::Archive(

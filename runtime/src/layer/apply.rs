@@ -410,14 +410,7 @@ fn finish_node(
     shown: &str,
 ) -> Result<()> {
     if opts.privileged {
-        let uid = header
-            .uid()
-            .map_err(|e| Error::entry(shown, format!("bad uid: {e}")))?;
-        let gid = header
-            .gid()
-            .map_err(|e| Error::entry(shown, format!("bad gid: {e}")))?;
-        let (uid, gid) =
-            ids(uid, gid).ok_or_else(|| Error::entry(shown, "uid or gid out of range"))?;
+        let (uid, gid) = header_ids(header, shown)?;
         rustix::fs::fchown(&fd, Some(uid), Some(gid))
             .map_err(|e| Error::entry(shown, format!("chown: {e}")))?;
     }
@@ -434,14 +427,19 @@ fn finish_node(
     Ok(())
 }
 
-fn chown_at(dir: &Dir, name: &OsStr, header: &tar::Header, shown: &str) -> Result<()> {
+/// The entry's owner, range-checked.
+fn header_ids(header: &tar::Header, shown: &str) -> Result<(rustix::fs::Uid, rustix::fs::Gid)> {
     let uid = header
         .uid()
         .map_err(|e| Error::entry(shown, format!("bad uid: {e}")))?;
     let gid = header
         .gid()
         .map_err(|e| Error::entry(shown, format!("bad gid: {e}")))?;
-    let (uid, gid) = ids(uid, gid).ok_or_else(|| Error::entry(shown, "uid or gid out of range"))?;
+    ids(uid, gid).ok_or_else(|| Error::entry(shown, "uid or gid out of range"))
+}
+
+fn chown_at(dir: &Dir, name: &OsStr, header: &tar::Header, shown: &str) -> Result<()> {
+    let (uid, gid) = header_ids(header, shown)?;
     rustix::fs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| Error::entry(shown, format!("chown: {e}")))
 }
