@@ -348,30 +348,170 @@ fn sigterm_and_sigint_stop_a_spinning_guest() {
     }
 }
 
+/// A guest blocked in a host call (reading a stdin that stays open) never reaches an epoch
+/// check: after a grace period the process ends with the signal's status all the same.
+#[test]
+fn a_guest_blocked_on_stdin_stops_after_the_grace_period() {
+    let (_, p2) = hello_wasm();
+    let env = Env::new();
+    env.wasm_image(&p2, "hello", true);
+    let mut child = env
+        .cmd(&["run", "--rm", "-i", "hello", "cat-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _stdin = child.stdin.take().unwrap();
+    // Wait for the guest to start: the container shows as running.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.ok(&["ps", "-q"]).trim().is_empty() {
+        assert!(Instant::now() < deadline, "the guest never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(143));
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "ended by the grace period: {took:?}"
+    );
+}
+
 #[test]
 fn compiled_code_is_cached() {
-    let (p1, _) = hello_wasm();
+    let (p1, p2) = hello_wasm();
     let env = Env::new();
     env.wasm_image(&p1, "hello", true);
     env.ok(&["run", "--rm", "hello", "exit", "0"]);
     let cache = env.root().join("cache/wasm");
-    let entries: Vec<_> = std::fs::read_dir(&cache)
+    let listing = || {
+        let mut artifacts = Vec::new();
+        let mut links = Vec::new();
+        for entry in std::fs::read_dir(&cache).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if name.ends_with(".cwasm") {
+                artifacts.push(path);
+            } else {
+                assert!(name.starts_with("file-"), "unexpected cache entry {name}");
+                links.push(path);
+            }
+        }
+        artifacts.sort();
+        (artifacts, links)
+    };
+    let (artifacts, links) = listing();
+    assert_eq!(artifacts.len(), 1, "one compiled artifact: {artifacts:?}");
+    // The module comes from a lower layer: its identity names a link to the artifact, so
+    // later starts need not read or hash it.
+    assert_eq!(links.len(), 1, "one link by file identity: {links:?}");
+    assert_eq!(
+        std::fs::canonicalize(&links[0]).unwrap(),
+        std::fs::canonicalize(&artifacts[0]).unwrap()
+    );
+    let before = std::fs::metadata(&artifacts[0])
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(entries.len(), 1, "one compiled artifact: {entries:?}");
-    let before = std::fs::metadata(&entries[0]).unwrap().modified().unwrap();
+        .modified()
+        .unwrap();
     let start = Instant::now();
     env.ok(&["run", "--rm", "hello", "exit", "0"]);
     let warm = start.elapsed();
     assert_eq!(
-        std::fs::metadata(&entries[0]).unwrap().modified().unwrap(),
+        std::fs::metadata(&artifacts[0])
+            .unwrap()
+            .modified()
+            .unwrap(),
         before,
         "second run reuses the artifact"
     );
+    assert_eq!(listing(), (artifacts.clone(), links.clone()));
     eprintln!("warm run: {warm:?}");
-    let mut f = std::fs::File::open(&entries[0]).unwrap();
+    let mut f = std::fs::File::open(&artifacts[0]).unwrap();
     let mut head = [0u8; 4];
     f.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"\x7fELF", "a serialized wasmtime artifact");
+
+    // A link whose artifact is gone falls back to the module's digest: compiled again.
+    std::fs::remove_file(&artifacts[0]).unwrap();
+    let out = env.ok(&["run", "--rm", "hello", "exit", "0"]);
+    assert!(out.contains("exiting with 0"), "{out}");
+    assert_eq!(listing().0, artifacts, "recompiled under the same digest");
+
+    // Another module at the same path in another image: its own artifact.
+    env.wasm_image(&p2, "other", true);
+    env.ok(&["run", "--rm", "other", "exit", "0"]);
+    let (more, links) = listing();
+    assert_eq!(more.len(), 2, "{more:?}");
+    assert_eq!(links.len(), 2, "{links:?}");
+}
+
+/// `run --rm` leaves nothing behind but, when the container wrote nothing, its directory as
+/// a spare for the next container; a container that wrote gets a fresh root all the same.
+/// A container directory without a record (a killed create) is removed by `system prune`.
+#[test]
+fn removed_containers_leave_no_trace() {
+    let (_, p2) = hello_wasm();
+    let env = Env::new();
+    env.wasm_image(&p2, "hello", true);
+    let containers = env.root().join("containers");
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    env.ok(&["run", "--rm", "hello", "exit", "0"]);
+    assert_eq!(names(&containers), [".spare"], "only the spare directory");
+    let spare = names(&containers.join(".spare"));
+    assert_eq!(spare.len(), 1, "{spare:?}");
+    assert_eq!(
+        names(&containers.join(".spare").join(&spare[0])),
+        ["upper"],
+        "a spare is an empty container directory"
+    );
+
+    // The next container takes the spare; it writes, so its directory is not kept.
+    let out = env.ok(&["run", "--rm", "hello", "write", "/made-here", "x"]);
+    assert!(out.contains("ok"), "{out}");
+    assert_eq!(names(&containers), [".spare"]);
+    assert!(
+        names(&containers.join(".spare")).is_empty(),
+        "the spare was used"
+    );
+    // A new container sees the image's root, not what the last one wrote.
+    let out = env.ok(&["run", "--rm", "hello", "ls", "/"]);
+    assert!(!out.contains("made-here"), "{out}");
+    assert!(out.contains("hello.wasm"), "{out}");
+    assert_eq!(names(&containers.join(".spare")).len(), 1);
+    // A kept container (made from that spare) is listed; `rm` returns its directory.
+    env.ok(&["run", "--name", "kept", "hello", "exit", "0"]);
+    assert!(names(&containers.join(".spare")).is_empty());
+    let ps = env.ok(&["ps", "-a", "-q"]);
+    assert_eq!(ps.lines().count(), 1, "only the kept container: {ps}");
+    env.ok(&["rm", "kept"]);
+    assert_eq!(names(&containers), [".spare"]);
+    assert_eq!(names(&containers.join(".spare")).len(), 1);
+
+    // Debris: a container directory whose record was never written.
+    let debris = containers.join("0".repeat(64));
+    std::fs::create_dir_all(debris.join("upper/etc")).unwrap();
+    std::fs::write(debris.join("upper/etc/x"), "x").unwrap();
+    assert!(env.ok(&["ps", "-a", "-q"]).trim().is_empty());
+    env.ok(&["system", "prune", "-f"]);
+    assert!(
+        !debris.exists(),
+        "prune removes a container directory without a record"
+    );
+    assert_eq!(names(&containers.join(".spare")).len(), 1, "spares stay");
 }

@@ -118,6 +118,51 @@ pub struct Lock(#[allow(dead_code)] cap_std::fs::File);
 impl Store {
     /// Open the store at `path`, creating an empty layout there if needed.
     pub fn open(path: &Path) -> Result<Store> {
+        // An initialised store is opened with one open per directory; only a missing part
+        // sends us through creating the layout (idempotent, so a concurrent first use is fine).
+        match Store::open_existing(path) {
+            Ok(store) => Ok(store),
+            Err(_) => {
+                Store::init(path)?;
+                Store::open_existing(path)
+            }
+        }
+    }
+
+    fn open_existing(path: &Path) -> Result<Store> {
+        let root = Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| Error::IoPath {
+            path: path.into(),
+            source: e,
+        })?;
+        let open = |name: &str| {
+            root.open_dir(name)
+                .context(|| format!("open {}", path.join(name).display()))
+        };
+        let tmp = open(TMP_DIR)?;
+        let content = ContentStore::new(
+            open("blobs/sha256")?,
+            tmp.try_clone().context(|| "duplicate tmp handle".into())?,
+        );
+        let layers = open(LAYERS_DIR)?;
+        // Written last by `init`: its presence means the layout is whole.
+        rustix::fs::statat(&root, INDEX_FILE, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).map_err(
+            |e| Error::IoPath {
+                path: path.join(INDEX_FILE),
+                source: e.into(),
+            },
+        )?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            layers,
+            tmp,
+            content,
+            root,
+            apply: ApplyOptions::default(),
+        })
+    }
+
+    /// Create whatever part of an empty layout is missing at `path`.
+    fn init(path: &Path) -> Result<()> {
         let mut builder = std::fs::DirBuilder::new();
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder
@@ -154,19 +199,7 @@ impl Store {
                 true,
             )?;
         }
-        let open = |name: &str| {
-            root.open_dir(name)
-                .context(|| format!("open {}", path.join(name).display()))
-        };
-        let content = ContentStore::new(open("blobs/sha256")?, open(TMP_DIR)?);
-        Ok(Store {
-            path: path.to_path_buf(),
-            layers: open(LAYERS_DIR)?,
-            tmp: open(TMP_DIR)?,
-            content,
-            root,
-            apply: ApplyOptions::default(),
-        })
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -716,6 +749,7 @@ impl Store {
             report.layers += 1;
             report.bytes += size;
         }
+        crate::container::Containers::open(self)?.remove_debris()?;
         // No writer holds the GC lock now, so nothing in tmp/ is in use.
         for entry in self.tmp.entries().context(|| "list tmp".into())?.flatten() {
             let name = entry.file_name();

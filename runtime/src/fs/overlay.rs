@@ -569,6 +569,23 @@ impl<D: DirHandle> Overlay<D> {
         }
     }
 
+    /// Open a regular file for reading (following symlinks), and say whether it is a lower
+    /// layer's: such a file never changes while the layer exists.
+    pub fn open_read(&self, path: &OsStr) -> io::Result<(File, bool)> {
+        let (dir, name, entry) = self.resolve(path, true)?;
+        let e = entry.ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
+        match file_type(&e.stat) {
+            FileType::RegularFile => {}
+            FileType::Directory => return Err(errno(rustix::io::Errno::ISDIR)),
+            // Opening a FIFO or a device could block or reach the host: not a program.
+            _ => return Err(errno(rustix::io::Errno::ACCESS)),
+        }
+        let file = self
+            .layer_dir(&dir, e.layer)
+            .open_file(&name, OFlags::RDONLY, 0)?;
+        Ok((file, e.layer != Layer::Upper))
+    }
+
     pub fn create_dir(&self, path: &OsStr, mode: u32) -> io::Result<()> {
         self.changed();
         let (mut dir, name, entry) = self.parent_for_create(path)?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cap_std::fs::Dir;
 use oci_spec::runtime::Spec;
 
-use super::{filesystem, GuestSpec, Outcome, WasmRuntime};
+use super::{filesystem, GuestSpec, Interrupt, Outcome, WasmRuntime};
 use crate::container::{Container, Containers};
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Exit, Stdio};
@@ -92,32 +92,11 @@ impl Executor for WasmExecutor {
             });
         }
 
-        let interrupt = wasm.interrupt_handle();
-        let mut signals = signal_hook::iterator::Signals::new([
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-        ])
-        .map_err(|e| Error::io("install signal handlers", e))?;
-        let handle = signals.handle();
-        let (finished, guest_done) = std::sync::mpsc::channel::<()>();
-        let watcher = std::thread::spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                interrupt.interrupt(sig);
-                // A guest blocked in a host call (reading stdin) never reaches an epoch
-                // check: if it has not stopped after a grace period, leave without it.
-                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    guest_done.recv_timeout(std::time::Duration::from_secs(3))
-                {
-                    std::process::exit(128 + sig);
-                }
-            }
-        });
+        let stop = StopOnSignal::install(wasm.interrupt_handle())?;
         started(std::process::id())?;
         let outcome = wasm.run(root, binds, &guest);
         drop(scratch);
-        drop(finished);
-        handle.close();
-        let _ = watcher.join();
+        drop(stop);
         let outcome = outcome?;
         Ok(Exit {
             code: outcome.exit_code(),
@@ -132,6 +111,58 @@ impl Executor for WasmExecutor {
                 _ => None,
             },
         })
+    }
+}
+
+/// SIGINT and SIGTERM stop the guest at its next epoch check. A guest blocked in a host
+/// call (reading stdin) never reaches one, so the first signal also starts a grace period
+/// after which SIGALRM ends the process with 128 + the signal, as the guest would have.
+/// No thread: the handlers only do async-signal-safe work (atomics, alarm, _exit).
+struct StopOnSignal {
+    handlers: Vec<signal_hook::SigId>,
+}
+
+const GRACE_SECONDS: u32 = 3;
+
+impl StopOnSignal {
+    #[allow(unsafe_code)]
+    fn install(interrupt: Interrupt) -> Result<StopOnSignal> {
+        use signal_hook::consts::{SIGALRM, SIGINT, SIGTERM};
+        let mut stop = StopOnSignal {
+            handlers: Vec::new(),
+        };
+        let failed = |e| Error::io("install signal handlers", e);
+        for sig in [SIGINT, SIGTERM] {
+            let interrupt = interrupt.clone();
+            // SAFETY: atomic operations and alarm(2) only, all async-signal-safe.
+            let id = unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    if interrupt.interrupt(sig) {
+                        libc::alarm(GRACE_SECONDS);
+                    }
+                })
+            }
+            .map_err(failed)?;
+            stop.handlers.push(id);
+        }
+        // SAFETY: an atomic load and _exit(2), both async-signal-safe.
+        let id = unsafe {
+            signal_hook::low_level::register(SIGALRM, move || libc::_exit(128 + interrupt.signal()))
+        }
+        .map_err(failed)?;
+        stop.handlers.push(id);
+        Ok(stop)
+    }
+}
+
+impl Drop for StopOnSignal {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: alarm(2) has no memory effects; 0 cancels a pending grace period.
+        unsafe { libc::alarm(0) };
+        for id in self.handlers.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
     }
 }
 

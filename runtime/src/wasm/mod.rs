@@ -11,6 +11,7 @@ mod p1;
 
 pub use executor::WasmExecutor;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -78,9 +79,20 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
-    pub fn interrupt(&self, signal: i32) {
-        self.signal.store(signal, Ordering::SeqCst);
+    /// Stop the guest because of `signal`; true for the first signal. Async-signal-safe:
+    /// atomics only.
+    pub fn interrupt(&self, signal: i32) -> bool {
+        let first = self
+            .signal
+            .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
         self.engine.increment_epoch();
+        first
+    }
+
+    /// The first signal that stopped the guest (0 if none).
+    pub fn signal(&self) -> i32 {
+        self.signal.load(Ordering::SeqCst)
     }
 }
 
@@ -97,6 +109,8 @@ pub struct GuestSpec {
 /// The engine and its compile cache; one per process.
 pub struct WasmRuntime {
     engine: Engine,
+    /// The engine's compatibility hash: part of every cache key.
+    engine_hash: u64,
     cache: PathBuf,
     signal: Arc<AtomicI32>,
 }
@@ -113,8 +127,15 @@ impl WasmRuntime {
             path: cache.into(),
             source: e,
         })?;
+        let engine_hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut h);
+            h.finish()
+        };
         Ok(WasmRuntime {
             engine,
+            engine_hash,
             cache: cache.to_path_buf(),
             signal: Arc::new(AtomicI32::new(0)),
         })
@@ -127,27 +148,73 @@ impl WasmRuntime {
         }
     }
 
-    /// The compiled component for `wasm` (a component, or a preview 1 module), from the
-    /// cache when it is there.
-    pub fn component(&self, wasm: &[u8]) -> Result<Component> {
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::hash::DefaultHasher::new();
-            self.engine.precompile_compatibility_hash().hash(&mut h);
-            let k = format!(
-                "{} {:x} {}",
-                Digest::of(wasm),
-                h.finish(),
-                p1::ADAPTATION_VERSION
-            );
-            Digest::of(k.as_bytes())
+    /// The compiled component for the program in `file` (a component, or a preview 1
+    /// module), from the cache when it is there.
+    ///
+    /// The cache is keyed by the module's digest. A file from a lower layer never changes,
+    /// so its identity (device, inode, size, times) also names a link to its cached code
+    /// (`file-<hash>`): later starts neither read nor hash the module.
+    fn component(&self, file: File, immutable: bool) -> Result<Component> {
+        let memo = if immutable {
+            self.memo_name(&file)
+        } else {
+            None
         };
-        let path = self.cache.join(format!("{}.cwasm", key.hex()));
-        if path.exists() {
-            if let Ok(c) = deserialize(&self.engine, &path) {
+        if let Some(memo) = &memo {
+            if let Ok(c) = deserialize(&self.engine, &self.cache.join(memo)) {
                 return Ok(c);
             }
         }
+        let wasm = read_module(file)?;
+        let name = self.cache_name(&wasm);
+        let path = self.cache.join(&name);
+        let component = match path.exists().then(|| deserialize(&self.engine, &path)) {
+            Some(Ok(c)) => c,
+            _ => self.compile(&wasm, &path)?,
+        };
+        if let Some(memo) = memo {
+            // Best effort, as the cache itself: made aside and renamed over a stale link.
+            let tmp = self.cache.join(crate::content::temp_name(".link"));
+            if std::os::unix::fs::symlink(&name, &tmp).is_ok()
+                && std::fs::rename(&tmp, self.cache.join(memo)).is_err()
+            {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        Ok(component)
+    }
+
+    /// `<digest of module, engine and adaptation>.cwasm`.
+    fn cache_name(&self, wasm: &[u8]) -> String {
+        let k = format!(
+            "{} {:x} {}",
+            Digest::of(wasm),
+            self.engine_hash,
+            p1::ADAPTATION_VERSION
+        );
+        format!("{}.cwasm", Digest::of(k.as_bytes()).hex())
+    }
+
+    /// `file-<hash of the file's identity, engine and adaptation>`, or None without a stat.
+    fn memo_name(&self, file: &File) -> Option<String> {
+        let st = rustix::fs::fstat(file).ok()?;
+        let k = format!(
+            "{} {} {} {}.{} {}.{} {:x} {}",
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime,
+            st.st_mtime_nsec,
+            st.st_ctime,
+            st.st_ctime_nsec,
+            self.engine_hash,
+            p1::ADAPTATION_VERSION
+        );
+        Some(format!("file-{}", Digest::of(k.as_bytes()).hex()))
+    }
+
+    /// Compile (adapting a preview 1 module first) and write the result to `path`.
+    fn compile(&self, wasm: &[u8], path: &Path) -> Result<Component> {
         let bytes = if wasmparser::Parser::is_core_wasm(wasm) {
             p1::componentize(wasm)?
         } else {
@@ -159,7 +226,7 @@ impl WasmRuntime {
             // Best effort: a failed cache write only costs the next start a compile.
             let tmp = self.cache.join(crate::content::temp_name(".cwasm"));
             if std::fs::write(&tmp, &serialized).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
+                let _ = std::fs::rename(&tmp, path);
             }
         }
         Ok(component)
@@ -177,8 +244,11 @@ impl WasmRuntime {
             .args
             .first()
             .ok_or_else(|| Error::InvalidArgument("no command specified".into()))?;
-        let wasm = read_program(&root, program, &spec.cwd)?;
-        let component = self.component(&wasm)?;
+        let (file, immutable) = open_program(&root, program, &spec.cwd)?;
+        let component = self.component(file, immutable).map_err(|e| match e {
+            Error::NotExecutable(msg) => Error::NotExecutable(format!("exec: {program:?}: {msg}")),
+            e => e,
+        })?;
 
         let mut linker: Linker<WasmState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
@@ -270,28 +340,24 @@ impl WasmRuntime {
     }
 }
 
-/// Read the program named by argv[0]: a path in the container (relative to `cwd`).
-fn read_program(root: &Overlay<Dir>, program: &str, cwd: &str) -> Result<Vec<u8>> {
+/// Open the program named by argv[0]: a path in the container (relative to `cwd`); true
+/// when it is a lower layer's (unchanging) file.
+fn open_program(root: &Overlay<Dir>, program: &str, cwd: &str) -> Result<(File, bool)> {
     let path = if program.starts_with('/') {
         program.to_string()
     } else {
         format!("{}/{program}", cwd.trim_end_matches('/'))
     };
-    let mut file = root
-        .open(
-            std::ffi::OsStr::new(&path),
-            &crate::fs::OpenOptions {
-                read: true,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| Error::ProgramNotFound(format!("exec: {program:?}: {e}")))?;
+    root.open_read(std::ffi::OsStr::new(&path))
+        .map_err(|e| Error::ProgramNotFound(format!("exec: {program:?}: {e}")))
+}
+
+/// The whole module; it must start with the Wasm magic.
+fn read_module(mut file: File) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut bytes).context(|| format!("read {program}"))?;
+    std::io::Read::read_to_end(&mut file, &mut bytes).context(|| "read the program".into())?;
     if !bytes.starts_with(WASM_MAGIC) {
-        return Err(Error::NotExecutable(format!(
-            "exec: {program:?}: not a WebAssembly binary"
-        )));
+        return Err(Error::NotExecutable("not a WebAssembly binary".into()));
     }
     Ok(bytes)
 }
