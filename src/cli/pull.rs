@@ -5,7 +5,8 @@ use strata_runtime::{Reference, Store};
 
 use crate::progress::Bars;
 
-/// The registry flags shared by pull, push, login and run.
+// The registry flags shared by pull, push, login, run and build. (A plain comment: a doc
+// comment would become the about text of every command that flattens it.)
 #[derive(clap::Args, Clone)]
 pub struct RegistryFlags {
     /// Require HTTPS and verify certificates (false also allows plain HTTP)

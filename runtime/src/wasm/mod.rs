@@ -7,6 +7,7 @@
 
 mod executor;
 pub mod filesystem;
+mod link;
 mod p1;
 
 pub use executor::WasmExecutor;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use cap_std::fs::Dir;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -250,10 +251,7 @@ impl WasmRuntime {
             e => e,
         })?;
 
-        let mut linker: Linker<WasmState> = Linker::new(&self.engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
-        filesystem::add_to_linker(&mut linker).map_err(wasm_err)?;
-        p1::add_exit_to_linker(&mut linker).map_err(wasm_err)?;
+        let linker = link::linker_for(&self.engine, &component).map_err(wasm_err)?;
         let pre = CommandPre::new(
             linker
                 .instantiate_pre(&component)

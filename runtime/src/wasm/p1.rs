@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 pub const ADAPTATION_VERSION: &str = "p1-adapter-48.0.8-strata-exit-1";
 
 const STRATA_WIT: &str = include_str!("../../../wit/strata.wit");
-const EXIT_INTERFACE: &str = "strata:host/exit@0.1.0";
+pub const EXIT_INTERFACE: &str = "strata:host/exit@0.1.0";
 
 /// A preview 1 command module as a component.
 pub fn componentize(module: &[u8]) -> Result<Vec<u8>> {
