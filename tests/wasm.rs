@@ -450,6 +450,16 @@ fn compiled_code_is_cached() {
     let (more, links) = listing();
     assert_eq!(more.len(), 2, "{more:?}");
     assert_eq!(links.len(), 2, "{links:?}");
+
+    // `system prune` drops links whose artifact is gone; `-a` all compiled code.
+    std::fs::remove_file(&more[0]).unwrap();
+    env.ok(&["system", "prune", "-f"]);
+    let (left, links) = listing();
+    assert_eq!(left, [more[1].clone()]);
+    assert_eq!(links.len(), 1, "the dangling link went: {links:?}");
+    let out = env.ok(&["system", "prune", "-a", "-f"]);
+    assert!(out.contains("Deleted compiled Wasm code: 2"), "{out}");
+    assert_eq!(listing(), (vec![], vec![]));
 }
 
 /// `run --rm` leaves nothing behind but, when the container wrote nothing, its directory as
@@ -514,4 +524,20 @@ fn removed_containers_leave_no_trace() {
         "prune removes a container directory without a record"
     );
     assert_eq!(names(&containers.join(".spare")).len(), 1, "spares stay");
+
+    // Concurrent runs take and return spares without losing or sharing a directory.
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            env.cmd(&["run", "--rm", "hello", "exit", &i.to_string()])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, mut child) in children.into_iter().enumerate() {
+        assert_eq!(child.wait().unwrap().code(), Some(i as i32));
+    }
+    assert_eq!(names(&containers), [".spare"], "every container went");
+    let spares = names(&containers.join(".spare")).len();
+    assert!((1..=4).contains(&spares), "{spares} spares");
 }

@@ -705,7 +705,13 @@ impl<'a> Containers<'a> {
             for name in spares.names().unwrap_or_default() {
                 // A concurrent create may take the same spare: the rename decides.
                 if spares.rename(&name, &self.dir, id).is_ok() {
-                    return self.reset_upper(id);
+                    if self.reset_upper(id).is_ok() {
+                        return Ok(());
+                    }
+                    // Not a usable spare (damaged by hand?): drop it, make a new one.
+                    let _ = crate::store::make_removable(&self.dir, id);
+                    let _ = self.dir.remove_dir_all(id);
+                    break;
                 }
             }
         }

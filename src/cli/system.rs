@@ -76,7 +76,7 @@ impl Command {
             Command::Prune { all, force } => {
                 if !force {
                     let what = if all {
-                        "all images, all content no image refers to, and all build cache"
+                        "all images, all content no image refers to, all build cache, and compiled Wasm code"
                     } else {
                         "all content (blobs and unpacked layers) no image refers to"
                     };
@@ -102,9 +102,16 @@ impl Command {
                 }
                 let report = store.prune()?;
                 let records = strata_builder::build::prune_cache(store, all)?;
+                let compiled = strata_runtime::wasm::prune_cache(
+                    &store.path().join(strata_runtime::wasm::CACHE_DIR),
+                    all,
+                )?;
                 println!("Deleted blobs: {}", report.blobs);
                 println!("Deleted layers: {}", report.layers);
                 println!("Deleted build cache records: {records}");
+                if all {
+                    println!("Deleted compiled Wasm code: {compiled}");
+                }
                 println!("\nTotal reclaimed space: {}", human_size(report.bytes));
             }
         }

@@ -27,7 +27,7 @@ impl Executor for WasmExecutor {
         stdio: Stdio,
         started: &mut dyn FnMut(u32) -> Result<()>,
     ) -> Result<Exit> {
-        let wasm = WasmRuntime::new(&containers.store().path().join("cache/wasm"))?;
+        let wasm = WasmRuntime::new(&containers.store().path().join(super::CACHE_DIR))?;
         let process = spec
             .process()
             .as_ref()

@@ -86,11 +86,15 @@ pub fn linker_for(engine: &Engine, component: &Component) -> wasmtime::Result<Li
             "wasi:sockets/tcp-create-socket" => {
                 sockets::tcp_create_socket::add_to_linker::<S, WasiSockets>(l, S::sockets)?
             }
-            "wasi:sockets/tcp" => sync::sockets::tcp::add_to_linker::<S, WasiSockets>(l, S::sockets)?,
+            "wasi:sockets/tcp" => {
+                sync::sockets::tcp::add_to_linker::<S, WasiSockets>(l, S::sockets)?
+            }
             "wasi:sockets/udp-create-socket" => {
                 sync::sockets::udp_create_socket::add_to_linker::<S, WasiSockets>(l, S::sockets)?
             }
-            "wasi:sockets/udp" => sync::sockets::udp::add_to_linker::<S, WasiSockets>(l, S::sockets)?,
+            "wasi:sockets/udp" => {
+                sync::sockets::udp::add_to_linker::<S, WasiSockets>(l, S::sockets)?
+            }
             "wasi:filesystem/types" | "wasi:filesystem/preopens" => filesystem = true,
             exit if p1::EXIT_INTERFACE.starts_with(&format!("{exit}@")) => {
                 p1::add_exit_to_linker(l)?

@@ -44,6 +44,9 @@ impl WasiView for WasmState {
     }
 }
 
+/// The compile cache, under the store's root.
+pub const CACHE_DIR: &str = "cache/wasm";
+
 /// The first bytes of every Wasm binary.
 pub const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
@@ -336,6 +339,30 @@ impl WasmRuntime {
                 .to_string(),
         })
     }
+}
+
+/// Prune the compile cache at `cache`: every artifact and link with `all`, else only links
+/// whose artifact is gone. Returns how many entries went. A running guest keeps its mapping.
+pub fn prune_cache(cache: &Path, all: bool) -> Result<usize> {
+    let entries = match std::fs::read_dir(cache) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => {
+            return Err(Error::IoPath {
+                path: cache.into(),
+                source: e,
+            })
+        }
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let dangling = entry.file_type().is_ok_and(|t| t.is_symlink()) && !path.exists();
+        if (all || dangling) && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Open the program named by argv[0]: a path in the container (relative to `cwd`); true
