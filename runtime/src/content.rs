@@ -79,7 +79,9 @@ impl ContentStore {
                 "{digest}: document larger than {max} bytes"
             )));
         }
-        let mut buf = Vec::new();
+        // Sized from the descriptor: one read instead of read_to_end's growing probes.
+        let capacity = size.unwrap_or(0).min(max) as usize + 1;
+        let mut buf = Vec::with_capacity(capacity);
         let mut reader = self.open(digest, size)?;
         (&mut reader)
             .take(max + 1)

@@ -639,6 +639,9 @@ fn transient(e: &OciDistributionError) -> bool {
 }
 
 fn client_config(opts: &RegistryOptions, http: bool) -> Result<ClientConfig> {
+    // reqwest is built without a crypto provider: use ring's (an error only says one is
+    // already installed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut extra = Vec::new();
     if let Some(dir) = &opts.cert_dir {
         let entries = std::fs::read_dir(dir).map_err(|e| Error::IoPath {
