@@ -728,34 +728,29 @@ impl<'a> Containers<'a> {
             .context(|| "create upper layer".into())
     }
 
-    /// Give a recycled upper layer a new directory's mode and times.
+    /// Give a recycled upper layer a new directory's mode and times (through a handle opened
+    /// without following links).
     fn reset_upper(&self, id: &str) -> Result<()> {
-        let cdir = self
+        let upper = self
             .dir
-            .open_dir(id)
-            .context(|| format!("open container {id}"))?;
+            .open_dir_nofollow(std::ffi::OsStr::new(id))
+            .and_then(|cdir| cdir.open_dir_nofollow(std::ffi::OsStr::new(UPPER)))
+            .context(|| format!("open upper layer of {id}"))?;
         let now = rustix::fs::Timespec {
             tv_sec: 0,
             tv_nsec: rustix::fs::UTIME_NOW,
         };
-        rustix::fs::chmodat(
-            &cdir,
-            UPPER,
-            rustix::fs::Mode::from_raw_mode(UPPER_MODE),
-            rustix::fs::AtFlags::empty(),
-        )
-        .and_then(|()| {
-            rustix::fs::utimensat(
-                &cdir,
-                UPPER,
-                &rustix::fs::Timestamps {
-                    last_access: now,
-                    last_modification: now,
-                },
-                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-            )
-        })
-        .context(|| format!("reset upper layer of {id}"))
+        rustix::fs::fchmod(&upper, rustix::fs::Mode::from_raw_mode(UPPER_MODE))
+            .and_then(|()| {
+                rustix::fs::futimens(
+                    &upper,
+                    &rustix::fs::Timestamps {
+                        last_access: now,
+                        last_modification: now,
+                    },
+                )
+            })
+            .context(|| format!("reset upper layer of {id}"))
     }
 
     /// Move the container's directory (`cdir`, its files already gone) to the spares when it
