@@ -382,6 +382,34 @@ fn a_guest_blocked_on_stdin_stops_after_the_grace_period() {
         took >= Duration::from_secs(2) && took < Duration::from_secs(6),
         "ended by the grace period: {took:?}"
     );
+    // It left without cleaning up, as does a `run --rm` killed outright: such a container
+    // counts as removed, and `system prune` clears what it left.
+    let mut killed = env
+        .cmd(&["run", "--rm", "hello", "loop"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(killed.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("looping"), "{line}");
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(
+        env.ok(&["ps", "-a", "-q"]).trim().is_empty(),
+        "nothing listed"
+    );
+    let left = || {
+        std::fs::read_dir(env.root().join("containers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .count()
+    };
+    assert_eq!(left(), 2, "both records are still on disk");
+    env.ok(&["system", "prune", "-f"]);
+    assert_eq!(left(), 0, "prune removed them");
 }
 
 #[test]

@@ -85,6 +85,10 @@ pub struct Container {
     /// Why it could not run, when it could not.
     #[serde(default)]
     pub error: Option<String>,
+    /// `run --rm`: removed when it ends. A record left by a run that was killed is treated
+    /// as removed: hidden from `list` and cleared by `prune`.
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// What `run` was asked for, beyond the image.
@@ -542,6 +546,7 @@ impl<'a> Containers<'a> {
             finished_at: None,
             oom_killed: false,
             error: None,
+            auto_remove: false,
         };
         Ok(container)
     }
@@ -576,7 +581,9 @@ impl<'a> Containers<'a> {
             if let Ok(bytes) = self.dir.read(Path::new(&name).join(RECORD)) {
                 if let Ok(mut c) = serde_json::from_slice::<Container>(&bytes) {
                     c.refresh();
-                    out.push(c);
+                    if !c.abandoned() {
+                        out.push(c);
+                    }
                 }
             }
         }
@@ -785,22 +792,25 @@ impl<'a> Containers<'a> {
             && self.dir.rename(id, &spares, id).is_ok()
     }
 
-    /// Remove container directories without a record: debris of a `run` or build step that
-    /// was killed before its container started. Only under the store's exclusive GC lock,
-    /// when no create is in flight.
+    /// Remove container directories without a record, and `--rm` containers whose run was
+    /// killed: debris of a `run` or build step that did not get to clean up. Only under the
+    /// store's exclusive GC lock, when no create is in flight.
     pub(crate) fn remove_debris(&self) -> Result<usize> {
         let mut removed = 0;
         for name in self.dir.names().context(|| "list containers".into())? {
             let name = name.to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            if name.starts_with('.') || !self.dir.symlink_metadata(&name).is_ok_and(|m| m.is_dir())
+            {
                 continue;
             }
-            let has_record = self
-                .dir
-                .symlink_metadata(Path::new(&name).join(RECORD))
-                .is_ok();
-            let is_dir = self.dir.symlink_metadata(&name).is_ok_and(|m| m.is_dir());
-            if !has_record && is_dir {
+            let debris = match self.dir.read(Path::new(&name).join(RECORD)) {
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+                Ok(bytes) => serde_json::from_slice::<Container>(&bytes).is_ok_and(|mut c| {
+                    c.refresh();
+                    c.abandoned()
+                }),
+            };
+            if debris {
                 crate::store::make_removable(&self.dir, &name)?;
                 self.dir
                     .remove_dir_all(&name)
@@ -845,6 +855,11 @@ impl Container {
 
     pub fn short_id(&self) -> &str {
         &self.id[..12]
+    }
+
+    /// A `--rm` container whose run is gone without removing it (after `refresh`).
+    fn abandoned(&self) -> bool {
+        self.auto_remove && self.status == Status::Exited
     }
 }
 

@@ -170,6 +170,7 @@ impl Args {
             .unwrap_or(Runtime::Wasm);
         let mut container =
             containers.create(&image, &self.image, provisional, self.name.as_deref())?;
+        container.auto_remove = self.rm;
         let prepared = (|| -> Result<_> {
             let spec = strata_runtime::container::make_spec(&image, &opts, container.short_id())?;
             if self.runtime.is_none() {
