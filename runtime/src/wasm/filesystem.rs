@@ -136,11 +136,11 @@ pub struct Descriptor {
     mount: usize,
     /// Inside the mount, components joined by `/`; `""` is the mount's root.
     path: String,
-    flags: DescriptorFlags,
-    kind: Kind,
+    pub(super) flags: DescriptorFlags,
+    pub(super) kind: Kind,
 }
 
-enum Kind {
+pub(super) enum Kind {
     Dir,
     File(Arc<File>),
 }
@@ -423,7 +423,7 @@ impl GuestFs {
     }
 
     /// The preopens: one directory descriptor per mount, with its guest path.
-    fn preopens(&self) -> Vec<(Descriptor, String)> {
+    pub(super) fn preopens(&self) -> Vec<(Descriptor, String)> {
         self.mounts
             .iter()
             .enumerate()
@@ -502,7 +502,7 @@ impl GuestFs {
         Ok(st)
     }
 
-    fn stat_descriptor(&self, d: &Descriptor) -> Res<Stat> {
+    pub(super) fn stat_descriptor(&self, d: &Descriptor) -> Res<Stat> {
         match &d.kind {
             Kind::File(f) => fstat(f),
             Kind::Dir => Ok(self
@@ -512,7 +512,7 @@ impl GuestFs {
         }
     }
 
-    fn open_at(
+    pub(super) fn open_at(
         &self,
         base: &Descriptor,
         path_flags: PathFlags,
@@ -593,7 +593,10 @@ impl GuestFs {
         })
     }
 
-    fn read_directory(&self, d: &Descriptor) -> Res<Vec<Result<DirectoryEntry, ErrorCode>>> {
+    pub(super) fn read_directory(
+        &self,
+        d: &Descriptor,
+    ) -> Res<Vec<Result<DirectoryEntry, ErrorCode>>> {
         if !matches!(d.kind, Kind::Dir) {
             return Err(ErrorCode::NotDirectory);
         }
@@ -633,17 +636,17 @@ impl GuestFs {
         Ok(out)
     }
 
-    fn create_directory_at(&self, d: &Descriptor, path: &str) -> Res<()> {
+    pub(super) fn create_directory_at(&self, d: &Descriptor, path: &str) -> Res<()> {
         let t = self.target(d, path)?;
         Ok(self.writable(t.mount)?.overlay.create_dir(t.os(), 0o777)?)
     }
 
-    fn remove_directory_at(&self, d: &Descriptor, path: &str) -> Res<()> {
+    pub(super) fn remove_directory_at(&self, d: &Descriptor, path: &str) -> Res<()> {
         let t = self.target(d, path)?;
         Ok(self.writable(t.mount)?.overlay.remove_dir(t.os())?)
     }
 
-    fn unlink_file_at(&self, d: &Descriptor, path: &str) -> Res<()> {
+    pub(super) fn unlink_file_at(&self, d: &Descriptor, path: &str) -> Res<()> {
         let t = self.target(d, path)?;
         let m = self.writable(t.mount)?;
         if t.must_be_dir {
@@ -658,7 +661,13 @@ impl GuestFs {
         Ok(m.overlay.remove_file(t.os())?)
     }
 
-    fn rename_at(&self, from: &Descriptor, old: &str, to: &Descriptor, new: &str) -> Res<()> {
+    pub(super) fn rename_at(
+        &self,
+        from: &Descriptor,
+        old: &str,
+        to: &Descriptor,
+        new: &str,
+    ) -> Res<()> {
         let src = self.target(from, old)?;
         let dst = self.target(to, new)?;
         self.writable(src.mount)?;
@@ -675,7 +684,7 @@ impl GuestFs {
         Ok(m.overlay.rename(src.os(), dst.os())?)
     }
 
-    fn symlink_at(&self, d: &Descriptor, target: &str, path: &str) -> Res<()> {
+    pub(super) fn symlink_at(&self, d: &Descriptor, target: &str, path: &str) -> Res<()> {
         let t = self.target(d, path)?;
         let m = self.writable(t.mount)?;
         // An absolute target means the container's root: right in the root mount, not in a
@@ -689,14 +698,14 @@ impl GuestFs {
         Ok(m.overlay.symlink(OsStr::new(target), t.os())?)
     }
 
-    fn readlink_at(&self, d: &Descriptor, path: &str) -> Res<String> {
+    pub(super) fn readlink_at(&self, d: &Descriptor, path: &str) -> Res<String> {
         let t = self.target(d, path)?;
         let link = self.mount(t.mount)?.overlay.read_link(t.os())?;
         link.into_string()
             .map_err(|_| ErrorCode::IllegalByteSequence)
     }
 
-    fn link_at(
+    pub(super) fn link_at(
         &self,
         from: &Descriptor,
         old_flags: PathFlags,
@@ -717,7 +726,12 @@ impl GuestFs {
         Ok(m.overlay.hard_link(src.os(), dst.os())?)
     }
 
-    fn set_times(&self, d: &Descriptor, atim: NewTimestamp, mtim: NewTimestamp) -> Res<()> {
+    pub(super) fn set_times(
+        &self,
+        d: &Descriptor,
+        atim: NewTimestamp,
+        mtim: NewTimestamp,
+    ) -> Res<()> {
         let m = self.writable(d.mount)?;
         let times = timestamps(atim, mtim)?;
         match &d.kind {
@@ -730,7 +744,7 @@ impl GuestFs {
         }
     }
 
-    fn set_times_at(
+    pub(super) fn set_times_at(
         &self,
         d: &Descriptor,
         flags: PathFlags,
@@ -748,12 +762,17 @@ impl GuestFs {
         )?)
     }
 
-    fn set_size(&self, d: &Descriptor, size: Filesize) -> Res<()> {
+    pub(super) fn set_size(&self, d: &Descriptor, size: Filesize) -> Res<()> {
         self.writable(d.mount)?;
         Ok(file(d)?.set_len(size)?)
     }
 
-    fn read(&self, d: &Descriptor, len: Filesize, offset: Filesize) -> Res<(Vec<u8>, bool)> {
+    pub(super) fn read(
+        &self,
+        d: &Descriptor,
+        len: Filesize,
+        offset: Filesize,
+    ) -> Res<(Vec<u8>, bool)> {
         let f = file(d)?;
         let mut buf = vec![0; usize::try_from(len).unwrap_or(usize::MAX).min(MAX_IO)];
         if buf.is_empty() {
@@ -769,13 +788,19 @@ impl GuestFs {
         Ok((buf, n == 0))
     }
 
-    fn write(&self, d: &Descriptor, buf: &[u8], offset: Filesize) -> Res<Filesize> {
+    pub(super) fn write(&self, d: &Descriptor, buf: &[u8], offset: Filesize) -> Res<Filesize> {
         self.writable(d.mount)?;
         let n = file(d)?.write_at(buf, offset)?;
         Ok(n as Filesize)
     }
 
-    fn sync(&self, d: &Descriptor, data_only: bool) -> Res<()> {
+    /// Write at the end of the file.
+    pub(super) fn append(&self, d: &Descriptor, buf: &[u8]) -> Res<Filesize> {
+        self.writable(d.mount)?;
+        Ok(append(file(d)?, buf)? as Filesize)
+    }
+
+    pub(super) fn sync(&self, d: &Descriptor, data_only: bool) -> Res<()> {
         match &d.kind {
             Kind::File(f) if data_only => Ok(f.sync_data()?),
             Kind::File(f) => Ok(f.sync_all()?),
@@ -784,7 +809,7 @@ impl GuestFs {
         }
     }
 
-    fn stat_at(&self, d: &Descriptor, flags: PathFlags, path: &str) -> Res<Stat> {
+    pub(super) fn stat_at(&self, d: &Descriptor, flags: PathFlags, path: &str) -> Res<Stat> {
         let t = self.target(d, path)?;
         self.stat_target(&t, flags.contains(PathFlags::SYMLINK_FOLLOW))
     }

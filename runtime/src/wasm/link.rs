@@ -11,7 +11,7 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, random, sockets, sync};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 
-use super::{filesystem, p1, WasmState};
+use super::{filesystem, WasmState};
 
 /// `wasi:io` works on the store's resource table.
 struct Io;
@@ -96,9 +96,6 @@ pub fn linker_for(engine: &Engine, component: &Component) -> wasmtime::Result<Li
                 sync::sockets::udp::add_to_linker::<S, WasiSockets>(l, S::sockets)?
             }
             "wasi:filesystem/types" | "wasi:filesystem/preopens" => filesystem = true,
-            exit if p1::EXIT_INTERFACE.starts_with(&format!("{exit}@")) => {
-                p1::add_exit_to_linker(l)?
-            }
             _ => {}
         }
     }

@@ -1,5 +1,5 @@
-//! The wasmtime backend: runs WASI preview 2 components, and preview 1 modules turned into
-//! components, with the container's root served from `runtime::fs` (no privileges needed).
+//! The wasmtime backend: runs WASI preview 2 components, and preview 1 modules natively
+//! (`p1.rs`), with the container's root served from `runtime::fs` (no privileges needed).
 //!
 //! Start-up: compiled code is cached on disk under `cache/wasm/`, keyed by the module's
 //! digest and the engine's compatibility hash; later runs deserialize (mmap) it. Stop: a
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use cap_std::fs::Dir;
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, Module, Precompiled, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -46,6 +46,17 @@ impl WasiView for WasmState {
 
 /// The compile cache, under the store's root.
 pub const CACHE_DIR: &str = "cache/wasm";
+
+/// Changes when how programs are compiled changes, so cached code is rebuilt.
+const CACHE_FORMAT: &str = "strata-2 (p1 modules native)";
+
+/// A compiled guest.
+enum Program {
+    /// A preview 2 component.
+    Component(Component),
+    /// A preview 1 core module.
+    Module(Module),
+}
 
 /// The first bytes of every Wasm binary.
 pub const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -152,28 +163,28 @@ impl WasmRuntime {
         }
     }
 
-    /// The compiled component for the program in `file` (a component, or a preview 1
-    /// module), from the cache when it is there.
+    /// The compiled program in `file` (a component, or a preview 1 module), from the cache
+    /// when it is there.
     ///
     /// The cache is keyed by the module's digest. A file from a lower layer never changes,
     /// so its identity (device, inode, size, times) also names a link to its cached code
     /// (`file-<hash>`): later starts neither read nor hash the module.
-    fn component(&self, file: File, immutable: bool) -> Result<Component> {
+    fn program(&self, file: File, immutable: bool) -> Result<Program> {
         let memo = if immutable {
             self.memo_name(&file)
         } else {
             None
         };
         if let Some(memo) = &memo {
-            if let Ok(c) = deserialize(&self.engine, &self.cache.join(memo)) {
-                return Ok(c);
+            if let Ok(p) = deserialize(&self.engine, &self.cache.join(memo)) {
+                return Ok(p);
             }
         }
         let wasm = read_module(file)?;
         let name = self.cache_name(&wasm);
         let path = self.cache.join(&name);
-        let component = match path.exists().then(|| deserialize(&self.engine, &path)) {
-            Some(Ok(c)) => c,
+        let program = match path.exists().then(|| deserialize(&self.engine, &path)) {
+            Some(Ok(p)) => p,
             _ => self.compile(&wasm, &path)?,
         };
         if let Some(memo) = memo {
@@ -185,21 +196,21 @@ impl WasmRuntime {
                 let _ = std::fs::remove_file(&tmp);
             }
         }
-        Ok(component)
+        Ok(program)
     }
 
-    /// `<digest of module, engine and adaptation>.cwasm`.
+    /// `<digest of module, engine and cache format>.cwasm`.
     fn cache_name(&self, wasm: &[u8]) -> String {
         let k = format!(
             "{} {:x} {}",
             Digest::of(wasm),
             self.engine_hash,
-            p1::ADAPTATION_VERSION
+            CACHE_FORMAT
         );
         format!("{}.cwasm", Digest::of(k.as_bytes()).hex())
     }
 
-    /// `file-<hash of the file's identity, engine and adaptation>`, or None without a stat.
+    /// `file-<hash of the file's identity, engine and cache format>`, or None without a stat.
     fn memo_name(&self, file: &File) -> Option<String> {
         let st = rustix::fs::fstat(file).ok()?;
         let k = format!(
@@ -212,28 +223,31 @@ impl WasmRuntime {
             st.st_ctime,
             st.st_ctime_nsec,
             self.engine_hash,
-            p1::ADAPTATION_VERSION
+            CACHE_FORMAT
         );
         Some(format!("file-{}", Digest::of(k.as_bytes()).hex()))
     }
 
-    /// Compile (adapting a preview 1 module first) and write the result to `path`.
-    fn compile(&self, wasm: &[u8], path: &Path) -> Result<Component> {
-        let bytes = if wasmparser::Parser::is_core_wasm(wasm) {
-            p1::componentize(wasm)?
+    /// Compile and write the result to `path`.
+    fn compile(&self, wasm: &[u8], path: &Path) -> Result<Program> {
+        let invalid = |e: wasmtime::Error| Error::InvalidArgument(format!("invalid wasm: {e:#}"));
+        let (program, serialized) = if wasmparser::Parser::is_core_wasm(wasm) {
+            let m = Module::new(&self.engine, wasm).map_err(invalid)?;
+            let bytes = m.serialize();
+            (Program::Module(m), bytes)
         } else {
-            wasm.to_vec()
+            let c = Component::new(&self.engine, wasm).map_err(invalid)?;
+            let bytes = c.serialize();
+            (Program::Component(c), bytes)
         };
-        let component = Component::new(&self.engine, &bytes)
-            .map_err(|e| Error::InvalidArgument(format!("invalid wasm: {e:#}")))?;
-        if let Ok(serialized) = component.serialize() {
+        if let Ok(serialized) = serialized {
             // Best effort: a failed cache write only costs the next start a compile.
             let tmp = self.cache.join(crate::content::temp_name(".cwasm"));
             if std::fs::write(&tmp, &serialized).is_ok() {
                 let _ = std::fs::rename(&tmp, path);
             }
         }
-        Ok(component)
+        Ok(program)
     }
 
     /// Run the guest at `spec.args[0]` in `root`, with extra `binds`.
@@ -249,18 +263,10 @@ impl WasmRuntime {
             .first()
             .ok_or_else(|| Error::InvalidArgument("no command specified".into()))?;
         let (file, immutable) = open_program(&root, program, &spec.cwd)?;
-        let component = self.component(file, immutable).map_err(|e| match e {
+        let compiled = self.program(file, immutable).map_err(|e| match e {
             Error::NotExecutable(msg) => Error::NotExecutable(format!("exec: {program:?}: {msg}")),
             e => e,
         })?;
-
-        let linker = link::linker_for(&self.engine, &component).map_err(wasm_err)?;
-        let pre = CommandPre::new(
-            linker
-                .instantiate_pre(&component)
-                .map_err(|e| Error::InvalidArgument(format!("{program}: {e:#}")))?,
-        )
-        .map_err(|e| Error::InvalidArgument(format!("{program}: not a WASI command: {e:#}")))?;
 
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&spec.args)
@@ -276,20 +282,12 @@ impl WasmRuntime {
             read_only: false,
         }];
         mounts.extend(binds);
+        let fs = filesystem::GuestFs::new(mounts);
         let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
         if let Some(m) = spec.memory {
             limits = limits.memory_size(m as usize);
         }
-        let state = WasmState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            fs: filesystem::GuestFs::new(mounts),
-            limits: limits.build(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_trap();
+        let limits = limits.build();
 
         // wasmtime-wasi's synchronous bindings run host futures on the thread's Tokio runtime
         // when there is one, else on a global one with a worker per CPU (counted by reading
@@ -300,19 +298,87 @@ impl WasmRuntime {
             .build()
             .map_err(|e| Error::io("start the I/O runtime", e))?;
         let entered = tokio.enter();
-        let result = pre
-            .instantiate(&mut store)
-            .and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store));
-        // The guest's resources go while the runtime they may use is still there.
-        drop(store);
+        let result = match compiled {
+            Program::Component(c) => self.run_component(program, &c, wasi, fs, limits),
+            Program::Module(m) => self.run_module(program, &m, wasi, fs, spec.stdin, limits),
+        };
         drop(entered);
         // Its worker only waits for work: do not wait for it to stop.
         tokio.shutdown_background();
-        Ok(match result {
-            Ok(Ok(())) => Outcome::Exited(0),
-            Ok(Err(())) => Outcome::Exited(1),
+        Ok(match result? {
+            Ok(code) => Outcome::Exited(code),
             Err(e) => self.classify(e, spec.memory),
         })
+    }
+
+    /// A preview 2 command: its exit status, or what stopped it.
+    fn run_component(
+        &self,
+        program: &str,
+        component: &Component,
+        mut wasi: WasiCtxBuilder,
+        fs: filesystem::GuestFs,
+        limits: StoreLimits,
+    ) -> Result<wasmtime::Result<i32>> {
+        let linker = link::linker_for(&self.engine, component).map_err(wasm_err)?;
+        let pre = CommandPre::new(
+            linker
+                .instantiate_pre(component)
+                .map_err(|e| Error::InvalidArgument(format!("{program}: {e:#}")))?,
+        )
+        .map_err(|e| Error::InvalidArgument(format!("{program}: not a WASI command: {e:#}")))?;
+        let mut store = self.store(WasmState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            fs,
+            limits,
+        });
+        store.limiter(|s| &mut s.limits);
+        Ok(pre
+            .instantiate(&mut store)
+            .and_then(|cmd| cmd.wasi_cli_run().call_run(&mut store))
+            .map(|r| if r.is_ok() { 0 } else { 1 }))
+    }
+
+    /// A preview 1 command module (`_start`): its exit status, or what stopped it.
+    fn run_module(
+        &self,
+        program: &str,
+        module: &Module,
+        mut wasi: WasiCtxBuilder,
+        fs: filesystem::GuestFs,
+        stdin: bool,
+        limits: StoreLimits,
+    ) -> Result<wasmtime::Result<i32>> {
+        let mut store = self.store(p1::P1State {
+            wasi: wasi.build_p1(),
+            files: p1::Files::new(fs, stdin),
+            limits,
+        });
+        store.limiter(|s| &mut s.limits);
+        let mut linker = wasmtime::Linker::new(&self.engine);
+        p1::add_to_linker(&mut linker).map_err(wasm_err)?;
+        let pre = linker
+            .instantiate_pre(module)
+            .map_err(|e| Error::InvalidArgument(format!("{program}: {e:#}")))?;
+        if module.get_export("_start").is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "{program}: not a WASI command: no _start"
+            )));
+        }
+        Ok(pre
+            .instantiate(&mut store)
+            .and_then(|i| i.get_typed_func::<(), ()>(&mut store, "_start"))
+            .and_then(|start| start.call(&mut store, ()))
+            .map(|()| 0))
+    }
+
+    /// A store that stops at the next epoch check once the engine's epoch moves.
+    fn store<T: 'static>(&self, state: T) -> Store<T> {
+        let mut store = Store::new(&self.engine, state);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_trap();
+        store
     }
 
     fn classify(&self, e: wasmtime::Error, memory: Option<u64>) -> Outcome {
@@ -402,11 +468,22 @@ fn read_module(mut file: File) -> Result<Vec<u8>> {
 }
 
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: the file was written by `Component::serialize` of this engine configuration
-    // into the store's private (0700) cache, and its name includes the engine's
-    // compatibility hash; wasmtime also checks the header before use.
-    unsafe { Component::deserialize_file(engine, path) }
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Program> {
+    // SAFETY: the file was written by `Module::serialize` or `Component::serialize` of this
+    // engine configuration into the store's private (0700) cache, and its name includes the
+    // engine's compatibility hash; wasmtime also checks the header before use.
+    match Engine::detect_precompiled_file(path)? {
+        Some(Precompiled::Module) => Ok(Program::Module(unsafe {
+            Module::deserialize_file(engine, path)
+        }?)),
+        Some(Precompiled::Component) => Ok(Program::Component(unsafe {
+            Component::deserialize_file(engine, path)
+        }?)),
+        None => Err(wasmtime::format_err!(
+            "{}: not compiled code",
+            path.display()
+        )),
+    }
 }
 
 fn wasm_err(e: wasmtime::Error) -> Error {

@@ -1,100 +1,997 @@
-//! WASI preview 1 modules, made into components that run on our preview 2 host, keeping
-//! exact exit statuses.
+//! WASI preview 1 modules, run natively on a core linker.
 //!
-//! The preview1 component adapter (from wasmtime 48) implements `proc_exit` as
-//! `wasi:cli/exit.exit(err)`, which loses the status. Before adapting, the module's
-//! `wasi_snapshot_preview1.proc_exit` import is renamed to `strata:host/exit@0.1.0#exit`
-//! (same core signature, `(param i32)`), declared in `wit/strata.wit` and implemented by the
-//! host as "stop with this status".
+//! wasmtime-wasi's preview 1 host serves what is not a descriptor: arguments, environment,
+//! clocks, random and poll. `proc_exit` is ours (wasmtime-wasi traps on a status of 126 or
+//! more; a process keeps the low 8 bits, as on Linux). Its filesystem can
+//! only serve host directories, so its fd and path functions are shadowed by ours: stdio on
+//! fds 0-2 (the process's own, written as the guest writes), the mounts of [`GuestFs`]
+//! preopened as fds 3, 4, …, and every descriptor opened from them.
+//!
+//! Layouts and numbers are `wasi_snapshot_preview1.witx`'s; every guest pointer is checked
+//! against the guest's memory.
 
-use wasi_preview1_component_adapter_provider::{
-    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+use std::sync::Arc;
+
+use wasmtime::{Caller, Extern, Linker, StoreLimits};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use super::filesystem::bindings::wasi::clocks::wall_clock::Datetime;
+use super::filesystem::bindings::wasi::filesystem::types::{
+    DescriptorFlags, DescriptorType, ErrorCode, NewTimestamp, OpenFlags, PathFlags,
 };
-use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
-use wasmparser::{Parser, Payload, TypeRef};
-use wasmtime::component::Linker;
-use wasmtime_wasi::I32Exit;
-use wit_component::{ComponentEncoder, StringEncoding};
+use super::filesystem::{Descriptor, GuestFs, Kind};
+use crate::fs::{file_type, Stat};
 
-use crate::error::{Error, Result};
+const MODULE: &str = "wasi_snapshot_preview1";
 
-/// Changes when the adaptation changes, so cached components are rebuilt.
-pub const ADAPTATION_VERSION: &str = "p1-adapter-48.0.8-strata-exit-1";
-
-const STRATA_WIT: &str = include_str!("../../../wit/strata.wit");
-pub const EXIT_INTERFACE: &str = "strata:host/exit@0.1.0";
-
-/// A preview 1 command module as a component.
-pub fn componentize(module: &[u8]) -> Result<Vec<u8>> {
-    let bad = |e: String| Error::InvalidArgument(format!("adapt preview 1 module: {e}"));
-    let mut module = redirect_proc_exit(module)?;
-    let mut resolve = wit_parser::Resolve::default();
-    let pkg = resolve
-        .push_source("strata.wit", STRATA_WIT)
-        .map_err(|e| bad(format!("{e:#}")))?;
-    let world = resolve
-        .select_world(&[pkg], Some("p1-exit"))
-        .map_err(|e| bad(format!("{e:#}")))?;
-    wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
-        .map_err(|e| bad(format!("{e:#}")))?;
-    ComponentEncoder::default()
-        .module(&module)
-        .and_then(|e| {
-            e.adapter(
-                WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-                WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-            )
-        })
-        .map(|e| e.validate(true))
-        .and_then(|mut e| e.encode())
-        .map_err(|e| bad(format!("{e:#}")))
+/// What a preview 1 guest's store holds.
+pub struct P1State {
+    pub wasi: WasiP1Ctx,
+    pub files: Files,
+    pub limits: StoreLimits,
 }
 
-/// The host side of `strata:host/exit`.
-pub fn add_exit_to_linker<T: 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    linker.instance(EXIT_INTERFACE)?.func_wrap(
-        "exit",
-        |_store, (code,): (u32,)| -> wasmtime::Result<()> {
-            Err(wasmtime::Error::from(I32Exit((code & 0xff) as i32)))
-        },
-    )?;
+/// Our descriptors: fd `FIRST_FD + i` is `table[i]`.
+pub struct Files {
+    fs: GuestFs,
+    table: Vec<Option<Fd>>,
+    /// Whether the guest reads the process's stdin (`-i`); else its stdin is empty.
+    stdin: bool,
+    /// Stdio fds the guest closed.
+    closed: [bool; 3],
+}
+
+const FIRST_FD: u32 = 3;
+
+struct Fd {
+    desc: Descriptor,
+    /// The file position (files only).
+    pos: u64,
+    append: bool,
+    /// A preopen's guest path.
+    preopen: Option<String>,
+    /// The listing `fd_readdir` pages through, taken at cookie 0.
+    listing: Option<Arc<Vec<(String, u8)>>>,
+}
+
+type Errno = u16;
+mod errno {
+    pub const BADF: u16 = 8;
+    pub const FAULT: u16 = 21;
+    pub const ILSEQ: u16 = 25;
+    pub const INVAL: u16 = 28;
+    pub const ISDIR: u16 = 31;
+    pub const NAMETOOLONG: u16 = 37;
+    pub const NOTDIR: u16 = 54;
+    pub const NOTSUP: u16 = 58;
+    pub const OVERFLOW: u16 = 61;
+    pub const SPIPE: u16 = 70;
+}
+
+fn errno_of(code: ErrorCode) -> Errno {
+    use ErrorCode as E;
+    match code {
+        E::Access => 2,
+        E::WouldBlock => 6,
+        E::Already => 7,
+        E::BadDescriptor => 8,
+        E::Busy => 10,
+        E::Deadlock => 16,
+        E::Quota => 19,
+        E::Exist => 20,
+        E::FileTooLarge => 22,
+        E::IllegalByteSequence => 25,
+        E::InProgress => 26,
+        E::Interrupted => 27,
+        E::Invalid => 28,
+        E::Io => 29,
+        E::IsDirectory => 31,
+        E::Loop => 32,
+        E::TooManyLinks => 34,
+        E::MessageSize => 35,
+        E::NameTooLong => 37,
+        E::NoDevice => 43,
+        E::NoEntry => 44,
+        E::NoLock => 46,
+        E::InsufficientMemory => 48,
+        E::InsufficientSpace => 51,
+        E::NotDirectory => 54,
+        E::NotEmpty => 55,
+        E::NotRecoverable => 56,
+        E::Unsupported => 58,
+        E::NoTty => 59,
+        E::NoSuchDevice => 60,
+        E::Overflow => 61,
+        E::NotPermitted => 63,
+        E::Pipe => 64,
+        E::ReadOnly => 69,
+        E::InvalidSeek => 70,
+        E::TextFileBusy => 74,
+        E::CrossDevice => 75,
+    }
+}
+
+type R<T> = Result<T, Errno>;
+
+fn fs<T>(r: Result<T, ErrorCode>) -> R<T> {
+    r.map_err(errno_of)
+}
+
+// Rights (witx `rights`): what fdstat reports; not enforced beyond the descriptor's own
+// read/write flags, as wasmtime-wasi.
+const RIGHT_FD_READ: u64 = 1 << 1;
+const RIGHT_FD_WRITE: u64 = 1 << 6;
+const RIGHT_POLL: u64 = 1 << 27;
+const ALL_RIGHTS: u64 = (1 << 30) - 1;
+
+// Filetypes.
+const FILETYPE_UNKNOWN: u8 = 0;
+const FILETYPE_DIRECTORY: u8 = 3;
+
+fn filetype(t: DescriptorType) -> u8 {
+    match t {
+        DescriptorType::BlockDevice => 1,
+        DescriptorType::CharacterDevice => 2,
+        DescriptorType::Directory => 3,
+        DescriptorType::RegularFile => 4,
+        DescriptorType::Socket => 6,
+        DescriptorType::SymbolicLink => 7,
+        DescriptorType::Unknown | DescriptorType::Fifo => FILETYPE_UNKNOWN,
+    }
+}
+
+fn stat_filetype(st: &Stat) -> u8 {
+    use rustix::fs::FileType as F;
+    match file_type(st) {
+        F::BlockDevice => 1,
+        F::CharacterDevice => 2,
+        F::Directory => 3,
+        F::RegularFile => 4,
+        F::Socket => 6,
+        F::Symlink => 7,
+        _ => FILETYPE_UNKNOWN,
+    }
+}
+
+/// `filestat`: 64 bytes.
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "stat field types differ between targets"
+)]
+fn filestat(st: &Stat) -> [u8; 64] {
+    let ns = |s: i64, n: i64| {
+        (s as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(n as u64)
+    };
+    let mut b = [0u8; 64];
+    b[0..8].copy_from_slice(&(st.st_dev as u64).to_le_bytes());
+    b[8..16].copy_from_slice(&(st.st_ino as u64).to_le_bytes());
+    b[16] = stat_filetype(st);
+    b[24..32].copy_from_slice(&(st.st_nlink as u64).to_le_bytes());
+    b[32..40].copy_from_slice(&(st.st_size as u64).to_le_bytes());
+    b[40..48].copy_from_slice(&ns(st.st_atime as i64, st.st_atime_nsec as i64).to_le_bytes());
+    b[48..56].copy_from_slice(&ns(st.st_mtime as i64, st.st_mtime_nsec as i64).to_le_bytes());
+    b[56..64].copy_from_slice(&ns(st.st_ctime as i64, st.st_ctime_nsec as i64).to_le_bytes());
+    b
+}
+
+/// `fstflags`: set to a time, to now, or leave.
+fn new_timestamp(time: u64, flags: u16, set: u16, now: u16) -> R<NewTimestamp> {
+    match (flags & set != 0, flags & now != 0) {
+        (true, true) => Err(errno::INVAL),
+        (true, false) => Ok(NewTimestamp::Timestamp(Datetime {
+            seconds: time / 1_000_000_000,
+            nanoseconds: (time % 1_000_000_000) as u32,
+        })),
+        (false, true) => Ok(NewTimestamp::Now),
+        (false, false) => Ok(NewTimestamp::NoChange),
+    }
+}
+
+fn path_flags(lookup: u32) -> PathFlags {
+    if lookup & 1 != 0 {
+        PathFlags::SYMLINK_FOLLOW
+    } else {
+        PathFlags::empty()
+    }
+}
+
+// ----- guest memory -----
+
+/// The guest's memory and our state, both borrowed from the caller.
+fn memory<'a>(caller: &'a mut Caller<'_, P1State>) -> R<(&'a mut [u8], &'a mut P1State)> {
+    let mem = caller
+        .get_export("memory")
+        .and_then(Extern::into_memory)
+        .ok_or(errno::FAULT)?;
+    Ok(mem.data_and_store_mut(caller))
+}
+
+fn bytes(mem: &[u8], ptr: u32, len: u32) -> R<&[u8]> {
+    let start = ptr as usize;
+    let end = start.checked_add(len as usize).ok_or(errno::FAULT)?;
+    mem.get(start..end).ok_or(errno::FAULT)
+}
+
+fn bytes_mut(mem: &mut [u8], ptr: u32, len: u32) -> R<&mut [u8]> {
+    let start = ptr as usize;
+    let end = start.checked_add(len as usize).ok_or(errno::FAULT)?;
+    mem.get_mut(start..end).ok_or(errno::FAULT)
+}
+
+fn string(mem: &[u8], ptr: u32, len: u32) -> R<String> {
+    std::str::from_utf8(bytes(mem, ptr, len)?)
+        .map(str::to_owned)
+        .map_err(|_| errno::ILSEQ)
+}
+
+fn put(mem: &mut [u8], ptr: u32, value: &[u8]) -> R<()> {
+    bytes_mut(mem, ptr, value.len() as u32)?.copy_from_slice(value);
     Ok(())
 }
 
-/// Copy the module with its `proc_exit` import renamed; every other byte is kept.
-fn redirect_proc_exit(module: &[u8]) -> Result<Vec<u8>> {
-    let bad = |e: wasmparser::BinaryReaderError| {
-        Error::InvalidArgument(format!("invalid wasm module: {e}"))
-    };
-    let mut out = wasm_encoder::Module::new();
-    for payload in Parser::new(0).parse_all(module) {
-        let payload = payload.map_err(bad)?;
-        if let Payload::ImportSection(reader) = &payload {
-            let mut imports = wasm_encoder::ImportSection::new();
-            for import in reader.clone().into_imports() {
-                let import = import.map_err(bad)?;
-                let ty = RoundtripReencoder
-                    .entity_type(import.ty)
-                    .map_err(|e| Error::InvalidArgument(format!("invalid wasm module: {e}")))?;
-                let (module_name, name) = if import.module == "wasi_snapshot_preview1"
-                    && import.name == "proc_exit"
-                    && matches!(import.ty, TypeRef::Func(_))
-                {
-                    (EXIT_INTERFACE, "exit")
-                } else {
-                    (import.module, import.name)
-                };
-                imports.import(module_name, name, ty);
-            }
-            out.section(&imports);
-            continue;
-        }
-        if let Some((id, range)) = payload.as_section() {
-            out.section(&wasm_encoder::RawSection {
-                id,
-                data: &module[range],
-            });
+fn put_u32(mem: &mut [u8], ptr: u32, v: u32) -> R<()> {
+    put(mem, ptr, &v.to_le_bytes())
+}
+
+fn put_u64(mem: &mut [u8], ptr: u32, v: u64) -> R<()> {
+    put(mem, ptr, &v.to_le_bytes())
+}
+
+/// The (pointer, length) pairs of an iovec array.
+fn iovecs(mem: &[u8], ptr: u32, count: u32) -> R<Vec<(u32, u32)>> {
+    let raw = bytes(mem, ptr, count.checked_mul(8).ok_or(errno::FAULT)?)?;
+    Ok(raw
+        .chunks_exact(8)
+        .map(|c| {
+            (
+                u32::from_le_bytes(c[0..4].try_into().expect("4 bytes")),
+                u32::from_le_bytes(c[4..8].try_into().expect("4 bytes")),
+            )
+        })
+        .collect())
+}
+
+// ----- the descriptor table -----
+
+fn slot(table: &mut [Option<Fd>], fd: u32) -> R<&mut Fd> {
+    fd.checked_sub(FIRST_FD)
+        .and_then(|i| table.get_mut(i as usize))
+        .and_then(Option::as_mut)
+        .ok_or(errno::BADF)
+}
+
+impl Files {
+    /// The mounts of `fs`, preopened as fds 3, 4, …
+    pub fn new(fs: GuestFs, stdin: bool) -> Files {
+        let table = fs
+            .preopens()
+            .into_iter()
+            .map(|(desc, name)| {
+                Some(Fd {
+                    desc,
+                    pos: 0,
+                    append: false,
+                    preopen: Some(name),
+                    listing: None,
+                })
+            })
+            .collect();
+        Files {
+            fs,
+            table,
+            stdin,
+            closed: [false; 3],
         }
     }
-    Ok(out.finish())
+
+    /// Stdio fd `fd` (0-2), if it is one and still open.
+    fn stdio(&self, fd: u32) -> Option<R<u32>> {
+        (fd < FIRST_FD).then(|| {
+            if self.closed[fd as usize] {
+                Err(errno::BADF)
+            } else {
+                Ok(fd)
+            }
+        })
+    }
+
+    fn get(&mut self, fd: u32) -> R<&mut Fd> {
+        slot(&mut self.table, fd)
+    }
+
+    fn desc(&self, fd: u32) -> R<&Descriptor> {
+        fd.checked_sub(FIRST_FD)
+            .and_then(|i| self.table.get(i as usize))
+            .and_then(Option::as_ref)
+            .map(|f| &f.desc)
+            .ok_or(errno::BADF)
+    }
+
+    fn insert(&mut self, fd: Fd) -> u32 {
+        let slot = match self.table.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.table.push(None);
+                self.table.len() - 1
+            }
+        };
+        self.table[slot] = Some(fd);
+        FIRST_FD + slot as u32
+    }
+
+    fn dir(&self, fd: u32) -> R<&Descriptor> {
+        let d = self.desc(fd)?;
+        match d.kind {
+            Kind::Dir => Ok(d),
+            Kind::File(_) => Err(errno::NOTDIR),
+        }
+    }
+
+    /// Read into the guest's buffers at `offset` (the file position when None).
+    fn read(&mut self, mem: &mut [u8], fd: u32, iovs: &[(u32, u32)], at: Option<u64>) -> R<u32> {
+        if let Some(fd) = self.stdio(fd) {
+            return match (fd?, at) {
+                (_, Some(_)) => Err(errno::SPIPE),
+                (0, None) if self.stdin => read_stdin(mem, iovs),
+                (0, None) => Ok(0),
+                _ => Err(errno::BADF),
+            };
+        }
+        let f = slot(&mut self.table, fd)?;
+        if matches!(f.desc.kind, Kind::Dir) {
+            return Err(errno::ISDIR);
+        }
+        let mut offset = at.unwrap_or(f.pos);
+        let mut total = 0u32;
+        for &(ptr, len) in iovs {
+            if len == 0 {
+                continue;
+            }
+            let (data, _) = fs(self.fs.read(&f.desc, u64::from(len), offset))?;
+            put(mem, ptr, &data)?;
+            total += data.len() as u32;
+            offset += data.len() as u64;
+            if data.len() < len as usize {
+                break;
+            }
+        }
+        if at.is_none() {
+            f.pos = offset;
+        }
+        Ok(total)
+    }
+
+    /// Write the guest's buffers at `offset` (the file position, or its end when appending).
+    fn write(&mut self, mem: &[u8], fd: u32, iovs: &[(u32, u32)], at: Option<u64>) -> R<u32> {
+        if let Some(fd) = self.stdio(fd) {
+            return match (fd?, at) {
+                (_, Some(_)) => Err(errno::SPIPE),
+                (1 | 2, None) => write_stdio(fd?, mem, iovs),
+                _ => Err(errno::BADF),
+            };
+        }
+        let f = slot(&mut self.table, fd)?;
+        if matches!(f.desc.kind, Kind::Dir) {
+            return Err(errno::ISDIR);
+        }
+        let mut offset = at.unwrap_or(f.pos);
+        let mut total = 0u32;
+        for &(ptr, len) in iovs {
+            let data = bytes(mem, ptr, len)?;
+            if data.is_empty() {
+                continue;
+            }
+            let n = if f.append && at.is_none() {
+                fs(self.fs.append(&f.desc, data))?
+            } else {
+                fs(self.fs.write(&f.desc, data, offset))?
+            };
+            total += n as u32;
+            offset += n;
+            if n < data.len() as u64 {
+                break;
+            }
+        }
+        if at.is_none() && !f.append {
+            f.pos = offset;
+        }
+        Ok(total)
+    }
+
+    fn seek(&mut self, fd: u32, offset: i64, whence: u8) -> R<u64> {
+        if let Some(fd) = self.stdio(fd) {
+            return fd.and(Err(errno::SPIPE));
+        }
+        let f = slot(&mut self.table, fd)?;
+        if matches!(f.desc.kind, Kind::Dir) {
+            return Err(errno::SPIPE);
+        }
+        let base = match whence {
+            0 => 0,
+            1 => f.pos,
+            2 => fs(self.fs.stat_descriptor(&f.desc))?.st_size as u64,
+            _ => return Err(errno::INVAL),
+        };
+        let to = i128::from(base) + i128::from(offset);
+        f.pos = u64::try_from(to).map_err(|_| errno::INVAL)?;
+        Ok(f.pos)
+    }
+
+    fn fdstat(&mut self, fd: u32) -> R<[u8; 24]> {
+        if let Some(fd) = self.stdio(fd) {
+            let fd = fd?;
+            let rights = if fd == 0 {
+                RIGHT_FD_READ
+            } else {
+                RIGHT_FD_WRITE
+            } | RIGHT_POLL;
+            let mut b = [0u8; 24];
+            b[0] = stdio_filetype(fd);
+            b[8..16].copy_from_slice(&rights.to_le_bytes());
+            return Ok(b);
+        }
+        let f = slot(&mut self.table, fd)?;
+        let (kind, flags) = match &f.desc.kind {
+            Kind::Dir => (FILETYPE_DIRECTORY, 0u16),
+            Kind::File(_) => (
+                stat_filetype(&fs(self.fs.stat_descriptor(&f.desc))?),
+                u16::from(f.append),
+            ),
+        };
+        let mut base = ALL_RIGHTS & !(RIGHT_FD_READ | RIGHT_FD_WRITE);
+        if matches!(f.desc.kind, Kind::File(_)) {
+            if f.desc.flags.contains(DescriptorFlags::READ) {
+                base |= RIGHT_FD_READ;
+            }
+            if f.desc.flags.contains(DescriptorFlags::WRITE) {
+                base |= RIGHT_FD_WRITE;
+            }
+        }
+        let mut b = [0u8; 24];
+        b[0] = kind;
+        b[2..4].copy_from_slice(&flags.to_le_bytes());
+        b[8..16].copy_from_slice(&base.to_le_bytes());
+        b[16..24].copy_from_slice(&ALL_RIGHTS.to_le_bytes());
+        Ok(b)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        dirfd: u32,
+        lookup: u32,
+        path: &str,
+        oflags: u16,
+        rights: u64,
+        fdflags: u16,
+    ) -> R<u32> {
+        let mut open = OpenFlags::empty();
+        for (bit, flag) in [
+            (1, OpenFlags::CREATE),
+            (2, OpenFlags::DIRECTORY),
+            (4, OpenFlags::EXCLUSIVE),
+            (8, OpenFlags::TRUNCATE),
+        ] {
+            if oflags & bit != 0 {
+                open |= flag;
+            }
+        }
+        let append = fdflags & 1 != 0;
+        let mut flags = DescriptorFlags::empty();
+        if rights & RIGHT_FD_READ != 0 {
+            flags |= DescriptorFlags::READ;
+        }
+        if rights & RIGHT_FD_WRITE != 0 || append {
+            flags |= DescriptorFlags::WRITE;
+        }
+        for (bit, flag) in [
+            (2, DescriptorFlags::DATA_INTEGRITY_SYNC),
+            (8, DescriptorFlags::REQUESTED_WRITE_SYNC),
+            (16, DescriptorFlags::FILE_INTEGRITY_SYNC),
+        ] {
+            if fdflags & bit != 0 {
+                flags |= flag;
+            }
+        }
+        let dir = self.dir(dirfd)?;
+        let desc = fs(self.fs.open_at(dir, path_flags(lookup), path, open, flags))?;
+        Ok(self.insert(Fd {
+            desc,
+            pos: 0,
+            append,
+            preopen: None,
+            listing: None,
+        }))
+    }
+
+    /// Fill `buf` with dirents from `cookie` on (the last one cut short when it does not
+    /// fit, as preview 1 wants); returns the bytes used.
+    fn readdir(&mut self, buf: &mut [u8], fd: u32, cookie: u64) -> R<u32> {
+        let f = slot(&mut self.table, fd)?;
+        if !matches!(f.desc.kind, Kind::Dir) {
+            return Err(errno::NOTDIR);
+        }
+        if cookie == 0 || f.listing.is_none() {
+            let mut listing = vec![
+                (".".to_string(), FILETYPE_DIRECTORY),
+                ("..".to_string(), FILETYPE_DIRECTORY),
+            ];
+            for entry in fs(self.fs.read_directory(&f.desc))? {
+                let entry = fs(entry)?;
+                listing.push((entry.name, filetype(entry.type_)));
+            }
+            f.listing = Some(Arc::new(listing));
+        }
+        let listing = f.listing.clone().expect("just listed");
+        let mut used = 0usize;
+        let start = usize::try_from(cookie).map_err(|_| errno::OVERFLOW)?;
+        for (i, (name, kind)) in listing.iter().enumerate().skip(start) {
+            let mut dirent = Vec::with_capacity(24 + name.len());
+            dirent.extend_from_slice(&(i as u64 + 1).to_le_bytes());
+            dirent.extend_from_slice(&0u64.to_le_bytes());
+            dirent.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            dirent.extend_from_slice(&[*kind, 0, 0, 0]);
+            dirent.extend_from_slice(name.as_bytes());
+            let room = buf.len() - used;
+            let n = dirent.len().min(room);
+            buf[used..used + n].copy_from_slice(&dirent[..n]);
+            used += n;
+            if used == buf.len() {
+                break;
+            }
+        }
+        Ok(used as u32)
+    }
+}
+
+// ----- stdio: the process's own -----
+
+fn host_stdio(fd: u32) -> std::os::fd::BorrowedFd<'static> {
+    match fd {
+        0 => rustix::stdio::stdin(),
+        1 => rustix::stdio::stdout(),
+        _ => rustix::stdio::stderr(),
+    }
+}
+
+/// A terminal is a character device without seek, as wasi-libc's `isatty` asks.
+fn stdio_filetype(fd: u32) -> u8 {
+    if rustix::termios::isatty(host_stdio(fd)) {
+        2
+    } else {
+        FILETYPE_UNKNOWN
+    }
+}
+
+fn read_stdin(mem: &mut [u8], iovs: &[(u32, u32)]) -> R<u32> {
+    // One read, into the first non-empty buffer: what is there now, as a pipe gives it.
+    let Some(&(ptr, len)) = iovs.iter().find(|(_, len)| *len > 0) else {
+        return Ok(0);
+    };
+    let buf = bytes_mut(mem, ptr, len)?;
+    loop {
+        match rustix::io::read(host_stdio(0), &mut *buf) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(host_errno(e)),
+            Ok(n) => return Ok(n as u32),
+        }
+    }
+}
+
+fn write_stdio(fd: u32, mem: &[u8], iovs: &[(u32, u32)]) -> R<u32> {
+    let mut total = 0u32;
+    for &(ptr, len) in iovs {
+        let mut data = bytes(mem, ptr, len)?;
+        while !data.is_empty() {
+            match rustix::io::write(host_stdio(fd), data) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) if total == 0 => return Err(host_errno(e)),
+                Err(_) => return Ok(total),
+                Ok(n) => {
+                    total += n as u32;
+                    data = &data[n..];
+                }
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn host_errno(e: rustix::io::Errno) -> Errno {
+    errno_of(super::filesystem::error_code_from_errno(e.raw_os_error()))
+}
+
+// ----- the linker -----
+
+/// Define the preview 1 functions: wasmtime-wasi's, with the fd and path ones shadowed by
+/// ours.
+pub fn add_to_linker(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p1::add_to_linker_sync(linker, |s: &mut P1State| &mut s.wasi)?;
+    linker.allow_shadowing(true);
+    let result = shadow(linker);
+    linker.allow_shadowing(false);
+    result
+}
+
+/// An errno as the function's result.
+fn result(r: R<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => i32::from(e),
+    }
+}
+
+/// Defines `$name` over our descriptors: `$body` (an `R<()>`) runs with the guest memory
+/// `$mem`, our descriptors `$files` and the fd `$fd` as u32.
+macro_rules! fd_function {
+    ($linker:ident, $name:literal,
+     |$mem:ident, $files:ident, $fd:ident $(, $arg:ident : $ty:ty)*| $body:block) => {{
+        $linker.func_wrap(
+            MODULE,
+            $name,
+            move |mut caller: Caller<'_, P1State>, $fd: i32 $(, $arg: $ty)*| -> i32 {
+                let $fd = $fd as u32;
+                result((|| -> R<()> {
+                    let ($mem, state) = memory(&mut caller)?;
+                    let $files = &mut state.files;
+                    $body
+                })())
+            },
+        )?;
+    }};
+}
+
+/// Defines a function whose first argument is not a descriptor.
+macro_rules! path_function {
+    ($linker:ident, $name:literal,
+     |$mem:ident, $files:ident $(, $arg:ident : $ty:ty)*| $body:block) => {{
+        $linker.func_wrap(
+            MODULE,
+            $name,
+            move |mut caller: Caller<'_, P1State> $(, $arg: $ty)*| -> i32 {
+                result((|| -> R<()> {
+                    let ($mem, state) = memory(&mut caller)?;
+                    let $files = &mut state.files;
+                    $body
+                })())
+            },
+        )?;
+    }};
+}
+
+fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
+    // wasmtime-wasi turns a status of 126 or more into a trap; a process keeps its low 8 bits.
+    linker.func_wrap(MODULE, "proc_exit", |status: i32| -> wasmtime::Result<()> {
+        Err(wasmtime_wasi::I32Exit(status & 0xff).into())
+    })?;
+    fd_function!(
+        linker,
+        "fd_read",
+        |mem, files, fd, iovs: i32, len: i32, nread: i32| {
+            let iovs = iovecs(mem, iovs as u32, len as u32)?;
+            let n = files.read(mem, fd, &iovs, None)?;
+            put_u32(mem, nread as u32, n)
+        }
+    );
+    fd_function!(
+        linker,
+        "fd_pread",
+        |mem, files, fd, iovs: i32, len: i32, offset: i64, nread: i32| {
+            let iovs = iovecs(mem, iovs as u32, len as u32)?;
+            let n = files.read(mem, fd, &iovs, Some(offset as u64))?;
+            put_u32(mem, nread as u32, n)
+        }
+    );
+    fd_function!(
+        linker,
+        "fd_write",
+        |mem, files, fd, iovs: i32, len: i32, nwritten: i32| {
+            let iovs = iovecs(mem, iovs as u32, len as u32)?;
+            let n = files.write(mem, fd, &iovs, None)?;
+            put_u32(mem, nwritten as u32, n)
+        }
+    );
+    fd_function!(
+        linker,
+        "fd_pwrite",
+        |mem, files, fd, iovs: i32, len: i32, offset: i64, nwritten: i32| {
+            let iovs = iovecs(mem, iovs as u32, len as u32)?;
+            let n = files.write(mem, fd, &iovs, Some(offset as u64))?;
+            put_u32(mem, nwritten as u32, n)
+        }
+    );
+    fd_function!(
+        linker,
+        "fd_seek",
+        |mem, files, fd, offset: i64, whence: i32, newoffset: i32| {
+            let to = files.seek(fd, offset, whence as u8)?;
+            put_u64(mem, newoffset as u32, to)
+        }
+    );
+    fd_function!(linker, "fd_tell", |mem, files, fd, offset: i32| {
+        let pos = files.seek(fd, 0, 1)?;
+        put_u64(mem, offset as u32, pos)
+    });
+    fd_function!(linker, "fd_close", |_mem, files, fd| {
+        if let Some(fd) = files.stdio(fd) {
+            files.closed[fd? as usize] = true;
+            return Ok(());
+        }
+        files.get(fd)?;
+        files.table[(fd - FIRST_FD) as usize] = None;
+        Ok(())
+    });
+    fd_function!(linker, "fd_fdstat_get", |mem, files, fd, buf: i32| {
+        let stat = files.fdstat(fd)?;
+        put(mem, buf as u32, &stat)
+    });
+    fd_function!(
+        linker,
+        "fd_fdstat_set_flags",
+        |_mem, files, fd, flags: i32| {
+            if let Some(fd) = files.stdio(fd) {
+                fd?;
+                return if flags == 0 {
+                    Ok(())
+                } else {
+                    Err(errno::NOTSUP)
+                };
+            }
+            let f = files.get(fd)?;
+            // Only append can change; the sync flags are fixed at open, as on Linux.
+            if flags as u16 & !1 != 0 {
+                return Err(errno::NOTSUP);
+            }
+            if flags & 1 != 0 && !f.desc.flags.contains(DescriptorFlags::WRITE) {
+                return Err(errno::BADF);
+            }
+            f.append = flags & 1 != 0;
+            Ok(())
+        }
+    );
+    fd_function!(
+        linker,
+        "fd_fdstat_set_rights",
+        |_mem, files, fd, _base: i64, _inheriting: i64| { files.get(fd).map(|_| ()) }
+    );
+    fd_function!(linker, "fd_filestat_get", |mem, files, fd, buf: i32| {
+        if let Some(fd) = files.stdio(fd) {
+            let mut stat = [0u8; 64];
+            stat[16] = stdio_filetype(fd?);
+            return put(mem, buf as u32, &stat);
+        }
+        let st = fs(files.fs.stat_descriptor(files.desc(fd)?))?;
+        put(mem, buf as u32, &filestat(&st))
+    });
+    fd_function!(
+        linker,
+        "fd_filestat_set_size",
+        |_mem, files, fd, size: i64| {
+            let d = files.desc(fd)?;
+            fs(files.fs.set_size(d, size as u64))
+        }
+    );
+    fd_function!(
+        linker,
+        "fd_filestat_set_times",
+        |_mem, files, fd, atim: i64, mtim: i64, flags: i32| {
+            let atim = new_timestamp(atim as u64, flags as u16, 1, 2)?;
+            let mtim = new_timestamp(mtim as u64, flags as u16, 4, 8)?;
+            let d = files.desc(fd)?;
+            fs(files.fs.set_times(d, atim, mtim))
+        }
+    );
+    fd_function!(linker, "fd_sync", |_mem, files, fd| {
+        if let Some(fd) = files.stdio(fd) {
+            return fd.map(|_| ());
+        }
+        let d = files.desc(fd)?;
+        fs(files.fs.sync(d, false))
+    });
+    fd_function!(linker, "fd_datasync", |_mem, files, fd| {
+        if let Some(fd) = files.stdio(fd) {
+            return fd.map(|_| ());
+        }
+        let d = files.desc(fd)?;
+        fs(files.fs.sync(d, true))
+    });
+    fd_function!(
+        linker,
+        "fd_advise",
+        |_mem, files, fd, _offset: i64, _len: i64, advice: i32| {
+            if let Some(fd) = files.stdio(fd) {
+                return fd.and(Err(errno::SPIPE));
+            }
+            files.get(fd)?;
+            if !(0..=5).contains(&advice) {
+                return Err(errno::INVAL);
+            }
+            Ok(())
+        }
+    );
+    fd_function!(
+        linker,
+        "fd_allocate",
+        |_mem, files, fd, _offset: i64, _len: i64| {
+            files.get(fd)?;
+            Err(errno::NOTSUP)
+        }
+    );
+    fd_function!(
+        linker,
+        "fd_readdir",
+        |mem, files, fd, buf: i32, len: i32, cookie: i64, used: i32| {
+            let n = files.readdir(bytes_mut(mem, buf as u32, len as u32)?, fd, cookie as u64)?;
+            put_u32(mem, used as u32, n)
+        }
+    );
+    fd_function!(linker, "fd_prestat_get", |mem, files, fd, buf: i32| {
+        let name = files.get(fd)?.preopen.clone().ok_or(errno::BADF)?;
+        let mut prestat = [0u8; 8];
+        prestat[4..8].copy_from_slice(&(name.len() as u32).to_le_bytes());
+        put(mem, buf as u32, &prestat)
+    });
+    fd_function!(
+        linker,
+        "fd_prestat_dir_name",
+        |mem, files, fd, path: i32, len: i32| {
+            let name = files.get(fd)?.preopen.clone().ok_or(errno::BADF)?;
+            if (len as u32 as usize) < name.len() {
+                return Err(errno::NAMETOOLONG);
+            }
+            put(mem, path as u32, name.as_bytes())
+        }
+    );
+    fd_function!(linker, "fd_renumber", |_mem, files, fd, to: i32| {
+        files.get(fd)?;
+        let to = u32::try_from(to).map_err(|_| errno::BADF)?;
+        files.get(to)?;
+        if fd != to {
+            let moved = files.table[(fd - FIRST_FD) as usize].take();
+            files.table[(to - FIRST_FD) as usize] = moved;
+        }
+        Ok(())
+    });
+
+    path_function!(
+        linker,
+        "path_open",
+        |mem,
+         files,
+         fd: i32,
+         lookup: i32,
+         path: i32,
+         len: i32,
+         oflags: i32,
+         rights: i64,
+         _inheriting: i64,
+         fdflags: i32,
+         opened: i32| {
+            let path = string(mem, path as u32, len as u32)?;
+            let new = files.open(
+                fd as u32,
+                lookup as u32,
+                &path,
+                oflags as u16,
+                rights as u64,
+                fdflags as u16,
+            )?;
+            put_u32(mem, opened as u32, new)
+        }
+    );
+    path_function!(
+        linker,
+        "path_create_directory",
+        |mem, files, fd: i32, path: i32, len: i32| {
+            let path = string(mem, path as u32, len as u32)?;
+            let dir = files.dir(fd as u32)?;
+            fs(files.fs.create_directory_at(dir, &path))
+        }
+    );
+    path_function!(
+        linker,
+        "path_remove_directory",
+        |mem, files, fd: i32, path: i32, len: i32| {
+            let path = string(mem, path as u32, len as u32)?;
+            let dir = files.dir(fd as u32)?;
+            fs(files.fs.remove_directory_at(dir, &path))
+        }
+    );
+    path_function!(
+        linker,
+        "path_unlink_file",
+        |mem, files, fd: i32, path: i32, len: i32| {
+            let path = string(mem, path as u32, len as u32)?;
+            let dir = files.dir(fd as u32)?;
+            fs(files.fs.unlink_file_at(dir, &path))
+        }
+    );
+    path_function!(
+        linker,
+        "path_filestat_get",
+        |mem, files, fd: i32, lookup: i32, path: i32, len: i32, buf: i32| {
+            let path = string(mem, path as u32, len as u32)?;
+            let dir = files.dir(fd as u32)?;
+            let st = fs(files.fs.stat_at(dir, path_flags(lookup as u32), &path))?;
+            put(mem, buf as u32, &filestat(&st))
+        }
+    );
+    path_function!(
+        linker,
+        "path_filestat_set_times",
+        |mem,
+         files,
+         fd: i32,
+         lookup: i32,
+         path: i32,
+         len: i32,
+         atim: i64,
+         mtim: i64,
+         flags: i32| {
+            let path = string(mem, path as u32, len as u32)?;
+            let atim = new_timestamp(atim as u64, flags as u16, 1, 2)?;
+            let mtim = new_timestamp(mtim as u64, flags as u16, 4, 8)?;
+            let dir = files.dir(fd as u32)?;
+            fs(files
+                .fs
+                .set_times_at(dir, path_flags(lookup as u32), &path, atim, mtim))
+        }
+    );
+    path_function!(
+        linker,
+        "path_readlink",
+        |mem, files, fd: i32, path: i32, len: i32, buf: i32, buf_len: i32, used: i32| {
+            let path = string(mem, path as u32, len as u32)?;
+            let dir = files.dir(fd as u32)?;
+            let target = fs(files.fs.readlink_at(dir, &path))?;
+            let n = target.len().min(buf_len as u32 as usize);
+            put(mem, buf as u32, &target.as_bytes()[..n])?;
+            put_u32(mem, used as u32, n as u32)
+        }
+    );
+    path_function!(
+        linker,
+        "path_rename",
+        |mem, files, fd: i32, old: i32, old_len: i32, new_fd: i32, new: i32, new_len: i32| {
+            let old = string(mem, old as u32, old_len as u32)?;
+            let new = string(mem, new as u32, new_len as u32)?;
+            let from = files.dir(fd as u32)?;
+            let to = files.dir(new_fd as u32)?;
+            fs(files.fs.rename_at(from, &old, to, &new))
+        }
+    );
+    path_function!(
+        linker,
+        "path_link",
+        |mem,
+         files,
+         fd: i32,
+         lookup: i32,
+         old: i32,
+         old_len: i32,
+         new_fd: i32,
+         new: i32,
+         new_len: i32| {
+            let old = string(mem, old as u32, old_len as u32)?;
+            let new = string(mem, new as u32, new_len as u32)?;
+            let from = files.dir(fd as u32)?;
+            let to = files.dir(new_fd as u32)?;
+            fs(files
+                .fs
+                .link_at(from, path_flags(lookup as u32), &old, to, &new))
+        }
+    );
+    path_function!(
+        linker,
+        "path_symlink",
+        |mem, files, target: i32, target_len: i32, fd: i32, path: i32, len: i32| {
+            let target = string(mem, target as u32, target_len as u32)?;
+            let path = string(mem, path as u32, len as u32)?;
+            let dir = files.dir(fd as u32)?;
+            fs(files.fs.symlink_at(dir, &target, &path))
+        }
+    );
+    Ok(())
 }
