@@ -289,22 +289,26 @@ impl WasmRuntime {
         }
         let limits = limits.build();
 
-        // wasmtime-wasi's synchronous bindings run host futures on the thread's Tokio runtime
-        // when there is one, else on a global one with a worker per CPU (counted by reading
-        // cgroup files). One worker serves one guest and starts faster.
-        let tokio = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("start the I/O runtime", e))?;
-        let entered = tokio.enter();
         let result = match compiled {
-            Program::Component(c) => self.run_component(program, &c, wasi, fs, limits),
+            Program::Component(c) => {
+                // wasmtime-wasi's synchronous bindings run host futures (every stdio write)
+                // on the thread's Tokio runtime when there is one, else on a global one with
+                // a worker per CPU (counted by reading cgroup files). One worker serves one
+                // guest and starts faster. (Preview 1 stdio is ours and needs none.)
+                let tokio = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::io("start the I/O runtime", e))?;
+                let entered = tokio.enter();
+                let result = self.run_component(program, &c, wasi, fs, limits);
+                drop(entered);
+                // Its worker only waits for work: do not wait for it to stop.
+                tokio.shutdown_background();
+                result
+            }
             Program::Module(m) => self.run_module(program, &m, wasi, fs, spec.stdin, limits),
         };
-        drop(entered);
-        // Its worker only waits for work: do not wait for it to stop.
-        tokio.shutdown_background();
         Ok(match result? {
             Ok(code) => Outcome::Exited(code),
             Err(e) => self.classify(e, spec.memory),
