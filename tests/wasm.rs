@@ -569,3 +569,28 @@ fn removed_containers_leave_no_trace() {
     let spares = names(&containers.join(".spare")).len();
     assert!((1..=4).contains(&spares), "{spares} spares");
 }
+
+/// A directory longer than one `fd_readdir` buffer is listed whole (preview 1 pages through
+/// it with cookies; preview 2 streams it), and files written and read back keep their bytes.
+#[test]
+fn large_directories_and_file_contents() {
+    for (kind, wasm) in guests() {
+        let env = Env::new();
+        env.wasm_image(&wasm, "hello", true);
+        // `files 300 0` creates /bench/in-0..299 (1 KiB each) and reads them all back.
+        let out = env.ok(&["run", "--name", "filler", "hello", "files", "300", "0"]);
+        assert!(out.contains("read 300 wrote 0"), "{kind}: {out}");
+        env.ok(&["commit", "filler", "filled"]);
+        let out = env.ok(&["run", "--rm", "filled", "ls", "/bench"]);
+        let mut names: Vec<&str> = out.split_whitespace().collect();
+        names.sort();
+        let mut want: Vec<String> = (0..300).map(|i| format!("in-{i}")).collect();
+        want.sort();
+        assert_eq!(names, want, "{kind}");
+        let out = env.ok(&["run", "--rm", "filled", "cat", "/bench/in-7"]);
+        let want: String = (0..1024u32)
+            .map(|i| (b'a' + (i % 26) as u8) as char)
+            .collect();
+        assert_eq!(out.trim_end(), want, "{kind}");
+    }
+}
