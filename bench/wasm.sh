@@ -13,7 +13,8 @@
 #
 # Needs hyperfine, python3, /usr/bin/time; (b) needs root, crun, unshare and busybox-static
 # (/bin/busybox) and is skipped without them. Work files go under a mktemp directory in
-# /var/tmp, removed afterwards (KEEP=1 keeps it). RUNS/WARMUP override hyperfine's counts.
+# /var/tmp, removed afterwards (KEEP=1 keeps it). RUNS/WARMUP override hyperfine's counts;
+# ROUNDS (default 6) is how many alternating rounds the runs are split into.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,11 +43,33 @@ cache="$work/bare-cache"
 results="$work/results"
 mkdir -p "$results"
 
+rounds="${ROUNDS:-6}"
 hf() { # hf NAME [hyperfine args...]: runs hyperfine, JSON into $results/NAME.json
-    local name="$1"
+    # In ROUNDS short rounds, so the commands alternate: this machine drifts between faster
+    # and slower phases, and one long batch per command would put the drift into the ratio.
+    local name="$1" r
     shift
     echo "== $name" >&2
-    hyperfine -N --warmup "$warmup" --runs "$runs" --style basic --export-json "$results/$name.json" "$@" >&2
+    for r in $(seq "$rounds"); do
+        hyperfine -N --warmup "$warmup" --runs "$(( (runs + rounds - 1) / rounds ))" --style basic \
+            --export-json "$results/$name.round$r.json" "$@" >&2
+    done
+    python3 - "$results" "$name" "$rounds" <<'EOF_MERGE'
+import json, os, statistics, sys
+results, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+merged = None
+for r in range(1, rounds + 1):
+    part = json.load(open(os.path.join(results, f"{name}.round{r}.json")))["results"]
+    if merged is None:
+        merged = [{"command": p["command"], "times": []} for p in part]
+    for m, p in zip(merged, part):
+        m["times"].extend(p["times"])
+for m in merged:
+    t = m["times"]
+    m.update(median=statistics.median(t), mean=statistics.mean(t),
+             stddev=statistics.pstdev(t), min=min(t))
+json.dump({"results": merged}, open(os.path.join(results, f"{name}.json"), "w"))
+EOF_MERGE
 }
 
 # --- images and the floors' plain directories --------------------------------------------
@@ -168,7 +191,7 @@ def verdict(ratio, target):
     return "ok" if ratio <= target else "OVER TARGET"
 
 print()
-print(f"===== Wasm benchmark summary (hyperfine -N, {runs} runs, {warmup} warmup; nproc {os.cpu_count()}) =====")
+print(f"===== Wasm benchmark summary (hyperfine -N, {runs} runs in alternating rounds, {warmup} warmup each; nproc {os.cpu_count()}) =====")
 print("a. start-up, `run --rm hello:pX exit 0` vs bare-wasmtime (target ratio <= 1.2)")
 for v in ("p1", "p2"):
     (_, s), (_, b) = load(f"start-{v}")
