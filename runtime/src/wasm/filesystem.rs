@@ -318,7 +318,7 @@ fn is_enoent(e: &io::Error) -> bool {
     e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error())
 }
 
-fn descriptor_type(ft: FileType) -> DescriptorType {
+pub(super) fn descriptor_type(ft: FileType) -> DescriptorType {
     match ft {
         FileType::RegularFile => DescriptorType::RegularFile,
         FileType::Directory => DescriptorType::Directory,
@@ -767,25 +767,25 @@ impl GuestFs {
         Ok(file(d)?.set_len(size)?)
     }
 
-    pub(super) fn read(
-        &self,
-        d: &Descriptor,
-        len: Filesize,
-        offset: Filesize,
-    ) -> Res<(Vec<u8>, bool)> {
-        let f = file(d)?;
+    fn read(&self, d: &Descriptor, len: Filesize, offset: Filesize) -> Res<(Vec<u8>, bool)> {
         let mut buf = vec![0; usize::try_from(len).unwrap_or(usize::MAX).min(MAX_IO)];
         if buf.is_empty() {
             return Ok((buf, false));
         }
-        let n = loop {
-            match f.read_at(&mut buf, offset) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => break r?,
-            }
-        };
+        let n = self.read_into(d, &mut buf, offset)?;
         buf.truncate(n);
         Ok((buf, n == 0))
+    }
+
+    /// Read at `offset` into `buf` (a guest's own memory, for preview 1); bytes read.
+    pub(super) fn read_into(&self, d: &Descriptor, buf: &mut [u8], offset: Filesize) -> Res<usize> {
+        let f = file(d)?;
+        loop {
+            match f.read_at(buf, offset) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return Ok(r?),
+            }
+        }
     }
 
     pub(super) fn write(&self, d: &Descriptor, buf: &[u8], offset: Filesize) -> Res<Filesize> {

@@ -10,8 +10,6 @@
 //! Layouts and numbers are `wasi_snapshot_preview1.witx`'s; every guest pointer is checked
 //! against the guest's memory.
 
-use std::sync::Arc;
-
 use wasmtime::{Caller, Extern, Linker, StoreLimits};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -19,7 +17,7 @@ use super::filesystem::bindings::wasi::clocks::wall_clock::Datetime;
 use super::filesystem::bindings::wasi::filesystem::types::{
     DescriptorFlags, DescriptorType, ErrorCode, NewTimestamp, OpenFlags, PathFlags,
 };
-use super::filesystem::{Descriptor, GuestFs, Kind};
+use super::filesystem::{descriptor_type, Descriptor, GuestFs, Kind};
 use crate::fs::{file_type, Stat};
 
 const MODULE: &str = "wasi_snapshot_preview1";
@@ -31,19 +29,22 @@ pub struct P1State {
     pub limits: StoreLimits,
 }
 
-/// Our descriptors: fd `FIRST_FD + i` is `table[i]`.
+/// The guest's descriptors, by fd: stdio at 0-2, the mounts' preopens from 3.
 pub struct Files {
     fs: GuestFs,
     table: Vec<Option<Fd>>,
     /// Whether the guest reads the process's stdin (`-i`); else its stdin is empty.
     stdin: bool,
-    /// Stdio fds the guest closed.
-    closed: [bool; 3],
 }
 
-const FIRST_FD: u32 = 3;
+enum Fd {
+    /// The process's own stdin, stdout or stderr (0, 1, 2).
+    Stdio(u32),
+    Open(Open),
+}
 
-struct Fd {
+/// A descriptor of the guest's filesystem.
+struct Open {
     desc: Descriptor,
     /// The file position (files only).
     pos: u64,
@@ -51,7 +52,7 @@ struct Fd {
     /// A preopen's guest path.
     preopen: Option<String>,
     /// The listing `fd_readdir` pages through, taken at cookie 0.
-    listing: Option<Arc<Vec<(String, u8)>>>,
+    listing: Option<Vec<(String, u8)>>,
 }
 
 type Errno = u16;
@@ -141,16 +142,7 @@ fn filetype(t: DescriptorType) -> u8 {
 }
 
 fn stat_filetype(st: &Stat) -> u8 {
-    use rustix::fs::FileType as F;
-    match file_type(st) {
-        F::BlockDevice => 1,
-        F::CharacterDevice => 2,
-        F::Directory => 3,
-        F::RegularFile => 4,
-        F::Socket => 6,
-        F::Symlink => 7,
-        _ => FILETYPE_UNKNOWN,
-    }
+    filetype(descriptor_type(file_type(st)))
 }
 
 /// `filestat`: 64 bytes.
@@ -255,70 +247,44 @@ fn iovecs(mem: &[u8], ptr: u32, count: u32) -> R<Vec<(u32, u32)>> {
 
 // ----- the descriptor table -----
 
+/// Fd `fd` of `table` (a function of the table alone, so the filesystem stays borrowable).
 fn slot(table: &mut [Option<Fd>], fd: u32) -> R<&mut Fd> {
-    fd.checked_sub(FIRST_FD)
-        .and_then(|i| table.get_mut(i as usize))
+    table
+        .get_mut(fd as usize)
         .and_then(Option::as_mut)
         .ok_or(errno::BADF)
 }
 
 impl Files {
-    /// The mounts of `fs`, preopened as fds 3, 4, …
+    /// Stdio, then the mounts of `fs` preopened as fds 3, 4, …
     pub fn new(fs: GuestFs, stdin: bool) -> Files {
-        let table = fs
-            .preopens()
-            .into_iter()
-            .map(|(desc, name)| {
-                Some(Fd {
-                    desc,
-                    pos: 0,
-                    append: false,
-                    preopen: Some(name),
-                    listing: None,
-                })
-            })
-            .collect();
-        Files {
-            fs,
-            table,
-            stdin,
-            closed: [false; 3],
+        let stdio = (0..3).map(|fd| Some(Fd::Stdio(fd)));
+        let preopens = fs.preopens().into_iter().map(|(desc, name)| {
+            Some(Fd::Open(Open {
+                desc,
+                pos: 0,
+                append: false,
+                preopen: Some(name),
+                listing: None,
+            }))
+        });
+        let table = stdio.chain(preopens).collect();
+        Files { fs, table, stdin }
+    }
+
+    /// A filesystem descriptor (stdio is not one).
+    fn open(&mut self, fd: u32) -> R<&mut Open> {
+        match slot(&mut self.table, fd)? {
+            Fd::Open(o) => Ok(o),
+            Fd::Stdio(_) => Err(errno::BADF),
         }
     }
 
-    /// Stdio fd `fd` (0-2), if it is one and still open.
-    fn stdio(&self, fd: u32) -> Option<R<u32>> {
-        (fd < FIRST_FD).then(|| {
-            if self.closed[fd as usize] {
-                Err(errno::BADF)
-            } else {
-                Ok(fd)
-            }
-        })
-    }
-
-    fn get(&mut self, fd: u32) -> R<&mut Fd> {
-        slot(&mut self.table, fd)
-    }
-
     fn desc(&self, fd: u32) -> R<&Descriptor> {
-        fd.checked_sub(FIRST_FD)
-            .and_then(|i| self.table.get(i as usize))
-            .and_then(Option::as_ref)
-            .map(|f| &f.desc)
-            .ok_or(errno::BADF)
-    }
-
-    fn insert(&mut self, fd: Fd) -> u32 {
-        let slot = match self.table.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                self.table.push(None);
-                self.table.len() - 1
-            }
-        };
-        self.table[slot] = Some(fd);
-        FIRST_FD + slot as u32
+        match self.table.get(fd as usize).and_then(Option::as_ref) {
+            Some(Fd::Open(o)) => Ok(&o.desc),
+            _ => Err(errno::BADF),
+        }
     }
 
     fn dir(&self, fd: u32) -> R<&Descriptor> {
@@ -329,17 +295,45 @@ impl Files {
         }
     }
 
+    /// The lowest free fd, as POSIX gives.
+    fn insert(&mut self, fd: Fd) -> u32 {
+        let slot = match self.table.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.table.push(None);
+                self.table.len() - 1
+            }
+        };
+        self.table[slot] = Some(fd);
+        slot as u32
+    }
+
+    fn close(&mut self, fd: u32) -> R<()> {
+        slot(&mut self.table, fd)?;
+        self.table[fd as usize] = None;
+        Ok(())
+    }
+
+    /// `to` becomes what `fd` is; `fd` is closed.
+    fn renumber(&mut self, fd: u32, to: u32) -> R<()> {
+        slot(&mut self.table, fd)?;
+        slot(&mut self.table, to)?;
+        if fd != to {
+            self.table[to as usize] = self.table[fd as usize].take();
+        }
+        Ok(())
+    }
+
     /// Read into the guest's buffers at `offset` (the file position when None).
     fn read(&mut self, mem: &mut [u8], fd: u32, iovs: &[(u32, u32)], at: Option<u64>) -> R<u32> {
-        if let Some(fd) = self.stdio(fd) {
-            return match (fd?, at) {
-                (_, Some(_)) => Err(errno::SPIPE),
-                (0, None) if self.stdin => read_stdin(mem, iovs),
-                (0, None) => Ok(0),
-                _ => Err(errno::BADF),
-            };
-        }
-        let f = slot(&mut self.table, fd)?;
+        let stdin = self.stdin;
+        let f = match (slot(&mut self.table, fd)?, at) {
+            (Fd::Stdio(_), Some(_)) => return Err(errno::SPIPE),
+            (Fd::Stdio(0), None) if stdin => return read_stdin(mem, iovs),
+            (Fd::Stdio(0), None) => return Ok(0),
+            (Fd::Stdio(_), None) => return Err(errno::BADF),
+            (Fd::Open(f), _) => f,
+        };
         if matches!(f.desc.kind, Kind::Dir) {
             return Err(errno::ISDIR);
         }
@@ -349,11 +343,12 @@ impl Files {
             if len == 0 {
                 continue;
             }
-            let (data, _) = fs(self.fs.read(&f.desc, u64::from(len), offset))?;
-            put(mem, ptr, &data)?;
-            total += data.len() as u32;
-            offset += data.len() as u64;
-            if data.len() < len as usize {
+            let n = fs(self
+                .fs
+                .read_into(&f.desc, bytes_mut(mem, ptr, len)?, offset))?;
+            total += n as u32;
+            offset += n as u64;
+            if n < len as usize {
                 break;
             }
         }
@@ -365,14 +360,12 @@ impl Files {
 
     /// Write the guest's buffers at `offset` (the file position, or its end when appending).
     fn write(&mut self, mem: &[u8], fd: u32, iovs: &[(u32, u32)], at: Option<u64>) -> R<u32> {
-        if let Some(fd) = self.stdio(fd) {
-            return match (fd?, at) {
-                (_, Some(_)) => Err(errno::SPIPE),
-                (1 | 2, None) => write_stdio(fd?, mem, iovs),
-                _ => Err(errno::BADF),
-            };
-        }
-        let f = slot(&mut self.table, fd)?;
+        let f = match (slot(&mut self.table, fd)?, at) {
+            (Fd::Stdio(_), Some(_)) => return Err(errno::SPIPE),
+            (Fd::Stdio(out @ (1 | 2)), None) => return write_stdio(*out, mem, iovs),
+            (Fd::Stdio(_), None) => return Err(errno::BADF),
+            (Fd::Open(f), _) => f,
+        };
         if matches!(f.desc.kind, Kind::Dir) {
             return Err(errno::ISDIR);
         }
@@ -401,10 +394,10 @@ impl Files {
     }
 
     fn seek(&mut self, fd: u32, offset: i64, whence: u8) -> R<u64> {
-        if let Some(fd) = self.stdio(fd) {
-            return fd.and(Err(errno::SPIPE));
-        }
-        let f = slot(&mut self.table, fd)?;
+        let f = match slot(&mut self.table, fd)? {
+            Fd::Stdio(_) => return Err(errno::SPIPE),
+            Fd::Open(f) => f,
+        };
         if matches!(f.desc.kind, Kind::Dir) {
             return Err(errno::SPIPE);
         }
@@ -420,19 +413,20 @@ impl Files {
     }
 
     fn fdstat(&mut self, fd: u32) -> R<[u8; 24]> {
-        if let Some(fd) = self.stdio(fd) {
-            let fd = fd?;
-            let rights = if fd == 0 {
-                RIGHT_FD_READ
-            } else {
-                RIGHT_FD_WRITE
-            } | RIGHT_POLL;
-            let mut b = [0u8; 24];
-            b[0] = stdio_filetype(fd);
-            b[8..16].copy_from_slice(&rights.to_le_bytes());
-            return Ok(b);
-        }
-        let f = slot(&mut self.table, fd)?;
+        let mut b = [0u8; 24];
+        let f = match slot(&mut self.table, fd)? {
+            Fd::Stdio(fd) => {
+                let rights = if *fd == 0 {
+                    RIGHT_FD_READ
+                } else {
+                    RIGHT_FD_WRITE
+                } | RIGHT_POLL;
+                b[0] = stdio_filetype(*fd);
+                b[8..16].copy_from_slice(&rights.to_le_bytes());
+                return Ok(b);
+            }
+            Fd::Open(f) => f,
+        };
         let (kind, flags) = match &f.desc.kind {
             Kind::Dir => (FILETYPE_DIRECTORY, 0u16),
             Kind::File(_) => (
@@ -449,7 +443,6 @@ impl Files {
                 base |= RIGHT_FD_WRITE;
             }
         }
-        let mut b = [0u8; 24];
         b[0] = kind;
         b[2..4].copy_from_slice(&flags.to_le_bytes());
         b[8..16].copy_from_slice(&base.to_le_bytes());
@@ -457,8 +450,50 @@ impl Files {
         Ok(b)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn open(
+    fn filestat(&mut self, fd: u32) -> R<[u8; 64]> {
+        match slot(&mut self.table, fd)? {
+            Fd::Stdio(fd) => {
+                let mut stat = [0u8; 64];
+                stat[16] = stdio_filetype(*fd);
+                Ok(stat)
+            }
+            Fd::Open(f) => Ok(filestat(&fs(self.fs.stat_descriptor(&f.desc))?)),
+        }
+    }
+
+    fn set_flags(&mut self, fd: u32, flags: u16) -> R<()> {
+        let f = match slot(&mut self.table, fd)? {
+            Fd::Stdio(_) if flags == 0 => return Ok(()),
+            Fd::Stdio(_) => return Err(errno::NOTSUP),
+            Fd::Open(f) => f,
+        };
+        // Only append can change; the sync flags are fixed at open, as on Linux.
+        if flags & !1 != 0 {
+            return Err(errno::NOTSUP);
+        }
+        if flags & 1 != 0 && !f.desc.flags.contains(DescriptorFlags::WRITE) {
+            return Err(errno::BADF);
+        }
+        f.append = flags & 1 != 0;
+        Ok(())
+    }
+
+    fn sync(&mut self, fd: u32, data_only: bool) -> R<()> {
+        match slot(&mut self.table, fd)? {
+            Fd::Stdio(_) => Ok(()),
+            Fd::Open(f) => fs(self.fs.sync(&f.desc, data_only)),
+        }
+    }
+
+    fn advise(&mut self, fd: u32, advice: i32) -> R<()> {
+        match slot(&mut self.table, fd)? {
+            Fd::Stdio(_) => Err(errno::SPIPE),
+            Fd::Open(_) if !(0..=5).contains(&advice) => Err(errno::INVAL),
+            Fd::Open(_) => Ok(()),
+        }
+    }
+
+    fn path_open(
         &mut self,
         dirfd: u32,
         lookup: u32,
@@ -497,19 +532,21 @@ impl Files {
         }
         let dir = self.dir(dirfd)?;
         let desc = fs(self.fs.open_at(dir, path_flags(lookup), path, open, flags))?;
-        Ok(self.insert(Fd {
+        Ok(self.insert(Fd::Open(Open {
             desc,
             pos: 0,
             append,
             preopen: None,
             listing: None,
-        }))
+        })))
     }
 
     /// Fill `buf` with dirents from `cookie` on (the last one cut short when it does not
     /// fit, as preview 1 wants); returns the bytes used.
     fn readdir(&mut self, buf: &mut [u8], fd: u32, cookie: u64) -> R<u32> {
-        let f = slot(&mut self.table, fd)?;
+        let Fd::Open(f) = slot(&mut self.table, fd)? else {
+            return Err(errno::BADF);
+        };
         if !matches!(f.desc.kind, Kind::Dir) {
             return Err(errno::NOTDIR);
         }
@@ -522,9 +559,9 @@ impl Files {
                 let entry = fs(entry)?;
                 listing.push((entry.name, filetype(entry.type_)));
             }
-            f.listing = Some(Arc::new(listing));
+            f.listing = Some(listing);
         }
-        let listing = f.listing.clone().expect("just listed");
+        let listing = f.listing.as_deref().unwrap_or_default();
         let mut used = 0usize;
         let start = usize::try_from(cookie).map_err(|_| errno::OVERFLOW)?;
         for (i, (name, kind)) in listing.iter().enumerate().skip(start) {
@@ -534,8 +571,7 @@ impl Files {
             dirent.extend_from_slice(&(name.len() as u32).to_le_bytes());
             dirent.extend_from_slice(&[*kind, 0, 0, 0]);
             dirent.extend_from_slice(name.as_bytes());
-            let room = buf.len() - used;
-            let n = dirent.len().min(room);
+            let n = dirent.len().min(buf.len() - used);
             buf[used..used + n].copy_from_slice(&dirent[..n]);
             used += n;
             if used == buf.len() {
@@ -543,6 +579,11 @@ impl Files {
             }
         }
         Ok(used as u32)
+    }
+
+    /// A preopen's guest path.
+    fn preopen(&mut self, fd: u32) -> R<String> {
+        self.open(fd)?.preopen.clone().ok_or(errno::BADF)
     }
 }
 
@@ -623,28 +664,9 @@ fn result(r: R<()>) -> i32 {
     }
 }
 
-/// Defines `$name` over our descriptors: `$body` (an `R<()>`) runs with the guest memory
-/// `$mem`, our descriptors `$files` and the fd `$fd` as u32.
-macro_rules! fd_function {
-    ($linker:ident, $name:literal,
-     |$mem:ident, $files:ident, $fd:ident $(, $arg:ident : $ty:ty)*| $body:block) => {{
-        $linker.func_wrap(
-            MODULE,
-            $name,
-            move |mut caller: Caller<'_, P1State>, $fd: i32 $(, $arg: $ty)*| -> i32 {
-                let $fd = $fd as u32;
-                result((|| -> R<()> {
-                    let ($mem, state) = memory(&mut caller)?;
-                    let $files = &mut state.files;
-                    $body
-                })())
-            },
-        )?;
-    }};
-}
-
-/// Defines a function whose first argument is not a descriptor.
-macro_rules! path_function {
+/// Defines `$name`: `$body` (an `R<()>`, the function's errno) runs with the guest memory
+/// `$mem` and our descriptors `$files`.
+macro_rules! host_function {
     ($linker:ident, $name:literal,
      |$mem:ident, $files:ident $(, $arg:ident : $ty:ty)*| $body:block) => {{
         $linker.func_wrap(
@@ -659,6 +681,17 @@ macro_rules! path_function {
             },
         )?;
     }};
+}
+
+/// A function whose first argument is a descriptor: `$fd`, as u32 in `$body`.
+macro_rules! fd_function {
+    ($linker:ident, $name:literal,
+     |$mem:ident, $files:ident, $fd:ident $(, $arg:ident : $ty:ty)*| $body:block) => {
+        host_function!($linker, $name, |$mem, $files, $fd: i32 $(, $arg: $ty)*| {
+            let $fd = $fd as u32;
+            $body
+        })
+    };
 }
 
 fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
@@ -714,15 +747,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         let pos = files.seek(fd, 0, 1)?;
         put_u64(mem, offset as u32, pos)
     });
-    fd_function!(linker, "fd_close", |_mem, files, fd| {
-        if let Some(fd) = files.stdio(fd) {
-            files.closed[fd? as usize] = true;
-            return Ok(());
-        }
-        files.get(fd)?;
-        files.table[(fd - FIRST_FD) as usize] = None;
-        Ok(())
-    });
+    fd_function!(linker, "fd_close", |_mem, files, fd| { files.close(fd) });
     fd_function!(linker, "fd_fdstat_get", |mem, files, fd, buf: i32| {
         let stat = files.fdstat(fd)?;
         put(mem, buf as u32, &stat)
@@ -730,40 +755,16 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
     fd_function!(
         linker,
         "fd_fdstat_set_flags",
-        |_mem, files, fd, flags: i32| {
-            if let Some(fd) = files.stdio(fd) {
-                fd?;
-                return if flags == 0 {
-                    Ok(())
-                } else {
-                    Err(errno::NOTSUP)
-                };
-            }
-            let f = files.get(fd)?;
-            // Only append can change; the sync flags are fixed at open, as on Linux.
-            if flags as u16 & !1 != 0 {
-                return Err(errno::NOTSUP);
-            }
-            if flags & 1 != 0 && !f.desc.flags.contains(DescriptorFlags::WRITE) {
-                return Err(errno::BADF);
-            }
-            f.append = flags & 1 != 0;
-            Ok(())
-        }
+        |_mem, files, fd, flags: i32| { files.set_flags(fd, flags as u16) }
     );
     fd_function!(
         linker,
         "fd_fdstat_set_rights",
-        |_mem, files, fd, _base: i64, _inheriting: i64| { files.get(fd).map(|_| ()) }
+        |_mem, files, fd, _base: i64, _inheriting: i64| { files.open(fd).map(|_| ()) }
     );
     fd_function!(linker, "fd_filestat_get", |mem, files, fd, buf: i32| {
-        if let Some(fd) = files.stdio(fd) {
-            let mut stat = [0u8; 64];
-            stat[16] = stdio_filetype(fd?);
-            return put(mem, buf as u32, &stat);
-        }
-        let st = fs(files.fs.stat_descriptor(files.desc(fd)?))?;
-        put(mem, buf as u32, &filestat(&st))
+        let stat = files.filestat(fd)?;
+        put(mem, buf as u32, &stat)
     });
     fd_function!(
         linker,
@@ -784,38 +785,21 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         }
     );
     fd_function!(linker, "fd_sync", |_mem, files, fd| {
-        if let Some(fd) = files.stdio(fd) {
-            return fd.map(|_| ());
-        }
-        let d = files.desc(fd)?;
-        fs(files.fs.sync(d, false))
+        files.sync(fd, false)
     });
     fd_function!(linker, "fd_datasync", |_mem, files, fd| {
-        if let Some(fd) = files.stdio(fd) {
-            return fd.map(|_| ());
-        }
-        let d = files.desc(fd)?;
-        fs(files.fs.sync(d, true))
+        files.sync(fd, true)
     });
     fd_function!(
         linker,
         "fd_advise",
-        |_mem, files, fd, _offset: i64, _len: i64, advice: i32| {
-            if let Some(fd) = files.stdio(fd) {
-                return fd.and(Err(errno::SPIPE));
-            }
-            files.get(fd)?;
-            if !(0..=5).contains(&advice) {
-                return Err(errno::INVAL);
-            }
-            Ok(())
-        }
+        |_mem, files, fd, _offset: i64, _len: i64, advice: i32| { files.advise(fd, advice) }
     );
     fd_function!(
         linker,
         "fd_allocate",
         |_mem, files, fd, _offset: i64, _len: i64| {
-            files.get(fd)?;
+            files.open(fd)?;
             Err(errno::NOTSUP)
         }
     );
@@ -828,7 +812,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         }
     );
     fd_function!(linker, "fd_prestat_get", |mem, files, fd, buf: i32| {
-        let name = files.get(fd)?.preopen.clone().ok_or(errno::BADF)?;
+        let name = files.preopen(fd)?;
         let mut prestat = [0u8; 8];
         prestat[4..8].copy_from_slice(&(name.len() as u32).to_le_bytes());
         put(mem, buf as u32, &prestat)
@@ -837,7 +821,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         linker,
         "fd_prestat_dir_name",
         |mem, files, fd, path: i32, len: i32| {
-            let name = files.get(fd)?.preopen.clone().ok_or(errno::BADF)?;
+            let name = files.preopen(fd)?;
             if (len as u32 as usize) < name.len() {
                 return Err(errno::NAMETOOLONG);
             }
@@ -845,17 +829,10 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         }
     );
     fd_function!(linker, "fd_renumber", |_mem, files, fd, to: i32| {
-        files.get(fd)?;
-        let to = u32::try_from(to).map_err(|_| errno::BADF)?;
-        files.get(to)?;
-        if fd != to {
-            let moved = files.table[(fd - FIRST_FD) as usize].take();
-            files.table[(to - FIRST_FD) as usize] = moved;
-        }
-        Ok(())
+        files.renumber(fd, to as u32)
     });
 
-    path_function!(
+    host_function!(
         linker,
         "path_open",
         |mem,
@@ -870,7 +847,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
          fdflags: i32,
          opened: i32| {
             let path = string(mem, path as u32, len as u32)?;
-            let new = files.open(
+            let new = files.path_open(
                 fd as u32,
                 lookup as u32,
                 &path,
@@ -881,7 +858,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
             put_u32(mem, opened as u32, new)
         }
     );
-    path_function!(
+    host_function!(
         linker,
         "path_create_directory",
         |mem, files, fd: i32, path: i32, len: i32| {
@@ -890,7 +867,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
             fs(files.fs.create_directory_at(dir, &path))
         }
     );
-    path_function!(
+    host_function!(
         linker,
         "path_remove_directory",
         |mem, files, fd: i32, path: i32, len: i32| {
@@ -899,7 +876,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
             fs(files.fs.remove_directory_at(dir, &path))
         }
     );
-    path_function!(
+    host_function!(
         linker,
         "path_unlink_file",
         |mem, files, fd: i32, path: i32, len: i32| {
@@ -908,7 +885,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
             fs(files.fs.unlink_file_at(dir, &path))
         }
     );
-    path_function!(
+    host_function!(
         linker,
         "path_filestat_get",
         |mem, files, fd: i32, lookup: i32, path: i32, len: i32, buf: i32| {
@@ -918,7 +895,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
             put(mem, buf as u32, &filestat(&st))
         }
     );
-    path_function!(
+    host_function!(
         linker,
         "path_filestat_set_times",
         |mem,
@@ -939,7 +916,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
                 .set_times_at(dir, path_flags(lookup as u32), &path, atim, mtim))
         }
     );
-    path_function!(
+    host_function!(
         linker,
         "path_readlink",
         |mem, files, fd: i32, path: i32, len: i32, buf: i32, buf_len: i32, used: i32| {
@@ -951,7 +928,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
             put_u32(mem, used as u32, n as u32)
         }
     );
-    path_function!(
+    host_function!(
         linker,
         "path_rename",
         |mem, files, fd: i32, old: i32, old_len: i32, new_fd: i32, new: i32, new_len: i32| {
@@ -962,7 +939,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
             fs(files.fs.rename_at(from, &old, to, &new))
         }
     );
-    path_function!(
+    host_function!(
         linker,
         "path_link",
         |mem,
@@ -983,7 +960,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
                 .link_at(from, path_flags(lookup as u32), &old, to, &new))
         }
     );
-    path_function!(
+    host_function!(
         linker,
         "path_symlink",
         |mem, files, target: i32, target_len: i32, fd: i32, path: i32, len: i32| {
