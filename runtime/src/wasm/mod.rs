@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use cap_std::fs::Dir;
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Config, Engine, Module, Precompiled, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, Module, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -49,6 +49,10 @@ pub const CACHE_DIR: &str = "cache/wasm";
 
 /// Changes when how programs are compiled changes, so cached code is rebuilt.
 const CACHE_FORMAT: &str = "strata-2 (p1 modules native)";
+
+/// Cache file names: a core module's artifact, and (any other `.cwasm`) a component's.
+const MODULE_SUFFIX: &str = ".module.cwasm";
+const COMPONENT_SUFFIX: &str = ".cwasm";
 
 /// A compiled guest.
 enum Program {
@@ -176,8 +180,11 @@ impl WasmRuntime {
             None
         };
         if let Some(memo) = &memo {
-            if let Ok(p) = deserialize(&self.engine, &self.cache.join(memo)) {
-                return Ok(p);
+            // The link's target names the artifact, and so says which kind it is.
+            if let Ok(target) = std::fs::read_link(self.cache.join(memo)) {
+                if let Ok(p) = deserialize(&self.engine, &self.cache.join(target)) {
+                    return Ok(p);
+                }
             }
         }
         let wasm = read_module(file)?;
@@ -199,7 +206,8 @@ impl WasmRuntime {
         Ok(program)
     }
 
-    /// `<digest of module, engine and cache format>.cwasm`.
+    /// `<digest of module, engine and cache format>.cwasm`, `.module.cwasm` for a core
+    /// module: the name says which kind of artifact the file holds.
     fn cache_name(&self, wasm: &[u8]) -> String {
         let k = format!(
             "{} {:x} {}",
@@ -207,7 +215,12 @@ impl WasmRuntime {
             self.engine_hash,
             CACHE_FORMAT
         );
-        format!("{}.cwasm", Digest::of(k.as_bytes()).hex())
+        let kind = if wasmparser::Parser::is_core_wasm(wasm) {
+            MODULE_SUFFIX
+        } else {
+            COMPONENT_SUFFIX
+        };
+        format!("{}{kind}", Digest::of(k.as_bytes()).hex())
     }
 
     /// `file-<hash of the file's identity, engine and cache format>`, or None without a stat.
@@ -475,18 +488,18 @@ fn read_module(mut file: File) -> Result<Vec<u8>> {
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Program> {
     // SAFETY: the file was written by `Module::serialize` or `Component::serialize` of this
     // engine configuration into the store's private (0700) cache, and its name includes the
-    // engine's compatibility hash; wasmtime also checks the header before use.
-    match Engine::detect_precompiled_file(path)? {
-        Some(Precompiled::Module) => Ok(Program::Module(unsafe {
+    // engine's compatibility hash; wasmtime also checks the header (kind included) before use.
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if name.ends_with(MODULE_SUFFIX) {
+        Ok(Program::Module(unsafe {
             Module::deserialize_file(engine, path)
-        }?)),
-        Some(Precompiled::Component) => Ok(Program::Component(unsafe {
+        }?))
+    } else if name.ends_with(COMPONENT_SUFFIX) {
+        Ok(Program::Component(unsafe {
             Component::deserialize_file(engine, path)
-        }?)),
-        None => Err(wasmtime::format_err!(
-            "{}: not compiled code",
-            path.display()
-        )),
+        }?))
+    } else {
+        Err(wasmtime::format_err!("{name}: not compiled code"))
     }
 }
 
