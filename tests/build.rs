@@ -808,7 +808,9 @@ fn run_mounts_bind_cache_and_tmpfs() {
                 "FROM busybox:base\n\
                  RUN --mount=type=bind,source=data,target=/mnt/data cat /mnt/data/in.txt > /copied.txt\n\
                  RUN --mount=type=cache,target=/var/cache/app echo run >> /var/cache/app/log && wc -l < /var/cache/app/log > /count.txt\n\
-                 RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs.txt\n",
+                 RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs.txt\n\
+                 RUN mkdir /kept\n\
+                 RUN --mount=type=tmpfs,target=/kept --mount=type=tmpfs,target=/made/deep true\n",
             ),
             ("data/in.txt", "bound in\n"),
         ],
@@ -822,6 +824,11 @@ fn run_mounts_bind_cache_and_tmpfs() {
         ),
         "bound in\n1\nx\n3\n",
         "the mount points are not in the image"
+    );
+    assert_eq!(
+        run(&env, "m:1", "test -d /kept && test ! -e /made && echo ok"),
+        "ok\n",
+        "an image's own directory used as a mount point stays; one made for the run goes"
     );
     // The cache outlives the build; the bind's content is part of the key.
     build_ok(&env, &ctx, &["--no-cache", "-t", "m:2"]);

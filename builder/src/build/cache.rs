@@ -71,16 +71,21 @@ impl<'a> Cache<'a> {
 
     /// The record of `key`, if its layer is still in the store.
     pub fn get(&self, key: &Key) -> Option<Record> {
-        let bytes = self.dir.read(format!("{}.json", key.0)).ok()?;
-        let record: Record = serde_json::from_slice(&bytes).ok()?;
-        if let Some(l) = &record.layer {
-            if !self.store.content().contains(&l.descriptor.digest)
-                || !self.store.has_layer(&l.diff_id)
-            {
-                return None;
-            }
-        }
-        Some(record)
+        self.read(&format!("{}.json", key.0))
+            .filter(|r| self.live(r))
+    }
+
+    /// The record in file `name`; None if it cannot be read.
+    fn read(&self, name: &str) -> Option<Record> {
+        let bytes = self.dir.read(name).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Whether the record's layer (if any) is still in the store.
+    fn live(&self, record: &Record) -> bool {
+        record.layer.as_ref().is_none_or(|l| {
+            self.store.content().contains(&l.descriptor.digest) && self.store.has_layer(&l.diff_id)
+        })
     }
 
     pub fn put(&self, key: &Key, record: &Record) -> Result<(), BuildError> {
@@ -94,28 +99,17 @@ impl Cache<'_> {
     /// Every record's layer (None for metadata steps).
     pub fn layers(&self) -> Vec<Option<Digest>> {
         self.records()
-            .filter_map(|name| self.dir.read(&name).ok())
-            .filter_map(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
+            .filter_map(|name| self.read(&name))
             .map(|r| r.layer.map(|l| l.diff_id))
             .collect()
     }
 
-    /// Remove the records whose layer is gone from the store, or every record with `all`;
-    /// how many went.
+    /// Remove the records whose layer is gone from the store (or that cannot be read), or
+    /// every record with `all`; how many went.
     pub fn prune(&self, all: bool) -> usize {
         let mut removed = 0;
         for name in self.records().collect::<Vec<_>>() {
-            let stale = self
-                .dir
-                .read(&name)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-                .is_none_or(|r| {
-                    r.layer.is_some_and(|l| {
-                        !self.store.content().contains(&l.descriptor.digest)
-                            || !self.store.has_layer(&l.diff_id)
-                    })
-                });
+            let stale = self.read(&name).is_none_or(|r| !self.live(&r));
             if (all || stale) && self.dir.remove_file(&name).is_ok() {
                 removed += 1;
             }

@@ -773,30 +773,22 @@ impl StageBuilder<'_, '_> {
         let expand = |v: &str| self.expand(cmd, v).map_err(|e| e.to_string());
         for r in raw {
             let m = parse_mount(r, Some(&expand)).map_err(|e| self.err(cmd, e))?;
-            let unsupported = |kind: MountType| {
-                self.err(
-                    cmd,
-                    format!(
-                        "RUN --mount=type={} is not supported by this builder yet",
-                        kind.as_str()
-                    ),
-                )
+            // Absolute and clean; relative to WORKDIR as written.
+            let target = || -> Result<String, BuildError> {
+                let t = m
+                    .target
+                    .clone()
+                    .ok_or_else(|| self.err(cmd, "mount target is required"))?;
+                let t = if t.starts_with('/') {
+                    t
+                } else {
+                    format!("{}/{t}", self.workdir().trim_end_matches('/'))
+                };
+                Ok(format!("/{}", super::context::clean(&t)))
             };
-            if matches!(m.kind, MountType::Secret | MountType::Ssh) {
-                return Err(unsupported(m.kind));
-            }
-            let target = m
-                .target
-                .clone()
-                .ok_or_else(|| self.err(cmd, "mount target is required"))?;
-            let target = if target.starts_with('/') {
-                target
-            } else {
-                format!("{}/{target}", self.workdir().trim_end_matches('/'))
-            };
-            let target = format!("/{}", super::context::clean(&target));
             match m.kind {
                 MountType::Bind => {
+                    let target = target()?;
                     if m.from.is_some() {
                         return Err(self.err(
                             cmd,
@@ -834,6 +826,7 @@ impl StageBuilder<'_, '_> {
                     });
                 }
                 MountType::Cache => {
+                    let target = target()?;
                     use sha2::Digest as _;
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
                     let hash = super::context::hex(&sha2::Sha256::digest(id.as_bytes()));
@@ -861,10 +854,19 @@ impl StageBuilder<'_, '_> {
                     });
                 }
                 MountType::Tmpfs => {
+                    let target = target()?;
                     out.key.push_str(&format!("tmpfs {target}\n"));
                     out.tmpfs.push(target);
                 }
-                MountType::Secret | MountType::Ssh => return Err(unsupported(m.kind)),
+                MountType::Secret | MountType::Ssh => {
+                    return Err(self.err(
+                        cmd,
+                        format!(
+                            "RUN --mount=type={} is not supported by this builder yet",
+                            m.kind.as_str()
+                        ),
+                    ))
+                }
             }
         }
         Ok(out)
@@ -900,9 +902,10 @@ impl StageBuilder<'_, '_> {
             };
             // Mount points the image lacks are made for the run and are not part of the layer.
             let root = containers.root(&container)?;
-            let made: Vec<String> = mounts
+            // (first directory made, mount point) for each target the image lacks.
+            let made: Vec<(String, String)> = mounts
                 .targets()
-                .filter_map(|t| first_missing(&root, &t))
+                .filter_map(|t| first_missing(&root, &t).map(|first| (first, t)))
                 .collect();
             let spec = make_spec(&image, &opts, container.short_id())?;
             containers.save_spec(&container, &spec)?;
@@ -930,8 +933,8 @@ impl StageBuilder<'_, '_> {
                     ),
                 ));
             }
-            for (first, target) in made.iter().zip(mounts.targets()) {
-                remove_mount_points(&root, first, &target);
+            for (first, target) in &made {
+                remove_mount_points(&root, first, target);
             }
             drop(root);
             let upper = containers.upper(&container)?;
