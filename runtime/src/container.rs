@@ -477,20 +477,8 @@ pub struct Containers<'a> {
 
 impl<'a> Containers<'a> {
     pub fn open(store: &'a Store) -> Result<Containers<'a>> {
-        let root = store.root_dir();
-        let dir = match root.open_dir(CONTAINERS_DIR) {
-            Ok(dir) => dir,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut private = cap_std::fs::DirBuilder::new();
-                cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
-                private.recursive(true);
-                root.create_dir_with(CONTAINERS_DIR, &private)
-                    .context(|| "create containers directory".into())?;
-                root.open_dir(CONTAINERS_DIR)
-                    .context(|| "open containers directory".into())?
-            }
-            Err(e) => return Err(Error::io("open containers directory", e)),
-        };
+        let dir = open_or_create(store.root_dir(), CONTAINERS_DIR)
+            .context(|| "open containers directory".into())?;
         Ok(Containers { store, dir })
     }
 
@@ -578,17 +566,23 @@ impl<'a> Containers<'a> {
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Ok(bytes) = self.dir.read(Path::new(&name).join(RECORD)) {
-                if let Ok(mut c) = serde_json::from_slice::<Container>(&bytes) {
-                    c.refresh();
-                    if !c.abandoned() {
-                        out.push(c);
-                    }
+            if let Ok(c) = self.read_record(&name) {
+                if !c.abandoned() {
+                    out.push(c);
                 }
             }
         }
         out.sort_by(|a, b| b.created.cmp(&a.created));
         Ok(out)
+    }
+
+    /// The record in the container directory `name`, refreshed.
+    fn read_record(&self, name: &str) -> std::io::Result<Container> {
+        let bytes = self.dir.read(Path::new(name).join(RECORD))?;
+        let mut c: Container = serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        c.refresh();
+        Ok(c)
     }
 
     /// By full or short ID, or by name.
@@ -778,15 +772,8 @@ impl<'a> Containers<'a> {
         if !plain.unwrap_or(false) {
             return false;
         }
-        let spares = match self.dir.open_dir(SPARE_DIR) {
-            Ok(d) => d,
-            Err(_) => {
-                let _ = self.dir.create_dir(SPARE_DIR);
-                match self.dir.open_dir(SPARE_DIR) {
-                    Ok(d) => d,
-                    Err(_) => return false,
-                }
-            }
+        let Ok(spares) = open_or_create(&self.dir, SPARE_DIR) else {
+            return false;
         };
         spares.names().is_ok_and(|n| n.len() < SPARES_KEPT)
             && self.dir.rename(id, &spares, id).is_ok()
@@ -803,12 +790,9 @@ impl<'a> Containers<'a> {
             {
                 continue;
             }
-            let debris = match self.dir.read(Path::new(&name).join(RECORD)) {
+            let debris = match self.read_record(&name) {
                 Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-                Ok(bytes) => serde_json::from_slice::<Container>(&bytes).is_ok_and(|mut c| {
-                    c.refresh();
-                    c.abandoned()
-                }),
+                Ok(c) => c.abandoned(),
             };
             if debris {
                 crate::store::make_removable(&self.dir, &name)?;
@@ -819,6 +803,21 @@ impl<'a> Containers<'a> {
             }
         }
         Ok(removed)
+    }
+}
+
+/// The private (0700) directory `name` in `parent`, made if missing (a concurrent maker
+/// is fine).
+fn open_or_create(parent: &Dir, name: &str) -> std::io::Result<Dir> {
+    match parent.open_dir(name) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut private = cap_std::fs::DirBuilder::new();
+            cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
+            private.recursive(true);
+            parent.create_dir_with(name, &private)?;
+            parent.open_dir(name)
+        }
+        r => r,
     }
 }
 
