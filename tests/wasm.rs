@@ -304,6 +304,28 @@ fn stdin_and_streaming_output() {
     );
 }
 
+/// `run [flags] hello loop`, once the guest has said it is looping.
+fn spin(env: &Env, flags: &[&str]) -> std::process::Child {
+    let mut args = vec!["run"];
+    args.extend(flags);
+    args.extend(["hello", "loop"]);
+    let mut child = env.cmd(&args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("looping"), "{line}");
+    child
+}
+
+fn signal(child: &std::process::Child, sig: rustix::process::Signal) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        sig,
+    )
+    .unwrap();
+}
+
 #[test]
 fn sigterm_and_sigint_stop_a_spinning_guest() {
     for (kind, wasm) in guests() {
@@ -313,27 +335,14 @@ fn sigterm_and_sigint_stop_a_spinning_guest() {
             (rustix::process::Signal::TERM, 143),
             (rustix::process::Signal::INT, 130),
         ] {
-            let mut child = env
-                .cmd(&["run", "--name", "spinner", "hello", "loop"])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            std::io::BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            assert!(line.starts_with("looping"), "{kind}: {line}");
+            let mut child = spin(&env, &["--name", "spinner"]);
             let ps = env.ok(&["ps"]);
             assert!(
                 ps.contains("spinner") && ps.contains("Up "),
                 "{kind}: running shows in ps: {ps}"
             );
             let sent = Instant::now();
-            rustix::process::kill_process(
-                rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-                sig,
-            )
-            .unwrap();
+            signal(&child, sig);
             let status = child.wait().unwrap();
             assert_eq!(status.code(), Some(expected), "{kind}");
             assert!(
@@ -370,11 +379,7 @@ fn a_guest_blocked_on_stdin_stops_after_the_grace_period() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let sent = Instant::now();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
+    signal(&child, rustix::process::Signal::TERM);
     let status = child.wait().unwrap();
     let took = sent.elapsed();
     assert_eq!(status.code(), Some(143));
@@ -384,16 +389,7 @@ fn a_guest_blocked_on_stdin_stops_after_the_grace_period() {
     );
     // It left without cleaning up, as does a `run --rm` killed outright: such a container
     // counts as removed, and `system prune` clears what it left.
-    let mut killed = env
-        .cmd(&["run", "--rm", "hello", "loop"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(killed.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("looping"), "{line}");
+    let mut killed = spin(&env, &["--rm"]);
     killed.kill().unwrap();
     killed.wait().unwrap();
     assert!(
