@@ -497,7 +497,7 @@ impl<'a> Containers<'a> {
         runtime: Runtime,
         name: Option<&str>,
     ) -> Result<Container> {
-        let id = new_id();
+        let id = new_id()?;
         // Names are unique: checking and claiming one is serialised by the index lock. A
         // generated name needs no lock, like docker's.
         let _lock = name.map(|_| self.store.index_lock()).transpose()?;
@@ -867,10 +867,11 @@ pub fn now() -> String {
 }
 
 /// 256 random bits, as docker's IDs.
-fn new_id() -> String {
+fn new_id() -> Result<String> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the kernel's random source");
-    hex::encode(bytes)
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::io("draw a container ID", std::io::Error::other(e)))?;
+    Ok(hex::encode(bytes))
 }
 
 fn valid_name(n: &str) -> bool {
