@@ -357,20 +357,147 @@ fn sigterm_and_sigint_stop_a_spinning_guest() {
     }
 }
 
-/// A guest blocked in a host call (reading a stdin that stays open) never reaches an epoch
-/// check: after a grace period the process ends with the signal's status all the same.
+/// Count of container directories (records) left in the store.
+fn containers_left(env: &Env) -> usize {
+    std::fs::read_dir(env.root().join("containers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .count()
+}
+
+/// A guest waiting in WASI (sleeping, reading stdin, polling) stops at once on SIGTERM, and
+/// `--rm` still removes its container.
 #[test]
-fn a_guest_blocked_on_stdin_stops_after_the_grace_period() {
+fn a_waiting_guest_stops_at_once() {
+    for (kind, wasm) in guests() {
+        let env = Env::new();
+        env.wasm_image(&wasm, "hello", true);
+        for args in [
+            &["hello", "sleep", "60"][..],
+            &["-i", "hello", "cat-stdin"],
+            &["-i", "hello", "poll", "60000", "stdin"],
+        ] {
+            let mut argv = vec!["run", "--rm"];
+            argv.extend(args);
+            let mut child = env
+                .cmd(&argv)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let _stdin = child.stdin.take().unwrap();
+            if args[1] == "sleep" {
+                let mut line = String::new();
+                std::io::BufReader::new(child.stdout.take().unwrap())
+                    .read_line(&mut line)
+                    .unwrap();
+                assert_eq!(line, "sleeping\n", "{kind}");
+            } else {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while env.ok(&["ps", "-q"]).trim().is_empty() {
+                    assert!(Instant::now() < deadline, "{kind} {args:?}: never started");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            // Into the wait.
+            std::thread::sleep(Duration::from_millis(300));
+            let sent = Instant::now();
+            signal(&child, rustix::process::Signal::TERM);
+            let status = child.wait().unwrap();
+            let took = sent.elapsed();
+            assert_eq!(status.code(), Some(143), "{kind} {args:?}");
+            assert!(
+                took < Duration::from_millis(1500),
+                "{kind} {args:?}: stopped at once, not by the grace period: {took:?}"
+            );
+        }
+        assert_eq!(containers_left(&env), 0, "{kind}: --rm cleaned up");
+    }
+}
+
+/// `poll` in the guest: files and stdout are ready at once, stdin when it has data (or has
+/// none to give without `-i`), and a timeout passes when nothing is ready; sleep sleeps.
+#[test]
+fn poll_and_sleep_wait_as_asked() {
+    for (kind, wasm) in guests() {
+        let env = Env::new();
+        env.wasm_image(&wasm, "hello", true);
+        let start = Instant::now();
+        let out = env.ok(&[
+            "run",
+            "--rm",
+            "hello",
+            "poll",
+            "30000",
+            "/data/greeting.txt",
+            "stdout",
+            "stdin",
+        ]);
+        assert_eq!(out, "poll 3 in out in\n", "{kind}");
+        assert!(start.elapsed() < Duration::from_secs(15), "{kind}: no wait");
+
+        let poll_stdin = |ms: &str, input: &[u8]| {
+            let start = Instant::now();
+            let mut child = env
+                .cmd(&["run", "--rm", "-i", "hello", "poll", ms, "stdin"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input).unwrap();
+            let mut out = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            assert!(child.wait().unwrap().success(), "{kind}: {out}");
+            drop(stdin);
+            (out, start.elapsed())
+        };
+        let (out, took) = poll_stdin("400", b"");
+        assert_eq!(out, "poll 0 -\n", "{kind}: nothing to read");
+        assert!(
+            took >= Duration::from_millis(400),
+            "{kind}: waited {took:?}"
+        );
+        let (out, took) = poll_stdin("30000", b"x\n");
+        assert_eq!(out, "poll 1 in\n", "{kind}");
+        assert!(took < Duration::from_secs(15), "{kind}: {took:?}");
+
+        let start = Instant::now();
+        let out = env.ok(&["run", "--rm", "hello", "sleep", "0.4"]);
+        assert_eq!(out, "sleeping\nslept\n", "{kind}");
+        assert!(start.elapsed() >= Duration::from_millis(400), "{kind}");
+    }
+}
+
+/// A guest blocked in a host call that no signal ends (opening a FIFO that nobody writes)
+/// never reaches an epoch check: after a grace period the process ends with the signal's
+/// status all the same.
+#[test]
+fn a_guest_blocked_in_the_host_stops_after_the_grace_period() {
     let (_, p2) = hello_wasm();
     let env = Env::new();
     env.wasm_image(&p2, "hello", true);
+    let shared = env.path("fifo-dir");
+    std::fs::create_dir_all(&shared).unwrap();
+    let fifo = shared.join("fifo");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let bind = format!("{}:/mnt", shared.display());
     let mut child = env
-        .cmd(&["run", "--rm", "-i", "hello", "cat-stdin"])
-        .stdin(Stdio::piped())
+        .cmd(&["run", "--rm", "-v", &bind, "hello", "cat", "/mnt/fifo"])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let _stdin = child.stdin.take().unwrap();
     // Wait for the guest to start: the container shows as running.
     let deadline = Instant::now() + Duration::from_secs(20);
     while env.ok(&["ps", "-q"]).trim().is_empty() {
@@ -396,16 +523,9 @@ fn a_guest_blocked_on_stdin_stops_after_the_grace_period() {
         env.ok(&["ps", "-a", "-q"]).trim().is_empty(),
         "nothing listed"
     );
-    let left = || {
-        std::fs::read_dir(env.root().join("containers"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .count()
-    };
-    assert_eq!(left(), 2, "both records are still on disk");
+    assert_eq!(containers_left(&env), 2, "both records are still on disk");
     env.ok(&["system", "prune", "-f"]);
-    assert_eq!(left(), 0, "prune removed them");
+    assert_eq!(containers_left(&env), 0, "prune removed them");
 }
 
 #[test]

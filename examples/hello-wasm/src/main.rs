@@ -26,11 +26,14 @@ fn main() {
         "oom" => cmd_oom(),
         "cat-stdin" => cmd_cat_stdin(),
         "sleep-print" => cmd_sleep_print(),
+        "sleep" => cmd_sleep(rest),
+        "poll" => cmd_poll(rest),
         other => {
             eprintln!("hello-wasm: unknown command {other:?}");
             eprintln!(
                 "usage: hello-wasm [hello | exit N | cat PATH | write PATH TEXT | ls PATH | rm PATH | \
-                 escape | loop | files N M | trap | oom | cat-stdin | sleep-print]"
+                 escape | loop | files N M | trap | oom | cat-stdin | sleep-print | sleep SECS | \
+                 poll MS TARGET...]"
             );
             2
         }
@@ -432,5 +435,70 @@ fn cmd_sleep_print() -> i32 {
         let _ = io::stdout().flush();
         std::thread::sleep(Duration::from_secs(1));
     }
+    0
+}
+
+fn cmd_sleep(rest: &[String]) -> i32 {
+    let Some(secs) = rest.first().and_then(|s| s.parse::<f64>().ok()) else {
+        return fail(format_args!("sleep: expected a number of seconds"));
+    };
+    println!("sleeping");
+    let _ = io::stdout().flush();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    println!("slept");
+    0
+}
+
+/// wasi-libc's `poll` (`<poll.h>`): what C programs use to wait on descriptors.
+#[repr(C)]
+struct PollFd {
+    fd: i32,
+    events: i16,
+    revents: i16,
+}
+
+const POLLIN: i16 = 0x1;
+const POLLOUT: i16 = 0x2;
+
+extern "C" {
+    fn poll(fds: *mut PollFd, nfds: usize, timeout: i32) -> i32;
+}
+
+fn cmd_poll(rest: &[String]) -> i32 {
+    use std::os::fd::AsRawFd;
+    let Some(Ok(ms)) = rest.first().map(|s| s.parse::<i32>()) else {
+        return fail(format_args!("poll: expected MS TARGET..."));
+    };
+    // Each target: `stdin` (for reading), `stdout` (for writing) or a file (for reading).
+    let mut files = Vec::new();
+    let mut fds = Vec::new();
+    for target in &rest[1..] {
+        let (fd, events) = match target.as_str() {
+            "stdin" => (0, POLLIN),
+            "stdout" => (1, POLLOUT),
+            path => match std::fs::File::open(path) {
+                Ok(f) => {
+                    let fd = f.as_raw_fd();
+                    files.push(f);
+                    (fd, POLLIN)
+                }
+                Err(e) => return fail(format_args!("poll: {path}: {e}")),
+            },
+        };
+        fds.push(PollFd { fd, events, revents: 0 });
+    }
+    let ready = unsafe { poll(fds.as_mut_ptr(), fds.len(), ms) };
+    if ready < 0 {
+        return fail(format_args!("poll: {}", io::Error::last_os_error()));
+    }
+    let flags: Vec<&str> = fds
+        .iter()
+        .map(|f| match (f.revents & POLLIN != 0, f.revents & POLLOUT != 0) {
+            (true, _) => "in",
+            (_, true) => "out",
+            _ => "-",
+        })
+        .collect();
+    println!("poll {ready} {}", flags.join(" "));
     0
 }

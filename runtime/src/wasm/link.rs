@@ -11,9 +11,9 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, random, sockets, sync};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 
-use super::{filesystem, WasmState};
+use super::{blocking, filesystem, WasmState};
 
-/// `wasi:io` works on the store's resource table.
+/// `wasi:io/error` works on the store's resource table.
 struct Io;
 
 impl HasData for Io {
@@ -22,6 +22,20 @@ impl HasData for Io {
 
 fn table(s: &mut WasmState) -> &mut ResourceTable {
     &mut s.table
+}
+
+/// Polls and streams too, with blocking calls that a stop signal ends.
+struct BlockingIo;
+
+impl HasData for BlockingIo {
+    type Data<'a> = blocking::Io<'a>;
+}
+
+fn blocking_io(s: &mut WasmState) -> blocking::Io<'_> {
+    blocking::Io {
+        table: &mut s.table,
+        stop: &s.stop,
+    }
 }
 
 /// A linker with what `component` imports. An import we do not serve is left out, and
@@ -37,8 +51,8 @@ pub fn linker_for(engine: &Engine, component: &Component) -> wasmtime::Result<Li
             "wasi:io/error" => {
                 wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<S, Io>(l, table)?
             }
-            "wasi:io/poll" => sync::io::poll::add_to_linker::<S, Io>(l, table)?,
-            "wasi:io/streams" => sync::io::streams::add_to_linker::<S, Io>(l, table)?,
+            "wasi:io/poll" => sync::io::poll::add_to_linker::<S, BlockingIo>(l, blocking_io)?,
+            "wasi:io/streams" => sync::io::streams::add_to_linker::<S, BlockingIo>(l, blocking_io)?,
             "wasi:clocks/wall-clock" => {
                 clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)?
             }

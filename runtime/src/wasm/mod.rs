@@ -5,6 +5,7 @@
 //! digest and the engine's compatibility hash; later runs deserialize (mmap) it. Stop: a
 //! signal bumps the engine's epoch and the guest traps at its next epoch check.
 
+mod blocking;
 mod executor;
 pub mod filesystem;
 mod link;
@@ -33,6 +34,8 @@ pub struct WasmState {
     pub table: ResourceTable,
     pub fs: filesystem::GuestFs,
     pub limits: StoreLimits,
+    /// Ends wasi:io's blocking calls on a stop signal.
+    pub stop: blocking::Stop,
 }
 
 impl WasiView for WasmState {
@@ -99,13 +102,14 @@ pub struct Interrupt {
 
 impl Interrupt {
     /// Stop the guest because of `signal`; true for the first signal. Async-signal-safe:
-    /// atomics only.
+    /// atomics and write(2) only.
     pub fn interrupt(&self, signal: i32) -> bool {
         let first = self
             .signal
             .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok();
         self.engine.increment_epoch();
+        blocking::wake();
         first
     }
 
@@ -349,6 +353,7 @@ impl WasmRuntime {
             table: ResourceTable::new(),
             fs,
             limits,
+            stop: blocking::Stop::new()?,
         });
         store.limiter(|s| &mut s.limits);
         Ok(pre
@@ -367,9 +372,10 @@ impl WasmRuntime {
         stdin: bool,
         limits: StoreLimits,
     ) -> Result<wasmtime::Result<i32>> {
+        let clock = p1::GuestClock::new();
         let mut store = self.store(p1::P1State {
-            wasi: wasi.build_p1(),
-            files: p1::Files::new(fs, stdin),
+            wasi: wasi.monotonic_clock(clock).build_p1(),
+            files: p1::Files::new(fs, stdin, Arc::clone(&self.signal), &clock),
             limits,
         });
         store.limiter(|s| &mut s.limits);
@@ -402,12 +408,9 @@ impl WasmRuntime {
         if let Some(exit) = e.downcast_ref::<I32Exit>() {
             return Outcome::Exited(exit.0);
         }
-        match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => {
-                let sig = self.signal.load(Ordering::SeqCst);
-                return Outcome::Interrupted(if sig == 0 { 15 } else { sig });
-            }
-            Some(_) | None => {}
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            let sig = self.signal.load(Ordering::SeqCst);
+            return Outcome::Interrupted(if sig == 0 { 15 } else { sig });
         }
         // The limiter's refusal is in the error's chain of causes.
         let text = format!("{e:?}");

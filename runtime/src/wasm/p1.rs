@@ -1,7 +1,8 @@
 //! WASI preview 1 modules, run natively on a core linker.
 //!
 //! wasmtime-wasi's preview 1 host serves what is not a descriptor: arguments, environment,
-//! clocks, random and poll. `proc_exit` is ours (wasmtime-wasi traps on a status of 126 or
+//! clocks and random. `poll_oneoff` is ours, as it waits on descriptors (and a wait is cut
+//! short by a stop signal, so a sleeping guest stops at once). `proc_exit` is ours (wasmtime-wasi traps on a status of 126 or
 //! more; a process keeps the low 8 bits, as on Linux). Its filesystem can
 //! only serve host directories, so its fd and path functions are shadowed by ours: stdio on
 //! fds 0-2 (the process's own, written as the guest writes), the mounts of [`GuestFs`]
@@ -10,8 +11,13 @@
 //! Layouts and numbers are `wasi_snapshot_preview1.witx`'s; every guest pointer is checked
 //! against the guest's memory.
 
-use wasmtime::{Caller, Extern, Linker, StoreLimits};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Caller, Extern, Linker, StoreLimits, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::HostMonotonicClock;
 
 use super::filesystem::bindings::wasi::clocks::wall_clock::Datetime;
 use super::filesystem::bindings::wasi::filesystem::types::{
@@ -35,6 +41,10 @@ pub struct Files {
     table: Vec<Option<Fd>>,
     /// Whether the guest reads the process's stdin (`-i`); else its stdin is empty.
     stdin: bool,
+    /// The signal that stopped the guest (0 while none has): a wait it cuts short traps.
+    stop: Arc<AtomicI32>,
+    /// The guest's monotonic clock counts from here (see [`GuestClock`]).
+    started: Instant,
 }
 
 enum Fd {
@@ -57,6 +67,8 @@ struct Open {
 
 type Errno = u16;
 mod errno {
+    /// Not an errno: a stop signal cut a wait short, and the call traps (`Trap::Interrupt`).
+    pub const STOPPED: u16 = u16::MAX;
     pub const BADF: u16 = 8;
     pub const FAULT: u16 = 21;
     pub const ILSEQ: u16 = 25;
@@ -256,8 +268,9 @@ fn slot(table: &mut [Option<Fd>], fd: u32) -> R<&mut Fd> {
 }
 
 impl Files {
-    /// Stdio, then the mounts of `fs` preopened as fds 3, 4, …
-    pub fn new(fs: GuestFs, stdin: bool) -> Files {
+    /// Stdio, then the mounts of `fs` preopened as fds 3, 4, … A wait ends with a trap once
+    /// `stop` holds a signal; the guest's monotonic clock is `clock`.
+    pub fn new(fs: GuestFs, stdin: bool, stop: Arc<AtomicI32>, clock: &GuestClock) -> Files {
         let stdio = (0..3).map(|fd| Some(Fd::Stdio(fd)));
         let preopens = fs.preopens().into_iter().map(|(desc, name)| {
             Some(Fd::Open(Open {
@@ -269,7 +282,13 @@ impl Files {
             }))
         });
         let table = stdio.chain(preopens).collect();
-        Files { fs, table, stdin }
+        Files {
+            fs,
+            table,
+            stdin,
+            stop,
+            started: clock.0,
+        }
     }
 
     /// A filesystem descriptor (stdio is not one).
@@ -326,10 +345,10 @@ impl Files {
 
     /// Read into the guest's buffers at `offset` (the file position when None).
     fn read(&mut self, mem: &mut [u8], fd: u32, iovs: &[(u32, u32)], at: Option<u64>) -> R<u32> {
-        let stdin = self.stdin;
+        let (stdin, stop) = (self.stdin, &self.stop);
         let f = match (slot(&mut self.table, fd)?, at) {
             (Fd::Stdio(_), Some(_)) => return Err(errno::SPIPE),
-            (Fd::Stdio(0), None) if stdin => return read_stdin(mem, iovs),
+            (Fd::Stdio(0), None) if stdin => return read_stdin(mem, iovs, stop),
             (Fd::Stdio(0), None) => return Ok(0),
             (Fd::Stdio(_), None) => return Err(errno::BADF),
             (Fd::Open(f), _) => f,
@@ -606,17 +625,49 @@ fn stdio_filetype(fd: u32) -> u8 {
     }
 }
 
-fn read_stdin(mem: &mut [u8], iovs: &[(u32, u32)]) -> R<u32> {
+fn read_stdin(mem: &mut [u8], iovs: &[(u32, u32)], stop: &AtomicI32) -> R<u32> {
     // One read, into the first non-empty buffer: what is there now, as a pipe gives it.
     let Some(&(ptr, len)) = iovs.iter().find(|(_, len)| *len > 0) else {
         return Ok(0);
     };
     let buf = bytes_mut(mem, ptr, len)?;
+    // Waiting in poll, not in read: a stop signal ends poll (it is never restarted).
+    let mut stdin = [rustix::event::PollFd::from_borrowed_fd(
+        host_stdio(0),
+        rustix::event::PollFlags::IN,
+    )];
+    wait(&mut stdin, None, stop)?;
     loop {
         match rustix::io::read(host_stdio(0), &mut *buf) {
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(host_errno(e)),
             Ok(n) => return Ok(n as u32),
+        }
+    }
+}
+
+/// Wait until one of `fds` is ready or `deadline` passes (`None`: no deadline); a stop
+/// signal ends the wait with [`errno::STOPPED`].
+fn wait(
+    fds: &mut [rustix::event::PollFd<'_>],
+    deadline: Option<Instant>,
+    stop: &AtomicI32,
+) -> R<()> {
+    loop {
+        if stop.load(Ordering::SeqCst) != 0 {
+            return Err(errno::STOPPED);
+        }
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos().into(),
+            }
+        });
+        match rustix::event::poll(fds, timeout.as_ref()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(host_errno(e)),
+            Ok(_) => return Ok(()),
         }
     }
 }
@@ -640,6 +691,198 @@ fn write_stdio(fd: u32, mem: &[u8], iovs: &[(u32, u32)]) -> R<u32> {
     Ok(total)
 }
 
+// ----- poll_oneoff -----
+
+/// The guest's monotonic clock: nanoseconds since the guest started, read by
+/// `clock_time_get` (through wasmtime-wasi) and by our `poll_oneoff` for absolute deadlines.
+#[derive(Clone, Copy)]
+pub struct GuestClock(Instant);
+
+impl GuestClock {
+    pub fn new() -> GuestClock {
+        GuestClock(Instant::now())
+    }
+}
+
+impl HostMonotonicClock for GuestClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+const SUBSCRIPTION_SIZE: u32 = 48;
+const EVENT_SIZE: u32 = 32;
+const EVENTTYPE_CLOCK: u8 = 0;
+const EVENTTYPE_FD_READ: u8 = 1;
+const EVENTTYPE_FD_WRITE: u8 = 2;
+const CLOCK_REALTIME: u32 = 0;
+const CLOCK_MONOTONIC: u32 = 1;
+const SUBCLOCKFLAGS_ABSTIME: u16 = 1;
+const EVENTRWFLAGS_HANGUP: u16 = 1;
+
+/// An `event`: what became of one subscription.
+struct Event {
+    userdata: u64,
+    error: Errno,
+    kind: u8,
+    /// Bytes ready to read (fd_read of a file).
+    nbytes: u64,
+    hangup: bool,
+}
+
+impl Event {
+    fn new(userdata: u64, kind: u8, error: Errno) -> Event {
+        Event {
+            userdata,
+            error,
+            kind,
+            nbytes: 0,
+            hangup: false,
+        }
+    }
+
+    fn encode(&self) -> [u8; EVENT_SIZE as usize] {
+        let mut b = [0u8; EVENT_SIZE as usize];
+        b[0..8].copy_from_slice(&self.userdata.to_le_bytes());
+        b[8..10].copy_from_slice(&self.error.to_le_bytes());
+        b[10] = self.kind;
+        b[16..24].copy_from_slice(&self.nbytes.to_le_bytes());
+        let flags = if self.hangup { EVENTRWFLAGS_HANGUP } else { 0 };
+        b[24..26].copy_from_slice(&flags.to_le_bytes());
+        b
+    }
+}
+
+/// When an fd subscription is ready.
+enum Readiness {
+    /// Now, with this many bytes to read.
+    Now(u64),
+    /// When the process's stdio fd (0, 1, 2) is, for these poll flags.
+    Stdio(u32, rustix::event::PollFlags),
+}
+
+impl Files {
+    /// `poll_oneoff`: the events of the subscriptions that are ready, after waiting for the
+    /// first when none is. Files and directories are always ready, as on Linux; stdio waits
+    /// on the process's own.
+    fn poll(&mut self, subscriptions: &[u8]) -> R<Vec<Event>> {
+        let start = Instant::now();
+        let mut events = Vec::new();
+        let mut clocks = Vec::new();
+        let mut stdio = Vec::new();
+        for sub in subscriptions.chunks_exact(SUBSCRIPTION_SIZE as usize) {
+            let userdata = u64::from_le_bytes(sub[0..8].try_into().expect("8 bytes"));
+            let kind = sub[8];
+            // The clock id, or the descriptor.
+            let id = u32::from_le_bytes(sub[16..20].try_into().expect("4 bytes"));
+            match kind {
+                EVENTTYPE_CLOCK => {
+                    let timeout = u64::from_le_bytes(sub[24..32].try_into().expect("8 bytes"));
+                    let flags = u16::from_le_bytes(sub[40..42].try_into().expect("2 bytes"));
+                    let absolute = flags & SUBCLOCKFLAGS_ABSTIME != 0;
+                    match self.deadline(id, timeout, absolute, start) {
+                        Ok(at) => clocks.push((userdata, at)),
+                        Err(e) => events.push(Event::new(userdata, kind, e)),
+                    }
+                }
+                EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE => {
+                    match self.readiness(id, kind == EVENTTYPE_FD_WRITE) {
+                        Ok(Readiness::Now(nbytes)) => events.push(Event {
+                            nbytes,
+                            ..Event::new(userdata, kind, 0)
+                        }),
+                        Ok(Readiness::Stdio(fd, flags)) => stdio.push((userdata, kind, fd, flags)),
+                        Err(e) => events.push(Event::new(userdata, kind, e)),
+                    }
+                }
+                _ => return Err(errno::INVAL),
+            }
+        }
+        let mut fds: Vec<_> = stdio
+            .iter()
+            .map(|&(_, _, fd, flags)| {
+                rustix::event::PollFd::from_borrowed_fd(host_stdio(fd), flags)
+            })
+            .collect();
+        loop {
+            // With an event already, only look at stdio; else wait for it or the first clock.
+            let deadline = if events.is_empty() {
+                clocks.iter().filter_map(|c| c.1).min()
+            } else {
+                Some(start)
+            };
+            if events.is_empty() && deadline.is_none() && fds.is_empty() {
+                return Err(errno::INVAL); // only clocks that never fire: it would never return
+            }
+            wait(&mut fds, deadline, &self.stop)?;
+            for (&(userdata, kind, _, _), fd) in stdio.iter().zip(&fds) {
+                let revents = fd.revents();
+                if !revents.is_empty() {
+                    let hangup = revents.contains(rustix::event::PollFlags::HUP);
+                    events.push(Event {
+                        hangup,
+                        ..Event::new(userdata, kind, 0)
+                    });
+                }
+            }
+            let now = Instant::now();
+            events.extend(
+                clocks
+                    .iter()
+                    .filter(|c| c.1.is_some_and(|at| at <= now))
+                    .map(|&(userdata, _)| Event::new(userdata, EVENTTYPE_CLOCK, 0)),
+            );
+            if !events.is_empty() {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// When a clock subscription fires (`None`: beyond any instant we can hold).
+    fn deadline(
+        &self,
+        clock: u32,
+        timeout: u64,
+        absolute: bool,
+        now: Instant,
+    ) -> R<Option<Instant>> {
+        let timeout = Duration::from_nanos(timeout);
+        Ok(match (clock, absolute) {
+            (CLOCK_REALTIME | CLOCK_MONOTONIC, false) => now.checked_add(timeout),
+            (CLOCK_MONOTONIC, true) => self.started.checked_add(timeout),
+            (CLOCK_REALTIME, true) => {
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                now.checked_add(timeout.saturating_sub(wall))
+            }
+            // The CPU-time clocks do not advance while the guest waits.
+            _ => return Err(errno::INVAL),
+        })
+    }
+
+    /// When fd `fd` is ready for reading (or `write`-ing).
+    fn readiness(&mut self, fd: u32, write: bool) -> R<Readiness> {
+        use rustix::event::PollFlags;
+        match (slot(&mut self.table, fd)?, write) {
+            (Fd::Stdio(0), false) if self.stdin => Ok(Readiness::Stdio(0, PollFlags::IN)),
+            // An empty stdin: at its end.
+            (Fd::Stdio(0), false) => Ok(Readiness::Now(0)),
+            (Fd::Stdio(out @ (1 | 2)), true) => Ok(Readiness::Stdio(*out, PollFlags::OUT)),
+            (Fd::Stdio(_), _) => Err(errno::BADF),
+            (Fd::Open(f), false) if matches!(f.desc.kind, Kind::File(_)) => {
+                let size = fs(self.fs.stat_descriptor(&f.desc))?.st_size as u64;
+                Ok(Readiness::Now(size.saturating_sub(f.pos)))
+            }
+            (Fd::Open(_), _) => Ok(Readiness::Now(0)),
+        }
+    }
+}
+
 fn host_errno(e: rustix::io::Errno) -> Errno {
     errno_of(super::filesystem::error_code_from_errno(e.raw_os_error()))
 }
@@ -656,11 +899,12 @@ pub fn add_to_linker(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
     result
 }
 
-/// An errno as the function's result.
-fn result(r: R<()>) -> i32 {
+/// An errno as the function's result; a wait cut short by a stop signal traps.
+fn result(r: R<()>) -> wasmtime::Result<i32> {
     match r {
-        Ok(()) => 0,
-        Err(e) => i32::from(e),
+        Ok(()) => Ok(0),
+        Err(errno::STOPPED) => Err(Trap::Interrupt.into()),
+        Err(e) => Ok(i32::from(e)),
     }
 }
 
@@ -672,7 +916,7 @@ macro_rules! host_function {
         $linker.func_wrap(
             MODULE,
             $name,
-            move |mut caller: Caller<'_, P1State> $(, $arg: $ty)*| -> i32 {
+            move |mut caller: Caller<'_, P1State> $(, $arg: $ty)*| -> wasmtime::Result<i32> {
                 result((|| -> R<()> {
                     let ($mem, state) = memory(&mut caller)?;
                     let $files = &mut state.files;
@@ -699,6 +943,25 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "proc_exit", |status: i32| -> wasmtime::Result<()> {
         Err(wasmtime_wasi::I32Exit(status & 0xff).into())
     })?;
+    host_function!(
+        linker,
+        "poll_oneoff",
+        |mem, files, subscriptions: i32, events: i32, count: i32, nevents: i32| {
+            if count == 0 {
+                return Err(errno::INVAL); // it would wait for nothing, forever
+            }
+            let size = (count as u32)
+                .checked_mul(SUBSCRIPTION_SIZE)
+                .ok_or(errno::FAULT)?;
+            let subscriptions = bytes(mem, subscriptions as u32, size)?.to_vec();
+            bytes(mem, events as u32, count as u32 * EVENT_SIZE)?;
+            let ready = files.poll(&subscriptions)?;
+            for (i, event) in (0u32..).zip(&ready) {
+                put(mem, events as u32 + i * EVENT_SIZE, &event.encode())?;
+            }
+            put_u32(mem, nevents as u32, ready.len() as u32)
+        }
+    );
     fd_function!(
         linker,
         "fd_read",

@@ -1,0 +1,225 @@
+//! wasi:io's blocking calls (`poll`, `pollable.block`, the streams' `blocking-*`), cut short
+//! by a stop signal. wasmtime-wasi's wait to the end, so a component sleeping, or reading a
+//! stdin that stays open, would not stop on SIGINT/SIGTERM until it came back to Wasm (an
+//! epoch check); these trap at once, and the run ends as a spinning guest's does.
+//!
+//! The signal handler writes to an eventfd (async-signal-safe); a blocking call waits for
+//! its host future or that eventfd, whichever is first. The count stays, so a signal that
+//! came before the call stops it too.
+
+use std::future::Future;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
+
+use tokio::io::unix::AsyncFd;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::Trap;
+use wasmtime_wasi::p2::bindings::sync::io::{poll, streams};
+use wasmtime_wasi::p2::{StreamError, StreamResult};
+use wasmtime_wasi::runtime::in_tokio;
+use wasmtime_wasi_io::bindings::wasi::io::poll as async_poll;
+use wasmtime_wasi_io::bindings::wasi::io::streams::{
+    HostInputStream as AsyncInput, HostOutputStream as AsyncOutput,
+};
+use wasmtime_wasi_io::poll::DynPollable;
+use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
+
+use crate::error::{Error, Result};
+
+/// The eventfd that stop signals write to, made when the first component runs. It lives as
+/// long as the process, so a handler never writes to a closed (or reused) descriptor.
+static WAKE: OnceLock<OwnedFd> = OnceLock::new();
+
+/// Tell a blocked call that a stop signal came. Async-signal-safe: an atomic load (`get`)
+/// and write(2).
+pub fn wake() {
+    if let Some(fd) = WAKE.get() {
+        let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+    }
+}
+
+/// The stop signals' eventfd, registered with the current Tokio runtime (one per guest).
+pub struct Stop(AsyncFd<BorrowedFd<'static>>);
+
+impl Stop {
+    /// Within the guest's Tokio runtime. A count left by an earlier guest of this process is
+    /// cleared.
+    #[allow(unsafe_code)]
+    pub fn new() -> Result<Stop> {
+        let failed = |e: std::io::Error| Error::io("set up stop signals", e);
+        let fd = match WAKE.get() {
+            Some(fd) => fd,
+            None => {
+                use rustix::event::{eventfd, EventfdFlags};
+                let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+                    .map_err(|e| failed(e.into()))?;
+                WAKE.get_or_init(|| fd)
+            }
+        };
+        let mut count = [0u8; 8];
+        let _ = rustix::io::read(fd, &mut count);
+        // SAFETY: WAKE's descriptor stays open, and the same, for the rest of the process.
+        unsafe { AsyncFd::register(fd.as_fd()) }
+            .map(Stop)
+            .map_err(|e| failed(e.into()))
+    }
+
+    /// `work`'s output, or `stopped()` when a stop signal comes first.
+    fn wait<T>(&self, work: impl Future<Output = T>, stopped: impl FnOnce() -> T) -> T {
+        in_tokio(async {
+            tokio::select! {
+                biased;
+                out = work => out,
+                _ = self.0.readable() => stopped(),
+            }
+        })
+    }
+}
+
+fn interrupted() -> wasmtime::Error {
+    Trap::Interrupt.into()
+}
+
+fn stream_interrupted<T>() -> StreamResult<T> {
+    Err(StreamError::Trap(interrupted()))
+}
+
+/// wasi:io's host, for the linker: the store's resource table and the stop signals.
+pub struct Io<'a> {
+    pub table: &'a mut ResourceTable,
+    pub stop: &'a Stop,
+}
+
+impl poll::Host for Io<'_> {
+    fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
+        let work = async_poll::Host::poll(self.table, pollables);
+        self.stop.wait(work, || Err(interrupted()))
+    }
+}
+
+impl poll::HostPollable for Io<'_> {
+    fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
+        poll::HostPollable::ready(self.table, pollable)
+    }
+
+    fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        let work = async_poll::HostPollable::block(self.table, pollable);
+        self.stop.wait(work, || Err(interrupted()))
+    }
+
+    fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        poll::HostPollable::drop(self.table, pollable)
+    }
+}
+
+impl streams::Host for Io<'_> {
+    fn convert_stream_error(&mut self, err: StreamError) -> wasmtime::Result<streams::StreamError> {
+        streams::Host::convert_stream_error(self.table, err)
+    }
+}
+
+impl streams::HostInputStream for Io<'_> {
+    fn drop(&mut self, stream: Resource<DynInputStream>) -> wasmtime::Result<()> {
+        streams::HostInputStream::drop(self.table, stream)
+    }
+
+    fn read(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<Vec<u8>> {
+        streams::HostInputStream::read(self.table, stream, len)
+    }
+
+    fn blocking_read(
+        &mut self,
+        stream: Resource<DynInputStream>,
+        len: u64,
+    ) -> StreamResult<Vec<u8>> {
+        let work = AsyncInput::blocking_read(self.table, stream, len);
+        self.stop.wait(work, stream_interrupted)
+    }
+
+    fn skip(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
+        streams::HostInputStream::skip(self.table, stream, len)
+    }
+
+    fn blocking_skip(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
+        let work = AsyncInput::blocking_skip(self.table, stream, len);
+        self.stop.wait(work, stream_interrupted)
+    }
+
+    fn subscribe(
+        &mut self,
+        stream: Resource<DynInputStream>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        streams::HostInputStream::subscribe(self.table, stream)
+    }
+}
+
+impl streams::HostOutputStream for Io<'_> {
+    fn drop(&mut self, stream: Resource<DynOutputStream>) -> wasmtime::Result<()> {
+        streams::HostOutputStream::drop(self.table, stream)
+    }
+
+    fn check_write(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<u64> {
+        streams::HostOutputStream::check_write(self.table, stream)
+    }
+
+    fn write(&mut self, stream: Resource<DynOutputStream>, bytes: Vec<u8>) -> StreamResult<()> {
+        streams::HostOutputStream::write(self.table, stream, bytes)
+    }
+
+    fn blocking_write_and_flush(
+        &mut self,
+        stream: Resource<DynOutputStream>,
+        bytes: Vec<u8>,
+    ) -> StreamResult<()> {
+        let work = AsyncOutput::blocking_write_and_flush(self.table, stream, bytes);
+        self.stop.wait(work, stream_interrupted)
+    }
+
+    fn blocking_write_zeroes_and_flush(
+        &mut self,
+        stream: Resource<DynOutputStream>,
+        len: u64,
+    ) -> StreamResult<()> {
+        let work = AsyncOutput::blocking_write_zeroes_and_flush(self.table, stream, len);
+        self.stop.wait(work, stream_interrupted)
+    }
+
+    fn subscribe(
+        &mut self,
+        stream: Resource<DynOutputStream>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        streams::HostOutputStream::subscribe(self.table, stream)
+    }
+
+    fn write_zeroes(&mut self, stream: Resource<DynOutputStream>, len: u64) -> StreamResult<()> {
+        streams::HostOutputStream::write_zeroes(self.table, stream, len)
+    }
+
+    fn flush(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<()> {
+        streams::HostOutputStream::flush(self.table, stream)
+    }
+
+    fn blocking_flush(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<()> {
+        let work = AsyncOutput::blocking_flush(self.table, Resource::new_borrow(stream.rep()));
+        self.stop.wait(work, stream_interrupted)
+    }
+
+    fn splice(
+        &mut self,
+        dst: Resource<DynOutputStream>,
+        src: Resource<DynInputStream>,
+        len: u64,
+    ) -> StreamResult<u64> {
+        streams::HostOutputStream::splice(self.table, dst, src, len)
+    }
+
+    fn blocking_splice(
+        &mut self,
+        dst: Resource<DynOutputStream>,
+        src: Resource<DynInputStream>,
+        len: u64,
+    ) -> StreamResult<u64> {
+        let work = AsyncOutput::blocking_splice(self.table, dst, src, len);
+        self.stop.wait(work, stream_interrupted)
+    }
+}
