@@ -1,12 +1,12 @@
 //! The wasm backend behind the `Executor` seam: the container's spec becomes a guest run on
 //! the embedded wasmtime, its root the capability-scoped overlay of its layers and upper
 //! layer, `-v` binds extra overlay mounts. SIGINT/SIGTERM stop the guest through epoch
-//! interruption.
+//! interruption, and end its waits.
 
 use std::sync::Arc;
 
 use cap_std::fs::Dir;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::{filesystem, GuestSpec, Interrupt, Outcome, WasmRuntime};
 use crate::container::{Container, Containers};
@@ -54,6 +54,11 @@ impl Executor for WasmExecutor {
             cwd: process.cwd().display().to_string(),
             stdin: stdio.stdin,
             memory,
+            host_network: !spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().as_ref())
+                .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network)),
         };
         let root = containers.root(container)?;
         let mut binds = Vec::new();
@@ -114,10 +119,12 @@ impl Executor for WasmExecutor {
     }
 }
 
-/// SIGINT and SIGTERM stop the guest at its next epoch check. A guest blocked in a host
-/// call (reading stdin) never reaches one, so the first signal also starts a grace period
-/// after which SIGALRM ends the process with 128 + the signal, as the guest would have.
-/// No thread: the handlers only do async-signal-safe work (atomics, alarm, _exit).
+/// SIGINT and SIGTERM stop the guest at its next epoch check, and end the WASI waits
+/// (sleep, poll, stdin) at once (`p1.rs`, `blocking.rs`). A guest stuck in another host call
+/// (opening a FIFO nobody writes) reaches neither, so the first signal also starts a grace
+/// period after which SIGALRM ends the process with 128 + the signal, as the guest would
+/// have. No thread: the handlers only do async-signal-safe work (atomics, write, alarm,
+/// _exit).
 struct StopOnSignal {
     handlers: Vec<signal_hook::SigId>,
 }

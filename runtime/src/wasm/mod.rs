@@ -3,7 +3,8 @@
 //!
 //! Start-up: compiled code is cached on disk under `cache/wasm/`, keyed by the module's
 //! digest and the engine's compatibility hash; later runs deserialize (mmap) it. Stop: a
-//! signal bumps the engine's epoch and the guest traps at its next epoch check.
+//! signal bumps the engine's epoch and the guest traps at its next epoch check; a guest
+//! waiting in WASI has its wait cut short (`p1.rs`, `blocking.rs`) and traps the same way.
 
 mod blocking;
 mod executor;
@@ -127,6 +128,8 @@ pub struct GuestSpec {
     pub cwd: String,
     pub stdin: bool,
     pub memory: Option<u64>,
+    /// `--network host`: wasi:sockets may reach the host's network (else no address at all).
+    pub host_network: bool,
 }
 
 /// The engine and its compile cache; one per process.
@@ -292,6 +295,9 @@ impl WasmRuntime {
             .inherit_stderr();
         if spec.stdin {
             wasi.inherit_stdin();
+        }
+        if spec.host_network {
+            wasi.inherit_network().allow_ip_name_lookup(true);
         }
         let mut mounts = vec![filesystem::Mount {
             guest_path: "/".into(),

@@ -809,15 +809,13 @@ impl Files {
             })
             .collect();
         loop {
-            // With an event already, only look at stdio; else wait for it or the first clock.
+            // With an event already, only look at stdio; else wait for it or the first clock
+            // (with neither, until a stop signal: the guest asked to sleep past our clock).
             let deadline = if events.is_empty() {
                 clocks.iter().filter_map(|c| c.1).min()
             } else {
                 Some(start)
             };
-            if events.is_empty() && deadline.is_none() && fds.is_empty() {
-                return Err(errno::INVAL); // only clocks that never fire: it would never return
-            }
             wait(&mut fds, deadline, &self.stop)?;
             for (&(userdata, kind, _, _), fd) in stdio.iter().zip(&fds) {
                 let revents = fd.revents();
