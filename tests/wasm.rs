@@ -528,6 +528,47 @@ fn a_guest_blocked_in_the_host_stops_after_the_grace_period() {
     assert_eq!(containers_left(&env), 0, "prune removed them");
 }
 
+/// `--network host` lets a component's wasi:sockets reach the host's network; by default
+/// (`--network none`, as a native container) it reaches no address. (Preview 1 has no way
+/// to open a socket.)
+#[test]
+fn network_host_reaches_the_host_and_none_nothing() {
+    let (_, p2) = hello_wasm();
+    let env = Env::new();
+    env.wasm_image(&p2, "hello", true);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let _ = conn.unwrap().write_all(b"hello over tcp\n");
+        }
+    });
+    let connect = |flags: &[&str], target: &str| {
+        let mut args = vec!["run", "--rm"];
+        args.extend(flags);
+        args.extend(["hello", "connect", target]);
+        env.run(&args)
+    };
+    let host = ["--network", "host"];
+    let out = connect(&host, &addr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "received: hello over tcp\n"
+    );
+    let out = connect(&host, &addr.replace("127.0.0.1", "localhost"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "received: hello over tcp\n",
+        "names resolve"
+    );
+    for flags in [&[][..], &["--network", "none"]] {
+        let out = connect(flags, &addr);
+        assert_eq!(code(&out), 1, "{flags:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Permission denied"), "{flags:?}: {err}");
+    }
+}
+
 #[test]
 fn compiled_code_is_cached() {
     let (p1, p2) = hello_wasm();

@@ -423,24 +423,29 @@ pub fn make_spec(image: &Image, opts: &RunOptions, hostname: &str) -> Result<Spe
         );
     }
     linux = linux.resources(resources.build().map_err(bad)?);
-    if native {
-        let mut kinds = vec![
+    // A network namespace of its own is `--network none`, for a Wasm guest too (no sockets).
+    let mut kinds = if native {
+        vec![
             LinuxNamespaceType::Pid,
             LinuxNamespaceType::Ipc,
             LinuxNamespaceType::Uts,
             LinuxNamespaceType::Mount,
             LinuxNamespaceType::Cgroup,
-        ];
-        if opts.network == Network::None {
-            kinds.push(LinuxNamespaceType::Network);
-        }
-        let namespaces = kinds
-            .into_iter()
-            .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(bad)?;
+        ]
+    } else {
+        Vec::new()
+    };
+    if opts.network == Network::None {
+        kinds.push(LinuxNamespaceType::Network);
+    }
+    let namespaces = kinds
+        .into_iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    linux = linux.namespaces(namespaces);
+    if native {
         linux = linux
-            .namespaces(namespaces)
             .masked_paths(MASKED_PATHS.map(String::from).to_vec())
             .readonly_paths(READONLY_PATHS.map(String::from).to_vec());
     }

@@ -3,7 +3,7 @@
 //! Builds for `wasm32-wasip1` (core module) and `wasm32-wasip2` (component).
 //! Behaviour is chosen by the first argument (argv[1]); see README.md.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,12 +28,13 @@ fn main() {
         "sleep-print" => cmd_sleep_print(),
         "sleep" => cmd_sleep(rest),
         "poll" => cmd_poll(rest),
+        "connect" => cmd_connect(rest),
         other => {
             eprintln!("hello-wasm: unknown command {other:?}");
             eprintln!(
                 "usage: hello-wasm [hello | exit N | cat PATH | write PATH TEXT | ls PATH | rm PATH | \
                  escape | loop | files N M | trap | oom | cat-stdin | sleep-print | sleep SECS | \
-                 poll MS TARGET...]"
+                 poll MS TARGET... | connect HOST:PORT]"
             );
             2
         }
@@ -501,4 +502,22 @@ fn cmd_poll(rest: &[String]) -> i32 {
         .collect();
     println!("poll {ready} {}", flags.join(" "));
     0
+}
+
+fn cmd_connect(rest: &[String]) -> i32 {
+    let Some(addr) = rest.first() else {
+        return fail(format_args!("connect: expected HOST:PORT"));
+    };
+    let mut stream = match std::net::TcpStream::connect(addr.as_str()) {
+        Ok(s) => s,
+        Err(e) => return fail(format_args!("connect: {addr}: {e}")),
+    };
+    let mut line = String::new();
+    match io::BufReader::new(&mut stream).read_line(&mut line) {
+        Ok(_) => {
+            print!("received: {line}");
+            0
+        }
+        Err(e) => fail(format_args!("connect: read: {e}")),
+    }
 }

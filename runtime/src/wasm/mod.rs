@@ -297,7 +297,10 @@ impl WasmRuntime {
             wasi.inherit_stdin();
         }
         if spec.host_network {
-            wasi.inherit_network().allow_ip_name_lookup(true);
+            wasi.inherit_network()
+                .allow_tcp(true)
+                .allow_udp(true)
+                .allow_ip_name_lookup(true);
         }
         let mut mounts = vec![filesystem::Mount {
             guest_path: "/".into(),
