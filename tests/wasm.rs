@@ -366,6 +366,24 @@ fn containers_left(env: &Env) -> usize {
         .count()
 }
 
+/// SIGTERM to `run`'s `child` once its guest has started (the container shows as running)
+/// and had time to begin waiting: how it ended, and how long after the signal.
+fn stop_when_waiting(
+    env: &Env,
+    child: &mut std::process::Child,
+) -> (std::process::ExitStatus, Duration) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.ok(&["ps", "-q"]).trim().is_empty() {
+        assert!(Instant::now() < deadline, "the guest never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    signal(child, rustix::process::Signal::TERM);
+    let status = child.wait().unwrap();
+    (status, sent.elapsed())
+}
+
 /// A guest waiting in WASI (sleeping, reading stdin, polling) stops at once on SIGTERM, and
 /// `--rm` still removes its container.
 #[test]
@@ -383,29 +401,12 @@ fn a_waiting_guest_stops_at_once() {
             let mut child = env
                 .cmd(&argv)
                 .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
+                .stdout(Stdio::null())
                 .spawn()
                 .unwrap();
+            // Held open: the guest reading it waits.
             let _stdin = child.stdin.take().unwrap();
-            if args[1] == "sleep" {
-                let mut line = String::new();
-                std::io::BufReader::new(child.stdout.take().unwrap())
-                    .read_line(&mut line)
-                    .unwrap();
-                assert_eq!(line, "sleeping\n", "{kind}");
-            } else {
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while env.ok(&["ps", "-q"]).trim().is_empty() {
-                    assert!(Instant::now() < deadline, "{kind} {args:?}: never started");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-            // Into the wait.
-            std::thread::sleep(Duration::from_millis(300));
-            let sent = Instant::now();
-            signal(&child, rustix::process::Signal::TERM);
-            let status = child.wait().unwrap();
-            let took = sent.elapsed();
+            let (status, took) = stop_when_waiting(&env, &mut child);
             assert_eq!(status.code(), Some(143), "{kind} {args:?}");
             assert!(
                 took < Duration::from_millis(1500),
@@ -498,17 +499,7 @@ fn a_guest_blocked_in_the_host_stops_after_the_grace_period() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for the guest to start: the container shows as running.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while env.ok(&["ps", "-q"]).trim().is_empty() {
-        assert!(Instant::now() < deadline, "the guest never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let sent = Instant::now();
-    signal(&child, rustix::process::Signal::TERM);
-    let status = child.wait().unwrap();
-    let took = sent.elapsed();
+    let (status, took) = stop_when_waiting(&env, &mut child);
     assert_eq!(status.code(), Some(143));
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(6),
