@@ -1,11 +1,10 @@
-//! wasi:io's blocking calls (`poll`, `pollable.block`, the streams' `blocking-*`), cut short
-//! by a stop signal. wasmtime-wasi's wait to the end, so a component sleeping, or reading a
-//! stdin that stays open, would not stop on SIGINT/SIGTERM until it came back to Wasm (an
-//! epoch check); these trap at once, and the run ends as a spinning guest's does.
-//!
-//! The signal handler writes to an eventfd (async-signal-safe); a blocking call waits for
-//! its host future or that eventfd, whichever is first. The count stays, so a signal that
-//! came before the call stops it too.
+//! Waits cut short by a stop signal. wasmtime-wasi's waits run to their end, so a guest
+//! sleeping, polling, or reading a stdin that stays open would not stop on SIGINT/SIGTERM
+//! until it came back to Wasm (an epoch check). Here the signal handler writes to an eventfd
+//! (async-signal-safe) that every wait also watches: preview 1's `poll` includes it
+//! (`p1.rs`), and wasi:io's blocking calls (`poll`, `pollable.block`, the streams'
+//! `blocking-*`) race it (below). The count stays, so a signal that came before the wait
+//! ends it too; the call then traps, and the run ends as a spinning guest's does.
 
 use std::future::Future;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -26,42 +25,46 @@ use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 
 use crate::error::{Error, Result};
 
-/// The eventfd that stop signals write to, made when the first component runs. It lives as
-/// long as the process, so a handler never writes to a closed (or reused) descriptor.
+/// The eventfd that stop signals write to. It lives as long as the process, so a handler
+/// never writes to a closed (or reused) descriptor.
 static WAKE: OnceLock<OwnedFd> = OnceLock::new();
 
-/// Tell a blocked call that a stop signal came. Async-signal-safe: an atomic load (`get`)
-/// and write(2).
+/// The stop eventfd, emptied: called before the signal handlers are installed, so what it
+/// counts from then on are this run's stop signals.
+pub fn arm() -> Result<BorrowedFd<'static>> {
+    let fd = match WAKE.get() {
+        Some(fd) => fd,
+        None => {
+            use rustix::event::{eventfd, EventfdFlags};
+            let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+                .map_err(|e| Error::io("set up stop signals", e.into()))?;
+            WAKE.get_or_init(|| fd)
+        }
+    };
+    let mut count = [0u8; 8];
+    let _ = rustix::io::read(fd, &mut count);
+    Ok(fd.as_fd())
+}
+
+/// Tell the waits that a stop signal came. Async-signal-safe: an atomic load (`get`) and
+/// write(2).
 pub fn wake() {
     if let Some(fd) = WAKE.get() {
         let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
     }
 }
 
-/// The stop signals' eventfd, registered with the current Tokio runtime (one per guest).
+/// The stop eventfd, registered with the current Tokio runtime (the component's).
 pub struct Stop(AsyncFd<BorrowedFd<'static>>);
 
 impl Stop {
-    /// Within the guest's Tokio runtime. A count left by an earlier guest of this process is
-    /// cleared.
+    /// `fd` is [`arm`]'s.
     #[allow(unsafe_code)]
-    pub fn new() -> Result<Stop> {
-        let failed = |e: std::io::Error| Error::io("set up stop signals", e);
-        let fd = match WAKE.get() {
-            Some(fd) => fd,
-            None => {
-                use rustix::event::{eventfd, EventfdFlags};
-                let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
-                    .map_err(|e| failed(e.into()))?;
-                WAKE.get_or_init(|| fd)
-            }
-        };
-        let mut count = [0u8; 8];
-        let _ = rustix::io::read(fd, &mut count);
+    pub fn new(fd: BorrowedFd<'static>) -> Result<Stop> {
         // SAFETY: WAKE's descriptor stays open, and the same, for the rest of the process.
-        unsafe { AsyncFd::register(fd.as_fd()) }
+        unsafe { AsyncFd::register(fd) }
             .map(Stop)
-            .map_err(|e| failed(e.into()))
+            .map_err(|e| Error::io("set up stop signals", e.into()))
     }
 
     /// `work`'s output, or `stopped()` when a stop signal comes first.

@@ -54,11 +54,13 @@ impl Executor for WasmExecutor {
             cwd: process.cwd().display().to_string(),
             stdin: stdio.stdin,
             memory,
-            host_network: !spec
+            // Namespaces listed without a network one; a spec that lists none at all gets
+            // no network either.
+            host_network: spec
                 .linux()
                 .as_ref()
                 .and_then(|l| l.namespaces().as_ref())
-                .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network)),
+                .is_some_and(|ns| ns.iter().all(|n| n.typ() != LinuxNamespaceType::Network)),
         };
         let root = containers.root(container)?;
         let mut binds = Vec::new();
@@ -121,7 +123,7 @@ impl Executor for WasmExecutor {
 
 /// SIGINT and SIGTERM stop the guest at its next epoch check, and end the WASI waits
 /// (sleep, poll, stdin) at once (`p1.rs`, `blocking.rs`). A guest stuck in another host call
-/// (opening a FIFO nobody writes) reaches neither, so the first signal also starts a grace
+/// (opening a FIFO nobody writes, writing to a full pipe) reaches neither, so the first signal also starts a grace
 /// period after which SIGALRM ends the process with 128 + the signal, as the guest would
 /// have. No thread: the handlers only do async-signal-safe work (atomics, write, alarm,
 /// _exit).
@@ -141,7 +143,7 @@ impl StopOnSignal {
         let failed = |e| Error::io("install signal handlers", e);
         for sig in [SIGINT, SIGTERM] {
             let interrupt = interrupt.clone();
-            // SAFETY: atomic operations and alarm(2) only, all async-signal-safe.
+            // SAFETY: atomic operations, write(2) and alarm(2) only, all async-signal-safe.
             let id = unsafe {
                 signal_hook::low_level::register(sig, move || {
                     if interrupt.interrupt(sig) {

@@ -139,6 +139,8 @@ pub struct WasmRuntime {
     engine_hash: u64,
     cache: PathBuf,
     signal: Arc<AtomicI32>,
+    /// Stop signals write to it; waits watch it (`blocking.rs`).
+    wake: std::os::fd::BorrowedFd<'static>,
 }
 
 impl WasmRuntime {
@@ -164,6 +166,7 @@ impl WasmRuntime {
             engine_hash,
             cache: cache.to_path_buf(),
             signal: Arc::new(AtomicI32::new(0)),
+            wake: blocking::arm()?,
         })
     }
 
@@ -362,7 +365,7 @@ impl WasmRuntime {
             table: ResourceTable::new(),
             fs,
             limits,
-            stop: blocking::Stop::new()?,
+            stop: blocking::Stop::new(self.wake)?,
         });
         store.limiter(|s| &mut s.limits);
         Ok(pre
@@ -384,7 +387,7 @@ impl WasmRuntime {
         let clock = p1::GuestClock::new();
         let mut store = self.store(p1::P1State {
             wasi: wasi.monotonic_clock(clock).build_p1(),
-            files: p1::Files::new(fs, stdin, Arc::clone(&self.signal), &clock),
+            files: p1::Files::new(fs, stdin, self.wake, Arc::clone(&self.signal), &clock),
             limits,
         });
         store.limiter(|s| &mut s.limits);
@@ -405,10 +408,16 @@ impl WasmRuntime {
             .map(|()| 0))
     }
 
-    /// A store that stops at the next epoch check once the engine's epoch moves.
+    /// A store that stops at the next epoch check once the engine's epoch moves (or has
+    /// moved, for a stop signal).
     fn store<T: 'static>(&self, state: T) -> Store<T> {
         let mut store = Store::new(&self.engine, state);
         store.set_epoch_deadline(1);
+        // The deadline counts from the epoch now: a signal that already moved it (the
+        // handler records the signal first) stops the guest at its first check.
+        if self.signal.load(Ordering::SeqCst) != 0 {
+            store.set_epoch_deadline(0);
+        }
         store.epoch_deadline_trap();
         store
     }

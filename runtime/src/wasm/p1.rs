@@ -1,12 +1,15 @@
 //! WASI preview 1 modules, run natively on a core linker.
 //!
 //! wasmtime-wasi's preview 1 host serves what is not a descriptor: arguments, environment,
-//! clocks and random. `poll_oneoff` is ours, as it waits on descriptors (and a wait is cut
-//! short by a stop signal, so a sleeping guest stops at once). `proc_exit` is ours (wasmtime-wasi traps on a status of 126 or
-//! more; a process keeps the low 8 bits, as on Linux). Its filesystem can
-//! only serve host directories, so its fd and path functions are shadowed by ours: stdio on
-//! fds 0-2 (the process's own, written as the guest writes), the mounts of [`GuestFs`]
-//! preopened as fds 3, 4, …, and every descriptor opened from them.
+//! clocks and random. `proc_exit` is ours (wasmtime-wasi traps on a status of 126 or more; a
+//! process keeps the low 8 bits, as on Linux). Its filesystem can only serve host
+//! directories, so its fd and path functions are shadowed by ours: stdio on fds 0-2 (the
+//! process's own, written as the guest writes), the mounts of [`GuestFs`] preopened as fds
+//! 3, 4, …, and every descriptor opened from them. `poll_oneoff` is ours too, as it waits on
+//! those descriptors.
+//!
+//! A stop signal ends every wait (poll, sleep, stdin: each also watches the stop eventfd of
+//! `blocking.rs`), and no host call returns to a guest once one has come: it traps.
 //!
 //! Layouts and numbers are `wasi_snapshot_preview1.witx`'s; every guest pointer is checked
 //! against the guest's memory.
@@ -15,6 +18,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags};
+use std::os::fd::BorrowedFd;
 use wasmtime::{Caller, Extern, Linker, StoreLimits, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::HostMonotonicClock;
@@ -41,7 +46,9 @@ pub struct Files {
     table: Vec<Option<Fd>>,
     /// Whether the guest reads the process's stdin (`-i`); else its stdin is empty.
     stdin: bool,
-    /// The signal that stopped the guest (0 while none has): a wait it cuts short traps.
+    /// Stop signals make it readable: every wait watches it.
+    wake: BorrowedFd<'static>,
+    /// The signal that stopped the guest (0 while none has).
     stop: Arc<AtomicI32>,
     /// The guest's monotonic clock counts from here (see [`GuestClock`]).
     started: Instant,
@@ -67,17 +74,17 @@ struct Open {
 
 type Errno = u16;
 mod errno {
-    /// Not an errno: a stop signal cut a wait short, and the call traps (`Trap::Interrupt`).
-    pub const STOPPED: u16 = u16::MAX;
     pub const BADF: u16 = 8;
     pub const FAULT: u16 = 21;
     pub const ILSEQ: u16 = 25;
+    pub const INTR: u16 = 27;
     pub const INVAL: u16 = 28;
     pub const ISDIR: u16 = 31;
     pub const NAMETOOLONG: u16 = 37;
     pub const NOTDIR: u16 = 54;
     pub const NOTSUP: u16 = 58;
     pub const OVERFLOW: u16 = 61;
+    pub const PIPE: u16 = 64;
     pub const SPIPE: u16 = 70;
 }
 
@@ -268,9 +275,15 @@ fn slot(table: &mut [Option<Fd>], fd: u32) -> R<&mut Fd> {
 }
 
 impl Files {
-    /// Stdio, then the mounts of `fs` preopened as fds 3, 4, … A wait ends with a trap once
-    /// `stop` holds a signal; the guest's monotonic clock is `clock`.
-    pub fn new(fs: GuestFs, stdin: bool, stop: Arc<AtomicI32>, clock: &GuestClock) -> Files {
+    /// Stdio, then the mounts of `fs` preopened as fds 3, 4, … Stop signals make `wake`
+    /// readable and are recorded in `stop`; the guest's monotonic clock is `clock`.
+    pub fn new(
+        fs: GuestFs,
+        stdin: bool,
+        wake: BorrowedFd<'static>,
+        stop: Arc<AtomicI32>,
+        clock: &GuestClock,
+    ) -> Files {
         let stdio = (0..3).map(|fd| Some(Fd::Stdio(fd)));
         let preopens = fs.preopens().into_iter().map(|(desc, name)| {
             Some(Fd::Open(Open {
@@ -286,6 +299,7 @@ impl Files {
             fs,
             table,
             stdin,
+            wake,
             stop,
             started: clock.0,
         }
@@ -345,10 +359,10 @@ impl Files {
 
     /// Read into the guest's buffers at `offset` (the file position when None).
     fn read(&mut self, mem: &mut [u8], fd: u32, iovs: &[(u32, u32)], at: Option<u64>) -> R<u32> {
-        let (stdin, stop) = (self.stdin, &self.stop);
+        let (stdin, wake) = (self.stdin, self.wake);
         let f = match (slot(&mut self.table, fd)?, at) {
             (Fd::Stdio(_), Some(_)) => return Err(errno::SPIPE),
-            (Fd::Stdio(0), None) if stdin => return read_stdin(mem, iovs, stop),
+            (Fd::Stdio(0), None) if stdin => return read_stdin(mem, iovs, wake),
             (Fd::Stdio(0), None) => return Ok(0),
             (Fd::Stdio(_), None) => return Err(errno::BADF),
             (Fd::Open(f), _) => f,
@@ -625,18 +639,15 @@ fn stdio_filetype(fd: u32) -> u8 {
     }
 }
 
-fn read_stdin(mem: &mut [u8], iovs: &[(u32, u32)], stop: &AtomicI32) -> R<u32> {
+fn read_stdin(mem: &mut [u8], iovs: &[(u32, u32)], wake: BorrowedFd<'_>) -> R<u32> {
     // One read, into the first non-empty buffer: what is there now, as a pipe gives it.
     let Some(&(ptr, len)) = iovs.iter().find(|(_, len)| *len > 0) else {
         return Ok(0);
     };
     let buf = bytes_mut(mem, ptr, len)?;
-    // Waiting in poll, not in read: a stop signal ends poll (it is never restarted).
-    let mut stdin = [rustix::event::PollFd::from_borrowed_fd(
-        host_stdio(0),
-        rustix::event::PollFlags::IN,
-    )];
-    wait(&mut stdin, None, stop)?;
+    // Waiting in poll, not in read, so that a stop signal ends the wait.
+    let mut stdin = vec![PollFd::from_borrowed_fd(host_stdio(0), PollFlags::IN)];
+    wait(&mut stdin, None, wake)?;
     loop {
         match rustix::io::read(host_stdio(0), &mut *buf) {
             Err(rustix::io::Errno::INTR) => continue,
@@ -646,17 +657,15 @@ fn read_stdin(mem: &mut [u8], iovs: &[(u32, u32)], stop: &AtomicI32) -> R<u32> {
     }
 }
 
-/// Wait until one of `fds` is ready or `deadline` passes (`None`: no deadline); a stop
-/// signal ends the wait with [`errno::STOPPED`].
-fn wait(
-    fds: &mut [rustix::event::PollFd<'_>],
+/// Wait until one of `fds` is ready or `deadline` passes (`None`: no deadline), or a stop
+/// signal comes: [`errno::INTR`], and the call traps (see [`host_function`]).
+fn wait<'fd>(
+    fds: &mut Vec<PollFd<'fd>>,
     deadline: Option<Instant>,
-    stop: &AtomicI32,
+    wake: BorrowedFd<'fd>,
 ) -> R<()> {
-    loop {
-        if stop.load(Ordering::SeqCst) != 0 {
-            return Err(errno::STOPPED);
-        }
+    fds.push(PollFd::from_borrowed_fd(wake, PollFlags::IN));
+    let waited = loop {
         let timeout = deadline.map(|d| {
             let left = d.saturating_duration_since(Instant::now());
             rustix::time::Timespec {
@@ -666,10 +675,15 @@ fn wait(
         });
         match rustix::event::poll(fds, timeout.as_ref()) {
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(host_errno(e)),
-            Ok(_) => return Ok(()),
+            Err(e) => break Err(host_errno(e)),
+            Ok(_) if fds.last().is_some_and(|w| !w.revents().is_empty()) => {
+                break Err(errno::INTR)
+            }
+            Ok(_) => break Ok(()),
         }
-    }
+    };
+    fds.pop();
+    waited
 }
 
 fn write_stdio(fd: u32, mem: &[u8], iovs: &[(u32, u32)]) -> R<u32> {
@@ -716,6 +730,9 @@ impl HostMonotonicClock for GuestClock {
 
 const SUBSCRIPTION_SIZE: u32 = 48;
 const EVENT_SIZE: u32 = 32;
+/// More subscriptions than this is `INVAL`, as Linux refuses more fds than RLIMIT_NOFILE:
+/// what the host holds per call stays small next to the guest's own memory.
+const MAX_SUBSCRIPTIONS: u32 = 1 << 16;
 const EVENTTYPE_CLOCK: u8 = 0;
 const EVENTTYPE_FD_READ: u8 = 1;
 const EVENTTYPE_FD_WRITE: u8 = 2;
@@ -723,6 +740,32 @@ const CLOCK_REALTIME: u32 = 0;
 const CLOCK_MONOTONIC: u32 = 1;
 const SUBCLOCKFLAGS_ABSTIME: u16 = 1;
 const EVENTRWFLAGS_HANGUP: u16 = 1;
+
+/// A `subscription`, read from the guest.
+struct Subscription {
+    userdata: u64,
+    /// `EVENTTYPE_*`.
+    kind: u8,
+    /// The clock id, or the descriptor.
+    id: u32,
+    /// Clocks: the timeout (ns) and whether it is absolute.
+    timeout: u64,
+    absolute: bool,
+}
+
+impl Subscription {
+    fn parse(b: &[u8]) -> Subscription {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let flags = u16::from_le_bytes(b[40..42].try_into().expect("2 bytes"));
+        Subscription {
+            userdata: u64_at(0),
+            kind: b[8],
+            id: u32::from_le_bytes(b[16..20].try_into().expect("4 bytes")),
+            timeout: u64_at(24),
+            absolute: flags & SUBCLOCKFLAGS_ABSTIME != 0,
+        }
+    }
+}
 
 /// An `event`: what became of one subscription.
 struct Event {
@@ -735,11 +778,11 @@ struct Event {
 }
 
 impl Event {
-    fn new(userdata: u64, kind: u8, error: Errno) -> Event {
+    fn new(sub: &Subscription, error: Errno) -> Event {
         Event {
-            userdata,
+            userdata: sub.userdata,
             error,
-            kind,
+            kind: sub.kind,
             nbytes: 0,
             hangup: false,
         }
@@ -762,52 +805,41 @@ enum Readiness {
     /// Now, with this many bytes to read.
     Now(u64),
     /// When the process's stdio fd (0, 1, 2) is, for these poll flags.
-    Stdio(u32, rustix::event::PollFlags),
+    Stdio(u32, PollFlags),
 }
 
 impl Files {
     /// `poll_oneoff`: the events of the subscriptions that are ready, after waiting for the
     /// first when none is. Files and directories are always ready, as on Linux; stdio waits
     /// on the process's own.
-    fn poll(&mut self, subscriptions: &[u8]) -> R<Vec<Event>> {
+    fn poll(&mut self, subscriptions: &[Subscription]) -> R<Vec<Event>> {
         let start = Instant::now();
         let mut events = Vec::new();
         let mut clocks = Vec::new();
         let mut stdio = Vec::new();
-        for sub in subscriptions.chunks_exact(SUBSCRIPTION_SIZE as usize) {
-            let userdata = u64::from_le_bytes(sub[0..8].try_into().expect("8 bytes"));
-            let kind = sub[8];
-            // The clock id, or the descriptor.
-            let id = u32::from_le_bytes(sub[16..20].try_into().expect("4 bytes"));
-            match kind {
-                EVENTTYPE_CLOCK => {
-                    let timeout = u64::from_le_bytes(sub[24..32].try_into().expect("8 bytes"));
-                    let flags = u16::from_le_bytes(sub[40..42].try_into().expect("2 bytes"));
-                    let absolute = flags & SUBCLOCKFLAGS_ABSTIME != 0;
-                    match self.deadline(id, timeout, absolute, start) {
-                        Ok(at) => clocks.push((userdata, at)),
-                        Err(e) => events.push(Event::new(userdata, kind, e)),
-                    }
-                }
+        let mut fds = Vec::new();
+        for sub in subscriptions {
+            match sub.kind {
+                EVENTTYPE_CLOCK => match self.deadline(sub, start) {
+                    Ok(at) => clocks.push((sub, at)),
+                    Err(e) => events.push(Event::new(sub, e)),
+                },
                 EVENTTYPE_FD_READ | EVENTTYPE_FD_WRITE => {
-                    match self.readiness(id, kind == EVENTTYPE_FD_WRITE) {
+                    match self.readiness(sub.id, sub.kind == EVENTTYPE_FD_WRITE) {
                         Ok(Readiness::Now(nbytes)) => events.push(Event {
                             nbytes,
-                            ..Event::new(userdata, kind, 0)
+                            ..Event::new(sub, 0)
                         }),
-                        Ok(Readiness::Stdio(fd, flags)) => stdio.push((userdata, kind, fd, flags)),
-                        Err(e) => events.push(Event::new(userdata, kind, e)),
+                        Ok(Readiness::Stdio(fd, flags)) => {
+                            stdio.push(sub);
+                            fds.push(PollFd::from_borrowed_fd(host_stdio(fd), flags));
+                        }
+                        Err(e) => events.push(Event::new(sub, e)),
                     }
                 }
                 _ => return Err(errno::INVAL),
             }
         }
-        let mut fds: Vec<_> = stdio
-            .iter()
-            .map(|&(_, _, fd, flags)| {
-                rustix::event::PollFd::from_borrowed_fd(host_stdio(fd), flags)
-            })
-            .collect();
         loop {
             // With an event already, only look at stdio; else wait for it or the first clock
             // (with neither, until a stop signal: the guest asked to sleep past our clock).
@@ -816,14 +848,20 @@ impl Files {
             } else {
                 Some(start)
             };
-            wait(&mut fds, deadline, &self.stop)?;
-            for (&(userdata, kind, _, _), fd) in stdio.iter().zip(&fds) {
+            wait(&mut fds, deadline, self.wake)?;
+            for (sub, fd) in stdio.iter().zip(&fds) {
                 let revents = fd.revents();
+                let error = if revents.contains(PollFlags::NVAL) {
+                    errno::BADF
+                } else if revents.contains(PollFlags::ERR) {
+                    errno::PIPE
+                } else {
+                    0
+                };
                 if !revents.is_empty() {
-                    let hangup = revents.contains(rustix::event::PollFlags::HUP);
                     events.push(Event {
-                        hangup,
-                        ..Event::new(userdata, kind, 0)
+                        hangup: revents.contains(PollFlags::HUP),
+                        ..Event::new(sub, error)
                     });
                 }
             }
@@ -832,7 +870,7 @@ impl Files {
                 clocks
                     .iter()
                     .filter(|c| c.1.is_some_and(|at| at <= now))
-                    .map(|&(userdata, _)| Event::new(userdata, EVENTTYPE_CLOCK, 0)),
+                    .map(|(sub, _)| Event::new(sub, 0)),
             );
             if !events.is_empty() {
                 return Ok(events);
@@ -841,15 +879,9 @@ impl Files {
     }
 
     /// When a clock subscription fires (`None`: beyond any instant we can hold).
-    fn deadline(
-        &self,
-        clock: u32,
-        timeout: u64,
-        absolute: bool,
-        now: Instant,
-    ) -> R<Option<Instant>> {
-        let timeout = Duration::from_nanos(timeout);
-        Ok(match (clock, absolute) {
+    fn deadline(&self, sub: &Subscription, now: Instant) -> R<Option<Instant>> {
+        let timeout = Duration::from_nanos(sub.timeout);
+        Ok(match (sub.id, sub.absolute) {
             (CLOCK_REALTIME | CLOCK_MONOTONIC, false) => now.checked_add(timeout),
             (CLOCK_MONOTONIC, true) => self.started.checked_add(timeout),
             (CLOCK_REALTIME, true) => {
@@ -865,7 +897,6 @@ impl Files {
 
     /// When fd `fd` is ready for reading (or `write`-ing).
     fn readiness(&mut self, fd: u32, write: bool) -> R<Readiness> {
-        use rustix::event::PollFlags;
         match (slot(&mut self.table, fd)?, write) {
             (Fd::Stdio(0), false) if self.stdin => Ok(Readiness::Stdio(0, PollFlags::IN)),
             // An empty stdin: at its end.
@@ -897,17 +928,17 @@ pub fn add_to_linker(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
     result
 }
 
-/// An errno as the function's result; a wait cut short by a stop signal traps.
-fn result(r: R<()>) -> wasmtime::Result<i32> {
+/// An errno as the function's result.
+fn result(r: R<()>) -> i32 {
     match r {
-        Ok(()) => Ok(0),
-        Err(errno::STOPPED) => Err(Trap::Interrupt.into()),
-        Err(e) => Ok(i32::from(e)),
+        Ok(()) => 0,
+        Err(e) => i32::from(e),
     }
 }
 
 /// Defines `$name`: `$body` (an `R<()>`, the function's errno) runs with the guest memory
-/// `$mem` and our descriptors `$files`.
+/// `$mem` and our descriptors `$files`. Once a stop signal has come the call traps instead
+/// of returning (a wait it ended returns `INTR`).
 macro_rules! host_function {
     ($linker:ident, $name:literal,
      |$mem:ident, $files:ident $(, $arg:ident : $ty:ty)*| $body:block) => {{
@@ -915,11 +946,15 @@ macro_rules! host_function {
             MODULE,
             $name,
             move |mut caller: Caller<'_, P1State> $(, $arg: $ty)*| -> wasmtime::Result<i32> {
-                result((|| -> R<()> {
+                let errno = result((|| -> R<()> {
                     let ($mem, state) = memory(&mut caller)?;
                     let $files = &mut state.files;
                     $body
-                })())
+                })());
+                if caller.data().files.stop.load(Ordering::SeqCst) != 0 {
+                    return Err(Trap::Interrupt.into());
+                }
+                Ok(errno)
             },
         )?;
     }};
@@ -945,14 +980,17 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         linker,
         "poll_oneoff",
         |mem, files, subscriptions: i32, events: i32, count: i32, nevents: i32| {
-            if count == 0 {
-                return Err(errno::INVAL); // it would wait for nothing, forever
+            let count = count as u32;
+            // None would wait for nothing, forever.
+            if count == 0 || count > MAX_SUBSCRIPTIONS {
+                return Err(errno::INVAL);
             }
-            let size = (count as u32)
-                .checked_mul(SUBSCRIPTION_SIZE)
-                .ok_or(errno::FAULT)?;
-            let subscriptions = bytes(mem, subscriptions as u32, size)?.to_vec();
-            bytes(mem, events as u32, count as u32 * EVENT_SIZE)?;
+            let subscriptions: Vec<Subscription> =
+                bytes(mem, subscriptions as u32, count * SUBSCRIPTION_SIZE)?
+                    .chunks_exact(SUBSCRIPTION_SIZE as usize)
+                    .map(Subscription::parse)
+                    .collect();
+            bytes(mem, events as u32, count * EVENT_SIZE)?;
             let ready = files.poll(&subscriptions)?;
             for (i, event) in (0u32..).zip(&ready) {
                 put(mem, events as u32 + i * EVENT_SIZE, &event.encode())?;
