@@ -676,9 +676,7 @@ fn wait<'fd>(
         match rustix::event::poll(fds, timeout.as_ref()) {
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => break Err(host_errno(e)),
-            Ok(_) if fds.last().is_some_and(|w| !w.revents().is_empty()) => {
-                break Err(errno::INTR)
-            }
+            Ok(_) if fds.last().is_some_and(|w| !w.revents().is_empty()) => break Err(errno::INTR),
             Ok(_) => break Ok(()),
         }
     };
