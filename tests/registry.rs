@@ -1036,6 +1036,111 @@ fn tls_and_basic_auth() {
     assert!(is_auth_error(&err), "logged out: {err}");
 }
 
+/// `tests/common/token_proxy.py` in front of a registry: bearer tokens, as Docker Hub asks
+/// for them. Killed when dropped.
+struct TokenProxy {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl TokenProxy {
+    fn start(dir: &Path, registry_port: u16) -> TokenProxy {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let log = dir.join("token-proxy.log");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/token_proxy.py");
+        let child = Command::new("python3")
+            .args([script, &port.to_string(), &registry_port.to_string()])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the token proxy");
+        let proxy = TokenProxy { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the token proxy never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        proxy
+    }
+
+    /// `METHOD PATH STATUS`, a line per request.
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for TokenProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A registry that wants bearer tokens: push is refused without a login, `login` checks the
+/// credentials at the token realm, push then answers the challenges (the cross-repository
+/// mount asks for the source repository's scope too), and a fresh store pulls with an
+/// anonymous token.
+#[test]
+fn bearer_token_auth() {
+    let mut needed = REGISTRY_TOOLS.to_vec();
+    needed.push("python3");
+    if !tools("bearer_token_auth", &needed) {
+        return;
+    }
+    let a = Env::new();
+    let reg = Registry::plain(&a.path("registry"));
+    let proxy = TokenProxy::start(&a.path("proxy"), reg.port);
+    let host = format!("127.0.0.1:{}", proxy.port);
+    let name = format!("{host}/test/token:1");
+    let tree = import_rootfs(&a, &name);
+
+    let err = fails(&a, &["push", &name]);
+    assert!(is_auth_error(&err), "push without a login: {err}");
+    let err = fails(&a, &["login", "-u", "user", "-p", "wrong", &host]);
+    assert!(is_auth_error(&err), "wrong password: {err}");
+    let out = ok(&a, &["login", "-u", "user", "-p", "pass", &host]);
+    assert!(out.contains("Login Succeeded"), "{out}");
+    ok(&a, &["push", &name]);
+    let other = format!("{host}/test/other:1");
+    ok(&a, &["tag", &name, &other]);
+    ok(&a, &["push", &other]);
+    let reqs = proxy.requests();
+    assert!(
+        count(&reqs, |r| r.starts_with("GET /token?")
+            && r.ends_with(" 200"))
+            >= 2,
+        "tokens were asked for: {reqs:#?}"
+    );
+    assert!(
+        count(&reqs, |r| r.starts_with("PUT /v2/test/token/manifests/1 ")
+            && r.ends_with(" 201"))
+            == 1,
+        "{reqs:#?}"
+    );
+    assert!(
+        count(&reqs, |r| r
+            .starts_with("POST /v2/test/other/blobs/uploads/?mount=")
+            && r.ends_with(" 201"))
+            >= 1,
+        "the second repository got its blobs by mount: {reqs:#?}"
+    );
+
+    let b = Env::new();
+    ok(&b, &["pull", &other]);
+    assert_eq!(
+        inspect(&b, &other, "{{.Id}}"),
+        inspect(&a, &name, "{{.Id}}")
+    );
+    assert_same_files(&tree, &layer_fs(&b, &diff_ids(&b, &other)[0]));
+    assert_store_consistent(&b.root());
+}
+
 /// The error a client reports when the registry refuses it credentials.
 fn is_auth_error(err: &str) -> bool {
     let lower = err.to_lowercase();

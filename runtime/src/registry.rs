@@ -1,25 +1,22 @@
-//! Pull and push over the OCI distribution protocol, with `oci-client` doing the HTTP
-//! (token and basic auth challenges, uploads). What we add: platform selection, strict
-//! documents, every blob verified while it streams into the store (nothing unverified
-//! enters it), retries with backoff, layers that the store already has are never fetched,
-//! and on push only what the registry lacks is sent (HEAD, then cross-repository mount).
+//! Pull and push over the OCI distribution protocol, on `ureq` (the one HTTP client Strata
+//! has). What is here: the token and basic auth challenges, platform selection, strict
+//! documents, every blob verified while it streams into the store (nothing unverified enters
+//! it), retries with backoff, layers that the store already has are never fetched, and on
+//! push only what the registry lacks is sent (HEAD, then cross-repository mount, then one
+//! streamed PUT per blob).
 //!
 //! Credentials are read from and written to docker's `config.json` (`$DOCKER_CONFIG`, or
 //! `~/.docker/config.json`; `REGISTRY_AUTH_FILE` as podman). Plain HTTP is used only for
 //! registries marked insecure (`--tls-verify=false`, or `STRATA_INSECURE_REGISTRIES`) and,
 //! as docker does, for loopback registries that do not answer TLS.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures_util::{StreamExt, TryStreamExt};
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, RegistryOperation};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -58,25 +55,6 @@ impl Default for RegistryOptions {
             platform: None,
         }
     }
-}
-
-fn registry_error(what: &str, e: OciDistributionError) -> Error {
-    Error::Registry(format!("{what}: {}", with_causes(&e)))
-}
-
-/// An error and its causes on one line (reqwest hides the TLS reason in its source).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// The registry host that `reference` names, as docker's config keys it.
@@ -202,26 +180,301 @@ fn insecure_by_config(host: &str) -> bool {
         .is_ok_and(|v| v.split(',').any(|h| h.trim() == host))
 }
 
-/// Whether the registry answers `client` at the HTTP level (any status but a transport
-/// failure or a 400, which is how an HTTPS server answers plain HTTP).
-fn answers(runtime: &tokio::runtime::Runtime, host: &str, client: &Client) -> bool {
-    let probe =
-        oci_client::Reference::with_tag(host.to_string(), "strata/probe".into(), "latest".into());
-    let result =
-        runtime.block_on(client.pull_manifest_raw(&probe, &RegistryAuth::Anonymous, ACCEPTED));
-    !matches!(
-        result,
-        Err(OciDistributionError::RequestError(_))
-            | Err(OciDistributionError::ServerError { code: 400, .. })
+// ----- HTTP -----
+
+/// Why a registry request failed.
+#[derive(Debug)]
+enum Failure {
+    /// The registry answered with this status; the text is what its error body said.
+    Status(u16, String),
+    /// No answer: connecting, TLS, or the connection broke.
+    Transport(String),
+    /// An answer that breaks the protocol (a blob larger than its descriptor, a token
+    /// response without a token).
+    Invalid(String),
+}
+
+impl Failure {
+    /// Worth another try: no answer, or the server's own failure.
+    fn transient(&self) -> bool {
+        match self {
+            Failure::Transport(_) => true,
+            Failure::Status(code, _) => *code >= 500 || *code == 429,
+            Failure::Invalid(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let said = |m: &str| {
+            if m.is_empty() {
+                String::new()
+            } else {
+                format!(" ({m})")
+            }
+        };
+        match self {
+            Failure::Status(401, m) => {
+                write!(f, "unauthorized: authentication required{}", said(m))
+            }
+            Failure::Status(403, m) => write!(f, "denied: not authorized{}", said(m)),
+            Failure::Status(404, m) => write!(f, "not found{}", said(m)),
+            Failure::Status(code, m) => write!(f, "HTTP status {code}{}", said(m)),
+            Failure::Transport(m) | Failure::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+fn failure(e: ureq::Error) -> Failure {
+    match e {
+        ureq::Error::Status(code, response) => Failure::Status(code, error_message(response)),
+        ureq::Error::Transport(t) => Failure::Transport(with_causes(&t)),
+    }
+}
+
+fn registry_error(what: &str, e: Failure) -> Error {
+    Error::Registry(format!("{what}: {e}"))
+}
+
+/// An error and its causes on one line (TLS reasons hide in the sources).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// The registry's error envelope (`{"errors":[{"code","message"}]}`) on one line, else the
+/// start of the body.
+fn error_message(response: ureq::Response) -> String {
+    let mut body = String::new();
+    let _ = response
+        .into_reader()
+        .take(64 << 10)
+        .read_to_string(&mut body);
+    match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(v) => v["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        let code = e["code"].as_str().unwrap_or("ERROR");
+                        match e["message"].as_str() {
+                            Some(m) if !m.is_empty() => format!("{code}: {m}"),
+                            _ => code.to_string(),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default(),
+        Err(_) => body.trim().chars().take(200).collect(),
+    }
+}
+
+/// A `WWW-Authenticate` challenge: its scheme (lower case) and parameters, whose quoted
+/// values may hold commas (`scope="repository:a:pull,push"`).
+fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
+    let header = header.trim();
+    let (scheme, mut rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = HashMap::new();
+    while let Some((key, after)) = rest.split_once('=') {
+        let after = after.trim_start();
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let mut value = String::new();
+                let mut end = quoted.len();
+                let mut escaped = false;
+                for (i, c) in quoted.char_indices() {
+                    match c {
+                        _ if escaped => {
+                            value.push(c);
+                            escaped = false;
+                        }
+                        '\\' => escaped = true,
+                        '"' => {
+                            end = i + 1;
+                            break;
+                        }
+                        _ => value.push(c),
+                    }
+                }
+                (value, &quoted[end..])
+            }
+            None => {
+                let end = after.find(',').unwrap_or(after.len());
+                (after[..end].trim().to_string(), &after[end..])
+            }
+        };
+        params.insert(key.trim().to_ascii_lowercase(), value);
+        rest = next.trim_start().trim_start_matches(',');
+    }
+    (scheme.to_ascii_lowercase(), params)
+}
+
+/// The host that serves `domain`'s API (Docker Hub's differs from its name).
+fn api_host(domain: &str) -> &str {
+    if domain == crate::reference::DEFAULT_DOMAIN {
+        "registry-1.docker.io"
+    } else {
+        domain
+    }
+}
+
+/// Whether something answers HTTP at `base` (any status but 400, which is how an HTTPS
+/// server answers plain HTTP).
+fn answers(agent: &ureq::Agent, base: &str) -> bool {
+    match agent.get(&format!("{base}/v2/")).call() {
+        Ok(_) => true,
+        Err(ureq::Error::Status(code, _)) => code != 400,
+        Err(ureq::Error::Transport(_)) => false,
+    }
+}
+
+/// The agent for one registry: its TLS trust (the system's web roots and `--cert-dir`, or
+/// none with `--tls-verify=false`), timeouts, redirects without our credentials.
+fn agent(opts: &RegistryOptions) -> Result<ureq::Agent> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Registry(format!("TLS: {e}")))?;
+    let tls = if opts.tls_verify {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(dir) = &opts.cert_dir {
+            add_certificates(&mut roots, dir)?;
+        }
+        tls.with_root_certificates(roots)
+    } else {
+        tls.dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+    };
+    Ok(ureq::AgentBuilder::new()
+        .tls_config(Arc::new(tls.with_no_client_auth()))
+        .timeout_connect(Duration::from_secs(10))
+        .timeout_read(Duration::from_secs(60))
+        .timeout_write(Duration::from_secs(60))
+        .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+        .build())
+}
+
+/// The `*.crt` and `*.pem` certificates of `dir` (as `--cert-dir`).
+fn add_certificates(roots: &mut rustls::RootCertStore, dir: &Path) -> Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::IoPath {
+        path: dir.into(),
+        source: e,
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.extension().is_some_and(|x| x == "crt" || x == "pem") {
+            continue;
+        }
+        let bad = |e: String| Error::InvalidArgument(format!("{}: {e}", path.display()));
+        for cert in CertificateDer::pem_file_iter(&path).map_err(|e| bad(e.to_string()))? {
+            roots
+                .add(cert.map_err(|e| bad(e.to_string()))?)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `--tls-verify=false`: any certificate is accepted (the handshake's signatures are still
+/// checked, so the connection is encrypted to whoever holds the key).
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Run a registry call, retrying connection failures and server errors with backoff.
+fn retry<T>(
+    mut call: impl FnMut() -> std::result::Result<T, Failure>,
+) -> std::result::Result<T, Failure> {
+    let mut attempt = 0;
+    loop {
+        match call() {
+            Err(e) if attempt + 1 < ATTEMPTS && e.transient() => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(250 << attempt));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// The token scope for `repo`: pull, or pull and push.
+fn scope(repo: &str, push: bool) -> String {
+    format!(
+        "repository:{repo}:{}",
+        if push { "pull,push" } else { "pull" }
     )
 }
 
-/// A connection to one registry host.
+/// A connection to one registry host: the agent, where its API answers, and the answers to
+/// its auth challenges.
 pub struct Session {
-    client: Client,
-    auth: RegistryAuth,
-    runtime: tokio::runtime::Runtime,
+    agent: ureq::Agent,
+    /// `https://host`, or `http://host` for an insecure or loopback registry without TLS.
+    base: String,
     host: String,
+    login: Option<(String, String)>,
+    /// The `Authorization` value each set of scopes was granted.
+    granted: Mutex<HashMap<String, String>>,
 }
 
 impl Session {
@@ -230,94 +483,157 @@ impl Session {
     /// registry does not speak TLS at all (an HTTPS server answering plain HTTP with 400 keeps
     /// us on HTTPS, so a certificate problem is reported, not bypassed).
     pub fn open(host: &str, opts: &RegistryOptions) -> Result<Session> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("start the registry client", e))?;
-        let auth = match credentials(host)? {
-            Some((u, p)) => RegistryAuth::Basic(u, p),
-            None => RegistryAuth::Anonymous,
-        };
-        // Probes use their own clients: a client keeps the first credentials it is given.
+        let agent = agent(opts)?;
+        let https = format!("https://{}", api_host(host));
+        let http = format!("http://{}", api_host(host));
         let may_use_http = !opts.tls_verify || insecure_by_config(host) || is_loopback(host);
-        let http = may_use_http
-            && !answers(&runtime, host, &Client::new(client_config(opts, false)?))
-            && answers(&runtime, host, &Client::new(client_config(opts, true)?));
+        let base = if may_use_http && !answers(&agent, &https) && answers(&agent, &http) {
+            http
+        } else {
+            https
+        };
         Ok(Session {
-            client: Client::new(client_config(opts, http)?),
-            auth,
-            runtime,
+            agent,
+            base,
             host: host.to_string(),
+            login: credentials(host)?,
+            granted: Mutex::default(),
         })
     }
 
-    /// Answer the registry's auth challenge for `r` (bearer token or basic credentials), so
-    /// the requests that follow carry them.
-    fn authenticate(&self, r: &oci_client::Reference, op: RegistryOperation) -> Result<()> {
-        retry(|| self.runtime.block_on(self.client.auth(r, &self.auth, op)))
-            .map(|_| ())
-            .map_err(|e| registry_error(&format!("authenticate to {}", self.host), e))
+    pub fn with_auth(mut self, user: &str, password: &str) -> Session {
+        self.login = Some((user.into(), password.into()));
+        self
     }
 
-    /// Check credentials: a request that needs them must not be refused as unauthorized.
-    pub fn check_login(&self) -> Result<()> {
-        let probe = oci_client::Reference::with_tag(
-            self.host.clone(),
-            "strata/login-check".into(),
-            "latest".into(),
-        );
-        self.authenticate(&probe, RegistryOperation::Pull)?;
-        match self
-            .runtime
-            .block_on(self.client.pull_manifest_raw(&probe, &self.auth, ACCEPTED))
-        {
-            // The probe image does not exist: being told so means we were let in.
-            Ok(_) | Err(OciDistributionError::ImageManifestNotFoundError(_)) => Ok(()),
-            Err(OciDistributionError::RegistryError { envelope, .. })
-                if envelope.errors.iter().all(|e| {
-                    !format!("{:?}", e.code)
-                        .to_ascii_lowercase()
-                        .contains("unauthorized")
-                }) =>
-            {
-                Ok(())
+    /// `method` on `url`, with what `scopes` were granted; a 401 is answered (once) by its
+    /// challenge and the request sent again. `send` sends the request it is given.
+    fn call(
+        &self,
+        method: &str,
+        url: &str,
+        scopes: &[String],
+        send: &dyn Fn(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
+    ) -> std::result::Result<ureq::Response, Failure> {
+        let key = scopes.join(" ");
+        let mut answered = false;
+        loop {
+            let mut request = self.agent.request(method, url);
+            let granted = self.granted.lock().expect("lock").get(&key).cloned();
+            if let Some(auth) = granted {
+                request = request.set("Authorization", &auth);
             }
-            Err(OciDistributionError::AuthenticationFailure(m)) => {
-                Err(Error::Registry(format!("login to {}: {m}", self.host)))
+            match send(request) {
+                Err(ureq::Error::Status(401, response)) if !answered => {
+                    let challenge = response
+                        .header("WWW-Authenticate")
+                        .unwrap_or("")
+                        .to_string();
+                    let auth = self.answer(&challenge, scopes)?;
+                    self.granted.lock().expect("lock").insert(key.clone(), auth);
+                    answered = true;
+                }
+                result => return result.map_err(failure),
             }
-            Err(OciDistributionError::UnauthorizedError { .. })
-            | Err(OciDistributionError::RegistryError { .. }) => Err(Error::Registry(format!(
-                "login to {}: unauthorized: wrong username or password",
-                self.host
-            ))),
-            Err(e) => Err(Error::Registry(format!(
-                "login to {}: {}",
-                self.host,
-                with_causes(&e)
+        }
+    }
+
+    /// The `Authorization` value that answers `challenge` for `scopes`: the login as basic
+    /// credentials, or a bearer token from the challenge's realm (asked for with the login
+    /// when there is one, anonymously otherwise).
+    fn answer(&self, challenge: &str, scopes: &[String]) -> std::result::Result<String, Failure> {
+        let (scheme, params) = parse_challenge(challenge);
+        let basic = self.login.as_ref().map(|(user, password)| {
+            let pair = format!("{user}:{password}");
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        });
+        match scheme.as_str() {
+            "basic" => basic.ok_or_else(|| Failure::Status(401, String::new())),
+            "bearer" => {
+                let realm = params.get("realm").ok_or_else(|| {
+                    Failure::Invalid(format!("a bearer challenge without a realm: {challenge}"))
+                })?;
+                let mut request = self.agent.get(realm);
+                if let Some(service) = params.get("service") {
+                    request = request.query("service", service);
+                }
+                // The scopes we need; the challenge's own when we named none (login).
+                let wanted = if scopes.is_empty() {
+                    params.get("scope").into_iter().cloned().collect()
+                } else {
+                    scopes.to_vec()
+                };
+                for s in &wanted {
+                    request = request.query("scope", s);
+                }
+                if let Some(basic) = &basic {
+                    request = request.set("Authorization", basic);
+                }
+                let response = request.call().map_err(failure)?;
+                let body: serde_json::Value =
+                    serde_json::from_reader(response.into_reader().take(1 << 20))
+                        .map_err(|e| Failure::Invalid(format!("token from {realm}: {e}")))?;
+                let token = body["token"]
+                    .as_str()
+                    .or(body["access_token"].as_str())
+                    .ok_or_else(|| Failure::Invalid(format!("no token from {realm}")))?;
+                Ok(format!("Bearer {token}"))
+            }
+            _ => Err(Failure::Invalid(format!(
+                "an auth challenge strata cannot answer: {challenge:?}"
             ))),
         }
     }
 
-    pub fn with_auth(mut self, user: &str, password: &str) -> Session {
-        self.auth = RegistryAuth::Basic(user.into(), password.into());
-        self
+    /// Check credentials the way `docker login` does: the API root must let us in.
+    pub fn check_login(&self) -> Result<()> {
+        let url = format!("{}/v2/", self.base);
+        match retry(|| self.call("GET", &url, &[], &|r| r.call())) {
+            Ok(_) => Ok(()),
+            Err(Failure::Status(401 | 403, _)) => Err(Error::Registry(format!(
+                "login to {}: unauthorized: wrong username or password",
+                self.host
+            ))),
+            Err(e) => Err(registry_error(&format!("login to {}", self.host), e)),
+        }
+    }
+
+    fn url(&self, repo: &str, tail: &str) -> String {
+        format!("{}/v2/{repo}/{tail}", self.base)
     }
 
     /// Fetch a manifest or index by tag or digest, checked against the digest when one is known.
     fn fetch_document(
         &self,
-        r: &oci_client::Reference,
+        repo: &str,
+        reference: &str,
         expected: Option<&Digest>,
-    ) -> Result<(Vec<u8>, String, Digest)> {
-        let (bytes, _) = retry(|| {
-            self.runtime
-                .block_on(self.client.pull_manifest_raw(r, &self.auth, ACCEPTED))
+    ) -> Result<(Vec<u8>, String)> {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let label = format!(
+            "{}/{repo}{}{reference}",
+            self.host,
+            if reference.contains(':') { "@" } else { ":" }
+        );
+        let accept = ACCEPTED.join(", ");
+        let response = retry(|| {
+            self.call("GET", &url, &[scope(repo, false)], &|r| {
+                r.set("Accept", &accept).call()
+            })
         })
-        .map_err(|e| registry_error(&format!("fetch manifest {r}"), e))?;
+        .map_err(|e| registry_error(&format!("fetch manifest {label}"), e))?;
+        let mut bytes = Vec::new();
+        response
+            .into_reader()
+            .take(MAX_DOCUMENT_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Registry(format!("fetch manifest {label}: {e}")))?;
         if bytes.len() as u64 > MAX_DOCUMENT_SIZE {
             return Err(Error::InvalidDocument(format!(
-                "{r}: manifest larger than {MAX_DOCUMENT_SIZE} bytes"
+                "{label}: manifest larger than {MAX_DOCUMENT_SIZE} bytes"
             )));
         }
         let digest = Digest::of(&bytes);
@@ -330,7 +646,7 @@ impl Session {
             }
         }
         let media_type = document_media_type(&bytes)?;
-        Ok((bytes.to_vec(), media_type, digest))
+        Ok((bytes, media_type))
     }
 
     /// Download a blob into the store, verifying digest and size as it streams. Already
@@ -338,7 +654,7 @@ impl Session {
     fn fetch_blob(
         &self,
         store: &Store,
-        r: &oci_client::Reference,
+        repo: &str,
         desc: &Descriptor,
         progress: Option<&dyn Progress>,
     ) -> Result<()> {
@@ -349,47 +665,49 @@ impl Session {
         {
             return Ok(());
         }
-        let mut last = None;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(250 << attempt));
-            }
+        let url = self.url(repo, &format!("blobs/{}", desc.digest));
+        let scopes = [scope(repo, false)];
+        let mut attempt = 0;
+        loop {
             let mut writer = store.content().writer()?;
-            let result: std::result::Result<(), String> = self.runtime.block_on(async {
-                let mut stream = self
-                    .client
-                    .pull_blob_stream(r, desc.digest.as_str())
-                    .await
-                    .map_err(|e| with_causes(&e))?;
-                while let Some(chunk) = stream.stream.next().await {
-                    let chunk = chunk.map_err(|e| e.to_string())?;
-                    if writer.written() + chunk.len() as u64 > desc.size {
-                        return Err(format!(
-                            "blob {} is larger than its descriptor says ({} bytes)",
-                            desc.digest, desc.size
-                        ));
+            let streamed = (|| {
+                let response = self.call("GET", &url, &scopes, &|r| r.call())?;
+                let mut body = response.into_reader();
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = match body.read(&mut buf) {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(Failure::Transport(e.to_string())),
+                    };
+                    if writer.written() + n as u64 > desc.size {
+                        return Err(Failure::Invalid(format!(
+                            "larger than its descriptor says ({} bytes)",
+                            desc.size
+                        )));
                     }
-                    writer.write_all(&chunk).map_err(|e| e.to_string())?;
+                    writer
+                        .write_all(&buf[..n])
+                        .map_err(|e| Failure::Invalid(e.to_string()))?;
                     if let Some(p) = progress {
-                        p.advance(chunk.len() as u64);
+                        p.advance(n as u64);
                     }
                 }
-                Ok(())
-            });
-            match result {
+            })();
+            match streamed {
                 Ok(()) => {
                     return writer
                         .commit(Some(&desc.digest), Some(desc.size))
                         .map(|_| ())
                 }
-                Err(e) => last = Some(e),
+                Err(e) if attempt + 1 < ATTEMPTS && e.transient() => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(250 << attempt));
+                }
+                Err(e) => return Err(registry_error(&format!("fetch blob {}", desc.digest), e)),
             }
         }
-        Err(Error::Registry(format!(
-            "fetch blob {}: {}",
-            desc.digest,
-            last.unwrap_or_default()
-        )))
     }
 
     /// Pull `reference` into the store and tag it. Only layers the store lacks are fetched.
@@ -401,10 +719,13 @@ impl Session {
         progress: Option<&dyn Progress>,
     ) -> Result<Image> {
         let _writer = store.writer_lock()?;
-        let remote = remote_ref(reference);
-        self.authenticate(&remote, RegistryOperation::Pull)?;
-        let (mut bytes, mut media_type, mut digest) =
-            self.fetch_document(&remote, reference.digest())?;
+        let repo = reference.path();
+        let wanted = match (reference.digest(), reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => "latest".to_string(),
+        };
+        let (mut bytes, mut media_type) = self.fetch_document(repo, &wanted, reference.digest())?;
         let want = opts.platform.clone().unwrap_or_else(Platform::host);
         for _ in 0..4 {
             match parse_document(&media_type, &bytes)? {
@@ -419,9 +740,8 @@ impl Session {
                                 "{reference}: no image for platform {want}"
                             ))
                         })?;
-                    let by_digest = remote.clone_with_digest(chosen.digest.to_string());
-                    (bytes, media_type, digest) =
-                        self.fetch_document(&by_digest, Some(&chosen.digest))?;
+                    (bytes, media_type) =
+                        self.fetch_document(repo, chosen.digest.as_str(), Some(&chosen.digest))?;
                 }
             }
         }
@@ -430,8 +750,7 @@ impl Session {
                 "{reference}: image index nested too deeply"
             )));
         };
-        let by_digest = remote.clone_with_digest(digest.to_string());
-        self.fetch_blob(store, &by_digest, &manifest.config, None)?;
+        self.fetch_blob(store, repo, &manifest.config, None)?;
         let config = store.config(&manifest.config)?;
         if config.rootfs.diff_ids.len() != manifest.layers.len() {
             return Err(Error::InvalidDocument(format!(
@@ -452,12 +771,12 @@ impl Session {
                 Some(missing.iter().map(|l| l.size).sum()),
             );
         }
-        // A few layers at a time, each on its own thread with the shared client.
+        // A few layers at a time, each on its own thread with the shared agent.
         for chunk in missing.chunks(PARALLEL_LAYERS) {
             let results: Vec<Result<()>> = std::thread::scope(|s| {
                 let handles: Vec<_> = chunk
                     .iter()
-                    .map(|l| s.spawn(|| self.fetch_blob(store, &by_digest, l, progress)))
+                    .map(|l| s.spawn(|| self.fetch_blob(store, repo, l, progress)))
                     .collect();
                 handles
                     .into_iter()
@@ -499,17 +818,16 @@ impl Session {
         target: &Reference,
         progress: Option<&dyn Progress>,
     ) -> Result<Digest> {
-        let remote = remote_ref(target);
-        self.authenticate(&remote, RegistryOperation::Push)?;
+        let repo = target.path();
         let mut blobs = vec![image.manifest.config.clone()];
         blobs.extend(image.manifest.layers.iter().cloned());
-        let siblings: Vec<oci_client::Reference> = store
+        let siblings: Vec<String> = store
             .images()?
             .iter()
             .flat_map(|i| i.names.clone())
             .filter_map(|n| Reference::parse(&n).ok())
             .filter(|r| r.domain() == target.domain() && r.path() != target.path())
-            .map(|r| remote_ref(&r))
+            .map(|r| r.path().to_string())
             .collect();
         if let Some(p) = progress {
             p.start(
@@ -517,54 +835,30 @@ impl Session {
                 Some(blobs.iter().map(|b| b.size).sum()),
             );
         }
+        let push_scope = [scope(repo, true)];
         for blob in &blobs {
             let digest = blob.digest.as_str();
-            let exists = retry(|| {
-                self.runtime
-                    .block_on(self.client.blob_exists(&remote, digest))
-            })
-            .map_err(|e| registry_error(&format!("check blob {digest}"), e))?;
-            if exists {
+            let blob_url = self.url(repo, &format!("blobs/{digest}"));
+            let exists = |s: &Session| match s.call("HEAD", &blob_url, &push_scope, &|r| r.call()) {
+                Ok(_) => Ok(true),
+                Err(Failure::Status(404, _)) => Ok(false),
+                Err(e) => Err(e),
+            };
+            if retry(|| exists(self))
+                .map_err(|e| registry_error(&format!("check blob {digest}"), e))?
+            {
                 continue;
             }
-            let mounted = siblings.iter().any(|src| {
-                self.runtime
-                    .block_on(self.client.mount_blob(&remote, src, digest))
-                    .is_ok()
-                    && self
-                        .runtime
-                        .block_on(self.client.blob_exists(&remote, digest))
-                        .unwrap_or(false)
+            let mounted = siblings.iter().any(|from| {
+                let url = self.url(repo, &format!("blobs/uploads/?mount={digest}&from={from}"));
+                let scopes = [scope(repo, true), scope(from, false)];
+                matches!(
+                    self.call("POST", &url, &scopes, &|r| r.send_bytes(&[])),
+                    Ok(response) if response.status() == 201
+                ) && exists(self).unwrap_or(false)
             });
-            if mounted {
-                continue;
-            }
-            let mut last = None;
-            let mut done = false;
-            for attempt in 0..ATTEMPTS {
-                if attempt > 0 {
-                    std::thread::sleep(Duration::from_millis(250 << attempt));
-                }
-                let file = store.content().open(&blob.digest, Some(blob.size))?;
-                let stream = blob_stream(file);
-                match self.runtime.block_on(self.client.push_blob_stream(
-                    &remote,
-                    stream,
-                    digest,
-                    Some(blob.size),
-                )) {
-                    Ok(_) => {
-                        done = true;
-                        break;
-                    }
-                    Err(e) => last = Some(with_causes(&e)),
-                }
-            }
-            if !done {
-                return Err(Error::Registry(format!(
-                    "upload blob {digest}: {}",
-                    last.unwrap_or_default()
-                )));
+            if !mounted {
+                self.upload(store, repo, blob)?;
             }
             if let Some(p) = progress {
                 p.advance(blob.size);
@@ -575,14 +869,13 @@ impl Session {
             Some(image.manifest_descriptor.size),
             MAX_DOCUMENT_SIZE,
         )?;
-        let content_type = http::HeaderValue::from_str(&image.manifest_descriptor.media_type)
-            .map_err(|e| Error::InvalidDocument(format!("media type: {e}")))?;
+        let tag = target.tag().unwrap_or("latest");
+        let url = self.url(repo, &format!("manifests/{tag}"));
+        let media_type = &image.manifest_descriptor.media_type;
         retry(|| {
-            self.runtime.block_on(self.client.push_manifest_raw(
-                &remote,
-                bytes.clone(),
-                content_type.clone(),
-            ))
+            self.call("PUT", &url, &push_scope, &|r| {
+                r.set("Content-Type", media_type).send_bytes(&bytes)
+            })
         })
         .map_err(|e| registry_error(&format!("push manifest {target}"), e))?;
         if let Some(p) = progress {
@@ -590,107 +883,40 @@ impl Session {
         }
         Ok(image.digest().clone())
     }
-}
 
-/// Read a blob file as a stream of chunks for upload; the content store verifies it as it
-/// is read, so a corrupt local blob fails the upload instead of being sent.
-fn blob_stream(
-    file: crate::content::VerifiedReader<cap_std::fs::File>,
-) -> impl futures_util::Stream<Item = std::result::Result<bytes::Bytes, OciDistributionError>>
-       + Send
-       + 'static {
-    futures_util::stream::try_unfold(file, |mut file| async move {
-        let mut buf = vec![0u8; 1 << 20];
-        let n = file.read(&mut buf).map_err(OciDistributionError::IoError)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.truncate(n);
-        Ok(Some((bytes::Bytes::from(buf), file)))
-    })
-    .into_stream()
-}
-
-/// Run a registry call, retrying connection failures and server errors with backoff.
-fn retry<T>(
-    mut call: impl FnMut() -> std::result::Result<T, OciDistributionError>,
-) -> std::result::Result<T, OciDistributionError> {
-    let mut attempt = 0;
-    loop {
-        match call() {
-            Err(e) if attempt + 1 < ATTEMPTS && transient(&e) => {
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(250 << attempt));
-            }
-            r => return r,
-        }
-    }
-}
-
-fn transient(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::RequestError(r) => {
-            r.is_connect() || r.is_timeout() || r.is_request() || r.is_body()
-        }
-        OciDistributionError::ServerError { code, .. } => *code >= 500,
-        OciDistributionError::IoError(_) => true,
-        _ => false,
-    }
-}
-
-fn client_config(opts: &RegistryOptions, http: bool) -> Result<ClientConfig> {
-    // reqwest is built without a crypto provider: use ring's (an error only says one is
-    // already installed).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut extra = Vec::new();
-    if let Some(dir) = &opts.cert_dir {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::IoPath {
-            path: dir.clone(),
-            source: e,
-        })?;
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if p.extension().is_some_and(|x| x == "crt" || x == "pem") {
-                let data = std::fs::read(&p).map_err(|e| Error::IoPath {
-                    path: p.clone(),
-                    source: e,
-                })?;
-                extra.push(Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data,
-                });
-            }
-        }
-    }
-    Ok(ClientConfig {
-        protocol: if http {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        accept_invalid_certificates: !opts.tls_verify,
-        extra_root_certificates: extra,
-        // One streamed PUT per blob (the size is known), not a PATCH per 4 MiB chunk.
-        use_monolithic_push: true,
-        max_concurrent_download: PARALLEL_LAYERS,
-        max_concurrent_upload: PARALLEL_LAYERS,
-        read_timeout: Some(Duration::from_secs(60)),
-        connect_timeout: Some(Duration::from_secs(10)),
-        ..Default::default()
-    })
-}
-
-fn remote_ref(r: &Reference) -> oci_client::Reference {
-    match (r.tag(), r.digest()) {
-        (_, Some(d)) => {
-            oci_client::Reference::with_digest(r.domain().into(), r.path().into(), d.to_string())
-        }
-        (Some(t), None) => {
-            oci_client::Reference::with_tag(r.domain().into(), r.path().into(), t.into())
-        }
-        (None, None) => {
-            oci_client::Reference::with_tag(r.domain().into(), r.path().into(), "latest".into())
-        }
+    /// Upload one blob: start an upload, then one streamed PUT of the whole blob, read from
+    /// the store through its verifier (a corrupt local blob fails the upload instead of being
+    /// sent).
+    fn upload(&self, store: &Store, repo: &str, blob: &Descriptor) -> Result<()> {
+        let scopes = [scope(repo, true)];
+        let digest = blob.digest.as_str();
+        let start = self.url(repo, "blobs/uploads/");
+        let attempt = || -> std::result::Result<(), Failure> {
+            let started = self.call("POST", &start, &scopes, &|r| r.send_bytes(&[]))?;
+            let location = started
+                .header("Location")
+                .ok_or_else(|| Failure::Invalid("upload started without a Location".into()))?;
+            let url = if location.starts_with('/') {
+                format!("{}{location}", self.base)
+            } else {
+                location.to_string()
+            };
+            let url = format!(
+                "{url}{}digest={digest}",
+                if url.contains('?') { '&' } else { '?' }
+            );
+            self.call("PUT", &url, &scopes, &|r| {
+                let file = store
+                    .content()
+                    .open(&blob.digest, Some(blob.size))
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                r.set("Content-Type", "application/octet-stream")
+                    .set("Content-Length", &blob.size.to_string())
+                    .send(file)
+            })?;
+            Ok(())
+        };
+        retry(attempt).map_err(|e| registry_error(&format!("upload blob {digest}"), e))
     }
 }
 
