@@ -49,6 +49,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def record(self, status):
+        with open(LOG, "a") as log:
+            log.write(f"{self.command} {self.path} {status}\n")
+
     def reply(self, status, body=b"", headers=()):
         self.send_response(status)
         for k, v in headers:
@@ -57,8 +61,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        with open(LOG, "a") as log:
-            log.write(f"{self.command} {self.path} {status}\n")
+        self.record(status)
 
     def unauthorized(self, message, challenge=None):
         body = json.dumps({"errors": [{"code": "UNAUTHORIZED", "message": message}]})
@@ -122,8 +125,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        with open(LOG, "a") as log:
-            log.write(f"{self.command} {self.path} {response.status}\n")
+        self.record(response.status)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
