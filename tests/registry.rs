@@ -1084,8 +1084,8 @@ impl Drop for TokenProxy {
 
 /// A registry that wants bearer tokens: push is refused without a login, `login` checks the
 /// credentials at the token realm, push then answers the challenges (the cross-repository
-/// mount asks for the source repository's scope too), and a fresh store pulls with an
-/// anonymous token.
+/// mount asks for the source repository's scope too) and uploads to a location on another
+/// host without credentials, and a fresh store pulls with an anonymous token.
 #[test]
 fn bearer_token_auth() {
     let mut needed = REGISTRY_TOOLS.to_vec();
@@ -1129,6 +1129,20 @@ fn bearer_token_auth() {
             && r.ends_with(" 201"))
             >= 1,
         "the second repository got its blobs by mount: {reqs:#?}"
+    );
+    // Uploads went to the location the registry named, another host to us, without our
+    // credentials.
+    assert!(
+        count(&reqs, |r| r
+            .starts_with("PUT /v2/test/token/blobs/uploads/")
+            && r.ends_with(" 201"))
+            >= 2,
+        "{reqs:#?}"
+    );
+    assert_eq!(
+        count(&reqs, |r| r.contains("CREDENTIALS SENT")),
+        0,
+        "{reqs:#?}"
     );
 
     let b = Env::new();

@@ -506,8 +506,9 @@ impl Session {
         self
     }
 
-    /// `method` on `url`, with what `scopes` were granted; a 401 is answered (once) by its
-    /// challenge and the request sent again. `send` sends the request it is given.
+    /// `method` on `url`, with what `scopes` were granted (only to the registry itself, not
+    /// to an upload location elsewhere); a 401 is answered (once) by its challenge and the
+    /// request sent again. `send` sends the request it is given.
     fn call(
         &self,
         method: &str,
@@ -516,10 +517,13 @@ impl Session {
         send: &dyn Fn(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
     ) -> std::result::Result<ureq::Response, Failure> {
         let key = scopes.join(" ");
+        let ours = url.starts_with(&format!("{}/", self.base));
         let mut answered = false;
         loop {
             let mut request = self.agent.request(method, url);
-            let granted = self.granted.lock().expect("lock").get(&key).cloned();
+            let granted = ours
+                .then(|| self.granted.lock().expect("lock").get(&key).cloned())
+                .flatten();
             if let Some(auth) = granted {
                 request = request.set("Authorization", &auth);
             }
@@ -667,47 +671,40 @@ impl Session {
         }
         let url = self.url(repo, &format!("blobs/{}", desc.digest));
         let scopes = [scope(repo, false)];
-        let mut attempt = 0;
-        loop {
-            let mut writer = store.content().writer()?;
-            let streamed = (|| {
-                let response = self.call("GET", &url, &scopes, &|r| r.call())?;
-                let mut body = response.into_reader();
-                let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    let n = match body.read(&mut buf) {
-                        Ok(0) => return Ok(()),
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(Failure::Transport(e.to_string())),
-                    };
-                    if writer.written() + n as u64 > desc.size {
-                        return Err(Failure::Invalid(format!(
-                            "larger than its descriptor says ({} bytes)",
-                            desc.size
-                        )));
-                    }
-                    writer
-                        .write_all(&buf[..n])
-                        .map_err(|e| Failure::Invalid(e.to_string()))?;
-                    if let Some(p) = progress {
-                        p.advance(n as u64);
-                    }
+        // Each attempt streams into a fresh temp file; only a complete one is committed.
+        let writer = retry(|| {
+            let mut writer = store
+                .content()
+                .writer()
+                .map_err(|e| Failure::Invalid(e.to_string()))?;
+            let response = self.call("GET", &url, &scopes, &|r| r.call())?;
+            let mut body = response.into_reader();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = match body.read(&mut buf) {
+                    Ok(0) => return Ok(writer),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Failure::Transport(e.to_string())),
+                };
+                if writer.written() + n as u64 > desc.size {
+                    return Err(Failure::Invalid(format!(
+                        "larger than its descriptor says ({} bytes)",
+                        desc.size
+                    )));
                 }
-            })();
-            match streamed {
-                Ok(()) => {
-                    return writer
-                        .commit(Some(&desc.digest), Some(desc.size))
-                        .map(|_| ())
+                writer
+                    .write_all(&buf[..n])
+                    .map_err(|e| Failure::Invalid(e.to_string()))?;
+                if let Some(p) = progress {
+                    p.advance(n as u64);
                 }
-                Err(e) if attempt + 1 < ATTEMPTS && e.transient() => {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(250 << attempt));
-                }
-                Err(e) => return Err(registry_error(&format!("fetch blob {}", desc.digest), e)),
             }
-        }
+        })
+        .map_err(|e| registry_error(&format!("fetch blob {}", desc.digest), e))?;
+        writer
+            .commit(Some(&desc.digest), Some(desc.size))
+            .map(|_| ())
     }
 
     /// Pull `reference` into the store and tag it. Only layers the store lacks are fetched.

@@ -7,7 +7,10 @@ to anyone, push scopes only with basic auth `user:pass`; wrong credentials get 4
 /v2/ request needs `Authorization: Bearer <token>` whose scopes cover it (GET/HEAD: pull,
 else push), or it gets 401 with `WWW-Authenticate: Bearer realm=...,service=...,scope=...`.
 Allowed requests are forwarded to the registry, Host header included, so the upload
-locations it returns point back here. Each request is logged as `METHOD PATH STATUS`.
+locations it returns point back here, but as `localhost:PORT`: to the client a different
+host, like a storage backend, which asks for no auth and must be sent none (a request that
+carries some is logged as `CREDENTIALS SENT TO localhost`). Each request is logged as
+`METHOD PATH STATUS`.
 
 Usage: token_proxy.py LISTEN_PORT REGISTRY_PORT LOG_FILE
 """
@@ -92,6 +95,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         if url.path == "/token":
             return self.token(urllib.parse.parse_qs(url.query))
+        if self.headers.get("Host", "").startswith("localhost:"):
+            if "Authorization" in self.headers:
+                self.record("CREDENTIALS SENT TO localhost")
+            return self.forward(body)
         challenge = f'Bearer realm="http://127.0.0.1:{LISTEN}/token",service="{SERVICE}"'
         auth = self.headers.get("Authorization", "")
         granted = decode(auth[7:]) if auth.startswith("Bearer ") else None
@@ -109,6 +116,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.unauthorized("no pull access to the source", challenge)
         elif granted is None:
             return self.unauthorized("authentication required", challenge)
+        self.forward(body)
+
+    def forward(self, body):
         upstream = http.client.HTTPConnection("127.0.0.1", UPSTREAM)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
         upstream.request(self.command, self.path, body=body, headers=headers)
@@ -116,6 +126,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = response.read()
         self.send_response(response.status)
         for k, v in response.getheaders():
+            if k.lower() == "location":
+                v = v.replace(f"//127.0.0.1:{LISTEN}/", f"//localhost:{LISTEN}/")
             if k.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(k, v)
         if self.command == "HEAD":
