@@ -465,6 +465,24 @@ fn push_then_pull_round_trip() {
         "",
         "nothing tagged after a failed pull"
     );
+
+    // Push by digest (of an image pulled by digest): the manifest goes to that digest, and
+    // no tag moves.
+    let before = reg.requests().len();
+    ok(&c, &["push", &by_digest]);
+    let pushed = reg.requests()[before..].to_vec();
+    assert_eq!(
+        count(&pushed, |r| r
+            .starts_with(&format!("PUT /v2/test/bb/manifests/{digest} "))
+            && r.ends_with(" 201")),
+        1,
+        "{pushed:#?}"
+    );
+    assert_eq!(
+        count(&pushed, |r| r.contains("/manifests/latest")),
+        0,
+        "{pushed:#?}"
+    );
 }
 
 /// A Wasm image goes through the registry with its wasi/wasm platform; `run` pulls it

@@ -35,6 +35,9 @@ const ACCEPTED: &[&str] = &[
     MEDIA_DOCKER_LIST,
 ];
 const ATTEMPTS: u32 = 5;
+/// The whole of a request that moves no blob (probe, token, manifest, HEAD, upload start):
+/// a server trickling bytes cannot hold us longer. Blob transfers have the per-read timeout.
+const SMALL_REQUEST: Duration = Duration::from_secs(120);
 const PARALLEL_LAYERS: usize = 3;
 
 #[derive(Debug, Clone)]
@@ -172,7 +175,11 @@ fn is_loopback(host: &str) -> bool {
             host
         }
     });
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]") || name.starts_with("127.")
+    let address = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost"
+        || address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 fn insecure_by_config(host: &str) -> bool {
@@ -187,8 +194,11 @@ fn insecure_by_config(host: &str) -> bool {
 enum Failure {
     /// The registry answered with this status; the text is what its error body said.
     Status(u16, String),
-    /// No answer: connecting, TLS, or the connection broke.
+    /// No answer: connecting, or the connection broke.
     Transport(String),
+    /// A request that cannot succeed as it is: TLS refused the server, a bad URL, redirects
+    /// without end.
+    Refused(String),
     /// An answer that breaks the protocol (a blob larger than its descriptor, a token
     /// response without a token).
     Invalid(String),
@@ -200,7 +210,7 @@ impl Failure {
         match self {
             Failure::Transport(_) => true,
             Failure::Status(code, _) => *code >= 500 || *code == 429,
-            Failure::Invalid(_) => false,
+            Failure::Refused(_) | Failure::Invalid(_) => false,
         }
     }
 }
@@ -221,7 +231,7 @@ impl std::fmt::Display for Failure {
             Failure::Status(403, m) => write!(f, "denied: not authorized{}", said(m)),
             Failure::Status(404, m) => write!(f, "not found{}", said(m)),
             Failure::Status(code, m) => write!(f, "HTTP status {code}{}", said(m)),
-            Failure::Transport(m) | Failure::Invalid(m) => f.write_str(m),
+            Failure::Transport(m) | Failure::Refused(m) | Failure::Invalid(m) => f.write_str(m),
         }
     }
 }
@@ -229,7 +239,37 @@ impl std::fmt::Display for Failure {
 fn failure(e: ureq::Error) -> Failure {
     match e {
         ureq::Error::Status(code, response) => Failure::Status(code, error_message(response)),
-        ureq::Error::Transport(t) => Failure::Transport(with_causes(&t)),
+        ureq::Error::Transport(t) => {
+            let message = with_causes(&t);
+            let tls = {
+                let mut cause = std::error::Error::source(&t);
+                let mut found = false;
+                while let Some(c) = cause {
+                    found |= c.is::<rustls::Error>()
+                        || c.downcast_ref::<std::io::Error>()
+                            .and_then(|io| io.get_ref())
+                            .is_some_and(|inner| inner.is::<rustls::Error>());
+                    cause = c.source();
+                }
+                found
+            };
+            match t.kind() {
+                ureq::ErrorKind::Dns | ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Io
+                    if !tls =>
+                {
+                    Failure::Transport(message)
+                }
+                _ => Failure::Refused(message),
+            }
+        }
+    }
+}
+
+/// `response`, when its status is `want`; else what it was.
+fn expect(response: ureq::Response, want: u16) -> std::result::Result<ureq::Response, Failure> {
+    match response.status() {
+        status if status == want => Ok(response),
+        status => Err(Failure::Status(status, error_message(response))),
     }
 }
 
@@ -333,7 +373,11 @@ fn api_host(domain: &str) -> &str {
 /// Whether something answers HTTP at `base` (any status but 400, which is how an HTTPS
 /// server answers plain HTTP).
 fn answers(agent: &ureq::Agent, base: &str) -> bool {
-    match agent.get(&format!("{base}/v2/")).call() {
+    match agent
+        .get(&format!("{base}/v2/"))
+        .timeout(SMALL_REQUEST)
+        .call()
+    {
         Ok(_) => true,
         Err(ureq::Error::Status(code, _)) => code != 400,
         Err(ureq::Error::Transport(_)) => false,
@@ -351,6 +395,12 @@ fn agent(opts: &RegistryOptions) -> Result<ureq::Agent> {
         let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        // The system's bundle too (where `update-ca-certificates` puts a private CA), as
+        // docker trusts it; `SSL_CERT_FILE` names another, as OpenSSL's clients allow.
+        let system = std::env::var_os("SSL_CERT_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+        add_bundle(&mut roots, &system);
         if let Some(dir) = &opts.cert_dir {
             add_certificates(&mut roots, dir)?;
         }
@@ -389,6 +439,15 @@ fn add_certificates(roots: &mut rustls::RootCertStore, dir: &Path) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// The certificates of a bundle file, those that parse; none when it is missing.
+fn add_bundle(roots: &mut rustls::RootCertStore, path: &Path) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    if let Ok(certs) = CertificateDer::pem_file_iter(path) {
+        roots.add_parsable_certificates(certs.flatten());
+    }
 }
 
 /// `--tls-verify=false`: any certificate is accepted (the handshake's signatures are still
@@ -517,7 +576,8 @@ impl Session {
         send: &dyn Fn(ureq::Request) -> std::result::Result<ureq::Response, ureq::Error>,
     ) -> std::result::Result<ureq::Response, Failure> {
         let key = scopes.join(" ");
-        let ours = url.starts_with(&format!("{}/", self.base));
+        let our_prefix = format!("{}/", self.base);
+        let ours = url.starts_with(&our_prefix);
         let mut answered = false;
         loop {
             let mut request = self.agent.request(method, url);
@@ -528,7 +588,11 @@ impl Session {
                 request = request.set("Authorization", &auth);
             }
             match send(request) {
-                Err(ureq::Error::Status(401, response)) if !answered => {
+                // A challenge from anywhere else (an upload location, a redirect's target)
+                // is not answered: our login goes to no other host.
+                Err(ureq::Error::Status(401, response))
+                    if !answered && ours && response.get_url().starts_with(&our_prefix) =>
+                {
                     let challenge = response
                         .header("WWW-Authenticate")
                         .unwrap_or("")
@@ -560,7 +624,7 @@ impl Session {
                 let realm = params.get("realm").ok_or_else(|| {
                     Failure::Invalid(format!("a bearer challenge without a realm: {challenge}"))
                 })?;
-                let mut request = self.agent.get(realm);
+                let mut request = self.agent.get(realm).timeout(SMALL_REQUEST);
                 if let Some(service) = params.get("service") {
                     request = request.query("service", service);
                 }
@@ -580,9 +644,10 @@ impl Session {
                 let body: serde_json::Value =
                     serde_json::from_reader(response.into_reader().take(1 << 20))
                         .map_err(|e| Failure::Invalid(format!("token from {realm}: {e}")))?;
-                let token = body["token"]
-                    .as_str()
-                    .or(body["access_token"].as_str())
+                let token = [&body["token"], &body["access_token"]]
+                    .into_iter()
+                    .filter_map(|t| t.as_str())
+                    .find(|t| !t.is_empty())
                     .ok_or_else(|| Failure::Invalid(format!("no token from {realm}")))?;
                 Ok(format!("Bearer {token}"))
             }
@@ -595,7 +660,7 @@ impl Session {
     /// Check credentials the way `docker login` does: the API root must let us in.
     pub fn check_login(&self) -> Result<()> {
         let url = format!("{}/v2/", self.base);
-        match retry(|| self.call("GET", &url, &[], &|r| r.call())) {
+        match retry(|| self.call("GET", &url, &[], &|r| r.timeout(SMALL_REQUEST).call())) {
             Ok(_) => Ok(()),
             Err(Failure::Status(401 | 403, _)) => Err(Error::Registry(format!(
                 "login to {}: unauthorized: wrong username or password",
@@ -625,7 +690,7 @@ impl Session {
         let accept = ACCEPTED.join(", ");
         let response = retry(|| {
             self.call("GET", &url, &[scope(repo, false)], &|r| {
-                r.set("Accept", &accept).call()
+                r.timeout(SMALL_REQUEST).set("Accept", &accept).call()
             })
         })
         .map_err(|e| registry_error(&format!("fetch manifest {label}"), e))?;
@@ -818,7 +883,18 @@ impl Session {
         let repo = target.path();
         let mut blobs = vec![image.manifest.config.clone()];
         blobs.extend(image.manifest.layers.iter().cloned());
-        let siblings: Vec<String> = store
+        // A manifest pushed by digest must be that digest; by tag (or neither: `latest`).
+        let manifest_reference = match (target.digest(), target.tag()) {
+            (Some(d), _) if d != image.digest() => {
+                return Err(Error::InvalidArgument(format!(
+                    "{target}: the image's digest is {}",
+                    image.digest()
+                )))
+            }
+            (Some(d), _) => d.to_string(),
+            (None, tag) => tag.unwrap_or("latest").to_string(),
+        };
+        let mut siblings: Vec<String> = store
             .images()?
             .iter()
             .flat_map(|i| i.names.clone())
@@ -826,6 +902,8 @@ impl Session {
             .filter(|r| r.domain() == target.domain() && r.path() != target.path())
             .map(|r| r.path().to_string())
             .collect();
+        siblings.sort();
+        siblings.dedup();
         if let Some(p) = progress {
             p.start(
                 &format!("Pushing {}", target.familiar()),
@@ -836,7 +914,8 @@ impl Session {
         for blob in &blobs {
             let digest = blob.digest.as_str();
             let blob_url = self.url(repo, &format!("blobs/{digest}"));
-            let exists = |s: &Session| match s.call("HEAD", &blob_url, &push_scope, &|r| r.call()) {
+            let head = |r: ureq::Request| r.timeout(SMALL_REQUEST).call();
+            let exists = |s: &Session| match s.call("HEAD", &blob_url, &push_scope, &head) {
                 Ok(_) => Ok(true),
                 Err(Failure::Status(404, _)) => Ok(false),
                 Err(e) => Err(e),
@@ -849,8 +928,9 @@ impl Session {
             let mounted = siblings.iter().any(|from| {
                 let url = self.url(repo, &format!("blobs/uploads/?mount={digest}&from={from}"));
                 let scopes = [scope(repo, true), scope(from, false)];
+                let post = |r: ureq::Request| r.timeout(SMALL_REQUEST).send_bytes(&[]);
                 matches!(
-                    self.call("POST", &url, &scopes, &|r| r.send_bytes(&[])),
+                    self.call("POST", &url, &scopes, &post),
                     Ok(response) if response.status() == 201
                 ) && exists(self).unwrap_or(false)
             });
@@ -866,13 +946,15 @@ impl Session {
             Some(image.manifest_descriptor.size),
             MAX_DOCUMENT_SIZE,
         )?;
-        let tag = target.tag().unwrap_or("latest");
-        let url = self.url(repo, &format!("manifests/{tag}"));
+        let url = self.url(repo, &format!("manifests/{manifest_reference}"));
         let media_type = &image.manifest_descriptor.media_type;
         retry(|| {
-            self.call("PUT", &url, &push_scope, &|r| {
-                r.set("Content-Type", media_type).send_bytes(&bytes)
-            })
+            let put = |r: ureq::Request| {
+                r.timeout(SMALL_REQUEST)
+                    .set("Content-Type", media_type)
+                    .send_bytes(&bytes)
+            };
+            expect(self.call("PUT", &url, &push_scope, &put)?, 201)
         })
         .map_err(|e| registry_error(&format!("push manifest {target}"), e))?;
         if let Some(p) = progress {
@@ -889,7 +971,8 @@ impl Session {
         let digest = blob.digest.as_str();
         let start = self.url(repo, "blobs/uploads/");
         let attempt = || -> std::result::Result<(), Failure> {
-            let started = self.call("POST", &start, &scopes, &|r| r.send_bytes(&[]))?;
+            let post = |r: ureq::Request| r.timeout(SMALL_REQUEST).send_bytes(&[]);
+            let started = expect(self.call("POST", &start, &scopes, &post)?, 202)?;
             let location = started
                 .header("Location")
                 .ok_or_else(|| Failure::Invalid("upload started without a Location".into()))?;
@@ -902,7 +985,7 @@ impl Session {
                 "{url}{}digest={digest}",
                 if url.contains('?') { '&' } else { '?' }
             );
-            self.call("PUT", &url, &scopes, &|r| {
+            let put = |r: ureq::Request| {
                 let file = store
                     .content()
                     .open(&blob.digest, Some(blob.size))
@@ -910,8 +993,8 @@ impl Session {
                 r.set("Content-Type", "application/octet-stream")
                     .set("Content-Length", &blob.size.to_string())
                     .send(file)
-            })?;
-            Ok(())
+            };
+            expect(self.call("PUT", &url, &scopes, &put)?, 201).map(|_| ())
         };
         retry(attempt).map_err(|e| registry_error(&format!("upload blob {digest}"), e))
     }
@@ -949,4 +1032,52 @@ pub fn logged_in() -> Result<BTreeMap<String, String>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse_with_quoted_commas() {
+        let (scheme, params) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(scheme, "bearer");
+        assert_eq!(params["realm"], "https://auth.example/token");
+        assert_eq!(params["service"], "registry.example");
+        assert_eq!(params["scope"], "repository:a/b:pull,push");
+        let (scheme, params) = parse_challenge(r#"Basic realm="say \"hi\", please""#);
+        assert_eq!(scheme, "basic");
+        assert_eq!(params["realm"], r#"say "hi", please"#);
+        let (scheme, params) = parse_challenge("Bearer realm=https://t.example/x, service=s");
+        assert_eq!(scheme, "bearer");
+        assert_eq!(params["realm"], "https://t.example/x");
+        assert_eq!(params["service"], "s");
+        // Unterminated quotes and missing values end the parameters, not the process.
+        let (_, params) = parse_challenge(r#"Bearer realm="open"#);
+        assert_eq!(params["realm"], "open");
+        assert!(parse_challenge("Bearer").1.is_empty());
+    }
+
+    #[test]
+    fn loopback_is_an_address_not_a_prefix() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "127.example.com",
+            "127.example.com:5000",
+            "registry.example",
+            "10.0.0.1",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
 }

@@ -30,11 +30,16 @@ impl Args {
             .map(|b| b as &dyn strata_runtime::progress::Progress);
         let digest = session.push(store, &image, &target, progress)?;
         if !self.quiet {
-            println!(
-                "{}: digest: {digest} size: {}",
-                target.tag().unwrap_or("latest"),
-                image.manifest_descriptor.size
-            );
+            match (target.digest(), target.tag()) {
+                (Some(_), _) => {
+                    println!("digest: {digest} size: {}", image.manifest_descriptor.size)
+                }
+                (None, tag) => println!(
+                    "{}: digest: {digest} size: {}",
+                    tag.unwrap_or("latest"),
+                    image.manifest_descriptor.size
+                ),
+            }
         }
         Ok(())
     }
