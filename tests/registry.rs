@@ -750,6 +750,12 @@ fn shared_base_is_transferred_once() {
         mounts, 1,
         "B got the base by a cross-repository mount from test/a: {reqs:#?}"
     );
+    // B's own blobs went into the uploads its mount requests started (202), no others.
+    assert_eq!(
+        count(&reqs, |r| r.starts_with("POST /v2/test/b/blobs/uploads/ ")),
+        0,
+        "{reqs:#?}"
+    );
 
     // Pushing B again sends no blob at all.
     let before = reqs.len();

@@ -367,17 +367,39 @@ fn containers_left(env: &Env) -> usize {
 }
 
 /// SIGTERM to `run`'s `child` once its guest has started (the container shows as running)
-/// and had time to begin waiting: how it ended, and how long after the signal.
+/// and then, with `wchan`, once a thread of it sleeps in that kernel function, else after a
+/// moment: how it ended, and how long after the signal.
 fn stop_when_waiting(
     env: &Env,
     child: &mut std::process::Child,
+    wchan: Option<&str>,
 ) -> (std::process::ExitStatus, Duration) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while env.ok(&["ps", "-q"]).trim().is_empty() {
         assert!(Instant::now() < deadline, "the guest never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    match wchan {
+        Some(wanted) => {
+            let sleeping_in = || {
+                std::fs::read_dir(format!("/proc/{}/task", child.id()))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|t| {
+                        std::fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w == wanted)
+                    })
+            };
+            while !sleeping_in() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the guest never waited in {wanted}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        None => std::thread::sleep(Duration::from_millis(300)),
+    }
     let sent = Instant::now();
     signal(child, rustix::process::Signal::TERM);
     let status = child.wait().unwrap();
@@ -406,7 +428,7 @@ fn a_waiting_guest_stops_at_once() {
                 .unwrap();
             // Held open: the guest reading it waits.
             let _stdin = child.stdin.take().unwrap();
-            let (status, took) = stop_when_waiting(&env, &mut child);
+            let (status, took) = stop_when_waiting(&env, &mut child, None);
             assert_eq!(status.code(), Some(143), "{kind} {args:?}");
             assert!(
                 took < Duration::from_millis(1500),
@@ -499,7 +521,8 @@ fn a_guest_blocked_in_the_host_stops_after_the_grace_period() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let (status, took) = stop_when_waiting(&env, &mut child);
+    // Blocked opening the FIFO (the kernel waits for a writer there).
+    let (status, took) = stop_when_waiting(&env, &mut child, Some("wait_for_partner"));
     assert_eq!(status.code(), Some(143));
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(6),

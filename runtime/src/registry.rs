@@ -925,17 +925,27 @@ impl Session {
             {
                 continue;
             }
-            let mounted = siblings.iter().any(|from| {
+            // A mount the registry cannot do starts an upload instead (202): that one is used.
+            let mut mounted = false;
+            let mut started = None;
+            for from in &siblings {
                 let url = self.url(repo, &format!("blobs/uploads/?mount={digest}&from={from}"));
                 let scopes = [scope(repo, true), scope(from, false)];
                 let post = |r: ureq::Request| r.timeout(SMALL_REQUEST).send_bytes(&[]);
-                matches!(
-                    self.call("POST", &url, &scopes, &post),
-                    Ok(response) if response.status() == 201
-                ) && exists(self).unwrap_or(false)
-            });
+                match self.call("POST", &url, &scopes, &post) {
+                    Ok(r) if r.status() == 201 && exists(self).unwrap_or(false) => {
+                        mounted = true;
+                        break;
+                    }
+                    Ok(r) if r.status() == 202 => {
+                        started = self.location(&r).ok();
+                        break;
+                    }
+                    _ => {}
+                }
+            }
             if !mounted {
-                self.upload(store, repo, blob)?;
+                self.upload(store, repo, blob, started)?;
             }
             if let Some(p) = progress {
                 p.advance(blob.size);
@@ -963,23 +973,38 @@ impl Session {
         Ok(image.digest().clone())
     }
 
-    /// Upload one blob: start an upload, then one streamed PUT of the whole blob, read from
-    /// the store through its verifier (a corrupt local blob fails the upload instead of being
-    /// sent).
-    fn upload(&self, store: &Store, repo: &str, blob: &Descriptor) -> Result<()> {
+    /// Where an upload the registry started goes on: its `Location`, made absolute.
+    fn location(&self, started: &ureq::Response) -> std::result::Result<String, Failure> {
+        let location = started
+            .header("Location")
+            .ok_or_else(|| Failure::Invalid("upload started without a Location".into()))?;
+        Ok(if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            location.to_string()
+        })
+    }
+
+    /// Upload one blob: start an upload (or go on with `started`, one a mount began), then
+    /// one streamed PUT of the whole blob, read from the store through its verifier (a
+    /// corrupt local blob fails the upload instead of being sent).
+    fn upload(
+        &self,
+        store: &Store,
+        repo: &str,
+        blob: &Descriptor,
+        mut started: Option<String>,
+    ) -> Result<()> {
         let scopes = [scope(repo, true)];
         let digest = blob.digest.as_str();
         let start = self.url(repo, "blobs/uploads/");
         let attempt = || -> std::result::Result<(), Failure> {
-            let post = |r: ureq::Request| r.timeout(SMALL_REQUEST).send_bytes(&[]);
-            let started = expect(self.call("POST", &start, &scopes, &post)?, 202)?;
-            let location = started
-                .header("Location")
-                .ok_or_else(|| Failure::Invalid("upload started without a Location".into()))?;
-            let url = if location.starts_with('/') {
-                format!("{}{location}", self.base)
-            } else {
-                location.to_string()
+            let url = match started.take() {
+                Some(url) => url,
+                None => {
+                    let post = |r: ureq::Request| r.timeout(SMALL_REQUEST).send_bytes(&[]);
+                    self.location(&expect(self.call("POST", &start, &scopes, &post)?, 202)?)?
+                }
             };
             let url = format!(
                 "{url}{}digest={digest}",
