@@ -14,12 +14,12 @@
 //! Layouts and numbers are `wasi_snapshot_preview1.witx`'s; every guest pointer is checked
 //! against the guest's memory.
 
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
-use std::os::fd::BorrowedFd;
 use wasmtime::{Caller, Extern, Linker, StoreLimits, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::HostMonotonicClock;
