@@ -155,6 +155,22 @@ fn exit_codes_are_exact() {
             "{kind}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // There but not runnable (a directory): 126, as docker.
+        let out = env.run(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/data",
+            "--runtime",
+            "wasm",
+            "hello",
+        ]);
+        assert_eq!(
+            code(&out),
+            126,
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = env.run(&["run", "--rm", "--pull", "never", "nosuchimage"]);
         assert_eq!(code(&out), 125);
         assert!(String::from_utf8_lossy(&out.stderr)

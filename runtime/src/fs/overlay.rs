@@ -572,8 +572,7 @@ impl<D: DirHandle> Overlay<D> {
     /// Open a regular file for reading (following symlinks), and say whether it is a lower
     /// layer's: such a file never changes while the layer exists.
     pub fn open_read(&self, path: &OsStr) -> io::Result<(File, bool)> {
-        let (dir, name, entry) = self.resolve(path, true)?;
-        let e = entry.ok_or_else(|| errno(rustix::io::Errno::NOENT))?;
+        let (dir, name, e) = self.existing(path, true)?;
         match file_type(&e.stat) {
             FileType::RegularFile => {}
             FileType::Directory => return Err(errno(rustix::io::Errno::ISDIR)),

@@ -33,7 +33,11 @@ static WAKE: OnceLock<OwnedFd> = OnceLock::new();
 /// counts from then on are this run's stop signals.
 pub fn arm() -> Result<BorrowedFd<'static>> {
     let fd = match WAKE.get() {
-        Some(fd) => fd,
+        Some(fd) => {
+            // Emptied of an earlier run's signals (a new eventfd is empty).
+            let _ = rustix::io::read(fd, &mut [0u8; 8]);
+            fd
+        }
         None => {
             use rustix::event::{eventfd, EventfdFlags};
             let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
@@ -41,8 +45,6 @@ pub fn arm() -> Result<BorrowedFd<'static>> {
             WAKE.get_or_init(|| fd)
         }
     };
-    let mut count = [0u8; 8];
-    let _ = rustix::io::read(fd, &mut count);
     Ok(fd.as_fd())
 }
 
@@ -203,7 +205,7 @@ impl streams::HostOutputStream for Io<'_> {
     }
 
     fn blocking_flush(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<()> {
-        let work = AsyncOutput::blocking_flush(self.table, Resource::new_borrow(stream.rep()));
+        let work = AsyncOutput::blocking_flush(self.table, stream);
         self.stop.wait(work, stream_interrupted)
     }
 

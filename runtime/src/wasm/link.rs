@@ -45,9 +45,15 @@ pub fn linker_for(engine: &Engine, component: &Component) -> wasmtime::Result<Li
     let mut linker = Linker::new(engine);
     let l = &mut linker;
     let mut filesystem = false;
+    let mut linked = std::collections::HashSet::new();
     for (name, _) in component.component_type().imports(engine) {
-        // `wasi:cli/stdout@0.2.3`: the linker matches semver-compatible versions.
-        match name.split('@').next().unwrap_or(name) {
+        // `wasi:cli/stdout@0.2.3`: the linker matches semver-compatible versions, so an
+        // interface imported at two versions is linked once.
+        let interface = name.split_once('@').map_or(name, |(i, _)| i);
+        if !linked.insert(interface) {
+            continue;
+        }
+        match interface {
             "wasi:io/error" => {
                 wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<S, Io>(l, table)?
             }

@@ -151,10 +151,6 @@ impl WasmRuntime {
         config.epoch_interruption(true);
         let engine =
             Engine::new(&config).map_err(|e| Error::Unsupported(format!("wasmtime: {e}")))?;
-        std::fs::create_dir_all(cache).map_err(|e| Error::IoPath {
-            path: cache.into(),
-            source: e,
-        })?;
         let engine_hash = {
             use std::hash::{Hash, Hasher};
             let mut h = std::hash::DefaultHasher::new();
@@ -199,10 +195,9 @@ impl WasmRuntime {
         }
         let wasm = read_module(file)?;
         let name = self.cache_name(&wasm);
-        let path = self.cache.join(&name);
-        let program = match path.exists().then(|| deserialize(&self.engine, &path)) {
-            Some(Ok(p)) => p,
-            _ => self.compile(&wasm, &path)?,
+        let program = match deserialize(&self.engine, &self.cache.join(&name)) {
+            Ok(p) => p,
+            Err(_) => self.compile(&wasm, &name)?,
         };
         if let Some(memo) = memo {
             // Best effort, as the cache itself: made aside and renamed over a stale link.
@@ -251,8 +246,9 @@ impl WasmRuntime {
         Some(format!("file-{}", Digest::of(k.as_bytes()).hex()))
     }
 
-    /// Compile and write the result to `path`.
-    fn compile(&self, wasm: &[u8], path: &Path) -> Result<Program> {
+    /// Compile, and write the result to the cache as `name` (the cache is made on the first
+    /// compile, so a start that finds its code made nothing).
+    fn compile(&self, wasm: &[u8], name: &str) -> Result<Program> {
         let invalid = |e: wasmtime::Error| Error::InvalidArgument(format!("invalid wasm: {e:#}"));
         let (program, serialized) = if wasmparser::Parser::is_core_wasm(wasm) {
             let m = Module::new(&self.engine, wasm).map_err(invalid)?;
@@ -263,12 +259,11 @@ impl WasmRuntime {
             let bytes = c.serialize();
             (Program::Component(c), bytes)
         };
-        if let Ok(serialized) = serialized {
-            // Best effort: a failed cache write only costs the next start a compile.
-            let tmp = self.cache.join(crate::content::temp_name(".cwasm"));
-            if std::fs::write(&tmp, &serialized).is_ok() {
-                let _ = std::fs::rename(&tmp, path);
-            }
+        // Best effort: a failed cache write only costs the next start a compile.
+        let cache = std::fs::create_dir_all(&self.cache)
+            .and_then(|()| Dir::open_ambient_dir(&self.cache, cap_std::ambient_authority()));
+        if let (Ok(serialized), Ok(cache)) = (serialized, cache) {
+            let _ = crate::store::write_atomic(&cache, name, &serialized, false);
         }
         Ok(program)
     }
@@ -491,8 +486,15 @@ fn open_program(root: &Overlay<Dir>, program: &str, cwd: &str) -> Result<(File, 
     } else {
         format!("{}/{program}", cwd.trim_end_matches('/'))
     };
+    // As docker: a program that is missing exits 127, one that is there but cannot be run
+    // (a directory, a device, unreadable) 126.
     root.open_read(std::ffi::OsStr::new(&path))
-        .map_err(|e| Error::ProgramNotFound(format!("exec: {program:?}: {e}")))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::ProgramNotFound(format!("exec: {program:?}: {e}"))
+            }
+            _ => Error::NotExecutable(format!("exec: {program:?}: {e}")),
+        })
 }
 
 /// The whole module; it must start with the Wasm magic.

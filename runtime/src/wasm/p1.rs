@@ -251,9 +251,11 @@ fn put_u64(mem: &mut [u8], ptr: u32, v: u64) -> R<()> {
 }
 
 /// The (pointer, length) pairs of an iovec array.
+/// Their lengths add up to at most `u32::MAX` (else `INVAL`, as Linux's `readv`/`writev`
+/// refuse an overflowing total), so the byte counts returned to the guest cannot overflow.
 fn iovecs(mem: &[u8], ptr: u32, count: u32) -> R<Vec<(u32, u32)>> {
     let raw = bytes(mem, ptr, count.checked_mul(8).ok_or(errno::FAULT)?)?;
-    Ok(raw
+    let iovs: Vec<(u32, u32)> = raw
         .chunks_exact(8)
         .map(|c| {
             (
@@ -261,7 +263,11 @@ fn iovecs(mem: &[u8], ptr: u32, count: u32) -> R<Vec<(u32, u32)>> {
                 u32::from_le_bytes(c[4..8].try_into().expect("4 bytes")),
             )
         })
-        .collect())
+        .collect();
+    if iovs.iter().map(|&(_, len)| u64::from(len)).sum::<u64>() > u64::from(u32::MAX) {
+        return Err(errno::INVAL);
+    }
+    Ok(iovs)
 }
 
 // ----- the descriptor table -----
