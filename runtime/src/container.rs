@@ -17,7 +17,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::DirHandle;
 use crate::image::ImageConfig;
-use crate::store::{write_atomic, Image, Store};
+use crate::store::{open_or_create, write_atomic, write_new, Image, Store};
 
 const CONTAINERS_DIR: &str = "containers";
 const RECORD: &str = "state.json";
@@ -491,10 +491,12 @@ impl<'a> Containers<'a> {
         self.store
     }
 
-    /// Make a container: its directory and an empty upper layer. Its record is first
-    /// written by `save` when it starts (or ends without starting), so a run costs one
-    /// record write; the caller holds the store's writer lock throughout, and `prune`
-    /// removes the directory of a create that never got that far.
+    /// Make a container: its directory and an empty upper layer. An unnamed container's
+    /// record is first written by `save` when it starts (or ends without starting), so such
+    /// a run costs one record write; the caller holds the store's writer lock throughout,
+    /// and `prune` removes the directory of a create that never got that far. A named one's
+    /// record is written here, under the index lock, so that no other create can take the
+    /// name in between.
     pub fn create(
         &self,
         image: &Image,
@@ -505,7 +507,7 @@ impl<'a> Containers<'a> {
         let id = new_id()?;
         // Names are unique: checking and claiming one is serialised by the index lock. A
         // generated name needs no lock, like docker's.
-        let _lock = name.map(|_| self.store.index_lock()).transpose()?;
+        let lock = name.map(|_| self.store.index_lock()).transpose()?;
         let name = match name {
             Some(n) => {
                 if !valid_name(n) {
@@ -541,18 +543,22 @@ impl<'a> Containers<'a> {
             error: None,
             auto_remove: false,
         };
+        if lock.is_some() {
+            self.save(&container)?;
+        }
         Ok(container)
     }
 
     /// Write the container's runtime spec (the bundle's `config.json`), once.
     pub fn save_spec(&self, c: &Container, spec: &Spec) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(spec).expect("serialize");
-        write_new(&self.container_dir(c)?, SPEC, &bytes)
+        write_new(&self.container_dir(c)?, SPEC, &bytes).map(|_| ())
     }
 
     /// Replace the container's record; advisory, so no fsync.
     pub fn save(&self, c: &Container) -> Result<()> {
-        write_atomic(&self.container_dir(c)?, RECORD, &record_bytes(c), false)
+        let bytes = serde_json::to_vec_pretty(c).expect("serialize");
+        write_atomic(&self.container_dir(c)?, RECORD, &bytes, false)
     }
 
     fn container_dir(&self, c: &Container) -> Result<Dir> {
@@ -787,58 +793,29 @@ impl<'a> Containers<'a> {
     /// Remove container directories without a record, and `--rm` containers whose run was
     /// killed: debris of a `run` or build step that did not get to clean up. Only under the
     /// store's exclusive GC lock, when no create is in flight.
-    pub(crate) fn remove_debris(&self) -> Result<usize> {
-        let mut removed = 0;
-        for name in self.dir.names().context(|| "list containers".into())? {
-            let name = name.to_string_lossy().into_owned();
-            if name.starts_with('.') || !self.dir.symlink_metadata(&name).is_ok_and(|m| m.is_dir())
-            {
+    pub(crate) fn remove_debris(&self) -> Result<()> {
+        for entry in self
+            .dir
+            .entries()
+            .context(|| "list containers".into())?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
             let debris = match self.read_record(&name) {
                 Err(e) => e.kind() == std::io::ErrorKind::NotFound,
                 Ok(c) => c.abandoned(),
             };
+            // Best effort, as for tmp/: what cannot go now goes at a later prune.
             if debris {
-                crate::store::make_removable(&self.dir, &name)?;
-                self.dir
-                    .remove_dir_all(&name)
-                    .context(|| format!("remove container debris {name}"))?;
-                removed += 1;
+                let _ = crate::store::make_removable(&self.dir, &name);
+                let _ = self.dir.remove_dir_all(&name);
             }
         }
-        Ok(removed)
+        Ok(())
     }
-}
-
-/// The private (0700) directory `name` in `parent`, made if missing (a concurrent maker
-/// is fine).
-fn open_or_create(parent: &Dir, name: &str) -> std::io::Result<Dir> {
-    match parent.open_dir(name) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut private = cap_std::fs::DirBuilder::new();
-            cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
-            private.recursive(true);
-            parent.create_dir_with(name, &private)?;
-            parent.open_dir(name)
-        }
-        r => r,
-    }
-}
-
-fn record_bytes(c: &Container) -> Vec<u8> {
-    serde_json::to_vec_pretty(c).expect("serialize")
-}
-
-/// Write a file that does not exist yet, in place.
-fn write_new(dir: &Dir, name: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    dir.open_with(
-        name,
-        cap_std::fs::OpenOptions::new().write(true).create_new(true),
-    )
-    .and_then(|mut f| f.write_all(bytes))
-    .context(|| format!("write {name}"))
 }
 
 impl Container {

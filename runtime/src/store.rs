@@ -176,9 +176,7 @@ impl Store {
             path: path.into(),
             source: e,
         })?;
-        let mut private = DirBuilder::new();
-        cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
-        private.recursive(true);
+        let private = private_dirs();
         for dir in ["blobs/sha256", LAYERS_DIR, TMP_DIR] {
             root.create_dir_with(dir, &private)
                 .context(|| format!("create {}", path.join(dir).display()))?;
@@ -827,10 +825,7 @@ pub(crate) fn make_removable(parent: &Dir, name: &str) -> Result<()> {
 pub fn write_atomic(dir: &Dir, name: &str, bytes: &[u8], durable: bool) -> Result<()> {
     let tmp = temp_name(&format!(".{name}"));
     let result = (|| {
-        let mut f = dir
-            .open_with(&tmp, OpenOptions::new().write(true).create_new(true))
-            .context(|| format!("write {name}"))?;
-        f.write_all(bytes).context(|| format!("write {name}"))?;
+        let f = write_new(dir, &tmp, bytes)?;
         if durable {
             f.sync_all().context(|| format!("fsync {name}"))?;
         }
@@ -841,6 +836,35 @@ pub fn write_atomic(dir: &Dir, name: &str, bytes: &[u8], durable: bool) -> Resul
         let _ = dir.remove_file(&tmp);
     }
     result
+}
+
+/// Write the file `name`, which must not exist yet, in place (no rename).
+pub(crate) fn write_new(dir: &Dir, name: &str, bytes: &[u8]) -> Result<cap_std::fs::File> {
+    let mut f = dir
+        .open_with(name, OpenOptions::new().write(true).create_new(true))
+        .context(|| format!("write {name}"))?;
+    f.write_all(bytes).context(|| format!("write {name}"))?;
+    Ok(f)
+}
+
+/// The private (0700) directory `name` in `parent`, made if missing (a concurrent maker
+/// is fine).
+pub(crate) fn open_or_create(parent: &Dir, name: &str) -> io::Result<Dir> {
+    match parent.open_dir(name) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            parent.create_dir_with(name, &private_dirs())?;
+            parent.open_dir(name)
+        }
+        r => r,
+    }
+}
+
+/// A builder of the store's directories: private (0700), parents made as needed.
+fn private_dirs() -> DirBuilder {
+    let mut private = DirBuilder::new();
+    cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
+    private.recursive(true);
+    private
 }
 
 /// Copies everything read from `inner` into `copy`.
