@@ -1135,32 +1135,26 @@ fn bearer_token_auth() {
     ok(&a, &["tag", &name, &other]);
     ok(&a, &["push", &other]);
     let reqs = proxy.requests();
+    // Requests that start with `prefix` and got `status`.
+    let answered =
+        |prefix: &str, status: &str| count(&reqs, |r| r.starts_with(prefix) && r.ends_with(status));
     assert!(
-        count(&reqs, |r| r.starts_with("GET /token?")
-            && r.ends_with(" 200"))
-            >= 2,
+        answered("GET /token?", " 200") >= 2,
         "tokens were asked for: {reqs:#?}"
     );
-    assert!(
-        count(&reqs, |r| r.starts_with("PUT /v2/test/token/manifests/1 ")
-            && r.ends_with(" 201"))
-            == 1,
+    assert_eq!(
+        answered("PUT /v2/test/token/manifests/1 ", " 201"),
+        1,
         "{reqs:#?}"
     );
     assert!(
-        count(&reqs, |r| r
-            .starts_with("POST /v2/test/other/blobs/uploads/?mount=")
-            && r.ends_with(" 201"))
-            >= 1,
+        answered("POST /v2/test/other/blobs/uploads/?mount=", " 201") >= 1,
         "the second repository got its blobs by mount: {reqs:#?}"
     );
     // Uploads went to the location the registry named, another host to us, without our
     // credentials.
     assert!(
-        count(&reqs, |r| r
-            .starts_with("PUT /v2/test/token/blobs/uploads/")
-            && r.ends_with(" 201"))
-            >= 2,
+        answered("PUT /v2/test/token/blobs/uploads/", " 201") >= 2,
         "{reqs:#?}"
     );
     assert_eq!(

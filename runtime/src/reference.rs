@@ -122,6 +122,15 @@ impl Reference {
         s
     }
 
+    /// What a registry's `manifests/<…>` endpoint takes for it: the digest when there is
+    /// one, else the tag (`latest` when neither).
+    pub fn manifest_name(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, t) => t.as_deref().unwrap_or("latest").to_string(),
+        }
+    }
+
     pub fn with_digest(&self, digest: Digest) -> Reference {
         Reference {
             digest: Some(digest),

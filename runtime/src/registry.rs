@@ -112,6 +112,11 @@ pub fn credentials(host: &str) -> Result<Option<(String, String)>> {
         .map(|(u, p)| (u.to_string(), p.to_string())))
 }
 
+/// `user:password` in base64: docker's `auth` field, and basic auth's credentials.
+fn encoded_login(user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
 /// Save (or with `None`, remove) credentials for `host`; true when something changed.
 pub fn store_credentials(host: &str, creds: Option<(&str, &str)>) -> Result<bool> {
     let path = auth_file();
@@ -122,8 +127,10 @@ pub fn store_credentials(host: &str, creds: Option<(&str, &str)>) -> Result<bool
     let auths = config["auths"].as_object_mut().expect("object");
     let changed = match creds {
         Some((u, p)) => {
-            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-            auths.insert(auth_key(host), serde_json::json!({ "auth": auth }));
+            auths.insert(
+                auth_key(host),
+                serde_json::json!({ "auth": encoded_login(u, p) }),
+            );
             true
         }
         None => auths.remove(&auth_key(host)).is_some(),
@@ -241,18 +248,12 @@ fn failure(e: ureq::Error) -> Failure {
         ureq::Error::Status(code, response) => Failure::Status(code, error_message(response)),
         ureq::Error::Transport(t) => {
             let message = with_causes(&t);
-            let tls = {
-                let mut cause = std::error::Error::source(&t);
-                let mut found = false;
-                while let Some(c) = cause {
-                    found |= c.is::<rustls::Error>()
-                        || c.downcast_ref::<std::io::Error>()
-                            .and_then(|io| io.get_ref())
-                            .is_some_and(|inner| inner.is::<rustls::Error>());
-                    cause = c.source();
-                }
-                found
-            };
+            let tls = causes(&t).any(|c| {
+                c.is::<rustls::Error>()
+                    || c.downcast_ref::<std::io::Error>()
+                        .and_then(|io| io.get_ref())
+                        .is_some_and(|inner| inner.is::<rustls::Error>())
+            });
             match t.kind() {
                 ureq::ErrorKind::Dns | ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Io
                     if !tls =>
@@ -277,17 +278,22 @@ fn registry_error(what: &str, e: Failure) -> Error {
     Error::Registry(format!("{what}: {e}"))
 }
 
+/// The chain of `e`'s sources.
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(e.source(), |c| c.source())
+}
+
 /// An error and its causes on one line (TLS reasons hide in the sources).
-fn with_causes(e: &dyn std::error::Error) -> String {
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
+    for c in causes(e) {
         let s = c.to_string();
         if !text.contains(&s) {
             text.push_str(": ");
             text.push_str(&s);
         }
-        cause = c.source();
     }
     text
 }
@@ -611,13 +617,10 @@ impl Session {
     /// when there is one, anonymously otherwise).
     fn answer(&self, challenge: &str, scopes: &[String]) -> std::result::Result<String, Failure> {
         let (scheme, params) = parse_challenge(challenge);
-        let basic = self.login.as_ref().map(|(user, password)| {
-            let pair = format!("{user}:{password}");
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            )
-        });
+        let basic = self
+            .login
+            .as_ref()
+            .map(|(user, password)| format!("Basic {}", encoded_login(user, password)));
         match scheme.as_str() {
             "basic" => basic.ok_or_else(|| Failure::Status(401, String::new())),
             "bearer" => {
@@ -674,19 +677,12 @@ impl Session {
         format!("{}/v2/{repo}/{tail}", self.base)
     }
 
-    /// Fetch a manifest or index by tag or digest, checked against the digest when one is known.
-    fn fetch_document(
-        &self,
-        repo: &str,
-        reference: &str,
-        expected: Option<&Digest>,
-    ) -> Result<(Vec<u8>, String)> {
-        let url = self.url(repo, &format!("manifests/{reference}"));
-        let label = format!(
-            "{}/{repo}{}{reference}",
-            self.host,
-            if reference.contains(':') { "@" } else { ":" }
-        );
+    /// Fetch a manifest or index by tag or digest, checked against the digest when there is
+    /// one.
+    fn fetch_document(&self, reference: &Reference) -> Result<(Vec<u8>, String)> {
+        let repo = reference.path();
+        let url = self.url(repo, &format!("manifests/{}", reference.manifest_name()));
+        let label = reference.to_string();
         let accept = ACCEPTED.join(", ");
         let response = retry(|| {
             self.call("GET", &url, &[scope(repo, false)], &|r| {
@@ -706,7 +702,7 @@ impl Session {
             )));
         }
         let digest = Digest::of(&bytes);
-        if let Some(want) = expected {
+        if let Some(want) = reference.digest() {
             if *want != digest {
                 return Err(Error::DigestMismatch {
                     expected: want.to_string(),
@@ -782,12 +778,7 @@ impl Session {
     ) -> Result<Image> {
         let _writer = store.writer_lock()?;
         let repo = reference.path();
-        let wanted = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
-        };
-        let (mut bytes, mut media_type) = self.fetch_document(repo, &wanted, reference.digest())?;
+        let (mut bytes, mut media_type) = self.fetch_document(reference)?;
         let want = opts.platform.clone().unwrap_or_else(Platform::host);
         for _ in 0..4 {
             match parse_document(&media_type, &bytes)? {
@@ -803,7 +794,7 @@ impl Session {
                             ))
                         })?;
                     (bytes, media_type) =
-                        self.fetch_document(repo, chosen.digest.as_str(), Some(&chosen.digest))?;
+                        self.fetch_document(&reference.with_digest(chosen.digest.clone()))?;
                 }
             }
         }
@@ -884,16 +875,12 @@ impl Session {
         let mut blobs = vec![image.manifest.config.clone()];
         blobs.extend(image.manifest.layers.iter().cloned());
         // A manifest pushed by digest must be that digest; by tag (or neither: `latest`).
-        let manifest_reference = match (target.digest(), target.tag()) {
-            (Some(d), _) if d != image.digest() => {
-                return Err(Error::InvalidArgument(format!(
-                    "{target}: the image's digest is {}",
-                    image.digest()
-                )))
-            }
-            (Some(d), _) => d.to_string(),
-            (None, tag) => tag.unwrap_or("latest").to_string(),
-        };
+        if target.digest().is_some_and(|d| d != image.digest()) {
+            return Err(Error::InvalidArgument(format!(
+                "{target}: the image's digest is {}",
+                image.digest()
+            )));
+        }
         let mut siblings: Vec<String> = store
             .images()?
             .iter()
@@ -956,7 +943,7 @@ impl Session {
             Some(image.manifest_descriptor.size),
             MAX_DOCUMENT_SIZE,
         )?;
-        let url = self.url(repo, &format!("manifests/{manifest_reference}"));
+        let url = self.url(repo, &format!("manifests/{}", target.manifest_name()));
         let media_type = &image.manifest_descriptor.media_type;
         retry(|| {
             let put = |r: ureq::Request| {

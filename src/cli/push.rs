@@ -30,15 +30,11 @@ impl Args {
             .map(|b| b as &dyn strata_runtime::progress::Progress);
         let digest = session.push(store, &image, &target, progress)?;
         if !self.quiet {
-            match (target.digest(), target.tag()) {
-                (Some(_), _) => {
-                    println!("digest: {digest} size: {}", image.manifest_descriptor.size)
-                }
-                (None, tag) => println!(
-                    "{}: digest: {digest} size: {}",
-                    tag.unwrap_or("latest"),
-                    image.manifest_descriptor.size
-                ),
+            // As docker: `<tag>: digest: … size: …`; a push by digest names no tag.
+            let size = image.manifest_descriptor.size;
+            match target.digest() {
+                Some(_) => println!("digest: {digest} size: {size}"),
+                None => println!("{}: digest: {digest} size: {size}", target.manifest_name()),
             }
         }
         Ok(())
