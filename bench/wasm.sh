@@ -49,6 +49,8 @@ cp "$target_dir/release/strata" "$strata"
 cp "$target_dir/release/bare-wasmtime" "$bare"
 
 rounds="${ROUNDS:-6}"
+per_round=$(( (runs + rounds - 1) / rounds ))
+runs=$(( per_round * rounds ))  # what is run, and printed
 hf() { # hf NAME [hyperfine args...]: runs hyperfine, JSON into $results/NAME.json
     # In ROUNDS short rounds, so the commands alternate: this machine drifts between faster
     # and slower phases, and one long batch per command would put the drift into the ratio.
@@ -56,7 +58,7 @@ hf() { # hf NAME [hyperfine args...]: runs hyperfine, JSON into $results/NAME.js
     shift
     echo "== $name" >&2
     for r in $(seq "$rounds"); do
-        hyperfine -N --warmup "$warmup" --runs "$(( (runs + rounds - 1) / rounds ))" --style basic \
+        hyperfine -N --warmup "$warmup" --runs "$per_round" --style basic \
             --export-json "$results/$name.round$r.json" "$@" >&2
     done
     python3 - "$results" "$name" "$rounds" <<'EOF_MERGE'

@@ -119,13 +119,16 @@ impl Store {
     /// Open the store at `path`, creating an empty layout there if needed.
     pub fn open(path: &Path) -> Result<Store> {
         // An initialised store is opened with one open per directory; only a missing part
-        // sends us through creating the layout (idempotent, so a concurrent first use is fine).
+        // sends us through creating the layout (idempotent, so a concurrent first use is
+        // fine). Any other failure (permissions) is reported as it is.
         match Store::open_existing(path) {
-            Ok(store) => Ok(store),
-            Err(_) => {
+            Err(Error::Io { source, .. } | Error::IoPath { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
                 Store::init(path)?;
                 Store::open_existing(path)
             }
+            opened => opened,
         }
     }
 

@@ -109,7 +109,7 @@ impl Command {
                 println!("Deleted blobs: {}", report.blobs);
                 println!("Deleted layers: {}", report.layers);
                 println!("Deleted build cache records: {records}");
-                if all {
+                if all || compiled > 0 {
                     println!("Deleted compiled Wasm code: {compiled}");
                 }
                 println!("\nTotal reclaimed space: {}", human_size(report.bytes));
