@@ -342,7 +342,7 @@ fn datetime(sec: i64, nsec: i64) -> Option<Datetime> {
     clippy::unnecessary_cast,
     reason = "stat field types differ between targets"
 )]
-fn descriptor_stat(st: &Stat) -> DescriptorStat {
+pub(super) fn descriptor_stat(st: &Stat) -> DescriptorStat {
     DescriptorStat {
         type_: descriptor_type(file_type(st)),
         link_count: st.st_nlink as u64,
@@ -357,7 +357,7 @@ fn descriptor_stat(st: &Stat) -> DescriptorStat {
     clippy::unnecessary_cast,
     reason = "stat field types differ between targets"
 )]
-fn identity(st: &Stat) -> (u64, u64) {
+pub(super) fn identity(st: &Stat) -> (u64, u64) {
     (st.st_dev as u64, st.st_ino as u64)
 }
 

@@ -28,7 +28,7 @@ use super::filesystem::bindings::wasi::clocks::wall_clock::Datetime;
 use super::filesystem::bindings::wasi::filesystem::types::{
     DescriptorFlags, DescriptorType, ErrorCode, NewTimestamp, OpenFlags, PathFlags,
 };
-use super::filesystem::{descriptor_type, Descriptor, GuestFs, Kind};
+use super::filesystem::{descriptor_stat, descriptor_type, identity, Descriptor, GuestFs, Kind};
 use crate::fs::{file_type, Stat};
 
 const MODULE: &str = "wasi_snapshot_preview1";
@@ -164,26 +164,27 @@ fn stat_filetype(st: &Stat) -> u8 {
     filetype(descriptor_type(file_type(st)))
 }
 
-/// `filestat`: 64 bytes.
-#[allow(
-    clippy::unnecessary_cast,
-    reason = "stat field types differ between targets"
-)]
+/// `filestat`: 64 bytes, from the same conversion preview 2's `stat` uses (a time before
+/// 1970, which WASI cannot hold, is 0, as wasmtime-wasi gives).
 fn filestat(st: &Stat) -> [u8; 64] {
-    let ns = |s: i64, n: i64| {
-        (s as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(n as u64)
+    let d = descriptor_stat(st);
+    let (dev, ino) = identity(st);
+    let ns = |t: Option<Datetime>| {
+        t.map_or(0, |t| {
+            t.seconds
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(t.nanoseconds))
+        })
     };
     let mut b = [0u8; 64];
-    b[0..8].copy_from_slice(&(st.st_dev as u64).to_le_bytes());
-    b[8..16].copy_from_slice(&(st.st_ino as u64).to_le_bytes());
-    b[16] = stat_filetype(st);
-    b[24..32].copy_from_slice(&(st.st_nlink as u64).to_le_bytes());
-    b[32..40].copy_from_slice(&(st.st_size as u64).to_le_bytes());
-    b[40..48].copy_from_slice(&ns(st.st_atime as i64, st.st_atime_nsec as i64).to_le_bytes());
-    b[48..56].copy_from_slice(&ns(st.st_mtime as i64, st.st_mtime_nsec as i64).to_le_bytes());
-    b[56..64].copy_from_slice(&ns(st.st_ctime as i64, st.st_ctime_nsec as i64).to_le_bytes());
+    b[0..8].copy_from_slice(&dev.to_le_bytes());
+    b[8..16].copy_from_slice(&ino.to_le_bytes());
+    b[16] = filetype(d.type_);
+    b[24..32].copy_from_slice(&d.link_count.to_le_bytes());
+    b[32..40].copy_from_slice(&d.size.to_le_bytes());
+    b[40..48].copy_from_slice(&ns(d.data_access_timestamp).to_le_bytes());
+    b[48..56].copy_from_slice(&ns(d.data_modification_timestamp).to_le_bytes());
+    b[56..64].copy_from_slice(&ns(d.status_change_timestamp).to_le_bytes());
     b
 }
 
@@ -323,14 +324,6 @@ impl Files {
         match self.table.get(fd as usize).and_then(Option::as_ref) {
             Some(Fd::Open(o)) => Ok(&o.desc),
             _ => Err(errno::BADF),
-        }
-    }
-
-    fn dir(&self, fd: u32) -> R<&Descriptor> {
-        let d = self.desc(fd)?;
-        match d.kind {
-            Kind::Dir => Ok(d),
-            Kind::File(_) => Err(errno::NOTDIR),
         }
     }
 
@@ -569,7 +562,7 @@ impl Files {
                 flags |= flag;
             }
         }
-        let dir = self.dir(dirfd)?;
+        let dir = self.desc(dirfd)?;
         let desc = fs(self.fs.open_at(dir, path_flags(lookup), path, open, flags))?;
         Ok(self.insert(Fd::Open(Open {
             desc,
@@ -1166,7 +1159,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         "path_create_directory",
         |mem, files, fd: i32, path: i32, len: i32| {
             let path = string(mem, path as u32, len as u32)?;
-            let dir = files.dir(fd as u32)?;
+            let dir = files.desc(fd as u32)?;
             fs(files.fs.create_directory_at(dir, &path))
         }
     );
@@ -1175,7 +1168,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         "path_remove_directory",
         |mem, files, fd: i32, path: i32, len: i32| {
             let path = string(mem, path as u32, len as u32)?;
-            let dir = files.dir(fd as u32)?;
+            let dir = files.desc(fd as u32)?;
             fs(files.fs.remove_directory_at(dir, &path))
         }
     );
@@ -1184,7 +1177,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         "path_unlink_file",
         |mem, files, fd: i32, path: i32, len: i32| {
             let path = string(mem, path as u32, len as u32)?;
-            let dir = files.dir(fd as u32)?;
+            let dir = files.desc(fd as u32)?;
             fs(files.fs.unlink_file_at(dir, &path))
         }
     );
@@ -1193,7 +1186,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         "path_filestat_get",
         |mem, files, fd: i32, lookup: i32, path: i32, len: i32, buf: i32| {
             let path = string(mem, path as u32, len as u32)?;
-            let dir = files.dir(fd as u32)?;
+            let dir = files.desc(fd as u32)?;
             let st = fs(files.fs.stat_at(dir, path_flags(lookup as u32), &path))?;
             put(mem, buf as u32, &filestat(&st))
         }
@@ -1213,7 +1206,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
             let path = string(mem, path as u32, len as u32)?;
             let atim = new_timestamp(atim as u64, flags as u16, 1, 2)?;
             let mtim = new_timestamp(mtim as u64, flags as u16, 4, 8)?;
-            let dir = files.dir(fd as u32)?;
+            let dir = files.desc(fd as u32)?;
             fs(files
                 .fs
                 .set_times_at(dir, path_flags(lookup as u32), &path, atim, mtim))
@@ -1224,7 +1217,7 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         "path_readlink",
         |mem, files, fd: i32, path: i32, len: i32, buf: i32, buf_len: i32, used: i32| {
             let path = string(mem, path as u32, len as u32)?;
-            let dir = files.dir(fd as u32)?;
+            let dir = files.desc(fd as u32)?;
             let target = fs(files.fs.readlink_at(dir, &path))?;
             let n = target.len().min(buf_len as u32 as usize);
             put(mem, buf as u32, &target.as_bytes()[..n])?;
@@ -1237,8 +1230,8 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         |mem, files, fd: i32, old: i32, old_len: i32, new_fd: i32, new: i32, new_len: i32| {
             let old = string(mem, old as u32, old_len as u32)?;
             let new = string(mem, new as u32, new_len as u32)?;
-            let from = files.dir(fd as u32)?;
-            let to = files.dir(new_fd as u32)?;
+            let from = files.desc(fd as u32)?;
+            let to = files.desc(new_fd as u32)?;
             fs(files.fs.rename_at(from, &old, to, &new))
         }
     );
@@ -1256,8 +1249,8 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
          new_len: i32| {
             let old = string(mem, old as u32, old_len as u32)?;
             let new = string(mem, new as u32, new_len as u32)?;
-            let from = files.dir(fd as u32)?;
-            let to = files.dir(new_fd as u32)?;
+            let from = files.desc(fd as u32)?;
+            let to = files.desc(new_fd as u32)?;
             fs(files
                 .fs
                 .link_at(from, path_flags(lookup as u32), &old, to, &new))
@@ -1269,9 +1262,28 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         |mem, files, target: i32, target_len: i32, fd: i32, path: i32, len: i32| {
             let target = string(mem, target as u32, target_len as u32)?;
             let path = string(mem, path as u32, len as u32)?;
-            let dir = files.dir(fd as u32)?;
+            let dir = files.desc(fd as u32)?;
             fs(files.fs.symlink_at(dir, &target, &path))
         }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two iovecs of 2 GiB each (the guest may point both at the same buffer) would make
+    /// the byte count overflow: refused, as Linux refuses such a `writev`.
+    #[test]
+    fn iovec_totals_past_4_gib_are_invalid() {
+        let mut mem = vec![0u8; 64];
+        for (i, (ptr, len)) in [(32u32, 1u32 << 31), (32, 1 << 31)].into_iter().enumerate() {
+            mem[i * 8..i * 8 + 4].copy_from_slice(&ptr.to_le_bytes());
+            mem[i * 8 + 4..i * 8 + 8].copy_from_slice(&len.to_le_bytes());
+        }
+        assert_eq!(iovecs(&mem, 0, 2), Err(errno::INVAL));
+        assert_eq!(iovecs(&mem, 0, 1), Ok(vec![(32, 1 << 31)]));
+        assert_eq!(iovecs(&mem, 60, 1), Err(errno::FAULT));
+    }
 }
