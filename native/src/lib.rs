@@ -43,9 +43,9 @@ impl Executor for NamespaceExecutor {
         started: &mut dyn FnMut(u32) -> Result<()>,
     ) -> Result<Exit> {
         let limits = Limits::from_spec(spec.linux().as_ref().and_then(|l| l.resources().as_ref()));
-        if limits.any() && !rustix::process::geteuid().is_root() {
+        if limits.any() && !strata_runtime::privilege::privileged() {
             return Err(Error::Unsupported(
-                "resource limits (--memory, --cpus, --pids-limit) need root: this host's cgroups cannot be delegated to an unprivileged user".into(),
+                "resource limits (--memory, --cpus, --pids-limit) need root on the host: this host's cgroups cannot be delegated to an unprivileged user".into(),
             ));
         }
         let plan = Plan::new(containers, container, spec, stdio, limits.any())?;

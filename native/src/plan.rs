@@ -88,7 +88,9 @@ impl Plan {
         let etc_files = etc_files(&hostname, host_network);
         let work = dir.join("work");
         std::fs::create_dir(&work).map_err(|e| io(&work, e))?;
-        let id_map = if rustix::process::geteuid().is_root() {
+        // Root in a user namespace cannot mount the store's layers as host root does: it
+        // maps itself in a namespace of its own, and reads the rootless store's xattrs.
+        let id_map = if strata_runtime::privilege::privileged() {
             None
         } else {
             Some(IdMap::for_caller())

@@ -13,6 +13,7 @@ pub mod fs;
 pub mod image;
 pub mod layer;
 pub mod pipe;
+pub mod privilege;
 pub mod progress;
 pub mod reference;
 #[cfg(feature = "registry")]

@@ -97,10 +97,11 @@ pub struct DiskUsage {
     pub reclaimable: u64,
 }
 
-/// The default store root: `/var/lib/strata` for root, else `$XDG_DATA_HOME/strata` or
+/// The default store root: `/var/lib/strata` for root on the host, else (root in a user
+/// namespace too: its stores are rootless ones) `$XDG_DATA_HOME/strata` or
 /// `~/.local/share/strata`.
 pub fn default_root() -> PathBuf {
-    if rustix::process::geteuid().is_root() {
+    if crate::privilege::privileged() {
         return PathBuf::from("/var/lib/strata");
     }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {

@@ -656,7 +656,7 @@ impl StageBuilder<'_, '_> {
                 owner: Some(owner),
                 chmod: None,
                 unpack: false,
-                privileged: rustix::process::geteuid().is_root(),
+                privileged: strata_runtime::privilege::privileged(),
                 parents: false,
             };
             make_dirs(&root, &path, &opts).map_err(|e| b.err(cmd, e))?;
@@ -837,7 +837,7 @@ impl StageBuilder<'_, '_> {
                         let mode = m.mode.unwrap_or(0o755);
                         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
                             .map_err(|e| self.err(cmd, e))?;
-                        if rustix::process::geteuid().is_root() {
+                        if strata_runtime::privilege::privileged() {
                             std::os::unix::fs::chown(
                                 &dir,
                                 Some(m.uid.unwrap_or(0)),
@@ -1159,7 +1159,7 @@ impl StageBuilder<'_, '_> {
                 owner,
                 chmod: chmod.clone(),
                 unpack: verb == "ADD" && unpack && urls.is_empty(),
-                privileged: rustix::process::geteuid().is_root(),
+                privileged: strata_runtime::privilege::privileged(),
                 parents,
             };
             copy(&source, &matched, &dest, dest_dir, &root, &opts).map_err(|e| b.err(cmd, e))?;

@@ -40,7 +40,7 @@ pub struct Overlay<D: DirHandle> {
     /// The lower layers' root directories that the union shows, topmost first (an opaque
     /// root hides the ones below it).
     lowers: Vec<Arc<D>>,
-    /// Root may give copied-up files their owners.
+    /// Root on the host may give copied-up files their owners.
     privileged: bool,
     /// The lower directories that make up a path, by path. Lower layers never change, so an
     /// entry stays right; the cache only saves reopening them on every lookup.
@@ -126,7 +126,7 @@ impl<D: DirHandle> Overlay<D> {
         Overlay {
             upper: Arc::new(readable(upper)),
             lowers: shown,
-            privileged: rustix::process::geteuid().is_root(),
+            privileged: crate::privilege::privileged(),
             lower_dirs: Mutex::new(HashMap::new()),
             merged_dirs: Mutex::new((0, HashMap::new())),
             generation: std::sync::atomic::AtomicU64::new(0),

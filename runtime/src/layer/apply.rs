@@ -24,14 +24,14 @@ const MAX_ENTRIES: u64 = 4_000_000;
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
-    /// Root may chown, create device nodes and set trusted xattrs.
+    /// Root on the host may chown, create device nodes and set trusted xattrs.
     pub privileged: bool,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
-            privileged: rustix::process::geteuid().is_root(),
+            privileged: crate::privilege::privileged(),
         }
     }
 }
