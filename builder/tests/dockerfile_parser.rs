@@ -367,3 +367,246 @@ fn truncated_fixtures_never_panic() {
         }
     }
 }
+
+/// BuildKit's `parser_heredoc_test.go`, case by case: `TestParseExtractsHeredoc`.
+#[test]
+fn heredocs_as_buildkit_extracts_them() {
+    let text = "
+FROM alpine:3.6
+
+ENV NAME=me
+
+RUN ls
+
+USER <<INVALID
+INVALID
+
+RUN <<EMPTY
+EMPTY
+
+RUN 3<<EMPTY2
+EMPTY2
+
+RUN \"<<NOHEREDOC\"
+
+RUN <<INDENT
+\tfoo
+\tbar
+INDENT
+
+RUN <<-UNINDENT
+\tbaz
+\tquux
+UNINDENT
+
+RUN <<-UNINDENT2
+\tbaz
+\tquux
+\tUNINDENT2
+
+RUN <<-EXPAND
+\texpand $NAME
+EXPAND
+
+RUN <<-'NOEXPAND'
+\tdon't expand $NAME
+NOEXPAND
+
+RUN <<COPY
+echo hello world
+echo foo bar
+COPY
+
+RUN <<COMMENT
+# internal comment
+echo hello world
+echo foo bar # trailing comment
+COMMENT
+
+RUN --mount=type=cache,target=/foo <<MOUNT
+echo hello
+MOUNT
+
+COPY <<FILE1 <<FILE2 /dest
+content 1
+FILE1
+content 2
+FILE2
+
+COPY <<EOF /quotes
+\"foo\"
+'bar'
+EOF
+
+COPY <<X <<Y /dest
+Y
+X
+X
+Y
+
+RUN <<COMPLEX python3
+print('hello world')
+COMPLEX
+
+COPY <<file.txt /dest
+hello world
+file.txt
+
+RUN <<eo'f'
+echo foo
+eof
+
+RUN <<eo\\'f
+echo foo
+eo'f
+
+RUN <<'e'o\\'f
+echo foo
+eo'f
+
+RUN <<'one two'
+echo bar
+one two
+
+RUN <<$EOF
+$EOF
+
+RUN <<  EOF
+EOF
+
+RUN <<  EOF  > foo
+EOF
+\t";
+    // (name, content, expand, chomp, fd) of each node's heredocs after FROM.
+    type Doc = (String, String, bool, bool, u64);
+    let doc = |name: &str, content: &str, expand, chomp, fd| -> Doc {
+        (name.into(), content.into(), expand, chomp, fd)
+    };
+    let d = |name, content, expand| vec![doc(name, content, expand, false, 0)];
+    let c = |name, content, expand| vec![doc(name, content, expand, true, 0)];
+    let want: Vec<Vec<Doc>> = vec![
+        vec![], // ENV
+        vec![], // RUN ls
+        vec![], // USER <<INVALID
+        vec![], // INVALID
+        d("EMPTY", "", true),
+        vec![doc("EMPTY2", "", true, false, 3)],
+        vec![], // RUN "<<NOHEREDOC"
+        d("INDENT", "\tfoo\n\tbar\n", true),
+        c("UNINDENT", "\tbaz\n\tquux\n", true),
+        c("UNINDENT2", "\tbaz\n\tquux\n", true),
+        c("EXPAND", "\texpand $NAME\n", true),
+        c("NOEXPAND", "\tdon't expand $NAME\n", false),
+        d("COPY", "echo hello world\necho foo bar\n", true),
+        d(
+            "COMMENT",
+            "# internal comment\necho hello world\necho foo bar # trailing comment\n",
+            true,
+        ),
+        d("MOUNT", "echo hello\n", true),
+        [
+            d("FILE1", "content 1\n", true),
+            d("FILE2", "content 2\n", true),
+        ]
+        .concat(),
+        d("EOF", "\"foo\"\n'bar'\n", true),
+        [d("X", "Y\n", true), d("Y", "X\n", true)].concat(),
+        d("COMPLEX", "print('hello world')\n", true),
+        d("file.txt", "hello world\n", true),
+        d("eof", "echo foo\n", false),
+        d("eo'f", "echo foo\n", true),
+        d("eo'f", "echo foo\n", false),
+        d("one two", "echo bar\n", false),
+        d("$EOF", "", true),
+        d("EOF", "", true), // RUN <<  EOF
+        d("EOF", "", true), // RUN <<  EOF  > foo
+    ];
+    let df = parse("Dockerfile", text).unwrap();
+    assert_eq!(df.nodes.len(), want.len() + 1);
+    for (node, want) in df.nodes[1..].iter().zip(&want) {
+        let got: Vec<Doc> = node
+            .heredocs
+            .iter()
+            .map(|h| doc(&h.name, &h.content, h.expand, h.chomp, h.fd))
+            .collect();
+        assert_eq!(&got, want, "{}", node.original);
+    }
+    // The command stays as written: the build gives `<<  EOF  > foo` to the shell with
+    // its heredoc appended, as BuildKit does.
+    assert_eq!(df.nodes.last().unwrap().args, vec!["<<  EOF  > foo"]);
+}
+
+/// `TestParseJSONHeredoc`: the exec form has no heredocs.
+#[test]
+fn json_form_has_no_heredocs() {
+    let df = parse(
+        "Dockerfile",
+        "\nFROM alpine:3.6\n\nRUN [\"whoami\"]\nRUN [\"<<EOF\"]\nRUN [\"<<'EOF'\"]\n\t",
+    )
+    .unwrap();
+    assert_eq!(df.nodes.len(), 4);
+    assert!(df.nodes.iter().all(|n| n.heredocs.is_empty()));
+}
+
+/// `TestHeredocChomp`, `TestParseHeredocHelpers` and `TestHeredocsFromLine`.
+#[test]
+fn heredoc_words_as_buildkit_reads_them() {
+    use strata_builder::dockerfile::{chomp_heredoc_content, parse_heredoc};
+    assert_eq!(
+        chomp_heredoc_content("\thello\n\tworld\n"),
+        "hello\nworld\n"
+    );
+    for src in [
+        "<<EOF",
+        "<<'EOF'",
+        "<<\"EOF\"",
+        "<<-EOF",
+        "<<-'EOF'",
+        "<<-\"EOF\"",
+        "<<EO\"F\"",
+        "<< EOF",
+        "<<- EOF",
+    ] {
+        let h = parse_heredoc(src)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{src}"));
+        assert_eq!(h.name, "EOF", "{src}");
+    }
+    for src in ["<<'EOF", "<<\"EOF", "<<EOF'", "<<EOF\""] {
+        assert!(parse_heredoc(src).is_err(), "{src}");
+    }
+    for src in ["", "EOF", "<<", "<<-", "<EOF", "<<<EOF", "<<EOF sh"] {
+        assert_eq!(parse_heredoc(src).unwrap(), None, "{src}");
+    }
+    // heredocsFromLine, seen through the parser: each line's heredoc names, in order, and
+    // the bodies are not read as instructions.
+    for (line, names) in [
+        ("RUN <<EOF", &["EOF"][..]),
+        ("RUN <<-EOF", &["EOF"]),
+        // BuildKit's lexer keeps only blanks right after `<<` in the word: `<<-` and `EOF`
+        // are two words, and neither opens a heredoc (its table says "EOF", but its loop
+        // over the heredocs found never runs).
+        ("RUN <<- EOF", &[]),
+        ("RUN << -EOF", &["-EOF"]),
+        ("RUN <<\t EOF", &["EOF"]),
+        ("RUN <<'EOF'", &["EOF"]),
+        ("RUN 4<<EOF", &["EOF"]),
+        ("RUN <<EOF <<EOF2", &["EOF", "EOF2"]),
+        ("RUN '<<EOF'", &[]),
+        ("RUN \"<<EOF\"", &[]),
+    ] {
+        let mut text = format!("FROM a\n{line}\n");
+        for n in names {
+            text.push_str(n);
+            text.push('\n');
+        }
+        let df = parse("Dockerfile", &text).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let got: Vec<&str> = df.nodes[1]
+            .heredocs
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
+        assert_eq!(got, names, "{line}");
+        assert_eq!(df.nodes.len(), 2, "{line}");
+    }
+}

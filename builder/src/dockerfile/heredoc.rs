@@ -1,4 +1,4 @@
-//! Heredocs (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`) in RUN, COPY and ADD,
+//! Heredocs (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`, `<< EOF`) in RUN, COPY and ADD,
 //! detected as BuildKit does: the instruction line is split into shell
 //! words (quotes and escapes kept), and every word of the form
 //! `[fd]<<[-]NAME` opens a heredoc, read in order after the instruction.
@@ -48,7 +48,7 @@ fn no_env(_: &str) -> Option<String> {
 
 /// BuildKit `ParseHeredoc`: is `src` (one shell word) a heredoc marker?
 pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
-    // ^(\d*)<<(-?)([^<]*)$
+    // ^(\d*)<<(-?)\s*([^<]*)$ (Go's \s: tab, newline, form feed, carriage return, space)
     let digits = src.bytes().take_while(u8::is_ascii_digit).count();
     let Some(rest) = src[digits..].strip_prefix("<<") else {
         return Ok(None);
@@ -57,6 +57,7 @@ pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
         Some(r) => (true, r),
         None => (false, rest),
     };
+    let rest = rest.trim_start_matches(['\t', '\n', '\x0c', '\r', ' ']);
     if rest.contains('<') || rest.is_empty() {
         return Ok(None);
     }

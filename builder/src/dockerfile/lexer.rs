@@ -287,6 +287,11 @@ impl State<'_> {
                 self.check_size(result.len() + tmp.len())?;
                 result.push_str(&tmp);
                 words.add_string(&tmp);
+            } else if ch == '<' {
+                let tmp = self.possible_heredoc();
+                self.check_size(result.len() + tmp.len())?;
+                result.push_str(&tmp);
+                words.add_raw_string(&tmp);
             } else if quotes && (ch == '\'' || ch == '"') {
                 let tmp = if ch == '\'' {
                     self.single_quote()?
@@ -320,6 +325,22 @@ impl State<'_> {
             ));
         }
         Ok((result, words.finish()))
+    }
+
+    /// BuildKit `processPossibleHeredoc`: `<<` and the blanks after it stay in one word,
+    /// so `<<  EOF` is one heredoc marker.
+    fn possible_heredoc(&mut self) -> String {
+        self.next(); // '<'
+        if self.peek() != Some('<') {
+            return "<".to_string();
+        }
+        self.next();
+        let mut out = "<<".to_string();
+        while let Some(c) = self.peek().filter(|c| matches!(c, '\t' | '\r' | ' ')) {
+            out.push(c);
+            self.next();
+        }
+        out
     }
 
     fn single_quote(&mut self) -> Res<String> {
