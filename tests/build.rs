@@ -48,7 +48,7 @@ fn build(env: &Env, ctx: &Path, args: &[&str]) -> (i32, String, String) {
 
 fn build_ok(env: &Env, ctx: &Path, args: &[&str]) -> String {
     let (code, out, err) = build(env, ctx, args);
-    assert_eq!(code, 0, "build failed:\n{err}");
+    assert_eq!(code, 0, "build failed:\n{out}{err}");
     err
 }
 
@@ -884,4 +884,246 @@ fn independent_stages_build_in_parallel_and_env_sees_before() {
         run(&env, "par:1", "cat /left /right; echo $A $B"),
         "left\nright\n2 1\n"
     );
+}
+
+/// The image ID of `strata build` (through --iidfile) and its log.
+fn build_id(env: &Env, ctx: &Path, args: &[&str]) -> (String, String) {
+    let file = env.path("iid");
+    let f = file.display().to_string();
+    let mut all = vec!["--iidfile", f.as_str()];
+    all.extend(args);
+    let log = build_ok(env, ctx, &all);
+    (std::fs::read_to_string(&file).unwrap(), log)
+}
+
+/// The progress line of the step labelled `label`, and whether it was a cache hit.
+fn step_cached(log: &str, label: &str) -> bool {
+    let line = log
+        .lines()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("no step {label:?} in\n{log}"));
+    let step = line.split(' ').next().unwrap();
+    log.lines().any(|l| l == format!("{step} CACHED"))
+}
+
+#[test]
+fn copy_from_is_keyed_by_the_copied_content() {
+    let Some(env) = ready("copy_from_is_keyed_by_the_copied_content") else {
+        return;
+    };
+    let ctx = context(
+        &env,
+        "content",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:base AS build\n\
+                 WORKDIR /src\n\
+                 COPY . .\n\
+                 RUN mkdir -p /out && cat a.txt > /out/result.txt\n\
+                 FROM busybox:base\n\
+                 COPY --from=0 /out/result.txt /result.txt\n",
+            ),
+            ("a.txt", "output v1\n"),
+            ("b.txt", "seen by the first stage only\n"),
+        ],
+    );
+    let copy = "[stage-1 2/2] COPY --from=0";
+    let (first, log) = build_id(&env, &ctx, &["-t", "content:1"]);
+    assert!(!step_cached(&log, copy), "{log}");
+    // b.txt changes the first stage (its COPY and RUN run again), not what the last copies.
+    std::fs::write(ctx.join("b.txt"), "changed\n").unwrap();
+    let (second, log) = build_id(&env, &ctx, &["-t", "content:2"]);
+    assert!(!step_cached(&log, "[build 4/4] RUN mkdir"), "{log}");
+    assert!(step_cached(&log, copy), "{log}");
+    assert_eq!(second, first, "{log}");
+    // a.txt changes the copied file: a new image with the new content.
+    std::fs::write(ctx.join("a.txt"), "output v2\n").unwrap();
+    let (third, log) = build_id(&env, &ctx, &["-t", "content:3"]);
+    assert!(!step_cached(&log, copy), "{log}");
+    assert_ne!(third, first);
+    assert_eq!(run(&env, "content:3", "cat /result.txt"), "output v2\n");
+    // So does a mode change of the copied file, with the same bytes.
+    std::fs::write(ctx.join("a.txt"), "output v1\n").unwrap();
+    let (back, _) = build_id(&env, &ctx, &["-t", "content:4"]);
+    assert_eq!(back, first, "the first content again: the first image");
+    let ctx_df = std::fs::read_to_string(ctx.join("Dockerfile")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        ctx_df.replace(
+            "> /out/result.txt",
+            "> /out/result.txt && chmod 600 /out/result.txt",
+        ),
+    )
+    .unwrap();
+    let (mode, log) = build_id(&env, &ctx, &["-t", "content:5"]);
+    assert!(!step_cached(&log, copy), "{log}");
+    assert_ne!(mode, first);
+    common::assert_store_consistent(&env.root());
+}
+
+#[test]
+fn heredocs_with_blanks_after_the_marker_build() {
+    let Some(env) = ready("heredocs_with_blanks_after_the_marker_build") else {
+        return;
+    };
+    let ctx = context(
+        &env,
+        "heredoc",
+        &[(
+            "Dockerfile",
+            "FROM busybox:base\n\
+             RUN <<  EOF\n\
+             echo simple > /simple\n\
+             EOF\n\
+             RUN cat <<  EOF  > /complex\n\
+             line one\n\
+             EOF\n\
+             RUN <<\tEOF  > /empty\n\
+             ignored\n\
+             EOF\n",
+        )],
+    );
+    build_ok(&env, &ctx, &["-t", "heredoc:1"]);
+    assert_eq!(
+        run(&env, "heredoc:1", "cat /simple /complex; wc -c < /empty"),
+        "simple\nline one\n0\n"
+    );
+}
+
+#[test]
+fn thousands_of_chained_stages_plan_in_linear_time() {
+    let env = Env::new();
+    // s0 ← s1 ← … ← s4999, an unused stage among them, and the target at the end.
+    let n = 5000;
+    let mut dockerfile = String::from("FROM scratch AS s0\n");
+    for i in 1..n {
+        dockerfile.push_str(&format!("FROM s{} AS s{i}\n", i - 1));
+        if i == n / 2 {
+            dockerfile.push_str("FROM scratch AS unused\n");
+        }
+    }
+    let ctx = context(&env, "chain", &[("Dockerfile", &dockerfile)]);
+    let started = std::time::Instant::now();
+    let log = build_ok(&env, &ctx, &["-t", "chain:1"]);
+    let elapsed = started.elapsed();
+    assert!(elapsed < std::time::Duration::from_secs(30), "{elapsed:?}");
+    // Each stage's FROM step comes after its base's.
+    let mut steps = vec![None; n];
+    for line in log.lines() {
+        let Some((step, rest)) = line.split_once(" [s") else {
+            continue;
+        };
+        let Some((i, _)) = rest.split_once(' ') else {
+            continue;
+        };
+        let step: usize = step.trim_start_matches('#').parse().unwrap();
+        steps[i.parse::<usize>().unwrap()] = Some(step);
+    }
+    let steps: Vec<usize> = steps
+        .into_iter()
+        .map(|s| s.expect("every stage built"))
+        .collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{log}");
+    assert!(!log.contains("[unused "), "{log}");
+
+    // Forward references and cycles are still refused, by name and line, before any step.
+    let forward = format!("{dockerfile}COPY --from=later /x /x\nFROM scratch AS later\n");
+    let ctx = context(&env, "forward", &[("Dockerfile", &forward)]);
+    let target = format!("s{}", n - 1);
+    let (code, _, err) = build(&env, &ctx, &["--target", &target]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!(
+            "Dockerfile:{}: cannot copy from stage \"later\", it needs to be defined before current stage \"s{}\"",
+            n + 2,
+            n - 1
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("FROM"), "nothing was built: {err}");
+    let ctx = context(
+        &env,
+        "cycle",
+        &[("Dockerfile", "FROM b AS a\nFROM scratch AS b\nFROM a\n")],
+    );
+    let (code, _, err) = build(&env, &ctx, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Dockerfile:1: circular dependency detected on stage: a"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn the_dockerfile_is_read_inside_its_directory() {
+    let env = Env::new();
+    let outside = env.path("outside.Dockerfile");
+    std::fs::write(&outside, "FROM scratch\nLABEL secret=outside-text\n").unwrap();
+    std::fs::write(env.path("outside.ignore"), "*\n").unwrap();
+    let ctx = context(
+        &env,
+        "links",
+        &[
+            (
+                "real.Dockerfile",
+                "FROM scratch\nLABEL from=inside\nCOPY f /f\n",
+            ),
+            ("f", "data\n"),
+        ],
+    );
+    // A link out of the directory: refused in one line, the outside text goes nowhere.
+    std::os::unix::fs::symlink(&outside, ctx.join("Dockerfile")).unwrap();
+    let (code, _, err) = build(&env, &ctx, &["-t", "links:out"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("a symlink out of"), "{err}");
+    assert!(!err.contains("outside-text"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    std::os::unix::fs::symlink("../outside.Dockerfile", ctx.join("Dockerfile")).unwrap();
+    let (code, _, err) = build(&env, &ctx, &["-t", "links:out"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("a symlink out of"), "{err}");
+    assert!(env.fails(&["inspect", "links:out"]).contains("links:out"));
+
+    // A link inside the directory is followed.
+    std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    std::os::unix::fs::symlink("real.Dockerfile", ctx.join("Dockerfile")).unwrap();
+    build_ok(&env, &ctx, &["-t", "links:in"]);
+    let cfg = config(&env, "links:in");
+    assert_eq!(cfg["config"]["Labels"]["from"], "inside");
+
+    // .dockerignore through a link out of the context: an error, not "no rules".
+    std::os::unix::fs::symlink("../outside.ignore", ctx.join(".dockerignore")).unwrap();
+    let (code, _, err) = build(&env, &ctx, &["-t", "links:ignore"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("read .dockerignore:"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Inside, it applies (here it excludes the copied file).
+    std::fs::remove_file(ctx.join(".dockerignore")).unwrap();
+    std::fs::write(ctx.join("ignore-f"), "f\n").unwrap();
+    std::os::unix::fs::symlink("ignore-f", ctx.join(".dockerignore")).unwrap();
+    let (code, _, err) = build(&env, &ctx, &["-t", "links:ignore"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("COPY f /f"), "{err}");
+
+    // `-f` elsewhere: the Dockerfile and its own ignore file are read from that directory,
+    // which overrides the context's .dockerignore.
+    let dir = env.path("dfdir");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("app.Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    std::fs::write(dir.join("app.Dockerfile.dockerignore"), "nothing\n").unwrap();
+    let df = dir.join("app.Dockerfile").display().to_string();
+    build_ok(&env, &ctx, &["-f", &df, "-t", "links:own"]);
+    std::fs::remove_file(dir.join("app.Dockerfile.dockerignore")).unwrap();
+    std::os::unix::fs::symlink(
+        env.path("outside.ignore"),
+        dir.join("app.Dockerfile.dockerignore"),
+    )
+    .unwrap();
+    let (code, _, err) = build(&env, &ctx, &["-f", &df]);
+    assert_ne!(code, 0);
+    assert!(err.contains("app.Dockerfile.dockerignore"), "{err}");
+    common::assert_store_consistent(&env.root());
 }

@@ -63,18 +63,17 @@ impl Args {
             .file
             .clone()
             .unwrap_or_else(|| self.context.join("Dockerfile"));
-        let (dockerfile_name, dockerfile) = if dockerfile_path.as_os_str() == "-" {
+        let source = if dockerfile_path.as_os_str() == "-" {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
-            ("Dockerfile".to_string(), text)
+            build::DockerfileSource {
+                name: "Dockerfile".to_string(),
+                text,
+                ignore: None,
+            }
         } else {
-            let text = std::fs::read_to_string(&dockerfile_path)
-                .with_context(|| format!("read {}", dockerfile_path.display()))?;
-            let name = dockerfile_path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "Dockerfile".into());
-            (name, text)
+            // Inside its own directory only, as BuildKit: no symlink out of it.
+            build::read_dockerfile(&dockerfile_path).map_err(|e| anyhow!("{e}"))?
         };
         if !self.context.is_dir() {
             bail!(
@@ -104,8 +103,9 @@ impl Args {
             .collect::<Result<_>>()?;
         let output = self.output.as_deref().map(parse_output).transpose()?;
         let opts = BuildOptions {
-            dockerfile_name,
-            dockerfile,
+            dockerfile_name: source.name,
+            dockerfile: source.text,
+            dockerignore: source.ignore,
             context: self.context.clone(),
             build_args,
             target: self.target.clone(),

@@ -181,6 +181,76 @@ impl Source {
     }
 }
 
+/// A Dockerfile, read from its directory as BuildKit reads it.
+#[derive(Debug, Clone)]
+pub struct DockerfileSource {
+    /// Its file name, for messages (`Dockerfile`).
+    pub name: String,
+    pub text: String,
+    /// `<name>.dockerignore` beside it, if there is one: it replaces the context's
+    /// `.dockerignore`.
+    pub ignore: Option<String>,
+}
+
+/// Read the Dockerfile at `path` and its own ignore file. Both are opened through a handle
+/// on the Dockerfile's directory: a symlink that stays inside it is followed, one that
+/// leaves it is refused (BuildKit reads them from that directory alone). Only a regular
+/// file of at most the parser's size limit is read (no FIFO or device to hang on).
+pub fn read_dockerfile(path: &std::path::Path) -> Result<DockerfileSource, BuildError> {
+    let fail = |e: std::io::Error| BuildError::Other(format!("read {}: {e}", path.display()));
+    let name = path
+        .file_name()
+        .filter(|n| *n != "..")
+        .ok_or_else(|| fail(std::io::Error::other("not a file name")))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let dir = Dir::open_ambient_dir(parent, cap_std::ambient_authority()).map_err(fail)?;
+    let text = read_text(&dir, name).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied
+            && dir.symlink_metadata(name).is_ok_and(|m| m.is_symlink())
+        {
+            fail(std::io::Error::other(format!(
+                "a symlink out of {} ({e})",
+                parent.display()
+            )))
+        } else {
+            fail(e)
+        }
+    })?;
+    let name = name.to_string_lossy().into_owned();
+    let ignore_name = format!("{name}.dockerignore");
+    let ignore = match read_text(&dir, &ignore_name) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            let p = parent.join(&ignore_name);
+            return Err(BuildError::Other(format!("read {}: {e}", p.display())));
+        }
+    };
+    Ok(DockerfileSource { name, text, ignore })
+}
+
+/// A small text file in `dir` (symlinks followed inside it only): a regular file, UTF-8,
+/// at most the parser's size limit.
+fn read_text(dir: &Dir, name: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    let max = crate::dockerfile::Limits::default().max_file_bytes as u64;
+    let file = dir.open(name)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(max + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "larger than the maximum of {max} bytes"
+        )));
+    }
+    Ok(text)
+}
+
 pub(crate) fn read() -> OpenOptions {
     OpenOptions {
         read: true,
@@ -330,14 +400,18 @@ pub(crate) struct Ignore {
 }
 
 impl Ignore {
-    /// The context's rules: `<Dockerfile>.dockerignore` if it has one, else `.dockerignore`,
-    /// read through the context's directory handle.
-    pub fn read(context: &Dir, dockerfile_name: &str) -> Result<Ignore, BuildError> {
-        let base = dockerfile_name.rsplit('/').next().unwrap_or("Dockerfile");
-        let text = context
-            .read_to_string(format!("{base}.dockerignore"))
-            .or_else(|_| context.read_to_string(".dockerignore"))
-            .unwrap_or_default();
+    /// The build's rules: the Dockerfile's own ignore file when it has one (read beside
+    /// it, see [`read_dockerfile`]), else the context's `.dockerignore`, read through the
+    /// context's directory handle (a link out of the context is an error, not "no rules").
+    pub fn read(context: &Dir, dockerfile_own: Option<&str>) -> Result<Ignore, BuildError> {
+        let text = match dockerfile_own {
+            Some(text) => text.to_string(),
+            None => match read_text(context, ".dockerignore") {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(BuildError::Other(format!("read .dockerignore: {e}"))),
+            },
+        };
         Ignore::parse(&text).map_err(BuildError::Other)
     }
 

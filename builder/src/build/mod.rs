@@ -12,6 +12,8 @@ mod copy;
 mod history;
 mod stage;
 
+pub use context::{read_dockerfile, DockerfileSource};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
@@ -51,6 +53,9 @@ pub struct BuildOptions {
     /// The Dockerfile's name for messages (`Dockerfile`) and its text.
     pub dockerfile_name: String,
     pub dockerfile: String,
+    /// The Dockerfile's own ignore file (`<name>.dockerignore` beside it), which replaces
+    /// the context's `.dockerignore`.
+    pub dockerignore: Option<String>,
     /// The context directory.
     pub context: PathBuf,
     pub build_args: BTreeMap<String, String>,
@@ -116,6 +121,8 @@ pub(crate) struct Shared<'a> {
     pub global_args: Vec<(String, Option<String>)>,
     /// Stage names (lower case) by index.
     pub names: Vec<Option<String>>,
+    /// Stage indexes by name (lower case), the first stage of a name.
+    pub by_name: HashMap<String, usize>,
     pub target_name: String,
     pub results: Mutex<HashMap<usize, StageResult>>,
     pub steps: AtomicUsize,
@@ -132,13 +139,15 @@ impl Shared<'_> {
         }
     }
 
-    /// The stage a `--from` or `FROM` name refers to, by name or index.
+    /// The stage a `--from` name refers to, by name or index.
     pub fn stage_index(&self, name: &str) -> Option<usize> {
-        let lower = name.to_ascii_lowercase();
-        self.names
-            .iter()
-            .position(|n| n.as_deref() == Some(lower.as_str()))
+        self.stage_named(name)
             .or_else(|| name.parse::<usize>().ok().filter(|&i| i < self.names.len()))
+    }
+
+    /// The stage a `FROM` names (by name only: `FROM 0` is an image).
+    pub fn stage_named(&self, name: &str) -> Option<usize> {
+        self.by_name.get(&name.to_ascii_lowercase()).copied()
     }
 
     /// The context as a COPY source, with `extra` rules (`--exclude`) after its own.
@@ -193,10 +202,16 @@ pub fn build(
         }
     };
     let target_name = names[target].clone().unwrap_or_else(|| "default".into());
+    let mut by_name = HashMap::new();
+    for (i, n) in names.iter().enumerate() {
+        if let Some(n) = n {
+            by_name.entry(n.clone()).or_insert(i);
+        }
+    }
     let _writer = store.writer_lock()?;
     let context = cap_std::fs::Dir::open_ambient_dir(&opts.context, cap_std::ambient_authority())
         .map_err(|e| BuildError::Other(format!("open the build context: {e}")))?;
-    let ignore = context::Ignore::read(&context, &opts.dockerfile_name)?;
+    let ignore = context::Ignore::read(&context, opts.dockerignore.as_deref())?;
     let shared = Shared {
         store,
         opts,
@@ -209,6 +224,7 @@ pub fn build(
         ignore,
         global_args: Vec::new(),
         names,
+        by_name,
         target_name,
         results: Mutex::new(HashMap::new()),
         steps: AtomicUsize::new(0),
@@ -218,8 +234,8 @@ pub fn build(
         global_args: global_args(&shared, &stages)?,
         ..shared
     };
-    let order = needed_stages(&shared, &stages, target)?;
-    build_stages(&shared, &stages, &order)?;
+    let waves = plan(target, |i| stage_deps(&shared, &stages, i))?;
+    build_stages(&shared, &stages, &waves)?;
     let result = shared
         .results
         .lock()
@@ -301,100 +317,98 @@ fn global_args(
     Ok(args)
 }
 
-/// The stages the target needs, each after the ones it uses; errors for references to
-/// later stages and cycles.
-fn needed_stages(
-    shared: &Shared<'_>,
-    stages: &Stages,
-    target: usize,
-) -> Result<Vec<usize>, BuildError> {
-    let deps = |i: usize| -> Result<Vec<usize>, BuildError> {
-        let stage = &stages.stages[i];
-        let mut out = Vec::new();
-        let base = stage::expand_global(shared, &stage.from.base, stage.line)?;
-        if let Some(j) = shared
-            .names
-            .iter()
-            .position(|n| n.as_deref() == Some(base.to_ascii_lowercase().as_str()))
-        {
+/// The earlier stages stage `i` uses (its base and COPY --from sources); errors for
+/// references to itself or later stages (cycles).
+fn stage_deps(shared: &Shared<'_>, stages: &Stages, i: usize) -> Result<Vec<usize>, BuildError> {
+    let stage = &stages.stages[i];
+    let mut out = Vec::new();
+    let base = stage::expand_global(shared, &stage.from.base, stage.line)?;
+    if let Some(j) = shared.stage_named(&base) {
+        if j >= i {
+            return Err(shared.error(
+                stage.line,
+                format!(
+                    "circular dependency detected on stage: {}",
+                    shared.names[i].clone().unwrap_or_else(|| i.to_string())
+                ),
+            ));
+        }
+        out.push(j);
+    }
+    for cmd in &stage.commands {
+        let Instruction::Copy(c) = &cmd.instruction else {
+            continue;
+        };
+        let Some(from) = &c.from else { continue };
+        if from.contains('$') {
+            return Err(shared.error(cmd.line, "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"));
+        }
+        if let Some(j) = shared.stage_index(from) {
             if j >= i {
-                return Err(shared.error(
-                    stage.line,
-                    format!(
-                        "circular dependency detected on stage: {}",
-                        shared.names[i].clone().unwrap_or_else(|| i.to_string())
-                    ),
-                ));
+                let current = shared.names[i].clone().unwrap_or_else(|| i.to_string());
+                return Err(if j == i {
+                    shared.error(
+                        cmd.line,
+                        format!("circular dependency detected on stage: {current}"),
+                    )
+                } else {
+                    shared.error(cmd.line, format!("cannot copy from stage {from:?}, it needs to be defined before current stage {current:?}"))
+                });
             }
             out.push(j);
         }
-        for cmd in &stage.commands {
-            let from = match &cmd.instruction {
-                Instruction::Copy(c) => c.from.clone(),
-                _ => None,
-            };
-            let Some(from) = from else { continue };
-            if from.contains('$') {
-                return Err(shared.error(cmd.line, "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"));
-            }
-            if let Some(j) = shared.stage_index(&from) {
-                if j >= i {
-                    let current = shared.names[i].clone().unwrap_or_else(|| i.to_string());
-                    return Err(if j == i {
-                        shared.error(
-                            cmd.line,
-                            format!("circular dependency detected on stage: {current}"),
-                        )
-                    } else {
-                        shared.error(cmd.line, format!("cannot copy from stage {from:?}, it needs to be defined before current stage {current:?}"))
-                    });
-                }
-                out.push(j);
-            }
-        }
-        Ok(out)
-    };
-    let mut order = Vec::new();
-    let mut stack = vec![(target, false)];
-    let mut seen = std::collections::HashSet::new();
-    while let Some((i, expanded)) = stack.pop() {
-        if expanded {
-            if !order.contains(&i) {
-                order.push(i);
-            }
-            continue;
-        }
-        if !seen.insert(i) {
-            continue;
-        }
-        stack.push((i, true));
-        for j in deps(i)? {
-            stack.push((j, false));
-        }
     }
-    // Dependencies are always earlier stages, so index order is a valid order.
-    order.sort_unstable();
-    Ok(order)
+    Ok(out)
 }
 
-/// Build the stages in waves: every stage whose dependencies are done runs, in parallel.
-fn build_stages(shared: &Shared<'_>, stages: &Stages, order: &[usize]) -> Result<(), BuildError> {
-    let mut pending: Vec<usize> = order.to_vec();
-    while !pending.is_empty() {
-        let ready: Vec<usize> = pending
-            .iter()
-            .copied()
-            .filter(|&i| {
-                stage::dependencies(shared, &stages.stages[i])
-                    .iter()
-                    .all(|j| !pending.contains(j))
-            })
-            .collect();
-        if ready.is_empty() {
-            return Err(BuildError::Other(
-                "circular dependency between stages".into(),
-            ));
+/// The stages `target` needs, in waves: a stage's dependencies are all in earlier waves,
+/// so each wave can build in parallel. `deps` (called once per needed stage) gives a
+/// stage's dependencies, always earlier stages; that makes index order a topological
+/// order, and a stage's wave is one more than its latest dependency's. Linear in the
+/// stages and edges.
+fn plan(
+    target: usize,
+    mut deps: impl FnMut(usize) -> Result<Vec<usize>, BuildError>,
+) -> Result<Vec<Vec<usize>>, BuildError> {
+    let mut needed: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut stack = vec![target];
+    while let Some(i) = stack.pop() {
+        if needed.contains_key(&i) {
+            continue;
         }
+        let d = deps(i)?;
+        debug_assert!(d.iter().all(|&j| j < i));
+        stack.extend(d.iter().copied().filter(|j| !needed.contains_key(j)));
+        needed.insert(i, d);
+    }
+    let mut order: Vec<usize> = needed.keys().copied().collect();
+    order.sort_unstable();
+    let mut wave_of: HashMap<usize, usize> = HashMap::with_capacity(order.len());
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for i in order {
+        let w = needed[&i]
+            .iter()
+            .map(|j| wave_of.get(j).map_or(0, |w| w + 1))
+            .max()
+            .unwrap_or(0);
+        wave_of.insert(i, w);
+        if w == waves.len() {
+            waves.push(Vec::new());
+        }
+        waves[w].push(i);
+    }
+    Ok(waves)
+}
+
+/// Build the stages wave by wave, the stages of a wave in parallel.
+fn build_stages(
+    shared: &Shared<'_>,
+    stages: &Stages,
+    waves: &[Vec<usize>],
+) -> Result<(), BuildError> {
+    // A wave of many independent stages builds a bounded number at a time.
+    const PARALLEL: usize = 16;
+    for ready in waves.iter().flat_map(|w| w.chunks(PARALLEL)) {
         let results: Vec<Result<(usize, StageResult), BuildError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = ready
                 .iter()
@@ -416,7 +430,47 @@ fn build_stages(shared: &Shared<'_>, stages: &Stages, order: &[usize]) -> Result
             let (i, result) = r?;
             shared.results.lock().unwrap().insert(i, result);
         }
-        pending.retain(|i| !ready.contains(i));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_orders_needed_stages_in_waves() {
+        // 0 ← 1 ← 3, 0 ← 2 ← 3 (a diamond), 4 unused, 5 the target uses 3 and 0.
+        let deps: Vec<Vec<usize>> = vec![vec![], vec![0], vec![0], vec![1, 2], vec![0], vec![3, 0]];
+        let mut asked = Vec::new();
+        let waves = plan(5, |i| {
+            asked.push(i);
+            Ok(deps[i].clone())
+        })
+        .unwrap();
+        assert_eq!(waves, vec![vec![0], vec![1, 2], vec![3], vec![5]]);
+        asked.sort_unstable();
+        assert_eq!(asked, vec![0, 1, 2, 3, 5], "each needed stage's deps once");
+        let err = plan(2, |i| {
+            if i == 1 {
+                Err(BuildError::Other("bad".into()))
+            } else {
+                Ok(vec![i.saturating_sub(1)]
+                    .into_iter()
+                    .filter(|&j| j < i)
+                    .collect())
+            }
+        });
+        assert!(matches!(err, Err(BuildError::Other(m)) if m == "bad"));
+    }
+
+    #[test]
+    fn plan_is_linear_in_a_long_chain() {
+        let n = 50_000;
+        let started = std::time::Instant::now();
+        let waves = plan(n - 1, |i| Ok(if i == 0 { vec![] } else { vec![i - 1] })).unwrap();
+        assert_eq!(waves.len(), n);
+        assert!(waves.iter().enumerate().all(|(w, s)| s == &[w]));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
 }

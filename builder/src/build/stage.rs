@@ -86,28 +86,6 @@ pub(crate) fn expand_global(
     dockerfile::expand(word, &lookup, shared.escape).map_err(|e| shared.error(line, e.to_string()))
 }
 
-/// The earlier stages `stage` uses (its base and COPY --from sources).
-pub(crate) fn dependencies(shared: &Shared<'_>, stage: &Stage) -> Vec<usize> {
-    let mut out = Vec::new();
-    if let Ok(base) = expand_global(shared, &stage.from.base, stage.line) {
-        if let Some(j) = shared
-            .names
-            .iter()
-            .position(|n| n.as_deref() == Some(base.to_ascii_lowercase().as_str()))
-        {
-            out.push(j);
-        }
-    }
-    for cmd in &stage.commands {
-        if let Instruction::Copy(c) = &cmd.instruction {
-            if let Some(j) = c.from.as_deref().and_then(|f| shared.stage_index(f)) {
-                out.push(j);
-            }
-        }
-    }
-    out
-}
-
 struct StageBuilder<'s, 'a> {
     shared: &'s Shared<'a>,
     name: String,
@@ -189,11 +167,7 @@ pub(crate) fn build_stage(
             ..Default::default()
         };
         b.key = Key::root(&format!("scratch {}/{}", p.os, p.architecture));
-    } else if let Some(j) = shared
-        .names
-        .iter()
-        .position(|n| n.as_deref() == Some(base.to_ascii_lowercase().as_str()))
-    {
+    } else if let Some(j) = shared.stage_named(&base) {
         let r = shared
             .results
             .lock()
@@ -672,30 +646,33 @@ impl StageBuilder<'_, '_> {
         network: &str,
         mounts: &[String],
     ) -> Result<(), BuildError> {
-        let argv = if !line.files.is_empty() && line.prepend_shell {
-            // `RUN <<EOF`: the heredoc is the script (BuildKit runs it with SHELL).
-            let body: String = line
-                .files
-                .iter()
-                .map(|f| {
-                    if f.chomp {
-                        dockerfile::chomp_heredoc_content(&f.data)
-                    } else {
-                        f.data.clone()
-                    }
-                })
-                .collect();
-            let text = line.args.join(" ");
-            if text.trim() != format!("<<{}", line.files[0].name)
-                && text.trim() != format!("<<-{}", line.files[0].name)
-            {
-                return Err(self.err(
-                    cmd,
-                    "only a heredoc that is the whole command is supported in RUN",
-                ));
+        let argv = if !line.files.is_empty() {
+            // As BuildKit: a command that is one heredoc marker runs the heredoc's body with
+            // SHELL; any other command gets its heredocs back after it, for the shell to read.
+            let [text] = line.args.as_slice() else {
+                return Err(self.err(cmd, "parsing produced an invalid run command"));
+            };
+            if !line.prepend_shell {
+                return Err(self.err(cmd, "parsing produced an invalid run command"));
             }
+            let script = if dockerfile::parse_heredoc(text).ok().flatten().is_some() {
+                let f = &line.files[0];
+                if f.chomp {
+                    dockerfile::chomp_heredoc_content(&f.data)
+                } else {
+                    f.data.clone()
+                }
+            } else {
+                let mut full = text.clone();
+                for f in &line.files {
+                    full.push('\n');
+                    full.push_str(&f.data);
+                    full.push_str(&f.name);
+                }
+                full
+            };
             let mut argv = self.shell();
-            argv.push(body);
+            argv.push(script);
             argv
         } else {
             self.command(line)
@@ -1051,6 +1028,9 @@ impl StageBuilder<'_, '_> {
             match from {
                 None => (self.shared.context_source(ignore)?, "context".to_string()),
                 Some(f) => {
+                    // Keyed by the checksum of what is copied, not by the source's own key
+                    // or digest (BuildKit): a rebuilt stage whose copied files come out the
+                    // same leaves this step cached.
                     let (diff_ids, id) = match self.shared.stage_index(f) {
                         Some(j) => {
                             let r = self
@@ -1063,10 +1043,7 @@ impl StageBuilder<'_, '_> {
                                 .ok_or_else(|| {
                                     self.err(cmd, format!("stage {f:?} was not built"))
                                 })?;
-                            (
-                                r.config.rootfs.diff_ids.clone(),
-                                format!("stage {}", r.key.0),
-                            )
+                            (r.config.rootfs.diff_ids.clone(), "stage".to_string())
                         }
                         None => {
                             let image = self
@@ -1074,10 +1051,7 @@ impl StageBuilder<'_, '_> {
                                 .bases
                                 .get(f, Some(&self.platform))
                                 .map_err(|e| self.err(cmd, e))?;
-                            (
-                                image.config.rootfs.diff_ids.clone(),
-                                format!("image {}", image.digest()),
-                            )
+                            (image.config.rootfs.diff_ids.clone(), "image".to_string())
                         }
                     };
                     let empty = tempfile::tempdir().map_err(|e| self.err(cmd, e))?;
