@@ -314,6 +314,39 @@ fn import_changes_set_the_config() {
 }
 
 #[test]
+fn import_honours_source_date_epoch() {
+    let (a, b) = (Env::new(), Env::new());
+    let (tar, _) = a.rootfs_tar("rootfs");
+    let import = |env: &Env, epoch: Option<&str>| {
+        let mut cmd = env.cmd(&["import", "-m", "same", tar.to_str().unwrap(), "imported"]);
+        match epoch {
+            Some(e) => cmd.env("SOURCE_DATE_EPOCH", e),
+            None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    // Two stores, two imports at different moments: one id.
+    let id = import(&a, Some("1700000000"));
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    assert_eq!(import(&b, Some("1700000000")), id);
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(a.root().join("blobs/sha256").join(&id[7..])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(config["history"][0]["created"], "2023-11-14T22:13:20Z");
+    // Without it, the import time is the creation time, so ids differ.
+    assert_ne!(import(&a, None), import(&b, None));
+    assert_store_consistent(&a.root());
+}
+
+#[test]
 fn compression_formats_and_determinism() {
     let env = Env::new();
     let (tar, _) = env.rootfs_tar("rootfs");

@@ -24,6 +24,9 @@ use crate::store::{Image, Store};
 /// containerd's and docker's annotation for the full image name in an archive.
 const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 const MAX_ARCHIVE_ENTRIES: usize = 100_000;
+/// Most images and names one archive may bring in (index.json entries, or docker-archive
+/// images and tags): each is checked, and all are tagged in one index update.
+pub const MAX_ARCHIVE_NAMES: usize = 10_000;
 const MAX_INDEX_DEPTH: usize = 4;
 
 /// One image of docker-archive's `manifest.json`.
@@ -313,100 +316,244 @@ pub fn load<R: Read>(
         )))
     };
 
-    let mut pending: Vec<(Image, Vec<Reference>)> = Vec::new();
-    if files.contains_key("index.json") {
-        let bytes = store
-            .content()
-            .read(&lookup("index.json")?.digest, None, MAX_DOCUMENT_SIZE)?;
-        let index = match parse_document(MEDIA_OCI_INDEX, &bytes)? {
-            Document::Index(i) => i,
-            Document::Manifest(_) => {
-                return Err(Error::Archive("index.json is not an image index".into()))
-            }
-        };
-        for desc in &index.manifests {
-            let names = archive_names(desc);
-            let mut image = store.image(&select_manifest(store, desc, platform, 0)?)?;
-            image.manifest_descriptor.platform = Some(image.config.platform());
-            image.manifest_descriptor.annotations.clear();
-            pending.push((image, names));
+    let has = |name: &str| files.contains_key(name) || links.contains_key(name);
+    // A tar with index.json is an OCI layout only if its oci-layout file says so; docker's
+    // own archives are docker-archives as well, and are read as such when it does not.
+    let layout = has("index.json").then(|| check_layout(store, &lookup));
+    let (images, named) = match layout {
+        Some(Ok(())) => oci_images(store, &lookup("index.json")?, platform)?,
+        Some(Err(e)) if !has("manifest.json") => return Err(e),
+        _ if has("manifest.json") => docker_images(store, &lookup)?,
+        _ => {
+            return Err(Error::Archive(
+                "neither an OCI layout (index.json) nor a docker archive (manifest.json)".into(),
+            ))
         }
-    } else if files.contains_key("manifest.json") {
-        let bytes =
-            store
-                .content()
-                .read(&lookup("manifest.json")?.digest, None, MAX_DOCUMENT_SIZE)?;
-        let entries: Vec<DockerArchiveEntry> = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Archive(format!("manifest.json: {e}")))?;
-        for entry in entries {
-            let config_info = lookup(&entry.config)?;
-            let config_bytes =
-                store
-                    .content()
-                    .read(&config_info.digest, None, MAX_DOCUMENT_SIZE)?;
-            let config = ImageConfig::parse(&config_bytes)?;
-            if config.rootfs.diff_ids.len() != entry.layers.len() {
-                return Err(Error::Archive(format!(
-                    "{}: layer count does not match the config's diff_ids",
-                    entry.config
-                )));
-            }
-            let mut layers = Vec::new();
-            for path in &entry.layers {
-                let info = lookup(path)?;
-                let mut head = [0u8; 8];
-                let n = store
-                    .content()
-                    .open(&info.digest, None)?
-                    .read(&mut head)
-                    .context(|| format!("read {path}"))?;
-                let compression = Compression::detect(&head[..n])?;
-                layers.push(Descriptor::new(
-                    compression.layer_media_type(),
-                    info.digest,
-                    info.size,
-                ));
-            }
-            let image = store.image(&store.put_image(&config, layers)?)?;
-            let names = entry
-                .repo_tags
-                .unwrap_or_default()
-                .iter()
-                .map(|t| Reference::parse(t))
-                .collect::<Result<Vec<_>>>()?;
-            pending.push((image, names));
-        }
-    } else {
-        return Err(Error::Archive(
-            "neither an OCI layout (index.json) nor a docker archive (manifest.json)".into(),
-        ));
-    }
+    };
 
-    let mut loaded = Loaded { images: Vec::new() };
-    for (image, names) in pending {
-        if image.manifest.layers.len() != image.config.rootfs.diff_ids.len() {
-            return Err(Error::Archive(format!(
-                "image {}: layers and diff_ids differ in number",
-                image.digest()
-            )));
-        }
+    // Every layer descriptor is checked against its blob before anything is unpacked,
+    // whatever the store already holds.
+    for image in &images {
         for (desc, diff_id) in image
             .manifest
             .layers
             .iter()
             .zip(&image.config.rootfs.diff_ids)
         {
-            store.unpack_layer(desc, diff_id, progress)?;
+            store.content().check_layer(desc, diff_id, false)?;
         }
-        if names.is_empty() {
-            store.add_image(None, &image.manifest_descriptor)?;
-        }
-        for name in &names {
-            store.add_image(Some(name), &image.manifest_descriptor)?;
-        }
-        loaded.images.push((image.id().clone(), names));
     }
-    Ok(loaded)
+    // A layer that is unpacked already (before this load, or by an earlier image of it) is
+    // not unpacked again, so its blob is checked against the diff_id instead.
+    let mut checked: HashSet<(&Digest, &Digest)> = HashSet::new();
+    for image in &images {
+        for (desc, diff_id) in image
+            .manifest
+            .layers
+            .iter()
+            .zip(&image.config.rootfs.diff_ids)
+        {
+            if !checked.insert((&desc.digest, diff_id)) {
+                continue;
+            }
+            if store.has_layer(diff_id) {
+                store.content().check_layer(desc, diff_id, true)?;
+            } else {
+                store.unpack_layer(desc, diff_id, progress)?;
+            }
+        }
+    }
+
+    // A name given twice goes to the last image given it, as tagging one by one would.
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for (k, (_, name)) in named.iter().enumerate() {
+        last.insert(name.to_string(), k);
+    }
+    let mut names: Vec<Vec<Reference>> = vec![Vec::new(); images.len()];
+    for (k, (i, name)) in named.into_iter().enumerate() {
+        if last.get(&name.to_string()) == Some(&k) {
+            names[i].push(name);
+        }
+    }
+    // Tagged only now, all in one index update: every image is whole.
+    let records: Vec<(Descriptor, Vec<Reference>)> = images
+        .iter()
+        .zip(&names)
+        .map(|(image, names)| (image.manifest_descriptor.clone(), names.clone()))
+        .collect();
+    store.add_images(&records)?;
+    Ok(Loaded {
+        images: images
+            .iter()
+            .zip(names)
+            .map(|(image, names)| (image.id().clone(), names))
+            .collect(),
+    })
+}
+
+/// The distinct images of an archive, and the names given to them (image index, name) in
+/// the archive's order.
+type ArchiveImages = (Vec<Image>, Vec<(usize, Reference)>);
+
+/// An OCI layout's `oci-layout` file must be there and name image layout version 1.x.
+fn check_layout(store: &Store, lookup: &dyn Fn(&str) -> Result<BlobInfo>) -> Result<()> {
+    let info = lookup("oci-layout").map_err(|_| {
+        Error::Archive("index.json without an oci-layout file: not an OCI image layout".into())
+    })?;
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Layout {
+        image_layout_version: String,
+    }
+    let bytes = store
+        .content()
+        .read(&info.digest, None, MAX_DOCUMENT_SIZE)?;
+    let layout: Layout =
+        serde_json::from_slice(&bytes).map_err(|e| Error::Archive(format!("oci-layout: {e}")))?;
+    let version = &layout.image_layout_version;
+    let supported = version.strip_prefix("1.").is_some_and(|rest| {
+        rest.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if !supported {
+        return Err(Error::Archive(format!(
+            "oci-layout: image layout version {version:?} is not supported (1.x is)"
+        )));
+    }
+    Ok(())
+}
+
+/// The images an OCI layout's `index.json` names, each read once however many entries name
+/// it.
+fn oci_images(
+    store: &Store,
+    index_info: &BlobInfo,
+    platform: Option<&Platform>,
+) -> Result<ArchiveImages> {
+    let bytes = store
+        .content()
+        .read(&index_info.digest, None, MAX_DOCUMENT_SIZE)?;
+    let index = match parse_document(MEDIA_OCI_INDEX, &bytes)? {
+        Document::Index(i) => i,
+        Document::Manifest(_) => {
+            return Err(Error::Archive("index.json is not an image index".into()))
+        }
+    };
+    if index.manifests.len() > MAX_ARCHIVE_NAMES {
+        return Err(Error::Archive(format!(
+            "index.json has {} entries; at most {MAX_ARCHIVE_NAMES} are loaded at once",
+            index.manifests.len()
+        )));
+    }
+    let mut images: Vec<Image> = Vec::new();
+    let mut named = Vec::new();
+    let mut by_entry: HashMap<(&Digest, &str, u64), usize> = HashMap::new();
+    let mut by_manifest: HashMap<Digest, usize> = HashMap::new();
+    for desc in &index.manifests {
+        let key = (&desc.digest, desc.media_type.as_str(), desc.size);
+        let i = match by_entry.get(&key) {
+            Some(&i) => i,
+            None => {
+                let chosen = select_manifest(store, desc, platform, 0)?;
+                let i = match by_manifest.get(&chosen.digest) {
+                    Some(&i) => i,
+                    None => {
+                        images.push(archive_image(store, &chosen)?);
+                        by_manifest.insert(chosen.digest.clone(), images.len() - 1);
+                        images.len() - 1
+                    }
+                };
+                by_entry.insert(key, i);
+                i
+            }
+        };
+        named.extend(archive_names(desc).into_iter().map(|n| (i, n)));
+    }
+    Ok((images, named))
+}
+
+/// The image whose manifest `desc` names in an OCI archive, checked as `pull` checks one.
+fn archive_image(store: &Store, desc: &Descriptor) -> Result<Image> {
+    let manifest = store.manifest(desc)?;
+    manifest.check_image()?;
+    let config = store.config(&manifest.config)?;
+    manifest.check_config(&config)?;
+    let mut manifest_descriptor = desc.clone();
+    manifest_descriptor.platform = Some(config.platform());
+    manifest_descriptor.annotations.clear();
+    Ok(Image {
+        manifest_descriptor,
+        manifest,
+        config,
+        names: Vec::new(),
+    })
+}
+
+/// The images of a docker-archive's `manifest.json`, with a manifest of our own for each.
+fn docker_images(
+    store: &Store,
+    lookup: &dyn Fn(&str) -> Result<BlobInfo>,
+) -> Result<ArchiveImages> {
+    let bytes = store
+        .content()
+        .read(&lookup("manifest.json")?.digest, None, MAX_DOCUMENT_SIZE)?;
+    let entries: Vec<DockerArchiveEntry> = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Archive(format!("manifest.json: {e}")))?;
+    let count = entries.len()
+        + entries
+            .iter()
+            .map(|e| e.repo_tags.as_ref().map_or(0, Vec::len))
+            .sum::<usize>();
+    if count > MAX_ARCHIVE_NAMES {
+        return Err(Error::Archive(format!(
+            "manifest.json names {count} images and tags; at most {MAX_ARCHIVE_NAMES} are loaded at once"
+        )));
+    }
+    let mut images: Vec<Image> = Vec::new();
+    let mut named = Vec::new();
+    let mut by_manifest: HashMap<Digest, usize> = HashMap::new();
+    for entry in entries {
+        let config_info = lookup(&entry.config)?;
+        let config_bytes = store
+            .content()
+            .read(&config_info.digest, None, MAX_DOCUMENT_SIZE)?;
+        let config = ImageConfig::parse(&config_bytes)?;
+        if config.rootfs.diff_ids.len() != entry.layers.len() {
+            return Err(Error::Archive(format!(
+                "{}: layer count does not match the config's diff_ids",
+                entry.config
+            )));
+        }
+        let mut layers = Vec::new();
+        for path in &entry.layers {
+            let info = lookup(path)?;
+            let mut head = [0u8; 8];
+            let n = store
+                .content()
+                .open(&info.digest, None)?
+                .read(&mut head)
+                .context(|| format!("read {path}"))?;
+            let compression = Compression::detect(&head[..n])?;
+            layers.push(Descriptor::new(
+                compression.layer_media_type(),
+                info.digest,
+                info.size,
+            ));
+        }
+        let desc = store.put_image(&config, layers)?;
+        let i = match by_manifest.get(&desc.digest) {
+            Some(&i) => i,
+            None => {
+                images.push(store.image(&desc)?);
+                by_manifest.insert(desc.digest.clone(), images.len() - 1);
+                images.len() - 1
+            }
+        };
+        for tag in entry.repo_tags.unwrap_or_default() {
+            named.push((i, Reference::parse(&tag)?));
+        }
+    }
+    Ok((images, named))
 }
 
 /// The names an OCI archive gives an index entry: the full name docker and containerd

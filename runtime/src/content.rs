@@ -9,8 +9,10 @@ use cap_std::fs::{Dir, File, OpenOptions};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::compression::Compression;
 use crate::digest::{Digest, Hashing};
 use crate::error::{Error, IoContext, Result};
+use crate::image::Descriptor;
 
 pub struct ContentStore {
     blobs: Dir,
@@ -50,12 +52,84 @@ impl ContentStore {
     }
 
     /// A reader that fails at EOF unless the bytes hash to `digest` (and number `size`).
+    /// A blob whose size is not `size` is refused at once, before anything is read (a
+    /// descriptor may claim any size, up to 2^64-1).
     pub fn open(&self, digest: &Digest, size: Option<u64>) -> Result<VerifiedReader<File>> {
         let file = self.blobs.open(digest.hex()).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::BlobNotFound(digest.to_string()),
             _ => Error::io(format!("open blob {digest}"), e),
         })?;
+        if let Some(want) = size {
+            let actual = file
+                .metadata()
+                .context(|| format!("stat blob {digest}"))?
+                .len();
+            if actual != want {
+                return Err(Error::SizeMismatch {
+                    digest: digest.to_string(),
+                    expected: want,
+                    actual,
+                });
+            }
+        }
         Ok(VerifiedReader::new(file, digest.clone(), size))
+    }
+
+    /// Check a layer descriptor against its stored blob before the layer is used, whether
+    /// or not the layer is unpacked already: a media type we can unpack, the blob present
+    /// with the descriptor's size, and compressed as the media type says. An uncompressed
+    /// blob must be its own diff_id. A compressed one is decompressed and hashed when
+    /// `verify_diff_id`: a layer already unpacked is not unpacked again, so nothing else
+    /// would check that this blob holds that layer.
+    pub fn check_layer(
+        &self,
+        desc: &Descriptor,
+        diff_id: &Digest,
+        verify_diff_id: bool,
+    ) -> Result<Compression> {
+        let layer = &desc.digest;
+        let compression = Compression::of_layer_media_type(&desc.media_type)
+            .map_err(|e| Error::Unsupported(format!("layer {layer}: {e}")))?;
+        let mut blob = self.open(layer, Some(desc.size))?;
+        let mut head = Vec::with_capacity(8);
+        (&mut blob.inner)
+            .take(8)
+            .read_to_end(&mut head)
+            .context(|| format!("read blob {layer}"))?;
+        let found =
+            Compression::detect(&head).map_err(|e| Error::Layer(format!("{layer}: {e}")))?;
+        if found != compression {
+            let name = |c| match c {
+                Compression::None => "uncompressed",
+                Compression::Gzip => "gzip",
+                Compression::Zstd => "zstd",
+            };
+            return Err(Error::Layer(format!(
+                "{layer}: media type {:?} says {}, but the blob is {}",
+                desc.media_type,
+                name(compression),
+                name(found)
+            )));
+        }
+        let actual = match compression {
+            Compression::None => layer.clone(),
+            _ if !verify_diff_id => return Ok(compression),
+            _ => {
+                let mut blob = self.open(layer, Some(desc.size))?;
+                let mut hashed = Hashing::new(crate::compression::decoder(compression, &mut blob)?);
+                io::copy(&mut hashed, &mut io::sink()).map_err(crate::error::from_io)?;
+                let (_, actual, _) = hashed.finish();
+                // The decoder may stop at its trailer; the blob is still verified to its end.
+                blob.finish()?;
+                actual
+            }
+        };
+        if actual != *diff_id {
+            return Err(Error::Layer(format!(
+                "{layer} does not match its diff_id: expected {diff_id}, got {actual}"
+            )));
+        }
+        Ok(compression)
     }
 
     /// A reader of the blob for unpacking: verified as it is read, unless this process
@@ -74,6 +148,8 @@ impl ContentStore {
 
     /// Read a whole (small) blob, verified, refusing anything larger than `max`.
     pub fn read(&self, digest: &Digest, size: Option<u64>, max: u64) -> Result<Vec<u8>> {
+        // Opened first: a size that is simply wrong is reported as that.
+        let mut reader = self.open(digest, size)?;
         if size.is_some_and(|s| s > max) {
             return Err(Error::InvalidDocument(format!(
                 "{digest}: document larger than {max} bytes"
@@ -82,7 +158,6 @@ impl ContentStore {
         // Sized from the descriptor: one read instead of read_to_end's growing probes.
         let capacity = size.unwrap_or(0).min(max) as usize + 1;
         let mut buf = Vec::with_capacity(capacity);
-        let mut reader = self.open(digest, size)?;
         (&mut reader)
             .take(max + 1)
             .read_to_end(&mut buf)

@@ -164,6 +164,46 @@ pub struct Manifest {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl Manifest {
+    /// What pull and load require of an image manifest before they take anything it names,
+    /// whatever the store already holds: a config descriptor that is an image config (OCI,
+    /// docker or Wasm; not a layer or an artifact, as containers/image and umoci require)
+    /// and layers of media types we can unpack.
+    pub fn check_image(&self) -> Result<()> {
+        let config = &self.config.media_type;
+        if ![MEDIA_OCI_CONFIG, MEDIA_DOCKER_CONFIG, MEDIA_WASM_CONFIG].contains(&config.as_str()) {
+            return Err(Error::InvalidDocument(format!(
+                "config {}: media type {config:?} is not an image config",
+                self.config.digest
+            )));
+        }
+        if self.config.size > MAX_DOCUMENT_SIZE {
+            return Err(Error::InvalidDocument(format!(
+                "config {}: larger than {MAX_DOCUMENT_SIZE} bytes",
+                self.config.digest
+            )));
+        }
+        for layer in &self.layers {
+            crate::compression::Compression::of_layer_media_type(&layer.media_type)
+                .map_err(|e| Error::Unsupported(format!("layer {}: {e}", layer.digest)))?;
+        }
+        Ok(())
+    }
+
+    /// The check of `check_image` that needs the config: one diff_id per layer.
+    pub fn check_config(&self, config: &ImageConfig) -> Result<()> {
+        if config.rootfs.diff_ids.len() != self.layers.len() {
+            return Err(Error::InvalidDocument(format!(
+                "config {}: {} diff_ids for {} layers",
+                self.config.digest,
+                config.rootfs.diff_ids.len(),
+                self.layers.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Index {

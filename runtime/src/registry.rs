@@ -803,16 +803,10 @@ impl Session {
                 "{reference}: image index nested too deeply"
             )));
         };
+        manifest.check_image()?;
         self.fetch_blob(store, repo, &manifest.config, None)?;
         let config = store.config(&manifest.config)?;
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(Error::InvalidDocument(format!(
-                "{reference}: layers and diff_ids differ in number"
-            )));
-        }
-        for layer in &manifest.layers {
-            crate::compression::Compression::of_layer_media_type(&layer.media_type)?;
-        }
+        manifest.check_config(&config)?;
         let missing: Vec<&Descriptor> = manifest
             .layers
             .iter()
@@ -847,8 +841,16 @@ impl Session {
         if let Some(p) = progress {
             p.finish();
         }
+        // Checked against its blob even when the layer is unpacked already (load does the same).
         for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
-            store.unpack_layer(layer, diff_id, progress)?;
+            store.content().check_layer(layer, diff_id, false)?;
+        }
+        for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+            if store.has_layer(diff_id) {
+                store.content().check_layer(layer, diff_id, true)?;
+            } else {
+                store.unpack_layer(layer, diff_id, progress)?;
+            }
         }
         let info = store.content().put(&bytes)?;
         let mut desc = Descriptor::new(&media_type, info.digest, info.size);

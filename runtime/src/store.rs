@@ -274,29 +274,47 @@ impl Store {
 
     /// Point `name` at the manifest `target` (replacing what it pointed at).
     pub fn set_tag(&self, name: &Reference, target: &Descriptor) -> Result<()> {
-        let ref_name = name.to_string();
-        self.update_index(|index| {
-            index.manifests.retain(|d| d.ref_name() != Some(&ref_name));
-            let mut desc = Descriptor::new(&target.media_type, target.digest.clone(), target.size);
-            desc.platform = target.platform.clone();
-            desc.annotations
-                .insert(ANNOTATION_REF_NAME.into(), ref_name.clone());
-            index.manifests.push(desc);
-            Ok(())
-        })
+        self.add_images(&[(target.clone(), vec![name.clone()])])
     }
 
     /// Record a new image: tagged `name`, or untagged (listed as `<none>`) without one.
     pub fn add_image(&self, name: Option<&Reference>, manifest: &Descriptor) -> Result<()> {
-        match name {
-            Some(r) => self.set_tag(r, manifest),
-            None => self.update_index(|index| {
-                if !index.manifests.iter().any(|d| d.digest == manifest.digest) {
-                    index.manifests.push(manifest.clone());
+        self.add_images(&[(manifest.clone(), name.into_iter().cloned().collect())])
+    }
+
+    /// Record images in one index update (one rewrite and fsync, however many): each
+    /// manifest tagged with its names, which stop pointing at anything else, or added
+    /// untagged when it has none and is not in the index yet.
+    pub fn add_images(&self, images: &[(Descriptor, Vec<Reference>)]) -> Result<()> {
+        let names: HashSet<String> = images
+            .iter()
+            .flat_map(|(_, names)| names.iter().map(Reference::to_string))
+            .collect();
+        self.update_index(|index| {
+            index
+                .manifests
+                .retain(|d| d.ref_name().is_none_or(|n| !names.contains(n)));
+            let mut present: HashSet<Digest> =
+                index.manifests.iter().map(|d| d.digest.clone()).collect();
+            // A name given twice points at the last image given it.
+            let mut tagged: BTreeMap<String, Descriptor> = BTreeMap::new();
+            for (target, names) in images {
+                if names.is_empty() && present.insert(target.digest.clone()) {
+                    index.manifests.push(target.clone());
                 }
-                Ok(())
-            }),
-        }
+                for name in names {
+                    let mut desc =
+                        Descriptor::new(&target.media_type, target.digest.clone(), target.size);
+                    desc.platform = target.platform.clone();
+                    desc.annotations
+                        .insert(ANNOTATION_REF_NAME.into(), name.to_string());
+                    present.insert(target.digest.clone());
+                    tagged.insert(name.to_string(), desc);
+                }
+            }
+            index.manifests.extend(tagged.into_values());
+            Ok(())
+        })
     }
 
     /// Remove tag `name`; false when it did not exist.

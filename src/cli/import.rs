@@ -2,7 +2,7 @@ use std::fs::File;
 use std::io::Read;
 
 use anyhow::{bail, Context, Result};
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use strata_runtime::compression::Compression;
 use strata_runtime::image::{History, ImageConfig, Platform, RootFs};
 use strata_runtime::{Reference, Store};
@@ -84,7 +84,12 @@ impl Args {
             p.finish();
         }
 
-        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
+        // SOURCE_DATE_EPOCH, as builds and layer tars honour it, makes the id reproducible.
+        let epoch = strata_runtime::layer::WriteOptions::from_env()
+            .source_date_epoch
+            .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
+        let now = epoch.unwrap_or_else(|| Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true));
         let comment = self
             .message
             .clone()
