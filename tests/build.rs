@@ -1087,6 +1087,13 @@ fn the_dockerfile_is_read_inside_its_directory() {
     assert!(err.contains("a symlink out of"), "{err}");
     assert!(env.fails(&["inspect", "links:out"]).contains("links:out"));
 
+    // A FIFO is not read (opening it would wait for a writer).
+    std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    sh(&format!("mkfifo {}", ctx.join("Dockerfile").display()));
+    let (code, _, err) = build(&env, &ctx, &["-t", "links:out"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a regular file"), "{err}");
+
     // A link inside the directory is followed.
     std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
     std::os::unix::fs::symlink("real.Dockerfile", ctx.join("Dockerfile")).unwrap();

@@ -236,10 +236,14 @@ pub fn read_dockerfile(path: &std::path::Path) -> Result<DockerfileSource, Build
 /// at most the parser's size limit.
 fn read_text(dir: &Dir, name: impl AsRef<std::path::Path>) -> std::io::Result<String> {
     let max = crate::dockerfile::Limits::default().max_file_bytes as u64;
+    let not_file = || std::io::Error::other("not a regular file");
+    // Checked before opening too: opening a FIFO would wait for a writer.
+    if !dir.metadata(name.as_ref())?.is_file() {
+        return Err(not_file());
+    }
     let file = dir.open(name)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+    if !file.metadata()?.is_file() {
+        return Err(not_file());
     }
     let mut text = String::new();
     file.take(max + 1).read_to_string(&mut text)?;
