@@ -277,6 +277,69 @@ fn volumes_bind_host_directories() {
     assert!(!host.join("denied.txt").exists());
 }
 
+/// `..` crosses mount points as the kernel crosses them: out of a bind mount to the
+/// directory it is mounted on, and into it again, so `/mnt/../mnt/x` is the bind's `x`
+/// (it used to land in the container's upper layer, under the mount point).
+#[test]
+fn dot_dot_crosses_bind_mounts() {
+    let env = Env::new();
+    let host = env.path("shared");
+    std::fs::create_dir_all(&host).unwrap();
+    let bind = format!("{}:/mnt", host.display());
+    for (kind, wasm) in guests() {
+        env.wasm_image(&wasm, kind, true);
+        let file = format!("{kind}.txt");
+        let name = format!("dotdot-{kind}");
+        env.ok(&[
+            "run",
+            "--name",
+            &name,
+            "-v",
+            &bind,
+            kind,
+            "write",
+            &format!("/mnt/../mnt/{file}"),
+            kind,
+        ]);
+        assert_eq!(std::fs::read_to_string(host.join(&file)).unwrap(), kind);
+        // The upper layer holds the mount point (as docker's does), not the file.
+        assert_eq!(
+            env.ok(&["diff", &name]),
+            "A /mnt\n",
+            "{kind}: only the mount point in the upper layer"
+        );
+        // And out of the bind to the root's files.
+        assert_eq!(
+            env.ok(&[
+                "run",
+                "--rm",
+                "-v",
+                &bind,
+                kind,
+                "cat",
+                "/mnt/../data/greeting.txt"
+            ]),
+            "hello from a layer\n"
+        );
+    }
+}
+
+#[test]
+fn a_bind_over_the_root_is_refused() {
+    let (_, p2) = hello_wasm();
+    let env = Env::new();
+    env.wasm_image(&p2, "hello", true);
+    let host = env.path("shared");
+    std::fs::create_dir_all(&host).unwrap();
+    for spec in [
+        format!("{}:/", host.display()),
+        format!("{}:/.:ro", host.display()),
+    ] {
+        let err = env.fails(&["run", "--rm", "-v", &spec, "hello", "exit", "0"]);
+        assert!(err.contains("destination can't be '/'"), "{spec}: {err}");
+    }
+}
+
 #[test]
 fn stdin_and_streaming_output() {
     let (_, p2) = hello_wasm();

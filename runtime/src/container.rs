@@ -249,6 +249,20 @@ impl Bind {
         if !host.starts_with('/') || !ctr.starts_with('/') || !matches!(mode, "ro" | "rw") {
             return Err(bad());
         }
+        // Docker refuses to mount over the container's root: the image would be hidden.
+        let mut depth = 0usize;
+        for c in ctr.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            depth = if c == ".." {
+                depth.saturating_sub(1)
+            } else {
+                depth + 1
+            };
+        }
+        if depth == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "invalid volume specification {s:?}: destination can't be '/'"
+            )));
+        }
         Ok(Bind {
             host: host.into(),
             container: ctr.to_string(),
@@ -929,5 +943,33 @@ impl Containers<'_> {
         let mut layers = base_manifest.layers.clone();
         layers.push(layer.descriptor);
         self.store.put_image(&config, layers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_parse_as_docker_reads_them() {
+        let b = Bind::parse("/srv/data:/data:ro").unwrap();
+        assert_eq!(
+            b,
+            Bind {
+                host: "/srv/data".into(),
+                container: "/data".into(),
+                read_only: true,
+            }
+        );
+        assert!(!Bind::parse("/a:/b").unwrap().read_only);
+        for bad in ["a:/b", "/a:b", "/a:/b:rx", "/a", "/a:/b:ro:x"] {
+            let e = Bind::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("expected HOST:CONTAINER"), "{bad}: {e}");
+        }
+        // Nothing may be mounted over the container's root, however it is spelled.
+        for root in ["/h:/", "/h://", "/h:/.", "/h:/x/..", "/h:/../:ro"] {
+            let e = Bind::parse(root).unwrap_err().to_string();
+            assert!(e.contains("destination can't be '/'"), "{root}: {e}");
+        }
     }
 }

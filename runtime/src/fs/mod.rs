@@ -8,7 +8,7 @@ mod overlay;
 
 pub use diff::{changes, Change, ChangeKind};
 pub use handle::{file_type, is_whiteout, DirHandle, Stat};
-pub use overlay::{DirEntry, OpenOptions, Overlay};
+pub use overlay::{DirEntry, OpenOptions, Overlay, SyncMode};
 
 #[cfg(test)]
 mod tests;

@@ -106,6 +106,20 @@ pub struct OpenOptions {
     pub nofollow: bool,
     /// Mode for a created file.
     pub mode: u32,
+    /// Writes reach the disk before they return.
+    pub sync: SyncMode,
+}
+
+/// How much of a write is on disk when it returns (`O_SYNC`, `O_DSYNC`). Reads need no
+/// flag: Linux's `O_RSYNC` is the same as the write flag it comes with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    #[default]
+    None,
+    /// `O_DSYNC`: the data, and the metadata needed to read it back.
+    Data,
+    /// `O_SYNC`: data and all metadata.
+    File,
 }
 
 impl<D: DirHandle> Overlay<D> {
@@ -496,6 +510,16 @@ impl<D: DirHandle> Overlay<D> {
         Ok(self.existing(path, follow)?.2.stat)
     }
 
+    /// `stat`, and the path it names with every `..` and followed symlink resolved.
+    pub fn stat_resolved(&self, path: &OsStr, follow: bool) -> io::Result<(Stat, Vec<OsString>)> {
+        let (dir, name, entry) = self.existing(path, follow)?;
+        let mut resolved = dir.path;
+        if name != "." {
+            resolved.push(name);
+        }
+        Ok((entry.stat, resolved))
+    }
+
     pub fn read_link(&self, path: &OsStr) -> io::Result<OsString> {
         let (dir, name, entry) = self.existing(path, false)?;
         if file_type(&entry.stat) != FileType::Symlink {
@@ -539,6 +563,11 @@ impl<D: DirHandle> Overlay<D> {
         if opts.truncate {
             flags |= OFlags::TRUNC;
         }
+        flags |= match opts.sync {
+            SyncMode::None => OFlags::empty(),
+            SyncMode::Data => OFlags::DSYNC,
+            SyncMode::File => OFlags::SYNC,
+        };
         match entry {
             Some(_) if opts.create_new => Err(errno(rustix::io::Errno::EXIST)),
             Some(e) => {

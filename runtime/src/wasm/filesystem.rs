@@ -136,6 +136,10 @@ pub struct Descriptor {
     mount: usize,
     /// Inside the mount, components joined by `/`; `""` is the mount's root.
     path: String,
+    /// A mount's preopen: paths from it are the container's own, `..` from its root goes
+    /// to the directory it is mounted on. Paths from every other directory descriptor
+    /// stay below it (`resolve.rs`).
+    preopen: bool,
     pub(super) flags: DescriptorFlags,
     pub(super) kind: Kind,
 }
@@ -143,6 +147,12 @@ pub struct Descriptor {
 pub(super) enum Kind {
     Dir,
     File(Arc<File>),
+}
+
+/// A directory entry and its inode number.
+pub(super) struct Listed {
+    pub entry: DirectoryEntry,
+    pub ino: u64,
 }
 
 /// The `wasi:filesystem/types.directory-entry-stream` resource: a listing taken when
@@ -269,50 +279,8 @@ pub fn error_code(e: &io::Error) -> ErrorCode {
 
 // ----- paths -----
 
-fn guest_components(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Join the guest's `rel` onto a descriptor's `base` path. WASI paths are relative: an
-/// absolute one is `not-permitted`, an empty one `no-entry`. Returns the joined path and
-/// whether it must name a directory (a trailing `/`, `.` or `..`).
-fn join(base: &str, rel: &str) -> Res<(String, bool)> {
-    if rel.starts_with('/') {
-        return Err(ErrorCode::NotPermitted);
-    }
-    if rel.is_empty() {
-        return Err(ErrorCode::NoEntry);
-    }
-    if rel.contains('\0') {
-        return Err(ErrorCode::Invalid);
-    }
-    let last = rel.rsplit('/').next().unwrap_or("");
-    let must_be_dir = matches!(last, "" | "." | "..");
-    let mut out = base.to_owned();
-    for c in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        if !out.is_empty() {
-            out.push('/');
-        }
-        out.push_str(c);
-    }
-    Ok((out, must_be_dir))
-}
-
-/// A path resolved to the mount it is in.
-struct Target {
-    mount: usize,
-    path: String,
-    must_be_dir: bool,
-}
-
-impl Target {
-    fn os(&self) -> &OsStr {
-        OsStr::new(&self.path)
-    }
-}
+mod resolve;
+use resolve::{guest_components, names_dir, Target};
 
 fn is_enoent(e: &io::Error) -> bool {
     e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error())
@@ -427,7 +395,11 @@ impl GuestFs {
         self.mounts
             .iter()
             .enumerate()
-            .map(|(i, m)| (self.dir_descriptor(i, String::new()), m.name()))
+            .map(|(i, m)| {
+                let mut d = self.dir_descriptor(i, String::new());
+                d.preopen = true;
+                (d, m.name())
+            })
             .collect()
     }
 
@@ -439,63 +411,14 @@ impl GuestFs {
         Descriptor {
             mount,
             path,
+            preopen: false,
             flags,
             kind: Kind::Dir,
         }
     }
 
-    /// Where `rel`, relative to the directory `base`, is.
-    fn target(&self, base: &Descriptor, rel: &str) -> Res<Target> {
-        if !matches!(base.kind, Kind::Dir) {
-            return Err(ErrorCode::NotDirectory);
-        }
-        self.mount(base.mount)?;
-        let (path, must_be_dir) = join(&base.path, rel)?;
-        let (mount, path) = self.redirect(base.mount, path);
-        Ok(Target {
-            mount,
-            path,
-            must_be_dir,
-        })
-    }
-
-    /// A `..`-free path that names a place inside a more deeply mounted bind mount goes to
-    /// that mount.
-    fn redirect(&self, mount: usize, path: String) -> (usize, String) {
-        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-        if comps.contains(&"..") {
-            return (mount, path);
-        }
-        let mut abs: Vec<&str> = self.mounts[mount]
-            .guest
-            .iter()
-            .map(String::as_str)
-            .collect();
-        abs.extend(comps);
-        let (mut best, mut best_len) = (mount, self.mounts[mount].guest.len());
-        for (i, m) in self.mounts.iter().enumerate() {
-            if m.guest.len() > best_len
-                && abs.len() >= m.guest.len()
-                && abs[..m.guest.len()]
-                    .iter()
-                    .zip(&m.guest)
-                    .all(|(a, b)| a == b)
-            {
-                (best, best_len) = (i, m.guest.len());
-            }
-        }
-        if best == mount {
-            (mount, path)
-        } else {
-            (best, abs[best_len..].join("/"))
-        }
-    }
-
     fn stat_target(&self, t: &Target, follow: bool) -> Res<Stat> {
-        let st = self
-            .mount(t.mount)?
-            .overlay
-            .stat(t.os(), follow || t.must_be_dir)?;
+        let st = self.mount(t.mount)?.overlay.stat(t.os(), follow)?;
         if t.must_be_dir && file_type(&st) != FileType::Directory {
             return Err(ErrorCode::NotDirectory);
         }
@@ -512,6 +435,16 @@ impl GuestFs {
         }
     }
 
+    /// The directory a directory descriptor's `..` names (the root's is itself), across
+    /// mounts as `..` goes.
+    pub(super) fn parent_stat(&self, d: &Descriptor) -> Res<Stat> {
+        let mut abs = self.mount(d.mount)?.guest.clone();
+        abs.extend(guest_components(&d.path));
+        abs.pop();
+        let (mount, path) = self.locate(&abs)?;
+        Ok(self.mounts[mount].overlay.stat(OsStr::new(&path), true)?)
+    }
+
     pub(super) fn open_at(
         &self,
         base: &Descriptor,
@@ -520,10 +453,13 @@ impl GuestFs {
         oflags: OpenFlags,
         flags: DescriptorFlags,
     ) -> Res<Descriptor> {
-        let t = self.target(base, path)?;
-        let m = self.mount(t.mount)?;
         let create = oflags.contains(OpenFlags::CREATE);
         let exclusive = create && oflags.contains(OpenFlags::EXCLUSIVE);
+        // O_CREAT|O_EXCL never follows a symlink in the last component.
+        let follow =
+            (path_flags.contains(PathFlags::SYMLINK_FOLLOW) || names_dir(path)) && !exclusive;
+        let t = self.target(base, path, follow)?;
+        let m = self.mount(t.mount)?;
         let truncate = oflags.contains(OpenFlags::TRUNCATE);
         let directory = oflags.contains(OpenFlags::DIRECTORY);
         let write = flags.contains(DescriptorFlags::WRITE);
@@ -533,11 +469,8 @@ impl GuestFs {
         if m.read_only && (write || create || truncate) {
             return Err(ErrorCode::ReadOnly);
         }
-        // O_CREAT|O_EXCL never follows a symlink in the last component.
-        let follow =
-            (path_flags.contains(PathFlags::SYMLINK_FOLLOW) || t.must_be_dir) && !exclusive;
-        match m.overlay.stat(t.os(), follow) {
-            Ok(st) => {
+        match m.overlay.stat_resolved(t.os(), follow) {
+            Ok((st, resolved)) => {
                 let ft = file_type(&st);
                 if ft == FileType::Directory {
                     if exclusive {
@@ -546,7 +479,15 @@ impl GuestFs {
                     if write || create || truncate {
                         return Err(ErrorCode::IsDirectory);
                     }
-                    return Ok(self.dir_descriptor(t.mount, t.path));
+                    // A directory descriptor holds its path with no `..` or symlink left:
+                    // paths from it are resolved below it.
+                    let path = resolved
+                        .into_iter()
+                        .map(|c| c.into_string())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|_| ErrorCode::IllegalByteSequence)?
+                        .join("/");
+                    return Ok(self.dir_descriptor(t.mount, path));
                 }
                 if exclusive {
                     return Err(ErrorCode::Exist);
@@ -578,6 +519,13 @@ impl GuestFs {
             create_new: exclusive,
             nofollow: !follow,
             mode: 0o666,
+            sync: if flags.contains(DescriptorFlags::FILE_INTEGRITY_SYNC) {
+                crate::fs::SyncMode::File
+            } else if flags.contains(DescriptorFlags::DATA_INTEGRITY_SYNC) {
+                crate::fs::SyncMode::Data
+            } else {
+                crate::fs::SyncMode::None
+            },
         };
         let file = m.overlay.open(t.os(), &opts)?;
         let kept = DescriptorFlags::READ
@@ -588,66 +536,66 @@ impl GuestFs {
         Ok(Descriptor {
             mount: t.mount,
             path: t.path,
+            preopen: false,
             flags: flags & kept,
             kind: Kind::File(Arc::new(file)),
         })
     }
 
-    pub(super) fn read_directory(
-        &self,
-        d: &Descriptor,
-    ) -> Res<Vec<Result<DirectoryEntry, ErrorCode>>> {
+    /// The directory's entries, each with its inode number (as `stat` would give it).
+    pub(super) fn read_directory(&self, d: &Descriptor) -> Res<Vec<Res<Listed>>> {
         if !matches!(d.kind, Kind::Dir) {
             return Err(ErrorCode::NotDirectory);
         }
         let m = self.mount(d.mount)?;
-        let mut out: Vec<Result<DirectoryEntry, ErrorCode>> = m
+        let mut out: Vec<Res<Listed>> = m
             .overlay
             .read_dir(OsStr::new(&d.path))?
             .into_iter()
             .map(|e| match e.name.into_string() {
-                Ok(name) => Ok(DirectoryEntry {
-                    type_: descriptor_type(e.kind),
-                    name,
+                Ok(name) => Ok(Listed {
+                    entry: DirectoryEntry {
+                        type_: descriptor_type(e.kind),
+                        name,
+                    },
+                    ino: e.ino,
                 }),
                 Err(_) => Err(ErrorCode::IllegalByteSequence),
             })
             .collect();
-        // Bind mounts directly below this directory are listed even where the overlay has no
-        // directory for them.
-        let comps: Vec<&str> = d.path.split('/').filter(|c| !c.is_empty()).collect();
-        if !comps.contains(&"..") {
-            let mut abs: Vec<&str> = m.guest.iter().map(String::as_str).collect();
-            abs.extend(comps);
-            for other in &self.mounts {
-                if other.guest.len() == abs.len() + 1
-                    && other.guest.iter().zip(&abs).all(|(a, b)| a == b)
-                {
-                    let name = &other.guest[abs.len()];
-                    if !out.iter().any(|e| matches!(e, Ok(e) if &e.name == name)) {
-                        out.push(Ok(DirectoryEntry {
-                            type_: DescriptorType::Directory,
-                            name: name.clone(),
-                        }));
-                    }
-                }
+        // Bind mounts directly below this directory are listed (as what is mounted there)
+        // even where the overlay has no directory for them.
+        let mut abs = m.guest.clone();
+        abs.extend(guest_components(&d.path));
+        for other in &self.mounts {
+            if other.guest.len() == abs.len() + 1 && other.guest.starts_with(&abs) {
+                let name = &other.guest[abs.len()];
+                out.retain(|e| !matches!(e, Ok(e) if &e.entry.name == name));
+                let st = other.overlay.stat(OsStr::new(""), true)?;
+                out.push(Ok(Listed {
+                    entry: DirectoryEntry {
+                        type_: DescriptorType::Directory,
+                        name: name.clone(),
+                    },
+                    ino: identity(&st).1,
+                }));
             }
         }
         Ok(out)
     }
 
     pub(super) fn create_directory_at(&self, d: &Descriptor, path: &str) -> Res<()> {
-        let t = self.target(d, path)?;
+        let t = self.target(d, path, false)?;
         Ok(self.writable(t.mount)?.overlay.create_dir(t.os(), 0o777)?)
     }
 
     pub(super) fn remove_directory_at(&self, d: &Descriptor, path: &str) -> Res<()> {
-        let t = self.target(d, path)?;
+        let t = self.target(d, path, false)?;
         Ok(self.writable(t.mount)?.overlay.remove_dir(t.os())?)
     }
 
     pub(super) fn unlink_file_at(&self, d: &Descriptor, path: &str) -> Res<()> {
-        let t = self.target(d, path)?;
+        let t = self.target(d, path, false)?;
         let m = self.writable(t.mount)?;
         if t.must_be_dir {
             // `file/` is not-directory; `dir/` is-directory.
@@ -668,8 +616,8 @@ impl GuestFs {
         to: &Descriptor,
         new: &str,
     ) -> Res<()> {
-        let src = self.target(from, old)?;
-        let dst = self.target(to, new)?;
+        let src = self.target(from, old, false)?;
+        let dst = self.target(to, new, false)?;
         self.writable(src.mount)?;
         let m = self.writable(dst.mount)?;
         if src.mount != dst.mount {
@@ -685,21 +633,35 @@ impl GuestFs {
     }
 
     pub(super) fn symlink_at(&self, d: &Descriptor, target: &str, path: &str) -> Res<()> {
-        let t = self.target(d, path)?;
+        let t = self.target(d, path, false)?;
         let m = self.writable(t.mount)?;
-        // An absolute target means the container's root: right in the root mount, not in a
-        // bind mount, whose overlay would resolve it against the bind's root.
-        if target.starts_with('/') && !m.guest.is_empty() {
-            return Err(ErrorCode::NotPermitted);
-        }
         if target.is_empty() {
             return Err(ErrorCode::NoEntry);
         }
+        // Only the container's own mounts may hold links to the container's root: from a
+        // descriptor the guest opened, an absolute link could never be followed.
+        if target.starts_with('/') && !d.preopen {
+            return Err(ErrorCode::NotPermitted);
+        }
+        self.refuse_new_dir_name(&t)?;
         Ok(m.overlay.symlink(OsStr::new(target), t.os())?)
     }
 
+    /// A name that only a directory may have (`x/`) cannot be given to a new symlink or
+    /// hard link: `exist` if something has it, else `no-entry`, as Linux answers.
+    fn refuse_new_dir_name(&self, t: &Target) -> Res<()> {
+        if !t.must_be_dir {
+            return Ok(());
+        }
+        match self.mount(t.mount)?.overlay.stat(t.os(), false) {
+            Ok(_) => Err(ErrorCode::Exist),
+            Err(e) if is_enoent(&e) => Err(ErrorCode::NoEntry),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub(super) fn readlink_at(&self, d: &Descriptor, path: &str) -> Res<String> {
-        let t = self.target(d, path)?;
+        let t = self.target(d, path, false)?;
         let link = self.mount(t.mount)?.overlay.read_link(t.os())?;
         link.into_string()
             .map_err(|_| ErrorCode::IllegalByteSequence)
@@ -713,16 +675,26 @@ impl GuestFs {
         to: &Descriptor,
         new: &str,
     ) -> Res<()> {
-        let src = self.target(from, old)?;
-        let dst = self.target(to, new)?;
-        self.writable(src.mount)?;
-        let m = self.writable(dst.mount)?;
         if old_flags.contains(PathFlags::SYMLINK_FOLLOW) {
             return Err(ErrorCode::Invalid);
         }
+        let src = self.target(from, old, false)?;
+        let dst = self.target(to, new, false)?;
+        self.writable(src.mount)?;
+        let m = self.writable(dst.mount)?;
         if src.mount != dst.mount {
             return Err(ErrorCode::CrossDevice);
         }
+        if src.must_be_dir {
+            // `file/`: not a directory; a directory cannot be linked at all.
+            let st = m.overlay.stat(src.os(), true)?;
+            return Err(if file_type(&st) == FileType::Directory {
+                ErrorCode::NotPermitted
+            } else {
+                ErrorCode::NotDirectory
+            });
+        }
+        self.refuse_new_dir_name(&dst)?;
         Ok(m.overlay.hard_link(src.os(), dst.os())?)
     }
 
@@ -752,14 +724,11 @@ impl GuestFs {
         atim: NewTimestamp,
         mtim: NewTimestamp,
     ) -> Res<()> {
-        let t = self.target(d, path)?;
+        let follow = flags.contains(PathFlags::SYMLINK_FOLLOW) || names_dir(path);
+        let t = self.target(d, path, follow)?;
         let m = self.writable(t.mount)?;
         let times = timestamps(atim, mtim)?;
-        Ok(m.overlay.set_times(
-            t.os(),
-            &times,
-            flags.contains(PathFlags::SYMLINK_FOLLOW) || t.must_be_dir,
-        )?)
+        Ok(m.overlay.set_times(t.os(), &times, follow)?)
     }
 
     pub(super) fn set_size(&self, d: &Descriptor, size: Filesize) -> Res<()> {
@@ -810,8 +779,9 @@ impl GuestFs {
     }
 
     pub(super) fn stat_at(&self, d: &Descriptor, flags: PathFlags, path: &str) -> Res<Stat> {
-        let t = self.target(d, path)?;
-        self.stat_target(&t, flags.contains(PathFlags::SYMLINK_FOLLOW))
+        let follow = flags.contains(PathFlags::SYMLINK_FOLLOW) || names_dir(path);
+        let t = self.target(d, path, follow)?;
+        self.stat_target(&t, follow)
     }
 }
 
@@ -1111,7 +1081,11 @@ impl types::HostDescriptor for FsView<'_> {
     ) -> FsResult<Resource<DirectoryEntryStream>> {
         let entries = self.fs.read_directory(self.get(&fd)?)?;
         Ok(self.table.push(DirectoryEntryStream {
-            entries: entries.into_iter(),
+            entries: entries
+                .into_iter()
+                .map(|e| e.map(|l| l.entry))
+                .collect::<Vec<_>>()
+                .into_iter(),
         })?)
     }
 
@@ -1351,7 +1325,7 @@ mod tests {
                 .read_directory(d)
                 .unwrap()
                 .into_iter()
-                .map(|e| e.unwrap().name)
+                .map(|e| e.unwrap().entry.name)
                 .collect();
             v.sort();
             v
@@ -1405,38 +1379,149 @@ mod tests {
     }
 
     #[test]
-    fn guest_paths_join_onto_the_descriptor_path() {
-        assert_eq!(join("", "a/b").unwrap(), ("a/b".to_owned(), false));
+    fn guest_paths_are_relative_and_clean() {
+        let f = Fixture::new();
+        let root = f.pre("/");
         assert_eq!(
-            join("a", "./b/../c/").unwrap(),
-            ("a/b/../c".to_owned(), true)
+            f.fs.stat_at(&root, PathFlags::empty(), "/etc").err(),
+            Some(ErrorCode::NotPermitted)
         );
-        assert_eq!(join("a", ".").unwrap(), ("a".to_owned(), true));
-        assert_eq!(join("a", "b/..").unwrap(), ("a/b/..".to_owned(), true));
-        assert_eq!(join("", "x//y").unwrap(), ("x/y".to_owned(), false));
-        assert_eq!(join("a", "/etc"), Err(ErrorCode::NotPermitted));
-        assert_eq!(join("a", ""), Err(ErrorCode::NoEntry));
-        assert_eq!(join("a", "b\0c"), Err(ErrorCode::Invalid));
+        assert_eq!(
+            f.fs.stat_at(&root, PathFlags::empty(), "").err(),
+            Some(ErrorCode::NoEntry)
+        );
+        assert_eq!(
+            f.fs.stat_at(&root, PathFlags::empty(), "e\0c").err(),
+            Some(ErrorCode::Invalid)
+        );
+        for (path, dir) in [
+            ("a/b", false),
+            ("a/", true),
+            ("a/.", true),
+            ("a/..", true),
+            (".", true),
+        ] {
+            assert_eq!(names_dir(path), dir, "{path}");
+        }
         assert_eq!(guest_components("/data//x/"), vec!["data", "x"]);
         assert!(guest_components("/").is_empty());
     }
 
+    /// (mount, path inside it) that `path` from `base` resolves to.
+    fn target(f: &Fixture, base: &Descriptor, path: &str) -> Res<(usize, String)> {
+        f.fs.target(base, path, true).map(|t| (t.mount, t.path))
+    }
+
     #[test]
-    fn paths_under_a_bind_mount_go_to_it() {
+    fn paths_cross_mount_points_both_ways() {
         let f = Fixture::new();
-        assert_eq!(f.fs.redirect(0, "data/x/y".into()), (1, "x/y".into()));
-        assert_eq!(f.fs.redirect(0, "data".into()), (1, String::new()));
-        assert_eq!(f.fs.redirect(0, "database".into()), (0, "database".into()));
-        assert_eq!(
-            f.fs.redirect(0, "data/../etc".into()),
-            (0, "data/../etc".into())
-        );
-        assert_eq!(f.fs.redirect(1, "x".into()), (1, "x".into()));
         let root = f.pre("/");
+        let t = |p: &str| target(&f, &root, p).unwrap();
+        assert_eq!(t("data/b.txt"), (1, "b.txt".into()));
+        assert_eq!(t("data/new"), (1, "new".into()));
+        assert_eq!(t("data"), (1, String::new()));
+        // Only the last name may be missing.
+        assert_eq!(target(&f, &root, "data/x/y"), Err(ErrorCode::NoEntry));
+        assert_eq!(t("database"), (0, "database".into()));
+        assert_eq!(t("data/../etc"), (0, "etc".into()));
+        // `..` from the bind's root goes back to `/`, and `data` enters the bind again: the
+        // file is the bind's, not the root layer's under the mount point.
+        assert_eq!(t("data/../data/f2"), (1, "f2".into()));
+        // From the container's root, `..` stays at `/` (Linux's rule for `/..`).
+        assert_eq!(t("../../data/b.txt"), (1, "b.txt".into()));
         assert_eq!(f.read_all(&root, "data/b.txt").unwrap(), "bound");
         assert_eq!(f.read_all(&root, "ro/r.txt").unwrap(), "read only");
+        // A symlink in the root into a bind mount lands in the bind, absolute or relative.
+        std::os::unix::fs::symlink("/data/b.txt", f.host("upper/abs")).unwrap();
+        std::os::unix::fs::symlink("data/b.txt", f.host("upper/rel")).unwrap();
+        assert_eq!(f.read_all(&root, "abs").unwrap(), "bound");
+        assert_eq!(f.read_all(&root, "rel").unwrap(), "bound");
+        // And one in a bind mount that leaves it, through `..` or `/`, leaves it.
+        std::os::unix::fs::symlink("../etc/hosts", f.host("bind/up")).unwrap();
+        std::os::unix::fs::symlink("/etc/hosts", f.host("bind/root")).unwrap();
+        assert_eq!(f.read_all(&root, "data/up").unwrap(), "lower hosts\n");
+        assert_eq!(f.read_all(&root, "data/root").unwrap(), "lower hosts\n");
+        // Created through `..`, a file is where the path names it.
+        let w = f
+            .open(&root, "data/../data/f2", OpenFlags::CREATE, rw())
+            .unwrap();
+        f.fs.write(&w, b"two", 0).unwrap();
+        assert_eq!(std::fs::read(f.host("bind/f2")).unwrap(), b"two");
+        assert!(
+            !f.host("upper/data").exists(),
+            "nothing under the mount point"
+        );
         // The root lists the mount points.
-        assert_eq!(f.names(&root), vec!["data", "etc", "ro"]);
+        assert_eq!(f.names(&root), vec!["abs", "data", "etc", "rel", "ro"]);
+    }
+
+    #[test]
+    fn a_directory_descriptor_is_a_capability() {
+        let f = Fixture::new();
+        let root = f.pre("/");
+        std::fs::create_dir_all(f.host("lower/etc/sub")).unwrap();
+        std::os::unix::fs::symlink("../hosts", f.host("lower/etc/sub/up")).unwrap();
+        std::os::unix::fs::symlink("/etc/hosts", f.host("lower/etc/sub/abs")).unwrap();
+        std::os::unix::fs::symlink("../../etc/hosts", f.host("lower/etc/sub/out")).unwrap();
+        std::fs::create_dir_all(f.host("lower/etc/sub/d0")).unwrap();
+        let flags = DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY;
+        let sub =
+            f.fs.open_at(
+                &root,
+                PathFlags::SYMLINK_FOLLOW,
+                "etc/sub",
+                OpenFlags::DIRECTORY,
+                flags,
+            )
+            .unwrap();
+        let denied = Some(ErrorCode::NotPermitted);
+        let follow = PathFlags::SYMLINK_FOLLOW;
+        for path in [
+            "..",
+            "../hosts",
+            "d0/../../hosts",
+            "up",
+            "abs",
+            "out",
+            "up/",
+        ] {
+            assert_eq!(f.fs.stat_at(&sub, follow, path).err(), denied, "{path}");
+        }
+        assert_eq!(f.fs.create_directory_at(&sub, "../y").err(), denied);
+        assert_eq!(
+            f.open(&sub, "../new", OpenFlags::CREATE, rw()).err(),
+            denied
+        );
+        assert!(!f.host("upper/etc/new").exists() && !f.host("upper/etc/y").exists());
+        // Not following the link in the last name is fine: the link itself is below.
+        assert!(f.fs.stat_at(&sub, PathFlags::empty(), "up").is_ok());
+        // Inside the descriptor, `..` works as usual.
+        f.fs.create_directory_at(&sub, "d").unwrap();
+        assert!(f.fs.stat_at(&sub, follow, "d/../d/.").is_ok());
+        // The same links from the root resolve as Linux resolves them.
+        assert_eq!(f.read_all(&root, "etc/sub/up").unwrap(), "lower hosts\n");
+        assert_eq!(f.read_all(&root, "etc/sub/abs").unwrap(), "lower hosts\n");
+        assert_eq!(f.read_all(&root, "etc/sub/out").unwrap(), "lower hosts\n");
+        // A preopen is a mount of the container: `..` from the bind's root is `/`, as libc
+        // (which resolves every absolute path through the preopens) needs. A descriptor
+        // the guest opens on it is a boundary.
+        let data = f.pre("/data");
+        assert_eq!(f.read_all(&data, "../etc/hosts").unwrap(), "lower hosts\n");
+        let opened =
+            f.fs.open_at(&data, follow, ".", OpenFlags::DIRECTORY, flags)
+                .unwrap();
+        assert_eq!(f.fs.stat_at(&opened, follow, "../etc").err(), denied);
+        // A descriptor opened through `..` and links holds the resolved path.
+        let etc =
+            f.fs.open_at(
+                &root,
+                follow,
+                "data/../etc/sub/..",
+                OpenFlags::DIRECTORY,
+                flags,
+            )
+            .unwrap();
+        assert_eq!((etc.mount, etc.path.as_str()), (0, "etc"));
     }
 
     #[test]
@@ -1521,7 +1606,11 @@ mod tests {
             .unwrap();
         assert!(matches!(etc.kind, Kind::Dir));
         assert_eq!(f.read_all(&etc, "hosts").unwrap(), "lower hosts\n");
-        assert_eq!(f.read_all(&etc, "../etc/./hosts").unwrap(), "lower hosts\n");
+        assert_eq!(
+            f.read_all(&etc, "../etc/./hosts").err(),
+            Some(ErrorCode::NotPermitted),
+            "not above the descriptor"
+        );
         assert_eq!(f.fs.read_directory(&t).err(), Some(ErrorCode::NotDirectory));
         assert_eq!(
             f.fs.stat_at(&t, PathFlags::empty(), "x").err(),
@@ -1713,11 +1802,9 @@ mod tests {
                 .err(),
             Some(ErrorCode::CrossDevice)
         );
-        // Absolute symlink targets only in the root mount.
-        assert_eq!(
-            f.fs.symlink_at(&data, "/etc", "l").err(),
-            Some(ErrorCode::NotPermitted)
-        );
+        // An absolute symlink in a bind mount means the container's root, as in the kernel.
+        f.fs.symlink_at(&data, "/etc", "l").unwrap();
+        assert_eq!(f.read_all(&data, "l/hosts").unwrap(), "lower hosts\n");
     }
 
     #[test]
@@ -1787,16 +1874,17 @@ mod tests {
             std::fs::read_to_string(f.host("bind/new.txt")).unwrap(),
             "to host"
         );
-        // `..` and symlinks stop at the mount's root.
+        // `..` and symlinks leave the bind mount for the container's root, never for the
+        // host directories around the bind's.
         assert_eq!(
             f.read_all(&data, "../secret").err(),
             Some(ErrorCode::NoEntry)
         );
-        assert_eq!(f.read_all(&data, "../../../b.txt").unwrap(), "bound");
+        assert_eq!(f.read_all(&data, "../../../data/b.txt").unwrap(), "bound");
         std::fs::create_dir(f.host("bind/sub")).unwrap();
         std::os::unix::fs::symlink("../../../..", f.host("bind/sub/up")).unwrap();
         std::os::unix::fs::symlink("/secret", f.host("bind/abs")).unwrap();
-        assert_eq!(f.read_all(&data, "sub/up/b.txt").unwrap(), "bound");
+        assert_eq!(f.read_all(&data, "sub/up/data/b.txt").unwrap(), "bound");
         assert_eq!(
             f.read_all(&data, "sub/up/secret").err(),
             Some(ErrorCode::NoEntry)
@@ -1805,7 +1893,12 @@ mod tests {
         let up = f
             .open(&data, "sub/up", OpenFlags::DIRECTORY, DescriptorFlags::READ)
             .unwrap();
-        assert_eq!(f.names(&up), vec!["abs", "b.txt", "new.txt", "sub"]);
+        assert_eq!(
+            (up.mount, up.path.as_str()),
+            (0, ""),
+            "the container's root"
+        );
+        assert_eq!(f.names(&up), vec!["data", "etc", "ro"]);
     }
 
     #[test]

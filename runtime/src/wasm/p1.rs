@@ -68,8 +68,10 @@ struct Open {
     append: bool,
     /// A preopen's guest path.
     preopen: Option<String>,
-    /// The listing `fd_readdir` pages through, taken at cookie 0.
-    listing: Option<Vec<(String, u8)>>,
+    /// `NONBLOCK` as the guest set it (files never block, as on Linux; it is reported).
+    nonblock: bool,
+    /// The listing `fd_readdir` pages through (name, filetype, inode), taken at cookie 0.
+    listing: Option<Vec<(String, u8, u64)>>,
 }
 
 type Errno = u16;
@@ -82,6 +84,7 @@ mod errno {
     pub const ISDIR: u16 = 31;
     pub const NAMETOOLONG: u16 = 37;
     pub const NOTDIR: u16 = 54;
+    pub const NOTSOCK: u16 = 57;
     pub const NOTSUP: u16 = 58;
     pub const OVERFLOW: u16 = 61;
     pub const PIPE: u16 = 64;
@@ -140,11 +143,22 @@ fn fs<T>(r: Result<T, ErrorCode>) -> R<T> {
 // Rights (witx `rights`): what fdstat reports; not enforced beyond the descriptor's own
 // read/write flags, as wasmtime-wasi.
 const RIGHT_FD_READ: u64 = 1 << 1;
+const RIGHT_FD_SEEK: u64 = 1 << 2;
 const RIGHT_FD_WRITE: u64 = 1 << 6;
+const RIGHT_FD_READDIR: u64 = 1 << 14;
+const RIGHT_PATH_FILESTAT_SET_SIZE: u64 = 1 << 19;
+const RIGHT_FD_FILESTAT_SET_SIZE: u64 = 1 << 22;
 const RIGHT_POLL: u64 = 1 << 27;
 const ALL_RIGHTS: u64 = (1 << 30) - 1;
 
 // Filetypes.
+// Fdflags.
+const FDFLAGS_APPEND: u16 = 1;
+const FDFLAGS_DSYNC: u16 = 2;
+const FDFLAGS_NONBLOCK: u16 = 4;
+const FDFLAGS_RSYNC: u16 = 8;
+const FDFLAGS_SYNC: u16 = 16;
+
 const FILETYPE_UNKNOWN: u8 = 0;
 const FILETYPE_DIRECTORY: u8 = 3;
 
@@ -281,6 +295,16 @@ fn slot(table: &mut [Option<Fd>], fd: u32) -> R<&mut Fd> {
         .ok_or(errno::BADF)
 }
 
+/// A regular file's descriptor: stdio is a pipe (`SPIPE`), a directory is not a file
+/// (`BADF`), as wasmtime answers for seek, tell and allocate.
+fn file_slot(table: &mut [Option<Fd>], fd: u32) -> R<&mut Open> {
+    match slot(table, fd)? {
+        Fd::Stdio(_) => Err(errno::SPIPE),
+        Fd::Open(o) if matches!(o.desc.kind, Kind::Dir) => Err(errno::BADF),
+        Fd::Open(o) => Ok(o),
+    }
+}
+
 impl Files {
     /// Stdio, then the mounts of `fs` preopened as fds 3, 4, … Stop signals make `wake`
     /// readable and are recorded in `stop`; the guest's monotonic clock is `clock`.
@@ -297,6 +321,7 @@ impl Files {
                 desc,
                 pos: 0,
                 append: false,
+                nonblock: false,
                 preopen: Some(name),
                 listing: None,
             }))
@@ -408,7 +433,9 @@ impl Files {
             if data.is_empty() {
                 continue;
             }
-            let n = if f.append && at.is_none() {
+            // In append mode every write goes to the end, `fd_pwrite`'s too (Linux's pwrite
+            // ignores the offset of an O_APPEND file).
+            let n = if f.append {
                 fs(self.fs.append(&f.desc, data))?
             } else {
                 fs(self.fs.write(&f.desc, data, offset))?
@@ -419,20 +446,19 @@ impl Files {
                 break;
             }
         }
-        if at.is_none() && !f.append {
-            f.pos = offset;
+        if at.is_none() {
+            // The position moves past what was written: the end, when appending.
+            f.pos = if f.append {
+                fs(self.fs.stat_descriptor(&f.desc))?.st_size as u64
+            } else {
+                offset
+            };
         }
         Ok(total)
     }
 
     fn seek(&mut self, fd: u32, offset: i64, whence: u8) -> R<u64> {
-        let f = match slot(&mut self.table, fd)? {
-            Fd::Stdio(_) => return Err(errno::SPIPE),
-            Fd::Open(f) => f,
-        };
-        if matches!(f.desc.kind, Kind::Dir) {
-            return Err(errno::SPIPE);
-        }
+        let f = file_slot(&mut self.table, fd)?;
         let base = match whence {
             0 => 0,
             1 => f.pos,
@@ -459,26 +485,53 @@ impl Files {
             }
             Fd::Open(f) => f,
         };
-        let (kind, flags) = match &f.desc.kind {
-            Kind::Dir => (FILETYPE_DIRECTORY, 0u16),
-            Kind::File(_) => (
-                stat_filetype(&fs(self.fs.stat_descriptor(&f.desc))?),
-                u16::from(f.append),
-            ),
-        };
-        let mut base = ALL_RIGHTS & !(RIGHT_FD_READ | RIGHT_FD_WRITE);
-        if matches!(f.desc.kind, Kind::File(_)) {
-            if f.desc.flags.contains(DescriptorFlags::READ) {
-                base |= RIGHT_FD_READ;
+        // Rights as wasmtime reports them: all, less what the descriptor cannot do.
+        let mut rights = ALL_RIGHTS;
+        let kind = match &f.desc.kind {
+            Kind::Dir => {
+                rights &=
+                    !(RIGHT_FD_SEEK | RIGHT_FD_FILESTAT_SET_SIZE | RIGHT_PATH_FILESTAT_SET_SIZE);
+                FILETYPE_DIRECTORY
             }
-            if f.desc.flags.contains(DescriptorFlags::WRITE) {
-                base |= RIGHT_FD_WRITE;
+            Kind::File(_) => stat_filetype(&fs(self.fs.stat_descriptor(&f.desc))?),
+        };
+        if !f.desc.flags.contains(DescriptorFlags::READ) {
+            rights &= !(RIGHT_FD_READ | RIGHT_FD_READDIR);
+        }
+        if !f.desc.flags.contains(DescriptorFlags::WRITE) {
+            rights &= !RIGHT_FD_WRITE;
+        }
+        let mut flags = 0u16;
+        for (set, bit) in [
+            (f.append, FDFLAGS_APPEND),
+            (f.nonblock, FDFLAGS_NONBLOCK),
+            (
+                f.desc.flags.contains(DescriptorFlags::DATA_INTEGRITY_SYNC),
+                FDFLAGS_DSYNC,
+            ),
+            (
+                f.desc.flags.contains(DescriptorFlags::REQUESTED_WRITE_SYNC),
+                FDFLAGS_RSYNC,
+            ),
+            (
+                f.desc.flags.contains(DescriptorFlags::FILE_INTEGRITY_SYNC),
+                FDFLAGS_SYNC,
+            ),
+        ] {
+            if set {
+                flags |= bit;
             }
         }
         b[0] = kind;
         b[2..4].copy_from_slice(&flags.to_le_bytes());
-        b[8..16].copy_from_slice(&base.to_le_bytes());
-        b[16..24].copy_from_slice(&ALL_RIGHTS.to_le_bytes());
+        // What files opened below a directory may get: everything (libc asks for the
+        // rights it needs, masked by these).
+        let inheriting = match f.desc.kind {
+            Kind::Dir => ALL_RIGHTS,
+            Kind::File(_) => rights,
+        };
+        b[8..16].copy_from_slice(&rights.to_le_bytes());
+        b[16..24].copy_from_slice(&inheriting.to_le_bytes());
         Ok(b)
     }
 
@@ -499,14 +552,15 @@ impl Files {
             Fd::Stdio(_) => return Err(errno::NOTSUP),
             Fd::Open(f) => f,
         };
-        // Only append can change; the sync flags are fixed at open, as on Linux.
-        if flags & !1 != 0 {
+        // Only append and nonblock can change; the sync flags are fixed at open.
+        if flags & (FDFLAGS_DSYNC | FDFLAGS_RSYNC | FDFLAGS_SYNC) != 0 {
+            return Err(errno::INVAL);
+        }
+        if flags & !(FDFLAGS_APPEND | FDFLAGS_NONBLOCK) != 0 {
             return Err(errno::NOTSUP);
         }
-        if flags & 1 != 0 && !f.desc.flags.contains(DescriptorFlags::WRITE) {
-            return Err(errno::BADF);
-        }
-        f.append = flags & 1 != 0;
+        f.append = flags & FDFLAGS_APPEND != 0;
+        f.nonblock = flags & FDFLAGS_NONBLOCK != 0;
         Ok(())
     }
 
@@ -545,7 +599,7 @@ impl Files {
                 open |= flag;
             }
         }
-        let append = fdflags & 1 != 0;
+        let append = fdflags & FDFLAGS_APPEND != 0;
         let mut flags = DescriptorFlags::empty();
         if rights & RIGHT_FD_READ != 0 {
             flags |= DescriptorFlags::READ;
@@ -554,9 +608,9 @@ impl Files {
             flags |= DescriptorFlags::WRITE;
         }
         for (bit, flag) in [
-            (2, DescriptorFlags::DATA_INTEGRITY_SYNC),
-            (8, DescriptorFlags::REQUESTED_WRITE_SYNC),
-            (16, DescriptorFlags::FILE_INTEGRITY_SYNC),
+            (FDFLAGS_DSYNC, DescriptorFlags::DATA_INTEGRITY_SYNC),
+            (FDFLAGS_RSYNC, DescriptorFlags::REQUESTED_WRITE_SYNC),
+            (FDFLAGS_SYNC, DescriptorFlags::FILE_INTEGRITY_SYNC),
         ] {
             if fdflags & bit != 0 {
                 flags |= flag;
@@ -568,6 +622,7 @@ impl Files {
             desc,
             pos: 0,
             append,
+            nonblock: fdflags & FDFLAGS_NONBLOCK != 0,
             preopen: None,
             listing: None,
         })))
@@ -583,23 +638,27 @@ impl Files {
             return Err(errno::NOTDIR);
         }
         if cookie == 0 || f.listing.is_none() {
+            let ino = |st: &Stat| identity(st).1;
+            let here = ino(&fs(self.fs.stat_descriptor(&f.desc))?);
+            let parent = ino(&fs(self.fs.parent_stat(&f.desc))?);
             let mut listing = vec![
-                (".".to_string(), FILETYPE_DIRECTORY),
-                ("..".to_string(), FILETYPE_DIRECTORY),
+                (".".to_string(), FILETYPE_DIRECTORY, here),
+                ("..".to_string(), FILETYPE_DIRECTORY, parent),
             ];
-            for entry in fs(self.fs.read_directory(&f.desc))? {
-                let entry = fs(entry)?;
-                listing.push((entry.name, filetype(entry.type_)));
+            for listed in fs(self.fs.read_directory(&f.desc))? {
+                let listed = fs(listed)?;
+                let kind = filetype(listed.entry.type_);
+                listing.push((listed.entry.name, kind, listed.ino));
             }
             f.listing = Some(listing);
         }
         let listing = f.listing.as_deref().unwrap_or_default();
         let mut used = 0usize;
         let start = usize::try_from(cookie).map_err(|_| errno::OVERFLOW)?;
-        for (i, (name, kind)) in listing.iter().enumerate().skip(start) {
+        for (i, (name, kind, ino)) in listing.iter().enumerate().skip(start) {
             let mut dirent = Vec::with_capacity(24 + name.len());
             dirent.extend_from_slice(&(i as u64 + 1).to_le_bytes());
-            dirent.extend_from_slice(&0u64.to_le_bytes());
+            dirent.extend_from_slice(&ino.to_le_bytes());
             dirent.extend_from_slice(&(name.len() as u32).to_le_bytes());
             dirent.extend_from_slice(&[*kind, 0, 0, 0]);
             dirent.extend_from_slice(name.as_bytes());
@@ -611,6 +670,12 @@ impl Files {
             }
         }
         Ok(used as u32)
+    }
+
+    /// What a socket call on `fd` answers: no descriptor we give out is a socket.
+    fn not_a_socket(&mut self, fd: u32) -> R<()> {
+        slot(&mut self.table, fd)?;
+        Err(errno::NOTSOCK)
     }
 
     /// A preopen's guest path.
@@ -1056,7 +1121,11 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
     fd_function!(
         linker,
         "fd_fdstat_set_rights",
-        |_mem, files, fd, _base: i64, _inheriting: i64| { files.open(fd).map(|_| ()) }
+        |_mem, files, fd, _base: i64, _inheriting: i64| {
+            // Rights are not kept, so they cannot be narrowed (wasmtime answers the same).
+            files.open(fd)?;
+            Err(errno::NOTSUP)
+        }
     );
     fd_function!(linker, "fd_filestat_get", |mem, files, fd, buf: i32| {
         let stat = files.filestat(fd)?;
@@ -1095,8 +1164,11 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         linker,
         "fd_allocate",
         |_mem, files, fd, _offset: i64, _len: i64| {
-            files.open(fd)?;
-            Err(errno::NOTSUP)
+            match file_slot(&mut files.table, fd) {
+                Err(errno::SPIPE) => Err(errno::BADF),
+                Err(e) => Err(e),
+                Ok(_) => Err(errno::NOTSUP),
+            }
         }
     );
     fd_function!(
@@ -1128,6 +1200,27 @@ fn shadow(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
         files.renumber(fd, to as u32)
     });
 
+    // wasmtime-wasi's socket calls look in its own table, where our descriptors are not.
+    fd_function!(
+        linker,
+        "sock_accept",
+        |_mem, files, fd, _flags: i32, _new: i32| { files.not_a_socket(fd) }
+    );
+    fd_function!(
+        linker,
+        "sock_recv",
+        |_mem, files, fd, _iovs: i32, _len: i32, _flags: i32, _n: i32, _out: i32| {
+            files.not_a_socket(fd)
+        }
+    );
+    fd_function!(
+        linker,
+        "sock_send",
+        |_mem, files, fd, _iovs: i32, _len: i32, _flags: i32, _n: i32| { files.not_a_socket(fd) }
+    );
+    fd_function!(linker, "sock_shutdown", |_mem, files, fd, _how: i32| {
+        files.not_a_socket(fd)
+    });
     host_function!(
         linker,
         "path_open",
