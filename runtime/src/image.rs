@@ -452,6 +452,38 @@ mod tests {
     }
 
     #[test]
+    fn only_image_configs_and_known_layers_pass_check_image() {
+        let zero = format!("sha256:{}", "0".repeat(64))
+            .parse::<Digest>()
+            .unwrap();
+        let manifest = |config: &str, layer: &str| Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: Descriptor::new(config, zero.clone(), 2),
+            layers: vec![Descriptor::new(layer, zero.clone(), 2)],
+            subject: None,
+            annotations: BTreeMap::new(),
+        };
+        let tar = crate::compression::MEDIA_LAYER_TAR;
+        for config in [MEDIA_OCI_CONFIG, MEDIA_DOCKER_CONFIG, MEDIA_WASM_CONFIG] {
+            assert!(manifest(config, tar).check_image().is_ok(), "{config}");
+        }
+        for config in [tar, "application/vnd.oci.empty.v1+json", ""] {
+            let err = manifest(config, tar).check_image().unwrap_err().to_string();
+            assert!(err.contains("is not an image config"), "{err}");
+        }
+        let err = manifest(MEDIA_OCI_CONFIG, "text/plain")
+            .check_image()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unsupported layer media type"), "{err}");
+        let mut huge = manifest(MEDIA_OCI_CONFIG, tar);
+        huge.config.size = u64::MAX;
+        assert!(huge.check_image().is_err());
+    }
+
+    #[test]
     fn platforms_parse() {
         let p = Platform::parse("wasi/wasm").unwrap();
         assert!(p.is_wasm());
