@@ -6,14 +6,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{busybox_image, have, sh, Env};
+use common::{busybox_image, sh, Env};
 use serde_json::Value;
 
 const BASE: &str = "busybox:base";
 
 fn ready(test: &str) -> Option<Env> {
-    if !rustix::process::geteuid().is_root() || !have("busybox") {
-        eprintln!("note: skipping {test}: needs root and busybox-static");
+    if !common::need_root(test) || !common::tools(test, &["busybox"]) {
         return None;
     }
     let env = Env::new();
@@ -598,8 +597,7 @@ fn quiet_iidfile_and_archive_output() {
 /// the embedded wasmtime.
 #[test]
 fn wasm_only_build_as_an_unprivileged_user() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("note: skipping: needs root to become another user");
+    if !common::need_root("wasm_only_build_as_an_unprivileged_user") {
         return;
     }
     let (p1, _) = common::hello_wasm();

@@ -135,8 +135,7 @@ fn absolute_names_stay_inside() {
 
 #[test]
 fn device_nodes_are_refused_for_unprivileged_users() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skip: needs root to switch to an unprivileged user");
+    if !common::need_root("device_nodes_are_refused_for_unprivileged_users") {
         return;
     }
     let env = Env::new();

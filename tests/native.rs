@@ -13,12 +13,7 @@ const IMAGE: &str = "busybox:native";
 
 /// Root and busybox-static are what the native backend's tests need; CI has both.
 fn ready(test: &str) -> Option<Env> {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("note: skipping {test}: needs root");
-        return None;
-    }
-    if !have("busybox") {
-        eprintln!("note: skipping {test}: busybox-static not installed");
+    if !common::need_root(test) || !common::tools(test, &["busybox"]) {
         return None;
     }
     let env = Env::new();

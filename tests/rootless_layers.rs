@@ -28,8 +28,7 @@ fn as_nobody(env: &Env, script: &str) -> std::process::Output {
 
 #[test]
 fn rootless_layers_stack_under_kernel_overlayfs() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skip: needs root to switch to an unprivileged user");
+    if !common::need_root("rootless_layers_stack_under_kernel_overlayfs") {
         return;
     }
     let env = Env::new();

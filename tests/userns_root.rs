@@ -76,10 +76,10 @@ fn wasm_oci_archive(layers: &[Vec<u8>], name: &str) -> Vec<u8> {
 
 /// A missing prerequisite skips the test, unless CI says everything must be there.
 fn missing(why: &str) {
-    if std::env::var_os("STRATA_TEST_REQUIRE_TOOLS").is_some() {
-        panic!("{why} (STRATA_TEST_REQUIRE_TOOLS is set)");
-    }
-    eprintln!("note: skipping userns_root: {why}");
+    common::skip(
+        "root_in_a_user_namespace_loads_runs_and_builds_wasm_images",
+        why,
+    );
 }
 
 fn output(out: &std::process::Output) -> (String, String) {
@@ -91,8 +91,7 @@ fn output(out: &std::process::Output) -> (String, String) {
 
 #[test]
 fn root_in_a_user_namespace_loads_runs_and_builds_wasm_images() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("note: skipping: needs root to make an unprivileged user");
+    if !common::need_root("root_in_a_user_namespace_loads_runs_and_builds_wasm_images") {
         return;
     }
     for tool in ["useradd", "setpriv", "unshare"] {

@@ -191,7 +191,7 @@ fn detected_by_magic_without_a_platform() {
         .contains("exiting with 0"));
     // Forced onto the native backend, a Wasm binary is not something Linux can exec.
     let out = env.run(&["run", "--rm", "--runtime", "native", "plain"]);
-    if rustix::process::geteuid().is_root() {
+    if common::need_root("detected_by_magic_without_a_platform (its native half)") {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(code(&out), 126, "{err}");
         assert!(err.contains("exec: \"/hello.wasm\""), "{err}");

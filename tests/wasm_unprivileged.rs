@@ -100,8 +100,7 @@ fn as_nobody(env: &Env, script: &str) -> std::process::Output {
 
 #[test]
 fn wasm_images_import_run_and_commit_with_no_namespaces() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skip: needs root to set up the unprivileged environment");
+    if !common::need_root("wasm_images_import_run_and_commit_with_no_namespaces") {
         return;
     }
     let (p1, p2) = hello_wasm();

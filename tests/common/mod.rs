@@ -130,18 +130,42 @@ pub fn sh(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whether a peer tool is installed. Under CI (`STRATA_TEST_REQUIRE_TOOLS` set) a missing
-/// tool is a failure, not a skipped test.
-pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
+/// Whether CI asked for every prerequisite (`STRATA_TEST_REQUIRE_TOOLS` set, as
+/// `tests/run.sh` does): then a test that cannot run here fails instead of passing unseen.
+fn everything_required() -> bool {
+    std::env::var_os("STRATA_TEST_REQUIRE_TOOLS").is_some()
+}
+
+/// The one way a test (or a part of one) is skipped: a failure under CI, else a note saying
+/// why. Returns false, so a guard reads `if !need_root(test) { return; }`.
+pub fn skip(test: &str, why: &str) -> bool {
+    assert!(
+        !everything_required(),
+        "{test} cannot run: {why} (STRATA_TEST_REQUIRE_TOOLS is set; tests/run.sh, as root, \
+         installs what the tests use)"
+    );
+    eprintln!("note: skipping {test}: {why}");
+    false
+}
+
+/// True when the test runs as root (the native backend, switching to another user);
+/// otherwise `skip`.
+pub fn need_root(test: &str) -> bool {
+    rustix::process::geteuid().is_root() || skip(test, "needs root")
+}
+
+fn installed(tool: &str) -> bool {
+    Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {tool}"))
         .output()
-        .is_ok_and(|o| o.status.success());
-    if !found && std::env::var_os("STRATA_TEST_REQUIRE_TOOLS").is_some() {
-        panic!("{tool} is required (STRATA_TEST_REQUIRE_TOOLS is set); .ci/run installs it");
-    }
-    found
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether a peer tool is installed, for a part of a test that needs it. Under CI a missing
+/// tool is a failure, not a skipped check.
+pub fn have(tool: &str) -> bool {
+    installed(tool) || skip(&format!("the part that runs {tool}"), "not installed")
 }
 
 /// Every regular file under `a` exists in `b` with identical bytes (and vice versa for names).
@@ -286,19 +310,10 @@ impl Env {
     }
 }
 
-/// Peer tools (skopeo, umoci) shared by the interop and registry tests.
-
-/// True when every tool is installed; otherwise prints why the test is skipped.
+/// True when every tool the test needs is installed; otherwise `skip`.
 pub fn tools(test: &str, needed: &[&str]) -> bool {
-    let missing: Vec<&str> = needed.iter().copied().filter(|t| !have(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    eprintln!(
-        "note: skipping {test}: {} not installed",
-        missing.join(", ")
-    );
-    false
+    let missing: Vec<&str> = needed.iter().copied().filter(|t| !installed(t)).collect();
+    missing.is_empty() || skip(test, &format!("{} not installed", missing.join(", ")))
 }
 
 pub fn run_tool(tool: &str, args: &[&str]) -> std::process::Output {

@@ -638,10 +638,23 @@ fn run_ours(o: &Overlay<Dir>, op: &Op) {
     }
 }
 
+/// Mounting kernel overlayfs needs root: without it the test is skipped with a note, or fails
+/// under CI (`STRATA_TEST_REQUIRE_TOOLS`, as tests/common's `skip` does for the integration tests).
+fn root_for(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("STRATA_TEST_REQUIRE_TOOLS").is_none(),
+        "{test}: needs root (STRATA_TEST_REQUIRE_TOOLS is set)"
+    );
+    eprintln!("note: skipping {test}: mounting overlayfs needs root");
+    false
+}
+
 #[test]
 fn same_results_as_kernel_overlayfs() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skip: mounting overlayfs needs root");
+    if !root_for("same_results_as_kernel_overlayfs") {
         return;
     }
     let tmp = tempfile::Builder::new()
@@ -714,7 +727,7 @@ fn same_results_as_kernel_overlayfs() {
 #[test]
 fn kernel_mounts_our_upper_as_written() {
     // The upper our overlay writes is one the kernel takes as it is (as a lower here).
-    if !rustix::process::geteuid().is_root() {
+    if !root_for("kernel_mounts_our_upper_as_written") {
         return;
     }
     let tmp = tempfile::Builder::new()

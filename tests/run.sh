@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The test command: on a Debian machine, as root, install what the tests need and run them
+# all, with every prerequisite required (a test that cannot run fails; none passes by being
+# skipped). CI runs exactly this through .ci/run. Safe to run again: it installs only what is
+# missing and says nothing when nothing is.
+#
+#   ./tests/run.sh                  # everything
+#   ./tests/run.sh --test native    # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "tests/run.sh: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root: it installs Debian packages, and the native backend's \
+tests (namespaces, mounts, switching users) need root. Plain 'cargo test --workspace' runs \
+as any user and notes each test it skips."
+
+# What the tests run, by package:
+#   gcc, libc6-dev         the linker, and the C in ring, zstd-sys and wasmtime
+#   busybox-static         the native tests' rootfs (examples/rootfs/make-busybox-rootfs.sh)
+#   skopeo, umoci          interop: they read what strata writes and write what it reads
+#   podman, runc           build: podman runs what strata built
+#   docker-registry, openssl, apache2-utils (htpasswd), python3 (tests/common/token_proxy.py)
+#                          registry: a local registry with TLS, basic and bearer-token auth
+#   util-linux             setpriv, unshare, mount: unprivileged users and user namespaces
+#   passwd, uidmap         useradd and newuidmap/newgidmap: rootless native containers
+#   bsdutils               script: a real terminal for `run -it`
+#   attr                   getfattr: the rootless store's overlay xattrs
+#   zstd, gzip, tar        layer fixtures
+#   ca-certificates        the system CA bundle the registry client loads
+packages=(gcc libc6-dev busybox-static skopeo umoci podman runc docker-registry openssl
+    apache2-utils python3 util-linux passwd uidmap bsdutils attr zstd gzip tar ca-certificates)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "tests/run.sh: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    # Quiet unless it fails (debconf talks on stderr even when all goes well).
+    log=$( { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } 2>&1 ) \
+        || { echo "$log" >&2; die "installing ${missing[*]} failed"; }
+fi
+
+# The Wasm guests in examples/ are built by the tests for both WASI targets.
+command -v rustup >/dev/null || die "needs rustup and a Rust toolchain (rust-version in Cargo.toml)"
+installed=$(rustup target list --installed)
+for t in wasm32-wasip1 wasm32-wasip2; do
+    grep -qx "$t" <<<"$installed" || rustup target add "$t" >/dev/null
+done
+
+# tests/wasi_testsuite.rs runs the official WASI preview 1 suite, which sits beside the
+# repository (as CI lays it out); its README says which commit it is.
+[ -f ../shared/wasi-testsuite/README.md ] || die "the WASI test suite is not at \
+$(cd .. && pwd)/shared/wasi-testsuite (WebAssembly/wasi-testsuite, branch prod/testsuite-base, \
+its wasm32-wasip1 groups)"
+
+# A test whose tool or privilege is missing fails instead of skipping itself.
+export STRATA_TEST_REQUIRE_TOOLS=1
+
+exec cargo test --workspace --locked "$@"
