@@ -440,6 +440,14 @@ fn stdio(plan: &Plan, sock: BorrowedFd<'_>) -> Result<(), Failure> {
             check(libc::dup2(null, 0), "attach stdin")?;
             libc::close(null);
         }
+        if !plan.tty {
+            // The run's own output fds (a build step's pipe); dup2 clears close-on-exec.
+            for (fd, to) in [(plan.stdout, 1), (plan.stderr, 2)] {
+                if let Some(fd) = fd {
+                    check(libc::dup2(fd, to), "attach the output")?;
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -20,41 +20,47 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-use strata_runtime::container::{Container, Containers};
-use strata_runtime::exec::{Executor, Exit, Stdio};
-use strata_runtime::oci_spec::runtime::Spec;
+use std::path::PathBuf;
+
+use strata_runtime::backend::{Backend, Exit, Stdio, Task};
 use strata_runtime::{Error, Result};
 
 use crate::cgroup::{Cgroup, Limits};
 use crate::child::{Failure, FailureKind};
 use crate::plan::Plan;
 
-/// The Linux namespace executor.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NamespaceExecutor;
+/// The Linux namespace backend. `state` is the store's root: the init layer and the mount
+/// point all containers share live under it, and overlay options name layers relative to
+/// it (the kernel takes one page of them).
+#[derive(Debug, Clone)]
+pub struct NativeBackend {
+    pub state: PathBuf,
+}
 
-impl Executor for NamespaceExecutor {
+impl Backend for NativeBackend {
     fn run(
         &self,
-        containers: &Containers<'_>,
-        container: &Container,
-        spec: &Spec,
+        task: &Task<'_>,
         stdio: Stdio,
         started: &mut dyn FnMut(u32) -> Result<()>,
     ) -> Result<Exit> {
+        let spec = task.spec;
         let limits = Limits::from_spec(spec.linux().as_ref().and_then(|l| l.resources().as_ref()));
         if limits.any() && !strata_runtime::privilege::privileged() {
             return Err(Error::Unsupported(
                 "resource limits (--memory, --cpus, --pids-limit) need root on the host: this host's cgroups cannot be delegated to an unprivileged user".into(),
             ));
         }
-        let plan = Plan::new(containers, container, spec, stdio, limits.any())?;
+        let plan = Plan::new(&self.state, task, &stdio, limits.any())?;
         let cgroup = if limits.any() {
-            Some(Cgroup::create(&container.id, &limits)?)
+            Some(Cgroup::create(task.id, &limits)?)
         } else {
             None
         };
         let result = run(&plan, cgroup.as_ref(), started);
+        // The child had its own copies of the output fds; ours close now, so a reader of a
+        // pipe sees its end once the container's processes are gone.
+        drop(stdio);
         let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
         if let Some(c) = &cgroup {
             c.remove();
@@ -64,7 +70,7 @@ impl Executor for NamespaceExecutor {
             exit.oom_killed = true;
             exit.message = Some(format!(
                 "container {} was killed: out of memory",
-                &container.id[..12]
+                task.id.get(..12).unwrap_or(task.id)
             ));
         }
         Ok(exit)

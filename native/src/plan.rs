@@ -5,8 +5,7 @@
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-use strata_runtime::container::{Container, Containers};
-use strata_runtime::exec::Stdio;
+use strata_runtime::backend::{Stdio, Stream, Task};
 use strata_runtime::oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
 use strata_runtime::{Error, Result};
 
@@ -53,6 +52,10 @@ pub(crate) struct Plan {
     pub seccomp: Vec<seccompiler::BpfProgram>,
     pub tty: bool,
     pub stdin: bool,
+    /// The fds stdout and stderr go to (valid in the children: the parent holds them until
+    /// the container ends); `None`: the caller's own.
+    pub stdout: Option<libc::c_int>,
+    pub stderr: Option<libc::c_int>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,19 +67,11 @@ pub(crate) struct BindMount {
 }
 
 impl Plan {
-    /// The plan for `container`, and the per-container files it mounts (the init layer with
-    /// the mount points, hosts, hostname, resolv.conf), written under the container's
-    /// directory.
-    pub fn new(
-        containers: &Containers<'_>,
-        container: &Container,
-        spec: &Spec,
-        stdio: Stdio,
-        needs_cgroup: bool,
-    ) -> Result<Plan> {
-        let store = containers.store();
-        let store_root = store.path().to_path_buf();
-        let dir = containers.path(container);
+    /// The plan for `task`; makes the shared init layer and mount point under `state` (the
+    /// store root) once, and the task's work directory if missing.
+    pub fn new(state: &Path, task: &Task<'_>, stdio: &Stdio, needs_cgroup: bool) -> Result<Plan> {
+        let spec = task.spec;
+        let store_root = state.to_path_buf();
         let rel = |p: &Path| -> PathBuf {
             p.strip_prefix(&store_root)
                 .map(Path::to_path_buf)
@@ -86,8 +81,11 @@ impl Plan {
         let hostname = spec.hostname().clone().unwrap_or_default();
         let host_network = !has_namespace(spec, LinuxNamespaceType::Network);
         let etc_files = etc_files(&hostname, host_network);
-        let work = dir.join("work");
-        std::fs::create_dir(&work).map_err(|e| io(&work, e))?;
+        let work = &task.rootfs.work;
+        match std::fs::create_dir(work) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(work, e)),
+            _ => {}
+        }
         // Root in a user namespace cannot mount the store's layers as host root does: it
         // maps itself in a namespace of its own, and reads the rootless store's xattrs.
         let id_map = if strata_runtime::privilege::privileged() {
@@ -96,17 +94,11 @@ impl Plan {
             Some(IdMap::for_caller())
         };
         let mut lowers = vec![rel(&init)];
-        lowers.extend(
-            container
-                .layers
-                .iter()
-                .rev()
-                .map(|d| rel(&store.layer_path(d))),
-        );
+        lowers.extend(task.rootfs.lowers.iter().map(|d| rel(d)));
         let overlay_options = overlay_options(
             &lowers,
-            &rel(&dir.join("upper")),
-            &rel(&work),
+            &rel(&task.rootfs.upper),
+            &rel(work),
             id_map.is_some(),
         )?;
 
@@ -219,11 +211,21 @@ impl Plan {
                 .map_err(|e| Error::Unsupported(format!("seccomp profile: {e}")))?,
             tty: process.terminal().unwrap_or(false),
             stdin: stdio.stdin,
+            stdout: raw(&stdio.stdout),
+            stderr: raw(&stdio.stderr),
         })
     }
 
     pub fn has_network_namespace(&self) -> bool {
         self.namespaces & libc::CLONE_NEWNET != 0
+    }
+}
+
+fn raw(stream: &Stream) -> Option<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    match stream {
+        Stream::Inherit => None,
+        Stream::Fd(fd) => Some(fd.as_raw_fd()),
     }
 }
 

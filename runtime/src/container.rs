@@ -225,6 +225,18 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
+/// A recordless container (a build's RUN step): its id and its root.
+pub struct Scratch {
+    pub id: String,
+    pub rootfs: crate::backend::Rootfs,
+}
+
+impl Scratch {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
 /// `-v HOST:CTR[:ro]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -339,8 +351,7 @@ pub fn process_env(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> V
 }
 
 /// The OCI runtime spec for a container of `image`.
-pub fn make_spec(image: &Image, opts: &RunOptions, hostname: &str) -> Result<Spec> {
-    let config = &image.config;
+pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Result<Spec> {
     let c = config.config.clone().unwrap_or_default();
     let args = process_args(config, opts)?;
     let cwd = opts
@@ -677,6 +688,39 @@ impl<'a> Containers<'a> {
         total
     }
 
+    /// The container's root as a backend takes it: its image's unpacked layers, its upper
+    /// layer and the work directory beside it.
+    pub fn rootfs(&self, c: &Container) -> crate::backend::Rootfs {
+        self.rootfs_of(&c.id, &c.layers)
+    }
+
+    fn rootfs_of(&self, id: &str, layers: &[Digest]) -> crate::backend::Rootfs {
+        let dir = self.store.path().join(CONTAINERS_DIR).join(id);
+        crate::backend::Rootfs {
+            lowers: layers
+                .iter()
+                .rev()
+                .map(|d| self.store.layer_path(d))
+                .collect(),
+            upper: dir.join(UPPER),
+            work: dir.join("work"),
+        }
+    }
+
+    /// A container that gets no record (a build's RUN step): a directory like any
+    /// container's, its root `layers` (bottom first) under an empty upper layer. Removed by
+    /// `remove_scratch`; one a crash left behind has no record, so `prune` clears it.
+    pub fn scratch(&self, layers: &[Digest]) -> Result<Scratch> {
+        let id = new_id()?;
+        self.make_dir(&id)?;
+        let rootfs = self.rootfs_of(&id, layers);
+        Ok(Scratch { id, rootfs })
+    }
+
+    pub fn remove_scratch(&self, s: &Scratch) -> Result<()> {
+        self.remove_dir(&s.id)
+    }
+
     /// The container's root: its image's layers under its upper layer.
     pub fn root(&self, c: &Container) -> Result<crate::fs::Overlay<Dir>> {
         self.store.open_root(&c.layers, self.upper(c)?)
@@ -691,30 +735,34 @@ impl<'a> Containers<'a> {
     }
 
     pub fn remove(&self, c: &Container) -> Result<()> {
+        self.remove_dir(&c.id)
+    }
+
+    fn remove_dir(&self, id: &str) -> Result<()> {
         // Most containers leave an empty upper layer: their few known files go directly and
         // the directory is kept as a spare; anything else (files in the upper, directories
         // without write permission) takes the walk that makes everything removable first.
         let quick = (|| -> std::io::Result<()> {
-            let cdir = self.dir.open_dir(&c.id)?;
+            let cdir = self.dir.open_dir(id)?;
             for file in [RECORD, SPEC] {
                 match cdir.remove_file(file) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     r => r?,
                 }
             }
-            if self.keep_spare(&cdir, &c.id) {
+            if self.keep_spare(&cdir, id) {
                 return Ok(());
             }
             cdir.remove_dir(UPPER)?;
-            self.dir.remove_dir(&c.id)
+            self.dir.remove_dir(id)
         })();
         if quick.is_ok() {
             return Ok(());
         }
-        crate::store::make_removable(&self.dir, &c.id)?;
+        crate::store::make_removable(&self.dir, id)?;
         self.dir
-            .remove_dir_all(&c.id)
-            .context(|| format!("remove container {}", c.id))
+            .remove_dir_all(id)
+            .context(|| format!("remove container {id}"))
     }
 
     // ----- spare directories -----

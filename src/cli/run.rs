@@ -1,15 +1,25 @@
-use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
+use strata_runtime::backend::{Backend, Stdio, Task};
 use strata_runtime::container::{
     parse_ulimit, Bind, Containers, Network, RunOptions, Runtime, Status,
 };
-use strata_runtime::exec::{Executor, Stdio};
-use strata_runtime::image::MEDIA_WASM_CONFIG;
 use strata_runtime::store::Image;
-use strata_runtime::wasm::{WasmExecutor, WASM_MAGIC};
+use strata_runtime::wasm::WasmBackend;
 use strata_runtime::{ErrorKind, Store};
+
+/// The two backends, for containers of `store`.
+pub fn backends(store: &Store) -> (strata_native::NativeBackend, WasmBackend) {
+    (
+        strata_native::NativeBackend {
+            state: store.path().to_path_buf(),
+        },
+        WasmBackend {
+            cache: store.path().join(strata_runtime::wasm::CACHE_DIR),
+        },
+    )
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -172,9 +182,19 @@ impl Args {
             containers.create(&image, &self.image, provisional, self.name.as_deref())?;
         container.auto_remove = self.rm;
         let prepared = (|| -> Result<_> {
-            let spec = strata_runtime::container::make_spec(&image, &opts, container.short_id())?;
+            let spec =
+                strata_runtime::container::make_spec(&image.config, &opts, container.short_id())?;
             if self.runtime.is_none() {
-                container.runtime = detect_runtime(&containers, &container, &image, &spec)?;
+                let args = spec
+                    .process()
+                    .as_ref()
+                    .and_then(|p| p.args().clone())
+                    .unwrap_or_default();
+                container.runtime = strata_runtime::backend::choose(
+                    strata_runtime::backend::wasm_image(&image),
+                    &containers.root(&container)?,
+                    &args,
+                );
             }
             containers.save_spec(&container, &spec)?;
             Ok(spec)
@@ -186,9 +206,10 @@ impl Args {
                 return Err(e);
             }
         };
-        let executor: &dyn Executor = match container.runtime {
-            Runtime::Native => &strata_native::NamespaceExecutor,
-            Runtime::Wasm => &WasmExecutor,
+        let (native, wasm) = backends(store);
+        let backend: &dyn Backend = match container.runtime {
+            Runtime::Native => &native,
+            Runtime::Wasm => &wasm,
         };
         let mut record = container.clone();
         let mut started = |pid: u32| {
@@ -199,8 +220,14 @@ impl Args {
         };
         let stdio = Stdio {
             stdin: self.interactive,
+            ..Stdio::default()
         };
-        let outcome = executor.run(&containers, &container, &spec, stdio, &mut started);
+        let task = Task {
+            id: &container.id,
+            spec: &spec,
+            rootfs: &containers.rootfs(&container),
+        };
+        let outcome = backend.run(&task, stdio, &mut started);
         if self.rm {
             // The final record would only serve a later `ps`/`inspect`.
             containers.remove(&container)?;
@@ -223,42 +250,6 @@ impl Args {
         }
         Ok(exit.code)
     }
-}
-
-/// An image runs on Wasm when its config says so (platform wasi/wasm, or the Wasm artifact
-/// config type), or when its program starts with the Wasm magic; ELF and `#!` are native.
-fn detect_runtime(
-    containers: &Containers<'_>,
-    container: &strata_runtime::container::Container,
-    image: &Image,
-    spec: &strata_runtime::oci_spec::runtime::Spec,
-) -> Result<Runtime> {
-    if image.config.platform().is_wasm() || image.manifest.config.media_type == MEDIA_WASM_CONFIG {
-        return Ok(Runtime::Wasm);
-    }
-    let args = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.args().clone())
-        .unwrap_or_default();
-    let Some(program) = args.first() else {
-        return Ok(Runtime::Native);
-    };
-    let root = containers.root(container)?;
-    let mut head = [0u8; 4];
-    let opened = root.open(
-        std::ffi::OsStr::new(program),
-        &strata_runtime::fs::OpenOptions {
-            read: true,
-            ..Default::default()
-        },
-    );
-    if let Ok(mut f) = opened {
-        if f.read_exact(&mut head).is_ok() && &head == WASM_MAGIC {
-            return Ok(Runtime::Wasm);
-        }
-    }
-    Ok(Runtime::Native)
 }
 
 /// `--cpus 1.5`: a positive number of CPUs.

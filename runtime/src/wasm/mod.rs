@@ -7,12 +7,12 @@
 //! waiting in WASI has its wait cut short (`p1.rs`, `blocking.rs`) and traps the same way.
 
 mod blocking;
-mod executor;
+mod backend;
 pub mod filesystem;
 mod link;
 mod p1;
 
-pub use executor::WasmExecutor;
+pub use backend::WasmBackend;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ use wasmtime::{Config, Engine, Module, Store, StoreLimits, StoreLimitsBuilder, T
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::backend::Stream;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::Overlay;
@@ -48,7 +49,11 @@ impl WasiView for WasmState {
     }
 }
 
-/// The compile cache, under the store's root.
+/// The store cache (`Store::cache_dir`) that holds compiled code.
+pub const CACHE: &str = "wasm";
+
+/// The compile cache, under the store's root: `CACHE`'s path, for callers not yet on
+/// `Store::cache_path(CACHE)`.
 pub const CACHE_DIR: &str = "cache/wasm";
 
 /// Changes when how programs are compiled changes, so cached code is rebuilt.
@@ -67,7 +72,7 @@ enum Program {
 }
 
 /// The first bytes of every Wasm binary.
-pub const WASM_MAGIC: &[u8; 4] = b"\0asm";
+pub use crate::backend::WASM_MAGIC;
 
 /// How a guest run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +279,8 @@ impl WasmRuntime {
         root: Overlay<Dir>,
         binds: Vec<filesystem::Mount>,
         spec: &GuestSpec,
+        stdout: Stream,
+        stderr: Stream,
     ) -> Result<Outcome> {
         let root = Arc::new(root);
         let program = spec
@@ -287,10 +294,22 @@ impl WasmRuntime {
         })?;
 
         let mut wasi = WasiCtxBuilder::new();
-        wasi.args(&spec.args)
-            .envs(&spec.env)
-            .inherit_stdout()
-            .inherit_stderr();
+        wasi.args(&spec.args).envs(&spec.env);
+        // Preview 1 stdio is ours (`p1::HostStdio`); these serve components.
+        let file = |fd: &std::os::fd::OwnedFd| {
+            fd.try_clone()
+                .map(|fd| wasmtime_wasi::cli::OutputFile::new(File::from(fd)))
+                .map_err(|e| Error::io("duplicate an output stream", e))
+        };
+        match &stdout {
+            Stream::Inherit => wasi.inherit_stdout(),
+            Stream::Fd(fd) => wasi.stdout(file(fd)?),
+        };
+        match &stderr {
+            Stream::Inherit => wasi.inherit_stderr(),
+            Stream::Fd(fd) => wasi.stderr(file(fd)?),
+        };
+        let host_stdio = p1::HostStdio::new(stdout, stderr);
         if spec.stdin {
             wasi.inherit_stdin();
         }
@@ -331,7 +350,9 @@ impl WasmRuntime {
                 tokio.shutdown_background();
                 result
             }
-            Program::Module(m) => self.run_module(program, &m, wasi, fs, spec.stdin, limits),
+            Program::Module(m) => {
+                self.run_module(program, &m, wasi, fs, spec.stdin, host_stdio, limits)
+            }
         };
         Ok(match result? {
             Ok(code) => Outcome::Exited(code),
@@ -377,12 +398,13 @@ impl WasmRuntime {
         mut wasi: WasiCtxBuilder,
         fs: filesystem::GuestFs,
         stdin: bool,
+        stdio: p1::HostStdio,
         limits: StoreLimits,
     ) -> Result<wasmtime::Result<i32>> {
         let clock = p1::GuestClock::new();
         let mut store = self.store(p1::P1State {
             wasi: wasi.monotonic_clock(clock).build_p1(),
-            files: p1::Files::new(fs, stdin, self.wake, Arc::clone(&self.signal), &clock),
+            files: p1::Files::new(fs, stdin, stdio, self.wake, Arc::clone(&self.signal), &clock),
             limits,
         });
         store.limiter(|s| &mut s.limits);
@@ -454,24 +476,16 @@ impl WasmRuntime {
     }
 }
 
-/// Prune the compile cache at `cache`: every artifact and link with `all`, else only links
+/// Prune the compile cache `cache`: every artifact and link with `all`, else only links
 /// whose artifact is gone. Returns how many entries went. A running guest keeps its mapping.
-pub fn prune_cache(cache: &Path, all: bool) -> Result<usize> {
-    let entries = match std::fs::read_dir(cache) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => {
-            return Err(Error::IoPath {
-                path: cache.into(),
-                source: e,
-            })
-        }
-    };
+pub fn prune_cache(cache: &Dir, all: bool) -> Result<usize> {
     let mut removed = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let dangling = entry.file_type().is_ok_and(|t| t.is_symlink()) && !path.exists();
-        if (all || dangling) && std::fs::remove_file(&path).is_ok() {
+    for entry in cache.entries().context(|| "list the compile cache".into())?.flatten() {
+        let name = entry.file_name();
+        // A link's artifact is a name in the same directory, so the handle resolves it.
+        let dangling =
+            entry.file_type().is_ok_and(|t| t.is_symlink()) && cache.metadata(&name).is_err();
+        if (all || dangling) && cache.remove_file(&name).is_ok() {
             removed += 1;
         }
     }

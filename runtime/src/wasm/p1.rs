@@ -14,7 +14,7 @@
 //! Layouts and numbers are `wasi_snapshot_preview1.witx`'s; every guest pointer is checked
 //! against the guest's memory.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ use super::filesystem::bindings::wasi::filesystem::types::{
     DescriptorFlags, DescriptorType, ErrorCode, NewTimestamp, OpenFlags, PathFlags,
 };
 use super::filesystem::{descriptor_stat, descriptor_type, identity, Descriptor, GuestFs, Kind};
+use crate::backend::Stream;
 use crate::fs::{file_type, Stat};
 
 const MODULE: &str = "wasi_snapshot_preview1";
@@ -46,6 +47,8 @@ pub struct Files {
     table: Vec<Option<Fd>>,
     /// Whether the guest reads the process's stdin (`-i`); else its stdin is empty.
     stdin: bool,
+    /// Where the guest's stdout and stderr go.
+    stdio: Arc<HostStdio>,
     /// Stop signals make it readable: every wait watches it.
     wake: BorrowedFd<'static>,
     /// The signal that stopped the guest (0 while none has).
@@ -311,11 +314,12 @@ impl Files {
     pub fn new(
         fs: GuestFs,
         stdin: bool,
+        stdio: HostStdio,
         wake: BorrowedFd<'static>,
         stop: Arc<AtomicI32>,
         clock: &GuestClock,
     ) -> Files {
-        let stdio = (0..3).map(|fd| Some(Fd::Stdio(fd)));
+        let fds = (0..3).map(|fd| Some(Fd::Stdio(fd)));
         let preopens = fs.preopens().into_iter().map(|(desc, name)| {
             Some(Fd::Open(Open {
                 desc,
@@ -326,11 +330,12 @@ impl Files {
                 listing: None,
             }))
         });
-        let table = stdio.chain(preopens).collect();
+        let table = fds.chain(preopens).collect();
         Files {
             fs,
             table,
             stdin,
+            stdio: Arc::new(stdio),
             wake,
             stop,
             started: clock.0,
@@ -419,7 +424,9 @@ impl Files {
     fn write(&mut self, mem: &[u8], fd: u32, iovs: &[(u32, u32)], at: Option<u64>) -> R<u32> {
         let f = match (slot(&mut self.table, fd)?, at) {
             (Fd::Stdio(_), Some(_)) => return Err(errno::SPIPE),
-            (Fd::Stdio(out @ (1 | 2)), None) => return write_stdio(*out, mem, iovs),
+            (Fd::Stdio(out @ (1 | 2)), None) => {
+                return write_stdio(self.stdio.fd(*out), mem, iovs)
+            }
             (Fd::Stdio(_), None) => return Err(errno::BADF),
             (Fd::Open(f), _) => f,
         };
@@ -479,7 +486,7 @@ impl Files {
                 } else {
                     RIGHT_FD_WRITE
                 } | RIGHT_POLL;
-                b[0] = stdio_filetype(*fd);
+                b[0] = stdio_filetype(self.stdio.fd(*fd));
                 b[8..16].copy_from_slice(&rights.to_le_bytes());
                 return Ok(b);
             }
@@ -539,7 +546,7 @@ impl Files {
         match slot(&mut self.table, fd)? {
             Fd::Stdio(fd) => {
                 let mut stat = [0u8; 64];
-                stat[16] = stdio_filetype(*fd);
+                stat[16] = stdio_filetype(self.stdio.fd(*fd));
                 Ok(stat)
             }
             Fd::Open(f) => Ok(filestat(&fs(self.fs.stat_descriptor(&f.desc))?)),
@@ -684,19 +691,45 @@ impl Files {
     }
 }
 
-// ----- stdio: the process's own -----
+// ----- stdio: the process's own, or the fds the run was given -----
 
-fn host_stdio(fd: u32) -> std::os::fd::BorrowedFd<'static> {
-    match fd {
-        0 => rustix::stdio::stdin(),
-        1 => rustix::stdio::stdout(),
-        _ => rustix::stdio::stderr(),
+/// The host fds behind the guest's stdio: stdin is the process's; stdout and stderr are the
+/// process's unless the run gave others (a build step's pipe).
+pub struct HostStdio {
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+}
+
+impl HostStdio {
+    pub fn new(stdout: Stream, stderr: Stream) -> HostStdio {
+        let own = |s: Stream| match s {
+            Stream::Inherit => None,
+            Stream::Fd(fd) => Some(fd),
+        };
+        HostStdio {
+            stdout: own(stdout),
+            stderr: own(stderr),
+        }
+    }
+
+    fn fd(&self, fd: u32) -> BorrowedFd<'_> {
+        match fd {
+            0 => rustix::stdio::stdin(),
+            1 => match &self.stdout {
+                Some(f) => f.as_fd(),
+                None => rustix::stdio::stdout(),
+            },
+            _ => match &self.stderr {
+                Some(f) => f.as_fd(),
+                None => rustix::stdio::stderr(),
+            },
+        }
     }
 }
 
 /// A terminal is a character device without seek, as wasi-libc's `isatty` asks.
-fn stdio_filetype(fd: u32) -> u8 {
-    if rustix::termios::isatty(host_stdio(fd)) {
+fn stdio_filetype(fd: BorrowedFd<'_>) -> u8 {
+    if rustix::termios::isatty(fd) {
         2
     } else {
         FILETYPE_UNKNOWN
@@ -710,10 +743,10 @@ fn read_stdin(mem: &mut [u8], iovs: &[(u32, u32)], wake: BorrowedFd<'_>) -> R<u3
     };
     let buf = bytes_mut(mem, ptr, len)?;
     // Waiting in poll, not in read, so that a stop signal ends the wait.
-    let mut stdin = vec![PollFd::from_borrowed_fd(host_stdio(0), PollFlags::IN)];
+    let mut stdin = vec![PollFd::from_borrowed_fd(rustix::stdio::stdin(), PollFlags::IN)];
     wait(&mut stdin, None, wake)?;
     loop {
-        match rustix::io::read(host_stdio(0), &mut *buf) {
+        match rustix::io::read(rustix::stdio::stdin(), &mut *buf) {
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(host_errno(e)),
             Ok(n) => return Ok(n as u32),
@@ -748,12 +781,12 @@ fn wait<'fd>(
     waited
 }
 
-fn write_stdio(fd: u32, mem: &[u8], iovs: &[(u32, u32)]) -> R<u32> {
+fn write_stdio(fd: BorrowedFd<'_>, mem: &[u8], iovs: &[(u32, u32)]) -> R<u32> {
     let mut total = 0u32;
     for &(ptr, len) in iovs {
         let mut data = bytes(mem, ptr, len)?;
         while !data.is_empty() {
-            match rustix::io::write(host_stdio(fd), data) {
+            match rustix::io::write(fd, data) {
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) if total == 0 => return Err(host_errno(e)),
                 Err(_) => return Ok(total),
@@ -876,6 +909,7 @@ impl Files {
     /// on the process's own.
     fn poll(&mut self, subscriptions: &[Subscription]) -> R<Vec<Event>> {
         let start = Instant::now();
+        let host = Arc::clone(&self.stdio);
         let mut events = Vec::new();
         let mut clocks = Vec::new();
         let mut stdio = Vec::new();
@@ -894,7 +928,7 @@ impl Files {
                         }),
                         Ok(Readiness::Stdio(fd, flags)) => {
                             stdio.push(sub);
-                            fds.push(PollFd::from_borrowed_fd(host_stdio(fd), flags));
+                            fds.push(PollFd::from_borrowed_fd(host.fd(fd), flags));
                         }
                         Err(e) => events.push(Event::new(sub, e)),
                     }

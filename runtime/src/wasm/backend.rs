@@ -1,68 +1,36 @@
-//! The wasm backend behind the `Executor` seam: the container's spec becomes a guest run on
-//! the embedded wasmtime, its root the capability-scoped overlay of its layers and upper
-//! layer, `-v` binds extra overlay mounts. SIGINT/SIGTERM stop the guest through epoch
-//! interruption, and end its waits.
+//! The wasm backend: a task's spec becomes a guest run on the embedded wasmtime, its root
+//! the capability-scoped overlay of the task's layers and upper layer, bind mounts extra
+//! overlay mounts. SIGINT/SIGTERM stop the guest through epoch interruption, and end its
+//! waits.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cap_std::fs::Dir;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::{filesystem, GuestSpec, Interrupt, Outcome, WasmRuntime};
-use crate::container::{Container, Containers};
+use crate::backend::{Backend, Exit, Stdio, Task};
 use crate::error::{Error, Result};
-use crate::exec::{Executor, Exit, Stdio};
 use crate::fs::Overlay;
 
-/// Runs WASI guests; needs no privileges.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct WasmExecutor;
+/// Runs WASI guests; needs no privileges. Compiled code is cached in `cache`.
+#[derive(Debug, Clone)]
+pub struct WasmBackend {
+    pub cache: PathBuf,
+}
 
-impl Executor for WasmExecutor {
+impl Backend for WasmBackend {
     fn run(
         &self,
-        containers: &Containers<'_>,
-        container: &Container,
-        spec: &Spec,
+        task: &Task<'_>,
         stdio: Stdio,
         started: &mut dyn FnMut(u32) -> Result<()>,
     ) -> Result<Exit> {
-        let wasm = WasmRuntime::new(&containers.store().path().join(super::CACHE_DIR))?;
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| Error::InvalidArgument("runtime spec without a process".into()))?;
-        let memory = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
-            .and_then(|r| r.memory().as_ref())
-            .and_then(|m| m.limit())
-            .map(|l| l as u64);
-        let guest = GuestSpec {
-            args: process.args().clone().unwrap_or_default(),
-            env: process
-                .env()
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|e| match e.split_once('=') {
-                    Some((k, v)) => (k.to_string(), v.to_string()),
-                    None => (e, String::new()),
-                })
-                .collect(),
-            cwd: process.cwd().display().to_string(),
-            stdin: stdio.stdin,
-            memory,
-            // Namespaces listed without a network one; a spec that lists none at all gets
-            // no network either.
-            host_network: spec
-                .linux()
-                .as_ref()
-                .and_then(|l| l.namespaces().as_ref())
-                .is_some_and(|ns| ns.iter().all(|n| n.typ() != LinuxNamespaceType::Network)),
-        };
-        let root = containers.root(container)?;
+        let spec = task.spec;
+        let wasm = WasmRuntime::new(&self.cache)?;
+        let guest = guest_spec(spec, stdio.stdin)?;
+        let root = task.rootfs.overlay()?;
         let mut binds = Vec::new();
         // A tmpfs is an empty private directory for the run's length.
         let mut scratch = Vec::new();
@@ -101,7 +69,7 @@ impl Executor for WasmExecutor {
 
         let stop = StopOnSignal::install(wasm.interrupt_handle())?;
         started(std::process::id())?;
-        let outcome = wasm.run(root, binds, &guest);
+        let outcome = wasm.run(root, binds, &guest, stdio.stdout, stdio.stderr);
         drop(scratch);
         drop(stop);
         let outcome = outcome?;
@@ -112,13 +80,51 @@ impl Executor for WasmExecutor {
                 Outcome::Trapped(msg) => Some(msg),
                 Outcome::OutOfMemory => Some(format!(
                     "container {} ran out of memory (limit {} bytes)",
-                    &container.id[..12],
-                    memory.unwrap_or(0)
+                    task.id.get(..12).unwrap_or(task.id),
+                    guest.memory.unwrap_or(0)
                 )),
                 _ => None,
             },
         })
     }
+}
+
+/// What the guest gets from the spec: args, env, cwd, memory limit, network.
+fn guest_spec(spec: &Spec, stdin: bool) -> Result<GuestSpec> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("runtime spec without a process".into()))?;
+    let memory = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .map(|l| l as u64);
+    Ok(GuestSpec {
+        args: process.args().clone().unwrap_or_default(),
+        env: process
+            .env()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e, String::new()),
+            })
+            .collect(),
+        cwd: process.cwd().display().to_string(),
+        stdin,
+        memory,
+        // Namespaces listed without a network one; a spec that lists none at all gets
+        // no network either.
+        host_network: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| ns.iter().all(|n| n.typ() != LinuxNamespaceType::Network)),
+    })
 }
 
 /// SIGINT and SIGTERM stop the guest at its next epoch check, and end the WASI waits

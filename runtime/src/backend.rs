@@ -1,0 +1,165 @@
+//! The backend seam: every way a container runs (`run`, a build's RUN step, later a
+//! monitor or a shim) hands a backend a [`Task`] — the OCI runtime `Spec`, the root as data
+//! and the process's stdio — and gets back how the process ended. A backend never opens
+//! container records or the store's index: what it runs is in the task, nothing else.
+//!
+//! Two backends implement it: `strata_native::NativeBackend` (namespaces over kernel
+//! overlayfs) and `wasm::WasmBackend` (wasmtime over the capability-scoped overlay).
+//! [`choose`] is the one rule for which one an image runs on.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use cap_std::fs::Dir;
+use oci_spec::runtime::Spec;
+
+use crate::error::Result;
+
+/// How a container's process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// The status docker would report: the process's exit code, or 128+signal.
+    pub code: i32,
+    /// The kernel (or the Wasm memory limit) stopped it for lack of memory.
+    pub oom_killed: bool,
+    /// One line to show the user beside the status (a Wasm trap, an OOM note).
+    pub message: Option<String>,
+}
+
+impl Exit {
+    pub fn code(code: i32) -> Exit {
+        Exit {
+            code,
+            oom_killed: false,
+            message: None,
+        }
+    }
+}
+
+/// A container's root filesystem, as data: the image's unpacked layers under one writable
+/// layer. Native mounts them with overlayfs; Wasm serves them with `runtime::fs`.
+#[derive(Debug, Clone)]
+pub struct Rootfs {
+    /// The image's unpacked layer directories, topmost first.
+    pub lowers: Vec<PathBuf>,
+    /// The container's writable layer.
+    pub upper: PathBuf,
+    /// A directory on the upper layer's filesystem, for the backend alone while the
+    /// container runs (overlayfs's work directory); made if missing.
+    pub work: PathBuf,
+}
+
+impl Rootfs {
+    /// The union view of the root, for a backend that serves it in user space.
+    pub fn overlay(&self) -> Result<crate::fs::Overlay<Dir>> {
+        let open = |p: &PathBuf| {
+            Dir::open_ambient_dir(p, cap_std::ambient_authority()).map_err(|e| {
+                crate::error::Error::IoPath {
+                    path: p.clone(),
+                    source: e,
+                }
+            })
+        };
+        let lowers = self.lowers.iter().map(open).collect::<Result<Vec<_>>>()?;
+        Ok(crate::fs::Overlay::new(lowers, open(&self.upper)?))
+    }
+}
+
+/// Where a standard stream goes.
+#[derive(Debug, Default)]
+pub enum Stream {
+    /// The caller's own (its terminal, say).
+    #[default]
+    Inherit,
+    /// This file descriptor (a pipe, a log file).
+    Fd(OwnedFd),
+}
+
+/// The process's standard streams. Stdin is the caller's (`-i`) or empty.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    /// Keep the caller's stdin open to the process; otherwise it reads an empty stdin.
+    pub stdin: bool,
+    pub stdout: Stream,
+    pub stderr: Stream,
+}
+
+/// What a backend runs.
+pub struct Task<'a> {
+    /// The container's id: names it in messages and in host resources (cgroups).
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub rootfs: &'a Rootfs,
+}
+
+/// A backend. `run` blocks until the process ends; signals the caller receives (SIGINT,
+/// SIGTERM, …) go to the container while it runs. `started` is called with the process id
+/// (or the caller's own, for in-process backends) once it runs, so a record can say so.
+pub trait Backend: Sync {
+    fn run(
+        &self,
+        task: &Task<'_>,
+        stdio: Stdio,
+        started: &mut dyn FnMut(u32) -> Result<()>,
+    ) -> Result<Exit>;
+}
+
+/// The backends a caller can pick from, by kind.
+#[derive(Clone, Copy)]
+pub struct Backends<'a> {
+    pub native: &'a dyn Backend,
+    pub wasm: &'a dyn Backend,
+}
+
+impl<'a> Backends<'a> {
+    pub fn get(&self, kind: crate::container::Runtime) -> &'a dyn Backend {
+        match kind {
+            crate::container::Runtime::Native => self.native,
+            crate::container::Runtime::Wasm => self.wasm,
+        }
+    }
+}
+
+/// The one rule for which backend an image runs on: Wasm when its config says so
+/// (platform `wasi/wasm`, or the Wasm artifact config type: `wasm_image`), or when its
+/// program (`args[0]`, found in `root`) starts with the Wasm magic; native otherwise (ELF,
+/// `#!`, or nothing to look at).
+pub fn choose(
+    wasm_image: bool,
+    root: &crate::fs::Overlay<Dir>,
+    args: &[String],
+) -> crate::container::Runtime {
+    use crate::container::Runtime;
+    use std::io::Read;
+    if wasm_image {
+        return Runtime::Wasm;
+    }
+    let Some(program) = args.first() else {
+        return Runtime::Native;
+    };
+    let mut head = [0u8; 4];
+    let opened = root.open(
+        std::ffi::OsStr::new(program),
+        &crate::fs::OpenOptions {
+            read: true,
+            ..Default::default()
+        },
+    );
+    match opened {
+        Ok(mut f) => match f.read_exact(&mut head) {
+            Ok(()) if &head == WASM_MAGIC => Runtime::Wasm,
+            _ => Runtime::Native,
+        },
+        Err(_) => Runtime::Native,
+    }
+}
+
+/// Whether an image's config says it is Wasm: platform `wasi/wasm` (or os wasip1/wasip2),
+/// or the Wasm artifact config type.
+pub fn wasm_image(image: &crate::store::Image) -> bool {
+    image.config.platform().is_wasm()
+        || image.manifest.config.media_type == crate::image::MEDIA_WASM_CONFIG
+}
+
+/// The first bytes of every Wasm binary (module or component).
+pub const WASM_MAGIC: &[u8; 4] = b"\0asm";
