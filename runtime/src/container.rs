@@ -74,6 +74,10 @@ pub struct Container {
     pub status: Status,
     #[serde(default)]
     pub pid: Option<u32>,
+    /// When that process started (clock ticks since boot, `/proc/PID/stat`): a pid the
+    /// kernel has since given to another process is not the container's.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
     #[serde(default)]
     pub exit_code: Option<i32>,
     #[serde(default)]
@@ -561,6 +565,7 @@ impl<'a> Containers<'a> {
             created: now(),
             status: Status::Created,
             pid: None,
+            pid_start: None,
             exit_code: None,
             started_at: None,
             finished_at: None,
@@ -884,16 +889,43 @@ impl Container {
     /// A record left "running" by a process that is gone (killed, machine rebooted) is
     /// shown as exited.
     fn refresh(&mut self) {
-        if self.status == Status::Running {
-            let alive = self.pid.is_some_and(|p| {
-                rustix::process::Pid::from_raw(p as i32)
-                    .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
-            });
-            if !alive {
-                self.status = Status::Exited;
-                self.exit_code.get_or_insert(137);
-            }
+        if self.status == Status::Running && self.live_pid().is_none() {
+            self.status = Status::Exited;
+            self.exit_code.get_or_insert(137);
         }
+    }
+
+    /// Record that the container's process `pid` runs.
+    pub fn started(&mut self, pid: u32) {
+        self.status = Status::Running;
+        self.pid = Some(pid);
+        self.pid_start = process_start(pid);
+        self.started_at = Some(now());
+    }
+
+    /// The container's process, if the record names one that still runs: the pid alive
+    /// and started when the record says (never a pid the kernel reused).
+    pub fn live_pid(&self) -> Option<rustix::process::Pid> {
+        let pid = self.pid?;
+        let start = self.pid_start?;
+        (process_start(pid) == Some(start)).then(|| rustix::process::Pid::from_raw(pid as i32))?
+    }
+
+    // ----- what a command may do, by status -----
+
+    /// `start`: not while it runs.
+    pub fn can_start(&self) -> bool {
+        self.status != Status::Running
+    }
+
+    /// `kill`, `stop`: only its own live process.
+    pub fn can_kill(&self) -> bool {
+        self.status == Status::Running && self.live_pid().is_some()
+    }
+
+    /// `rm`: not while it runs, unless forced (its process is killed first).
+    pub fn can_remove(&self, force: bool) -> bool {
+        force || self.status != Status::Running
     }
 
     pub fn short_id(&self) -> &str {
@@ -904,6 +936,14 @@ impl Container {
     fn abandoned(&self) -> bool {
         self.auto_remove && self.status == Status::Exited
     }
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`).
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 pub fn now() -> String {
@@ -997,6 +1037,56 @@ impl Containers<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(status: Status, pid: Option<u32>) -> Container {
+        let digest: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+        let mut c = Container {
+            id: "a".repeat(64),
+            name: "n".into(),
+            image: "i".into(),
+            image_id: digest.clone(),
+            manifest: crate::image::Descriptor::new("m", digest, 0),
+            layers: Vec::new(),
+            runtime: Runtime::Native,
+            created: now(),
+            status: Status::Created,
+            pid: None,
+            pid_start: None,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            oom_killed: false,
+            error: None,
+            auto_remove: false,
+        };
+        if let Some(pid) = pid {
+            c.started(pid);
+        }
+        c.status = status;
+        c
+    }
+
+    #[test]
+    fn a_record_names_its_process_only_while_it_is_that_process() {
+        let me = std::process::id();
+        let running = record(Status::Running, Some(me));
+        assert_eq!(running.live_pid().map(|p| p.as_raw_nonzero().get() as u32), Some(me));
+        assert!(running.can_kill() && !running.can_start());
+        assert!(!running.can_remove(false) && running.can_remove(true));
+        // The same pid with another start time: the kernel gave it to someone else.
+        let mut reused = running.clone();
+        reused.pid_start = reused.pid_start.map(|t| t + 1);
+        assert!(reused.live_pid().is_none() && !reused.can_kill());
+        let mut refreshed = reused.clone();
+        refreshed.refresh();
+        assert_eq!(refreshed.status, Status::Exited);
+        // A record from before start times were kept is never taken for a live process.
+        let mut old = running.clone();
+        old.pid_start = None;
+        assert!(old.live_pid().is_none());
+        let exited = record(Status::Exited, None);
+        assert!(exited.can_start() && exited.can_remove(false) && !exited.can_kill());
+    }
 
     #[test]
     fn binds_parse_as_docker_reads_them() {

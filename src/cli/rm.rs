@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use strata_runtime::container::{Containers, Status};
+use strata_runtime::container::Containers;
 use strata_runtime::Store;
 
 #[derive(clap::Args)]
@@ -16,13 +16,12 @@ impl Args {
         let containers = Containers::open(store)?;
         for key in &self.containers {
             let c = containers.get(key)?;
-            if c.status == Status::Running {
-                if !self.force {
-                    bail!("cannot remove container {key}: container is running: stop the container before removing or force remove");
-                }
-                if let Some(pid) = c.pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                }
+            if !c.can_remove(self.force) {
+                bail!("cannot remove container {key}: container is running: stop the container before removing or force remove");
+            }
+            // Only the container's own process: a stale record's pid may be someone else's.
+            if let Some(pid) = c.live_pid() {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
             containers.remove(&c)?;
             println!("{key}");

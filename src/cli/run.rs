@@ -213,9 +213,7 @@ impl Args {
         };
         let mut record = container.clone();
         let mut started = |pid: u32| {
-            record.status = Status::Running;
-            record.pid = Some(pid);
-            record.started_at = Some(strata_runtime::container::now());
+            record.started(pid);
             containers.save(&record)
         };
         let stdio = Stdio {
@@ -234,6 +232,7 @@ impl Args {
         } else {
             container.started_at = record.started_at;
             container.pid = record.pid;
+            container.pid_start = record.pid_start;
             container.status = Status::Exited;
             container.exit_code = Some(match &outcome {
                 Ok(exit) => exit.code,
