@@ -3,12 +3,12 @@
 //! move images in and out.
 
 pub mod archive;
+pub mod backend;
 pub mod compression;
 pub mod container;
 pub mod content;
 pub mod digest;
 pub mod error;
-pub mod exec;
 pub mod fs;
 pub mod image;
 pub mod layer;
