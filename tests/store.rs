@@ -313,6 +313,59 @@ fn import_changes_set_the_config() {
         .contains("platform"));
 }
 
+/// `--change` and a Dockerfile share one front end: the same instruction gives the same
+/// config, and the same bad value the same refusal.
+#[test]
+fn import_changes_follow_the_dockerfile_rules() {
+    let env = Env::new();
+    let (tar, _) = env.rootfs_tar("rootfs");
+    let tar = tar.to_str().unwrap();
+    let ports = |image: &str| {
+        let v: Value = serde_json::from_str(&env.ok(&["inspect", image])).unwrap();
+        v[0]["Config"]["ExposedPorts"].clone()
+    };
+    let built = |name: &str, dockerfile: &str| {
+        let dir = env.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+        env.run(&["build", "-t", name, dir.to_str().unwrap()])
+    };
+
+    // Port 0 is a port to docker and BuildKit, so to both.
+    env.ok(&[
+        "import",
+        "-c",
+        "EXPOSE 0 8000-8001/UDP 9000/",
+        tar,
+        "imported",
+    ]);
+    let out = built("built", "FROM scratch\nEXPOSE 0 8000-8001/UDP 9000/\n");
+    assert!(out.status.success(), "{out:?}");
+    let want = serde_json::json!({"0/tcp": {}, "8000/udp": {}, "8001/udp": {}, "9000/tcp": {}});
+    assert_eq!(ports("imported"), want);
+    assert_eq!(ports("built"), want);
+
+    let err = env.fails(&["import", "-c", "EXPOSE 70000", tar, "bad"]);
+    assert!(err.contains("invalid containerPort: 70000"), "{err}");
+    let out = built("badbuild", "FROM scratch\nEXPOSE 70000\n");
+    assert!(!out.status.success());
+    let build_err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        build_err.contains("invalid containerPort: 70000"),
+        "{build_err}"
+    );
+
+    // Instructions outside docker's change set are refused with docker's words, before
+    // anything is imported.
+    let err = env.fails(&["import", "-c", "ENV A=1", "-c", "COPY a /b", tar, "bad"]);
+    assert!(
+        err.contains("invalid --change \"COPY a /b\": COPY is not a valid change command"),
+        "{err}"
+    );
+    assert!(env.fails(&["inspect", "bad"]).contains("bad"));
+    assert_store_consistent(&env.root());
+}
+
 #[test]
 fn import_honours_source_date_epoch() {
     let (a, b) = (Env::new(), Env::new());

@@ -1,5 +1,4 @@
 //! Strata's Dockerfile builder.
 
 pub mod build;
-pub mod config_change;
 pub mod dockerfile;

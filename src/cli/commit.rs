@@ -31,17 +31,10 @@ impl Args {
         }
         let containers = Containers::open(store)?;
         let c = containers.get(&self.container)?;
-        let mut config_changes = Vec::new();
-        for change in &self.changes {
-            config_changes.push(change.clone());
-        }
         let apply =
             |config: &mut strata_runtime::image::ImageConfig| -> strata_runtime::Result<()> {
-                for change in &config_changes {
-                    strata_builder::config_change::apply_change(config.container_config(), change)
-                        .map_err(|e| strata_runtime::Error::InvalidArgument(e.to_string()))?;
-                }
-                Ok(())
+                strata_builder::build::config::apply_changes(config, &self.changes)
+                    .map_err(|e| strata_runtime::Error::InvalidArgument(e.to_string()))
             };
         let manifest =
             containers.commit(&c, self.message.as_deref(), self.author.as_deref(), apply)?;

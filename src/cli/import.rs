@@ -12,7 +12,7 @@ use crate::progress::Bars;
 #[derive(clap::Args)]
 pub struct Args {
     /// Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, EXPOSE,
-    /// LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)
+    /// HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)
     #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
     changes: Vec<String>,
     /// Set commit message for imported image
@@ -55,9 +55,7 @@ impl Args {
             },
             ..Default::default()
         };
-        for change in &self.changes {
-            strata_builder::config_change::apply_change(config.container_config(), change)?;
-        }
+        strata_builder::build::config::apply_changes(&mut config, &self.changes)?;
         if self.file.contains("://") {
             bail!("importing from a URL is not supported; download it and import the file");
         }

@@ -3,10 +3,13 @@
 //! and a cache that makes an unchanged rebuild nearly free.
 //!
 //! Stages build in dependency order, independent ones in parallel. RUN steps execute in a
-//! temporary container through the runtime's `Executor` (native by default, wasm for
-//! `wasi/wasm` stages): this crate never names a backend.
+//! temporary container (a directory and a spec, no record) on one of the runtime's
+//! `Backends`, chosen by the runtime's one rule (`backend::choose`: wasm for `wasi/wasm`
+//! stages and Wasm programs): this crate never names a backend. Each step's output reaches
+//! `Progress::output` attributed to its step.
 
 mod cache;
+pub mod config;
 mod context;
 mod copy;
 mod history;
@@ -21,7 +24,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use strata_runtime::container::Network;
-use strata_runtime::exec::Executor;
 use strata_runtime::image::{Descriptor, ImageConfig, Platform};
 use strata_runtime::store::Image;
 use strata_runtime::{Digest, Store};
@@ -70,11 +72,7 @@ pub struct BuildOptions {
     pub network: Network,
 }
 
-/// The backends RUN steps go to.
-pub struct Backends<'a> {
-    pub native: &'a (dyn Executor + Sync),
-    pub wasm: &'a (dyn Executor + Sync),
-}
+pub use strata_runtime::backend::Backends;
 
 /// Base images by name: from the store, pulled when missing (the CLI decides how).
 pub trait BaseImages: Sync {
@@ -86,6 +84,8 @@ pub trait Progress: Sync {
     fn started(&self, step: usize, label: &str);
     fn cached(&self, step: usize);
     fn done(&self, step: usize, elapsed: Duration);
+    /// A line the step's process printed (stdout and stderr together, without the newline).
+    fn output(&self, step: usize, line: &str);
 }
 
 /// The built image.
@@ -261,16 +261,15 @@ pub fn cache_usage(store: &Store) -> Result<Vec<Option<Digest>>, BuildError> {
     Ok(cache::Cache::open(store)?.layers())
 }
 
+/// The store cache that holds `RUN --mount=type=cache` directories (one per cache id).
+pub(crate) const MOUNT_CACHE: &str = "mounts";
+
 /// Forget cache records whose layers `system prune` removed; with `all`, every record and
 /// the `RUN --mount=type=cache` directories too. Returns how many records went.
 pub fn prune_cache(store: &Store, all: bool) -> Result<usize, BuildError> {
     let removed = cache::Cache::open(store)?.prune(all);
     if all {
-        let mounts = store.path().join("cache/mounts");
-        if mounts.exists() {
-            std::fs::remove_dir_all(&mounts)
-                .map_err(|e| BuildError::Other(format!("remove {}: {e}", mounts.display())))?;
-        }
+        store.remove_cache(MOUNT_CACHE)?;
     }
     Ok(removed)
 }
