@@ -884,6 +884,57 @@ fn independent_stages_build_in_parallel_and_env_sees_before() {
     );
 }
 
+/// Two stages running at once print interleaved lines on stdout and stderr: every line in
+/// the log is under its own step's number, and stdout is left for the image ID.
+#[test]
+fn run_output_is_attributed_to_its_step() {
+    let Some(env) = ready("run_output_is_attributed_to_its_step") else {
+        return;
+    };
+    // Both stages print while they wait for each other, so their output overlaps in time.
+    let talk = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=talk,target=/r touch /r/{me} && \
+             for i in $(seq 100); do echo {me}-out-$i; echo {me}-err-$i >&2; \
+             [ -e /r/{other} ] && [ $i -gt 5 ] && exit 0; sleep 0.05; done; exit 1\n"
+        )
+    };
+    let dockerfile = format!(
+        "FROM busybox:base AS left\n{}\
+         FROM busybox:base AS right\n{}\
+         FROM busybox:base\n\
+         COPY --from=left /etc/passwd /l\n\
+         COPY --from=right /etc/passwd /r\n",
+        talk("left", "right"),
+        talk("right", "left")
+    );
+    let ctx = context(&env, "talk", &[("Dockerfile", &dockerfile)]);
+    let (code, out, log) = build(&env, &ctx, &["-q"]);
+    assert_eq!(code, 0, "{log}");
+    assert!(out.trim().starts_with("sha256:"), "stdout is the image ID: {out:?}");
+    assert!(!log.contains("-out-"), "-q shows no output: {log}");
+    let log = build_ok(&env, &ctx, &["--no-cache"]);
+    assert!(!log.contains("CACHED"), "{log}");
+    for me in ["left", "right"] {
+        let label = format!("[{me} 2/2] RUN");
+        let step = log
+            .lines()
+            .find(|l| l.contains(&label))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_else(|| panic!("no step {label:?} in\n{log}"));
+        for stream in ["out", "err"] {
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(&format!("{me}-{stream}-")))
+                .collect();
+            assert!(lines.len() >= 6, "{me} {stream}: {lines:?}");
+            for l in &lines {
+                assert_eq!(l.split(' ').next(), Some(step), "{l:?} is not step {step}'s");
+            }
+        }
+    }
+}
+
 /// The image ID of `strata build` (through --iidfile) and its log.
 fn build_id(env: &Env, ctx: &Path, args: &[&str]) -> (String, String) {
     let file = env.path("iid");

@@ -1,6 +1,4 @@
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,7 +7,6 @@ use strata_builder::build::{self, Backends, BaseImages, BuildError, BuildOptions
 use strata_runtime::container::Network;
 use strata_runtime::image::Platform;
 use strata_runtime::store::Image;
-use strata_runtime::wasm::WasmExecutor;
 use strata_runtime::{ErrorKind, Reference, Store};
 
 #[derive(clap::Args)]
@@ -120,15 +117,12 @@ impl Args {
             store,
             registry: &self.registry,
         };
+        let (native, wasm) = super::run::backends(store);
         let backends = Backends {
-            native: &strata_native::NamespaceExecutor,
-            wasm: &WasmExecutor,
+            native: &native,
+            wasm: &wasm,
         };
-        // RUN output goes where the progress goes (stderr), or nowhere with -q; stdout is
-        // left for the image ID.
-        let redirect = Redirect::begin(quiet)?;
         let built = build::build(store, &opts, &backends, &bases, &progress);
-        drop(redirect);
         let built = built.map_err(|e| anyhow!("{e}"))?;
         for tag in &tags {
             store.set_tag(tag, &built.manifest)?;
@@ -237,36 +231,12 @@ impl Progress for Printer {
             eprintln!("#{step} DONE {:.1}s", elapsed.as_secs_f64());
         }
     }
-}
-
-/// Points stdout at stderr (or both at /dev/null) for the build, and back after.
-struct Redirect {
-    saved: Option<(OwnedFd, OwnedFd)>,
-}
-
-impl Redirect {
-    fn begin(quiet: bool) -> Result<Redirect> {
-        let _ = std::io::stdout().flush();
-        let out = rustix::io::dup(std::io::stdout().as_fd())?;
-        let err = rustix::io::dup(std::io::stderr().as_fd())?;
-        if quiet {
-            let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
-            rustix::stdio::dup2_stdout(&null)?;
-            rustix::stdio::dup2_stderr(&null)?;
-        } else {
-            rustix::stdio::dup2_stdout(std::io::stderr().as_fd())?;
-        }
-        Ok(Redirect {
-            saved: Some((out, err)),
-        })
-    }
-}
-
-impl Drop for Redirect {
-    fn drop(&mut self) {
-        if let Some((out, err)) = self.saved.take() {
-            let _ = rustix::stdio::dup2_stdout(&out);
-            let _ = rustix::stdio::dup2_stderr(&err);
+    /// RUN output goes where the progress goes (stderr), each line under its step, as
+    /// BuildKit's plain progress shows it; stdout is left for the image ID.
+    fn output(&self, step: usize, line: &str) {
+        if !self.quiet {
+            eprintln!("#{step} {line}");
         }
     }
 }
+
