@@ -9,6 +9,7 @@
 //! `Progress::output` attributed to its step.
 
 mod cache;
+pub mod config;
 mod context;
 mod copy;
 mod history;
@@ -260,16 +261,15 @@ pub fn cache_usage(store: &Store) -> Result<Vec<Option<Digest>>, BuildError> {
     Ok(cache::Cache::open(store)?.layers())
 }
 
+/// The store cache that holds `RUN --mount=type=cache` directories (one per cache id).
+pub(crate) const MOUNT_CACHE: &str = "mounts";
+
 /// Forget cache records whose layers `system prune` removed; with `all`, every record and
 /// the `RUN --mount=type=cache` directories too. Returns how many records went.
 pub fn prune_cache(store: &Store, all: bool) -> Result<usize, BuildError> {
     let removed = cache::Cache::open(store)?.prune(all);
     if all {
-        let mounts = store.path().join("cache/mounts");
-        if mounts.exists() {
-            std::fs::remove_dir_all(&mounts)
-                .map_err(|e| BuildError::Other(format!("remove {}: {e}", mounts.display())))?;
-        }
+        store.remove_cache(MOUNT_CACHE)?;
     }
     Ok(removed)
 }

@@ -1,7 +1,6 @@
 //! One stage: FROM, then each instruction applied to the stage's config and layers, with
 //! Docker's semantics, BuildKit's history strings and the cache.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -14,16 +13,13 @@ use strata_runtime::image::{ContainerConfig, Descriptor, History, ImageConfig, P
 use strata_runtime::layer::WriteOptions;
 
 use super::cache::{CachedLayer, Key, Record};
+use super::config::{self, Vars};
 use super::context::{os, Ignore, Matched, Source};
 use super::copy::{copy, make_dirs, Chmod, CopyOptions};
-use super::history::{go_duration, plain_list, quote_list, COMMENT};
+use super::history::COMMENT;
 use super::{BuildError, Shared, StageResult};
 use crate::dockerfile;
-use crate::dockerfile::instructions::{
-    Command, CommandLine, HealthConfig, Instruction, KeyValue, SourcesAndDest, Stage,
-};
-
-const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+use crate::dockerfile::instructions::{Command, CommandLine, Instruction, SourcesAndDest, Stage};
 
 /// Proxy variables reach RUN without an ARG, stay out of history and the cache key.
 const PROXY_ARGS: [&str; 8] = [
@@ -236,19 +232,11 @@ impl StageBuilder<'_, '_> {
 
     /// A variable as instructions see it: ENV first, then this stage's ARGs.
     fn lookup(&self, name: &str) -> Option<String> {
-        let env = self.config.config.as_ref().and_then(|c| c.env.as_ref());
-        if let Some(v) = env.into_iter().flatten().rev().find_map(|e| {
-            e.split_once('=')
-                .filter(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }) {
-            return Some(v);
-        }
-        self.args
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.clone())
+        let vars = Vars {
+            escape: self.shared.escape,
+            args: &self.args,
+        };
+        vars.lookup(&self.config, name)
     }
 
     fn expand(&self, cmd: &Command, word: &str) -> Result<String, BuildError> {
@@ -256,58 +244,17 @@ impl StageBuilder<'_, '_> {
         dockerfile::expand(word, &lookup, self.shared.escape).map_err(|e| self.err(cmd, e))
     }
 
-    fn expand_words(&self, cmd: &Command, word: &str) -> Result<Vec<String>, BuildError> {
-        let lookup = |k: &str| self.lookup(k);
-        dockerfile::expand_words(word, &lookup, self.shared.escape).map_err(|e| self.err(cmd, e))
-    }
-
     fn shell(&self) -> Vec<String> {
-        self.config
-            .config
-            .as_ref()
-            .and_then(|c| c.shell.clone())
-            .unwrap_or_else(|| DEFAULT_SHELL.map(String::from).to_vec())
+        config::shell(&self.config)
     }
 
     fn workdir(&self) -> String {
-        self.config
-            .config
-            .as_ref()
-            .and_then(|c| c.working_dir.clone())
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(|| "/".into())
+        config::workdir(&self.config)
     }
 
     fn dispatch(&mut self, cmd: &Command) -> Result<(), BuildError> {
         match &cmd.instruction {
             Instruction::From(_) => Err(self.err(cmd, "FROM inside a stage")),
-            Instruction::Env(kvs) => {
-                let pairs = self.key_values(cmd, kvs)?;
-                let c = self.config.container_config();
-                for (k, v) in &pairs {
-                    c.set_env(k, v);
-                }
-                let text = pairs
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                self.metadata(cmd, format!("ENV {text}"))
-            }
-            Instruction::Label(kvs) => {
-                let pairs = self.key_values(cmd, kvs)?;
-                let c = self.config.container_config();
-                let labels = c.labels.get_or_insert_with(BTreeMap::new);
-                for (k, v) in &pairs {
-                    labels.insert(k.clone(), v.clone());
-                }
-                let text = pairs
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                self.metadata(cmd, format!("LABEL {text}"))
-            }
             Instruction::Arg(decls) => {
                 let mut shown = Vec::new();
                 for d in decls {
@@ -334,90 +281,7 @@ impl StageBuilder<'_, '_> {
                 }
                 self.metadata(cmd, format!("ARG {}", shown.join(" ")))
             }
-            Instruction::Maintainer(m) => {
-                self.config.author = Some(m.clone());
-                self.metadata(cmd, format!("MAINTAINER {m}"))
-            }
-            Instruction::User(u) => {
-                let u = self.expand(cmd, u)?;
-                self.config.container_config().user = Some(u.clone());
-                self.metadata(cmd, format!("USER {u}"))
-            }
-            Instruction::StopSignal(s) => {
-                let s = self.expand(cmd, s)?;
-                self.config.container_config().stop_signal = Some(s.clone());
-                self.metadata(cmd, format!("STOPSIGNAL {s}"))
-            }
-            Instruction::Shell(sh) => {
-                self.config.container_config().shell = Some(sh.clone());
-                self.metadata(cmd, format!("SHELL {}", plain_list(sh)))
-            }
-            Instruction::Cmd(line) => {
-                let argv = self.command(line);
-                self.config.container_config().cmd = Some(argv.clone());
-                self.cmd_set = true;
-                self.metadata(cmd, format!("CMD {}", quote_list(&argv)))
-            }
-            Instruction::Entrypoint(line) => {
-                let argv = self.command(line);
-                let set_cmd = self.cmd_set;
-                let c = self.config.container_config();
-                c.entrypoint = if argv.is_empty() {
-                    None
-                } else {
-                    Some(argv.clone())
-                };
-                if !set_cmd {
-                    c.cmd = None;
-                }
-                self.metadata(cmd, format!("ENTRYPOINT {}", quote_list(&argv)))
-            }
-            Instruction::Expose(ports) => {
-                let mut all = Vec::new();
-                for p in ports {
-                    for w in self.expand_words(cmd, p)? {
-                        all.extend(expose_ports(&w).map_err(|e| self.err(cmd, e))?);
-                    }
-                }
-                all.sort();
-                all.dedup();
-                let c = self.config.container_config();
-                let map = c.exposed_ports.get_or_insert_with(BTreeMap::new);
-                for p in &all {
-                    map.insert(p.clone(), serde_json::json!({}));
-                }
-                self.metadata(cmd, format!("EXPOSE {}", plain_list(&all)))
-            }
-            Instruction::Volume(vols) => {
-                let mut all = Vec::new();
-                for v in vols {
-                    let v = self.expand(cmd, v)?;
-                    if v.is_empty() {
-                        return Err(self.err(cmd, "VOLUME specified can not be an empty string"));
-                    }
-                    all.push(v);
-                }
-                let c = self.config.container_config();
-                let map = c.volumes.get_or_insert_with(BTreeMap::new);
-                for v in &all {
-                    map.insert(v.clone(), serde_json::json!({}));
-                }
-                self.metadata(cmd, format!("VOLUME {}", plain_list(&all)))
-            }
-            Instruction::Healthcheck(h) => {
-                let text = health_history(h);
-                self.config.container_config().healthcheck = Some(health_json(h));
-                self.metadata(cmd, text)
-            }
-            Instruction::Onbuild(o) => {
-                self.config
-                    .container_config()
-                    .on_build
-                    .get_or_insert_with(Vec::new)
-                    .push(o.expression.clone());
-                Ok(())
-            }
-            Instruction::Workdir(w) => self.workdir_step(cmd, w),
+            Instruction::Workdir(_) => self.workdir_step(cmd),
             Instruction::Run(run) => self.run_step(cmd, &run.cmd, &run.network, &run.mounts),
             Instruction::Copy(c) => self.copy_step(
                 cmd,
@@ -443,30 +307,27 @@ impl StageBuilder<'_, '_> {
                 a.unpack.unwrap_or(true),
                 a.checksum.as_deref(),
             ),
+            // ENV, LABEL, CMD, ENTRYPOINT, EXPOSE, USER, … change only the config.
+            _ => match self.apply_config(cmd)? {
+                Some(created_by) => self.metadata(cmd, created_by),
+                None => Ok(()),
+            },
         }
     }
 
-    /// ENV and LABEL pairs, keys and values expanded with the environment from before the
-    /// instruction.
-    fn key_values(
-        &self,
-        cmd: &Command,
-        kvs: &[KeyValue],
-    ) -> Result<Vec<(String, String)>, BuildError> {
-        kvs.iter()
-            .map(|kv| Ok((self.expand(cmd, &kv.key)?, self.expand(cmd, &kv.value)?)))
-            .collect()
+    /// A config instruction through the dispatch `--change` shares; `Some` is its history text.
+    fn apply_config(&mut self, cmd: &Command) -> Result<Option<String>, BuildError> {
+        let vars = Vars {
+            escape: self.shared.escape,
+            args: &self.args,
+        };
+        config::apply(&mut self.config, &cmd.instruction, &vars, &mut self.cmd_set)
+            .map_err(|e| self.err(cmd, e))
     }
 
     /// The argv of CMD/ENTRYPOINT/RUN: exec form as is, shell form under SHELL.
     fn command(&self, line: &CommandLine) -> Vec<String> {
-        if line.prepend_shell {
-            let mut argv = self.shell();
-            argv.push(line.args.join(" "));
-            argv
-        } else {
-            line.args.clone()
-        }
+        config::command(&self.config, line)
     }
 
     /// A metadata-only step: a history entry with no layer; its time comes from the cache
@@ -600,16 +461,10 @@ impl StageBuilder<'_, '_> {
             .map_err(|e| e.to_string())
     }
 
-    fn workdir_step(&mut self, cmd: &Command, w: &str) -> Result<(), BuildError> {
-        let w = self.expand(cmd, w)?;
-        let path = if w.starts_with('/') {
-            w
-        } else {
-            format!("{}/{w}", self.workdir())
-        };
-        let path = format!("/{}", super::context::clean(&path));
-        self.config.container_config().working_dir = Some(path.clone());
-        let created_by = format!("WORKDIR {path}");
+    /// WORKDIR: the config's path (build/config.rs), and the directory made as a layer.
+    fn workdir_step(&mut self, cmd: &Command) -> Result<(), BuildError> {
+        let created_by = self.apply_config(cmd)?.unwrap_or_default();
+        let path = self.workdir();
         if path == "/" {
             return self.metadata(cmd, created_by);
         }
@@ -1306,76 +1161,4 @@ fn download(url: &str, dir: &std::path::Path, checksum: Option<&str>) -> Result<
         let _ = file.set_modified(t);
     }
     Ok(name)
-}
-
-/// `80`, `80/udp`, `3000-3002` as docker keys (`80/tcp`).
-fn expose_ports(word: &str) -> Result<Vec<String>, String> {
-    let (ports, proto) = match word.split_once('/') {
-        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
-        None => (word, "tcp".to_string()),
-    };
-    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto: {proto}"));
-    }
-    let parse = |p: &str| {
-        p.parse::<u16>()
-            .map_err(|_| format!("invalid containerPort: {p}"))
-    };
-    let (lo, hi) = match ports.split_once('-') {
-        Some((a, b)) => (parse(a)?, parse(b)?),
-        None => (parse(ports)?, parse(ports)?),
-    };
-    if hi < lo {
-        return Err(format!("invalid port range: {ports}"));
-    }
-    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
-}
-
-fn health_json(h: &HealthConfig) -> serde_json::Value {
-    let mut v = serde_json::json!({ "Test": h.test });
-    let ns = |d: std::time::Duration| d.as_nanos() as u64;
-    for (k, d) in [
-        ("Interval", h.interval),
-        ("Timeout", h.timeout),
-        ("StartPeriod", h.start_period),
-        ("StartInterval", h.start_interval),
-    ] {
-        if !d.is_zero() {
-            v[k] = serde_json::json!(ns(d));
-        }
-    }
-    if h.retries != 0 {
-        v["Retries"] = serde_json::json!(h.retries);
-    }
-    v
-}
-
-/// BuildKit's `HEALTHCHECK %+v` of the health config.
-fn health_history(h: &HealthConfig) -> String {
-    format!(
-        "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
-        plain_list(&h.test),
-        go_duration(h.interval),
-        go_duration(h.timeout),
-        go_duration(h.start_period),
-        go_duration(h.start_interval),
-        h.retries
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exposed_ports() {
-        assert_eq!(expose_ports("80").unwrap(), ["80/tcp"]);
-        assert_eq!(expose_ports("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(
-            expose_ports("3000-3002").unwrap(),
-            ["3000/tcp", "3001/tcp", "3002/tcp"]
-        );
-        assert!(expose_ports("x").is_err());
-        assert!(expose_ports("80/icmp").is_err());
-    }
 }
