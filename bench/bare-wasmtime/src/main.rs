@@ -53,7 +53,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cache: &Path, root: &Path, args: &[String]) -> Result<i32> {
-    // The same configuration as strata's `WasmRuntime::new`.
+    // The same configuration as strata's `WasmHost::new`.
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cap_std::fs::Dir;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use super::{filesystem, GuestSpec, Interrupt, Outcome, WasmRuntime};
+use super::{filesystem, GuestSpec, Interrupt, Outcome, WasmHost};
 use crate::backend::{Backend, Exit, Stdio, Task};
 use crate::error::{Error, Result};
 use crate::fs::Overlay;
@@ -28,7 +28,7 @@ impl Backend for WasmBackend {
         started: &mut dyn FnMut(u32) -> Result<()>,
     ) -> Result<Exit> {
         let spec = task.spec;
-        let wasm = WasmRuntime::new(&self.cache)?;
+        let wasm = WasmHost::new(&self.cache)?;
         let guest = guest_spec(spec, stdio.stdin)?;
         let root = task.rootfs.overlay()?;
         let mut binds = Vec::new();

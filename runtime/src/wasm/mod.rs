@@ -137,8 +137,8 @@ pub struct GuestSpec {
     pub host_network: bool,
 }
 
-/// The engine and its compile cache; one per process.
-pub struct WasmRuntime {
+/// The wasmtime host: the engine and its compile cache; one per process.
+pub struct WasmHost {
     engine: Engine,
     /// The engine's compatibility hash: part of every cache key.
     engine_hash: u64,
@@ -148,9 +148,9 @@ pub struct WasmRuntime {
     wake: std::os::fd::BorrowedFd<'static>,
 }
 
-impl WasmRuntime {
+impl WasmHost {
     /// `cache` is a private directory for compiled code.
-    pub fn new(cache: &Path) -> Result<WasmRuntime> {
+    pub fn new(cache: &Path) -> Result<WasmHost> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -162,7 +162,7 @@ impl WasmRuntime {
             engine.precompile_compatibility_hash().hash(&mut h);
             h.finish()
         };
-        Ok(WasmRuntime {
+        Ok(WasmHost {
             engine,
             engine_hash,
             cache: cache.to_path_buf(),
