@@ -187,8 +187,7 @@ fn append_uncompressed_layer<W: Write>(
         let blob = store.content().open(&desc.digest, Some(desc.size))?;
         return tar.append_data(&mut header, &name, blob).map_err(from_io);
     }
-    let mut tmp =
-        tempfile::tempfile_in(store.path().join("tmp")).context(|| "create temp file".into())?;
+    let mut tmp = store.scratch_file()?;
     let blob = store.content().open(&desc.digest, Some(desc.size))?;
     let mut hashed = Hashing::new(compression::decoder(compression, blob)?);
     io::copy(&mut hashed, &mut tmp).map_err(from_io)?;

@@ -10,6 +10,7 @@ pub mod content;
 pub mod digest;
 pub mod error;
 pub mod fs;
+pub mod gc;
 pub mod image;
 pub mod layer;
 pub mod pipe;

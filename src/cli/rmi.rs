@@ -59,7 +59,7 @@ impl Args {
             }
         }
         if deleted {
-            store.prune()?;
+            strata_runtime::gc::prune(store)?;
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ impl Command {
     pub fn run(self, store: &Store) -> Result<()> {
         match self {
             Command::Df => {
-                let du = store.disk_usage()?;
+                let du = strata_runtime::gc::disk_usage(store)?;
                 let total = du.used + du.reclaimable;
                 let percent = if total == 0 {
                     0
@@ -100,10 +100,10 @@ impl Command {
                         Ok(())
                     })?;
                 }
-                let report = store.prune()?;
+                let report = strata_runtime::gc::prune(store)?;
                 let records = strata_builder::build::prune_cache(store, all)?;
                 let compiled = strata_runtime::wasm::prune_cache(
-                    &store.path().join(strata_runtime::wasm::CACHE_DIR),
+                    &store.cache_dir(strata_runtime::wasm::CACHE)?,
                     all,
                 )?;
                 println!("Deleted blobs: {}", report.blobs);

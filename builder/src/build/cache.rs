@@ -54,6 +54,9 @@ fn hash(parts: &[&str]) -> String {
     super::context::hex(&h.finalize())
 }
 
+/// The store cache that holds the records.
+const CACHE: &str = "build";
+
 pub(crate) struct Cache<'a> {
     store: &'a Store,
     dir: Dir,
@@ -61,11 +64,7 @@ pub(crate) struct Cache<'a> {
 
 impl<'a> Cache<'a> {
     pub fn open(store: &'a Store) -> Result<Cache<'a>, BuildError> {
-        let path = store.path().join("cache/build");
-        std::fs::create_dir_all(&path)
-            .map_err(|e| BuildError::Other(format!("create {}: {e}", path.display())))?;
-        let dir = Dir::open_ambient_dir(&path, cap_std::ambient_authority())
-            .map_err(|e| BuildError::Other(format!("open {}: {e}", path.display())))?;
+        let dir = store.cache_dir(CACHE)?;
         Ok(Cache { store, dir })
     }
 
@@ -125,5 +124,53 @@ impl Cache<'_> {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.ends_with(".json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn records_live_in_the_store_cache_and_prune_drops_stale_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store")).unwrap();
+        let cache = Cache::open(&store).unwrap();
+        let meta = Record {
+            created: "2024-01-01T00:00:00Z".into(),
+            layer: None,
+        };
+        let gone = Record {
+            created: meta.created.clone(),
+            layer: Some(CachedLayer {
+                descriptor: Descriptor::new(
+                    "application/vnd.oci.image.layer.v1.tar",
+                    Digest::of(b"x"),
+                    1,
+                ),
+                diff_id: Digest::of(b"x"),
+            }),
+        };
+        let (k1, k2) = (Key::root("a"), Key::root("b"));
+        cache.put(&k1, &meta).unwrap();
+        cache.put(&k2, &gone).unwrap();
+        let dir = store.path().join("cache/build");
+        assert!(dir.join(format!("{}.json", k1.0)).is_file());
+        assert_eq!(cache.get(&k1), Some(meta));
+        assert_eq!(cache.get(&k2), None, "its layer is not in the store");
+        assert_eq!(cache.layers().len(), 2);
+
+        let mounts = store.cache_dir(crate::build::MOUNT_CACHE).unwrap();
+        mounts.create_dir_all("id/ro").unwrap();
+        let ro = store.path().join("cache/mounts/id/ro");
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+
+        assert_eq!(crate::build::prune_cache(&store, false).unwrap(), 1);
+        assert!(ro.is_dir(), "cache mounts stay without --all");
+        assert_eq!(crate::build::prune_cache(&store, true).unwrap(), 1);
+        assert!(!store.path().join("cache/mounts").exists());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }
 }
