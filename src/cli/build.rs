@@ -117,7 +117,7 @@ impl Args {
             store,
             registry: &self.registry,
         };
-        let (native, wasm) = super::run::backends(store);
+        let (native, wasm) = super::run::backends(store)?;
         let backends = Backends {
             native: &native,
             wasm: &wasm,

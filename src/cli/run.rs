@@ -10,15 +10,15 @@ use strata_runtime::wasm::WasmBackend;
 use strata_runtime::{ErrorKind, Store};
 
 /// The two backends, for containers of `store`.
-pub fn backends(store: &Store) -> (strata_native::NativeBackend, WasmBackend) {
-    (
+pub fn backends(store: &Store) -> Result<(strata_native::NativeBackend, WasmBackend)> {
+    Ok((
         strata_native::NativeBackend {
             state: store.path().to_path_buf(),
         },
         WasmBackend {
-            cache: store.path().join(strata_runtime::wasm::CACHE_DIR),
+            cache: store.cache_path(strata_runtime::wasm::CACHE)?,
         },
-    )
+    ))
 }
 
 #[derive(clap::Args)]
@@ -206,7 +206,7 @@ impl Args {
                 return Err(e);
             }
         };
-        let (native, wasm) = backends(store);
+        let (native, wasm) = backends(store)?;
         let backend: &dyn Backend = match container.runtime {
             Runtime::Native => &native,
             Runtime::Wasm => &wasm,

@@ -11,6 +11,7 @@ use strata_runtime::container::{make_spec, Containers, Network, RunOptions};
 use strata_runtime::fs::Overlay;
 use strata_runtime::image::{ContainerConfig, Descriptor, History, ImageConfig, Platform, RootFs};
 use strata_runtime::layer::WriteOptions;
+use strata_runtime::store::Scratch;
 
 use super::cache::{CachedLayer, Key, Record};
 use super::config::{self, Vars};
@@ -421,15 +422,14 @@ impl StageBuilder<'_, '_> {
     }
 
     /// The stage's root: its layers under a fresh upper directory (the new layer), in the
-    /// store's tmp so the layer can be written from it.
-    fn scratch_root(&self) -> Result<(tempfile::TempDir, Overlay<Dir>), BuildError> {
+    /// store's scratch space so the layer can be written from it.
+    fn scratch_root(&self) -> Result<(Scratch, Overlay<Dir>), BuildError> {
         let store = self.shared.store;
-        let tmp = tempfile::Builder::new()
-            .prefix("build-")
-            .tempdir_in(store.path().join("tmp"))
-            .map_err(|e| BuildError::Other(format!("create a build directory: {e}")))?;
-        let upper = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())
-            .map_err(|e| BuildError::Other(format!("open {}: {e}", tmp.path().display())))?;
+        let tmp = store.scratch("build-")?;
+        let upper = tmp
+            .dir()
+            .try_clone()
+            .map_err(|e| BuildError::Other(format!("open a build directory: {e}")))?;
         let root = store.open_root(&self.config.rootfs.diff_ids, upper)?;
         Ok((tmp, root))
     }
@@ -663,7 +663,12 @@ impl StageBuilder<'_, '_> {
                     use sha2::Digest as _;
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
                     let hash = super::context::hex(&sha2::Sha256::digest(id.as_bytes()));
-                    let dir = self.shared.store.path().join("cache/mounts").join(hash);
+                    let dir = self
+                        .shared
+                        .store
+                        .cache_path(super::MOUNT_CACHE)
+                        .map_err(|e| self.err(cmd, e))?
+                        .join(hash);
                     if !dir.exists() {
                         std::fs::create_dir_all(&dir).map_err(|e| self.err(cmd, e))?;
                         use std::os::unix::fs::PermissionsExt;

@@ -52,10 +52,6 @@ impl WasiView for WasmState {
 /// The store cache (`Store::cache_dir`) that holds compiled code.
 pub const CACHE: &str = "wasm";
 
-/// The compile cache, under the store's root: `CACHE`'s path, for callers not yet on
-/// `Store::cache_path(CACHE)`.
-pub const CACHE_DIR: &str = "cache/wasm";
-
 /// Changes when how programs are compiled changes, so cached code is rebuilt.
 const CACHE_FORMAT: &str = "strata-2 (p1 modules native)";
 
