@@ -1,0 +1,271 @@
+//! The OCI runtime `Spec` of a container: its process (arguments, environment, user,
+//! capabilities, limits), mounts, resources and namespaces, with docker's defaults.
+
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use super::{Network, RunOptions};
+use crate::error::{Error, Result};
+use crate::image::ImageConfig;
+
+/// Docker's default capability set: what a container's root keeps, and no other.
+pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// Docker's masked paths: hidden behind /dev/null (files) or an empty read-only tmpfs (dirs).
+pub const MASKED_PATHS: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only paths.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The default PATH docker gives Linux containers that set none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's rules: `--entrypoint` replaces ENTRYPOINT (and drops CMD); arguments replace CMD;
+/// the process is ENTRYPOINT followed by CMD.
+pub fn process_args(config: &ImageConfig, opts: &RunOptions) -> Result<Vec<String>> {
+    let c = config.config.clone().unwrap_or_default();
+    let entrypoint = match &opts.entrypoint {
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => c.entrypoint.unwrap_or_default(),
+    };
+    let cmd = if !opts.args.is_empty() {
+        opts.args.clone()
+    } else if opts.entrypoint.is_some() {
+        Vec::new()
+    } else {
+        c.cmd.unwrap_or_default()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(Error::InvalidArgument("no command specified".into()));
+    }
+    Ok(args)
+}
+
+/// The environment: the image's Env, then `-e`/`--env-file` in order (later wins), with
+/// PATH defaulted for Linux images as docker does.
+pub fn process_env(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Vec<String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match env.iter_mut().find(|(key, _)| key == k) {
+        Some(e) => e.1 = v.to_string(),
+        None => env.push((k.to_string(), v.to_string())),
+    };
+    let linux = !config.platform().is_wasm();
+    if linux {
+        set("PATH", DEFAULT_PATH);
+    }
+    for e in config
+        .config
+        .as_ref()
+        .and_then(|c| c.env.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let (k, v) = e.split_once('=').unwrap_or((e, ""));
+        set(k, v);
+    }
+    if linux {
+        set("HOSTNAME", hostname);
+        if opts.tty {
+            set("TERM", "xterm");
+        }
+    }
+    for e in &opts.env {
+        match e.split_once('=') {
+            Some((k, v)) => set(k, v),
+            None => {
+                if let Ok(v) = std::env::var(e) {
+                    set(e, &v);
+                }
+            }
+        }
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The OCI runtime spec for a container of `image`.
+pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Result<Spec> {
+    let c = config.config.clone().unwrap_or_default();
+    let args = process_args(config, opts)?;
+    let cwd = opts
+        .workdir
+        .clone()
+        .or(c.working_dir.filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        return Err(Error::InvalidArgument(format!(
+            "the working directory {cwd:?} is invalid, it needs to be an absolute path"
+        )));
+    }
+    let user = opts.user.clone().or(c.user).unwrap_or_default();
+    let (uid, gid) = numeric_user(&user);
+    let bad = |e: oci_spec::OciSpecError| Error::InvalidArgument(format!("runtime spec: {e}"));
+    let native = !config.platform().is_wasm();
+    let mut user_spec = UserBuilder::default().uid(uid).gid(gid);
+    if native && !user.is_empty() {
+        // Names are resolved through the container's own /etc/passwd when it starts.
+        user_spec = user_spec.username(user.clone());
+    }
+    let mut process = ProcessBuilder::default()
+        .args(args)
+        .env(process_env(config, opts, hostname))
+        .cwd(cwd)
+        .terminal(opts.tty)
+        .user(user_spec.build().map_err(bad)?);
+    if native {
+        let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
+        process = process
+            .capabilities(
+                LinuxCapabilitiesBuilder::default()
+                    .bounding(caps.clone())
+                    .effective(caps.clone())
+                    .permitted(caps)
+                    .build()
+                    .map_err(bad)?,
+            )
+            .no_new_privileges(true)
+            .rlimits(opts.ulimits.clone());
+    }
+    let process = process.build().map_err(bad)?;
+    let mut mounts: Vec<Mount> = Vec::new();
+    for b in &opts.binds {
+        let mut options = vec!["rbind".to_string()];
+        options.push(if b.read_only { "ro" } else { "rw" }.to_string());
+        mounts.push(
+            MountBuilder::default()
+                .destination(&b.container)
+                .typ("bind")
+                .source(&b.host)
+                .options(options)
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    for t in &opts.tmpfs {
+        mounts.push(
+            MountBuilder::default()
+                .destination(t)
+                .typ("tmpfs")
+                .source("tmpfs")
+                .options(vec!["nosuid".to_string(), "nodev".to_string()])
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    let mut linux = LinuxBuilder::default();
+    let mut resources = LinuxResourcesBuilder::default();
+    if let Some(limit) = opts.memory {
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit as i64)
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    if let Some(cpus) = opts.cpus {
+        let period = 100_000u64;
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .period(period)
+                .quota((cpus * period as f64).round() as i64)
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    if let Some(limit) = opts.pids_limit {
+        resources = resources.pids(
+            LinuxPidsBuilder::default()
+                .limit(limit)
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    linux = linux.resources(resources.build().map_err(bad)?);
+    // A network namespace of its own is `--network none`, for a Wasm guest too (no sockets).
+    let mut kinds = if native {
+        vec![
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Cgroup,
+        ]
+    } else {
+        Vec::new()
+    };
+    if opts.network == Network::None {
+        kinds.push(LinuxNamespaceType::Network);
+    }
+    let namespaces = kinds
+        .into_iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    linux = linux.namespaces(namespaces);
+    if native {
+        linux = linux
+            .masked_paths(MASKED_PATHS.map(String::from).to_vec())
+            .readonly_paths(READONLY_PATHS.map(String::from).to_vec());
+    }
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(false)
+                .build()
+                .map_err(bad)?,
+        )
+        .hostname(hostname)
+        .process(process)
+        .mounts(mounts)
+        .linux(linux.build().map_err(bad)?)
+        .build()
+        .map_err(bad)
+}
+
+/// `uid[:gid]` when numeric; names are resolved by the native backend through the image's
+/// /etc/passwd. Wasm guests have no users.
+fn numeric_user(user: &str) -> (u32, u32) {
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let uid = u.parse().unwrap_or(0);
+    (uid, g.parse().unwrap_or(uid))
+}
