@@ -26,9 +26,9 @@ for tool in hyperfine python3 /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "wasm.sh: $tool is required" >&2; exit 1; }
 done
 
-echo "== building strata, bare-wasmtime and the hello-wasm guest" >&2
+echo "== building strata, bare-wasmtime and the test probe (tests/probe)" >&2
 cargo build --release --locked -p strata -p bare-wasmtime >&2
-examples/hello-wasm/build.sh >&2
+tests/probe/build.sh >&2
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 
 work="$(mktemp -d /var/tmp/strata-wasm-bench.XXXXXX)"
@@ -81,8 +81,8 @@ EOF_MERGE
 
 # --- images and the floors' plain directories --------------------------------------------
 for v in p1 p2; do
-    wasm="examples/hello-wasm/out/hello-$v.wasm"
-    # hello:pX: just /hello.wasm.
+    wasm="tests/probe/out/probe-$v.wasm"
+    # hello:pX: just the probe, as /hello.wasm.
     mkdir -p "$work/rootfs-$v"
     cp "$wasm" "$work/rootfs-$v/hello.wasm"
     tar -C "$work/rootfs-$v" -cf "$work/hello-$v.tar" .

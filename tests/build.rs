@@ -600,7 +600,7 @@ fn wasm_only_build_as_an_unprivileged_user() {
     if !common::need_root("wasm_only_build_as_an_unprivileged_user") {
         return;
     }
-    let (p1, _) = common::hello_wasm();
+    let (p1, _) = common::probe();
     let env = Env::new();
     let ctx = context(
         &env,

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_same_files, assert_store_consistent, hello_wasm, sh, tool_ok, tools, umoci_unpack, Env,
+    assert_same_files, assert_store_consistent, probe, sh, tool_ok, tools, umoci_unpack, Env,
 };
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -492,7 +492,7 @@ fn wasm_image_keeps_its_platform() {
     if !tools("wasm_image_keeps_its_platform", REGISTRY_TOOLS) {
         return;
     }
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     let a = Env::new();
     let reg = Registry::plain(&a.path("registry"));
     let name = format!("{}/hello:p2", reg.host());
@@ -647,7 +647,7 @@ fn skopeo_cross_checks() {
     );
 
     // our store → skopeo → registry → strata pull + run, once with each manifest format.
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     a.wasm_image(&p2, "docker.io/library/hello:latest", true);
     let diffs = diff_ids(&a, "docker.io/library/hello:latest");
     for (format, expect_media) in [
@@ -699,7 +699,7 @@ fn shared_base_is_transferred_once() {
     if !tools("shared_base_is_transferred_once", REGISTRY_TOOLS) {
         return;
     }
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     let a = Env::new();
     let reg = Registry::plain(&a.path("registry"));
     let host = reg.host();
@@ -1363,7 +1363,7 @@ fn index_platform_selection() {
     ) {
         return;
     }
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     let a = Env::new();
     let reg = Registry::plain(&a.path("registry"));
     let host = reg.host();

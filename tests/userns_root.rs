@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_store_consistent, end_tar, have, hello_wasm, raw_entry, sh};
+use common::{assert_store_consistent, end_tar, have, probe, raw_entry, sh};
 use sha2::Digest as _;
 use tar::EntryType::{Directory, Regular};
 
@@ -121,7 +121,7 @@ fn root_in_a_user_namespace_loads_runs_and_builds_wasm_images() {
     }
     let host_limit = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap();
 
-    let (p1, _) = hello_wasm();
+    let (p1, _) = probe();
     let wasm = std::fs::read(p1).unwrap();
     let mut bottom = Vec::new();
     raw_entry(&mut bottom, "hello.wasm", Regular, &wasm, None);

@@ -7,11 +7,11 @@ use std::io::{BufRead, Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{hello_wasm, Env};
+use common::{hello_wasm, probe, Env};
 
-/// Both builds of the guest, with a label for messages.
+/// Both builds of the test probe, with a label for messages.
 fn guests() -> Vec<(&'static str, std::path::PathBuf)> {
-    let (p1, p2) = hello_wasm();
+    let (p1, p2) = probe();
     vec![("p1", p1), ("p2", p2)]
 }
 
@@ -19,9 +19,11 @@ fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
+/// The example guest does what the README shows.
 #[test]
 fn hello_runs_with_args_env_and_a_layered_root() {
-    for (kind, wasm) in guests() {
+    let (p1, p2) = hello_wasm();
+    for (kind, wasm) in [("p1", p1), ("p2", p2)] {
         let env = Env::new();
         env.wasm_image(&wasm, "hello", true);
         let out = env.ok(&[
@@ -180,7 +182,7 @@ fn exit_codes_are_exact() {
 
 #[test]
 fn detected_by_magic_without_a_platform() {
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     let env = Env::new();
     env.wasm_image(&p2, "plain", false);
     assert!(env
@@ -237,7 +239,7 @@ fn guests_cannot_escape_the_root() {
 
 #[test]
 fn volumes_bind_host_directories() {
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     let env = Env::new();
     env.wasm_image(&p2, "hello", true);
     let host = env.path("shared");
@@ -326,7 +328,7 @@ fn dot_dot_crosses_bind_mounts() {
 
 #[test]
 fn a_bind_over_the_root_is_refused() {
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     let env = Env::new();
     env.wasm_image(&p2, "hello", true);
     let host = env.path("shared");
@@ -342,7 +344,7 @@ fn a_bind_over_the_root_is_refused() {
 
 #[test]
 fn stdin_and_streaming_output() {
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     let env = Env::new();
     env.wasm_image(&p2, "hello", true);
     let mut child = env
@@ -582,7 +584,7 @@ fn poll_and_sleep_wait_as_asked() {
 /// status all the same.
 #[test]
 fn a_guest_blocked_in_the_host_stops_after_the_grace_period() {
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     let env = Env::new();
     env.wasm_image(&p2, "hello", true);
     let shared = env.path("fifo-dir");
@@ -626,7 +628,7 @@ fn a_guest_blocked_in_the_host_stops_after_the_grace_period() {
 /// to open a socket.)
 #[test]
 fn network_host_reaches_the_host_and_none_nothing() {
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     let env = Env::new();
     env.wasm_image(&p2, "hello", true);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -664,7 +666,7 @@ fn network_host_reaches_the_host_and_none_nothing() {
 
 #[test]
 fn compiled_code_is_cached() {
-    let (p1, p2) = hello_wasm();
+    let (p1, p2) = probe();
     let env = Env::new();
     env.wasm_image(&p1, "hello", true);
     env.ok(&["run", "--rm", "hello", "exit", "0"]);
@@ -745,7 +747,7 @@ fn compiled_code_is_cached() {
 /// A container directory without a record (a killed create) is removed by `system prune`.
 #[test]
 fn removed_containers_leave_no_trace() {
-    let (_, p2) = hello_wasm();
+    let (_, p2) = probe();
     let env = Env::new();
     env.wasm_image(&p2, "hello", true);
     let containers = env.root().join("containers");

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 
-use common::{hello_wasm, sh, Env};
+use common::{probe, sh, Env};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule,
@@ -103,7 +103,7 @@ fn wasm_images_import_run_and_commit_with_no_namespaces() {
     if !common::need_root("wasm_images_import_run_and_commit_with_no_namespaces") {
         return;
     }
-    let (p1, p2) = hello_wasm();
+    let (p1, p2) = probe();
     let env = Env::new();
     std::fs::copy(&p1, env.path("hello-p1.wasm")).unwrap();
     std::fs::copy(&p2, env.path("hello-p2.wasm")).unwrap();

@@ -253,19 +253,34 @@ pub fn assert_store_consistent(root: &Path) {
     }
 }
 
-/// The hello-wasm guest built for wasm32-wasip1 and wasm32-wasip2 (built once, shared by
-/// every test binary through a lock file).
+/// The test probe (`tests/probe`: a command for each behaviour the tests check) built for
+/// wasm32-wasip1 and wasm32-wasip2.
+pub fn probe() -> (PathBuf, PathBuf) {
+    guest("tests/probe", "probe")
+}
+
+/// The example guest (`examples/hello-wasm`), for tests of what the README shows it doing.
 pub fn hello_wasm() -> (PathBuf, PathBuf) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-wasm");
+    guest("examples/hello-wasm", "hello")
+}
+
+/// The guest crate at `dir` (relative to the repository) built by its build.sh into
+/// `out/<name>-p1.wasm` and `out/<name>-p2.wasm`: built once per change of its source and
+/// shared by every test binary through a lock file.
+fn guest(dir: &str, name: &str) -> (PathBuf, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let out = dir.join("out");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(std::env::temp_dir().join("strata-hello-wasm.lock"))
+        .open(std::env::temp_dir().join(format!("strata-guest-{name}.lock")))
         .unwrap();
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
-    let (p1, p2) = (out.join("hello-p1.wasm"), out.join("hello-p2.wasm"));
+    let (p1, p2) = (
+        out.join(format!("{name}-p1.wasm")),
+        out.join(format!("{name}-p2.wasm")),
+    );
     let src = dir.join("src/main.rs");
     let stale = |p: &Path| {
         !p.exists()
@@ -276,8 +291,12 @@ pub fn hello_wasm() -> (PathBuf, PathBuf) {
         let status = Command::new(dir.join("build.sh"))
             .stdout(Stdio::null())
             .status()
-            .expect("run examples/hello-wasm/build.sh");
-        assert!(status.success(), "building the hello-wasm guest failed");
+            .unwrap_or_else(|e| panic!("run {}: {e}", dir.join("build.sh").display()));
+        assert!(
+            status.success(),
+            "building the guest in {} failed",
+            dir.display()
+        );
     }
     (p1, p2)
 }
