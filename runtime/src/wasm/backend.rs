@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cap_std::fs::Dir;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use super::{filesystem, GuestSpec, Interrupt, Outcome, WasmHost};
+use super::{guestfs, GuestSpec, Interrupt, Outcome, WasmHost};
 use crate::backend::{Backend, Exit, Stdio, Task};
 use crate::error::{Error, Result};
 use crate::fs::Overlay;
@@ -57,7 +57,7 @@ impl Backend for WasmBackend {
             // Mount points exist in the container, as docker makes them.
             make_dirs(&root, &target)
                 .map_err(|e| Error::io(format!("create mount point {target}"), e))?;
-            binds.push(filesystem::Mount {
+            binds.push(guestfs::Mount {
                 guest_path: target,
                 overlay: Arc::new(Overlay::new(Vec::new(), dir)),
                 read_only: m
@@ -128,7 +128,7 @@ fn guest_spec(spec: &Spec, stdin: bool) -> Result<GuestSpec> {
 }
 
 /// SIGINT and SIGTERM stop the guest at its next epoch check, and end the WASI waits
-/// (sleep, poll, stdin) at once (`p1.rs`, `blocking.rs`). A guest stuck in another host call
+/// (sleep, poll, stdin) at once (`p1/poll.rs`, `blocking.rs`). A guest stuck in another host call
 /// (opening a FIFO nobody writes, writing to a full pipe) reaches neither, so the first signal also starts a grace
 /// period after which SIGALRM ends the process with 128 + the signal, as the guest would
 /// have. No thread: the handlers only do async-signal-safe work (atomics, write, alarm,

@@ -2,7 +2,7 @@
 //! sleeping, polling, or reading a stdin that stays open would not stop on SIGINT/SIGTERM
 //! until it came back to Wasm (an epoch check). Here the signal handler writes to an eventfd
 //! (async-signal-safe) that every wait also watches: preview 1's `poll` includes it
-//! (`p1.rs`), and wasi:io's blocking calls (`poll`, `pollable.block`, the streams'
+//! (`p1/poll.rs`), and wasi:io's blocking calls (`poll`, `pollable.block`, the streams'
 //! `blocking-*`) race it (below). The count stays, so a signal that came before the wait
 //! ends it too; the call then traps, and the run ends as a spinning guest's does.
 

@@ -11,7 +11,7 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, random, sockets, sync};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 
-use super::{blocking, filesystem, WasmState};
+use super::{blocking, p2, WasmState};
 
 /// `wasi:io/error` works on the store's resource table.
 struct Io;
@@ -120,7 +120,7 @@ pub fn linker_for(engine: &Engine, component: &Component) -> wasmtime::Result<Li
         }
     }
     if filesystem {
-        filesystem::add_to_linker(l)?;
+        p2::filesystem::add_to_linker(l)?;
     }
     Ok(linker)
 }

@@ -4,13 +4,14 @@
 //! Start-up: compiled code is cached on disk under `cache/wasm/`, keyed by the module's
 //! digest and the engine's compatibility hash; later runs deserialize (mmap) it. Stop: a
 //! signal bumps the engine's epoch and the guest traps at its next epoch check; a guest
-//! waiting in WASI has its wait cut short (`p1.rs`, `blocking.rs`) and traps the same way.
+//! waiting in WASI has its wait cut short (`p1/poll.rs`, `blocking.rs`) and traps the same way.
 
 mod blocking;
 mod backend;
-pub mod filesystem;
+pub mod guestfs;
 mod link;
 mod p1;
+mod p2;
 
 pub use backend::WasmBackend;
 
@@ -34,7 +35,7 @@ use crate::fs::Overlay;
 pub struct WasmState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
-    pub fs: filesystem::GuestFs,
+    pub fs: guestfs::GuestFs,
     pub limits: StoreLimits,
     /// Ends wasi:io's blocking calls on a stop signal.
     pub stop: blocking::Stop,
@@ -273,7 +274,7 @@ impl WasmHost {
     pub fn run(
         &self,
         root: Overlay<Dir>,
-        binds: Vec<filesystem::Mount>,
+        binds: Vec<guestfs::Mount>,
         spec: &GuestSpec,
         stdout: Stream,
         stderr: Stream,
@@ -315,13 +316,13 @@ impl WasmHost {
                 .allow_udp(true)
                 .allow_ip_name_lookup(true);
         }
-        let mut mounts = vec![filesystem::Mount {
+        let mut mounts = vec![guestfs::Mount {
             guest_path: "/".into(),
             overlay: root,
             read_only: false,
         }];
         mounts.extend(binds);
-        let fs = filesystem::GuestFs::new(mounts);
+        let fs = guestfs::GuestFs::new(mounts);
         let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
         if let Some(m) = spec.memory {
             limits = limits.memory_size(m as usize);
@@ -362,7 +363,7 @@ impl WasmHost {
         program: &str,
         component: &Component,
         mut wasi: WasiCtxBuilder,
-        fs: filesystem::GuestFs,
+        fs: guestfs::GuestFs,
         limits: StoreLimits,
     ) -> Result<wasmtime::Result<i32>> {
         let linker = link::linker_for(&self.engine, component).map_err(wasm_err)?;
@@ -392,7 +393,7 @@ impl WasmHost {
         program: &str,
         module: &Module,
         mut wasi: WasiCtxBuilder,
-        fs: filesystem::GuestFs,
+        fs: guestfs::GuestFs,
         stdin: bool,
         stdio: p1::HostStdio,
         limits: StoreLimits,
