@@ -104,6 +104,26 @@ pub trait Backend: Sync {
     ) -> Result<Exit>;
 }
 
+/// Which backend runs a container (its record's `runtime`, `--runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Wasm,
+    Native,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Result<Kind> {
+        match s {
+            "wasm" => Ok(Kind::Wasm),
+            "native" => Ok(Kind::Native),
+            other => Err(crate::error::Error::InvalidArgument(format!(
+                "unknown runtime {other:?} (wasm, native)"
+            ))),
+        }
+    }
+}
+
 /// The backends a caller can pick from, by kind.
 #[derive(Clone, Copy)]
 pub struct Backends<'a> {
@@ -112,10 +132,10 @@ pub struct Backends<'a> {
 }
 
 impl<'a> Backends<'a> {
-    pub fn get(&self, kind: crate::container::Runtime) -> &'a dyn Backend {
+    pub fn get(&self, kind: Kind) -> &'a dyn Backend {
         match kind {
-            crate::container::Runtime::Native => self.native,
-            crate::container::Runtime::Wasm => self.wasm,
+            Kind::Native => self.native,
+            Kind::Wasm => self.wasm,
         }
     }
 }
@@ -128,14 +148,13 @@ pub fn choose(
     wasm_image: bool,
     root: &crate::fs::Overlay<Dir>,
     args: &[String],
-) -> crate::container::Runtime {
-    use crate::container::Runtime;
+) -> Kind {
     use std::io::Read;
     if wasm_image {
-        return Runtime::Wasm;
+        return Kind::Wasm;
     }
     let Some(program) = args.first() else {
-        return Runtime::Native;
+        return Kind::Native;
     };
     let mut head = [0u8; 4];
     let opened = root.open(
@@ -147,10 +166,10 @@ pub fn choose(
     );
     match opened {
         Ok(mut f) => match f.read_exact(&mut head) {
-            Ok(()) if &head == WASM_MAGIC => Runtime::Wasm,
-            _ => Runtime::Native,
+            Ok(()) if &head == WASM_MAGIC => Kind::Wasm,
+            _ => Kind::Native,
         },
-        Err(_) => Runtime::Native,
+        Err(_) => Kind::Native,
     }
 }
 

@@ -18,6 +18,7 @@ use cap_std::fs::Dir;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Kind;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::DirHandle;
@@ -32,26 +33,6 @@ const SPARE_DIR: &str = ".spare";
 const SPARES_KEPT: usize = 4;
 /// A container's root directory, as `mkdir` makes it under the usual umask.
 const UPPER_MODE: u32 = 0o755;
-
-/// Which backend runs a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    Wasm,
-    Native,
-}
-
-impl Runtime {
-    pub fn parse(s: &str) -> Result<Runtime> {
-        match s {
-            "wasm" => Ok(Runtime::Wasm),
-            "native" => Ok(Runtime::Native),
-            other => Err(Error::InvalidArgument(format!(
-                "unknown runtime {other:?} (wasm, native)"
-            ))),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,7 +54,7 @@ pub struct Container {
     pub manifest: crate::image::Descriptor,
     /// The image's layers, bottom first: the container's lower layers.
     pub layers: Vec<Digest>,
-    pub runtime: Runtime,
+    pub runtime: Kind,
     pub created: String,
     pub status: Status,
     #[serde(default)]
@@ -138,7 +119,7 @@ impl<'a> Containers<'a> {
         &self,
         image: &Image,
         image_name: &str,
-        runtime: Runtime,
+        runtime: Kind,
         name: Option<&str>,
     ) -> Result<Container> {
         let id = new_id()?;
@@ -601,7 +582,7 @@ mod tests {
             image_id: digest.clone(),
             manifest: crate::image::Descriptor::new("m", digest, 0),
             layers: Vec::new(),
-            runtime: Runtime::Native,
+            runtime: Kind::Native,
             created: now(),
             status: Status::Created,
             pid: None,

@@ -134,7 +134,7 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage> {
 mod tests {
     use super::*;
     use crate::compression::Compression;
-    use crate::container::Runtime;
+    use crate::backend::Kind;
     use crate::image::{ImageConfig, RootFs};
     use crate::reference::Reference;
 
@@ -177,7 +177,7 @@ mod tests {
         let dropped = image(&store, "dropped", "c");
         let containers = Containers::open(&store).unwrap();
         let c = containers
-            .create(&used, "used", Runtime::Native, Some("user"))
+            .create(&used, "used", Kind::Native, Some("user"))
             .unwrap();
         for i in [&used, &dropped] {
             for n in &i.names {

@@ -115,8 +115,8 @@ fn describe_container(
         "Name": format!("/{}", c.name),
         "Driver": "overlay",
         "Platform": match c.runtime {
-            strata_runtime::container::Runtime::Native => "linux",
-            strata_runtime::container::Runtime::Wasm => "wasi",
+            strata_runtime::backend::Kind::Native => "linux",
+            strata_runtime::backend::Kind::Wasm => "wasi",
         },
         "Config": {
             "Hostname": spec.as_ref().and_then(|s| s.hostname().clone()).unwrap_or_default(),

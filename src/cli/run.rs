@@ -1,9 +1,9 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
-use strata_runtime::backend::{Backend, Stdio, Task};
+use strata_runtime::backend::{Backend, Kind, Stdio, Task};
 use strata_runtime::container::{
-    parse_ulimit, Bind, Containers, Network, RunOptions, Runtime, Status,
+    parse_ulimit, Bind, Containers, Network, RunOptions, Status,
 };
 use strata_runtime::store::Image;
 use strata_runtime::wasm::WasmBackend;
@@ -175,9 +175,9 @@ impl Args {
         let provisional = self
             .runtime
             .as_deref()
-            .map(Runtime::parse)
+            .map(Kind::parse)
             .transpose()?
-            .unwrap_or(Runtime::Wasm);
+            .unwrap_or(Kind::Wasm);
         let mut container =
             containers.create(&image, &self.image, provisional, self.name.as_deref())?;
         container.auto_remove = self.rm;
@@ -208,8 +208,8 @@ impl Args {
         };
         let (native, wasm) = backends(store)?;
         let backend: &dyn Backend = match container.runtime {
-            Runtime::Native => &native,
-            Runtime::Wasm => &wasm,
+            Kind::Native => &native,
+            Kind::Wasm => &wasm,
         };
         let mut record = container.clone();
         let mut started = |pid: u32| {
