@@ -3,7 +3,7 @@
 //! words (quotes and escapes kept), and every word of the form
 //! `[fd]<<[-]NAME` opens a heredoc, read in order after the instruction.
 
-use super::lexer::Lexer;
+use super::shell::Lexer;
 
 /// One heredoc attached to an instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]

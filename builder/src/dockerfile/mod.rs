@@ -35,14 +35,14 @@ mod directives;
 mod heredoc;
 pub mod instructions;
 mod json;
-mod lexer;
+mod shell;
 mod parser;
 mod pattern;
 
 pub use ast::{ast_json, node_json};
 pub use directives::{CheckConfig, Directive};
 pub use heredoc::{chomp_heredoc_content, parse_heredoc, Heredoc};
-pub use lexer::{expand, expand_words, ExpandError, Lexer, Processed, DEFAULT_MAX_EXPANSION};
+pub use shell::{expand, expand_words, ExpandError, Lexer, Processed, DEFAULT_MAX_EXPANSION};
 
 /// A Dockerfile could not be parsed. Displays as `FILE:LINE: message`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,7 +4,7 @@
 use super::directives::DirectiveParser;
 use super::heredoc::heredocs_from_line;
 use super::json::{parse_string_array, JsonArray};
-use super::lexer::is_space;
+use super::shell::is_space;
 use super::{Dockerfile, Limits, Node, ParseError, Warning};
 
 const BOM: char = '\u{feff}';
