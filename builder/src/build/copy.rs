@@ -333,6 +333,22 @@ fn write_entry(
                 .map_err(|e| format!("write {to}: {e}"))?;
             std::io::copy(&mut content, &mut out).map_err(|e| format!("write {to}: {e}"))?;
             out.flush().map_err(|e| format!("write {to}: {e}"))?;
+            // Metadata through the descriptor just written: three fewer walks of the
+            // overlay per file. Owner first, as chown clears setuid bits.
+            if opts.privileged {
+                rustix::fs::fchown(
+                    &out,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                )
+                .map_err(|e| format!("chown {to}: {e}"))?;
+            }
+            rustix::fs::fchmod(&out, rustix::fs::Mode::from_raw_mode(mode))
+                .map_err(|e| format!("chmod {to}: {e}"))?;
+            if let Some((secs, nanos)) = mtime {
+                let _ = rustix::fs::futimens(&out, &timestamps(secs, nanos));
+            }
+            return Ok(());
         }
     }
     target
@@ -340,21 +356,21 @@ fn write_entry(
         .map_err(|e| format!("chmod {to}: {e}"))?;
     chown(target, to, uid, gid, opts)?;
     if let Some((secs, nanos)) = mtime {
-        let t = rustix::fs::Timespec {
-            tv_sec: secs as _,
-            tv_nsec: nanos as _,
-        };
         // Best effort, as a copy's mtime is: the content and modes are what matter.
-        let _ = target.set_times(
-            os(to),
-            &Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
-            false,
-        );
+        let _ = target.set_times(os(to), &timestamps(secs, nanos), false);
     }
     Ok(())
+}
+
+fn timestamps(secs: i64, nanos: i64) -> Timestamps {
+    let t = rustix::fs::Timespec {
+        tv_sec: secs as _,
+        tv_nsec: nanos as _,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
 }
 
 /// A tar archive, plain or compressed (gzip, zstd), by its first bytes.
@@ -455,6 +471,58 @@ fn unpack(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copied_file_keeps_mode_setuid_and_mtime() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().unwrap();
+        let (ctx, upper) = (tmp.path().join("ctx"), tmp.path().join("upper"));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::create_dir_all(&upper).unwrap();
+        std::fs::write(ctx.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(ctx.join("tool"), PermissionsExt::from_mode(0o4755)).unwrap();
+        let t = rustix::fs::Timespec {
+            tv_sec: 1_500_000_000,
+            tv_nsec: 123_456_789,
+        };
+        let times = Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &ctx.join("tool"),
+            &times,
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
+        let open = |p: &std::path::Path| Dir::open_ambient_dir(p, cap_std::ambient_authority());
+        let src = Source::context(open(&ctx).unwrap(), Default::default());
+        let target = Overlay::new(Vec::new(), open(&upper).unwrap());
+        let opts = CopyOptions {
+            owner: None,
+            chmod: None,
+            unpack: false,
+            privileged: strata_runtime::privilege::privileged(),
+            parents: false,
+        };
+        let matched = src.matches("tool").unwrap();
+        copy(&src, &matched, "/bin/", true, &target, &opts).unwrap();
+        let meta = std::fs::metadata(upper.join("bin/tool")).unwrap();
+        // chown after chmod would have cleared the setuid bit.
+        assert_eq!(meta.mode() & 0o7777, 0o4755);
+        assert_eq!(
+            (meta.mtime(), meta.mtime_nsec()),
+            (1_500_000_000, 123_456_789)
+        );
+        assert_eq!(
+            std::fs::read(upper.join("bin/tool")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+        if opts.privileged {
+            assert_eq!((meta.uid(), meta.gid()), (0, 0));
+        }
+    }
 
     #[test]
     fn chmod_forms() {
