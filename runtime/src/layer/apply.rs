@@ -55,6 +55,33 @@ struct DirFixup {
 /// directory. Reads `input` only as far as the tar's end; callers that hash the stream drain
 /// the rest themselves.
 pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result<ApplyStats> {
+    apply(root, input, opts, None)
+}
+
+/// [`apply_layer`] of a tar that [`write_layer`](super::write_layer) is making from
+/// `source` as it is read (see [`write_and_unpack`](super::write_and_unpack)): a regular
+/// file is moved from `source` into `root` (a rename: no new inode, no copy) instead of
+/// being written from the tar, when `source` holds at that path a regular file of the
+/// entry's size with one link and no xattr the entry lacks (a kernel overlay's
+/// `trusted.overlay.*` or metacopy file never qualifies); anything else, or a rename that
+/// fails, is written from the tar as usual. Owner, mode, xattrs and mtime always come from
+/// the tar, so `root` ends as `apply_layer` would leave it. `source` loses what is moved.
+pub fn apply_layer_moving<R: Read>(
+    root: &Dir,
+    input: R,
+    opts: &ApplyOptions,
+    source: &Dir,
+) -> Result<ApplyStats> {
+    apply(root, input, opts, Some(source))
+}
+
+fn apply<R: Read>(
+    root: &Dir,
+    input: R,
+    opts: &ApplyOptions,
+    source: Option<&Dir>,
+) -> Result<ApplyStats> {
+    let mut source_cache: Option<(Vec<Vec<u8>>, Dir)> = None;
     let mut archive = tar::Archive::new(input);
     let mut stats = ApplyStats::default();
     let mut written: HashSet<Vec<u8>> = HashSet::new();
@@ -137,20 +164,42 @@ pub fn apply_layer<R: Read>(root: &Dir, input: R, opts: &ApplyOptions) -> Result
         }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let fd = rustix::fs::openat(
-                    &dir,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| Error::entry(&shown, format!("create: {e}")))?;
-                let mut file = std::fs::File::from(fd);
-                stats.size += io::copy(&mut entry, &mut file)
-                    .map_err(|e| Error::entry(&shown, format!("write: {e}")))?;
+                let moved = match source {
+                    Some(src) if kind != tar::EntryType::GNUSparse => {
+                        let want = Wanted {
+                            size: entry.size(),
+                            xattrs: &xattrs,
+                            privileged: opts.privileged,
+                        };
+                        let from = &mut source_cache;
+                        move_file(src, from, &components, &dir, name, &want, &shown)?
+                    }
+                    _ => None,
+                };
+                let file = match moved {
+                    // Its data in the tar is skipped when the next entry is read.
+                    Some(file) => {
+                        stats.size += entry.size();
+                        file
+                    }
+                    None => {
+                        let fd = rustix::fs::openat(
+                            &dir,
+                            name,
+                            OFlags::WRONLY
+                                | OFlags::CREATE
+                                | OFlags::EXCL
+                                | OFlags::NOFOLLOW
+                                | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o600),
+                        )
+                        .map_err(|e| Error::entry(&shown, format!("create: {e}")))?;
+                        let mut file = std::fs::File::from(fd);
+                        stats.size += io::copy(&mut entry, &mut file)
+                            .map_err(|e| Error::entry(&shown, format!("write: {e}")))?;
+                        file
+                    }
+                };
                 finish_node(&file, &header, mode, opts, &xattrs, &shown)?;
                 set_times_fd(&file, mtime);
             }
@@ -345,6 +394,94 @@ fn open_parent(
             .context(|| format!("open parent of {shown}"))?,
     ));
     Ok(dir)
+}
+
+/// What a file moved in place of a tar entry must be like to end as the entry would.
+struct Wanted<'a> {
+    size: u64,
+    xattrs: &'a [(String, Vec<u8>)],
+    privileged: bool,
+}
+
+/// Move the regular file at `components`/`name` in `source` to `name` in `to` (which has
+/// no such entry), if it can stand for the tar entry described by `want` (see
+/// [`apply_layer_moving`]), and return it open. `None`: nothing was moved.
+fn move_file(
+    source: &Dir,
+    cache: &mut Option<(Vec<Vec<u8>>, Dir)>,
+    components: &[Vec<u8>],
+    to: &Dir,
+    name: &OsStr,
+    want: &Wanted<'_>,
+    shown: &str,
+) -> Result<Option<std::fs::File>> {
+    let Ok(from) = open_parent(source, components, cache, false, shown) else {
+        return Ok(None);
+    };
+    // Only a regular file is opened: opening a FIFO or a device could block or act.
+    match rustix::fs::statat(&from, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
+        _ => return Ok(None),
+    }
+    let Ok(fd) = rustix::fs::openat(
+        &from,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Ok(None);
+    };
+    let Ok(st) = rustix::fs::fstat(&fd) else {
+        return Ok(None);
+    };
+    // One link: a moved inode is the layer's alone. Without privilege the file must have
+    // the owner a new file would get, as nothing can chown it to the entry's.
+    let own = want.privileged
+        || (st.st_uid == rustix::process::geteuid().as_raw()
+            && st.st_gid == rustix::process::getegid().as_raw());
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+        || st.st_size as u64 != want.size
+        || st.st_nlink != 1
+        || !own
+        || !xattrs_covered(&fd, want)
+    {
+        return Ok(None);
+    }
+    if rustix::fs::renameat_with(&from, name, to, name, rustix::fs::RenameFlags::NOREPLACE).is_err()
+    {
+        return Ok(None);
+    }
+    // The name moved must be the file checked (the source is private, so this only
+    // catches a bug or a tampered directory; the entry is then refused).
+    match rustix::fs::statat(to, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(now) if now.st_ino == st.st_ino && now.st_dev == st.st_dev => {}
+        _ => {
+            return Err(Error::entry(
+                shown,
+                "source file changed while it was moved",
+            ))
+        }
+    }
+    Ok(Some(std::fs::File::from(fd)))
+}
+
+/// Whether every xattr the open file has is one that applying the entry would set (so
+/// none is left behind that an unpack would not make).
+fn xattrs_covered(fd: impl rustix::fd::AsFd, want: &Wanted<'_>) -> bool {
+    let mut names = vec![0u8; 4096];
+    let n = match rustix::fs::flistxattr(&fd, &mut names) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => 0,
+        Err(_) => return false,
+    };
+    names[..n]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .all(|name| {
+            want.xattrs.iter().any(|(k, _)| {
+                k.as_bytes() == name && (want.privileged || name.starts_with(b"user."))
+            })
+        })
 }
 
 /// Remove whatever is at `name` in `dir` (the OCI rule: an existing path is unlinked, then

@@ -13,8 +13,8 @@
 mod apply;
 mod write;
 
-pub use apply::{apply_layer, ApplyOptions, ApplyStats};
-pub use write::{write_layer, WriteOptions};
+pub use apply::{apply_layer, apply_layer_moving, ApplyOptions, ApplyStats};
+pub use write::{write_and_unpack, write_layer, WriteOptions};
 
 pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 pub(crate) const OPAQUE_MARKER: &str = ".wh..wh..opq";

@@ -369,3 +369,138 @@ fn unpack_then_repack_gives_the_same_tar() {
         .unwrap();
     assert_eq!(s, "a");
 }
+
+#[test]
+fn write_and_unpack_moves_files_and_ends_as_apply_would() {
+    // A build directory: plain files (moved), a hardlinked pair, a file with an overlay
+    // xattr (as a kernel overlay's upper has), a symlink, a whiteout, an opaque directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("app/src")).unwrap();
+    for i in 0..40 {
+        std::fs::write(src.join(format!("app/src/f{i}")), format!("file {i}")).unwrap();
+    }
+    std::fs::write(src.join("app/suid"), "s").unwrap();
+    std::fs::set_permissions(
+        src.join("app/suid"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
+    std::fs::write(src.join("app/pair"), "pair").unwrap();
+    std::fs::hard_link(src.join("app/pair"), src.join("app/pair2")).unwrap();
+    std::os::unix::fs::symlink("src/f1", src.join("app/link")).unwrap();
+    let privileged = crate::privilege::privileged();
+    let marked = src.join("app/marked");
+    std::fs::write(&marked, "marked").unwrap();
+    rustix::fs::setxattr(
+        &marked,
+        if privileged {
+            "trusted.overlay.origin"
+        } else {
+            "user.overlay.origin"
+        },
+        b"x",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    rustix::fs::setxattr(
+        src.join("app/src/f2"),
+        "user.note",
+        b"kept",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    if privileged {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &src.join("app/gone"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        std::fs::create_dir(src.join("opaque")).unwrap();
+        rustix::fs::setxattr(
+            src.join("opaque"),
+            opaque_xattr(),
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+    }
+
+    let opts = WriteOptions::default();
+    let expected = write_layer(&open(&src), Vec::new(), &opts).unwrap();
+    let by_apply = tmp.path().join("by-apply");
+    std::fs::create_dir(&by_apply).unwrap();
+    let stats = apply_layer(&open(&by_apply), &expected[..], &ApplyOptions::default()).unwrap();
+
+    let moved = tmp.path().join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    let (tar, diff_id, moved_stats) = write_and_unpack(
+        &open(&src),
+        Vec::new(),
+        &open(&moved),
+        &opts,
+        &ApplyOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(tar, expected, "the same tar as write_layer");
+    assert_eq!(diff_id, crate::digest::Digest::of(&expected));
+    assert_eq!(moved_stats, stats);
+    assert_eq!(
+        write_layer(&open(&moved), Vec::new(), &opts).unwrap(),
+        write_layer(&open(&by_apply), Vec::new(), &opts).unwrap(),
+        "the unpacked trees agree in names, kinds, modes, owners, times, xattrs and data"
+    );
+    assert_eq!(std::fs::read(moved.join("app/src/f7")).unwrap(), b"file 7");
+    // Plain files moved; the linked pair and the overlay-marked file were written anew.
+    assert!(!src.join("app/src/f7").exists() && !src.join("app/suid").exists());
+    assert!(src.join("app/pair").exists() && marked.exists());
+    let mut v = [0u8; 8];
+    assert!(
+        rustix::fs::getxattr(moved.join("app/marked"), "trusted.overlay.origin", &mut v).is_err()
+    );
+    assert!(rustix::fs::getxattr(moved.join("app/marked"), "user.overlay.origin", &mut v).is_err());
+    assert_eq!(
+        std::fs::metadata(moved.join("app/pair")).unwrap().ino(),
+        std::fs::metadata(moved.join("app/pair2")).unwrap().ino()
+    );
+    if privileged {
+        assert!(is_whiteout(&moved.join("app/gone")));
+    }
+}
+
+#[test]
+fn a_source_file_that_differs_from_its_entry_is_not_moved() {
+    // The entry says 5 bytes; the source's file of another size, or a symlink, stays put
+    // and the entry's own data is written.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), "longer than five").unwrap();
+    std::os::unix::fs::symlink("a", src.join("b")).unwrap();
+    let mut tar = Vec::new();
+    raw_entry(&mut tar, "a", tar::EntryType::Regular, b"fresh", None);
+    raw_entry(&mut tar, "b", tar::EntryType::Regular, b"fresh", None);
+    raw_entry(&mut tar, "c", tar::EntryType::Regular, b"fresh", None);
+    let tar = finish(tar);
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let stats = apply_layer_moving(
+        &open(&root),
+        &tar[..],
+        &ApplyOptions::default(),
+        &open(&src),
+    )
+    .unwrap();
+    assert_eq!(stats.size, 15);
+    for n in ["a", "b", "c"] {
+        assert_eq!(std::fs::read(root.join(n)).unwrap(), b"fresh");
+    }
+    assert_eq!(std::fs::read(src.join("a")).unwrap(), b"longer than five");
+    assert!(std::fs::symlink_metadata(src.join("b"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}

@@ -165,6 +165,69 @@ pub fn write_layer<W: Write>(root: &Dir, out: W, opts: &WriteOptions) -> Result<
     tar.into_inner().context(|| "finish layer tar".into())
 }
 
+/// Write the layer tar of `source` into `out` and unpack the same tar into `root` in one
+/// pass: the tar is made on its own thread and read here, hashed (the diff_id), copied to
+/// `out` and applied with [`apply_layer_moving`](super::apply_layer_moving), so the files
+/// of `source` move into `root` instead of being written again. For a build step's
+/// directory, which is discarded afterwards (it loses the files that moved). Returns `out`,
+/// the diff_id and what was unpacked.
+pub fn write_and_unpack<W: Write>(
+    source: &Dir,
+    out: W,
+    root: &Dir,
+    write: &WriteOptions,
+    apply: &super::ApplyOptions,
+) -> Result<(W, crate::digest::Digest, super::ApplyStats)> {
+    let src = source.try_clone().context(|| "open layer root".into())?;
+    let write = write.clone();
+    // The producer lists each directory before it emits its entries and opens each file
+    // before its entry, so a file moved on reading its entry is already open there.
+    let (reader, producer) = crate::pipe::spawn(move |pipe| -> Result<()> {
+        write_layer(&src, &mut *pipe, &write)?;
+        pipe.close().context(|| "write layer".into())
+    });
+    let mut tee = Tee {
+        inner: crate::digest::Hashing::new(reader),
+        copy: out,
+        ended: false,
+    };
+    let applied = super::apply_layer_moving(root, &mut tee, apply, source).and_then(|stats| {
+        // The tar's end-of-archive blocks are part of the diff_id.
+        io::copy(&mut tee, &mut io::sink()).context(|| "read layer".into())?;
+        Ok(stats)
+    });
+    let Tee { inner, copy, ended } = tee;
+    let (reader, diff_id, _) = inner.finish();
+    // Dropped first: a producer blocked on a full pipe then fails and ends.
+    drop(reader);
+    let produced = producer
+        .join()
+        .unwrap_or_else(|_| Err(Error::Layer("layer writer thread panicked".into())));
+    match (applied, produced) {
+        (Ok(stats), Ok(())) => Ok((copy, diff_id, stats)),
+        // A producer that ended by itself with an error cut the stream short: its error
+        // says why. One that failed after the unpack stopped reading only saw the pipe close.
+        (_, Err(e)) if ended => Err(e),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    }
+}
+
+/// Copies everything read from `inner` into `copy`; `ended` once `inner` reached its end.
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+    ended: bool,
+}
+
+impl<R: io::Read, W: Write> io::Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.ended |= n == 0 && !buf.is_empty();
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 fn clamp(mtime: i64, opts: &WriteOptions) -> u64 {
     let t = match opts.source_date_epoch {
         Some(epoch) if mtime > epoch => epoch,
