@@ -5,7 +5,7 @@
 # missing and says nothing when nothing is.
 #
 #   ./tests/run.sh                  # everything
-#   ./tests/run.sh --test native    # extra arguments go to `cargo test`
+#   ./tests/run.sh --test suite native::    # extra arguments go to `cargo test`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,7 @@ as any user and notes each test it skips."
 #   busybox-static         the native tests' rootfs (examples/rootfs/make-busybox-rootfs.sh)
 #   skopeo, umoci          interop: they read what strata writes and write what it reads
 #   podman, runc           build: podman runs what strata built
-#   docker-registry, openssl, apache2-utils (htpasswd), python3 (tests/common/token_proxy.py)
+#   docker-registry, openssl, apache2-utils (htpasswd), python3 (tests/suite/common/token_proxy.py)
 #                          registry: a local registry with TLS, basic and bearer-token auth
 #   util-linux             setpriv, unshare, mount: unprivileged users and user namespaces
 #   passwd, uidmap         useradd and newuidmap/newgidmap: rootless native containers
@@ -50,7 +50,7 @@ for t in wasm32-wasip1 wasm32-wasip2; do
     grep -qx "$t" <<<"$installed" || rustup target add "$t" >/dev/null
 done
 
-# tests/wasi_testsuite.rs runs the official WASI preview 1 suite, which sits beside the
+# tests/suite/wasi_testsuite.rs runs the official WASI preview 1 suite, which sits beside the
 # repository (as CI lays it out); its README says which commit it is.
 [ -f ../shared/wasi-testsuite/README.md ] || die "the WASI test suite is not at \
 $(cd .. && pwd)/shared/wasi-testsuite (WebAssembly/wasi-testsuite, branch prod/testsuite-base, \

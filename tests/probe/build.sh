@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the test probe for wasm32-wasip1 (core module) and wasm32-wasip2 (component) in
-# release mode and copy the results to out/ (tests/common builds it through this script).
+# release mode and copy the results to out/ (tests/suite/common builds it through this script).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

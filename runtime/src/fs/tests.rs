@@ -639,7 +639,8 @@ fn run_ours(o: &Overlay<Dir>, op: &Op) {
 }
 
 /// Mounting kernel overlayfs needs root: without it the test is skipped with a note, or fails
-/// under CI (`STRATA_TEST_REQUIRE_TOOLS`, as tests/common's `skip` does for the integration tests).
+/// under CI (`STRATA_TEST_REQUIRE_TOOLS`, as `skip` in tests/suite/common does for the
+/// integration tests).
 fn root_for(test: &str) -> bool {
     if rustix::process::geteuid().is_root() {
         return true;

@@ -1,9 +1,7 @@
 //! A user without privileges unpacks layers into its own store, and the kernel stacks them as
 //! they are: overlayfs in a user namespace, with `userxattr`, shows the right merged view.
 
-mod common;
-
-use common::{end_tar, raw_entry, sh, Env};
+use crate::common::{self, end_tar, raw_entry, sh, Env};
 use tar::EntryType::{Directory, Regular};
 
 const NOBODY: &str = "65534";

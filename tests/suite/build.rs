@@ -2,11 +2,9 @@
 //! check) built against a busybox base on the native backend, a Wasm-only build as an
 //! unprivileged user, the cache, history as Docker records it, and interop with podman.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{busybox_image, sh, Env};
+use crate::common::{self, busybox_image, sh, Env};
 use serde_json::Value;
 
 const BASE: &str = "busybox:base";
@@ -911,7 +909,10 @@ fn run_output_is_attributed_to_its_step() {
     let ctx = context(&env, "talk", &[("Dockerfile", &dockerfile)]);
     let (code, out, log) = build(&env, &ctx, &["-q"]);
     assert_eq!(code, 0, "{log}");
-    assert!(out.trim().starts_with("sha256:"), "stdout is the image ID: {out:?}");
+    assert!(
+        out.trim().starts_with("sha256:"),
+        "stdout is the image ID: {out:?}"
+    );
     assert!(!log.contains("-out-"), "-q shows no output: {log}");
     let log = build_ok(&env, &ctx, &["--no-cache"]);
     assert!(!log.contains("CACHED"), "{log}");
@@ -929,7 +930,11 @@ fn run_output_is_attributed_to_its_step() {
                 .collect();
             assert!(lines.len() >= 6, "{me} {stream}: {lines:?}");
             for l in &lines {
-                assert_eq!(l.split(' ').next(), Some(step), "{l:?} is not step {step}'s");
+                assert_eq!(
+                    l.split(' ').next(),
+                    Some(step),
+                    "{l:?} is not step {step}'s"
+                );
             }
         }
     }

@@ -1,10 +1,8 @@
 //! The store and the image commands, end to end through the `strata` binary.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::{assert_same_files, assert_store_consistent, sh, Env};
+use crate::common::{assert_same_files, assert_store_consistent, sh, Env};
 use serde_json::Value;
 
 fn index(env: &Env) -> Value {

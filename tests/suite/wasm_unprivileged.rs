@@ -2,12 +2,10 @@
 //! fails (a seccomp filter refuses unshare, setns and clone with CLONE_NEW* flags), imports
 //! a Wasm image, runs it and commits the result.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 
-use common::{probe, sh, Env};
+use crate::common::{self, probe, sh, Env};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule,

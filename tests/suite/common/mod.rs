@@ -168,6 +168,19 @@ pub fn have(tool: &str) -> bool {
     installed(tool) || skip(&format!("the part that runs {tool}"), "not installed")
 }
 
+/// The host user `name`, made with a home if missing; returns its home. Serialised, because
+/// two `useradd`s at once (tests run as threads of one process) race for /etc/passwd's lock.
+pub fn host_user(name: &str) -> String {
+    static USERADD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = USERADD.lock().unwrap_or_else(|e| e.into_inner());
+    sh(&format!(
+        "id -u {name} >/dev/null 2>&1 || useradd -m {name}"
+    ));
+    sh(&format!("getent passwd {name} | cut -d: -f6"))
+        .trim()
+        .to_string()
+}
+
 /// Every regular file under `a` exists in `b` with identical bytes (and vice versa for names).
 pub fn assert_same_files(a: &Path, b: &Path) {
     let list = |p: &Path| sh(&format!("cd {} && find . -type f | sort", p.display()));
@@ -266,7 +279,7 @@ pub fn hello_wasm() -> (PathBuf, PathBuf) {
 
 /// The guest crate at `dir` (relative to the repository) built by its build.sh into
 /// `out/<name>-p1.wasm` and `out/<name>-p2.wasm`: built once per change of its source and
-/// shared by every test binary through a lock file.
+/// shared by every test (and every process running tests) through a lock file.
 fn guest(dir: &str, name: &str) -> (PathBuf, PathBuf) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let out = dir.join("out");

@@ -1,13 +1,11 @@
 //! Hostile input through the CLI: every bad layer or archive is refused with one line that
 //! names what was wrong, nothing outside the store changes, and the store stays consistent.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use common::{assert_store_consistent, end_tar, raw_entry, sh, Env};
+use crate::common::{self, assert_store_consistent, end_tar, raw_entry, sh, Env};
 use tar::EntryType::{Char, Link, Regular, Symlink};
 
 /// A directory next to the store that no input may touch.

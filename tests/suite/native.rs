@@ -3,11 +3,9 @@
 //! /sys, etc files, binds, masked paths), limits, the terminal, docker's runc/crun safety
 //! regressions, and the rootless case as an unprivileged user made for the test.
 
-mod common;
-
 use std::process::Output;
 
-use common::{busybox_image, have, sh, Env};
+use crate::common::{self, busybox_image, have, sh, Env};
 
 const IMAGE: &str = "busybox:native";
 
@@ -563,13 +561,8 @@ fn rootless_as_an_unprivileged_user() {
         return;
     };
     let user = "strata-rootless";
-    sh(&format!(
-        "id -u {user} >/dev/null 2>&1 || useradd -m {user}"
-    ));
+    let home = common::host_user(user);
     let uid: u32 = sh(&format!("id -u {user}")).trim().parse().unwrap();
-    let home = sh(&format!("getent passwd {user} | cut -d: -f6"))
-        .trim()
-        .to_string();
     let tar = env.path("busybox-native-rootfs.tar");
     sh(&format!(
         "cp {} {home}/bb.tar && chown {user} {home}/bb.tar && rm -rf {home}/store",

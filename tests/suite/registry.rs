@@ -8,8 +8,6 @@
 //! real home. Tests skip (with a note) when `docker-registry`, `openssl` or `htpasswd` is
 //! missing, unless `STRATA_TEST_REQUIRE_TOOLS` is set.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -17,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     assert_same_files, assert_store_consistent, probe, sh, tool_ok, tools, umoci_unpack, Env,
 };
 use serde_json::Value;
@@ -1060,7 +1058,7 @@ fn tls_and_basic_auth() {
     assert!(is_auth_error(&err), "logged out: {err}");
 }
 
-/// `tests/common/token_proxy.py` in front of a registry: bearer tokens, as Docker Hub asks
+/// `tests/suite/common/token_proxy.py` in front of a registry: bearer tokens, as Docker Hub asks
 /// for them. Killed when dropped.
 struct TokenProxy {
     child: Child,
@@ -1073,7 +1071,10 @@ impl TokenProxy {
         std::fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let log = dir.join("token-proxy.log");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/token_proxy.py");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/suite/common/token_proxy.py"
+        );
         let child = Command::new("python3")
             .args([script, &port.to_string(), &registry_port.to_string()])
             .arg(&log)

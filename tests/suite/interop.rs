@@ -3,12 +3,12 @@
 //! `strata` with every file intact. Each test is skipped (with a note) when a tool it needs
 //! is not installed.
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{assert_same_files, run_tool, tool_ok, tools, umoci_args, umoci_unpack, Env};
+use crate::common::{
+    self, assert_same_files, run_tool, tool_ok, tools, umoci_args, umoci_unpack, Env,
+};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 

@@ -1,13 +1,11 @@
 //! The Wasm backend end to end: preview 1 modules and preview 2 components from layered
 //! images, through `strata run`, `ps`, `diff`, `commit` and `rm`.
 
-mod common;
-
 use std::io::{BufRead, Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{hello_wasm, probe, Env};
+use crate::common::{self, hello_wasm, probe, Env};
 
 /// Both builds of the test probe, with a label for messages.
 fn guests() -> Vec<(&'static str, std::path::PathBuf)> {

@@ -7,13 +7,11 @@
 //! The suite's tests work in the preopen named `/`, and a host directory cannot be bound
 //! there (`-v HOST:/` is refused, as docker refuses it), so the suite runs on the layered
 //! root only; what bind mounts change (mount points crossed by `..` and by links, files
-//! written through them) is tested in `tests/wasm.rs` and `runtime/src/wasm/filesystem.rs`.
-
-mod common;
+//! written through them) is tested in `tests/suite/wasm.rs` and `runtime/src/wasm/guestfs/`.
 
 use std::path::{Path, PathBuf};
 
-use common::{sh, Env};
+use crate::common::{self, sh, Env};
 
 /// The one test whose premise a container cannot meet: it calls `shutdown(3)` expecting
 /// EBADF because it was given no directory, but in a Strata container fd 3 is always the

@@ -3,9 +3,7 @@
 //! Wasm image with whiteouts and an opaque directory, runs it and builds FROM it. The store
 //! it makes is a rootless one (user.overlay.* xattrs, in the user's home).
 
-mod common;
-
-use common::{assert_store_consistent, end_tar, have, probe, raw_entry, sh};
+use crate::common::{self, assert_store_consistent, end_tar, have, probe, raw_entry, sh};
 use sha2::Digest as _;
 use tar::EntryType::{Directory, Regular};
 
@@ -99,12 +97,7 @@ fn root_in_a_user_namespace_loads_runs_and_builds_wasm_images() {
             return missing(&format!("{tool} is not installed"));
         }
     }
-    sh(&format!(
-        "id -u {USER} >/dev/null 2>&1 || useradd -m {USER}"
-    ));
-    let home = sh(&format!("getent passwd {USER} | cut -d: -f6"))
-        .trim()
-        .to_string();
+    let home = common::host_user(USER);
     let as_user_in_userns = |script: &str| {
         std::process::Command::new("setpriv")
             .args(["--reuid", USER, "--regid", USER, "--init-groups", "--"])

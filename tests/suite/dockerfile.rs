@@ -1,9 +1,7 @@
 //! `strata dockerfile parse --json`: the CLI prints the builder's syntax tree, and errors name
 //! the file and line.
 
-mod common;
-
-use common::Env;
+use crate::common::Env;
 
 #[test]
 fn parse_json_prints_the_golden_trees() {
