@@ -100,6 +100,7 @@ impl Plan {
             &rel(&task.rootfs.upper),
             &rel(work),
             id_map.is_some(),
+            task.rootfs.volatile,
         )?;
 
         let process = spec
@@ -243,6 +244,7 @@ pub(crate) fn overlay_options(
     upper: &Path,
     work: &Path,
     rootless: bool,
+    volatile: bool,
 ) -> Result<CString> {
     let mut text = String::from("lowerdir=");
     for (i, l) in lowers.iter().enumerate() {
@@ -266,6 +268,7 @@ pub(crate) fn overlay_options(
     ));
     // Rootless: opaque markers are user.overlay.* xattrs, as the store writes them.
     text.push_str(if rootless { ",userxattr" } else { "" });
+    text.push_str(if volatile { ",volatile" } else { "" });
     if text.len() > MOUNT_DATA_MAX {
         return Err(Error::Unsupported(format!(
             "the image has too many layers ({}) for one overlay mount",
@@ -406,23 +409,30 @@ mod tests {
             Path::new("containers/c/upper"),
             Path::new("containers/c/work"),
             false,
+            false,
         )
         .unwrap();
         assert_eq!(
             o.to_str().unwrap(),
             "lowerdir=containers/c/init:layers/b/fs:layers/a/fs,upperdir=containers/c/upper,workdir=containers/c/work"
         );
-        let rootless = overlay_options(&lowers, Path::new("u"), Path::new("w"), true).unwrap();
+        let rootless =
+            overlay_options(&lowers, Path::new("u"), Path::new("w"), true, false).unwrap();
         assert!(rootless.to_str().unwrap().ends_with(",userxattr"));
+        let volatile =
+            overlay_options(&lowers, Path::new("u"), Path::new("w"), true, true).unwrap();
+        assert!(volatile.to_str().unwrap().ends_with(",userxattr,volatile"));
         let many: Vec<PathBuf> = (0..100)
             .map(|i| PathBuf::from(format!("layers/{:064x}/fs", i)))
             .collect();
-        let err = overlay_options(&many, Path::new("u"), Path::new("w"), false).unwrap_err();
+        let err =
+            overlay_options(&many, Path::new("u"), Path::new("w"), false, false).unwrap_err();
         assert!(err.to_string().contains("too many layers"), "{err}");
         let bad = overlay_options(
             &[PathBuf::from("a:b")],
             Path::new("u"),
             Path::new("w"),
+            false,
             false,
         );
         assert!(bad.is_err());

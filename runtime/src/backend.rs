@@ -47,6 +47,10 @@ pub struct Rootfs {
     /// A directory on the upper layer's filesystem, for the backend alone while the
     /// container runs (overlayfs's work directory); made if missing.
     pub work: PathBuf,
+    /// The upper layer is thrown away or turned into a layer when the run ends (`--rm`, a
+    /// build step), so its writes need not reach the disk before that: overlayfs may skip
+    /// syncing (`volatile`; unmounting a synced overlay syncs the whole host filesystem).
+    pub volatile: bool,
 }
 
 impl Rootfs {

@@ -285,10 +285,10 @@ impl<'a> Containers<'a> {
     /// The container's root as a backend takes it: its image's unpacked layers, its upper
     /// layer and the work directory beside it.
     pub fn rootfs(&self, c: &Container) -> crate::backend::Rootfs {
-        self.rootfs_of(&c.id, &c.layers)
+        self.rootfs_of(&c.id, &c.layers, c.auto_remove)
     }
 
-    fn rootfs_of(&self, id: &str, layers: &[Digest]) -> crate::backend::Rootfs {
+    fn rootfs_of(&self, id: &str, layers: &[Digest], volatile: bool) -> crate::backend::Rootfs {
         let dir = self.store.path().join(CONTAINERS_DIR).join(id);
         crate::backend::Rootfs {
             lowers: layers
@@ -298,6 +298,7 @@ impl<'a> Containers<'a> {
                 .collect(),
             upper: dir.join(UPPER),
             work: dir.join("work"),
+            volatile,
         }
     }
 
@@ -307,7 +308,8 @@ impl<'a> Containers<'a> {
     pub fn scratch(&self, layers: &[Digest]) -> Result<Scratch> {
         let id = new_id()?;
         self.make_dir(&id)?;
-        let rootfs = self.rootfs_of(&id, layers);
+        // Its upper layer becomes a layer (or nothing) as soon as the step ends.
+        let rootfs = self.rootfs_of(&id, layers, true);
         Ok(Scratch { id, rootfs })
     }
 
