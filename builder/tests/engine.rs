@@ -83,7 +83,9 @@ struct NoBases;
 
 impl BaseImages for NoBases {
     fn get(&self, name: &str, _: Option<&Platform>) -> Result<Image, BuildError> {
-        Err(BuildError::Other(format!("no base image {name} in this test")))
+        Err(BuildError::Other(format!(
+            "no base image {name} in this test"
+        )))
     }
 }
 
@@ -163,7 +165,11 @@ fn run_steps_get_a_spec_a_root_and_a_pipe() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0].args, ["/bin/sh", "-c", "echo one"]);
     assert_eq!(seen[1].args, ["/bin/sh", "-c", "echo two"]);
-    assert!(seen[0].env.contains(&"A=1".to_string()), "{:?}", seen[0].env);
+    assert!(
+        seen[0].env.contains(&"A=1".to_string()),
+        "{:?}",
+        seen[0].env
+    );
     assert_eq!(seen[0].cwd, "/w");
     // Each step's root is the layers made so far: WORKDIR's, then RUN one's too.
     assert_eq!((seen[0].lowers, seen[1].lowers), (1, 2));

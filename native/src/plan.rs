@@ -425,8 +425,7 @@ mod tests {
         let many: Vec<PathBuf> = (0..100)
             .map(|i| PathBuf::from(format!("layers/{:064x}/fs", i)))
             .collect();
-        let err =
-            overlay_options(&many, Path::new("u"), Path::new("w"), false, false).unwrap_err();
+        let err = overlay_options(&many, Path::new("u"), Path::new("w"), false, false).unwrap_err();
         assert!(err.to_string().contains("too many layers"), "{err}");
         let bad = overlay_options(
             &[PathBuf::from("a:b")],

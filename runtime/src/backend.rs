@@ -148,11 +148,7 @@ impl<'a> Backends<'a> {
 /// (platform `wasi/wasm`, or the Wasm artifact config type: `wasm_image`), or when its
 /// program (`args[0]`, found in `root`) starts with the Wasm magic; native otherwise (ELF,
 /// `#!`, or nothing to look at).
-pub fn choose(
-    wasm_image: bool,
-    root: &crate::fs::Overlay<Dir>,
-    args: &[String],
-) -> Kind {
+pub fn choose(wasm_image: bool, root: &crate::fs::Overlay<Dir>, args: &[String]) -> Kind {
     use std::io::Read;
     if wasm_image {
         return Kind::Wasm;

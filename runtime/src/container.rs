@@ -3,9 +3,11 @@
 //! store. Both backends use these records; `ps`, `rm`, `diff` and `commit` read them.
 
 mod commit;
+mod lifecycle;
 mod options;
 mod spec;
 
+pub use lifecycle::prepare;
 pub use options::{parse_ulimit, Bind, Network, RunOptions};
 pub use spec::{
     make_spec, process_args, process_env, DEFAULT_CAPABILITIES, DEFAULT_PATH, MASKED_PATHS,

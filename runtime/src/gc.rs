@@ -133,8 +133,8 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compression::Compression;
     use crate::backend::Kind;
+    use crate::compression::Compression;
     use crate::image::{ImageConfig, RootFs};
     use crate::reference::Reference;
 

@@ -1,10 +1,8 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
-use strata_runtime::backend::{Backend, Kind, Stdio, Task};
-use strata_runtime::container::{
-    parse_ulimit, Bind, Containers, Network, RunOptions, Status,
-};
+use strata_runtime::backend::{Backends, Kind, Stdio};
+use strata_runtime::container::{parse_ulimit, Bind, Containers, Network, RunOptions};
 use strata_runtime::store::Image;
 use strata_runtime::wasm::WasmBackend;
 use strata_runtime::{ErrorKind, Store};
@@ -172,77 +170,19 @@ impl Args {
         };
         let containers = Containers::open(store)?;
         let _writer = store.writer_lock()?;
-        let provisional = self
-            .runtime
-            .as_deref()
-            .map(Kind::parse)
-            .transpose()?
-            .unwrap_or(Kind::Wasm);
-        let mut container =
-            containers.create(&image, &self.image, provisional, self.name.as_deref())?;
-        container.auto_remove = self.rm;
-        let prepared = (|| -> Result<_> {
-            let spec =
-                strata_runtime::container::make_spec(&image.config, &opts, container.short_id())?;
-            if self.runtime.is_none() {
-                let args = spec
-                    .process()
-                    .as_ref()
-                    .and_then(|p| p.args().clone())
-                    .unwrap_or_default();
-                container.runtime = strata_runtime::backend::choose(
-                    strata_runtime::backend::wasm_image(&image),
-                    &containers.root(&container)?,
-                    &args,
-                );
-            }
-            containers.save_spec(&container, &spec)?;
-            Ok(spec)
-        })();
-        let spec = match prepared {
-            Ok(spec) => spec,
-            Err(e) => {
-                containers.remove(&container)?;
-                return Err(e);
-            }
-        };
+        let forced = self.runtime.as_deref().map(Kind::parse).transpose()?;
+        let (mut container, spec) =
+            containers.create_for(&image, &self.image, &opts, self.rm, forced)?;
         let (native, wasm) = backends(store)?;
-        let backend: &dyn Backend = match container.runtime {
-            Kind::Native => &native,
-            Kind::Wasm => &wasm,
-        };
-        let mut record = container.clone();
-        let mut started = |pid: u32| {
-            record.started(pid);
-            containers.save(&record)
+        let backends = Backends {
+            native: &native,
+            wasm: &wasm,
         };
         let stdio = Stdio {
             stdin: self.interactive,
             ..Stdio::default()
         };
-        let task = Task {
-            id: &container.id,
-            spec: &spec,
-            rootfs: &containers.rootfs(&container),
-        };
-        let outcome = backend.run(&task, stdio, &mut started);
-        if self.rm {
-            // The final record would only serve a later `ps`/`inspect`.
-            containers.remove(&container)?;
-        } else {
-            container.started_at = record.started_at;
-            container.pid = record.pid;
-            container.pid_start = record.pid_start;
-            container.status = Status::Exited;
-            container.exit_code = Some(match &outcome {
-                Ok(exit) => exit.code,
-                Err(_) => 125,
-            });
-            container.finished_at = Some(strata_runtime::container::now());
-            container.oom_killed = outcome.as_ref().is_ok_and(|e| e.oom_killed);
-            container.error = outcome.as_ref().err().map(|e| e.to_string());
-            containers.save(&container)?;
-        }
+        let outcome = containers.run(&mut container, &spec, &backends, stdio);
         let exit = outcome?;
         if let Some(msg) = &exit.message {
             eprintln!("Error: {msg}");

@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use cap_std::fs::Dir;
-use strata_runtime::compression::Compression;
 use strata_runtime::backend::{Stdio, Stream, Task};
-use strata_runtime::container::{make_spec, Containers, Network, RunOptions};
+use strata_runtime::compression::Compression;
+use strata_runtime::container::{Containers, Network, RunOptions};
 use strata_runtime::fs::Overlay;
 use strata_runtime::image::{ContainerConfig, Descriptor, History, ImageConfig, Platform, RootFs};
 use strata_runtime::layer::WriteOptions;
@@ -742,8 +742,14 @@ impl StageBuilder<'_, '_> {
                 .targets()
                 .filter_map(|t| first_missing(&root, &t).map(|first| (first, t)))
                 .collect();
-            let spec = make_spec(&self.config, &opts, scratch.short_id())?;
-            let kind = strata_runtime::backend::choose(self.platform.is_wasm(), &root, &argv);
+            let (spec, kind) = strata_runtime::container::prepare(
+                &self.config,
+                self.platform.is_wasm(),
+                &opts,
+                scratch.short_id(),
+                &root,
+                None,
+            )?;
             let task = Task {
                 id: &scratch.id,
                 spec: &spec,

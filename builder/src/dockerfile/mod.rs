@@ -35,9 +35,9 @@ mod directives;
 mod heredoc;
 pub mod instructions;
 mod json;
-mod shell;
 mod parser;
 mod pattern;
+mod shell;
 
 pub use ast::{ast_json, node_json};
 pub use directives::{CheckConfig, Directive};

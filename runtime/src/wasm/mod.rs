@@ -6,8 +6,8 @@
 //! signal bumps the engine's epoch and the guest traps at its next epoch check; a guest
 //! waiting in WASI has its wait cut short (`p1/poll.rs`, `blocking.rs`) and traps the same way.
 
-mod blocking;
 mod backend;
+mod blocking;
 pub mod guestfs;
 mod link;
 mod p1;
@@ -401,7 +401,14 @@ impl WasmHost {
         let clock = p1::GuestClock::new();
         let mut store = self.store(p1::P1State {
             wasi: wasi.monotonic_clock(clock).build_p1(),
-            files: p1::Files::new(fs, stdin, stdio, self.wake, Arc::clone(&self.signal), &clock),
+            files: p1::Files::new(
+                fs,
+                stdin,
+                stdio,
+                self.wake,
+                Arc::clone(&self.signal),
+                &clock,
+            ),
             limits,
         });
         store.limiter(|s| &mut s.limits);
@@ -477,7 +484,11 @@ impl WasmHost {
 /// whose artifact is gone. Returns how many entries went. A running guest keeps its mapping.
 pub fn prune_cache(cache: &Dir, all: bool) -> Result<usize> {
     let mut removed = 0;
-    for entry in cache.entries().context(|| "list the compile cache".into())?.flatten() {
+    for entry in cache
+        .entries()
+        .context(|| "list the compile cache".into())?
+        .flatten()
+    {
         let name = entry.file_name();
         // A link's artifact is a name in the same directory, so the handle resolves it.
         let dangling =
