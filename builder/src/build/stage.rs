@@ -439,8 +439,7 @@ impl StageBuilder<'_, '_> {
         let store = self.shared.store;
         let d = Dir::open_ambient_dir(dir, cap_std::ambient_authority())
             .map_err(|e| BuildError::Other(format!("open {}: {e}", dir.display())))?;
-        let layer = store.layer_from_dir(&d, Compression::Gzip, &WriteOptions::from_env())?;
-        store.unpack_layer(&layer.descriptor, &layer.diff_id, None)?;
+        let layer = store.layer_from_build_dir(&d, Compression::Gzip, &WriteOptions::from_env())?;
         Ok(CachedLayer {
             descriptor: layer.descriptor,
             diff_id: layer.diff_id,
@@ -779,8 +778,7 @@ impl StageBuilder<'_, '_> {
             let upper = Dir::open_ambient_dir(&scratch.rootfs.upper, cap_std::ambient_authority())
                 .map_err(|e| self.err(cmd, e))?;
             let layer =
-                store.layer_from_dir(&upper, Compression::Gzip, &WriteOptions::from_env())?;
-            store.unpack_layer(&layer.descriptor, &layer.diff_id, None)?;
+                store.layer_from_build_dir(&upper, Compression::Gzip, &WriteOptions::from_env())?;
             Ok(CachedLayer {
                 descriptor: layer.descriptor,
                 diff_id: layer.diff_id,

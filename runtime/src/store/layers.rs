@@ -293,6 +293,50 @@ impl Store {
             size: 0,
         })
     }
+
+    /// `layer_from_dir` and the layer published unpacked, in one pass, for a directory the
+    /// build made and throws away (a COPY's scratch, a RUN step's upper layer): as the tar
+    /// is written it is unpacked into the store, and each plain file is moved from `dir`
+    /// into the new layer (a rename) instead of being written a second time; anything that
+    /// cannot be moved exactly as the tar says is written from the tar. `dir` loses what
+    /// was moved.
+    pub fn layer_from_build_dir(
+        &self,
+        dir: &Dir,
+        compression: Compression,
+        opts: &WriteOptions,
+    ) -> Result<LayerInfo> {
+        let (staging, fs) = self.staging()?;
+        let result = (|| {
+            let encoder = Encoder::new(compression, self.content.writer()?)?;
+            let (encoder, diff_id, stats) =
+                crate::layer::write_and_unpack(dir, encoder, &fs, opts, &self.apply)?;
+            let blob = encoder
+                .finish()
+                .map_err(|e| Error::io("compress layer", e))?;
+            let info = blob.commit(None, None)?;
+            Ok((
+                info,
+                LayerMeta {
+                    diff_id,
+                    size: stats.size,
+                },
+            ))
+        })();
+        let (info, meta) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.discard_staging(&staging);
+                return Err(e);
+            }
+        };
+        self.publish_layer(&staging, &meta)?;
+        Ok(LayerInfo {
+            descriptor: Descriptor::new(compression.layer_media_type(), info.digest, info.size),
+            diff_id: meta.diff_id,
+            size: meta.size,
+        })
+    }
 }
 
 /// Copies everything read from `inner` into `copy`.
