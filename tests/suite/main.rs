@@ -7,6 +7,7 @@
 mod common;
 
 mod build;
+mod containers;
 mod dockerfile;
 mod hostile;
 mod interop;
