@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use strata_builder::build::config::apply_changes;
+use strata_builder::engine::config::apply_changes;
 use strata_runtime::image::{ContainerConfig, ImageConfig};
 
 fn config_with_env(env: &[&str]) -> ImageConfig {

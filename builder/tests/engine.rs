@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use strata_builder::build::{self, Backends, BaseImages, BuildError, BuildOptions, Progress};
+use strata_builder::engine::{self, Backends, BaseImages, BuildError, BuildOptions, Progress};
 use strata_runtime::backend::{Backend, Exit, Stdio, Stream, Task};
 use strata_runtime::container::Network;
 use strata_runtime::image::Platform;
@@ -129,7 +129,7 @@ impl Fixture {
         }
     }
 
-    fn build(&self, dockerfile: &str) -> (Result<build::Built, BuildError>, Vec<String>) {
+    fn build(&self, dockerfile: &str) -> (Result<engine::Built, BuildError>, Vec<String>) {
         let opts = BuildOptions {
             dockerfile_name: "Dockerfile".into(),
             dockerfile: dockerfile.into(),
@@ -147,7 +147,7 @@ impl Fixture {
             wasm: &self.backend,
         };
         let log = Log::default();
-        let built = build::build(&self.store, &opts, &backends, &NoBases, &log);
+        let built = engine::build(&self.store, &opts, &backends, &NoBases, &log);
         (built, log.0.into_inner().unwrap())
     }
 

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use strata_builder::build::{self, Backends, BaseImages, BuildError, BuildOptions, Progress};
+use strata_builder::engine::{self, Backends, BaseImages, BuildError, BuildOptions, Progress};
 use strata_runtime::container::Network;
 use strata_runtime::image::Platform;
 use strata_runtime::store::Image;
@@ -63,14 +63,14 @@ impl Args {
         let source = if dockerfile_path.as_os_str() == "-" {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
-            build::DockerfileSource {
+            engine::DockerfileSource {
                 name: "Dockerfile".to_string(),
                 text,
                 ignore: None,
             }
         } else {
             // Inside its own directory only, as BuildKit: no symlink out of it.
-            build::read_dockerfile(&dockerfile_path).map_err(|e| anyhow!("{e}"))?
+            engine::read_dockerfile(&dockerfile_path).map_err(|e| anyhow!("{e}"))?
         };
         if !self.context.is_dir() {
             bail!(
@@ -122,7 +122,7 @@ impl Args {
             native: &native,
             wasm: &wasm,
         };
-        let built = build::build(store, &opts, &backends, &bases, &progress);
+        let built = engine::build(store, &opts, &backends, &bases, &progress);
         let built = built.map_err(|e| anyhow!("{e}"))?;
         for tag in &tags {
             store.set_tag(tag, &built.manifest)?;

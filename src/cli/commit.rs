@@ -33,7 +33,7 @@ impl Args {
         let c = containers.get(&self.container)?;
         let apply =
             |config: &mut strata_runtime::image::ImageConfig| -> strata_runtime::Result<()> {
-                strata_builder::build::config::apply_changes(config, &self.changes)
+                strata_builder::engine::config::apply_changes(config, &self.changes)
                     .map_err(|e| strata_runtime::Error::InvalidArgument(e.to_string()))
             };
         let manifest =

@@ -55,7 +55,7 @@ impl Args {
             },
             ..Default::default()
         };
-        strata_builder::build::config::apply_changes(&mut config, &self.changes)?;
+        strata_builder::engine::config::apply_changes(&mut config, &self.changes)?;
         if self.file.contains("://") {
             bail!("importing from a URL is not supported; download it and import the file");
         }

@@ -101,7 +101,7 @@ impl Command {
                     })?;
                 }
                 let report = strata_runtime::gc::prune(store)?;
-                let records = strata_builder::build::prune_cache(store, all)?;
+                let records = strata_builder::engine::prune_cache(store, all)?;
                 let compiled = strata_runtime::wasm::prune_cache(
                     &store.cache_dir(strata_runtime::wasm::CACHE)?,
                     all,
@@ -121,7 +121,7 @@ impl Command {
 
 /// Build cache: its records; SIZE the layers they name, RECLAIMABLE those no image uses.
 fn build_cache_row(store: &Store) -> Result<Vec<String>> {
-    let records = strata_builder::build::cache_usage(store)?;
+    let records = strata_builder::engine::cache_usage(store)?;
     let used: HashSet<_> = store
         .images()?
         .into_iter()

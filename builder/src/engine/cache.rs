@@ -162,14 +162,14 @@ mod tests {
         assert_eq!(cache.get(&k2), None, "its layer is not in the store");
         assert_eq!(cache.layers().len(), 2);
 
-        let mounts = store.cache_dir(crate::build::MOUNT_CACHE).unwrap();
+        let mounts = store.cache_dir(crate::engine::MOUNT_CACHE).unwrap();
         mounts.create_dir_all("id/ro").unwrap();
         let ro = store.path().join("cache/mounts/id/ro");
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
 
-        assert_eq!(crate::build::prune_cache(&store, false).unwrap(), 1);
+        assert_eq!(crate::engine::prune_cache(&store, false).unwrap(), 1);
         assert!(ro.is_dir(), "cache mounts stay without --all");
-        assert_eq!(crate::build::prune_cache(&store, true).unwrap(), 1);
+        assert_eq!(crate::engine::prune_cache(&store, true).unwrap(), 1);
         assert!(!store.path().join("cache/mounts").exists());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }
