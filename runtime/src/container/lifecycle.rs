@@ -14,25 +14,27 @@ use crate::store::Image;
 
 /// The runtime spec of a container of an image (its `config`; `wasm_image` when the image
 /// says it is Wasm) run with `opts`, and the backend that runs it: `forced` (`--runtime`),
-/// else the one rule, [`backend::choose`], which may look at the program in `root`.
+/// else the one rule, [`backend::choose`], which may look at the program in the container's
+/// root (opened by `root` only then).
 pub fn prepare(
     config: &ImageConfig,
     wasm_image: bool,
     opts: &RunOptions,
     hostname: &str,
-    root: &Overlay<Dir>,
+    root: impl FnOnce() -> Result<Overlay<Dir>>,
     forced: Option<Kind>,
 ) -> Result<(Spec, Kind)> {
     let spec = make_spec(config, opts, hostname)?;
     let kind = match forced {
         Some(kind) => kind,
+        None if wasm_image => Kind::Wasm,
         None => {
             let args = spec
                 .process()
                 .as_ref()
                 .and_then(|p| p.args().clone())
                 .unwrap_or_default();
-            backend::choose(wasm_image, root, &args)
+            backend::choose(false, &root()?, &args)
         }
     };
     Ok((spec, kind))
@@ -55,13 +57,12 @@ impl Containers<'_> {
         let mut container = self.create(image, image_name, provisional, opts.name.as_deref())?;
         container.auto_remove = auto_remove;
         let prepared = (|| {
-            let root = self.root(&container)?;
             let (spec, kind) = prepare(
                 &image.config,
                 backend::wasm_image(image),
                 opts,
                 container.short_id(),
-                &root,
+                || self.root(&container),
                 forced,
             )?;
             container.runtime = kind;

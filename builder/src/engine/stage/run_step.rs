@@ -269,7 +269,7 @@ impl StageBuilder<'_, '_> {
                 self.platform.is_wasm(),
                 &opts,
                 scratch.short_id(),
-                &root,
+                || scratch.rootfs.overlay(),
                 None,
             )?;
             let task = Task {
