@@ -182,6 +182,11 @@ impl<'a> Containers<'a> {
         write_atomic(&self.container_dir(c)?, RECORD, &bytes, false)
     }
 
+    /// Whether the container's directory is still there (`rm -f` may take it while it runs).
+    pub(crate) fn exists(&self, c: &Container) -> bool {
+        self.dir.exists(&c.id)
+    }
+
     fn container_dir(&self, c: &Container) -> Result<Dir> {
         self.dir
             .open_dir(&c.id)

@@ -119,7 +119,10 @@ impl Containers<'_> {
         container.finished_at = Some(now());
         container.oom_killed = outcome.as_ref().is_ok_and(|e| e.oom_killed);
         container.error = outcome.as_ref().err().map(|e| e.to_string());
-        self.save(container)?;
+        // Removed while it ran (`rm -f`): there is no record left to write.
+        if self.exists(container) {
+            self.save(container)?;
+        }
         outcome
     }
 }
