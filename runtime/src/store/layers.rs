@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{make_removable, write_atomic, Store, LAYERS_DIR};
 use crate::compression::{self, Compression, Encoder};
-use crate::content::temp_name;
+use crate::content::{temp_name, BlobWriter};
 use crate::digest::{Digest, Hashing};
 use crate::error::{from_io, Error, IoContext, Result};
 use crate::image::Descriptor;
@@ -131,27 +131,39 @@ impl Store {
             inner: input,
             progress,
         })?;
-        let (staging, fs) = self.staging()?;
-        let result = (|| {
-            let blob = self.content.writer()?;
-            let encoder = Encoder::new(compression, blob)?;
+        self.make_layer(compression, |fs, encoder| {
             let mut tee = Tee {
                 inner: Hashing::new(decoded),
                 copy: encoder,
             };
-            let stats = apply_layer(&fs, &mut tee, &self.apply)?;
+            let stats = apply_layer(fs, &mut tee, &self.apply)?;
             io::copy(&mut tee, &mut io::sink()).map_err(from_io)?;
             let (_, diff_id, _) = tee.inner.finish();
-            let blob = tee
-                .copy
+            Ok((tee.copy, diff_id, stats.size))
+        })
+    }
+
+    /// A new layer, blob and unpacked tree at once: `fill` unpacks into a staging directory
+    /// while it writes the blob's tar to the encoder, and returns the encoder, the diff_id
+    /// and the unpacked size; the blob is committed and the layer published, or the staging
+    /// directory dropped on failure.
+    fn make_layer<'s>(
+        &'s self,
+        compression: Compression,
+        fill: impl FnOnce(
+            &Dir,
+            Encoder<BlobWriter<'s>>,
+        ) -> Result<(Encoder<BlobWriter<'s>>, Digest, u64)>,
+    ) -> Result<LayerInfo> {
+        let (staging, fs) = self.staging()?;
+        let result = (|| {
+            let encoder = Encoder::new(compression, self.content.writer()?)?;
+            let (encoder, diff_id, size) = fill(&fs, encoder)?;
+            let blob = encoder
                 .finish()
                 .map_err(|e| Error::io("compress layer", e))?;
             let info = blob.commit(None, None)?;
-            let meta = LayerMeta {
-                diff_id: diff_id.clone(),
-                size: stats.size,
-            };
-            Ok((info, meta))
+            Ok((info, LayerMeta { diff_id, size }))
         })();
         let (info, meta) = match result {
             Ok(v) => v,
@@ -306,35 +318,10 @@ impl Store {
         compression: Compression,
         opts: &WriteOptions,
     ) -> Result<LayerInfo> {
-        let (staging, fs) = self.staging()?;
-        let result = (|| {
-            let encoder = Encoder::new(compression, self.content.writer()?)?;
+        self.make_layer(compression, |fs, encoder| {
             let (encoder, diff_id, stats) =
-                crate::layer::write_and_unpack(dir, encoder, &fs, opts, &self.apply)?;
-            let blob = encoder
-                .finish()
-                .map_err(|e| Error::io("compress layer", e))?;
-            let info = blob.commit(None, None)?;
-            Ok((
-                info,
-                LayerMeta {
-                    diff_id,
-                    size: stats.size,
-                },
-            ))
-        })();
-        let (info, meta) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                self.discard_staging(&staging);
-                return Err(e);
-            }
-        };
-        self.publish_layer(&staging, &meta)?;
-        Ok(LayerInfo {
-            descriptor: Descriptor::new(compression.layer_media_type(), info.digest, info.size),
-            diff_id: meta.diff_id,
-            size: meta.size,
+                crate::layer::write_and_unpack(dir, encoder, fs, opts, &self.apply)?;
+            Ok((encoder, diff_id, stats.size))
         })
     }
 }
