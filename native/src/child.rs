@@ -5,170 +5,15 @@
 //! capabilities and seccomp profile, and execs the program. The intermediate stays to reap
 //! it and exits with its status.
 //!
-//! Both report to the parent over a SOCK_SEQPACKET socket: `R` ready for maps, `P` + the
-//! init's pid, `T` + the pty master (SCM_RIGHTS), `E` + kind + message when something fails.
-//! The socket is close-on-exec, so the parent sees end-of-file once the program runs.
+//! Both report to the parent over the `ipc` socket.
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::failure::{check, errno, Failure, FailureKind};
+use crate::ipc::{self, Message};
 use crate::plan::Plan;
-
-pub(crate) const READY: u8 = b'R';
-pub(crate) const GO: u8 = b'G';
-pub(crate) const PID: u8 = b'P';
-pub(crate) const TTY: u8 = b'T';
-pub(crate) const ERROR: u8 = b'E';
-
-/// Why set-up failed, as the parent will report it.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub kind: FailureKind,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum FailureKind {
-    Other = 0,
-    NotFound = 1,
-    NotExecutable = 2,
-}
-
-impl Failure {
-    pub fn other(message: String) -> Failure {
-        Failure {
-            kind: FailureKind::Other,
-            message,
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![ERROR, self.kind as u8];
-        out.extend_from_slice(self.message.as_bytes());
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Failure {
-        let kind = match bytes.get(1) {
-            Some(1) => FailureKind::NotFound,
-            Some(2) => FailureKind::NotExecutable,
-            _ => FailureKind::Other,
-        };
-        Failure {
-            kind,
-            message: String::from_utf8_lossy(bytes.get(2..).unwrap_or_default()).into_owned(),
-        }
-    }
-}
-
-/// `what: strerror(errno)` for a failed call.
-pub(crate) fn errno(what: impl std::fmt::Display) -> Failure {
-    Failure::other(format!("{what}: {}", std::io::Error::last_os_error()))
-}
-
-/// Check a libc return value.
-pub(crate) fn check(
-    ret: libc::c_int,
-    what: impl std::fmt::Display,
-) -> Result<libc::c_int, Failure> {
-    if ret < 0 {
-        Err(errno(what))
-    } else {
-        Ok(ret)
-    }
-}
-
-pub(crate) fn send(sock: BorrowedFd<'_>, bytes: &[u8]) -> bool {
-    // SAFETY: a valid fd and buffer.
-    let n = unsafe {
-        libc::send(
-            sock.as_raw_fd(),
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            libc::MSG_NOSIGNAL,
-        )
-    };
-    n == bytes.len() as isize
-}
-
-/// One message (empty at end-of-file), and the fd it carried, if any.
-pub(crate) fn recv(sock: BorrowedFd<'_>) -> std::io::Result<(Vec<u8>, Option<OwnedFd>)> {
-    let mut buf = vec![0u8; 8192];
-    let mut control = [0u8; 64];
-    loop {
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: msghdr points at live buffers of the given sizes.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = control.len();
-        // SAFETY: as above.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let mut fd = None;
-        // SAFETY: walking the control buffer the kernel filled, with libc's macros.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                    let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd);
-                    fd = Some(std::os::fd::FromRawFd::from_raw_fd(raw));
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
-        buf.truncate(n as usize);
-        return Ok((buf, fd));
-    }
-}
-
-fn send_fd(sock: BorrowedFd<'_>, tag: u8, fd: RawFd) -> Result<(), Failure> {
-    let mut byte = [tag];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: msghdr points at live buffers; the cmsg header is written inside `control`.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
-        if libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) < 0 {
-            return Err(errno("send the terminal to strata"));
-        }
-    }
-    Ok(())
-}
-
-/// Wait for the parent's go-ahead.
-fn wait_for_go(sock: BorrowedFd<'_>) -> Result<(), Failure> {
-    match recv(sock) {
-        Ok((m, _)) if m.first() == Some(&GO) => Ok(()),
-        _ => Err(Failure::other("strata went away during set-up".into())),
-    }
-}
 
 /// The signals the parent forwards: the intermediate ignores them (a terminal's Ctrl-C
 /// reaches the whole process group, and the intermediate must outlive the container).
@@ -187,7 +32,7 @@ pub(crate) fn intermediate(plan: &Plan, sock: OwnedFd) -> ! {
     let code = match run_intermediate(plan, sock.as_fd()) {
         Ok(code) => code,
         Err(f) => {
-            send(sock.as_fd(), &f.encode());
+            let _ = ipc::send(sock.as_fd(), &Message::Failed(f));
             125
         }
     };
@@ -212,27 +57,20 @@ fn run_intermediate(plan: &Plan, sock: BorrowedFd<'_>) -> Result<i32, Failure> {
             )?;
         }
         if plan.wait_for_parent {
-            send(sock, &[READY]);
-            wait_for_go(sock)?;
+            let _ = ipc::send(sock, &Message::Ready);
+            ipc::wait_for_go(sock)?;
         }
         check(libc::unshare(plan.namespaces), "create namespaces")?;
         match libc::fork() {
             -1 => Err(errno("fork the container's init")),
             0 => {
                 let Err(failure) = init(plan, sock);
-                send(sock, &failure.encode());
-                libc::_exit(if failure.kind == FailureKind::NotFound {
-                    127
-                } else if failure.kind == FailureKind::NotExecutable {
-                    126
-                } else {
-                    125
-                })
+                let code = failure.exit_code();
+                let _ = ipc::send(sock, &Message::Failed(failure));
+                libc::_exit(code)
             }
             pid => {
-                let mut msg = vec![PID];
-                msg.extend_from_slice(&pid.to_le_bytes());
-                send(sock, &msg);
+                let _ = ipc::send(sock, &Message::Pid(pid));
                 libc::close(sock.as_raw_fd());
                 let mut status = 0;
                 loop {
@@ -407,21 +245,26 @@ fn stdio(plan: &Plan, sock: BorrowedFd<'_>) -> Result<(), Failure> {
     // SAFETY: opening and dup'ing fds in the container's /dev.
     unsafe {
         if plan.tty {
-            let master = check(
+            let master = OwnedFd::from_raw_fd(check(
                 libc::open(
                     c"/dev/ptmx".as_ptr(),
                     libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
                 ),
                 "open /dev/ptmx",
-            )?;
-            check(libc::unlockpt(master), "unlock the pty")?;
+            )?);
+            check(libc::unlockpt(master.as_raw_fd()), "unlock the pty")?;
             let slave = check(
-                libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY),
+                libc::ioctl(
+                    master.as_raw_fd(),
+                    libc::TIOCGPTPEER,
+                    libc::O_RDWR | libc::O_NOCTTY,
+                ),
                 "open the pty",
             )?;
-            send_fd(sock, TTY, master)?;
-            libc::close(master);
-            wait_for_go(sock)?;
+            // Our copy of the master closes once it is sent.
+            ipc::send(sock, &Message::Tty(master))
+                .map_err(|e| Failure::other(format!("send the terminal to strata: {e}")))?;
+            ipc::wait_for_go(sock)?;
             check(
                 libc::ioctl(slave, libc::TIOCSCTTY, 0),
                 "set the controlling terminal",
@@ -549,82 +392,5 @@ fn exec(plan: &Plan, env: &[CString]) -> Failure {
             kind: FailureKind::NotFound,
             message: format!("exec: {name:?}: executable file not found in $PATH"),
         }
-    }
-}
-
-/// `CAP_CHOWN` → 0, …, as in linux/capability.h.
-pub(crate) fn capability_number(name: &str) -> strata_runtime::Result<u32> {
-    const NAMES: [&str; 41] = [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ];
-    let bare = name.trim_matches('"').trim_start_matches("CAP_");
-    NAMES
-        .iter()
-        .position(|n| *n == bare)
-        .map(|n| n as u32)
-        .ok_or_else(|| strata_runtime::Error::InvalidArgument(format!("unknown capability {name}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn capability_numbers() {
-        assert_eq!(capability_number("\"CAP_CHOWN\"").unwrap(), 0);
-        assert_eq!(capability_number("CAP_AUDIT_WRITE").unwrap(), 29);
-        assert_eq!(capability_number("CAP_SYS_ADMIN").unwrap(), 21);
-        assert!(capability_number("CAP_NOPE").is_err());
-    }
-
-    #[test]
-    fn failures_round_trip() {
-        let f = Failure {
-            kind: FailureKind::NotFound,
-            message: "exec: \"x\": executable file not found in $PATH".into(),
-        };
-        let back = Failure::decode(&f.encode());
-        assert_eq!(back.kind, FailureKind::NotFound);
-        assert_eq!(back.message, f.message);
     }
 }

@@ -8,9 +8,12 @@
 //! first (`plan`). This is the only crate with `unsafe`: the system calls that make a
 //! container.
 
+mod caps;
 mod cgroup;
 mod child;
+mod failure;
 mod idmap;
+mod ipc;
 mod plan;
 mod rootfs;
 mod seccomp;
@@ -26,7 +29,8 @@ use strata_runtime::backend::{Backend, Exit, Stdio, Task};
 use strata_runtime::{Error, Result};
 
 use crate::cgroup::{Cgroup, Limits};
-use crate::child::{Failure, FailureKind};
+use crate::failure::Failure;
+use crate::ipc::Message;
 use crate::plan::Plan;
 
 /// The Linux namespace backend. `state` is the store's root: the init layer and the mount
@@ -121,21 +125,11 @@ fn run(
     drop(child);
     let mut reaper = Reaper(pid);
     let sock = parent.as_fd();
-    let failed = |f: Failure| match f.kind {
-        FailureKind::NotFound => Error::ProgramNotFound(f.message),
-        FailureKind::NotExecutable => Error::NotExecutable(f.message),
-        FailureKind::Other => Error::Unsupported(format!("container set-up: {}", f.message)),
-    };
     if plan.wait_for_parent {
-        let (msg, _) = child::recv(sock).map_err(|e| Error::io("read from the container", e))?;
-        match msg.first() {
-            Some(&child::READY) => {}
-            Some(&child::ERROR) => return Err(failed(Failure::decode(&msg))),
-            _ => {
-                return Err(Error::Unsupported(
-                    "container set-up: the process went away".into(),
-                ))
-            }
+        match ipc::recv(sock).map_err(|e| Error::io("read from the container", e))? {
+            Some(Message::Ready) => {}
+            Some(Message::Failed(f)) => return Err(f.into()),
+            other => return Err(ipc::unexpected(other.as_ref(), "ready")),
         }
         if let Some(map) = &plan.id_map {
             map.write(pid)?;
@@ -143,7 +137,8 @@ fn run(
         if let Some(cg) = cgroup {
             cg.add(pid)?;
         }
-        child::send(sock, &[child::GO]);
+        // A child that died meanwhile has left its failure to read below.
+        let _ = ipc::send(sock, &Message::Go);
     }
 
     let target = Arc::new(AtomicI32::new(0));
@@ -168,28 +163,31 @@ fn run(
             }
         })
     };
-    let mut failure = None;
+    let mut failure: Option<Failure> = None;
     loop {
-        let (msg, fd) = match child::recv(sock) {
-            Ok(m) => m,
-            Err(_) => break,
+        let msg = match ipc::recv(sock) {
+            Ok(Some(m)) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // Closing our end below makes a child that waits for us give up.
+                failure.get_or_insert(Failure::other(e.to_string()));
+                break;
+            }
+            // ECONNRESET: the last child died with a Go unread; its status tells why.
+            Ok(None) | Err(_) => break,
         };
-        match msg.first() {
-            None => break,
-            Some(&child::PID) if msg.len() >= 5 => {
-                let init = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
+        match msg {
+            Message::Pid(init) => {
                 target.store(init, Ordering::SeqCst);
                 started(init as u32)?;
             }
-            Some(&child::TTY) => {
-                if let Some(master) = fd {
-                    tty::copy_window_size(&master);
-                    *terminal.lock().unwrap() = Some(master);
-                }
-                child::send(sock, &[child::GO]);
+            Message::Tty(master) => {
+                tty::copy_window_size(&master);
+                *terminal.lock().unwrap() = Some(master);
+                let _ = ipc::send(sock, &Message::Go);
             }
-            Some(&child::ERROR) => failure = Some(Failure::decode(&msg)),
-            _ => {}
+            Message::Failed(f) => failure = Some(f),
+            // Only the parent sends Go; Ready comes before the loop.
+            Message::Ready | Message::Go => {}
         }
     }
     drop(parent);
@@ -219,7 +217,7 @@ fn run(
     handle.close();
     let _ = forwarder.join();
     if let Some(f) = failure {
-        return Err(failed(f));
+        return Err(f.into());
     }
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)

@@ -168,7 +168,7 @@ impl Plan {
             .and_then(|c| c.bounding().clone())
             .unwrap_or_default()
             .iter()
-            .map(|c| crate::child::capability_number(&serde_json::to_string(c).unwrap_or_default()))
+            .map(|c| crate::caps::number(&serde_json::to_string(c).unwrap_or_default()))
             .collect::<Result<Vec<u32>>>()?
             .into_iter()
             .fold(0u64, |acc, n| acc | (1 << n));

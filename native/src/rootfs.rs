@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use crate::child::{check, errno, Failure};
+use crate::failure::{check, errno, Failure};
 use crate::plan::Plan;
 
 const NOSUID: libc::c_ulong = libc::MS_NOSUID;
