@@ -1,4 +1,4 @@
 //! Strata's Dockerfile builder.
 
-pub mod engine;
 pub mod dockerfile;
+pub mod engine;

@@ -4,10 +4,10 @@
 use cap_std::fs::Dir;
 
 use super::StageBuilder;
+use crate::dockerfile::instructions::{Command, SourcesAndDest};
 use crate::engine::context::{os, Ignore, Matched, Source};
 use crate::engine::copy::{copy, Chmod, CopyOptions};
 use crate::engine::BuildError;
-use crate::dockerfile::instructions::{Command, SourcesAndDest};
 
 impl StageBuilder<'_, '_> {
     #[allow(clippy::too_many_arguments)]

@@ -10,11 +10,11 @@ use strata_runtime::fs::Overlay;
 use strata_runtime::layer::WriteOptions;
 
 use super::{StageBuilder, PROXY_ARGS};
+use crate::dockerfile;
+use crate::dockerfile::instructions::{Command, CommandLine};
 use crate::engine::cache::CachedLayer;
 use crate::engine::context::{os, Ignore};
 use crate::engine::{BuildError, Shared};
-use crate::dockerfile;
-use crate::dockerfile::instructions::{Command, CommandLine};
 
 impl StageBuilder<'_, '_> {
     pub(super) fn run_step(
