@@ -130,8 +130,8 @@ pub fn sh(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whether CI asked for every prerequisite (`STRATA_TEST_REQUIRE_TOOLS` set, as
-/// `tests/run.sh` does): then a test that cannot run here fails instead of passing unseen.
+/// Whether CI asked for every prerequisite (`STRATA_TEST_REQUIRE_TOOLS` set, as the README's
+/// test command sets it): then a test that cannot run here fails instead of passing unseen.
 fn everything_required() -> bool {
     std::env::var_os("STRATA_TEST_REQUIRE_TOOLS").is_some()
 }
@@ -141,7 +141,7 @@ fn everything_required() -> bool {
 pub fn skip(test: &str, why: &str) -> bool {
     assert!(
         !everything_required(),
-        "{test} cannot run: {why} (STRATA_TEST_REQUIRE_TOOLS is set; tests/run.sh, as root, \
+        "{test} cannot run: {why} (STRATA_TEST_REQUIRE_TOOLS is set; tests/setup.sh, run as root, \
          installs what the tests use)"
     );
     eprintln!("note: skipping {test}: {why}");

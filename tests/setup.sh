@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# The test command: on a Debian machine, as root, install what the tests need and run them
-# all, with every prerequisite required (a test that cannot run fails; none passes by being
-# skipped). CI runs exactly this through .ci/run. Safe to run again: it installs only what is
-# missing and says nothing when nothing is.
+# What the tests need, on a Debian machine as root: the Debian packages they run, the WASI
+# Rust targets, and the official WASI test suite beside the repository. Safe to run again: it
+# installs only what is missing and says nothing when nothing is. The README's test command
+# (which .ci/run runs) is this script, then the tests with every prerequisite required:
 #
-#   ./tests/run.sh                  # everything
-#   ./tests/run.sh --test suite native::    # extra arguments go to `cargo test`
+#   ./tests/setup.sh && STRATA_TEST_REQUIRE_TOOLS=1 cargo test --workspace --locked
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-die() { echo "tests/run.sh: $*" >&2; exit 1; }
+die() { echo "tests/setup.sh: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root: it installs Debian packages, and the native backend's \
 tests (namespaces, mounts, switching users) need root. Plain 'cargo test --workspace' runs \
@@ -36,7 +35,7 @@ for p in "${packages[@]}"; do
     dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-    echo "tests/run.sh: installing ${missing[*]}" >&2
+    echo "tests/setup.sh: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     # Quiet unless it fails (debconf talks on stderr even when all goes well).
     log=$( { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } 2>&1 ) \
@@ -56,7 +55,3 @@ done
 $(cd .. && pwd)/shared/wasi-testsuite (WebAssembly/wasi-testsuite, branch prod/testsuite-base, \
 its wasm32-wasip1 groups)"
 
-# A test whose tool or privilege is missing fails instead of skipping itself.
-export STRATA_TEST_REQUIRE_TOOLS=1
-
-exec cargo test --workspace --locked "$@"
