@@ -329,6 +329,9 @@ impl RunMounts {
     }
 }
 
+/// The longest piece of a step's output passed to the progress as one line.
+const MAX_LINE: u64 = 64 * 1024;
+
 /// Run `f` with stdout and stderr on one pipe whose lines go to the progress as step
 /// `step`'s output (as BuildKit interleaves a step's two streams), until the process and
 /// everything that held the pipe are gone.
@@ -337,20 +340,15 @@ fn run_with_output<T>(
     step: usize,
     f: impl FnOnce(Stdio) -> strata_runtime::Result<T>,
 ) -> strata_runtime::Result<T> {
-    use std::io::BufRead;
     let io = |e: std::io::Error| strata_runtime::Error::io("make the step's output pipe", e);
     let (reader, writer) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| io(e.into()))?;
     let stderr = writer.try_clone().map_err(io)?;
     std::thread::scope(|s| {
         let relay = s.spawn(move || {
-            let mut lines = std::io::BufReader::new(std::fs::File::from(reader));
-            let mut line = Vec::new();
-            while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-                let text = String::from_utf8_lossy(&line);
-                shared.progress.output(step, text.trim_end_matches('\n'));
-                line.clear();
-            }
+            relay_lines(std::fs::File::from(reader), |text| {
+                shared.progress.output(step, text)
+            })
         });
         let result = f(Stdio {
             stdin: false,
@@ -360,6 +358,23 @@ fn run_with_output<T>(
         let _ = relay.join();
         result
     })
+}
+
+/// Pass what `from` gives to `out` line by line, without the newline, until it ends. A line
+/// longer than [`MAX_LINE`] goes in pieces, so a process that never writes a newline cannot
+/// grow the buffer without end.
+fn relay_lines(from: impl std::io::Read, mut out: impl FnMut(&str)) {
+    use std::io::{BufRead, Read};
+    let mut lines = std::io::BufReader::new(from);
+    let mut line = Vec::new();
+    while (&mut lines)
+        .take(MAX_LINE)
+        .read_until(b'\n', &mut line)
+        .is_ok_and(|n| n > 0)
+    {
+        out(String::from_utf8_lossy(&line).trim_end_matches('\n'));
+        line.clear();
+    }
 }
 
 /// The first directory on the way to `target` that the root does not have.
@@ -410,4 +425,26 @@ fn context_path(
         }
     }
     Ok(host.join(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_without_newlines_is_relayed_in_bounded_pieces() {
+        let long = vec![b'x'; 3 * MAX_LINE as usize + 10];
+        let mut input = long.clone();
+        input.extend_from_slice(b"\nlast\n");
+        let mut got = Vec::new();
+        relay_lines(&input[..], |l| got.push(l.to_string()));
+        assert!(got.iter().all(|l| l.len() <= MAX_LINE as usize));
+        assert_eq!(
+            got.len(),
+            5,
+            "three full pieces, the rest, and the last line"
+        );
+        assert_eq!(got[..4].concat().into_bytes(), long);
+        assert_eq!(got[4], "last");
+    }
 }
