@@ -150,10 +150,8 @@ impl StageBuilder<'_, '_> {
                             "RUN --mount=type=bind,from=… is not supported by this builder yet",
                         ));
                     }
-                    if !m.read_only
-                        && r.split(',')
-                            .any(|f| matches!(f, "rw" | "readwrite" | "readwrite=true" | "rw=true"))
-                    {
+                    // parse_mount makes a bind read-only unless rw (or ro=false) was asked.
+                    if !m.read_only {
                         return Err(self.err(
                             cmd,
                             "read-write bind mounts are not supported by this builder yet",
