@@ -145,25 +145,15 @@ impl<'a> Containers<'a> {
             None => generated_name(&id),
         };
         self.make_dir(&id)?;
-        let container = Container {
+        let container = Container::new(
             id,
             name,
-            image: image_name.to_string(),
-            image_id: image.id().clone(),
-            manifest: image.manifest_descriptor.clone(),
-            layers: image.config.rootfs.diff_ids.clone(),
+            image_name.to_string(),
+            image.id().clone(),
+            image.manifest_descriptor.clone(),
+            image.config.rootfs.diff_ids.clone(),
             runtime,
-            created: now(),
-            status: Status::Created,
-            pid: None,
-            pid_start: None,
-            exit_code: None,
-            started_at: None,
-            finished_at: None,
-            oom_killed: false,
-            error: None,
-            auto_remove: false,
-        };
+        );
         if lock.is_some() {
             self.save(&container)?;
         }
@@ -484,6 +474,37 @@ impl<'a> Containers<'a> {
 }
 
 impl Container {
+    /// A just-created container's record: not yet run.
+    fn new(
+        id: String,
+        name: String,
+        image: String,
+        image_id: Digest,
+        manifest: crate::image::Descriptor,
+        layers: Vec<Digest>,
+        runtime: Kind,
+    ) -> Container {
+        Container {
+            id,
+            name,
+            image,
+            image_id,
+            manifest,
+            layers,
+            runtime,
+            created: now(),
+            status: Status::Created,
+            pid: None,
+            pid_start: None,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            oom_killed: false,
+            error: None,
+            auto_remove: false,
+        }
+    }
+
     /// A record left "running" by a process that is gone (killed, machine rebooted) is
     /// shown as exited.
     fn refresh(&mut self) {
@@ -584,25 +605,15 @@ mod tests {
 
     fn record(status: Status, pid: Option<u32>) -> Container {
         let digest: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
-        let mut c = Container {
-            id: "a".repeat(64),
-            name: "n".into(),
-            image: "i".into(),
-            image_id: digest.clone(),
-            manifest: crate::image::Descriptor::new("m", digest, 0),
-            layers: Vec::new(),
-            runtime: Kind::Native,
-            created: now(),
-            status: Status::Created,
-            pid: None,
-            pid_start: None,
-            exit_code: None,
-            started_at: None,
-            finished_at: None,
-            oom_killed: false,
-            error: None,
-            auto_remove: false,
-        };
+        let mut c = Container::new(
+            "a".repeat(64),
+            "n".into(),
+            "i".into(),
+            digest.clone(),
+            crate::image::Descriptor::new("m", digest, 0),
+            Vec::new(),
+            Kind::Native,
+        );
         if let Some(pid) = pid {
             c.started(pid);
         }
