@@ -547,8 +547,9 @@ impl Container {
         force || self.status != Status::Running
     }
 
+    /// The id's first 12 characters; a record edited by hand may hold a shorter id.
     pub fn short_id(&self) -> &str {
-        &self.id[..12]
+        self.id.get(..12).unwrap_or(&self.id)
     }
 
     /// A `--rm` container whose run is gone without removing it (after `refresh`).
@@ -644,5 +645,13 @@ mod tests {
         assert!(old.live_pid().is_none());
         let exited = record(Status::Exited, None);
         assert!(exited.can_start() && exited.can_remove(false) && !exited.can_kill());
+    }
+
+    #[test]
+    fn a_short_id_in_a_record_is_shown_whole() {
+        let mut c = record(Status::Exited, None);
+        assert_eq!(c.short_id(), "a".repeat(12));
+        c.id = "abc".into();
+        assert_eq!(c.short_id(), "abc");
     }
 }
