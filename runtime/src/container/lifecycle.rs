@@ -108,9 +108,8 @@ impl Containers<'_> {
             self.remove(container)?;
             return outcome;
         }
-        container.started_at = record.started_at;
-        container.pid = record.pid;
-        container.pid_start = record.pid_start;
+        // The record as `started` left it: the container, and its process once it ran.
+        *container = record;
         container.status = Status::Exited;
         container.exit_code = Some(match &outcome {
             Ok(exit) => exit.code,
