@@ -92,7 +92,7 @@ impl ContentStore {
             .map_err(|e| Error::Unsupported(format!("layer {layer}: {e}")))?;
         let mut blob = self.open(layer, Some(desc.size))?;
         let mut head = Vec::with_capacity(8);
-        (&mut blob.inner)
+        (&mut blob)
             .take(8)
             .read_to_end(&mut head)
             .context(|| format!("read blob {layer}"))?;
@@ -115,8 +115,9 @@ impl ContentStore {
             Compression::None => layer.clone(),
             _ if !verify_diff_id => return Ok(compression),
             _ => {
-                let mut blob = self.open(layer, Some(desc.size))?;
-                let mut hashed = Hashing::new(crate::compression::decoder(compression, &mut blob)?);
+                // The head already read is put back in front of the rest of the same reader.
+                let rest = io::Cursor::new(head).chain(&mut blob);
+                let mut hashed = Hashing::new(crate::compression::decoder(compression, rest)?);
                 io::copy(&mut hashed, &mut io::sink()).map_err(crate::error::from_io)?;
                 let (_, actual, _) = hashed.finish();
                 // The decoder may stop at its trailer; the blob is still verified to its end.
