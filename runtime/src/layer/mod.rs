@@ -14,6 +14,7 @@ mod apply;
 mod write;
 
 pub use apply::{apply_layer, apply_layer_moving, ApplyOptions, ApplyStats};
+pub(crate) use write::Tee;
 pub use write::{write_and_unpack, write_layer, WriteOptions};
 
 pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";

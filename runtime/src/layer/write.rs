@@ -186,11 +186,7 @@ pub fn write_and_unpack<W: Write>(
         write_layer(&src, &mut *pipe, &write)?;
         pipe.close().context(|| "write layer".into())
     });
-    let mut tee = Tee {
-        inner: crate::digest::Hashing::new(reader),
-        copy: out,
-        ended: false,
-    };
+    let mut tee = Tee::new(crate::digest::Hashing::new(reader), out);
     let applied = super::apply_layer_moving(root, &mut tee, apply, source).and_then(|stats| {
         // The tar's end-of-archive blocks are part of the diff_id.
         io::copy(&mut tee, &mut io::sink()).context(|| "read layer".into())?;
@@ -213,10 +209,20 @@ pub fn write_and_unpack<W: Write>(
 }
 
 /// Copies everything read from `inner` into `copy`; `ended` once `inner` reached its end.
-struct Tee<R, W> {
-    inner: R,
-    copy: W,
-    ended: bool,
+pub(crate) struct Tee<R, W> {
+    pub(crate) inner: R,
+    pub(crate) copy: W,
+    pub(crate) ended: bool,
+}
+
+impl<R, W> Tee<R, W> {
+    pub(crate) fn new(inner: R, copy: W) -> Self {
+        Tee {
+            inner,
+            copy,
+            ended: false,
+        }
+    }
 }
 
 impl<R: io::Read, W: Write> io::Read for Tee<R, W> {

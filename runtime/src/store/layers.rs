@@ -1,7 +1,7 @@
 //! Unpacked layers (`layers/<diff_id hex>/{fs,meta.json}`): staged in `tmp/`, verified,
 //! and published by rename; and layer blobs made from directories.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
@@ -13,7 +13,7 @@ use crate::content::{temp_name, BlobWriter};
 use crate::digest::{Digest, Hashing};
 use crate::error::{from_io, Error, IoContext, Result};
 use crate::image::Descriptor;
-use crate::layer::{apply_layer, write_layer, WriteOptions};
+use crate::layer::{apply_layer, write_layer, Tee, WriteOptions};
 use crate::progress::{Progress, ProgressReader};
 
 /// A layer as the store holds it: its blob descriptor, its diff_id and unpacked size.
@@ -132,10 +132,7 @@ impl Store {
             progress,
         })?;
         self.make_layer(compression, |fs, encoder| {
-            let mut tee = Tee {
-                inner: Hashing::new(decoded),
-                copy: encoder,
-            };
+            let mut tee = Tee::new(Hashing::new(decoded), encoder);
             let stats = apply_layer(fs, &mut tee, &self.apply)?;
             io::copy(&mut tee, &mut io::sink()).map_err(from_io)?;
             let (_, diff_id, _) = tee.inner.finish();
@@ -323,19 +320,5 @@ impl Store {
                 crate::layer::write_and_unpack(dir, encoder, fs, opts, &self.apply)?;
             Ok((encoder, diff_id, stats.size))
         })
-    }
-}
-
-/// Copies everything read from `inner` into `copy`.
-struct Tee<R, W> {
-    inner: R,
-    copy: W,
-}
-
-impl<R: Read, W: Write> Read for Tee<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
-        Ok(n)
     }
 }
