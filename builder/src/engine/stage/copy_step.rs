@@ -79,12 +79,12 @@ impl StageBuilder<'_, '_> {
         }
         let (source, source_id) = if !urls.is_empty() {
             let dir = tempfile::tempdir().map_err(|e| self.err(cmd, e))?;
-            for u in &urls {
-                let name = download(u, dir.path(), checksum).map_err(|e| self.err(cmd, e))?;
-                paths.push(name);
-            }
             let d = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority())
                 .map_err(|e| self.err(cmd, e))?;
+            for u in &urls {
+                let name = download(u, &d, checksum).map_err(|e| self.err(cmd, e))?;
+                paths.push(name);
+            }
             heredocs = Some(dir);
             (
                 Source::context(d, Ignore::default()),
@@ -228,9 +228,10 @@ impl StageBuilder<'_, '_> {
     }
 }
 
-/// ADD of a URL: the body saved under `dir` as the URL's last path segment, mode 0600 and
-/// the server's Last-Modified time, checked against `--checksum` when given; never unpacked.
-fn download(url: &str, dir: &std::path::Path, checksum: Option<&str>) -> Result<String, String> {
+/// ADD of a URL: the body saved in `dir` as the URL's last path segment (a name from the
+/// Dockerfile, so created through the handle), mode 0600 and the server's Last-Modified
+/// time, checked against `--checksum` when given; never unpacked.
+fn download(url: &str, dir: &Dir, checksum: Option<&str>) -> Result<String, String> {
     use sha2::Digest as _;
     const MAX: u64 = 8 << 30;
     let response = ureq::get(url)
@@ -247,8 +248,10 @@ fn download(url: &str, dir: &std::path::Path, checksum: Option<&str>) -> Result<
         .filter(|n| !n.is_empty() && *n != "." && *n != "..")
         .unwrap_or("__unnamed__")
         .to_string();
-    let file_path = dir.join(&name);
-    let mut file = std::fs::File::create(&file_path).map_err(|e| format!("{name}: {e}"))?;
+    let mut file = dir
+        .create(&name)
+        .map_err(|e| format!("{name}: {e}"))?
+        .into_std();
     let mut hasher = sha2::Sha256::new();
     let mut reader = std::io::Read::take(response.into_reader(), MAX + 1);
     let mut buf = vec![0u8; 64 * 1024];
@@ -273,7 +276,7 @@ fn download(url: &str, dir: &std::path::Path, checksum: Option<&str>) -> Result<
         }
     }
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&file_path, std::fs::Permissions::from_mode(0o600))
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("{name}: {e}"))?;
     if let Some(secs) = modified {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
