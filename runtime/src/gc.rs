@@ -27,10 +27,12 @@ pub struct DiskUsage {
     pub reclaimable: u64,
 }
 
-/// Blobs and unpacked layers (entry names in `layers/`) nothing reaches, with their sizes.
+/// Blobs and unpacked layers (entry names in `layers/`) nothing reaches, with their sizes,
+/// and the size of all of them, reached or not (from the same listing).
 struct Garbage {
     blobs: Vec<(Digest, u64)>,
     layers: Vec<(String, u64)>,
+    total: u64,
 }
 
 /// Everything reachable from `index.json`, and from the containers: blobs, and layers by
@@ -63,30 +65,28 @@ fn reachable(
 
 fn garbage(store: &Store, containers: &Containers<'_>) -> Result<Garbage> {
     let (blobs, layers) = reachable(store, containers)?;
-    let dead_blobs = store
-        .content()
-        .list()?
-        .into_iter()
-        .filter(|b| !blobs.contains(&b.digest))
-        .map(|b| (b.digest, b.size))
-        .collect();
-    let dead_layers = store
-        .layer_names()?
-        .into_iter()
-        .filter(|name| {
-            !format!("sha256:{name}")
-                .parse::<Digest>()
-                .is_ok_and(|d| layers.contains(&d))
-        })
-        .map(|name| {
-            let size = store.layer_size_of(&name);
-            (name, size)
-        })
-        .collect();
-    Ok(Garbage {
-        blobs: dead_blobs,
-        layers: dead_layers,
-    })
+    let mut garbage = Garbage {
+        blobs: Vec::new(),
+        layers: Vec::new(),
+        total: 0,
+    };
+    for blob in store.content().list()? {
+        garbage.total += blob.size;
+        if !blobs.contains(&blob.digest) {
+            garbage.blobs.push((blob.digest, blob.size));
+        }
+    }
+    for name in store.layer_names()? {
+        let size = store.layer_size_of(&name);
+        garbage.total += size;
+        let live = format!("sha256:{name}")
+            .parse::<Digest>()
+            .is_ok_and(|d| layers.contains(&d));
+        if !live {
+            garbage.layers.push((name, size));
+        }
+    }
+    Ok(garbage)
 }
 
 /// Remove every blob and unpacked layer nothing reaches, leftover staging files, and
@@ -115,17 +115,11 @@ pub fn prune(store: &Store) -> Result<GcReport> {
 /// What the store's images use, and what `prune` would free.
 pub fn disk_usage(store: &Store) -> Result<DiskUsage> {
     let garbage = garbage(store, &Containers::open(store)?)?;
-    let blob_total: u64 = store.content().list()?.iter().map(|b| b.size).sum();
-    let layer_total: u64 = store
-        .layer_names()?
-        .iter()
-        .map(|name| store.layer_size_of(name))
-        .sum();
     let reclaimable = garbage.blobs.iter().map(|b| b.1).sum::<u64>()
         + garbage.layers.iter().map(|l| l.1).sum::<u64>();
     Ok(DiskUsage {
         images: store.images()?.len(),
-        used: (blob_total + layer_total).saturating_sub(reclaimable),
+        used: garbage.total - reclaimable,
         reclaimable,
     })
 }
