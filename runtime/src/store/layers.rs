@@ -226,13 +226,10 @@ impl Store {
             // A broken stream shows up in both; the producer's error says why.
             (Err(_), Err(e)) | (Ok(_), Err(e)) => Err(e),
             (Err(e), Ok(_)) => Err(e),
-            (Ok(stats), Ok(actual)) if actual != *diff_id => {
-                let _ = stats;
-                Err(Error::Layer(format!(
-                    "layer {} does not match its diff_id: expected {diff_id}, got {actual}",
-                    desc.digest
-                )))
-            }
+            (Ok(_), Ok(actual)) if actual != *diff_id => Err(Error::Layer(format!(
+                "layer {} does not match its diff_id: expected {diff_id}, got {actual}",
+                desc.digest
+            ))),
             (Ok(stats), Ok(_)) => Ok(stats),
         };
         match outcome {
