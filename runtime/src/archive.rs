@@ -363,29 +363,28 @@ pub fn load<R: Read>(
         }
     }
 
-    // A name given twice goes to the last image given it, as tagging one by one would.
-    let mut last: HashMap<String, usize> = HashMap::new();
-    for (k, (_, name)) in named.iter().enumerate() {
-        last.insert(name.to_string(), k);
-    }
+    // A name given twice goes to the last image given it, as tagging one by one would:
+    // walked from the end, each name is kept the first time it is met.
+    let mut seen: HashSet<String> = HashSet::new();
     let mut names: Vec<Vec<Reference>> = vec![Vec::new(); images.len()];
-    for (k, (i, name)) in named.into_iter().enumerate() {
-        if last.get(&name.to_string()) == Some(&k) {
+    for (i, name) in named.into_iter().rev() {
+        if seen.insert(name.to_string()) {
             names[i].push(name);
         }
     }
+    names.iter_mut().for_each(|n| n.reverse());
     // Tagged only now, all in one index update: every image is whole.
     let records: Vec<(Descriptor, Vec<Reference>)> = images
         .iter()
-        .zip(&names)
-        .map(|(image, names)| (image.manifest_descriptor.clone(), names.clone()))
+        .map(|image| image.manifest_descriptor.clone())
+        .zip(names)
         .collect();
     store.add_images(&records)?;
     Ok(Loaded {
         images: images
             .iter()
-            .zip(names)
-            .map(|(image, names)| (image.id().clone(), names))
+            .zip(records)
+            .map(|(image, (_, names))| (image.id().clone(), names))
             .collect(),
     })
 }
