@@ -598,9 +598,9 @@ impl<D: DirHandle> Overlay<D> {
         }
     }
 
-    /// Open a regular file for reading (following symlinks), and say whether it is a lower
-    /// layer's: such a file never changes while the layer exists.
-    pub fn open_read(&self, path: &OsStr) -> io::Result<(File, bool)> {
+    /// Open a regular file for reading (following symlinks), with its stat when it is a
+    /// lower layer's: such a file never changes while the layer exists.
+    pub fn open_read(&self, path: &OsStr) -> io::Result<(File, Option<Stat>)> {
         let (dir, name, e) = self.existing(path, true)?;
         match file_type(&e.stat) {
             FileType::RegularFile => {}
@@ -611,7 +611,7 @@ impl<D: DirHandle> Overlay<D> {
         let file = self
             .layer_dir(&dir, e.layer)
             .open_file(&name, OFlags::RDONLY, 0)?;
-        Ok((file, e.layer != Layer::Upper))
+        Ok((file, (e.layer != Layer::Upper).then_some(e.stat)))
     }
 
     pub fn create_dir(&self, path: &OsStr, mode: u32) -> io::Result<()> {

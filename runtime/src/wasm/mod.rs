@@ -29,7 +29,7 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::backend::Stream;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::fs::Overlay;
+use crate::fs::{Overlay, Stat};
 
 /// What a guest's store holds.
 pub struct WasmState {
@@ -180,13 +180,10 @@ impl WasmHost {
     ///
     /// The cache is keyed by the module's digest. A file from a lower layer never changes,
     /// so its identity (device, inode, size, times) also names a link to its cached code
-    /// (`file-<hash>`): later starts neither read nor hash the module.
-    fn program(&self, file: File, immutable: bool) -> Result<Program> {
-        let memo = if immutable {
-            self.memo_name(&file)
-        } else {
-            None
-        };
+    /// (`file-<hash>`): later starts neither read nor hash the module. `lower` is the
+    /// file's stat when it is a lower layer's.
+    fn program(&self, file: File, lower: Option<&Stat>) -> Result<Program> {
+        let memo = lower.map(|st| self.memo_name(st));
         if let Some(memo) = &memo {
             // The link's target names the artifact, and so says which kind it is.
             if let Ok(target) = std::fs::read_link(self.cache.join(memo)) {
@@ -230,9 +227,8 @@ impl WasmHost {
         format!("{}{kind}", Digest::of(k.as_bytes()).hex())
     }
 
-    /// `file-<hash of the file's identity, engine and cache format>`, or None without a stat.
-    fn memo_name(&self, file: &File) -> Option<String> {
-        let st = rustix::fs::fstat(file).ok()?;
+    /// `file-<hash of the file's identity (its stat `st`), engine and cache format>`.
+    fn memo_name(&self, st: &Stat) -> String {
         let k = format!(
             "{} {} {} {}.{} {}.{} {:x} {}",
             st.st_dev,
@@ -245,7 +241,7 @@ impl WasmHost {
             self.engine_hash,
             CACHE_FORMAT
         );
-        Some(format!("file-{}", Digest::of(k.as_bytes()).hex()))
+        format!("file-{}", Digest::of(k.as_bytes()).hex())
     }
 
     /// Compile, and write the result to the cache as `name` (the cache is made on the first
@@ -284,8 +280,8 @@ impl WasmHost {
             .args
             .first()
             .ok_or_else(|| Error::InvalidArgument("no command specified".into()))?;
-        let (file, immutable) = open_program(&root, program, &spec.cwd)?;
-        let compiled = self.program(file, immutable).map_err(|e| match e {
+        let (file, lower) = open_program(&root, program, &spec.cwd)?;
+        let compiled = self.program(file, lower.as_ref()).map_err(|e| match e {
             Error::NotExecutable(msg) => Error::NotExecutable(format!("exec: {program:?}: {msg}")),
             e => e,
         })?;
@@ -500,9 +496,9 @@ pub fn prune_cache(cache: &Dir, all: bool) -> Result<usize> {
     Ok(removed)
 }
 
-/// Open the program named by argv[0]: a path in the container (relative to `cwd`); true
-/// when it is a lower layer's (unchanging) file.
-fn open_program(root: &Overlay<Dir>, program: &str, cwd: &str) -> Result<(File, bool)> {
+/// Open the program named by argv[0]: a path in the container (relative to `cwd`); with
+/// its stat when it is a lower layer's (unchanging) file.
+fn open_program(root: &Overlay<Dir>, program: &str, cwd: &str) -> Result<(File, Option<Stat>)> {
     let path = if program.starts_with('/') {
         program.to_string()
     } else {
