@@ -198,9 +198,9 @@ pub struct DockerfileSource {
 /// file of at most the parser's size limit is read (no FIFO or device to hang on).
 pub fn read_dockerfile(path: &std::path::Path) -> Result<DockerfileSource, BuildError> {
     let fail = |e: std::io::Error| BuildError::Other(format!("read {}: {e}", path.display()));
+    // None for a path that ends in `..` as well.
     let name = path
         .file_name()
-        .filter(|n| *n != "..")
         .ok_or_else(|| fail(std::io::Error::other("not a file name")))?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
