@@ -168,13 +168,15 @@ impl<'a> Containers<'a> {
 
     /// Replace the container's record; advisory, so no fsync.
     pub fn save(&self, c: &Container) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(c).expect("serialize");
-        write_atomic(&self.container_dir(c)?, RECORD, &bytes, false)
+        write_record(&self.container_dir(c)?, c)
     }
 
-    /// Whether the container's directory is still there (`rm -f` may take it while it runs).
-    pub(crate) fn exists(&self, c: &Container) -> bool {
-        self.dir.exists(&c.id)
+    /// `save`, unless the container's directory is gone (`rm -f` may take it while it runs).
+    pub(crate) fn save_unless_removed(&self, c: &Container) -> Result<()> {
+        match self.dir.open_dir(&c.id) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            dir => write_record(&dir.context(|| format!("open container {}", c.id))?, c),
+        }
     }
 
     fn container_dir(&self, c: &Container) -> Result<Dir> {
@@ -243,7 +245,11 @@ impl<'a> Containers<'a> {
     /// The host path of the container's directory (its bundle): what a native backend
     /// hands to the kernel (overlayfs upper and work dirs, bind-mount sources).
     pub fn path(&self, c: &Container) -> PathBuf {
-        self.store.path().join(CONTAINERS_DIR).join(&c.id)
+        self.path_of(&c.id)
+    }
+
+    fn path_of(&self, id: &str) -> PathBuf {
+        self.store.path().join(CONTAINERS_DIR).join(id)
     }
 
     /// The container's writable layer.
@@ -286,7 +292,7 @@ impl<'a> Containers<'a> {
     }
 
     fn rootfs_of(&self, id: &str, layers: &[Digest], volatile: bool) -> crate::backend::Rootfs {
-        let dir = self.store.path().join(CONTAINERS_DIR).join(id);
+        let dir = self.path_of(id);
         crate::backend::Rootfs {
             lowers: layers
                 .iter()
@@ -556,6 +562,12 @@ impl Container {
     fn abandoned(&self) -> bool {
         self.auto_remove && self.status == Status::Exited
     }
+}
+
+/// Replace the record in the container's directory `dir`; advisory, so no fsync.
+fn write_record(dir: &Dir, c: &Container) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(c).expect("serialize");
+    write_atomic(dir, RECORD, &bytes, false)
 }
 
 /// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`).

@@ -119,9 +119,7 @@ impl Containers<'_> {
         container.oom_killed = outcome.as_ref().is_ok_and(|e| e.oom_killed);
         container.error = outcome.as_ref().err().map(|e| e.to_string());
         // Removed while it ran (`rm -f`): there is no record left to write.
-        if self.exists(container) {
-            self.save(container)?;
-        }
+        self.save_unless_removed(container)?;
         outcome
     }
 }
