@@ -157,15 +157,9 @@ pub fn choose(wasm_image: bool, root: &crate::fs::Overlay<Dir>, args: &[String])
         return Kind::Native;
     };
     let mut head = [0u8; 4];
-    let opened = root.open(
-        std::ffi::OsStr::new(program),
-        &crate::fs::OpenOptions {
-            read: true,
-            ..Default::default()
-        },
-    );
-    match opened {
-        Ok(mut f) => match f.read_exact(&mut head) {
+    // `open_read` takes regular files only: an image's FIFO there must not block the create.
+    match root.open_read(std::ffi::OsStr::new(program)) {
+        Ok((mut f, _)) => match f.read_exact(&mut head) {
             Ok(()) if &head == WASM_MAGIC => Kind::Wasm,
             _ => Kind::Native,
         },
@@ -182,3 +176,29 @@ pub fn wasm_image(image: &crate::store::Image) -> bool {
 
 /// The first bytes of every Wasm binary (module or component).
 pub const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choose_reads_only_a_regular_program() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("guest"), b"\0asm\x01\0\0\0").unwrap();
+        std::fs::write(tmp.path().join("elf"), b"\x7fELF").unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            tmp.path().join("fifo"),
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        let upper = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+        let root = crate::fs::Overlay::new(Vec::new(), upper);
+        let kind = |p: &str| choose(false, &root, &[p.to_string()]);
+        assert_eq!(kind("/guest"), Kind::Wasm);
+        assert_eq!(kind("/elf"), Kind::Native);
+        // Opening a FIFO nobody writes would block the create.
+        assert_eq!(kind("/fifo"), Kind::Native);
+        assert_eq!(kind("/missing"), Kind::Native);
+    }
+}
