@@ -38,9 +38,12 @@ impl Backend for TestBackend {
         &self,
         task: &Task<'_>,
         stdio: Stdio,
-        started: &mut dyn FnMut(u32) -> strata_runtime::Result<()>,
+        started: &mut dyn FnMut(strata_runtime::backend::Started) -> strata_runtime::Result<()>,
     ) -> strata_runtime::Result<Exit> {
-        started(std::process::id())?;
+        started(strata_runtime::backend::Started {
+            pid: std::process::id(),
+            signal: std::sync::Arc::new(|_| Ok(())),
+        })?;
         let process = task.spec.process().as_ref().expect("a process");
         let args = process.args().clone().unwrap_or_default();
         let has_network_namespace = task

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use std::path::PathBuf;
 
-use strata_runtime::backend::{Backend, Exit, Stdio, Task};
+use strata_runtime::backend::{Backend, Exit, Signaller, Started, Stdio, Task};
 use strata_runtime::{Error, Result};
 
 use crate::cgroup::{Cgroup, Limits};
@@ -46,7 +46,7 @@ impl Backend for NativeBackend {
         &self,
         task: &Task<'_>,
         stdio: Stdio,
-        started: &mut dyn FnMut(u32) -> Result<()>,
+        started: &mut dyn FnMut(Started) -> Result<()>,
     ) -> Result<Exit> {
         let spec = task.spec;
         let limits = Limits::from_spec(spec.linux().as_ref().and_then(|l| l.resources().as_ref()));
@@ -96,10 +96,27 @@ impl Drop for Reaper {
     }
 }
 
+/// Signals the container's init through a pidfd: once it is gone, an error, never another
+/// process that got its pid.
+fn signaller(init: i32) -> Result<Signaller> {
+    use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+    let pid = Pid::from_raw(init).ok_or_else(|| Error::Conflict("no container process".into()))?;
+    let pidfd = pidfd_open(pid, PidfdFlags::empty())
+        .map_err(|e| Error::io("open the container's process", e.into()))?;
+    Ok(Arc::new(move |sig| {
+        let sig = Signal::from_named_raw(sig)
+            .ok_or_else(|| Error::InvalidArgument(format!("invalid signal {sig}")))?;
+        pidfd_send_signal(&pidfd, sig).map_err(|e| match e {
+            rustix::io::Errno::SRCH => Error::Conflict("the container is not running".into()),
+            e => Error::io("signal the container", e.into()),
+        })
+    }))
+}
+
 fn run(
     plan: &Plan,
     cgroup: Option<&Cgroup>,
-    started: &mut dyn FnMut(u32) -> Result<()>,
+    started: &mut dyn FnMut(Started) -> Result<()>,
 ) -> Result<Exit> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
     let (parent, child) = socketpair(
@@ -178,7 +195,10 @@ fn run(
         match msg {
             Message::Pid(init) => {
                 target.store(init, Ordering::SeqCst);
-                started(init as u32)?;
+                started(Started {
+                    pid: init as u32,
+                    signal: signaller(init)?,
+                })?;
             }
             Message::Tty(master) => {
                 tty::copy_window_size(&master);
@@ -197,7 +217,11 @@ fn run(
         .as_ref()
         .and_then(|m| m.try_clone().ok());
     if let (Some(master), None) = (master, &failure) {
-        tty::relay(master, plan.stdin);
+        // SAFETY: the plan's fds stay open until `stdio` is dropped, after this run.
+        let out = plan
+            .stdout
+            .map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+        tty::relay(master, plan.stdin, out);
     }
     let mut status = 0;
     loop {

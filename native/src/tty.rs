@@ -43,9 +43,10 @@ impl Drop for RawMode {
     }
 }
 
-/// Copy the terminal's output to our stdout (and, with `-i`, our stdin to it) until every
-/// process of the container has closed it.
-pub(crate) fn relay(master: OwnedFd, stdin: bool) {
+/// Copy the terminal's output to `out` (our stdout when none: a detached container's
+/// monitor gives its log's pipe) and, with `-i`, our stdin to it, until every process of the
+/// container has closed it.
+pub(crate) fn relay(master: OwnedFd, stdin: bool, out: Option<std::os::fd::BorrowedFd<'_>>) {
     let _raw = stdin.then(RawMode::enter);
     let mut output = std::fs::File::from(master);
     if stdin {
@@ -62,7 +63,13 @@ pub(crate) fn relay(master: OwnedFd, stdin: bool) {
             });
         }
     }
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout: Box<dyn Write> = match out {
+        Some(fd) => match fd.try_clone_to_owned() {
+            Ok(fd) => Box::new(std::fs::File::from(fd)),
+            Err(_) => return,
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
     let mut buf = [0u8; 8192];
     loop {
         match output.read(&mut buf) {

@@ -9,6 +9,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use cap_std::fs::Dir;
 use oci_spec::runtime::Spec;
@@ -96,16 +97,45 @@ pub struct Task<'a> {
     pub rootfs: &'a Rootfs,
 }
 
+/// Sends a signal to a started task's process, from any thread, for as long as the run
+/// lasts: native, to the container's init through a pidfd (never a pid the kernel reused);
+/// Wasm, whose guests have no handlers, a signal whose default action ends a process stops
+/// the guest with 128+signal and the others are ignored. Fails once the process is gone.
+pub type Signaller = Arc<dyn Fn(i32) -> Result<()> + Send + Sync>;
+
+/// A task's process, once it runs.
+pub struct Started {
+    /// Its process id (for an in-process backend, the host process's own).
+    pub pid: u32,
+    pub signal: Signaller,
+}
+
 /// A backend. `run` blocks until the process ends; signals the caller receives (SIGINT,
-/// SIGTERM, …) go to the container while it runs. `started` is called with the process id
-/// (or the caller's own, for in-process backends) once it runs, so a record can say so.
+/// SIGTERM, …) go to the container while it runs. `started` is called once the process
+/// runs, so that a record can say which it is and a monitor can signal it.
 pub trait Backend: Sync {
     fn run(
         &self,
         task: &Task<'_>,
         stdio: Stdio,
-        started: &mut dyn FnMut(u32) -> Result<()>,
+        started: &mut dyn FnMut(Started) -> Result<()>,
     ) -> Result<Exit>;
+}
+
+/// Whether a signal's default action ends the process (what it does to a Wasm guest).
+pub fn ends_process(signal: i32) -> bool {
+    use rustix::process::Signal as S;
+    let harmless = [
+        S::CHILD,
+        S::CONT,
+        S::URG,
+        S::WINCH,
+        S::STOP,
+        S::TSTP,
+        S::TTIN,
+        S::TTOU,
+    ];
+    (1..=64).contains(&signal) && !harmless.iter().any(|s| s.as_raw() == signal)
 }
 
 /// Which backend runs a container (its record's `runtime`, `--runtime`).

@@ -4,16 +4,22 @@
 
 mod commit;
 mod lifecycle;
+pub mod logs;
+pub mod monitor;
 mod options;
 mod spec;
 
 pub use lifecycle::prepare;
-pub use options::{parse_ulimit, Bind, Network, RunOptions};
+pub use options::{
+    parse_signal, parse_size, parse_ulimit, Bind, HostConfig, LogOptions, Network, RestartPolicy,
+    RunOptions, DEFAULT_STOP_TIMEOUT,
+};
 pub use spec::{
     make_spec, process_args, process_env, DEFAULT_CAPABILITIES, DEFAULT_PATH, MASKED_PATHS,
     READONLY_PATHS,
 };
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
@@ -41,6 +47,8 @@ const UPPER_MODE: u32 = 0o755;
 pub enum Status {
     Created,
     Running,
+    /// Between two runs of a restart policy, waiting out the back-off.
+    Restarting,
     Exited,
 }
 
@@ -80,6 +88,30 @@ pub struct Container {
     /// as removed: hidden from `list` and cleared by `prune`.
     #[serde(default)]
     pub auto_remove: bool,
+    /// Runs started by its restart policy.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Stopped by `stop`/`kill`: `unless-stopped` and `on-failure` do not restart it.
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    #[serde(default)]
+    pub host: HostConfig,
+}
+
+/// The right to run a container: an exclusive lock on its directory, held by whoever runs
+/// it (a foreground `run`, or the container's monitor, to which `start` hands it) for as
+/// long as that lives. So "is it running" never trusts a record a killed process left.
+pub struct Claim(OwnedFd);
+
+impl Claim {
+    pub fn into_fd(self) -> OwnedFd {
+        self.0
+    }
+
+    /// A claim handed over as a descriptor (by `start` to the monitor it spawns).
+    pub fn from_fd(fd: OwnedFd) -> Claim {
+        Claim(fd)
+    }
 }
 
 /// A recordless container (a build's RUN step): its id and its root.
@@ -171,6 +203,59 @@ impl<'a> Containers<'a> {
         write_record(&self.container_dir(c)?, c)
     }
 
+    /// Take the right to run `c`; `None` while something else runs it.
+    pub fn claim(&self, c: &Container) -> Result<Option<Claim>> {
+        let dir = self
+            .lockable(&c.id)
+            .map_err(|e| Error::io(format!("open container {}", c.id), e))?;
+        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Claim(dir))),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(Error::io(format!("lock container {}", c.id), e.into())),
+        }
+    }
+
+    /// Wait until nothing runs the container `id` (its claim is released).
+    pub fn wait_unclaimed(&self, id: &str) -> Result<()> {
+        match self.lockable(id) {
+            Ok(dir) => rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockShared)
+                .map_err(|e| Error::io(format!("wait for container {id}"), e.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("open container {id}"), e)),
+        }
+    }
+
+    /// Whether something runs container `id` (holds its claim).
+    pub fn claimed(&self, id: &str) -> Result<bool> {
+        match self.lockable(id) {
+            Ok(dir) => Ok(rustix::fs::flock(
+                &dir,
+                rustix::fs::FlockOperation::NonBlockingLockShared,
+            )
+            .is_err()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("open container {id}"), e)),
+        }
+    }
+
+    /// Container `id`'s directory opened for reading, so that it can be locked (a `Dir`'s
+    /// descriptor is only a path, which `flock` refuses).
+    fn lockable(&self, id: &str) -> std::io::Result<OwnedFd> {
+        use rustix::fs::OFlags;
+        rustix::fs::openat(
+            &self.dir,
+            id,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(Into::into)
+    }
+
+    /// The container's directory (its monitor's socket and log are there).
+    pub fn dir_of(&self, c: &Container) -> Result<Dir> {
+        self.container_dir(c)
+    }
+
     /// `save`, unless the container's directory is gone (`rm -f` may take it while it runs).
     pub(crate) fn save_unless_removed(&self, c: &Container) -> Result<()> {
         match self.dir.open_dir(&c.id) {
@@ -205,13 +290,30 @@ impl<'a> Containers<'a> {
         Ok(out)
     }
 
-    /// The record in the container directory `name`, refreshed.
+    /// The record in the container directory `name`, refreshed: one that says it runs
+    /// while nothing holds its claim (its runner was killed, the machine rebooted) is shown
+    /// as exited.
     fn read_record(&self, name: &str) -> std::io::Result<Container> {
         let bytes = self.dir.read(Path::new(name).join(RECORD))?;
         let mut c: Container = serde_json::from_slice(&bytes)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        c.refresh();
+        if matches!(c.status, Status::Running | Status::Restarting) {
+            let dir = self.lockable(name)?;
+            let free =
+                rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok();
+            if free {
+                c.orphaned();
+            }
+        }
         Ok(c)
+    }
+
+    /// The record of `c` as it is now on disk (refreshed as `list` shows it).
+    pub fn reload(&self, c: &Container) -> Result<Container> {
+        self.read_record(&c.id).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::ContainerNotFound(c.id.clone()),
+            _ => Error::io(format!("read container {}", c.id), e),
+        })
     }
 
     /// By full or short ID, or by name.
@@ -508,16 +610,20 @@ impl Container {
             oom_killed: false,
             error: None,
             auto_remove: false,
+            restart_count: 0,
+            stopped_by_user: false,
+            host: HostConfig::default(),
         }
     }
 
-    /// A record left "running" by a process that is gone (killed, machine rebooted) is
-    /// shown as exited.
-    fn refresh(&mut self) {
-        if self.status == Status::Running && self.live_pid().is_none() {
-            self.status = Status::Exited;
-            self.exit_code.get_or_insert(137);
+    /// How a record left "running" by a runner that is gone (killed, machine rebooted) is
+    /// shown: exited, killed as its processes were (they die with their runner).
+    fn orphaned(&mut self) {
+        if self.status == Status::Running {
+            self.exit_code = Some(137);
         }
+        self.status = Status::Exited;
+        self.pid = None;
     }
 
     /// Record that the container's process `pid` runs.
@@ -540,17 +646,22 @@ impl Container {
 
     /// `start`: not while it runs.
     pub fn can_start(&self) -> bool {
-        self.status != Status::Running
+        !self.running()
     }
 
-    /// `kill`, `stop`: only its own live process.
+    /// `kill`: only while it runs.
     pub fn can_kill(&self) -> bool {
-        self.status == Status::Running && self.live_pid().is_some()
+        self.status == Status::Running
     }
 
-    /// `rm`: not while it runs, unless forced (its process is killed first).
+    /// `rm`: not while it runs (or waits to run again), unless forced (it is killed first).
     pub fn can_remove(&self, force: bool) -> bool {
-        force || self.status != Status::Running
+        force || !self.running()
+    }
+
+    /// Running, or between two runs of its restart policy.
+    pub fn running(&self) -> bool {
+        matches!(self.status, Status::Running | Status::Restarting)
     }
 
     /// The id's first 12 characters; a record edited by hand may hold a shorter id.
@@ -647,10 +758,16 @@ mod tests {
         // The same pid with another start time: the kernel gave it to someone else.
         let mut reused = running.clone();
         reused.pid_start = reused.pid_start.map(|t| t + 1);
-        assert!(reused.live_pid().is_none() && !reused.can_kill());
-        let mut refreshed = reused.clone();
-        refreshed.refresh();
-        assert_eq!(refreshed.status, Status::Exited);
+        assert!(reused.live_pid().is_none());
+        let mut orphan = reused.clone();
+        orphan.orphaned();
+        assert_eq!(
+            (orphan.status, orphan.exit_code),
+            (Status::Exited, Some(137))
+        );
+        let restarting = record(Status::Restarting, None);
+        assert!(!restarting.can_start() && !restarting.can_kill());
+        assert!(!restarting.can_remove(false));
         // A record from before start times were kept is never taken for a live process.
         let mut old = running.clone();
         old.pid_start = None;

@@ -84,6 +84,16 @@ impl Error {
         }
     }
 
+    /// The status docker gives a container that could not run for this reason: 127 when
+    /// its program is missing, 126 when it cannot be executed, 125 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::ProgramNotFound(_) => 127,
+            Error::NotExecutable(_) => 126,
+            _ => 125,
+        }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),

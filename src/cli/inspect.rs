@@ -94,8 +94,11 @@ fn describe_container(
     let status = match c.status {
         Status::Created => "created",
         Status::Running => "running",
+        Status::Restarting => "restarting",
         Status::Exited => "exited",
     };
+    let (restart, retries) = c.host.restart.name();
+    let dir = containers.path(c);
     json!({
         "Id": c.id,
         "Created": c.created,
@@ -104,7 +107,10 @@ fn describe_container(
         "State": {
             "Status": status,
             "Running": c.status == Status::Running,
+            "Paused": false,
+            "Restarting": c.status == Status::Restarting,
             "OOMKilled": c.oom_killed,
+            "Dead": false,
             "Pid": c.pid.filter(|_| c.status == Status::Running).unwrap_or(0),
             "ExitCode": c.exit_code.unwrap_or(0),
             "Error": c.error.clone().unwrap_or_default(),
@@ -112,7 +118,17 @@ fn describe_container(
             "FinishedAt": c.finished_at.clone().unwrap_or_default(),
         },
         "Image": c.image_id,
+        "LogPath": dir.join(strata_runtime::container::logs::file_name(&c.id)),
         "Name": format!("/{}", c.name),
+        "RestartCount": c.restart_count,
+        "HostConfig": {
+            "RestartPolicy": { "Name": restart, "MaximumRetryCount": retries },
+            "AutoRemove": c.auto_remove,
+            "LogConfig": {
+                "Type": if c.host.log.disabled { "none" } else { "json-file" },
+                "Config": log_config(&c.host.log),
+            },
+        },
         "Driver": "overlay",
         "Platform": match c.runtime {
             strata_runtime::backend::Kind::Native => "linux",
@@ -126,6 +142,21 @@ fn describe_container(
             "Image": c.image,
             "WorkingDir": process.as_ref().map(|p| p.cwd().display().to_string()).unwrap_or_default(),
             "Tty": process.as_ref().and_then(|p| p.terminal()).unwrap_or(false),
+            "OpenStdin": c.host.open_stdin,
+            "StopSignal": c.host.stop_signal.clone().unwrap_or_default(),
+            "StopTimeout": c.host.stop_timeout,
         },
     })
+}
+
+/// `--log-opt`s as docker shows them.
+fn log_config(log: &strata_runtime::container::LogOptions) -> Value {
+    let mut config = serde_json::Map::new();
+    if let Some(size) = log.max_size {
+        config.insert("max-size".into(), json!(size.to_string()));
+    }
+    if let Some(n) = log.max_file {
+        config.insert("max-file".into(), json!(n.to_string()));
+    }
+    Value::Object(config)
 }

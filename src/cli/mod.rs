@@ -1,16 +1,21 @@
 //! Command-line definitions. Flags follow docker's names; each command's body is in its
 //! own file and only turns flags into library calls.
 
+mod attach;
 mod build;
 mod commit;
+mod create;
 mod diff;
 mod dockerfile;
 mod history;
 mod images;
 mod import;
 mod inspect;
+mod kill;
 mod load;
 mod login;
+mod logs;
+mod monitor;
 mod ps;
 mod pull;
 mod push;
@@ -18,8 +23,11 @@ mod rm;
 mod rmi;
 mod run;
 mod save;
+mod start;
+mod stop;
 mod system;
 mod tag;
+mod wait;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +60,25 @@ enum Command {
     Build(build::Args),
     /// Create and run a new container from an image
     Run(run::Args),
+    /// Create a new container
+    Create(create::Args),
+    /// Start one or more stopped containers
+    Start(start::Args),
+    /// Stop one or more running containers
+    Stop(stop::Args),
+    /// Restart one or more containers
+    Restart(stop::Args),
+    /// Kill one or more running containers
+    Kill(kill::Args),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(wait::Args),
+    /// Fetch the logs of a container
+    Logs(logs::Args),
+    /// Attach to a running container's output
+    Attach(attach::Args),
+    /// A detached container's monitor (started by `run -d` and `start`)
+    #[command(name = "__monitor", hide = true)]
+    Monitor(monitor::Args),
     /// List containers
     Ps(ps::Args),
     /// Remove one or more containers
@@ -101,6 +128,15 @@ impl Cli {
         let open = || Store::open(&root).with_context(|| format!("open store {}", root.display()));
         match self.command {
             Command::Run(a) => return Ok(a.run(&open()?)),
+            Command::Create(a) => return Ok(a.run(&open()?)),
+            Command::Start(a) => return Ok(a.run(&open()?)),
+            Command::Stop(a) => return a.run(&open()?, false),
+            Command::Restart(a) => return a.run(&open()?, true),
+            Command::Kill(a) => return a.run(&open()?),
+            Command::Wait(a) => return a.run(&open()?),
+            Command::Logs(a) => a.run(&open()?),
+            Command::Attach(a) => return Ok(a.run(&open()?)),
+            Command::Monitor(a) => return Ok(a.run(&open()?)),
             Command::Build(a) => a.run(&open()?),
             Command::Ps(a) => a.run(&open()?),
             Command::Rm(a) => a.run(&open()?),
@@ -122,6 +158,27 @@ impl Cli {
             Command::System(c) => c.run(&open()?),
         }?;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Do `f` to each container named, as docker's commands that take several: the line it
+/// returns printed, or its error; exit 1 if any failed.
+fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<String>) -> ExitCode {
+    let mut failed = false;
+    for key in keys {
+        match f(key) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+                eprintln!("Error: {}", crate::dedup_chain(&chain));
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

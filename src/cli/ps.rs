@@ -23,7 +23,7 @@ impl Args {
         let containers = records.list()?;
         let shown: Vec<_> = containers
             .into_iter()
-            .filter(|c| self.all || c.status == Status::Running)
+            .filter(|c| self.all || c.running())
             .collect();
         if self.quiet {
             for c in &shown {
@@ -55,6 +55,11 @@ impl Args {
                             .unwrap_or(0);
                         format!("Up {}", human_duration(since))
                     }
+                    Status::Restarting => format!(
+                        "Restarting ({}) {}",
+                        c.exit_code.unwrap_or(0),
+                        ago(parse_time(c.finished_at.as_deref()))
+                    ),
                     Status::Exited => format!(
                         "Exited ({}) {}",
                         c.exit_code.unwrap_or(0),

@@ -19,9 +19,10 @@ impl Args {
             if !c.can_remove(self.force) {
                 bail!("cannot remove container {key}: container is running: stop the container before removing or force remove");
             }
-            // Only the container's own process: a stale record's pid may be someone else's.
-            if let Some(pid) = c.live_pid() {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            // Killed through whoever runs it (its monitor, or the process its record names,
+            // checked to be it), which is gone once it has recorded the end.
+            if c.running() {
+                containers.stop(&c, Some(9), Some(0))?;
             }
             containers.remove(&c)?;
             println!("{key}");

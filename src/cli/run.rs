@@ -2,7 +2,10 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use strata_runtime::backend::{Backends, Kind, Stdio};
-use strata_runtime::container::{parse_ulimit, Bind, Containers, Network, RunOptions};
+use strata_runtime::container::{
+    parse_signal, parse_ulimit, Bind, Container, Containers, HostConfig, LogOptions, Network,
+    RestartPolicy, RunOptions,
+};
 use strata_runtime::store::Image;
 use strata_runtime::wasm::WasmBackend;
 use strata_runtime::{ErrorKind, Store};
@@ -21,9 +24,34 @@ pub fn backends(store: &Store) -> Result<(strata_native::NativeBackend, WasmBack
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    detach: bool,
+    #[command(flatten)]
+    container: ContainerArgs,
+}
+
+/// What `run` and `create` share: the container to make.
+#[derive(clap::Args)]
+pub struct ContainerArgs {
     /// Automatically remove the container when it exits
     #[arg(long)]
     rm: bool,
+    /// Restart policy to apply when a container exits: no, on-failure[:max-retries], always, unless-stopped
+    #[arg(long, default_value = "no")]
+    restart: String,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout", allow_hyphen_values = true)]
+    stop_timeout: Option<i64>,
+    /// Logging driver for the container: json-file (or none)
+    #[arg(long = "log-driver", default_value = "json-file", value_parser = ["json-file", "none"])]
+    log_driver: String,
+    /// Log driver options: max-size=SIZE, max-file=N
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opts: Vec<String>,
     /// Assign a name to the container
     #[arg(long)]
     name: Option<String>,
@@ -88,21 +116,57 @@ pub struct Args {
 impl Args {
     /// Exits with the container's status, or docker's 125/126/127 when it cannot run.
     pub fn run(self, store: &Store) -> ExitCode {
-        match self.execute(store) {
-            Ok(code) => ExitCode::from(code as u8),
-            Err(err) => {
-                let code = match err.downcast_ref::<strata_runtime::Error>() {
-                    Some(strata_runtime::Error::ProgramNotFound(_)) => 127,
-                    Some(strata_runtime::Error::NotExecutable(_)) => 126,
-                    _ => 125,
-                };
-                let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-                eprintln!("Error: {}", crate::dedup_chain(&chain));
-                ExitCode::from(code)
-            }
-        }
+        exit_with(self.execute(store))
     }
 
+    fn execute(self, store: &Store) -> Result<i32> {
+        let containers = Containers::open(store)?;
+        let (mut container, spec, _writer) =
+            self.container.create(store, &containers, self.detach)?;
+        if self.detach {
+            let id = container.id.clone();
+            super::monitor::start(store, &containers, &container)?;
+            println!("{id}");
+            return Ok(0);
+        }
+        // The claim is free: the container was just made.
+        let claim = containers
+            .claim(&container)?
+            .ok_or_else(|| anyhow!("container {} is already running", container.id))?;
+        let (native, wasm) = backends(store)?;
+        let backends = Backends {
+            native: &native,
+            wasm: &wasm,
+        };
+        let stdio = Stdio {
+            stdin: self.container.interactive,
+            ..Stdio::default()
+        };
+        let exit = containers.run(&claim, &mut container, &spec, &backends, stdio, &mut |_| {})?;
+        if let Some(msg) = &exit.message {
+            eprintln!("Error: {msg}");
+        }
+        Ok(exit.code)
+    }
+}
+
+/// Exit with a container's status, or docker's 125/126/127 (and the error) when it could
+/// not run.
+pub fn exit_with(outcome: Result<i32>) -> ExitCode {
+    match outcome {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(err) => {
+            let code = err
+                .downcast_ref::<strata_runtime::Error>()
+                .map_or(125, |e| e.exit_code());
+            let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+            eprintln!("Error: {}", crate::dedup_chain(&chain));
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+impl ContainerArgs {
     /// The image, pulled first when `--pull` says so (docker's `missing` by default).
     fn image(&self, store: &Store) -> Result<Image> {
         let local = store.resolve(&self.image);
@@ -129,7 +193,19 @@ impl Args {
         }
     }
 
-    fn execute(self, store: &Store) -> Result<i32> {
+    /// The container these flags ask for, made but not run; its record is written when it is
+    /// to be `kept` (for other commands to start), else first when it starts, under the
+    /// store's writer lock returned here.
+    pub fn create(
+        &self,
+        store: &Store,
+        containers: &Containers<'_>,
+        kept: bool,
+    ) -> Result<(
+        Container,
+        strata_runtime::oci_spec::runtime::Spec,
+        strata_runtime::store::Lock,
+    )> {
         let image = self.image(store)?;
         let mut env = Vec::new();
         for file in &self.env_files {
@@ -167,27 +243,43 @@ impl Args {
             network: Network::parse(&self.network)?,
             tty: self.tty,
             stdin: self.interactive,
+            host: self.host_config()?,
         };
-        let containers = Containers::open(store)?;
-        let _writer = store.writer_lock()?;
+        let writer = store.writer_lock()?;
         let forced = self.runtime.as_deref().map(Kind::parse).transpose()?;
-        let (mut container, spec) =
+        let (container, spec) =
             containers.create_for(&image, &self.image, &opts, self.rm, forced)?;
-        let (native, wasm) = backends(store)?;
-        let backends = Backends {
-            native: &native,
-            wasm: &wasm,
-        };
-        let stdio = Stdio {
-            stdin: self.interactive,
-            ..Stdio::default()
-        };
-        let outcome = containers.run(&mut container, &spec, &backends, stdio);
-        let exit = outcome?;
-        if let Some(msg) = &exit.message {
-            eprintln!("Error: {msg}");
+        if kept {
+            containers.save(&container)?;
         }
-        Ok(exit.code)
+        Ok((container, spec, writer))
+    }
+
+    /// The monitor's part of the flags.
+    fn host_config(&self) -> Result<HostConfig> {
+        let mut log = LogOptions::default();
+        for opt in &self.log_opts {
+            log.set(opt)?;
+        }
+        if let Some(sig) = &self.stop_signal {
+            parse_signal(sig)?;
+        }
+        let restart = RestartPolicy::parse(&self.restart)?;
+        if self.rm && restart != RestartPolicy::No {
+            return Err(anyhow!(
+                "conflicting options: cannot specify both --restart and --rm"
+            ));
+        }
+        Ok(HostConfig {
+            restart,
+            stop_signal: self.stop_signal.clone(),
+            stop_timeout: self.stop_timeout,
+            log: LogOptions {
+                disabled: self.log_driver == "none",
+                ..log
+            },
+            open_stdin: self.interactive,
+        })
     }
 }
 

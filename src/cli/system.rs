@@ -2,7 +2,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, Write};
 
 use anyhow::Result;
-use strata_runtime::container::{Containers, Status};
+use strata_runtime::container::Containers;
 use strata_runtime::Store;
 
 use crate::format::{human_size, table};
@@ -35,13 +35,13 @@ impl Command {
                 };
                 let containers = Containers::open(store)?;
                 let all = containers.list()?;
-                let running = all.iter().filter(|c| c.status == Status::Running).count();
+                let running = all.iter().filter(|c| c.running()).count();
                 let used_images: HashSet<_> = all.iter().map(|c| c.image_id.clone()).collect();
                 let sizes: Vec<u64> = all.iter().map(|c| containers.upper_size(c)).collect();
                 let stopped: u64 = all
                     .iter()
                     .zip(&sizes)
-                    .filter(|(c, _)| c.status != Status::Running)
+                    .filter(|(c, _)| !c.running())
                     .map(|(_, s)| s)
                     .sum();
                 let rows = vec![

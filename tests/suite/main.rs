@@ -11,6 +11,7 @@ mod containers;
 mod dockerfile;
 mod hostile;
 mod interop;
+mod lifecycle;
 mod memory;
 mod native;
 mod registry;

@@ -2,12 +2,15 @@
 //! choice → record → run → final record (or removal, `--rm`). `strata run` goes through
 //! all of it; a build's RUN step, which keeps no record, through `prepare` and a backend.
 
+use std::time::{Duration, Instant};
+
 use cap_std::fs::Dir;
 use oci_spec::runtime::Spec;
 
-use super::{make_spec, now, Container, Containers, RunOptions, Status};
-use crate::backend::{self, Backends, Exit, Kind, Stdio, Task};
-use crate::error::Result;
+use super::monitor::{self, Reply, Request};
+use super::{make_spec, now, Claim, Container, Containers, RunOptions, Status};
+use crate::backend::{self, Backends, Exit, Kind, Started, Stdio, Task};
+use crate::error::{Error, Result};
 use crate::fs::Overlay;
 use crate::image::ImageConfig;
 use crate::store::Image;
@@ -56,6 +59,14 @@ impl Containers<'_> {
         let provisional = forced.unwrap_or(Kind::Wasm);
         let mut container = self.create(image, image_name, provisional, opts.name.as_deref())?;
         container.auto_remove = auto_remove;
+        container.host = opts.host.clone();
+        if container.host.stop_signal.is_none() {
+            container.host.stop_signal = image
+                .config
+                .config
+                .as_ref()
+                .and_then(|c| c.stop_signal.clone());
+        }
         let prepared = (|| {
             let (spec, kind) = prepare(
                 &image.config,
@@ -78,16 +89,19 @@ impl Containers<'_> {
         }
     }
 
-    /// Run a created container to its end on its backend: its record says it runs (and
-    /// which process) once the backend has started it, and how it ended afterwards — or,
-    /// for `--rm`, the container is removed. An engine error is recorded as docker records
-    /// it (exit code 125, the error's text) and returned.
+    /// Run a created container to its end on its backend, holding its `claim`: its record
+    /// says it runs (and which process) once the backend has started it (`on_start` hears
+    /// of it then), and how it ended afterwards — or, for `--rm`, the container is
+    /// removed. An engine error is recorded as docker records it (exit code 125, 126 or
+    /// 127, the error's text; still `created` if it never started) and returned.
     pub fn run(
         &self,
+        _claim: &Claim,
         container: &mut Container,
         spec: &Spec,
         backends: &Backends<'_>,
         stdio: Stdio,
+        on_start: &mut dyn FnMut(&Started),
     ) -> Result<Exit> {
         let rootfs = self.rootfs(container);
         let task = Task {
@@ -96,9 +110,14 @@ impl Containers<'_> {
             rootfs: &rootfs,
         };
         let mut record = container.clone();
-        let mut started = |pid: u32| {
-            record.started(pid);
-            self.save(&record)
+        let mut ran = false;
+        let mut started = |process: Started| {
+            ran = true;
+            record.started(process.pid);
+            // Recorded before anyone hears of it.
+            let saved = self.save(&record);
+            on_start(&process);
+            saved
         };
         let outcome = backends
             .get(container.runtime)
@@ -110,10 +129,10 @@ impl Containers<'_> {
         }
         // The record as `started` left it: the container, and its process once it ran.
         *container = record;
-        container.status = Status::Exited;
+        container.status = if ran { Status::Exited } else { Status::Created };
         container.exit_code = Some(match &outcome {
             Ok(exit) => exit.code,
-            Err(_) => 125,
+            Err(e) => e.exit_code(),
         });
         container.finished_at = Some(now());
         container.oom_killed = outcome.as_ref().is_ok_and(|e| e.oom_killed);
@@ -121,5 +140,93 @@ impl Containers<'_> {
         // Removed while it ran (`rm -f`): there is no record left to write.
         self.save_unless_removed(container)?;
         outcome
+    }
+}
+
+/// What a command does to a container that runs, detached (through its monitor) or in the
+/// foreground of another `strata` (to the process its record names, checked to be it).
+impl Containers<'_> {
+    /// `kill`: send `signal` to the container's process.
+    pub fn kill(&self, c: &Container, signal: i32) -> Result<()> {
+        let not_running = || Error::Conflict(format!("container {} is not running", c.id));
+        if !c.can_kill() {
+            return Err(not_running());
+        }
+        match monitor::request(self, c, &Request::Signal { signal })? {
+            Some(Reply { error: Some(_), .. }) => Err(not_running()),
+            Some(_) => Ok(()),
+            None => {
+                let pid = c.live_pid().ok_or_else(not_running)?;
+                let sig = rustix::process::Signal::from_named_raw(signal)
+                    .ok_or_else(|| Error::InvalidArgument(format!("invalid signal {signal}")))?;
+                rustix::process::kill_process(pid, sig)
+                    .map_err(|e| Error::io(format!("signal container {}", c.id), e.into()))
+            }
+        }
+    }
+
+    /// `stop`: `signal` (the container's stop signal by default), then SIGKILL after
+    /// `timeout` seconds (its own, else docker's 10; -1 waits forever). Returns once it
+    /// has ended and nothing runs it any more; a container that does not run is left as it is.
+    pub fn stop(&self, c: &Container, signal: Option<i32>, timeout: Option<i64>) -> Result<()> {
+        if !c.running() {
+            return Ok(());
+        }
+        let signal = match signal {
+            Some(s) => s,
+            None => c.host.stop_signal()?,
+        };
+        let timeout = timeout
+            .or(c.host.stop_timeout)
+            .unwrap_or(super::DEFAULT_STOP_TIMEOUT);
+        if monitor::request(self, c, &Request::Stop { signal, timeout })?.is_none() {
+            // Run in the foreground: its runner ends when its process does.
+            let grace = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
+            if c.status == Status::Running {
+                let _ = self.kill(c, signal);
+                if !self.wait_unclaimed_for(&c.id, grace)? {
+                    let _ = self.kill(c, 9);
+                }
+            }
+        }
+        self.wait_unclaimed_for(&c.id, None).map(|_| ())
+    }
+
+    /// `wait`: the status the container's run ends with (that of its last run if none is
+    /// going on).
+    pub fn wait(&self, c: &Container) -> Result<i32> {
+        if c.running() {
+            if let Some(Reply {
+                exit: Some(code), ..
+            }) = monitor::request(self, c, &Request::Wait)?
+            {
+                return Ok(code);
+            }
+            self.wait_unclaimed_for(&c.id, None)?;
+        }
+        match self.reload(c) {
+            Ok(c) => Ok(c.exit_code.unwrap_or(0)),
+            // Removed as it ended (`--rm`): its status went with it.
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(c.exit_code.unwrap_or(0)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Wait until nothing runs container `id`, at most `limit`: false if it still runs then.
+    pub fn wait_unclaimed_for(&self, id: &str, limit: Option<Duration>) -> Result<bool> {
+        let Some(limit) = limit else {
+            self.wait_unclaimed(id)?;
+            return Ok(true);
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            if !self.claimed(id)? {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

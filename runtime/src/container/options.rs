@@ -30,6 +30,231 @@ pub struct RunOptions {
     pub network: Network,
     pub tty: bool,
     pub stdin: bool,
+    /// What the container's monitor does with it: restarts, stop signal, logs.
+    pub host: HostConfig,
+}
+
+/// How a container is kept, beyond its process: docker's `HostConfig` parts (and
+/// `Config.StopSignal`/`StopTimeout`) that its monitor carries out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostConfig {
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// `--stop-signal`, else the image's STOPSIGNAL (as given: `SIGUSR1`, `USR1`, `10`).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL (-1: forever).
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
+    #[serde(default)]
+    pub log: LogOptions,
+    /// `-i` on a detached container: its stdin stays open.
+    #[serde(default)]
+    pub open_stdin: bool,
+}
+
+/// Docker's stop timeout on Linux.
+pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
+
+impl HostConfig {
+    /// The signal `stop` sends first.
+    pub fn stop_signal(&self) -> Result<i32> {
+        self.stop_signal.as_deref().map_or(Ok(15), parse_signal)
+    }
+}
+
+/// `--restart`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most `max` times (0: no limit).
+    OnFailure {
+        max: u32,
+    },
+    Always,
+    /// As `Always`, unless the user stopped it.
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    pub fn parse(s: &str) -> Result<RestartPolicy> {
+        let bad = || {
+            Error::InvalidArgument(format!(
+                "invalid restart policy {s:?}: expected no, always, unless-stopped or on-failure[:max-retries]"
+            ))
+        };
+        Ok(match s.split_once(':') {
+            None => match s {
+                "no" | "" => RestartPolicy::No,
+                "always" => RestartPolicy::Always,
+                "unless-stopped" => RestartPolicy::UnlessStopped,
+                "on-failure" => RestartPolicy::OnFailure { max: 0 },
+                _ => return Err(bad()),
+            },
+            Some(("on-failure", n)) => RestartPolicy::OnFailure {
+                max: n.parse().map_err(|_| {
+                    Error::InvalidArgument(format!(
+                        "invalid restart policy {s:?}: maximum retry count must be a non-negative number"
+                    ))
+                })?,
+            },
+            Some((name, _)) if matches!(name, "no" | "always" | "unless-stopped") => {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid restart policy {s:?}: maximum retry count can only be used with 'on-failure'"
+                )))
+            }
+            Some(_) => return Err(bad()),
+        })
+    }
+
+    /// docker's name (`HostConfig.RestartPolicy.Name`) and retry count.
+    pub fn name(&self) -> (&'static str, u32) {
+        match self {
+            RestartPolicy::No => ("no", 0),
+            RestartPolicy::OnFailure { max } => ("on-failure", *max),
+            RestartPolicy::Always => ("always", 0),
+            RestartPolicy::UnlessStopped => ("unless-stopped", 0),
+        }
+    }
+
+    /// Whether a run that ended with `code` is followed by another, `restarts` having been
+    /// made already (moby's `restartmanager.ShouldRestart`).
+    pub fn should_restart(&self, code: i32, stopped_by_user: bool, restarts: u32) -> bool {
+        if stopped_by_user {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure { max } => code != 0 && (*max == 0 || restarts < *max),
+        }
+    }
+}
+
+/// `--log-opt max-size=10m --log-opt max-file=3`: json-file rotation (off by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogOptions {
+    /// Rotate when the log reaches this many bytes.
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// Files kept, the current one included (1 when unset).
+    #[serde(default)]
+    pub max_file: Option<u32>,
+    /// `--log-driver none`: output is read and dropped.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+impl LogOptions {
+    /// Apply one `--log-opt KEY=VALUE`; sizes as docker's `units.RAMInBytes` reads them.
+    pub fn set(&mut self, opt: &str) -> Result<()> {
+        let bad = |why: &str| Error::InvalidArgument(format!("invalid log opt {opt:?}: {why}"));
+        match opt.split_once('=') {
+            Some(("max-size", v)) => {
+                let n = parse_size(v).ok_or_else(|| bad("expected a size such as 10m"))?;
+                if n == 0 {
+                    return Err(bad("max-size must be a positive number"));
+                }
+                self.max_size = Some(n);
+            }
+            Some(("max-file", v)) => match v.parse::<u32>() {
+                Ok(n) if n > 0 => self.max_file = Some(n),
+                _ => return Err(bad("max-file must be a positive number")),
+            },
+            Some((k, _)) => {
+                return Err(bad(&format!(
+                    "unknown log opt '{k}' for json-file log driver"
+                )))
+            }
+            None => return Err(bad("expected KEY=VALUE")),
+        }
+        if self.max_file.is_some_and(|n| n > 1) && self.max_size.is_none() {
+            return Err(bad("max-file cannot be set without max-size"));
+        }
+        Ok(())
+    }
+}
+
+/// `64m`, `1g`, `512k`, `1024`, `10MB` (binary units, as docker's RAMInBytes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let mult: u64 = match &s[digits.len()..] {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// A signal as docker takes it: `SIGKILL`, `KILL`, `kill` or `9`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    const NAMES: [(&str, i32); 31] = [
+        ("HUP", 1),
+        ("INT", 2),
+        ("QUIT", 3),
+        ("ILL", 4),
+        ("TRAP", 5),
+        ("ABRT", 6),
+        ("IOT", 6),
+        ("BUS", 7),
+        ("FPE", 8),
+        ("KILL", 9),
+        ("USR1", 10),
+        ("SEGV", 11),
+        ("USR2", 12),
+        ("PIPE", 13),
+        ("ALRM", 14),
+        ("TERM", 15),
+        ("STKFLT", 16),
+        ("CHLD", 17),
+        ("CONT", 18),
+        ("STOP", 19),
+        ("TSTP", 20),
+        ("TTIN", 21),
+        ("TTOU", 22),
+        ("URG", 23),
+        ("XCPU", 24),
+        ("XFSZ", 25),
+        ("VTALRM", 26),
+        ("PROF", 27),
+        ("WINCH", 28),
+        ("IO", 29),
+        ("PWR", 30),
+    ];
+    let bad = || Error::InvalidArgument(format!("invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if name == "SYS" {
+        return Ok(31);
+    }
+    if let Some(n) = name
+        .strip_prefix("RTMIN+")
+        .and_then(|n| n.parse::<i32>().ok())
+    {
+        return if (0..=30).contains(&n) {
+            Ok(34 + n)
+        } else {
+            Err(bad())
+        };
+    }
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(bad)
 }
 
 /// `--network`: a private network namespace with only loopback (the default until bridge
@@ -147,6 +372,52 @@ impl Bind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_policies_as_docker() {
+        assert_eq!(RestartPolicy::parse("no").unwrap(), RestartPolicy::No);
+        assert_eq!(
+            RestartPolicy::parse("on-failure:3").unwrap(),
+            RestartPolicy::OnFailure { max: 3 }
+        );
+        assert_eq!(
+            RestartPolicy::parse("on-failure").unwrap(),
+            RestartPolicy::OnFailure { max: 0 }
+        );
+        for bad in ["sometimes", "always:3", "on-failure:x", "on-failure:-1"] {
+            assert!(RestartPolicy::parse(bad).is_err(), "{bad}");
+        }
+        let three = RestartPolicy::OnFailure { max: 3 };
+        assert!(three.should_restart(1, false, 2));
+        assert!(!three.should_restart(1, false, 3));
+        assert!(!three.should_restart(0, false, 0));
+        assert!(!three.should_restart(1, true, 0));
+        assert!(RestartPolicy::Always.should_restart(0, false, 100));
+        assert!(!RestartPolicy::UnlessStopped.should_restart(0, true, 0));
+        assert!(!RestartPolicy::No.should_restart(1, false, 0));
+    }
+
+    #[test]
+    fn signals_and_log_options_as_docker() {
+        for (s, n) in [
+            ("SIGTERM", 15),
+            ("term", 15),
+            ("9", 9),
+            ("SIGUSR1", 10),
+            ("SIGRTMIN+1", 35),
+        ] {
+            assert_eq!(parse_signal(s).unwrap(), n, "{s}");
+        }
+        for bad in ["SIGNOPE", "0", "65", ""] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
+        let mut log = LogOptions::default();
+        log.set("max-size=1k").unwrap();
+        log.set("max-file=3").unwrap();
+        assert_eq!((log.max_size, log.max_file), (Some(1024), Some(3)));
+        assert!(LogOptions::default().set("max-file=3").is_err());
+        assert!(log.set("max-size=0").is_err() && log.set("compress=true").is_err());
+    }
 
     #[test]
     fn binds_parse_as_docker_reads_them() {

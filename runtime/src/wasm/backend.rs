@@ -10,7 +10,7 @@ use cap_std::fs::Dir;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::{guestfs, GuestSpec, Interrupt, Outcome, WasmHost};
-use crate::backend::{Backend, Exit, Stdio, Task};
+use crate::backend::{ends_process, Backend, Exit, Started, Stdio, Task};
 use crate::error::{Error, Result};
 use crate::fs::Overlay;
 
@@ -25,7 +25,7 @@ impl Backend for WasmBackend {
         &self,
         task: &Task<'_>,
         stdio: Stdio,
-        started: &mut dyn FnMut(u32) -> Result<()>,
+        started: &mut dyn FnMut(Started) -> Result<()>,
     ) -> Result<Exit> {
         let spec = task.spec;
         let wasm = WasmHost::new(&self.cache)?;
@@ -68,7 +68,16 @@ impl Backend for WasmBackend {
         }
 
         let stop = StopOnSignal::install(wasm.interrupt_handle())?;
-        started(std::process::id())?;
+        let interrupt = wasm.interrupt_handle();
+        started(Started {
+            pid: std::process::id(),
+            signal: Arc::new(move |sig| {
+                if ends_process(sig) {
+                    interrupt.interrupt(sig);
+                }
+                Ok(())
+            }),
+        })?;
         let outcome = wasm.run(root, binds, &guest, stdio.stdout, stdio.stderr);
         drop(scratch);
         drop(stop);

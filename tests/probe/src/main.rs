@@ -26,6 +26,7 @@ fn main() {
         "cat-stdin" => cmd_cat_stdin(),
         "sleep-print" => cmd_sleep_print(),
         "sleep" => cmd_sleep(rest),
+        "ticks" => cmd_ticks(rest),
         "poll" => cmd_poll(rest),
         "connect" => cmd_connect(rest),
         other => {
@@ -434,6 +435,24 @@ fn cmd_sleep_print() -> i32 {
         println!("tick {i}");
         let _ = io::stdout().flush();
         std::thread::sleep(Duration::from_secs(1));
+    }
+    0
+}
+
+/// `ticks MS COUNT`: `tick i` on stdout and `tock i` on stderr every MS milliseconds,
+/// COUNT times (0: for ever), then exit 0. A service's output, for the lifecycle tests.
+fn cmd_ticks(rest: &[String]) -> i32 {
+    let numbers: Vec<u64> = rest.iter().filter_map(|s| s.parse().ok()).collect();
+    let [ms, count] = numbers[..] else {
+        return fail(format_args!("ticks: expected MS COUNT"));
+    };
+    let mut i = 0;
+    while count == 0 || i < count {
+        println!("tick {i}");
+        eprintln!("tock {i}");
+        let _ = io::stdout().flush();
+        std::thread::sleep(Duration::from_millis(ms));
+        i += 1;
     }
     0
 }

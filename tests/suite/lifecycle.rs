@@ -1,0 +1,565 @@
+//! Containers that live: `run -d` under a monitor, `create`/`start`/`stop`/`kill`/
+//! `restart`/`wait`/`logs`/`attach`, restart policies, and what a killed monitor leaves.
+//! Written once over a fixture that maps an action to each backend's argv, run as
+//! `lifecycle::native::*`, `lifecycle::wasm_p1::*` and `lifecycle::wasm_p2::*`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{self, busybox_image, probe, sh, Env};
+
+const IMAGE: &str = "service";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Native,
+    WasmP1,
+    WasmP2,
+}
+
+struct Backend {
+    kind: Kind,
+    env: Env,
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl Backend {
+    fn native(test: &str) -> Option<Backend> {
+        if !common::need_root(test) || !common::tools(test, &["busybox"]) {
+            return None;
+        }
+        let env = Env::new();
+        busybox_image(&env, IMAGE, &[]);
+        Some(Backend {
+            kind: Kind::Native,
+            env,
+        })
+    }
+
+    fn wasm(kind: Kind) -> Backend {
+        let (p1, p2) = probe();
+        let env = Env::new();
+        env.wasm_image(if kind == Kind::WasmP1 { &p1 } else { &p2 }, IMAGE, true);
+        Backend { kind, env }
+    }
+
+    fn native_only(&self) -> bool {
+        self.kind == Kind::Native
+    }
+
+    /// `tick i` on stdout and `tock i` on stderr every `ms` ms, `count` times (0: for ever).
+    fn ticks(&self, ms: u32, count: u32) -> Vec<String> {
+        match self.kind {
+            Kind::Native => strings(&[
+                "sh",
+                "-c",
+                r#"i=0; while [ "$1" = 0 ] || [ $i -lt "$1" ]; do echo "tick $i"; echo "tock $i" >&2; i=$((i+1)); sleep "$0"; done"#,
+                &format!("{}", ms as f64 / 1000.0),
+                &count.to_string(),
+            ]),
+            _ => strings(&["ticks", &ms.to_string(), &count.to_string()]),
+        }
+    }
+
+    /// Exit with `code`, natively after printing `line` (the probe's `exit` prints nothing).
+    fn say_and_exit(&self, line: &str, code: i32) -> Vec<String> {
+        match self.kind {
+            Kind::Native => strings(&["sh", "-c", &format!("echo {line}; exit {code}")]),
+            _ => strings(&["exit", &code.to_string()]),
+        }
+    }
+
+    fn strata(&self, args: &[&str]) -> Output {
+        self.env.run(args)
+    }
+
+    /// A command that must succeed; its stdout, trimmed.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.strata(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed ({}): {}",
+            out.status,
+            text(&out.stderr)
+        );
+        text(&out.stdout).trim().to_string()
+    }
+
+    /// `run -d FLAGS IMAGE ACTION`: the id it printed.
+    fn detach(&self, flags: &[&str], action: &[String]) -> String {
+        let mut args = vec!["run", "-d"];
+        args.extend(flags);
+        args.push(IMAGE);
+        args.extend(action.iter().map(String::as_str));
+        self.ok(&args)
+    }
+
+    fn inspect(&self, name: &str, format: &str) -> String {
+        text(&self.strata(&["inspect", "-f", format, name]).stdout)
+            .trim()
+            .to_string()
+    }
+
+    fn status(&self, name: &str) -> String {
+        self.inspect(name, "{{.State.Status}}")
+    }
+
+    /// Wait (at most `secs`) until `name`'s status is `want`.
+    fn until_status(&self, name: &str, want: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let status = self.status(name);
+            if status == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: still {status:?}, not {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait until `name`'s log holds `line` on stdout.
+    fn until_logged(&self, name: &str, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !text(&self.strata(&["logs", name]).stdout)
+            .lines()
+            .any(|l| l == line)
+        {
+            assert!(Instant::now() < deadline, "{name} never logged {line:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The monitor process of a running container: the Wasm guest runs in it; a native
+    /// container's init is the child of an intermediate that is the monitor's child.
+    fn monitor_pid(&self, name: &str) -> u32 {
+        let pid: u32 = self.inspect(name, "{{.State.Pid}}").parse().unwrap();
+        match self.kind {
+            Kind::Native => parent(parent(pid)),
+            _ => pid,
+        }
+    }
+}
+
+/// Field `n` (1-based) of /proc/PID/stat.
+fn stat_field(pid: u32, n: usize) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(n - 3).unwrap().parse().unwrap()
+}
+
+fn parent(pid: u32) -> u32 {
+    stat_field(pid, 4)
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+}
+
+macro_rules! on_every_backend {
+    ($($test:ident)*) => {
+        mod native {
+            $(#[test]
+            fn $test() {
+                let name = concat!("lifecycle::native::", stringify!($test));
+                if let Some(b) = super::Backend::native(name) {
+                    super::$test(&b);
+                }
+            })*
+        }
+        mod wasm_p1 {
+            $(#[test]
+            fn $test() {
+                super::$test(&super::Backend::wasm(super::Kind::WasmP1));
+            })*
+        }
+        mod wasm_p2 {
+            $(#[test]
+            fn $test() {
+                super::$test(&super::Backend::wasm(super::Kind::WasmP2));
+            })*
+        }
+    };
+}
+
+on_every_backend!(
+    a_detached_container_outlives_its_cli_and_logs_both_streams
+    logs_follow_until_the_container_ends
+    stop_signals_then_kills_after_the_grace_period
+    wait_prints_the_exit_code_to_every_waiter
+    on_failure_restarts_as_often_as_it_says
+    create_start_attach_and_restart
+    commands_in_the_wrong_state_fail_as_docker
+    a_killed_monitor_leaves_a_consistent_store
+    fifty_detached_containers_at_once
+);
+
+fn a_detached_container_outlives_its_cli_and_logs_both_streams(b: &Backend) {
+    let began = Instant::now();
+    let id = b.detach(&["--name", "w"], &b.ticks(100, 0));
+    assert!(
+        id.len() == 64 && id.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(b.status("w"), "running");
+    let ps = b.ok(&["ps"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.contains(&id[..12]) && l.contains("Up ")),
+        "{ps}"
+    );
+    // Its own session: the terminal and process group of the CLI are not its.
+    let monitor = b.monitor_pid("w");
+    assert_eq!(
+        stat_field(monitor, 6),
+        monitor,
+        "the monitor leads its own session"
+    );
+    assert_ne!(parent(monitor), std::process::id());
+    b.until_logged("w", "tick 3");
+    let out = b.strata(&["logs", "w"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(stdout.starts_with("tick 0\ntick 1\n"), "{stdout}");
+    assert!(stderr.starts_with("tock 0\ntock 1\n"), "{stderr}");
+    assert!(!stdout.contains("tock") && !stderr.contains("tick"));
+    let tail = b.strata(&["logs", "--tail", "2", "w"]);
+    let tail_lines = text(&tail.stdout).lines().count() + text(&tail.stderr).lines().count();
+    assert_eq!(tail_lines, 2, "{tail:?}");
+    let stamped = text(&b.strata(&["logs", "-t", "w"]).stdout);
+    let first = stamped.lines().next().unwrap();
+    let (time, rest) = first.split_once(' ').unwrap();
+    assert!(
+        time.ends_with('Z') && time.contains('T') && time.len() == 30,
+        "{first}"
+    );
+    assert_eq!(rest, "tick 0", "{first}");
+    assert!(text(
+        &b.strata(&["logs", "--since", "2030-01-01T00:00:00Z", "w"])
+            .stdout
+    )
+    .is_empty());
+    assert_eq!(b.ok(&["stop", "-t", "5", "w"]), "w");
+    assert_eq!(b.status("w"), "exited");
+    assert!(!alive(monitor), "the monitor ends with its container");
+    b.ok(&["rm", "w"]);
+    common::assert_store_consistent(&b.env.root());
+}
+
+fn logs_follow_until_the_container_ends(b: &Backend) {
+    b.detach(&["--name", "f"], &b.ticks(150, 8));
+    let began = Instant::now();
+    let mut follow = b
+        .env
+        .cmd(&["logs", "-f", "f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    // Streamed as it is written: the first line arrives long before the container ends.
+    assert_eq!(lines.next().unwrap().unwrap(), "tick 0");
+    assert!(
+        began.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        began.elapsed()
+    );
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = follow.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(rest.len(), 7, "{rest:?}");
+    assert_eq!(rest.last().unwrap(), "tick 7");
+    assert_eq!(b.status("f"), "exited");
+    assert_eq!(b.inspect("f", "{{.State.ExitCode}}"), "0");
+}
+
+fn stop_signals_then_kills_after_the_grace_period(b: &Backend) {
+    if b.native_only() {
+        // A handler for TERM: stopped by it.
+        b.detach(
+            &["--name", "t"],
+            &strings(&[
+                "sh",
+                "-c",
+                r#"trap "exit 3" TERM; while :; do sleep 0.1; done"#,
+            ]),
+        );
+        let began = Instant::now();
+        assert_eq!(b.ok(&["stop", "t"]), "t");
+        assert!(began.elapsed() < Duration::from_secs(3));
+        assert_eq!(b.inspect("t", "{{.State.ExitCode}}"), "3");
+        // pid 1 without a handler ignores TERM: SIGKILL once -t has passed, 137.
+        b.detach(
+            &["--name", "i"],
+            &strings(&["sh", "-c", "while :; do sleep 0.1; done"]),
+        );
+        let began = Instant::now();
+        assert_eq!(b.ok(&["stop", "-t", "1", "i"]), "i");
+        let took = began.elapsed();
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+            "{took:?}"
+        );
+        assert_eq!(b.inspect("i", "{{.State.ExitCode}}"), "137");
+        // The image's STOPSIGNAL (here --stop-signal) is sent first.
+        b.detach(
+            &["--name", "u", "--stop-signal", "SIGUSR1"],
+            &strings(&[
+                "sh",
+                "-c",
+                r#"trap "exit 10" USR1; while :; do sleep 0.1; done"#,
+            ]),
+        );
+        b.ok(&["stop", "-t", "5", "u"]);
+        assert_eq!(b.inspect("u", "{{.State.ExitCode}}"), "10");
+    } else {
+        // A guest has no signal handlers: the stop signal ends it at once, 128+15.
+        b.detach(&["--name", "t"], &b.ticks(100, 0));
+        let began = Instant::now();
+        assert_eq!(b.ok(&["stop", "-t", "5", "t"]), "t");
+        assert!(began.elapsed() < Duration::from_secs(3));
+        assert_eq!(b.inspect("t", "{{.State.ExitCode}}"), "143");
+        b.detach(&["--name", "k"], &strings(&["loop"]));
+        b.ok(&["kill", "-s", "KILL", "k"]);
+        b.until_status("k", "exited", 5);
+        assert_eq!(b.inspect("k", "{{.State.ExitCode}}"), "137");
+    }
+    // Stopping a stopped container is no error.
+    assert_eq!(b.ok(&["stop", "t"]), "t");
+}
+
+fn wait_prints_the_exit_code_to_every_waiter(b: &Backend) {
+    let action = match b.kind {
+        Kind::Native => strings(&["sh", "-c", "sleep 1; exit 7"]),
+        _ => strings(&["sleep", "1"]),
+    };
+    let want = if b.native_only() { "7" } else { "0" };
+    b.detach(&["--name", "w"], &action);
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            b.env
+                .cmd(&["wait", "w"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for w in waiters {
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(text(&out.stdout).trim(), want);
+    }
+    // At once for one that has exited.
+    let began = Instant::now();
+    assert_eq!(b.ok(&["wait", "w"]), want);
+    assert!(began.elapsed() < Duration::from_secs(1));
+}
+
+fn on_failure_restarts_as_often_as_it_says(b: &Backend) {
+    b.detach(
+        &["--name", "r", "--restart", "on-failure:3"],
+        &b.say_and_exit("ran", 1),
+    );
+    // Three restarts after 100, 200 and 400 ms of back-off, then it stays down.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.inspect("r", "{{.RestartCount}} {{.State.Status}}") != "3 exited" {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            b.inspect("r", "{{json .State}}")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(b.inspect("r", "{{.State.ExitCode}}"), "1");
+    if b.native_only() {
+        let runs = text(&b.strata(&["logs", "r"]).stdout);
+        assert_eq!(runs, "ran\nran\nran\nran\n");
+    }
+    // `always` restarts even a success, until `stop`: then it stays stopped.
+    b.detach(
+        &["--name", "a", "--restart", "always"],
+        &b.say_and_exit("again", 0),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b
+        .inspect("a", "{{.RestartCount}}")
+        .parse::<u32>()
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.ok(&["stop", "a"]);
+    let count = b.inspect("a", "{{.RestartCount}}");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(b.status("a"), "exited");
+    assert_eq!(b.inspect("a", "{{.RestartCount}}"), count);
+}
+
+fn create_start_attach_and_restart(b: &Backend) {
+    let id = b.ok(&["create", "--name", "c", IMAGE, "sleep", "0"]);
+    assert_eq!(id.len(), 64);
+    assert_eq!(b.status("c"), "created");
+    let ps = b.ok(&["ps", "-a"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.contains("Created") && l.ends_with(" c")),
+        "{ps}"
+    );
+    b.ok(&["rm", "c"]);
+    // start -a shows the output and exits with the container's status.
+    let action = match b.kind {
+        Kind::Native => strings(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
+        _ => strings(&["cat", "/no/such/file"]),
+    };
+    let mut args = vec!["create", "--name", "a", IMAGE];
+    args.extend(action.iter().map(String::as_str));
+    b.ok(&args);
+    let out = b.strata(&["start", "-a", "a"]);
+    if b.native_only() {
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert_eq!(text(&out.stdout), "out\n");
+        assert_eq!(text(&out.stderr), "err\n");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(text(&out.stderr).contains("/no/such/file"), "{out:?}");
+    }
+    // restart: the same container, a new run.
+    b.detach(&["--name", "s"], &b.ticks(100, 0));
+    let started = b.inspect("s", "{{.State.StartedAt}}");
+    assert_eq!(b.ok(&["restart", "-t", "1", "s"]), "s");
+    assert_eq!(b.status("s"), "running");
+    assert_ne!(b.inspect("s", "{{.State.StartedAt}}"), started);
+    // start of a running container is a no-op; start after stop runs it again.
+    assert_eq!(b.ok(&["start", "s"]), "s");
+    b.ok(&["stop", "-t", "1", "s"]);
+    assert_eq!(b.ok(&["start", "s"]), "s");
+    assert_eq!(b.status("s"), "running");
+    b.ok(&["rm", "-f", "s"]);
+}
+
+fn commands_in_the_wrong_state_fail_as_docker(b: &Backend) {
+    let out = b.strata(&["stop", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no such container: nosuch"),
+        "{out:?}"
+    );
+    b.detach(&["--name", "x"], &b.ticks(100, 0));
+    let out = b.strata(&["rm", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("container is running"),
+        "{out:?}"
+    );
+    b.ok(&["kill", "x"]);
+    b.until_status("x", "exited", 5);
+    assert_eq!(b.inspect("x", "{{.State.ExitCode}}"), "137");
+    let out = b.strata(&["kill", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not running"), "{out:?}");
+    // A name in use; a program that is not there (docker's 127, left `created`).
+    let out = b.strata(&["run", "-d", "--name", "x", IMAGE]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("already in use"), "{out:?}");
+    let out = b.strata(&[
+        "run",
+        "-d",
+        "--name",
+        "n",
+        "--entrypoint",
+        "/no/such",
+        IMAGE,
+    ]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(text(&out.stdout).is_empty());
+    assert_eq!(b.status("n"), "created");
+    // rm -f of a running one; nothing is left.
+    b.detach(&["--name", "y"], &b.ticks(100, 0));
+    assert_eq!(b.ok(&["rm", "-f", "y", "x", "n"]), "y\nx\nn");
+    assert!(b.ok(&["ps", "-a", "-q"]).is_empty());
+    common::assert_store_consistent(&b.env.root());
+}
+
+fn a_killed_monitor_leaves_a_consistent_store(b: &Backend) {
+    b.detach(&["--name", "m"], &b.ticks(100, 0));
+    let pid: u32 = b.inspect("m", "{{.State.Pid}}").parse().unwrap();
+    let monitor = b.monitor_pid("m");
+    sh(&format!("kill -9 {monitor}"));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while b.status("m") == "running" {
+        assert!(
+            Instant::now() < deadline,
+            "still running after its monitor died"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(b.status("m"), "exited");
+    // Its processes went with it (native: the kernel kills them when their parent dies).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "container process {pid} outlived its monitor"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ps = b.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (137)"), "{ps}");
+    // It can run again, and be removed; nothing stays mounted.
+    assert_eq!(b.ok(&["start", "m"]), "m");
+    assert_eq!(b.status("m"), "running");
+    b.ok(&["rm", "-f", "m"]);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&b.env.root().display().to_string()),
+        "{mounts}"
+    );
+    b.ok(&["system", "prune", "-f"]);
+    common::assert_store_consistent(&b.env.root());
+}
+
+fn fifty_detached_containers_at_once(b: &Backend) {
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..5)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..10)
+                        .map(|_| b.detach(&[], &b.ticks(500, 0)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 50);
+    let listed = b.ok(&["ps", "-q", "--no-trunc"]);
+    assert_eq!(listed.lines().count(), 50, "{listed}");
+    let mut args = vec!["stop", "-t", "2"];
+    args.extend(ids.iter().map(String::as_str));
+    assert_eq!(b.ok(&args).lines().count(), 50);
+    assert!(b.ok(&["ps", "-q"]).is_empty());
+    assert_eq!(b.ok(&["ps", "-a", "-q"]).lines().count(), 50);
+}
