@@ -2,7 +2,9 @@ use anyhow::Result;
 use serde_json::json;
 use strata_runtime::{Reference, Store};
 
-use crate::format::{ago, human_size, parse_time, table, template};
+use crate::format::{
+    ago, check_template, human_size, parse_time, table, table_format, table_template, template,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,12 +17,28 @@ pub struct Args {
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
-    /// Format output: "table", "json", or a Go-style template like '{{.Repository}}:{{.Tag}}'
+    /// Format output: "table", "json", a Go template like '{{.Repository}}:{{.Tag}}', or
+    /// 'table TEMPLATE' for a table with a header row, as '{{.Repository}}\t{{.Tag}}'
     #[arg(long)]
     format: Option<String>,
     /// Only images of this repository (and tag)
     reference: Option<String>,
 }
+
+/// docker's column titles for `--format 'table …'` (the header of its image context).
+const HEADERS: [(&str, &str); 11] = [
+    ("Containers", "CONTAINERS"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("SharedSize", "SHARED SIZE"),
+    ("Size", "SIZE"),
+    ("Tag", "TAG"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "SIZE"),
+];
 
 /// One row of `images`: an image under one of its names.
 struct Row {
@@ -92,8 +110,13 @@ impl Args {
             }
             return Ok(());
         }
-        match self.format.as_deref() {
-            None | Some("table") => {
+        // `table` alone is the default table.
+        match self
+            .format
+            .as_deref()
+            .filter(|f| table_format(f) != Some(""))
+        {
+            None => {
                 let mut headers = vec!["REPOSITORY", "TAG"];
                 if self.digests {
                     headers.push("DIGEST");
@@ -113,24 +136,37 @@ impl Args {
                 print!("{}", table(&headers, &cells));
             }
             Some(fmt) => {
-                for r in &rows {
-                    let value = json!({
-                        "Containers": "N/A",
-                        "CreatedAt": r.created.map(|t| t.format("%Y-%m-%d %H:%M:%S %z UTC").to_string()).unwrap_or_default(),
-                        "CreatedSince": ago(r.created),
-                        "Digest": r.digest,
-                        "ID": short(&r.id),
-                        "Repository": r.repository,
-                        "SharedSize": "N/A",
-                        "Size": human_size(r.size),
-                        "Tag": r.tag,
-                        "UniqueSize": "N/A",
-                        "VirtualSize": human_size(r.size),
-                    });
-                    if fmt == "json" {
+                let values: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "Containers": "N/A",
+                            "CreatedAt": r.created.map(|t| t.format("%Y-%m-%d %H:%M:%S %z UTC").to_string()).unwrap_or_default(),
+                            "CreatedSince": ago(r.created),
+                            "Digest": r.digest,
+                            "ID": short(&r.id),
+                            "Repository": r.repository,
+                            "SharedSize": "N/A",
+                            "Size": human_size(r.size),
+                            "Tag": r.tag,
+                            "UniqueSize": "N/A",
+                            "VirtualSize": human_size(r.size),
+                        })
+                    })
+                    .collect();
+                if let Some(body) = table_format(fmt) {
+                    print!("{}", table_template(body, &HEADERS, &values)?);
+                } else if fmt == "json" {
+                    for value in &values {
                         println!("{value}");
-                    } else {
-                        println!("{}", template(fmt, &value)?);
+                    }
+                } else {
+                    // docker trims the spaces around a format, and refuses a bad one with no
+                    // images to show too.
+                    let fmt = fmt.trim_matches(' ');
+                    check_template(fmt)?;
+                    for value in &values {
+                        println!("{}", template(fmt, value)?);
                     }
                 }
             }

@@ -9,6 +9,7 @@ mod common;
 mod build;
 mod containers;
 mod dockerfile;
+mod format;
 mod hostile;
 mod interop;
 mod lifecycle;
