@@ -181,6 +181,9 @@ fn run(
         })
     };
     let mut failure: Option<Failure> = None;
+    // The container's init, reported as started once it has exec'd its program: the
+    // socket closes then (close-on-exec), or brings why it could not.
+    let mut process = None;
     loop {
         let msg = match ipc::recv(sock) {
             Ok(Some(m)) => m,
@@ -195,10 +198,10 @@ fn run(
         match msg {
             Message::Pid(init) => {
                 target.store(init, Ordering::SeqCst);
-                started(Started {
+                process = Some(Started {
                     pid: init as u32,
                     signal: signaller(init)?,
-                })?;
+                });
             }
             Message::Tty(master) => {
                 tty::copy_window_size(&master);
@@ -211,6 +214,9 @@ fn run(
         }
     }
     drop(parent);
+    if let (Some(process), None) = (process, &failure) {
+        started(process)?;
+    }
     let master = terminal
         .lock()
         .unwrap()

@@ -69,16 +69,26 @@ impl Backend for WasmBackend {
 
         let stop = StopOnSignal::install(wasm.interrupt_handle())?;
         let interrupt = wasm.interrupt_handle();
-        started(Started {
-            pid: std::process::id(),
-            signal: Arc::new(move |sig| {
-                if ends_process(sig) {
-                    interrupt.interrupt(sig);
-                }
-                Ok(())
-            }),
-        })?;
-        let outcome = wasm.run(root, binds, &guest, stdio.stdout, stdio.stderr);
+        let mut guest_started = || {
+            let interrupt = interrupt.clone();
+            started(Started {
+                pid: std::process::id(),
+                signal: Arc::new(move |sig| {
+                    if ends_process(sig) {
+                        interrupt.interrupt(sig);
+                    }
+                    Ok(())
+                }),
+            })
+        };
+        let outcome = wasm.run(
+            root,
+            binds,
+            &guest,
+            stdio.stdout,
+            stdio.stderr,
+            &mut guest_started,
+        );
         drop(scratch);
         drop(stop);
         let outcome = outcome?;

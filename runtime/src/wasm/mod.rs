@@ -274,6 +274,7 @@ impl WasmHost {
         spec: &GuestSpec,
         stdout: Stream,
         stderr: Stream,
+        started: &mut dyn FnMut() -> Result<()>,
     ) -> Result<Outcome> {
         let root = Arc::new(root);
         let program = spec
@@ -285,6 +286,8 @@ impl WasmHost {
             Error::NotExecutable(msg) => Error::NotExecutable(format!("exec: {program:?}: {msg}")),
             e => e,
         })?;
+        // Found and compiled: what `exec` would have checked.
+        started()?;
 
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&spec.args).envs(&spec.env);
