@@ -151,6 +151,21 @@ impl Cgroup {
         }
     }
 
+    /// The cgroup a running container `id`'s limits made, if any: what `exec` joins.
+    pub fn existing(id: &str) -> Option<Cgroup> {
+        let root = Path::new(ROOT);
+        let dirs: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
+            vec![root.join(PARENT).join(id)]
+        } else {
+            ["memory", "cpu", "pids"]
+                .iter()
+                .map(|c| root.join(c).join(PARENT).join(id))
+                .collect()
+        };
+        let dirs: Vec<PathBuf> = dirs.into_iter().filter(|d| d.is_dir()).collect();
+        (!dirs.is_empty()).then_some(Cgroup { dirs, memory: None })
+    }
+
     /// Move `pid` (and so its future children) into the cgroup.
     pub fn add(&self, pid: i32) -> Result<()> {
         for dir in &self.dirs {

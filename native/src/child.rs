@@ -50,17 +50,41 @@ fn run_intermediate(plan: &Plan, sock: BorrowedFd<'_>) -> Result<i32, Failure> {
         for sig in FORWARDED {
             libc::signal(sig, libc::SIG_IGN);
         }
-        if plan.id_map.is_some() {
+        if let Some(pidfd) = plan.join {
+            // exec: until it runs its program, this is the strata binary: never to be read
+            // or traced from inside (/proc/PID/exe, CVE-2019-5736).
             check(
-                libc::unshare(libc::CLONE_NEWUSER),
-                "create a user namespace",
+                libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0),
+                "make the process non-dumpable",
             )?;
+            if plan.wait_for_parent {
+                // Joins the container's cgroup first, as its children then do.
+                let _ = ipc::send(sock, &Message::Ready);
+                ipc::wait_for_go(sock)?;
+            }
+            let user = if plan.id_map.is_some() {
+                libc::CLONE_NEWUSER
+            } else {
+                0
+            };
+            check(
+                libc::setns(pidfd, plan.namespaces | user),
+                "join the container's namespaces",
+            )?;
+            libc::close(pidfd);
+        } else {
+            if plan.id_map.is_some() {
+                check(
+                    libc::unshare(libc::CLONE_NEWUSER),
+                    "create a user namespace",
+                )?;
+            }
+            if plan.wait_for_parent {
+                let _ = ipc::send(sock, &Message::Ready);
+                ipc::wait_for_go(sock)?;
+            }
+            check(libc::unshare(plan.namespaces), "create namespaces")?;
         }
-        if plan.wait_for_parent {
-            let _ = ipc::send(sock, &Message::Ready);
-            ipc::wait_for_go(sock)?;
-        }
-        check(libc::unshare(plan.namespaces), "create namespaces")?;
         match libc::fork() {
             -1 => Err(errno("fork the container's init")),
             0 => {
@@ -111,19 +135,22 @@ fn init(plan: &Plan, sock: BorrowedFd<'_>) -> Result<Infallible, Failure> {
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         libc::setsid();
     }
-    crate::rootfs::setup(plan)?;
-    // SAFETY: a valid C string and length.
-    unsafe {
-        let h = plan.hostname.as_bytes();
-        if plan.namespaces & libc::CLONE_NEWUTS != 0 {
-            check(
-                libc::sethostname(h.as_ptr().cast(), h.len()),
-                "set the hostname",
-            )?;
+    // An exec's root and hostname are the running container's.
+    if plan.join.is_none() {
+        crate::rootfs::setup(plan)?;
+        // SAFETY: a valid C string and length.
+        unsafe {
+            let h = plan.hostname.as_bytes();
+            if plan.namespaces & libc::CLONE_NEWUTS != 0 {
+                check(
+                    libc::sethostname(h.as_ptr().cast(), h.len()),
+                    "set the hostname",
+                )?;
+            }
         }
-    }
-    if plan.has_network_namespace() {
-        loopback_up()?;
+        if plan.has_network_namespace() {
+            loopback_up()?;
+        }
     }
     for &(resource, soft, hard) in &plan.rlimits {
         let limit = libc::rlimit {
@@ -144,7 +171,9 @@ fn init(plan: &Plan, sock: BorrowedFd<'_>) -> Result<Infallible, Failure> {
                 .map_err(|e| Failure::other(e.to_string()))?,
         );
     }
-    make_workdir(&plan.cwd)?;
+    if plan.join.is_none() {
+        make_workdir(&plan.cwd)?;
+    }
     stdio(plan, sock)?;
     become_user(plan, &ids)?;
     close_other_fds(sock.as_raw_fd());

@@ -81,6 +81,33 @@ impl Backend for NativeBackend {
     }
 }
 
+impl NativeBackend {
+    /// `exec`: run the process of `task.spec` inside the running container whose init is
+    /// `init` (its pid, checked by the caller to be that container's): the same namespaces,
+    /// cgroup, capabilities, seccomp filter, no_new_privs, limits and user rules as its
+    /// init. Blocks until the process ends.
+    pub fn exec(
+        &self,
+        task: &Task<'_>,
+        init: rustix::process::Pid,
+        stdio: Stdio,
+        started: &mut dyn FnMut(Started) -> Result<()>,
+    ) -> Result<Exit> {
+        use rustix::process::{pidfd_open, PidfdFlags};
+        use std::os::fd::AsRawFd;
+        let pidfd = pidfd_open(init, PidfdFlags::empty())
+            .map_err(|_| Error::Conflict(format!("container {} is not running", task.id)))?;
+        let cgroup = Cgroup::existing(task.id);
+        let mut plan = Plan::new(&self.state, task, &stdio, false)?;
+        plan.join = Some(pidfd.as_raw_fd());
+        plan.wait_for_parent = cgroup.is_some();
+        let result = run(&plan, cgroup.as_ref(), started);
+        drop(stdio);
+        drop(pidfd);
+        result
+    }
+}
+
 /// Kills and reaps the intermediate (and so the container) if set-up fails half way.
 struct Reaper(i32);
 
@@ -97,20 +124,21 @@ impl Drop for Reaper {
 }
 
 /// Signals the container's init through a pidfd: once it is gone, an error, never another
-/// process that got its pid.
-fn signaller(init: i32) -> Result<Signaller> {
+/// process that got its pid. (A process that has already ended — a quick one, reaped by the
+/// intermediate before this runs — can no longer be signalled at all.)
+fn signaller(init: i32) -> Signaller {
     use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
-    let pid = Pid::from_raw(init).ok_or_else(|| Error::Conflict("no container process".into()))?;
-    let pidfd = pidfd_open(pid, PidfdFlags::empty())
-        .map_err(|e| Error::io("open the container's process", e.into()))?;
-    Ok(Arc::new(move |sig| {
+    let gone = || Error::Conflict("the container is not running".into());
+    let pidfd = Pid::from_raw(init).and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok());
+    Arc::new(move |sig| {
         let sig = Signal::from_named_raw(sig)
             .ok_or_else(|| Error::InvalidArgument(format!("invalid signal {sig}")))?;
-        pidfd_send_signal(&pidfd, sig).map_err(|e| match e {
-            rustix::io::Errno::SRCH => Error::Conflict("the container is not running".into()),
+        let pidfd = pidfd.as_ref().ok_or_else(gone)?;
+        pidfd_send_signal(pidfd, sig).map_err(|e| match e {
+            rustix::io::Errno::SRCH => gone(),
             e => Error::io("signal the container", e.into()),
         })
-    }))
+    })
 }
 
 fn run(
@@ -148,7 +176,7 @@ fn run(
             Some(Message::Failed(f)) => return Err(f.into()),
             other => return Err(ipc::unexpected(other.as_ref(), "ready")),
         }
-        if let Some(map) = &plan.id_map {
+        if let (Some(map), None) = (&plan.id_map, plan.join) {
             map.write(pid)?;
         }
         if let Some(cg) = cgroup {
@@ -200,7 +228,7 @@ fn run(
                 target.store(init, Ordering::SeqCst);
                 process = Some(Started {
                     pid: init as u32,
-                    signal: signaller(init)?,
+                    signal: signaller(init),
                 });
             }
             Message::Tty(master) => {

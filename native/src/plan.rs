@@ -56,6 +56,9 @@ pub(crate) struct Plan {
     /// the container ends); `None`: the caller's own.
     pub stdout: Option<libc::c_int>,
     pub stderr: Option<libc::c_int>,
+    /// `exec`: a pidfd of the running container's init, whose namespaces the process joins
+    /// instead of making its own root (valid in the children: the parent holds it).
+    pub join: Option<libc::c_int>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +217,7 @@ impl Plan {
             stdin: stdio.stdin,
             stdout: raw(&stdio.stdout),
             stderr: raw(&stdio.stderr),
+            join: None,
         })
     }
 

@@ -15,8 +15,8 @@ pub use options::{
     RunOptions, DEFAULT_STOP_TIMEOUT,
 };
 pub use spec::{
-    make_spec, process_args, process_env, DEFAULT_CAPABILITIES, DEFAULT_PATH, MASKED_PATHS,
-    READONLY_PATHS,
+    exec_spec, make_spec, process_args, process_env, ExecOptions, DEFAULT_CAPABILITIES,
+    DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS,
 };
 
 use std::os::fd::OwnedFd;

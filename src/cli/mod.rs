@@ -7,6 +7,7 @@ mod commit;
 mod create;
 mod diff;
 mod dockerfile;
+mod exec;
 mod history;
 mod images;
 mod import;
@@ -74,6 +75,8 @@ enum Command {
     Wait(wait::Args),
     /// Fetch the logs of a container
     Logs(logs::Args),
+    /// Execute a command in a running container
+    Exec(exec::Args),
     /// Attach to a running container's output
     Attach(attach::Args),
     /// A detached container's monitor (started by `run -d` and `start`)
@@ -135,6 +138,7 @@ impl Cli {
             Command::Kill(a) => return a.run(&open()?),
             Command::Wait(a) => return a.run(&open()?),
             Command::Logs(a) => a.run(&open()?),
+            Command::Exec(a) => return Ok(a.run(&open()?)),
             Command::Attach(a) => return Ok(a.run(&open()?)),
             Command::Monitor(a) => return Ok(a.run(&open()?)),
             Command::Build(a) => a.run(&open()?),

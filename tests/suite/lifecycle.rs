@@ -262,11 +262,11 @@ fn a_detached_container_outlives_its_cli_and_logs_both_streams(b: &Backend) {
 }
 
 fn logs_follow_until_the_container_ends(b: &Backend) {
-    b.detach(&["--name", "f"], &b.ticks(150, 8));
+    b.detach(&["--name", "fol"], &b.ticks(150, 8));
     let began = Instant::now();
     let mut follow = b
         .env
-        .cmd(&["logs", "-f", "f"])
+        .cmd(&["logs", "-f", "fol"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -284,8 +284,8 @@ fn logs_follow_until_the_container_ends(b: &Backend) {
     assert!(status.success());
     assert_eq!(rest.len(), 7, "{rest:?}");
     assert_eq!(rest.last().unwrap(), "tick 7");
-    assert_eq!(b.status("f"), "exited");
-    assert_eq!(b.inspect("f", "{{.State.ExitCode}}"), "0");
+    assert_eq!(b.status("fol"), "exited");
+    assert_eq!(b.inspect("fol", "{{.State.ExitCode}}"), "0");
 }
 
 fn stop_signals_then_kills_after_the_grace_period(b: &Backend) {
@@ -392,12 +392,12 @@ fn on_failure_restarts_as_often_as_it_says(b: &Backend) {
     }
     // `always` restarts even a success, until `stop`: then it stays stopped.
     b.detach(
-        &["--name", "a", "--restart", "always"],
+        &["--name", "alw", "--restart", "always"],
         &b.say_and_exit("again", 0),
     );
     let deadline = Instant::now() + Duration::from_secs(15);
     while b
-        .inspect("a", "{{.RestartCount}}")
+        .inspect("alw", "{{.RestartCount}}")
         .parse::<u32>()
         .unwrap_or(0)
         < 2
@@ -405,33 +405,33 @@ fn on_failure_restarts_as_often_as_it_says(b: &Backend) {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(50));
     }
-    b.ok(&["stop", "a"]);
-    let count = b.inspect("a", "{{.RestartCount}}");
+    b.ok(&["stop", "alw"]);
+    let count = b.inspect("alw", "{{.RestartCount}}");
     std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(b.status("a"), "exited");
-    assert_eq!(b.inspect("a", "{{.RestartCount}}"), count);
+    assert_eq!(b.status("alw"), "exited");
+    assert_eq!(b.inspect("alw", "{{.RestartCount}}"), count);
 }
 
 fn create_start_attach_and_restart(b: &Backend) {
-    let id = b.ok(&["create", "--name", "c", IMAGE, "sleep", "0"]);
+    let id = b.ok(&["create", "--name", "crt", IMAGE, "sleep", "0"]);
     assert_eq!(id.len(), 64);
-    assert_eq!(b.status("c"), "created");
+    assert_eq!(b.status("crt"), "created");
     let ps = b.ok(&["ps", "-a"]);
     assert!(
         ps.lines()
-            .any(|l| l.contains("Created") && l.ends_with(" c")),
+            .any(|l| l.contains("Created") && l.ends_with(" crt")),
         "{ps}"
     );
-    b.ok(&["rm", "c"]);
+    b.ok(&["rm", "crt"]);
     // start -a shows the output and exits with the container's status.
     let action = match b.kind {
         Kind::Native => strings(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
         _ => strings(&["cat", "/no/such/file"]),
     };
-    let mut args = vec!["create", "--name", "a", IMAGE];
+    let mut args = vec!["create", "--name", "alw", IMAGE];
     args.extend(action.iter().map(String::as_str));
     b.ok(&args);
-    let out = b.strata(&["start", "-a", "a"]);
+    let out = b.strata(&["start", "-a", "alw"]);
     if b.native_only() {
         assert_eq!(out.status.code(), Some(3), "{out:?}");
         assert_eq!(text(&out.stdout), "out\n");
@@ -562,4 +562,126 @@ fn fifty_detached_containers_at_once(b: &Backend) {
     assert_eq!(b.ok(&args).lines().count(), 50);
     assert!(b.ok(&["ps", "-q"]).is_empty());
     assert_eq!(b.ok(&["ps", "-a", "-q"]).lines().count(), 50);
+}
+
+/// `exec` into a native container: inside its pid namespace, hostname and root, confined as
+/// its init is (capabilities, seccomp, no_new_privs), no host fds, docker's codes.
+#[test]
+fn native_exec_joins_the_container_and_is_confined_like_it() {
+    let Some(b) =
+        Backend::native("lifecycle::native_exec_joins_the_container_and_is_confined_like_it")
+    else {
+        return;
+    };
+    b.detach(
+        &["--name", "runner"],
+        &strings(&["sh", "-c", "echo main > /tmp/written; exec sleep 1000"]),
+    );
+    b.until_status("runner", "running", 5);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.strata(&["exec", "runner", "cat", "/tmp/written"]).stdout != b"main\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the exec never saw the container's file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = b.strata(&["exec", "runner", "sh", "-c", "echo $$; hostname; exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let printed = text(&out.stdout);
+    let mut lines = printed.lines();
+    let pid: u32 = lines.next().unwrap().parse().unwrap();
+    assert!(
+        pid > 1 && pid < 100,
+        "pid {pid} is not in the container's namespace"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        b.inspect("runner", "{{.Config.Hostname}}")
+    );
+    // Writes are the container's: `diff` sees them.
+    b.ok(&["exec", "runner", "sh", "-c", "echo x > /exec-wrote"]);
+    assert!(b.ok(&["diff", "runner"]).contains("A /exec-wrote"));
+    // Confined as the init: the same bounding set, seccomp filter mode and no_new_privs.
+    let status = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| {
+                ["CapBnd:", "CapEff:", "NoNewPrivs:", "Seccomp:"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let init: u32 = b.inspect("runner", "{{.State.Pid}}").parse().unwrap();
+    let theirs = status(&std::fs::read_to_string(format!("/proc/{init}/status")).unwrap());
+    let ours = status(&b.ok(&["exec", "runner", "cat", "/proc/self/status"]));
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.len(), 4, "{ours:?}");
+    // No descriptor of the host: only 0, 1, 2 (and the one `ls` reads /proc/self/fd with).
+    let fds = b.ok(&["exec", "runner", "ls", "/proc/self/fd"]);
+    assert!(fds.split_whitespace().count() <= 4, "{fds}");
+    // -u, -w, -e, -i.
+    assert_eq!(
+        b.ok(&[
+            "exec",
+            "-u",
+            "nobody",
+            "-w",
+            "/tmp",
+            "-e",
+            "A=b",
+            "runner",
+            "sh",
+            "-c",
+            "id -u; pwd; echo $A"
+        ]),
+        "65534\n/tmp\nb"
+    );
+    let mut cat = b
+        .env
+        .cmd(&["exec", "-i", "runner", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut cat.stdin.take().unwrap(), b"through stdin\n").unwrap();
+    assert_eq!(
+        text(&cat.wait_with_output().unwrap().stdout),
+        "through stdin\n"
+    );
+    let out = b.strata(&["exec", "runner", "nosuch"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        text(&out.stderr).contains(r#"exec: "nosuch": executable file not found"#),
+        "{out:?}"
+    );
+    b.ok(&["stop", "-t", "1", "runner"]);
+    let out = b.strata(&["exec", "runner", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not running"), "{out:?}");
+}
+
+/// While execs come and go, a container process that reads every /proc/*/exe never gets
+/// the strata binary (CVE-2019-5736 on the exec path).
+#[test]
+fn native_exec_never_shows_the_strata_binary_inside() {
+    let Some(b) = Backend::native("lifecycle::native_exec_never_shows_the_strata_binary_inside")
+    else {
+        return;
+    };
+    b.detach(
+        &["--name", "prober"],
+        &strings(&[
+            "sh",
+            "-c",
+            r#"while :; do for e in /proc/[0-9]*/exe; do l=$(readlink "$e" 2>/dev/null) && case "$l" in *strata*) echo "SAW $l";; esac; done; done"#,
+        ]),
+    );
+    for _ in 0..30 {
+        b.ok(&["exec", "prober", "true"]);
+    }
+    b.ok(&["stop", "-t", "1", "prober"]);
+    let log = text(&b.strata(&["logs", "prober"]).stdout);
+    assert!(!log.contains("SAW"), "{log}");
 }

@@ -423,15 +423,14 @@ mod tests {
             tail: Some(2),
             ..Query::default()
         };
-        assert_eq!(read(&dir, &tail), (String::new(), "err\n".into()));
-        let all_stdout = read(
-            &dir,
-            &Query {
-                tail: Some(1),
-                ..Query::default()
-            },
-        );
-        assert_eq!(all_stdout.1, "err\n");
+        // The last two entries of both streams.
+        let two = (String::from("last, no newline"), String::from("err\n"));
+        assert_eq!(read(&dir, &tail), two);
+        let last = Query {
+            tail: Some(1),
+            ..Query::default()
+        };
+        assert_eq!(read(&dir, &last), (String::new(), "err\n".into()));
     }
 
     #[test]

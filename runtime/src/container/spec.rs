@@ -269,3 +269,65 @@ fn numeric_user(user: &str) -> (u32, u32) {
     let uid = u.parse().unwrap_or(0);
     (uid, g.parse().unwrap_or(uid))
 }
+
+/// What `exec` runs in a running container, beyond its spec.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    /// `-e`: `K=V`, or `K` for the caller's value; over the container's environment.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+}
+
+/// The spec of a process `exec` starts in a container whose spec is `spec`: the container's
+/// own (namespaces, capabilities, seccomp, no_new_privs, limits), with the exec's command,
+/// environment, working directory, user and terminal.
+pub fn exec_spec(spec: &Spec, opts: &ExecOptions) -> Result<Spec> {
+    let bad = |why: String| Error::InvalidArgument(why);
+    if opts.args.is_empty() {
+        return Err(bad("no command specified".into()));
+    }
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| bad("the container's spec has no process".into()))?;
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    for e in &opts.env {
+        let (k, v) = match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => match std::env::var(e) {
+                Ok(v) => (e.clone(), v),
+                Err(_) => continue,
+            },
+        };
+        env.retain(|x| x.split_once('=').map_or(x.as_str(), |(key, _)| key) != k);
+        env.push(format!("{k}={v}"));
+    }
+    if opts.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    process.set_args(Some(opts.args.clone()));
+    process.set_env(Some(env));
+    process.set_terminal(Some(opts.tty));
+    if let Some(w) = &opts.workdir {
+        if !w.starts_with('/') {
+            return Err(bad(format!(
+                "the working directory {w:?} is invalid, it needs to be an absolute path"
+            )));
+        }
+        process.set_cwd(w.into());
+    }
+    if let Some(u) = &opts.user {
+        let (uid, gid) = numeric_user(u);
+        let mut user = process.user().clone();
+        user.set_uid(uid);
+        user.set_gid(gid);
+        user.set_username(Some(u.clone()));
+        process.set_user(user);
+    }
+    let mut spec = spec.clone();
+    spec.set_process(Some(process));
+    Ok(spec)
+}

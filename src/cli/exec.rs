@@ -1,0 +1,81 @@
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail};
+use strata_runtime::backend::{Kind, Stdio, Task};
+use strata_runtime::container::{exec_spec, Containers, ExecOptions, Status};
+use strata_runtime::Store;
+
+/// `exec`: a new process in a running container, confined as its own are.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keep STDIN open
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    tty: bool,
+    /// Username or UID (format: "<name|uid>[:<group|gid>]")
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Set environment variables
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl Args {
+    /// Exits with the process's status, 126/127 when it cannot start, 1 when the
+    /// container does not run.
+    pub fn run(self, store: &Store) -> ExitCode {
+        let containers = match Containers::open(store) {
+            Ok(c) => c,
+            Err(e) => return super::run::exit_with(Err(e.into())),
+        };
+        let c = match containers.get(&self.container) {
+            Ok(c) if c.status == Status::Running => c,
+            Ok(c) => {
+                eprintln!("Error: container {} is not running", c.id);
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        super::run::exit_with((|| {
+            let spec = exec_spec(
+                &containers.spec(&c)?,
+                &ExecOptions {
+                    args: self.command.clone(),
+                    env: self.env.clone(),
+                    workdir: self.workdir.clone(),
+                    user: self.user.clone(),
+                    tty: self.tty,
+                },
+            )?;
+            if c.runtime == Kind::Wasm {
+                bail!("exec into a Wasm container is not supported yet");
+            }
+            let init = c
+                .live_pid()
+                .ok_or_else(|| anyhow!("container {} is not running", c.id))?;
+            let (native, _) = super::run::backends(store)?;
+            let rootfs = containers.rootfs(&c);
+            let task = Task {
+                id: &c.id,
+                spec: &spec,
+                rootfs: &rootfs,
+            };
+            let stdio = Stdio {
+                stdin: self.interactive,
+                ..Stdio::default()
+            };
+            Ok(native.exec(&task, init, stdio, &mut |_| Ok(()))?.code)
+        })())
+    }
+}
