@@ -43,6 +43,7 @@ impl Backend for TestBackend {
         started(strata_runtime::backend::Started {
             pid: std::process::id(),
             signal: std::sync::Arc::new(|_| Ok(())),
+            exec: None,
         })?;
         let process = task.spec.process().as_ref().expect("a process");
         let args = process.args().clone().unwrap_or_default();

@@ -229,6 +229,7 @@ fn run(
                 process = Some(Started {
                     pid: init as u32,
                     signal: signaller(init),
+                    exec: None,
                 });
             }
             Message::Tty(master) => {

@@ -103,11 +103,18 @@ pub struct Task<'a> {
 /// the guest with 128+signal and the others are ignored. Fails once the process is gone.
 pub type Signaller = Arc<dyn Fn(i32) -> Result<()> + Send + Sync>;
 
+/// Runs another process in a started task (`exec`) and waits for it: the Wasm backend's
+/// (a second guest on the same overlay instance, mounts and host as the running one).
+/// The native backend has none: its exec joins the container's namespaces from outside
+/// (`NativeBackend::exec`).
+pub type Executor = Arc<dyn Fn(&oci_spec::runtime::Process, Stdio) -> Result<Exit> + Send + Sync>;
+
 /// A task's process, once it runs.
 pub struct Started {
     /// Its process id (for an in-process backend, the host process's own).
     pub pid: u32,
     pub signal: Signaller,
+    pub exec: Option<Executor>,
 }
 
 /// A backend. `run` blocks until the process ends; signals the caller receives (SIGINT,

@@ -1,8 +1,10 @@
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Result};
+use std::os::fd::AsFd;
 use strata_runtime::backend::{Kind, Stdio, Task};
-use strata_runtime::container::{exec_spec, Containers, ExecOptions, Status};
+use strata_runtime::container::monitor::{self, Request};
+use strata_runtime::container::{exec_spec, Container, Containers, ExecOptions, Status};
 use strata_runtime::Store;
 
 /// `exec`: a new process in a running container, confined as its own are.
@@ -59,7 +61,7 @@ impl Args {
                 },
             )?;
             if c.runtime == Kind::Wasm {
-                bail!("exec into a Wasm container is not supported yet");
+                return wasm_exec(&containers, &c, &spec, self.interactive);
             }
             let init = c
                 .live_pid()
@@ -78,4 +80,38 @@ impl Args {
             Ok(native.exec(&task, init, stdio, &mut |_| Ok(()))?.code)
         })())
     }
+}
+
+/// A Wasm container's exec: a second guest in its monitor's process, on the same overlay
+/// (its writes and the running guest's are one upper layer), our stdout and stderr handed
+/// to it.
+fn wasm_exec(
+    containers: &Containers<'_>,
+    c: &Container,
+    spec: &strata_runtime::oci_spec::runtime::Spec,
+    interactive: bool,
+) -> Result<i32> {
+    if interactive {
+        bail!("exec -i into a Wasm container is not supported yet (its stdin is empty)");
+    }
+    let process = spec.process().clone().expect("exec_spec gives a process");
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let reply = monitor::request_with(
+        containers,
+        c,
+        &Request::Exec {
+            process: Box::new(process),
+        },
+        &[stdout.as_fd(), stderr.as_fd()],
+    )?
+    .ok_or_else(|| {
+        anyhow!(
+            "container {} runs in the foreground of another strata: exec into a Wasm container needs it detached (run -d)",
+            c.id
+        )
+    })?;
+    if let Some(msg) = &reply.error {
+        eprintln!("Error: {msg}");
+    }
+    Ok(reply.exit.unwrap_or(125))
 }

@@ -685,3 +685,52 @@ fn native_exec_never_shows_the_strata_binary_inside() {
     let log = text(&b.strata(&["logs", "prober"]).stdout);
     assert!(!log.contains("SAW"), "{log}");
 }
+
+/// `exec` into a Wasm container: a second guest in the container's monitor, on the same
+/// overlay as the running one — each sees the other's writes at once, `diff` sees both.
+fn wasm_exec_shares_the_running_guests_root(kind: Kind) {
+    let b = Backend::wasm(kind);
+    b.detach(&["--name", "guest"], &strings(&["await", "/tmp/from-exec"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = b.strata(&["exec", "guest", "/hello.wasm", "cat", "/tmp/awaiting"]);
+        if out.status.success() {
+            assert_eq!(text(&out.stdout), "yes");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = b.strata(&["exec", "guest", "/hello.wasm", "exit", "7"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let out = b.strata(&["exec", "guest", "/no/such.wasm"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    b.ok(&[
+        "exec",
+        "guest",
+        "/hello.wasm",
+        "write",
+        "/tmp/from-exec",
+        "hi",
+    ]);
+    assert_eq!(b.ok(&["wait", "guest"]), "0");
+    assert!(b.ok(&["logs", "guest"]).contains("got: hi"));
+    let diff = b.ok(&["diff", "guest"]);
+    assert!(
+        diff.contains("A /tmp/awaiting") && diff.contains("A /tmp/from-exec"),
+        "{diff}"
+    );
+    let out = b.strata(&["exec", "guest", "/hello.wasm", "exit", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not running"), "{out:?}");
+}
+
+#[test]
+fn wasm_p1_exec_shares_the_running_guests_root() {
+    wasm_exec_shares_the_running_guests_root(Kind::WasmP1);
+}
+
+#[test]
+fn wasm_p2_exec_shares_the_running_guests_root() {
+    wasm_exec_shares_the_running_guests_root(Kind::WasmP2);
+}

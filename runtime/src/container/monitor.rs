@@ -11,7 +11,7 @@
 //! what it then runs.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::logs::{self, LogWriter, Source};
 use super::{Claim, Container, Containers, Status};
-use crate::backend::{Backends, Signaller, Started, Stdio, Stream};
+use crate::backend::{Backends, Executor, Signaller, Started, Stdio, Stream};
 use crate::error::{Error, Result};
 
 /// The monitor's socket in the container's directory.
@@ -37,6 +37,12 @@ pub enum Request {
     Stop { signal: i32, timeout: i64 },
     /// Answered when the run going on ends (at once if none is), with its status.
     Wait,
+    /// `exec` in a container whose backend runs it in the monitor (Wasm): this process,
+    /// its stdout and stderr the two descriptors sent with the request. Answered when it
+    /// ends, with its status (126/127 and the error when it could not start).
+    Exec {
+        process: Box<oci_spec::runtime::Process>,
+    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -51,12 +57,22 @@ pub struct Reply {
 /// Ask the monitor of `c`. `Ok(None)` when it has none (it does not run detached, or the
 /// monitor is gone, or went before it answered): the record then says what there is to know.
 pub fn request(containers: &Containers<'_>, c: &Container, req: &Request) -> Result<Option<Reply>> {
+    request_with(containers, c, req, &[])
+}
+
+/// `request`, passing `fds` with it (`exec`'s stdout and stderr).
+pub fn request_with(
+    containers: &Containers<'_>,
+    c: &Container,
+    req: &Request,
+    fds: &[BorrowedFd<'_>],
+) -> Result<Option<Reply>> {
     let dir = match containers.dir_of(c) {
         Ok(d) => d,
         Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut conn = match UnixStream::connect(socket_path(&dir)) {
+    let conn = match UnixStream::connect(socket_path(&dir)) {
         Ok(conn) => conn,
         Err(e)
             if matches!(
@@ -71,7 +87,7 @@ pub fn request(containers: &Containers<'_>, c: &Container, req: &Request) -> Res
     let mut line = serde_json::to_vec(req).expect("serialize");
     line.push(b'\n');
     let io = |e| Error::io(format!("ask the monitor of {}", c.id), e);
-    conn.write_all(&line).map_err(io)?;
+    send(&conn, &line, fds).map_err(io)?;
     let mut answer = String::new();
     BufReader::new(&conn).read_line(&mut answer).map_err(io)?;
     if answer.is_empty() {
@@ -80,6 +96,52 @@ pub fn request(containers: &Containers<'_>, c: &Container, req: &Request) -> Res
     serde_json::from_str(&answer)
         .map(Some)
         .map_err(|e| Error::InvalidDocument(format!("monitor reply: {e}")))
+}
+
+/// Write `line` to `conn`, with `fds` in its first part.
+fn send(conn: &UnixStream, line: &[u8], fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut ancillary = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        ancillary.push(SendAncillaryMessage::ScmRights(fds));
+    }
+    let sent = sendmsg(
+        conn,
+        &[std::io::IoSlice::new(line)],
+        &mut ancillary,
+        SendFlags::empty(),
+    )?;
+    let mut conn = conn;
+    conn.write_all(&line[sent..])
+}
+
+/// Read one request line from `conn`, and the descriptors sent with it.
+fn receive(conn: &UnixStream) -> std::io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut line = Vec::new();
+    let mut fds = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !line.contains(&b'\n') && line.len() < 1 << 20 {
+        let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+        let got = recvmsg(
+            conn,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut ancillary,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        for message in ancillary.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = message {
+                fds.extend(received);
+            }
+        }
+        if got.bytes == 0 {
+            break;
+        }
+        line.extend_from_slice(&buf[..got.bytes]);
+    }
+    Ok((line, fds))
 }
 
 /// The socket's address through the directory's descriptor: short whatever the store's
@@ -97,6 +159,8 @@ struct Shared {
 struct State {
     /// The running process's signaller (none between runs).
     signal: Option<Signaller>,
+    /// Its backend's way to run another process in it, if it has one.
+    exec: Option<Executor>,
     /// Runs that have ended, and the status of the last.
     ended: u64,
     last: Option<i32>,
@@ -163,6 +227,7 @@ pub fn serve(
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             signal: None,
+            exec: None,
             ended: 0,
             last: c.exit_code,
             stopped_by_user: false,
@@ -221,7 +286,9 @@ pub fn serve(
         let mut ran = false;
         let mut on_start = |p: &Started| {
             ran = true;
-            shared.lock().signal = Some(Arc::clone(&p.signal));
+            let mut state = shared.lock();
+            state.signal = Some(Arc::clone(&p.signal));
+            state.exec = p.exec.clone();
             if first {
                 ready(Ok(p.pid));
             }
@@ -238,6 +305,7 @@ pub fn serve(
         let stopped_by_user = {
             let mut state = shared.lock();
             state.signal = None;
+            state.exec = None;
             state.ended += 1;
             state.last = Some(code);
             state.stopped_by_user
@@ -320,14 +388,14 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 
 /// Answer one command.
 fn answer(conn: UnixStream, shared: &Shared) {
-    let mut line = String::new();
-    if BufReader::new(&conn).read_line(&mut line).is_err() {
+    let Ok((line, fds)) = receive(&conn) else {
         return;
-    }
-    let reply = match serde_json::from_str::<Request>(&line) {
+    };
+    let reply = match serde_json::from_slice::<Request>(&line) {
         Ok(Request::Signal { signal }) => kill(shared, signal),
         Ok(Request::Stop { signal, timeout }) => stop(shared, signal, timeout),
         Ok(Request::Wait) => wait(shared),
+        Ok(Request::Exec { process }) => exec(shared, &process, fds),
         Err(e) => Reply {
             error: Some(format!("bad request: {e}")),
             ..Reply::default()
@@ -342,6 +410,34 @@ fn not_running() -> Reply {
     Reply {
         error: Some("is not running".into()),
         ..Reply::default()
+    }
+}
+
+fn exec(shared: &Shared, process: &oci_spec::runtime::Process, fds: Vec<OwnedFd>) -> Reply {
+    let Some(run) = shared.lock().exec.clone() else {
+        return not_running();
+    };
+    let mut fds = fds.into_iter();
+    let (Some(stdout), Some(stderr)) = (fds.next(), fds.next()) else {
+        return Reply {
+            error: Some("exec: no stdout and stderr sent".into()),
+            ..Reply::default()
+        };
+    };
+    let stdio = Stdio {
+        stdin: false,
+        stdout: Stream::Fd(stdout),
+        stderr: Stream::Fd(stderr),
+    };
+    match run(process, stdio) {
+        Ok(exit) => Reply {
+            exit: Some(exit.code),
+            error: exit.message,
+        },
+        Err(e) => Reply {
+            exit: Some(e.exit_code()),
+            error: Some(e.to_string()),
+        },
     }
 }
 

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cap_std::fs::Dir;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use super::{guestfs, GuestSpec, Interrupt, Outcome, WasmHost};
-use crate::backend::{ends_process, Backend, Exit, Started, Stdio, Task};
+use crate::backend::{ends_process, Backend, Executor, Exit, Started, Stdio, Task};
 use crate::error::{Error, Result};
 use crate::fs::Overlay;
 
@@ -28,9 +28,9 @@ impl Backend for WasmBackend {
         started: &mut dyn FnMut(Started) -> Result<()>,
     ) -> Result<Exit> {
         let spec = task.spec;
-        let wasm = WasmHost::new(&self.cache)?;
+        let wasm = Arc::new(WasmHost::new(&self.cache)?);
         let guest = guest_spec(spec, stdio.stdin)?;
-        let root = task.rootfs.overlay()?;
+        let root = Arc::new(task.rootfs.overlay()?);
         let mut binds = Vec::new();
         // A tmpfs is an empty private directory for the run's length.
         let mut scratch = Vec::new();
@@ -69,6 +69,25 @@ impl Backend for WasmBackend {
 
         let stop = StopOnSignal::install(wasm.interrupt_handle())?;
         let interrupt = wasm.interrupt_handle();
+        let exec: Executor = {
+            let (wasm, root, binds) = (Arc::clone(&wasm), Arc::clone(&root), binds.clone());
+            let (memory, host_network) = (guest.memory, guest.host_network);
+            let id = task.id.to_string();
+            Arc::new(move |process: &Process, stdio: Stdio| {
+                let mut guest = process_guest(process, stdio.stdin);
+                guest.memory = memory;
+                guest.host_network = host_network;
+                let outcome = wasm.run(
+                    Arc::clone(&root),
+                    binds.clone(),
+                    &guest,
+                    stdio.stdout,
+                    stdio.stderr,
+                    &mut || Ok(()),
+                )?;
+                Ok(exit(outcome, &id, memory))
+            })
+        };
         let mut guest_started = || {
             let interrupt = interrupt.clone();
             started(Started {
@@ -79,6 +98,7 @@ impl Backend for WasmBackend {
                     }
                     Ok(())
                 }),
+                exec: Some(Arc::clone(&exec)),
             })
         };
         let outcome = wasm.run(
@@ -91,20 +111,24 @@ impl Backend for WasmBackend {
         );
         drop(scratch);
         drop(stop);
-        let outcome = outcome?;
-        Ok(Exit {
-            code: outcome.exit_code(),
-            oom_killed: outcome == Outcome::OutOfMemory,
-            message: match outcome {
-                Outcome::Trapped(msg) => Some(msg),
-                Outcome::OutOfMemory => Some(format!(
-                    "container {} ran out of memory (limit {} bytes)",
-                    task.id.get(..12).unwrap_or(task.id),
-                    guest.memory.unwrap_or(0)
-                )),
-                _ => None,
-            },
-        })
+        Ok(exit(outcome?, task.id, guest.memory))
+    }
+}
+
+/// How a guest run ended, as the backend reports it.
+fn exit(outcome: Outcome, id: &str, memory: Option<u64>) -> Exit {
+    Exit {
+        code: outcome.exit_code(),
+        oom_killed: outcome == Outcome::OutOfMemory,
+        message: match outcome {
+            Outcome::Trapped(msg) => Some(msg),
+            Outcome::OutOfMemory => Some(format!(
+                "container {} ran out of memory (limit {} bytes)",
+                id.get(..12).unwrap_or(id),
+                memory.unwrap_or(0)
+            )),
+            _ => None,
+        },
     }
 }
 
@@ -121,7 +145,21 @@ fn guest_spec(spec: &Spec, stdin: bool) -> Result<GuestSpec> {
         .and_then(|r| r.memory().as_ref())
         .and_then(|m| m.limit())
         .map(|l| l as u64);
-    Ok(GuestSpec {
+    let mut guest = process_guest(process, stdin);
+    guest.memory = memory;
+    // Namespaces listed without a network one; a spec that lists none at all gets no
+    // network either.
+    guest.host_network = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().all(|n| n.typ() != LinuxNamespaceType::Network));
+    Ok(guest)
+}
+
+/// A process's args, env and cwd as a guest takes them (no memory limit, no network).
+fn process_guest(process: &Process, stdin: bool) -> GuestSpec {
+    GuestSpec {
         args: process.args().clone().unwrap_or_default(),
         env: process
             .env()
@@ -135,15 +173,9 @@ fn guest_spec(spec: &Spec, stdin: bool) -> Result<GuestSpec> {
             .collect(),
         cwd: process.cwd().display().to_string(),
         stdin,
-        memory,
-        // Namespaces listed without a network one; a spec that lists none at all gets
-        // no network either.
-        host_network: spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|ns| ns.iter().all(|n| n.typ() != LinuxNamespaceType::Network)),
-    })
+        memory: None,
+        host_network: false,
+    }
 }
 
 /// SIGINT and SIGTERM stop the guest at its next epoch check, and end the WASI waits

@@ -75,6 +75,7 @@ use bindings::wasi::filesystem::types::{
 pub(super) const MAX_IO: usize = 1 << 20;
 
 /// A directory tree the guest sees at `guest_path`.
+#[derive(Clone)]
 pub struct Mount {
     /// Absolute guest path (`/` for the container's root).
     pub guest_path: String,

@@ -269,14 +269,13 @@ impl WasmHost {
     /// Run the guest at `spec.args[0]` in `root`, with extra `binds`.
     pub fn run(
         &self,
-        root: Overlay<Dir>,
+        root: Arc<Overlay<Dir>>,
         binds: Vec<guestfs::Mount>,
         spec: &GuestSpec,
         stdout: Stream,
         stderr: Stream,
         started: &mut dyn FnMut() -> Result<()>,
     ) -> Result<Outcome> {
-        let root = Arc::new(root);
         let program = spec
             .args
             .first()

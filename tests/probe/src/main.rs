@@ -27,6 +27,7 @@ fn main() {
         "sleep-print" => cmd_sleep_print(),
         "sleep" => cmd_sleep(rest),
         "ticks" => cmd_ticks(rest),
+        "await" => cmd_await(rest),
         "poll" => cmd_poll(rest),
         "connect" => cmd_connect(rest),
         other => {
@@ -455,6 +456,27 @@ fn cmd_ticks(rest: &[String]) -> i32 {
         i += 1;
     }
     0
+}
+
+/// `await PATH`: write `/tmp/awaiting`, then wait (polling, up to a minute) for PATH to
+/// appear, print `got: ` and its content, exit 0. For exec into a running guest.
+fn cmd_await(rest: &[String]) -> i32 {
+    let rest = match need(rest, 1, "await PATH") {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let _ = std::fs::create_dir_all("/tmp");
+    if let Err(e) = std::fs::write("/tmp/awaiting", "yes") {
+        return fail(format_args!("write /tmp/awaiting: {e}"));
+    }
+    for _ in 0..1200 {
+        if let Ok(text) = std::fs::read_to_string(&rest[0]) {
+            println!("got: {text}");
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fail(format_args!("await {}: it never came", rest[0]))
 }
 
 fn cmd_sleep(rest: &[String]) -> i32 {
