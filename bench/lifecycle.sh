@@ -5,6 +5,7 @@
 #
 #   run -d + stop   `run -d IMG sh -c 'trap "exit 0" TERM; sleep 1000 & wait'` then `stop`
 #                   of that container: the service round trip        target: <= 0.1x both
+#   exec            `exec CONTAINER true` into a running container   target: <= 0.1x both
 #   idle monitors   IDLE (100) detached `sleep` containers at once: the resident memory
 #                   of what keeps each one (strata: its monitor and the native
 #                   intermediate it forks; podman: conmon), RSS and PSS per container
@@ -110,6 +111,18 @@ for e in "${engines[@]}"; do
     rt_args+=(-n "$e" "id=\$(${run_cmd[$e]} sh -c '$service') && ${stop_cmd[$e]} \$id >/dev/null")
 done
 hyperfine --shell bash -w "$warmup" -r "$runs" --export-json "$work/roundtrip.json" "${rt_args[@]}" >&2
+# --- exec into a running container ----------------------------------------------------------
+ex_args=(-n strata "$STRATA exec \$(cat $work/strata.id) true")
+"$STRATA" run -d "$image" sleep 1000 > "$work/strata.id"
+if [[ " ${engines[*]} " == *" podman "* ]]; then
+    ${run_cmd[podman]} sleep 1000 > "$work/podman.id"
+    ex_args+=(-n podman "${podman[*]} exec \$(cat $work/podman.id) true")
+fi
+if [[ " ${engines[*]} " == *" docker "* ]]; then
+    ${run_cmd[docker]} sleep 1000 > "$work/docker.id"
+    ex_args+=(-n docker "${docker[*]} exec \$(cat $work/docker.id) true")
+fi
+hyperfine --shell bash -w "$warmup" -r "$runs" --export-json "$work/exec.json" "${ex_args[@]}" >&2
 # Containers the round trips left (stopped): removed, so the idle count is exact.
 "$STRATA" rm -f $("$STRATA" ps -aq) >/dev/null 2>&1 || true
 command -v podman >/dev/null && "${podman[@]}" rm -af >/dev/null 2>&1 || true
@@ -174,9 +187,9 @@ logs_args=()
 for i in "${!logs_names[@]}"; do logs_args+=(-n "${logs_names[$i]}" "${logs_cmds[$i]} >/dev/null 2>&1"); done
 hyperfine --shell bash -w 1 -r "${LOG_RUNS:-5}" --export-json "$work/logs.json" "${logs_args[@]}" >&2
 
-python3 - "$work/roundtrip.json" "$work/logs.json" "$work/idle.txt" "${engines[@]}" <<'EOF'
+python3 - "$work/roundtrip.json" "$work/exec.json" "$work/logs.json" "$work/idle.txt" "${engines[@]}" <<'EOF'
 import json, sys
-rt, logs, idle, *engines = sys.argv[1:]
+rt, ex, logs, idle, *engines = sys.argv[1:]
 def table(path, title, names):
     rs = json.load(open(path))["results"]
     med = {names[i]: r["median"] for i, r in enumerate(rs)}
@@ -187,6 +200,7 @@ def table(path, title, names):
         if n != "strata":
             print(f"  strata/{n}: {med['strata'] / m:.3f}")
 table(rt, "run -d + stop", engines)
+table(ex, "exec CONTAINER true", engines)
 log_names = [n for n in ["strata", "podman", "docker"] if n == "strata" or n in engines]
 table(logs, "logs of 100 MB", log_names)
 print("idle detached containers:")
