@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build strata and the example guest, then take the example images through
 # the local default store (/var/lib/strata as root, ~/.local/share/strata otherwise):
-# import, list, history, run (Wasm and native), diff, commit, build (native and Wasm
+# import, list, history, run (Wasm and native), diff, commit, a detached service (logs,
+# exec, stop), build (native and Wasm
 # Dockerfiles), save and load back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,21 @@ $strata commit hello example/hello-wasm:committed
 $strata rm hello >/dev/null
 say strata run --rm example/hello-wasm:committed cat /tmp/hello.txt
 $strata run --rm example/hello-wasm:committed cat /tmp/hello.txt
+say "strata run -d --name svc example/busybox:1.0 sh -c 'trap \"exit 0\" TERM; i=0; while :; do echo tick \$i; i=\$((i+1)); sleep 0.2; done'"
+$strata rm -f svc >/dev/null 2>&1 || true
+$strata run -d --name svc example/busybox:1.0 sh -c 'trap "exit 0" TERM; i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done'
+sleep 1
+say strata ps
+$strata ps
+say strata logs --tail 2 svc
+$strata logs --tail 2 svc
+say "strata exec svc sh -c 'echo in exec: pid \$\$ in \$(hostname)'"
+$strata exec svc sh -c 'echo in exec: pid $$ in $(hostname)'
+say strata stop svc
+$strata stop svc
+say "strata inspect -f '{{.State.Status}} {{.State.ExitCode}}' svc"
+$strata inspect -f '{{.State.Status}} {{.State.ExitCode}}' svc
+$strata rm svc >/dev/null
 say strata build -t example/webapp:1.0 examples/webapp
 $strata build -t example/webapp:1.0 examples/webapp
 say strata run --rm example/webapp:1.0
