@@ -54,16 +54,7 @@ pub fn follow(
             stdout: &mut out,
             stderr: &mut err,
         };
-        reader.read_all(&query, &mut sinks)?;
-        loop {
-            let done = ended.load(Ordering::SeqCst);
-            reader.read_new(&query, &mut sinks)?;
-            sinks.stdout.flush()?;
-            if done {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        reader.follow(&query, &mut sinks, || Ok(ended.load(Ordering::SeqCst)))?;
         Ok(waiter.join().expect("wait thread")?)
     })
 }

@@ -59,19 +59,11 @@ impl Args {
             stdout: &mut out,
             stderr: &mut err,
         };
-        reader.read_all(&query, &mut sinks)?;
         if self.follow {
-            // Until nothing runs the container any more (its monitor is gone), and the
-            // log is read to its end.
-            loop {
-                let ended = !containers.claimed(&c.id)?;
-                reader.read_new(&query, &mut sinks)?;
-                sinks.stdout.flush()?;
-                if ended || reader.done() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            // Until nothing runs the container any more (its monitor is gone).
+            reader.follow(&query, &mut sinks, || Ok(!containers.claimed(&c.id)?))?;
+        } else {
+            reader.read_all(&query, &mut sinks)?;
         }
         Ok(())
     }

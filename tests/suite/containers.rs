@@ -265,35 +265,8 @@ impl Backend {
     }
 }
 
-/// A test for each backend: `containers::native::t`, `containers::wasm_p1::t`,
-/// `containers::wasm_p2::t`, each calling `t(&Backend)`.
-macro_rules! on_every_backend {
-    ($($test:ident)*) => {
-        mod native {
-            $(#[test]
-            fn $test() {
-                let name = concat!("containers::native::", stringify!($test));
-                if let Some(b) = super::Backend::native(name) {
-                    super::$test(&b);
-                }
-            })*
-        }
-        mod wasm_p1 {
-            $(#[test]
-            fn $test() {
-                super::$test(&super::Backend::wasm(super::Kind::WasmP1));
-            })*
-        }
-        mod wasm_p2 {
-            $(#[test]
-            fn $test() {
-                super::$test(&super::Backend::wasm(super::Kind::WasmP2));
-            })*
-        }
-    };
-}
-
-on_every_backend!(
+common::on_every_backend!(
+    "containers";
     exit_codes_are_exact
     args_and_env_reach_the_program
     a_relative_program_is_found_from_the_workdir

@@ -167,33 +167,8 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
 }
 
-macro_rules! on_every_backend {
-    ($($test:ident)*) => {
-        mod native {
-            $(#[test]
-            fn $test() {
-                let name = concat!("lifecycle::native::", stringify!($test));
-                if let Some(b) = super::Backend::native(name) {
-                    super::$test(&b);
-                }
-            })*
-        }
-        mod wasm_p1 {
-            $(#[test]
-            fn $test() {
-                super::$test(&super::Backend::wasm(super::Kind::WasmP1));
-            })*
-        }
-        mod wasm_p2 {
-            $(#[test]
-            fn $test() {
-                super::$test(&super::Backend::wasm(super::Kind::WasmP2));
-            })*
-        }
-    };
-}
-
-on_every_backend!(
+common::on_every_backend!(
+    "lifecycle";
     a_detached_container_outlives_its_cli_and_logs_both_streams
     logs_follow_until_the_container_ends
     stop_signals_then_kills_after_the_grace_period

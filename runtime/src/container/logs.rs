@@ -361,6 +361,28 @@ impl LogReader {
         }
     }
 
+    /// Everything logged so far, then what is appended, until `ended` says the writer is
+    /// gone (checked before each read, so what it wrote last is read) or `until` passes.
+    pub fn follow(
+        &mut self,
+        query: &Query,
+        out: &mut Sinks<'_>,
+        mut ended: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        self.read_all(query, out)?;
+        loop {
+            let last = ended()?;
+            self.read_new(query, out)?;
+            out.stdout
+                .flush()
+                .map_err(|e| Error::io("write the log", e))?;
+            if last || self.past_until {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// `until` has passed: nothing more will be shown.
     pub fn done(&self) -> bool {
         self.past_until

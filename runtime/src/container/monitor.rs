@@ -492,12 +492,7 @@ fn stop(shared: &Shared, signal: i32, timeout: i64) -> Reply {
     }
     if state.ended == ended {
         let _ = send(9);
-        while state.ended == ended {
-            state = shared
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+        state = until_ended(shared, state, ended);
     }
     Reply {
         exit: state.last,
@@ -505,16 +500,26 @@ fn stop(shared: &Shared, signal: i32, timeout: i64) -> Reply {
     }
 }
 
+/// Wait until more than `ended` runs have ended.
+fn until_ended<'a>(
+    shared: &'a Shared,
+    mut state: MutexGuard<'a, State>,
+    ended: u64,
+) -> MutexGuard<'a, State> {
+    while state.ended == ended {
+        state = shared
+            .changed
+            .wait(state)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+    state
+}
+
 fn wait(shared: &Shared) -> Reply {
     let mut state = shared.lock();
     if state.signal.is_some() {
         let ended = state.ended;
-        while state.ended == ended {
-            state = shared
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+        state = until_ended(shared, state, ended);
     }
     Reply {
         exit: state.last,

@@ -423,3 +423,33 @@ pub fn busybox_image(env: &Env, name: &str, changes: &[&str]) -> PathBuf {
     env.ok(&args);
     tree
 }
+
+/// A test for each backend, in the module that invokes it (`on_every_backend!("name"; t…)`):
+/// `name::native::t`, `name::wasm_p1::t`, `name::wasm_p2::t`, each calling `t(&Backend)` with
+/// that module's `Backend::native(test name)` (None after `skip`) or `Backend::wasm(Kind)`.
+macro_rules! on_every_backend {
+    ($module:literal; $($test:ident)*) => {
+        mod native {
+            $(#[test]
+            fn $test() {
+                let name = concat!($module, "::native::", stringify!($test));
+                if let Some(b) = super::Backend::native(name) {
+                    super::$test(&b);
+                }
+            })*
+        }
+        mod wasm_p1 {
+            $(#[test]
+            fn $test() {
+                super::$test(&super::Backend::wasm(super::Kind::WasmP1));
+            })*
+        }
+        mod wasm_p2 {
+            $(#[test]
+            fn $test() {
+                super::$test(&super::Backend::wasm(super::Kind::WasmP2));
+            })*
+        }
+    };
+}
+pub(crate) use on_every_backend;
