@@ -47,6 +47,25 @@ pub fn human_size(bytes: u64) -> String {
     format!("{}{}", three_significant(size), UNITS[unit])
 }
 
+/// go-units `BytesSize`: binary units with four significant digits, `7.568GiB`.
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    let decimals = 3usize.saturating_sub(size.max(1.0).log10().floor() as usize);
+    let s = format!("{size:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    format!("{s}{}", UNITS[unit])
+}
+
 /// Go's `%.3g` for values below 1000: three significant digits, trailing zeros dropped.
 fn three_significant(v: f64) -> String {
     let decimals = if v >= 100.0 {
@@ -571,6 +590,16 @@ mod tests {
         assert_eq!(human_size(123_456), "123kB");
         assert_eq!(human_size(10_500_000), "10.5MB");
         assert_eq!(human_size(1_200_000_000), "1.2GB");
+    }
+
+    #[test]
+    fn binary_sizes_like_go_units() {
+        assert_eq!(binary_size(0), "0B");
+        assert_eq!(binary_size(1023), "1023B");
+        assert_eq!(binary_size(1024), "1KiB");
+        assert_eq!(binary_size(1536), "1.5KiB");
+        assert_eq!(binary_size(8_126_464_000), "7.568GiB");
+        assert_eq!(binary_size(16 << 30), "16GiB");
     }
 
     #[test]

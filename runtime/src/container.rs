@@ -192,6 +192,42 @@ impl<'a> Containers<'a> {
         Ok(container)
     }
 
+    /// Name container `c` `new`, as docker's `rename`: unique under the index lock, as
+    /// `create` names one, and written holding the container's claim, so that no runner
+    /// rewrites the record with the old name. Refused while something runs it (its monitor
+    /// or a foreground `run` holds the claim and writes the record).
+    pub fn rename(&self, c: &Container, new: &str) -> Result<Container> {
+        if !valid_name(new) {
+            return Err(Error::InvalidArgument(format!(
+                "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        if c.name == new {
+            return Err(Error::InvalidArgument(
+                "Renaming a container with the same name as its current name".into(),
+            ));
+        }
+        let _lock = self.store.index_lock()?;
+        if let Some(other) = self.list()?.into_iter().find(|o| o.name == new) {
+            return Err(Error::Conflict(format!(
+                "Conflict. The container name \"/{new}\" is already in use by container \"{}\". \
+                 You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+        let Some(_claim) = self.claim(c)? else {
+            return Err(Error::Conflict(format!(
+                "cannot rename container {}: it is running (renaming a running container is \
+                 not supported yet: stop it first)",
+                c.name
+            )));
+        };
+        let mut renamed = self.reload(c)?;
+        renamed.name = new.to_string();
+        self.save(&renamed)?;
+        Ok(renamed)
+    }
+
     /// Write the container's runtime spec (the bundle's `config.json`), once.
     pub fn save_spec(&self, c: &Container, spec: &Spec) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(spec).expect("serialize");

@@ -10,6 +10,9 @@ pub struct Args {
     /// Format output using a Go-style template, e.g. '{{.Id}}' or '{{json .Config}}'
     #[arg(short, long)]
     format: Option<String>,
+    /// Only look at this type of object: container or image
+    #[arg(long = "type", value_parser = ["container", "image"])]
+    pub kind: Option<String>,
     /// Images or containers (an image name wins, as `docker inspect` without --type)
     #[arg(required = true, value_name = "IMAGE|CONTAINER")]
     images: Vec<String>,
@@ -20,12 +23,20 @@ impl Args {
         let mut out = Vec::new();
         let containers = strata_runtime::container::Containers::open(store)?;
         for name in &self.images {
+            if self.kind.as_deref() == Some("container") {
+                let c = containers.get(name)?;
+                out.push(describe_container(store, &containers, &c));
+                continue;
+            }
             match store.resolve(name) {
                 Ok(image) => out.push(describe(store, &image)),
                 Err(e) if e.kind() == strata_runtime::ErrorKind::NotFound => {
+                    if self.kind.is_some() {
+                        return Err(e.into());
+                    }
                     // Neither an image nor a container: the image's error says so.
                     let c = containers.get(name).map_err(|_| e)?;
-                    out.push(describe_container(&containers, &c));
+                    out.push(describe_container(store, &containers, &c));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -81,6 +92,7 @@ pub fn describe(store: &Store, image: &Image) -> Value {
 
 /// docker's `container inspect` shape (the parts Strata has).
 fn describe_container(
+    store: &Store,
     containers: &strata_runtime::container::Containers<'_>,
     c: &strata_runtime::container::Container,
 ) -> Value {
@@ -145,6 +157,7 @@ fn describe_container(
             "OpenStdin": c.host.open_stdin,
             "StopSignal": c.host.stop_signal.clone().unwrap_or_default(),
             "StopTimeout": c.host.stop_timeout,
+            "Labels": super::ps::labels(store, c),
         },
     })
 }

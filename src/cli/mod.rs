@@ -4,22 +4,27 @@
 mod attach;
 mod build;
 mod commit;
+mod container;
 mod create;
 mod diff;
 mod dockerfile;
 mod exec;
 mod history;
+mod image;
 mod images;
 mod import;
+mod info;
 mod inspect;
 mod kill;
 mod load;
 mod login;
 mod logs;
 mod monitor;
+mod prune;
 mod ps;
 mod pull;
 mod push;
+mod rename;
 mod rm;
 mod rmi;
 mod run;
@@ -28,6 +33,7 @@ mod start;
 mod stop;
 mod system;
 mod tag;
+mod version;
 mod wait;
 
 use std::path::PathBuf;
@@ -86,6 +92,8 @@ enum Command {
     Ps(ps::Args),
     /// Remove one or more containers
     Rm(rm::Args),
+    /// Rename a container
+    Rename(rename::Args),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(diff::Args),
     /// Create a new image from a container's changes
@@ -114,6 +122,16 @@ enum Command {
     Save(save::Args),
     /// Load images from a tar archive (OCI layout or docker-archive) or STDIN
     Load(load::Args),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(container::Command),
+    /// Manage images
+    #[command(subcommand)]
+    Image(image::Command),
+    /// Display system-wide information
+    Info(info::Args),
+    /// Show the Strata version information
+    Version(version::Args),
     /// Manage the store
     #[command(subcommand)]
     System(system::Command),
@@ -144,6 +162,11 @@ impl Cli {
             Command::Build(a) => a.run(&open()?),
             Command::Ps(a) => a.run(&open()?),
             Command::Rm(a) => a.run(&open()?),
+            Command::Rename(a) => return Ok(a.run(&open()?)),
+            Command::Container(c) => return c.run(self.root, open),
+            Command::Image(c) => return c.run(self.root),
+            Command::Info(a) => a.run(&open()?),
+            Command::Version(a) => a.run(),
             Command::Diff(a) => a.run(&open()?),
             Command::Commit(a) => a.run(&open()?),
             Command::Pull(a) => a.run(&open()?),

@@ -55,6 +55,12 @@ pub struct ContainerArgs {
     /// Assign a name to the container
     #[arg(long)]
     name: Option<String>,
+    /// Set meta data on a container
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file", value_name = "FILE")]
+    label_files: Vec<std::path::PathBuf>,
     /// Set environment variables
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -270,6 +276,22 @@ impl ContainerArgs {
                 "conflicting options: cannot specify both --restart and --rm"
             ));
         }
+        // docker: the files first, then the flags; `KEY` alone is an empty value.
+        let mut labels = std::collections::BTreeMap::new();
+        for file in &self.label_files {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("read label file {}", file.display()))?;
+            for line in text.lines().map(str::trim) {
+                if !line.is_empty() && !line.starts_with('#') {
+                    let (k, v) = line.split_once('=').unwrap_or((line, ""));
+                    labels.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        for label in &self.labels {
+            let (k, v) = label.split_once('=').unwrap_or((label, ""));
+            labels.insert(k.to_string(), v.to_string());
+        }
         Ok(HostConfig {
             restart,
             stop_signal: self.stop_signal.clone(),
@@ -279,6 +301,7 @@ impl ContainerArgs {
                 ..log
             },
             open_stdin: self.interactive,
+            labels,
         })
     }
 }

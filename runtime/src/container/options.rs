@@ -51,6 +51,9 @@ pub struct HostConfig {
     /// `-i` on a detached container: its stdin stays open.
     #[serde(default)]
     pub open_stdin: bool,
+    /// `--label`/`--label-file`: the container's own labels (shown over its image's).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Docker's stop timeout on Linux.

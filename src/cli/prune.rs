@@ -1,0 +1,51 @@
+use std::io::{BufRead, Write};
+
+use anyhow::Result;
+use strata_runtime::container::Containers;
+use strata_runtime::Store;
+
+use crate::format::human_size;
+
+/// `container prune`: remove every container that does not run, as docker's.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+impl Args {
+    pub fn run(self, store: &Store) -> Result<()> {
+        if !self.force {
+            print!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
+            std::io::stdout().flush()?;
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                return Ok(());
+            }
+        }
+        let containers = Containers::open(store)?;
+        let mut deleted = Vec::new();
+        let mut reclaimed = 0;
+        for c in containers.list()? {
+            if c.running() {
+                continue;
+            }
+            // Held while it goes, so that no `start` runs it meanwhile; one that something
+            // runs now is not stopped.
+            let Some(_claim) = containers.claim(&c)? else {
+                continue;
+            };
+            let size = containers.upper_size(&c);
+            containers.remove(&c)?;
+            reclaimed += size;
+            deleted.push(c.id);
+        }
+        if !deleted.is_empty() {
+            println!("Deleted Containers:\n{}\n", deleted.join("\n"));
+        }
+        println!("Total reclaimed space: {}", human_size(reclaimed));
+        Ok(())
+    }
+}
