@@ -13,8 +13,8 @@ pub struct Args {
     /// Only look at this type of object: container or image
     #[arg(long = "type", value_parser = ["container", "image"])]
     pub kind: Option<String>,
-    /// Images or containers (an image name wins, as `docker inspect` without --type)
-    #[arg(required = true, value_name = "IMAGE|CONTAINER")]
+    /// Containers or images (a container wins, as in `docker inspect` without --type)
+    #[arg(required = true, value_name = "CONTAINER|IMAGE")]
     images: Vec<String>,
 }
 
@@ -23,23 +23,19 @@ impl Args {
         let mut out = Vec::new();
         let containers = strata_runtime::container::Containers::open(store)?;
         for name in &self.images {
-            if self.kind.as_deref() == Some("container") {
-                let c = containers.get(name)?;
-                out.push(describe_container(store, &containers, &c));
-                continue;
-            }
-            match store.resolve(name) {
-                Ok(image) => out.push(describe(store, &image)),
-                Err(e) if e.kind() == strata_runtime::ErrorKind::NotFound => {
-                    if self.kind.is_some() {
-                        return Err(e.into());
+            // docker's order without --type: a container, then an image (so a container
+            // named `c` is not taken for an image whose ID starts with c).
+            if self.kind.as_deref() != Some("image") {
+                match containers.get(name) {
+                    Ok(c) => {
+                        out.push(describe_container(store, &containers, &c));
+                        continue;
                     }
-                    // Neither an image nor a container: the image's error says so.
-                    let c = containers.get(name).map_err(|_| e)?;
-                    out.push(describe_container(store, &containers, &c));
+                    Err(e) if self.kind.is_some() => return Err(e.into()),
+                    Err(_) => {}
                 }
-                Err(e) => return Err(e.into()),
             }
+            out.push(describe(store, &store.resolve(name)?));
         }
         match &self.format {
             Some(fmt) => {

@@ -96,7 +96,8 @@ impl Args {
         }
 
         // docker: a format given wins over -q; `table` alone is the default table.
-        let format = match self.format.as_deref().map(|f| f.trim_matches(' ')) {
+        let given = self.format.as_deref().map(|f| f.trim_matches(' '));
+        let format = match given.filter(|f| !f.is_empty()) {
             None | Some("table") if self.quiet => "{{.ID}}".to_string(),
             None | Some("table") if self.size => format!("table {DEFAULT_TABLE}\t{{{{.Size}}}}"),
             None | Some("table") => format!("table {DEFAULT_TABLE}"),

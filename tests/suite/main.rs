@@ -13,6 +13,7 @@ mod format;
 mod hostile;
 mod interop;
 mod lifecycle;
+mod listing;
 mod memory;
 mod native;
 mod registry;
