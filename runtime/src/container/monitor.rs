@@ -86,10 +86,24 @@ pub fn request_with(
     };
     let mut line = serde_json::to_vec(req).expect("serialize");
     line.push(b'\n');
+    // A monitor that ends (its container done) while we ask has nothing more to say: the
+    // record, which it wrote first, has.
+    let gone = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        )
+    };
     let io = |e| Error::io(format!("ask the monitor of {}", c.id), e);
-    send(&conn, &line, fds).map_err(io)?;
+    match send(&conn, &line, fds) {
+        Err(e) if gone(&e) => return Ok(None),
+        r => r.map_err(io)?,
+    }
     let mut answer = String::new();
-    BufReader::new(&conn).read_line(&mut answer).map_err(io)?;
+    match BufReader::new(&conn).read_line(&mut answer) {
+        Err(e) if gone(&e) => return Ok(None),
+        r => r.map_err(io)?,
+    };
     if answer.is_empty() {
         return Ok(None);
     }
