@@ -26,9 +26,11 @@ as any user and notes each test it skips."
 #   bsdutils               script: a real terminal for `run -it`
 #   attr                   getfattr: the rootless store's overlay xattrs
 #   zstd, gzip, tar        layer fixtures
+#   tini                   tini-static: `run --init`
 #   ca-certificates        TLS to crates.io and Rust's servers; the bundle the registry client loads
 packages=(gcc libc6-dev busybox-static skopeo umoci podman runc docker-registry openssl
-    apache2-utils python3 util-linux passwd uidmap bsdutils attr zstd gzip tar ca-certificates)
+    apache2-utils python3 util-linux passwd uidmap bsdutils attr zstd gzip tar ca-certificates
+    tini)
 
 missing=()
 for p in "${packages[@]}"; do

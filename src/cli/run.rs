@@ -79,6 +79,9 @@ pub struct ContainerArgs {
     /// Keep STDIN open
     #[arg(short, long)]
     interactive: bool,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
     /// Allocate a pseudo-TTY (native containers)
     #[arg(short, long)]
     tty: bool,
@@ -249,6 +252,7 @@ impl ContainerArgs {
             network: Network::parse(&self.network)?,
             tty: self.tty,
             stdin: self.interactive,
+            init: self.init,
             host: self.host_config()?,
         };
         let writer = store.writer_lock()?;

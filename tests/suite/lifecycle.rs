@@ -709,3 +709,39 @@ fn wasm_p1_exec_shares_the_running_guests_root() {
 fn wasm_p2_exec_shares_the_running_guests_root() {
     wasm_exec_shares_the_running_guests_root(Kind::WasmP2);
 }
+
+/// `--init`: tini as pid 1 forwards the stop signal to a program that has no handler (as
+/// pid 1 it would ignore it), reaps, and passes the status through.
+#[test]
+fn native_init_forwards_signals_and_passes_the_status() {
+    let Some(b) = Backend::native("lifecycle::native_init_forwards_signals_and_passes_the_status")
+    else {
+        return;
+    };
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--init",
+            IMAGE,
+            "sh",
+            "-c",
+            "tr '\\0' ' ' < /proc/1/cmdline; echo $$"
+        ]),
+        "/sbin/docker-init -- sh -c tr '\\0' ' ' < /proc/1/cmdline; echo $$ 2"
+    );
+    let out = b.strata(&["run", "--rm", "--init", IMAGE, "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    b.detach(
+        &["--name", "tini", "--init"],
+        &strings(&["sh", "-c", "while :; do sleep 0.1; done"]),
+    );
+    let began = Instant::now();
+    b.ok(&["stop", "-t", "5", "tini"]);
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(b.inspect("tini", "{{.State.ExitCode}}"), "143");
+}

@@ -30,6 +30,9 @@ pub struct RunOptions {
     pub network: Network,
     pub tty: bool,
     pub stdin: bool,
+    /// `--init`: a minimal init (tini) as pid 1 that reaps orphans and forwards signals to
+    /// the program (native containers).
+    pub init: bool,
     /// What the container's monitor does with it: restarts, stop signal, logs.
     pub host: HostConfig,
 }

@@ -124,7 +124,18 @@ pub fn process_env(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> V
 /// The OCI runtime spec for a container of `image`.
 pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Result<Spec> {
     let c = config.config.clone().unwrap_or_default();
-    let args = process_args(config, opts)?;
+    let mut args = process_args(config, opts)?;
+    let init = if opts.init {
+        if config.platform().is_wasm() {
+            return Err(Error::InvalidArgument(
+                "--init applies to native containers: a Wasm guest has no processes to reap".into(),
+            ));
+        }
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+        Some(init_binary()?)
+    } else {
+        None
+    };
     let cwd = opts
         .workdir
         .clone()
@@ -175,6 +186,17 @@ pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Res
                 .typ("bind")
                 .source(&b.host)
                 .options(options)
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    if let Some(init) = init {
+        mounts.push(
+            MountBuilder::default()
+                .destination(INIT_PATH)
+                .typ("bind")
+                .source(init)
+                .options(vec!["rbind".to_string(), "ro".to_string()])
                 .build()
                 .map_err(bad)?,
         );
@@ -260,6 +282,28 @@ pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Res
         .linux(linux.build().map_err(bad)?)
         .build()
         .map_err(bad)
+}
+
+/// Where `--init` puts the init in the container, as docker does.
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// The host's static init for `--init`: tini, static so that it runs in any image (Debian's
+/// `tini` package), or docker's own.
+fn init_binary() -> Result<std::path::PathBuf> {
+    [
+        "/usr/bin/tini-static",
+        "/usr/bin/docker-init",
+        "/usr/libexec/docker/docker-init",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file())
+    .ok_or_else(|| {
+        Error::Unsupported(
+            "--init needs a static tini on the host (/usr/bin/tini-static: apt-get install tini)"
+                .into(),
+        )
+    })
 }
 
 /// `uid[:gid]` when numeric; names are resolved by the native backend through the image's
