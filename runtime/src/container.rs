@@ -99,20 +99,8 @@ pub struct Container {
 }
 
 /// The right to run a container: an exclusive lock on its directory, held by whoever runs
-/// it (a foreground `run`, or the container's monitor, to which `start` hands it) for as
-/// long as that lives. So "is it running" never trusts a record a killed process left.
+/// it (a foreground `run`, or the container's monitor) for as long as that lives. So "is it running" never trusts a record a killed process left.
 pub struct Claim(OwnedFd);
-
-impl Claim {
-    pub fn into_fd(self) -> OwnedFd {
-        self.0
-    }
-
-    /// A claim handed over as a descriptor (by `start` to the monitor it spawns).
-    pub fn from_fd(fd: OwnedFd) -> Claim {
-        Claim(fd)
-    }
-}
 
 /// A recordless container (a build's RUN step): its id and its root.
 pub struct Scratch {

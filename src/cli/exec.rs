@@ -66,7 +66,9 @@ impl Args {
             let init = c
                 .live_pid()
                 .ok_or_else(|| anyhow!("container {} is not running", c.id))?;
-            let (native, _) = super::run::backends(store)?;
+            let native = strata_native::NativeBackend {
+                state: store.path().to_path_buf(),
+            };
             let rootfs = containers.rootfs(&c);
             let task = Task {
                 id: &c.id,

@@ -18,7 +18,7 @@ pub struct Args {
 
 /// Start container `c` under a new monitor; returns once it runs. An error carries the
 /// status docker gives when it cannot start (125, 126, 127).
-pub fn start(store: &Store, _containers: &Containers<'_>, c: &Container) -> Result<u32> {
+pub fn start(store: &Store, c: &Container) -> Result<u32> {
     let mut child = std::process::Command::new("/proc/self/exe")
         .arg("--root")
         .arg(store.path())

@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 use strata_runtime::backend::{Backends, Kind, Stdio};
 use strata_runtime::container::{
-    parse_signal, parse_ulimit, Bind, Container, Containers, HostConfig, LogOptions, Network,
-    RestartPolicy, RunOptions,
+    parse_signal, parse_size, parse_ulimit, Bind, Container, Containers, HostConfig, LogOptions,
+    Network, RestartPolicy, RunOptions,
 };
 use strata_runtime::store::Image;
 use strata_runtime::wasm::WasmBackend;
@@ -134,7 +134,7 @@ impl Args {
             self.container.create(store, &containers, self.detach)?;
         if self.detach {
             let id = container.id.clone();
-            super::monitor::start(store, &containers, &container)?;
+            super::monitor::start(store, &container)?;
             println!("{id}");
             return Ok(0);
         }
@@ -241,7 +241,15 @@ impl ContainerArgs {
                 .map(|v| Bind::parse(v))
                 .collect::<strata_runtime::Result<_>>()?,
             tmpfs: self.tmpfs.clone(),
-            memory: self.memory.as_deref().map(parse_bytes).transpose()?,
+            memory: self
+                .memory
+                .as_deref()
+                .map(|m| {
+                    parse_size(m).ok_or_else(|| {
+                        anyhow!("invalid size {m:?}: expected a number with an optional k, m or g suffix")
+                    })
+                })
+                .transpose()?,
             cpus: self.cpus.as_deref().map(parse_cpus).transpose()?,
             pids_limit: self.pids_limit,
             ulimits: self
@@ -316,19 +324,4 @@ fn parse_cpus(s: &str) -> Result<f64> {
         Ok(n) if n > 0.0 && n.is_finite() => Ok(n),
         _ => Err(anyhow!("invalid --cpus {s:?}: expected a positive number")),
     }
-}
-
-/// `64m`, `1g`, `512k`, `1024` (bytes), as docker parses `--memory`.
-pub fn parse_bytes(s: &str) -> Result<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let (num, mult) = match s.trim_end_matches('b').chars().last() {
-        Some('k') => (&s[..s.trim_end_matches('b').len() - 1], 1u64 << 10),
-        Some('m') => (&s[..s.trim_end_matches('b').len() - 1], 1 << 20),
-        Some('g') => (&s[..s.trim_end_matches('b').len() - 1], 1 << 30),
-        _ => (s.trim_end_matches('b'), 1),
-    };
-    let n: u64 = num.parse().map_err(|_| {
-        anyhow!("invalid size {s:?}: expected a number with an optional k, m or g suffix")
-    })?;
-    Ok(n * mult)
 }

@@ -31,7 +31,7 @@ impl Args {
                     continue;
                 }
                 let since = chrono::Utc::now();
-                super::monitor::start(store, &containers, &c)?;
+                super::monitor::start(store, &c)?;
                 if self.attach {
                     return super::attach::follow(&containers, &c, Some(since));
                 }

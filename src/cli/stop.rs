@@ -26,7 +26,7 @@ impl Args {
             containers.stop(&c, signal, self.time)?;
             if restart {
                 let c = containers.get(&c.id)?;
-                super::monitor::start(store, &containers, &c)?;
+                super::monitor::start(store, &c)?;
             }
             Ok(key.to_string())
         }))
