@@ -36,14 +36,7 @@ pub enum Command {
     Build(super::build::Args),
     /// Remove unused data: content no image refers to (with -a, every image too), as
     /// `system prune`
-    Prune {
-        /// Remove all images, not only unreferenced content
-        #[arg(short, long)]
-        all: bool,
-        /// Do not prompt for confirmation
-        #[arg(short, long)]
-        force: bool,
-    },
+    Prune(super::system::PruneArgs),
 }
 
 impl Command {
@@ -64,9 +57,7 @@ impl Command {
             Command::Pull(a) => Top::Pull(a),
             Command::Push(a) => Top::Push(a),
             Command::Build(a) => Top::Build(a),
-            Command::Prune { all, force } => {
-                Top::System(super::system::Command::Prune { all, force })
-            }
+            Command::Prune(a) => Top::System(super::system::Command::Prune(a)),
         };
         super::Cli { root, command }.run()
     }

@@ -188,6 +188,16 @@ impl Cli {
     }
 }
 
+/// Docker's prune prompt: `WARNING! {what}` and a yes/no question; true for yes.
+fn confirm(what: &str) -> Result<bool> {
+    use std::io::{BufRead, Write};
+    print!("WARNING! {what}\nAre you sure you want to continue? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
 /// Do `f` to each container named, as docker's commands that take several: the line it
 /// returns printed, or its error; exit 1 if any failed.
 fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<String>) -> ExitCode {

@@ -1,5 +1,3 @@
-use std::io::{BufRead, Write};
-
 use anyhow::Result;
 use strata_runtime::container::Containers;
 use strata_runtime::Store;
@@ -16,14 +14,8 @@ pub struct Args {
 
 impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
-        if !self.force {
-            print!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
-            std::io::stdout().flush()?;
-            let mut answer = String::new();
-            std::io::stdin().lock().read_line(&mut answer)?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                return Ok(());
-            }
+        if !self.force && !super::confirm("This will remove all stopped containers.")? {
+            return Ok(());
         }
         let containers = Containers::open(store)?;
         let mut deleted = Vec::new();

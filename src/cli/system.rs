@@ -1,5 +1,4 @@
 use std::collections::HashSet;
-use std::io::{BufRead, Write};
 
 use anyhow::Result;
 use strata_runtime::container::Containers;
@@ -12,14 +11,18 @@ pub enum Command {
     /// Show store disk usage
     Df,
     /// Remove unused data: content no image refers to (with -a, every image too)
-    Prune {
-        /// Remove all images, not only unreferenced content
-        #[arg(short, long)]
-        all: bool,
-        /// Do not prompt for confirmation
-        #[arg(short, long)]
-        force: bool,
-    },
+    Prune(PruneArgs),
+}
+
+/// `system prune` (and `image prune`, which is the same here).
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    /// Remove all images, not only unreferenced content
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
 }
 
 impl Command {
@@ -73,20 +76,14 @@ impl Command {
                     table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
                 );
             }
-            Command::Prune { all, force } => {
-                if !force {
-                    let what = if all {
-                        "all images, all content no image refers to, all build cache, and compiled Wasm code"
-                    } else {
-                        "all content (blobs and unpacked layers) no image refers to"
-                    };
-                    print!("WARNING! This will remove:\n  - {what}\n\nAre you sure you want to continue? [y/N] ");
-                    std::io::stdout().flush()?;
-                    let mut answer = String::new();
-                    std::io::stdin().lock().read_line(&mut answer)?;
-                    if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                        return Ok(());
-                    }
+            Command::Prune(PruneArgs { all, force }) => {
+                let what = if all {
+                    "all images, all content no image refers to, all build cache, and compiled Wasm code"
+                } else {
+                    "all content (blobs and unpacked layers) no image refers to"
+                };
+                if !force && !super::confirm(&format!("This will remove:\n  - {what}\n"))? {
+                    return Ok(());
                 }
                 if all {
                     for image in store.images()? {
