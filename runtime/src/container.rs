@@ -219,12 +219,12 @@ impl<'a> Containers<'a> {
     /// Write the container's runtime spec (the bundle's `config.json`), once.
     pub fn save_spec(&self, c: &Container, spec: &Spec) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(spec).expect("serialize");
-        write_new(&self.container_dir(c)?, SPEC, &bytes).map(|_| ())
+        write_new(&self.dir_of(c)?, SPEC, &bytes).map(|_| ())
     }
 
     /// Replace the container's record; advisory, so no fsync.
     pub fn save(&self, c: &Container) -> Result<()> {
-        write_record(&self.container_dir(c)?, c)
+        write_record(&self.dir_of(c)?, c)
     }
 
     /// Take the right to run `c`; `None` while something else runs it.
@@ -275,11 +275,6 @@ impl<'a> Containers<'a> {
         .map_err(Into::into)
     }
 
-    /// The container's directory (its monitor's socket and log are there).
-    pub fn dir_of(&self, c: &Container) -> Result<Dir> {
-        self.container_dir(c)
-    }
-
     /// `save`, unless the container's directory is gone (`rm -f` may take it while it runs).
     pub(crate) fn save_unless_removed(&self, c: &Container) -> Result<()> {
         match self.dir.open_dir(&c.id) {
@@ -288,7 +283,8 @@ impl<'a> Containers<'a> {
         }
     }
 
-    fn container_dir(&self, c: &Container) -> Result<Dir> {
+    /// The container's directory (its bundle; its monitor's socket and log are there).
+    pub fn dir_of(&self, c: &Container) -> Result<Dir> {
         self.dir
             .open_dir(&c.id)
             .context(|| format!("open container {}", c.id))
@@ -321,13 +317,8 @@ impl<'a> Containers<'a> {
         let bytes = self.dir.read(Path::new(name).join(RECORD))?;
         let mut c: Container = serde_json::from_slice(&bytes)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        if matches!(c.status, Status::Running | Status::Restarting) {
-            let dir = self.lockable(name)?;
-            let free =
-                rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok();
-            if free {
-                c.orphaned();
-            }
+        if c.running() && !self.claimed(name).map_err(std::io::Error::other)? {
+            c.orphaned();
         }
         Ok(c)
     }
