@@ -333,6 +333,13 @@ impl<'a> Containers<'a> {
 
     /// By full or short ID, or by name.
     pub fn get(&self, key: &str) -> Result<Container> {
+        // A full ID names its directory: one record read instead of every one.
+        if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            match self.read_record(key) {
+                Ok(c) if !c.abandoned() => return Ok(c),
+                _ => {}
+            }
+        }
         let all = self.list()?;
         if let Some(c) = all.iter().find(|c| c.name == key || c.id == key) {
             return Ok(c.clone());
