@@ -12,6 +12,11 @@ use serde_json::Value;
 /// Print rows under headers, columns padded to their widest cell plus 3 spaces, at least 10
 /// wide (docker's `tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`).
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    table_min(10, headers, rows)
+}
+
+/// `table` with columns at least `min_width` wide (`top`'s tabwriter has 20).
+pub fn table_min(min_width: usize, headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -25,7 +30,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         for (i, cell) in row.iter().enumerate() {
             line.push_str(cell);
             if i + 1 < row.len() {
-                let width = (widths[i] + 3).max(10);
+                let width = (widths[i] + 3).max(min_width);
                 line.push_str(&" ".repeat(width - cell.chars().count()));
             }
         }

@@ -44,6 +44,8 @@ impl Backend for TestBackend {
             pid: std::process::id(),
             signal: std::sync::Arc::new(|_| Ok(())),
             exec: None,
+            pause: None,
+            usage: std::sync::Arc::new(Default::default),
         })?;
         let process = task.spec.process().as_ref().expect("a process");
         let args = process.args().clone().unwrap_or_default();

@@ -1,6 +1,8 @@
-//! Resource limits (`--memory`, `--cpus`, `--pids-limit`) through cgroups: the unified (v2)
-//! hierarchy when it is the one mounted at /sys/fs/cgroup, else the v1 controllers (this
-//! machine's hybrid layout has a v2 mount beside them with no controllers in it).
+//! A container's cgroup, made for every container when the host lets us (root): its
+//! resource limits (`--memory`, `--cpus`, `--pids-limit`), its freezer (`pause`), and what
+//! it uses (`stats`, `top`). The unified (v2) hierarchy when it is the one mounted at
+//! /sys/fs/cgroup, else the v1 controllers (this machine's hybrid layout has a v2 mount
+//! beside them with no controllers in it).
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +17,13 @@ const PARENT: &str = "strata";
 pub(crate) struct Cgroup {
     /// One directory per hierarchy the container joins.
     dirs: Vec<PathBuf>,
-    /// Where the OOM-kill counter is: (file, v2).
-    memory: Option<(PathBuf, bool)>,
+    /// Unified (v2): `dirs` is that one directory.
+    v2: bool,
 }
+
+/// The v1 controllers every container joins (when mounted) besides those its limits need:
+/// pause, and what `stats` and `top` read.
+const V1_ALWAYS: [&str; 5] = ["memory", "cpuacct", "pids", "freezer", "blkio"];
 
 /// The limits a spec asks for, in cgroup terms.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -70,7 +76,7 @@ impl Cgroup {
         mkdir(&dir)?;
         let cg = Cgroup {
             dirs: vec![dir.clone()],
-            memory: Some((dir.join("memory.events"), true)),
+            v2: true,
         };
         let apply = || -> Result<()> {
             if let Some(m) = limits.memory {
@@ -99,51 +105,59 @@ impl Cgroup {
     fn create_v1(id: &str, limits: &Limits) -> Result<Cgroup> {
         let mut cg = Cgroup {
             dirs: Vec::new(),
-            memory: None,
+            v2: false,
         };
-        let mut join = |controller: &str| -> Result<PathBuf> {
-            let root = Path::new(ROOT).join(controller);
-            if !root.join("cgroup.procs").exists() {
-                return Err(Error::Unsupported(format!(
-                    "the cgroup controller {controller} is not mounted at {}",
-                    root.display()
-                )));
+        let apply = |cg: &mut Cgroup| -> Result<()> {
+            let mut wanted: Vec<&str> = V1_ALWAYS.to_vec();
+            if limits.cpu.is_some() {
+                wanted.push("cpu");
             }
-            let parent = root.join(PARENT);
-            mkdir(&parent)?;
-            let dir = parent.join(id);
-            mkdir(&dir)?;
-            cg.dirs.push(dir.clone());
-            Ok(dir)
-        };
-        let apply = |join: &mut dyn FnMut(&str) -> Result<PathBuf>| -> Result<Option<PathBuf>> {
-            let mut oom = None;
+            for controller in wanted {
+                let root = Path::new(ROOT).join(controller);
+                if !root.join("cgroup.procs").exists() {
+                    // Only a limit makes a controller a requirement.
+                    let needed = match controller {
+                        "memory" => limits.memory.is_some(),
+                        "pids" => limits.pids.is_some(),
+                        "cpu" => true,
+                        _ => false,
+                    };
+                    if needed {
+                        return Err(Error::Unsupported(format!(
+                            "the cgroup controller {controller} is not mounted at {}",
+                            root.display()
+                        )));
+                    }
+                    continue;
+                }
+                let parent = root.join(PARENT);
+                mkdir(&parent)?;
+                let dir = parent.join(id);
+                mkdir(&dir)?;
+                cg.dirs.push(dir);
+            }
             if let Some(m) = limits.memory {
-                let dir = join("memory")?;
-                set(&dir, "memory.limit_in_bytes", &m.to_string())?;
+                let dir = cg.v1("memory").expect("joined above");
+                set(dir, "memory.limit_in_bytes", &m.to_string())?;
                 // Memory plus swap capped at the same value: no swap, as with v2 above.
                 if dir.join("memory.memsw.limit_in_bytes").exists() {
-                    set(&dir, "memory.memsw.limit_in_bytes", &m.to_string())?;
+                    set(dir, "memory.memsw.limit_in_bytes", &m.to_string())?;
                 }
-                oom = Some(dir.join("memory.oom_control"));
             }
             if let Some((quota, period)) = limits.cpu {
-                let dir = join("cpu")?;
-                set(&dir, "cpu.cfs_period_us", &period.to_string())?;
-                set(&dir, "cpu.cfs_quota_us", &quota.to_string())?;
+                let dir = cg.v1("cpu").expect("joined above");
+                set(dir, "cpu.cfs_period_us", &period.to_string())?;
+                set(dir, "cpu.cfs_quota_us", &quota.to_string())?;
             }
             if let Some(p) = limits.pids {
-                let dir = join("pids")?;
+                let dir = cg.v1("pids").expect("joined above");
                 let v = if p <= 0 { "max".into() } else { p.to_string() };
-                set(&dir, "pids.max", &v)?;
+                set(dir, "pids.max", &v)?;
             }
-            Ok(oom)
+            Ok(())
         };
-        match apply(&mut join) {
-            Ok(oom) => {
-                cg.memory = oom.map(|f| (f, false));
-                Ok(cg)
-            }
+        match apply(&mut cg) {
+            Ok(()) => Ok(cg),
             Err(e) => {
                 cg.remove();
                 Err(e)
@@ -151,19 +165,42 @@ impl Cgroup {
         }
     }
 
+    /// The directory of v1 `controller`, if the container joined it.
+    fn v1(&self, controller: &str) -> Option<&Path> {
+        if self.v2 {
+            return None;
+        }
+        let hierarchy = Path::new(ROOT).join(controller);
+        self.dirs
+            .iter()
+            .find(|d| d.starts_with(&hierarchy))
+            .map(PathBuf::as_path)
+    }
+
+    /// The directory a v2 file or a v1 `controller`'s file is in.
+    fn dir_for(&self, controller: &str) -> Option<&Path> {
+        if self.v2 {
+            self.dirs.first().map(PathBuf::as_path)
+        } else {
+            self.v1(controller)
+        }
+    }
+
     /// The cgroup a running container `id`'s limits made, if any: what `exec` joins.
     pub fn existing(id: &str) -> Option<Cgroup> {
         let root = Path::new(ROOT);
-        let dirs: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
+        let v2 = root.join("cgroup.controllers").exists();
+        let dirs: Vec<PathBuf> = if v2 {
             vec![root.join(PARENT).join(id)]
         } else {
-            ["memory", "cpu", "pids"]
+            V1_ALWAYS
                 .iter()
+                .chain(&["cpu"])
                 .map(|c| root.join(c).join(PARENT).join(id))
                 .collect()
         };
         let dirs: Vec<PathBuf> = dirs.into_iter().filter(|d| d.is_dir()).collect();
-        (!dirs.is_empty()).then_some(Cgroup { dirs, memory: None })
+        (!dirs.is_empty()).then_some(Cgroup { dirs, v2 })
     }
 
     /// Move `pid` (and so its future children) into the cgroup.
@@ -176,11 +213,111 @@ impl Cgroup {
 
     /// Whether the kernel's OOM killer killed a process of the container.
     pub fn oom_killed(&self) -> bool {
-        let Some((file, _)) = &self.memory else {
-            return false;
+        let file = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
         };
-        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let text = self.read(&["memory"], file).unwrap_or_default();
         oom_kills(&text) > 0
+    }
+
+    /// Freeze (`pause`) or thaw every process in the container, and return once the kernel
+    /// says it is done: a frozen container's processes run no more instructions.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        let (file, value, done) = match (self.v2, frozen) {
+            (true, true) => ("cgroup.freeze", "1", "frozen 1"),
+            (true, false) => ("cgroup.freeze", "0", "frozen 0"),
+            (false, true) => ("freezer.state", "FROZEN", "FROZEN"),
+            (false, false) => ("freezer.state", "THAWED", "THAWED"),
+        };
+        let dir = self
+            .dir_for("freezer")
+            .ok_or_else(|| Error::Unsupported("this host has no cgroup freezer".into()))?;
+        set(dir, file, value)?;
+        // v1 passes through FREEZING; v2 reports it in cgroup.events.
+        let (state, expected) = if self.v2 {
+            ("cgroup.events", done)
+        } else {
+            ("freezer.state", done)
+        };
+        for _ in 0..1000 {
+            let text = std::fs::read_to_string(dir.join(state)).unwrap_or_default();
+            if text.lines().any(|l| l.trim() == expected) {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Err(Error::Unsupported(format!(
+            "the cgroup freezer did not reach {expected:?} in a second"
+        )))
+    }
+
+    /// What the container's processes use now.
+    pub fn usage(&self) -> strata_runtime::backend::Usage {
+        let number = |controllers: &[&str], file: &str| -> Option<u64> {
+            self.read(controllers, file)?.trim().parse().ok()
+        };
+        let stat_field = |controllers: &[&str], file: &str, key: &str| -> Option<u64> {
+            let text = self.read(controllers, file)?;
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let (cpu_ns, memory, inactive, limit) = if self.v2 {
+            (
+                stat_field(&[], "cpu.stat", "usage_usec").map(|us| us * 1000),
+                number(&[], "memory.current"),
+                stat_field(&[], "memory.stat", "inactive_file"),
+                number(&[], "memory.max"),
+            )
+        } else {
+            (
+                number(&["cpuacct"], "cpuacct.usage"),
+                number(&["memory"], "memory.usage_in_bytes"),
+                stat_field(&["memory"], "memory.stat", "total_inactive_file"),
+                number(&["memory"], "memory.limit_in_bytes"),
+            )
+        };
+        let pids: Vec<u32> = self
+            .read(&["pids", "freezer", "memory"], "cgroup.procs")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let (block_read, block_write) = if self.v2 {
+            io_stat(&self.read(&[], "io.stat").unwrap_or_default())
+        } else {
+            blkio_bytes(
+                &self
+                    .read(&["blkio"], "blkio.throttle.io_service_bytes_recursive")
+                    .unwrap_or_default(),
+            )
+        };
+        strata_runtime::backend::Usage {
+            block_read,
+            block_write,
+            cpu_ns: cpu_ns.unwrap_or(0),
+            // As docker shows it: the page cache the kernel can drop does not count.
+            memory: memory.unwrap_or(0).saturating_sub(inactive.unwrap_or(0)),
+            // v1 says "no limit" with a huge number.
+            memory_limit: limit.filter(|&l| l < (1 << 62)),
+            pids,
+            ..Default::default()
+        }
+    }
+
+    /// `file` of the first of `controllers` the container joined (v1), or of its one
+    /// directory (v2).
+    fn read(&self, controllers: &[&str], file: &str) -> Option<String> {
+        let dir = if self.v2 {
+            self.dirs.first()?.as_path()
+        } else {
+            controllers.iter().find_map(|c| self.v1(c))?
+        };
+        std::fs::read_to_string(dir.join(file)).ok()
     }
 
     /// Remove the directories (the processes are gone: the pid namespace ended with pid 1).
@@ -197,6 +334,38 @@ impl Cgroup {
             }
         }
     }
+}
+
+/// Bytes read and written, from v2's `io.stat` (`8:0 rbytes=… wbytes=… …` a device).
+fn io_stat(text: &str) -> (u64, u64) {
+    let mut total = (0, 0);
+    for field in text.split_whitespace() {
+        let number = |v: &str| v.parse::<u64>().unwrap_or(0);
+        if let Some(v) = field.strip_prefix("rbytes=") {
+            total.0 += number(v);
+        } else if let Some(v) = field.strip_prefix("wbytes=") {
+            total.1 += number(v);
+        }
+    }
+    total
+}
+
+/// Bytes read and written, from v1's `blkio.throttle.io_service_bytes_recursive`
+/// (`8:0 Read 4096` lines a device, and a `Total`).
+fn blkio_bytes(text: &str) -> (u64, u64) {
+    let mut total = (0, 0);
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [_device, op, bytes] = fields[..] {
+            let bytes = bytes.parse::<u64>().unwrap_or(0);
+            match op {
+                "Read" => total.0 += bytes,
+                "Write" => total.1 += bytes,
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 /// The `oom_kill N` line of memory.events (v2) or memory.oom_control (v1).
@@ -224,6 +393,15 @@ fn set(dir: &Path, file: &str, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_io_counters() {
+        let v1 =
+            "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:16 Read 1\n8:16 Write 2\nTotal 12291\n";
+        assert_eq!(blkio_bytes(v1), (4097, 8194));
+        let v2 = "8:0 rbytes=100 wbytes=20 rios=1 wios=1 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=2\n";
+        assert_eq!(io_stat(v2), (101, 22));
+    }
 
     #[test]
     fn oom_counters() {

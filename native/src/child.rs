@@ -95,7 +95,10 @@ fn run_intermediate(plan: &Plan, sock: BorrowedFd<'_>) -> Result<i32, Failure> {
             }
             pid => {
                 let _ = ipc::send(sock, &Message::Pid(pid));
-                libc::close(sock.as_raw_fd());
+                // Everything else it inherited, close-on-exec or not, stays open as long
+                // as it waits: the monitor's pipes (a stdin that must reach its end when the
+                // monitor closes it), sockets, its claim.
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
                 let mut status = 0;
                 loop {
                     let r = libc::waitpid(pid, &mut status, 0);

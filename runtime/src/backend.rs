@@ -109,12 +109,44 @@ pub type Signaller = Arc<dyn Fn(i32) -> Result<()> + Send + Sync>;
 /// (`NativeBackend::exec`).
 pub type Executor = Arc<dyn Fn(&oci_spec::runtime::Process, Stdio) -> Result<Exit> + Send + Sync>;
 
+/// Freezes (`true`) or thaws (`false`) everything a started task runs, its `exec`s too,
+/// returning once it is done: native, through the cgroup freezer; Wasm, its guests wait
+/// at their next epoch check (a guest in a host call, a sleep say, stops when it returns).
+pub type Pauser = Arc<dyn Fn(bool) -> Result<()> + Send + Sync>;
+
+/// What a started task uses now (`stats`, `top`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// CPU time used since it started, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use, in bytes (native: the cgroup's, less the page cache the kernel can
+    /// drop, as docker counts it; Wasm: its guests' linear memories).
+    pub memory: u64,
+    /// Its memory limit, if it has one.
+    pub memory_limit: Option<u64>,
+    /// The host processes it runs in (native: those of its cgroup; Wasm: the one hosting
+    /// its guests, once per guest).
+    pub pids: Vec<u32>,
+    /// Bytes received and sent on its network interfaces (loopback aside).
+    pub net_rx: u64,
+    pub net_tx: u64,
+    /// Bytes read from and written to block devices.
+    pub block_read: u64,
+    pub block_write: u64,
+}
+
+/// Reads a started task's [`Usage`], from any thread, while the run lasts.
+pub type UsageProbe = Arc<dyn Fn() -> Usage + Send + Sync>;
+
 /// A task's process, once it runs.
 pub struct Started {
     /// Its process id (for an in-process backend, the host process's own).
     pub pid: u32,
     pub signal: Signaller,
     pub exec: Option<Executor>,
+    /// None where the backend cannot (native without cgroups: rootless).
+    pub pause: Option<Pauser>,
+    pub usage: UsageProbe,
 }
 
 /// A backend. `run` blocks until the process ends; signals the caller receives (SIGINT,

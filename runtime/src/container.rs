@@ -36,6 +36,8 @@ const CONTAINERS_DIR: &str = "containers";
 const RECORD: &str = "state.json";
 const SPEC: &str = "config.json";
 const UPPER: &str = "upper";
+/// In a container's directory while its monitor holds it paused.
+pub(crate) const PAUSED: &str = "paused";
 /// Removed containers' directories kept for reuse (see `make_dir`).
 const SPARE_DIR: &str = ".spare";
 const SPARES_KEPT: usize = 4;
@@ -49,6 +51,9 @@ pub enum Status {
     Running,
     /// Between two runs of a restart policy, waiting out the back-off.
     Restarting,
+    /// Running, frozen by `pause`. Never written to a record: its monitor's mark file
+    /// ([`PAUSED`]) says it, beside a record that says `running`.
+    Paused,
     Exited,
 }
 
@@ -319,6 +324,14 @@ impl<'a> Containers<'a> {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         if c.running() && !self.claimed(name).map_err(std::io::Error::other)? {
             c.orphaned();
+        }
+        if matches!(c.status, Status::Running | Status::Paused) {
+            let paused = self.dir.exists(Path::new(name).join(PAUSED));
+            c.status = if paused {
+                Status::Paused
+            } else {
+                Status::Running
+            };
         }
         Ok(c)
     }
@@ -641,7 +654,7 @@ impl Container {
     /// How a record left "running" by a runner that is gone (killed, machine rebooted) is
     /// shown: exited, killed as its processes were (they die with their runner).
     fn orphaned(&mut self) {
-        if self.status == Status::Running {
+        if matches!(self.status, Status::Running | Status::Paused) {
             self.exit_code = Some(137);
         }
         self.status = Status::Exited;
@@ -673,7 +686,7 @@ impl Container {
 
     /// `kill`: only while it runs.
     pub fn can_kill(&self) -> bool {
-        self.status == Status::Running
+        matches!(self.status, Status::Running | Status::Paused)
     }
 
     /// `rm`: not while it runs (or waits to run again), unless forced (it is killed first).
@@ -681,9 +694,12 @@ impl Container {
         force || !self.running()
     }
 
-    /// Running, or between two runs of its restart policy.
+    /// Running (paused or not), or between two runs of its restart policy.
     pub fn running(&self) -> bool {
-        matches!(self.status, Status::Running | Status::Restarting)
+        matches!(
+            self.status,
+            Status::Running | Status::Paused | Status::Restarting
+        )
     }
 
     /// The id's first 12 characters; a record edited by hand may hold a shorter id.
@@ -699,7 +715,15 @@ impl Container {
 
 /// Replace the record in the container's directory `dir`; advisory, so no fsync.
 fn write_record(dir: &Dir, c: &Container) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(c).expect("serialize");
+    let bytes = if c.status == Status::Paused {
+        // Paused is the mark file's to say (it goes with the monitor).
+        let mut running = c.clone();
+        running.status = Status::Running;
+        serde_json::to_vec_pretty(&running)
+    } else {
+        serde_json::to_vec_pretty(c)
+    }
+    .expect("serialize");
     write_atomic(dir, RECORD, &bytes, false)
 }
 

@@ -4,13 +4,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 use strata_runtime::container::logs::{LogReader, Query, Sinks};
+use strata_runtime::container::monitor::{self, Request};
 use strata_runtime::container::{Container, Containers};
 use strata_runtime::Store;
 
-/// `attach`: a running container's output from now on, until it ends; exits with its
-/// status. (Its stdin is not attached.)
+/// `attach`: a running container's output from now on, until it ends, and this
+/// terminal's stdin to the container's if it keeps one open (`-i`); exits with its status.
 #[derive(clap::Args)]
 pub struct Args {
+    /// Do not attach STDIN
+    #[arg(long)]
+    no_stdin: bool,
     container: String,
 }
 
@@ -22,19 +26,27 @@ impl Args {
             if !c.running() {
                 bail!("You cannot attach to a stopped container, start it first");
             }
-            follow(&containers, &c, Some(Utc::now()))
+            follow(&containers, &c, Some(Utc::now()), !self.no_stdin)
         })())
     }
 }
 
-/// Show the container's output logged `since` until its run ends, and return its status.
+/// Show the container's output logged `since` until its run ends, and return its status;
+/// with `stdin`, this process's stdin goes to the container's meanwhile (if it keeps one).
 pub fn follow(
     containers: &Containers<'_>,
     c: &Container,
     since: Option<DateTime<Utc>>,
+    stdin: bool,
 ) -> Result<i32> {
     // The record as the monitor has it now that it runs.
     let c = containers.get(&c.id)?;
+    // Held open until we return: closing it tells the monitor we went.
+    let _attached = if stdin && c.host.open_stdin {
+        attach_stdin(containers, &c)?
+    } else {
+        None
+    };
     let query = Query {
         since,
         ..Query::default()
@@ -57,4 +69,35 @@ pub fn follow(
         reader.follow(&query, &mut sinks, || Ok(ended.load(Ordering::SeqCst)))?;
         Ok(waiter.join().expect("wait thread")?)
     })
+}
+
+/// Send this process's stdin to the container's through its monitor, from a thread, until
+/// it ends (an empty frame says so). The connection, to keep while attached.
+fn attach_stdin(
+    containers: &Containers<'_>,
+    c: &Container,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
+    use std::io::{Read, Write};
+    let Some((reply, conn)) = monitor::exchange(containers, c, &Request::Attach, &[])? else {
+        return Ok(None);
+    };
+    if let Some(e) = reply.error {
+        bail!("attach to {}: {e}", c.id);
+    }
+    let mut sender = conn.try_clone()?;
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let n = match stdin.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => 0,
+            };
+            if sender.write_all(&monitor::stdin_frame(&buf[..n])).is_err() || n == 0 {
+                return;
+            }
+        }
+    });
+    Ok(Some(conn))
 }

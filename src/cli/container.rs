@@ -32,6 +32,16 @@ pub enum Command {
     Logs(super::logs::Args),
     /// Attach to a running container's output
     Attach(super::attach::Args),
+    /// Execute a command in a running container
+    Exec(super::exec::Args),
+    /// Pause all processes within one or more containers
+    Pause(super::pause::Args),
+    /// Unpause all processes within one or more containers
+    Unpause(super::pause::Args),
+    /// Display the running processes of a container
+    Top(super::top::Args),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(super::stats::Args),
     /// Remove one or more containers
     #[command(visible_alias = "remove")]
     Rm(super::rm::Args),
@@ -62,6 +72,11 @@ impl Command {
             Command::Wait(a) => Top::Wait(a),
             Command::Logs(a) => Top::Logs(a),
             Command::Attach(a) => Top::Attach(a),
+            Command::Exec(a) => Top::Exec(a),
+            Command::Pause(a) => Top::Pause(a),
+            Command::Unpause(a) => Top::Unpause(a),
+            Command::Top(a) => Top::Top(a),
+            Command::Stats(a) => Top::Stats(a),
             Command::Rm(a) => Top::Rm(a),
             Command::Inspect(mut a) => {
                 a.kind = Some("container".into());

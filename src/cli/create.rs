@@ -14,7 +14,9 @@ impl Args {
     pub fn run(self, store: &Store) -> ExitCode {
         super::run::exit_with((|| {
             let containers = Containers::open(store)?;
-            let (container, _, _) = self.container.create(store, &containers, true)?;
+            let (container, _, _) =
+                self.container
+                    .create(store, &containers, super::run::Mode::Created)?;
             println!("{}", container.id);
             Ok(0)
         })())

@@ -40,6 +40,13 @@ impl Args {
         };
         let c = match containers.get(&self.container) {
             Ok(c) if c.status == Status::Running => c,
+            Ok(c) if c.status == Status::Paused => {
+                eprintln!(
+                    "Error: container {} is paused, unpause the container before exec",
+                    c.id
+                );
+                return ExitCode::from(1);
+            }
             Ok(c) => {
                 eprintln!("Error: container {} is not running", c.id);
                 return ExitCode::from(1);

@@ -30,7 +30,11 @@ impl Args {
 /// The fields docker's `info --format` templates see (the parts Strata has).
 fn info(store: &Store) -> Result<Value> {
     let containers = Containers::open(store)?.list()?;
-    let running = containers.iter().filter(|c| c.running()).count();
+    let paused = containers
+        .iter()
+        .filter(|c| c.status == strata_runtime::container::Status::Paused)
+        .count();
+    let running = containers.iter().filter(|c| c.running()).count() - paused;
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     let os_field = |key: &str| {
         os_release
@@ -39,21 +43,13 @@ fn info(store: &Store) -> Result<Value> {
             .map(|v| v.trim().trim_matches('"').to_string())
             .unwrap_or_default()
     };
-    let mem_total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024;
+    let mem_total = host_memory();
     let cgroup2 = rustix::fs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.f_type == 0x6367_7270);
     Ok(json!({
         "Containers": containers.len(),
         "ContainersRunning": running,
-        "ContainersPaused": 0,
-        "ContainersStopped": containers.len() - running,
+        "ContainersPaused": paused,
+        "ContainersStopped": containers.len() - running - paused,
         "Images": store.images()?.len(),
         "Driver": "overlay",
         "DriverStatus": [["Backing Filesystem", backing_filesystem(store)]],
@@ -159,4 +155,17 @@ fn backing_filesystem(store: &Store) -> &'static str {
         0x858_458F6 => "ramfs",
         _ => "<unknown>",
     }
+}
+
+/// The host's memory in bytes (`MemTotal` of /proc/meminfo).
+pub fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
 }

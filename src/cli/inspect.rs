@@ -99,12 +99,8 @@ fn describe_container(
         .as_ref()
         .and_then(|p| p.args().clone())
         .unwrap_or_default();
-    let status = match c.status {
-        Status::Created => "created",
-        Status::Running => "running",
-        Status::Restarting => "restarting",
-        Status::Exited => "exited",
-    };
+    let status = super::ps::state(c);
+    let running = matches!(c.status, Status::Running | Status::Paused);
     let (restart, retries) = c.host.restart.name();
     let dir = containers.path(c);
     json!({
@@ -114,12 +110,12 @@ fn describe_container(
         "Args": args.get(1..).unwrap_or_default(),
         "State": {
             "Status": status,
-            "Running": c.status == Status::Running,
-            "Paused": false,
+            "Running": running,
+            "Paused": c.status == Status::Paused,
             "Restarting": c.status == Status::Restarting,
             "OOMKilled": c.oom_killed,
             "Dead": false,
-            "Pid": c.pid.filter(|_| c.status == Status::Running).unwrap_or(0),
+            "Pid": c.pid.filter(|_| running).unwrap_or(0),
             "ExitCode": c.exit_code.unwrap_or(0),
             "Error": c.error.clone().unwrap_or_default(),
             "StartedAt": c.started_at.clone().unwrap_or_default(),
@@ -151,6 +147,7 @@ fn describe_container(
             "WorkingDir": process.as_ref().map(|p| p.cwd().display().to_string()).unwrap_or_default(),
             "Tty": process.as_ref().and_then(|p| p.terminal()).unwrap_or(false),
             "OpenStdin": c.host.open_stdin,
+            "StdinOnce": c.host.stdin_once,
             "StopSignal": c.host.stop_signal.clone().unwrap_or_default(),
             "StopTimeout": c.host.stop_timeout,
             "Labels": super::ps::labels(store, c),

@@ -20,6 +20,7 @@ mod load;
 mod login;
 mod logs;
 mod monitor;
+mod pause;
 mod prune;
 mod ps;
 mod pull;
@@ -30,9 +31,11 @@ mod rmi;
 mod run;
 mod save;
 mod start;
+mod stats;
 mod stop;
 mod system;
 mod tag;
+mod top;
 mod version;
 mod wait;
 
@@ -85,6 +88,14 @@ enum Command {
     Exec(exec::Args),
     /// Attach to a running container's output
     Attach(attach::Args),
+    /// Pause all processes within one or more containers
+    Pause(pause::Args),
+    /// Unpause all processes within one or more containers
+    Unpause(pause::Args),
+    /// Display the running processes of a container
+    Top(top::Args),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::Args),
     /// A detached container's monitor (started by `run -d` and `start`)
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::Args),
@@ -158,6 +169,10 @@ impl Cli {
             Command::Logs(a) => a.run(&open()?),
             Command::Exec(a) => return Ok(a.run(&open()?)),
             Command::Attach(a) => return Ok(a.run(&open()?)),
+            Command::Pause(a) => return a.run(&open()?, true),
+            Command::Unpause(a) => return a.run(&open()?, false),
+            Command::Top(a) => return a.run(&open()?),
+            Command::Stats(a) => a.run(&open()?),
             Command::Monitor(a) => return Ok(a.run(&open()?)),
             Command::Build(a) => a.run(&open()?),
             Command::Ps(a) => a.run(&open()?),

@@ -202,6 +202,7 @@ pub fn state(c: &Container) -> &'static str {
     match c.status {
         Status::Created => "created",
         Status::Running => "running",
+        Status::Paused => "paused",
         Status::Restarting => "restarting",
         Status::Exited => "exited",
     }
@@ -211,11 +212,16 @@ pub fn state(c: &Container) -> &'static str {
 fn status(c: &Container) -> String {
     match c.status {
         Status::Created => "Created".to_string(),
-        Status::Running => {
+        Status::Running | Status::Paused => {
             let since = parse_time(c.started_at.as_deref())
                 .map(|t| (chrono::Utc::now() - t).num_seconds())
                 .unwrap_or(0);
-            format!("Up {}", human_duration(since))
+            let paused = if c.status == Status::Paused {
+                " (Paused)"
+            } else {
+                ""
+            };
+            format!("Up {}{paused}", human_duration(since))
         }
         Status::Restarting => format!(
             "Restarting ({}) {}",

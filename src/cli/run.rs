@@ -130,8 +130,15 @@ impl Args {
 
     fn execute(self, store: &Store) -> Result<i32> {
         let containers = Containers::open(store)?;
-        let (mut container, spec, _writer) =
-            self.container.create(store, &containers, self.detach)?;
+        let (mut container, spec, _writer) = self.container.create(
+            store,
+            &containers,
+            if self.detach {
+                Mode::Detached
+            } else {
+                Mode::Foreground
+            },
+        )?;
         if self.detach {
             let id = container.id.clone();
             super::monitor::start(store, &container)?;
@@ -157,6 +164,15 @@ impl Args {
         }
         Ok(exit.code)
     }
+}
+
+/// Who will run a container being made: this `run` (no record kept if it is `--rm`), its
+/// monitor now (`run -d`), or a later `start` (`create`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Foreground,
+    Detached,
+    Created,
 }
 
 /// Exit with a container's status, or docker's 125/126/127 (and the error) when it could
@@ -209,7 +225,7 @@ impl ContainerArgs {
         &self,
         store: &Store,
         containers: &Containers<'_>,
-        kept: bool,
+        mode: Mode,
     ) -> Result<(
         Container,
         strata_runtime::oci_spec::runtime::Spec,
@@ -261,13 +277,18 @@ impl ContainerArgs {
             tty: self.tty,
             stdin: self.interactive,
             init: self.init,
-            host: self.host_config()?,
+            host: HostConfig {
+                // docker: `create -i` (attached later by `start -ai`) closes the
+                // container's stdin when its attacher's ends; `run -di` keeps it open.
+                stdin_once: self.interactive && mode == Mode::Created,
+                ..self.host_config()?
+            },
         };
         let writer = store.writer_lock()?;
         let forced = self.runtime.as_deref().map(Kind::parse).transpose()?;
         let (container, spec) =
             containers.create_for(&image, &self.image, &opts, self.rm, forced)?;
-        if kept {
+        if mode != Mode::Foreground {
             containers.save(&container)?;
         }
         Ok((container, spec, writer))
@@ -313,6 +334,7 @@ impl ContainerArgs {
                 ..log
             },
             open_stdin: self.interactive,
+            stdin_once: false,
             labels,
         })
     }

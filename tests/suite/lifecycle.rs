@@ -69,6 +69,35 @@ impl Backend {
         }
     }
 
+    /// Compute for ever, no host calls (Wasm) or no process made (native).
+    fn busy(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Native => strings(&["sh", "-c", "while :; do :; done"]),
+            _ => strings(&["loop"]),
+        }
+    }
+
+    /// Copy stdin to stdout.
+    fn cat(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Native => strings(&["cat"]),
+            _ => strings(&["cat-stdin"]),
+        }
+    }
+
+    /// The CPU % `stats` shows for `name`.
+    fn cpu_percent(&self, name: &str) -> f64 {
+        let cpu = self.ok(&["stats", "--no-stream", "--format", "{{.CPUPerc}}", name]);
+        cpu.trim_end_matches('%')
+            .parse()
+            .unwrap_or_else(|_| panic!("{cpu}"))
+    }
+
+    /// Lines `name` has logged on stdout.
+    fn logged(&self, name: &str) -> usize {
+        text(&self.strata(&["logs", name]).stdout).lines().count()
+    }
+
     /// Exit with `code`, natively after printing `line` (the probe's `exit` prints nothing).
     fn say_and_exit(&self, line: &str, code: i32) -> Vec<String> {
         match self.kind {
@@ -178,6 +207,12 @@ common::on_every_backend!(
     commands_in_the_wrong_state_fail_as_docker
     a_killed_monitor_leaves_a_consistent_store
     fifty_detached_containers_at_once
+    pause_freezes_everything_until_unpause
+    a_paused_container_still_stops_and_dies
+    top_lists_the_containers_processes
+    stats_reports_memory_processes_and_io
+    start_interactive_feeds_stdin_once
+    attach_writes_to_an_open_stdin
 );
 
 fn a_detached_container_outlives_its_cli_and_logs_both_streams(b: &Backend) {
@@ -744,4 +779,296 @@ fn native_init_forwards_signals_and_passes_the_status() {
         began.elapsed()
     );
     assert_eq!(b.inspect("tini", "{{.State.ExitCode}}"), "143");
+}
+
+fn pause_freezes_everything_until_unpause(b: &Backend) {
+    b.detach(&["--name", "p"], &b.ticks(20, 0));
+    b.until_logged("p", "tick 2");
+    assert_eq!(b.ok(&["pause", "p"]), "p");
+    assert_eq!(b.status("p"), "paused");
+    assert_eq!(
+        b.inspect("p", "{{.State.Running}} {{.State.Paused}}"),
+        "true true"
+    );
+    let ps = b.ok(&["ps"]);
+    assert!(ps.contains("(Paused)"), "{ps}");
+    assert_eq!(
+        b.ok(&["ps", "-q", "--filter", "status=paused"])
+            .lines()
+            .count(),
+        1
+    );
+    // A guest in a host call (its sleep) stops once that returns.
+    std::thread::sleep(Duration::from_millis(200));
+    let frozen = b.logged("p");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(b.logged("p"), frozen, "it ran while paused");
+    // docker's refusals while paused, and of a second pause.
+    let out = b.strata(&["pause", "p"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is already paused"), "{out:?}");
+    let out = b.strata(&["exec", "p", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is paused"), "{out:?}");
+    assert_eq!(b.ok(&["unpause", "p"]), "p");
+    assert_eq!(b.status("p"), "running");
+    let resumed = frozen + 5;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.logged("p") < resumed {
+        assert!(Instant::now() < deadline, "it never ran again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = b.strata(&["unpause", "p"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not paused"), "{out:?}");
+
+    // Pure computation stops too: on Wasm, at its next epoch check.
+    b.detach(&["--name", "busy"], &b.busy());
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = b.cpu_percent("busy");
+    assert!(cpu > 30.0, "a busy loop uses {cpu}%");
+    b.ok(&["pause", "busy"]);
+    let cpu = b.cpu_percent("busy");
+    assert!(cpu < 5.0, "a paused busy loop uses {cpu}%");
+    b.ok(&["unpause", "busy"]);
+    let cpu = b.cpu_percent("busy");
+    assert!(cpu > 30.0, "an unpaused busy loop uses {cpu}%");
+
+    b.ok(&["rm", "-f", "p", "busy"]);
+    let mut create = vec!["create", "--name", "c", IMAGE];
+    let ticks = b.ticks(100, 1);
+    create.extend(ticks.iter().map(String::as_str));
+    b.ok(&create);
+    let out = b.strata(&["pause", "c", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is not running") && err.contains("nosuch"),
+        "{err}"
+    );
+    common::assert_store_consistent(&b.env.root());
+}
+
+fn a_paused_container_still_stops_and_dies(b: &Backend) {
+    b.detach(&["--name", "s"], &b.ticks(50, 0));
+    b.until_logged("s", "tick 1");
+    b.ok(&["pause", "s"]);
+    let began = Instant::now();
+    assert_eq!(b.ok(&["stop", "-t", "1", "s"]), "s");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(b.status("s"), "exited");
+    // Nothing says paused once it has ended, and it starts afresh.
+    assert!(!b
+        .env
+        .root()
+        .join("containers")
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().join("paused").exists()));
+    b.ok(&["start", "s"]);
+    assert_eq!(b.status("s"), "running");
+    b.ok(&["pause", "s"]);
+    b.ok(&["kill", "s"]);
+    b.until_status("s", "exited", 5);
+    assert_eq!(b.inspect("s", "{{.State.ExitCode}}"), "137");
+    common::assert_store_consistent(&b.env.root());
+}
+
+fn top_lists_the_containers_processes(b: &Backend) {
+    b.detach(&["--name", "t"], &b.ticks(100, 0));
+    b.until_logged("t", "tick 1");
+    let pid = b.inspect("t", "{{.State.Pid}}");
+    let top = b.ok(&["top", "t"]);
+    let mut lines = top.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+        "{top}"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert!(
+        rows.iter()
+            .any(|r| r.split_whitespace().nth(1) == Some(pid.as_str())),
+        "{pid} not in {top}"
+    );
+    // Nothing of the host's: every row's pid is the container's.
+    let host = std::process::id().to_string();
+    assert!(rows
+        .iter()
+        .all(|r| r.split_whitespace().nth(1) != Some(host.as_str())));
+    if b.native_only() {
+        // Its init and the sleep it runs, and an exec'd process joins them.
+        assert!(top.contains("sleep"), "{top}");
+        let exec = b.env.cmd(&["exec", "t", "sleep", "3"]).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !b.ok(&["top", "t", "-o", "pid,args"]).contains("sleep 3") {
+            assert!(Instant::now() < deadline, "exec'd process not listed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut exec = exec;
+        let _ = exec.kill();
+        let _ = exec.wait();
+    } else {
+        assert!(
+            top.contains("__monitor"),
+            "the process hosting the guest: {top}"
+        );
+    }
+    // ps options, docker's way.
+    let custom = b.ok(&["top", "t", "-o", "pid,comm"]);
+    assert_eq!(
+        custom
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["PID", "COMMAND"]
+    );
+    b.ok(&["stop", "-t", "0", "t"]);
+    let out = b.strata(&["top", "t"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not running"), "{out:?}");
+}
+
+fn stats_reports_memory_processes_and_io(b: &Backend) {
+    b.detach(&["--name", "st", "--memory", "64m"], &b.ticks(100, 0));
+    b.until_logged("st", "tick 1");
+    let table = b.ok(&["stats", "--no-stream"]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    for title in [
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS",
+    ] {
+        assert!(header.contains(title), "{header}");
+    }
+    let row = lines.next().expect("a row for the running container");
+    assert!(row.contains("st"), "{table}");
+    let usage = b.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.MemUsage}}|{{.PIDs}}|{{.NetIO}}",
+        "st",
+    ]);
+    let fields: Vec<&str> = usage.split('|').collect();
+    assert!(fields[0].ends_with(" / 64MiB"), "{usage}");
+    assert!(!fields[0].starts_with("0B"), "no memory in use: {usage}");
+    let pids: usize = fields[1].parse().unwrap();
+    assert!(pids >= 1, "{usage}");
+    assert_eq!(fields[2], "0B / 0B", "no network: {usage}");
+    // A stopped container shows docker's zeros with -a, and nothing without.
+    let mut create = vec!["create", "--name", "idle", IMAGE];
+    let ticks = b.ticks(100, 1);
+    create.extend(ticks.iter().map(String::as_str));
+    b.ok(&create);
+    let all = b.ok(&[
+        "stats",
+        "--no-stream",
+        "-a",
+        "--format",
+        "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}",
+    ]);
+    assert!(all.lines().any(|l| l == "idle 0.00% 0B / 0B 0"), "{all}");
+    let running = b.ok(&["stats", "--no-stream", "--format", "{{.Name}}"]);
+    assert_eq!(running, "st");
+    let json = b.ok(&["stats", "--no-stream", "--format", "json", "st"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["Name"], "st");
+    b.ok(&["rm", "-f", "st", "idle"]);
+}
+
+/// `strata ARGS` with `input` on its stdin.
+fn with_stdin(b: &Backend, args: &[&str], input: &[u8]) -> std::process::Child {
+    use std::io::Write;
+    let mut child = b
+        .env
+        .cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.as_mut().unwrap().write_all(input).unwrap();
+    child
+}
+
+fn start_interactive_feeds_stdin_once(b: &Backend) {
+    let mut args = vec!["create", "-i", "--name", "c", IMAGE];
+    let cat = b.cat();
+    args.extend(cat.iter().map(String::as_str));
+    b.ok(&args);
+    assert_eq!(
+        b.inspect("c", "{{.Config.OpenStdin}} {{.Config.StdinOnce}}"),
+        "true true"
+    );
+    // The end of our stdin closes the container's (StdinOnce): cat ends, start gives its 0.
+    let mut child = with_stdin(b, &["start", "-ai", "c"], b"hello\nworld\n");
+    drop(child.stdin.take());
+    let out = wait_bounded(child, 20);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "hello\nworld\n");
+    assert_eq!(b.status("c"), "exited");
+    assert_eq!(b.inspect("c", "{{.State.ExitCode}}"), "0");
+    // Without -i, start -a attaches no stdin: the container reads an open, empty pipe.
+    b.ok(&["rm", "c"]);
+}
+
+fn attach_writes_to_an_open_stdin(b: &Backend) {
+    let mut args = vec!["run", "-d", "-i", "--name", "d", IMAGE];
+    let cat = b.cat();
+    args.extend(cat.iter().map(String::as_str));
+    b.ok(&args);
+    assert_eq!(b.inspect("d", "{{.Config.StdinOnce}}"), "false");
+    // An attacher's stdin ends; the container's stays open for the next one.
+    let mut first = with_stdin(b, &["attach", "d"], b"one\n");
+    drop(first.stdin.take());
+    b.until_logged("d", "one");
+    assert_eq!(b.status("d"), "running");
+    let _ = first.kill();
+    let _ = first.wait();
+    let mut second = with_stdin(b, &["attach", "d"], b"two\n");
+    b.until_logged("d", "two");
+    // --no-stdin sends nothing.
+    let mut third = with_stdin(b, &["attach", "--no-stdin", "d"], b"three\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!text(&b.strata(&["logs", "d"]).stdout).contains("three"));
+    // The attachers end with the container, with its status.
+    b.ok(&["stop", "-t", "1", "d"]);
+    drop(second.stdin.take());
+    drop(third.stdin.take());
+    for child in [second, third] {
+        let out = wait_bounded(child, 10);
+        assert_eq!(out.status.code().map(|c| c != 0), Some(true), "{out:?}");
+    }
+    b.ok(&["rm", "d"]);
+}
+
+/// The output of `child`, which must end within `secs`.
+fn wait_bounded(mut child: std::process::Child, secs: u64) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "still running after {secs} s: {:?}",
+                child.wait_with_output()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }

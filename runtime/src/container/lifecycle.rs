@@ -192,6 +192,35 @@ impl Containers<'_> {
         self.wait_unclaimed_for(&c.id, None).map(|_| ())
     }
 
+    /// `pause` (`paused`) or `unpause` everything the container runs, through its
+    /// monitor: native, with the cgroup freezer; Wasm, its guests held at their next
+    /// epoch check.
+    pub fn pause(&self, c: &Container, paused: bool) -> Result<()> {
+        let conflict = |what: &str| Error::Conflict(format!("container {} {what}", c.id));
+        match (c.status, paused) {
+            (Status::Paused, true) => return Err(conflict("is already paused")),
+            (Status::Running, false) => return Err(conflict("is not paused")),
+            (Status::Running | Status::Paused, _) => {}
+            _ => return Err(conflict("is not running")),
+        }
+        match monitor::request(self, c, &Request::Pause { paused })? {
+            Some(Reply { error: Some(e), .. }) => Err(conflict(&e)),
+            Some(_) => Ok(()),
+            None => Err(conflict(
+                "runs in the foreground of another strata: only a detached container (run -d, start) can be paused",
+            )),
+        }
+    }
+
+    /// What the running container uses now (`stats`, `top`); `None` for one that does
+    /// not run, or runs in the foreground of another strata (it has no monitor to ask).
+    pub fn usage(&self, c: &Container) -> Result<Option<backend::Usage>> {
+        if !matches!(c.status, Status::Running | Status::Paused) {
+            return Ok(None);
+        }
+        Ok(monitor::request(self, c, &Request::Usage)?.and_then(|r| r.usage))
+    }
+
     /// `wait`: the status the container's run ends with (that of its last run if none is
     /// going on).
     pub fn wait(&self, c: &Container) -> Result<i32> {

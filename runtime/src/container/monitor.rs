@@ -10,7 +10,7 @@
 //! The CLI spawns it (the `strata` binary re-executed, in its own session); this module is
 //! what it then runs.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::logs::{self, LogWriter, Source};
 use super::{Claim, Container, Containers, Status};
-use crate::backend::{Backends, Executor, Signaller, Started, Stdio, Stream};
+use crate::backend::{
+    Backends, Executor, Pauser, Signaller, Started, Stdio, Stream, Usage, UsageProbe,
+};
 use crate::error::{Error, Result};
 
 /// The monitor's socket in the container's directory.
@@ -43,6 +45,22 @@ pub enum Request {
     Exec {
         process: Box<oci_spec::runtime::Process>,
     },
+    /// `pause` (true) or `unpause` (false) everything the container runs.
+    Pause { paused: bool },
+    /// What the container uses now (`stats`, `top`).
+    Usage,
+    /// `attach`/`start -i`: after the reply, the connection carries the attacher's stdin
+    /// to the container's, in [`stdin_frame`]s, until the attacher goes.
+    Attach,
+}
+
+/// One piece of an attacher's stdin on its connection: its length (4 bytes, big endian)
+/// and the bytes; an empty one says the attacher's stdin ended (a closed connection only
+/// says the attacher went).
+pub fn stdin_frame(bytes: &[u8]) -> Vec<u8> {
+    let mut frame = (bytes.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(bytes);
+    frame
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -52,6 +70,8 @@ pub struct Reply {
     pub exit: Option<i32>,
     #[serde(default)]
     pub error: Option<String>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
 /// Ask the monitor of `c`. `Ok(None)` when it has none (it does not run detached, or the
@@ -67,6 +87,16 @@ pub fn request_with(
     req: &Request,
     fds: &[BorrowedFd<'_>],
 ) -> Result<Option<Reply>> {
+    Ok(exchange(containers, c, req, fds)?.map(|(reply, _)| reply))
+}
+
+/// `request`, keeping the connection open after the reply (`attach`).
+pub fn exchange(
+    containers: &Containers<'_>,
+    c: &Container,
+    req: &Request,
+    fds: &[BorrowedFd<'_>],
+) -> Result<Option<(Reply, UnixStream)>> {
     let dir = match containers.dir_of(c) {
         Ok(d) => d,
         Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok(None),
@@ -99,17 +129,25 @@ pub fn request_with(
         Err(e) if gone(&e) => return Ok(None),
         r => r.map_err(io)?,
     }
-    let mut answer = String::new();
-    match BufReader::new(&conn).read_line(&mut answer) {
-        Err(e) if gone(&e) => return Ok(None),
-        r => r.map_err(io)?,
-    };
+    // One byte at a time: what follows the reply line is the caller's.
+    let mut answer = Vec::new();
+    let mut byte = [0u8];
+    loop {
+        match std::io::Read::read(&mut &conn, &mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => answer.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if gone(&e) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        }
+    }
     if answer.is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(&answer)
-        .map(Some)
-        .map_err(|e| Error::InvalidDocument(format!("monitor reply: {e}")))
+    let reply = serde_json::from_slice(&answer)
+        .map_err(|e| Error::InvalidDocument(format!("monitor reply: {e}")))?;
+    Ok(Some((reply, conn)))
 }
 
 /// Write `line` to `conn`, with `fds` in its first part.
@@ -168,6 +206,12 @@ fn socket_path(dir: &impl AsRawFd) -> String {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// The container's directory, where the pause mark goes.
+    dir: cap_std::fs::Dir,
+    /// The writing end of the container's stdin (`-i`), while it is open.
+    stdin: Mutex<Option<OwnedFd>>,
+    /// Close it when an attacher's stdin ends (`create -i`).
+    stdin_once: bool,
 }
 
 struct State {
@@ -175,6 +219,10 @@ struct State {
     signal: Option<Signaller>,
     /// Its backend's way to run another process in it, if it has one.
     exec: Option<Executor>,
+    pause: Option<Pauser>,
+    usage: Option<UsageProbe>,
+    /// Frozen by `pause` (the mark file says so to other commands).
+    paused: bool,
     /// Runs that have ended, and the status of the last.
     ended: u64,
     last: Option<i32>,
@@ -242,13 +290,23 @@ pub fn serve(
         state: Mutex::new(State {
             signal: None,
             exec: None,
+            pause: None,
+            usage: None,
+            paused: false,
             ended: 0,
             last: c.exit_code,
             stopped_by_user: false,
             stop_signal: c.host.stop_signal()?,
         }),
         changed: Condvar::new(),
+        dir: dir
+            .try_clone()
+            .map_err(|e| Error::io("duplicate a directory handle", e))?,
+        stdin: Mutex::new(None),
+        stdin_once: c.host.stdin_once,
     });
+    // A mark a killed monitor left says nothing about this one's container.
+    mark_paused(&shared.dir, false)?;
     {
         let shared = Arc::clone(&shared);
         // Never joined: it ends with the process.
@@ -259,14 +317,12 @@ pub fn serve(
             }
         });
     }
-    // `-i`: the container's stdin stays open (nobody writes to it yet).
-    let _stdin_writer = if c.host.open_stdin {
+    // `-i`: the container's stdin stays open, for attachers to write to.
+    if c.host.open_stdin {
         let (read, write) = pipe()?;
         rustix::stdio::dup2_stdin(&read).map_err(|e| Error::io("set up stdin", e.into()))?;
-        Some(write)
-    } else {
-        None
-    };
+        *shared.stdin.lock().unwrap_or_else(|e| e.into_inner()) = Some(write);
+    }
     let log = Arc::new(Mutex::new(LogWriter::open(&dir, &c.id, &c.host.log)?));
     c.stopped_by_user = false;
     let mut backoff = Backoff::default();
@@ -303,6 +359,8 @@ pub fn serve(
             let mut state = shared.lock();
             state.signal = Some(Arc::clone(&p.signal));
             state.exec = p.exec.clone();
+            state.pause = p.pause.clone();
+            state.usage = Some(Arc::clone(&p.usage));
             if first {
                 ready(Ok(p.pid));
             }
@@ -320,6 +378,12 @@ pub fn serve(
             let mut state = shared.lock();
             state.signal = None;
             state.exec = None;
+            state.pause = None;
+            state.usage = None;
+            if state.paused {
+                state.paused = false;
+                let _ = mark_paused(&shared.dir, false);
+            }
             state.ended += 1;
             state.last = Some(code);
             state.stopped_by_user
@@ -405,30 +469,165 @@ fn answer(conn: UnixStream, shared: &Shared) {
     let Ok((line, fds)) = receive(&conn) else {
         return;
     };
-    let reply = match serde_json::from_slice::<Request>(&line) {
+    let request = serde_json::from_slice::<Request>(&line);
+    if let Ok(Request::Attach) = request {
+        return attach(conn, shared);
+    }
+    let reply = match request {
         Ok(Request::Signal { signal }) => kill(shared, signal),
         Ok(Request::Stop { signal, timeout }) => stop(shared, signal, timeout),
         Ok(Request::Wait) => wait(shared),
         Ok(Request::Exec { process }) => exec(shared, &process, fds),
+        Ok(Request::Pause { paused }) => pause(shared, paused),
+        Ok(Request::Attach) => unreachable!("answered above"),
+        Ok(Request::Usage) => match shared.lock().usage.clone() {
+            Some(probe) => Reply {
+                usage: Some(probe()),
+                ..Reply::default()
+            },
+            None => not_running(),
+        },
         Err(e) => Reply {
             error: Some(format!("bad request: {e}")),
             ..Reply::default()
         },
     };
-    let mut out = serde_json::to_vec(&reply).expect("serialize");
+    let _ = (&conn).write_all(&reply_line(&reply));
+}
+
+fn reply_line(reply: &Reply) -> Vec<u8> {
+    let mut out = serde_json::to_vec(reply).expect("serialize");
     out.push(b'\n');
-    let _ = (&conn).write_all(&out);
+    out
+}
+
+/// Copy an attacher's stdin frames to the container's stdin until the attacher goes; at
+/// the end of its stdin, close the container's if it is `stdin_once`. A container without
+/// an open stdin takes none (docker ignores the attacher's, too).
+fn attach(conn: UnixStream, shared: &Shared) {
+    let writer = shared
+        .stdin
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|w| w.try_clone().ok());
+    if (&conn).write_all(&reply_line(&Reply::default())).is_err() {
+        return;
+    }
+    let Some(writer) = writer else {
+        return;
+    };
+    let mut writer = std::fs::File::from(writer);
+    let mut conn = std::io::BufReader::new(&conn);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut len = [0u8; 4];
+        if conn.read_exact(&mut len).is_err() {
+            return;
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 {
+            break;
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(buf.len());
+            if conn.read_exact(&mut buf[..n]).is_err() {
+                return;
+            }
+            // A container that closed its stdin takes no more; the frames are still read.
+            let _ = writer.write_all(&buf[..n]);
+            left -= n;
+        }
+    }
+    if shared.stdin_once {
+        drop(writer);
+        shared
+            .stdin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
 }
 
 fn not_running() -> Reply {
+    failed("is not running")
+}
+
+fn failed(error: impl Into<String>) -> Reply {
     Reply {
-        error: Some("is not running".into()),
+        error: Some(error.into()),
         ..Reply::default()
     }
 }
 
+fn pause(shared: &Shared, paused: bool) -> Reply {
+    let mut state = shared.lock();
+    if state.signal.is_none() {
+        return not_running();
+    }
+    match (state.paused, paused) {
+        (true, true) => return failed("is already paused"),
+        (false, false) => return failed("is not paused"),
+        _ => {}
+    }
+    let Some(freeze) = state.pause.clone() else {
+        return failed("cannot be paused: it has no cgroup (a rootless container on this host)");
+    };
+    // Marked before it is frozen and unmarked after it is thawed: a command that reads
+    // "running" may rely on it.
+    let result = if paused {
+        mark_paused(&shared.dir, true).and_then(|()| freeze(true))
+    } else {
+        freeze(false).and_then(|()| mark_paused(&shared.dir, false))
+    };
+    match result {
+        Ok(()) => {
+            state.paused = paused;
+            Reply::default()
+        }
+        Err(e) => {
+            let _ = mark_paused(&shared.dir, state.paused);
+            failed(e.to_string())
+        }
+    }
+}
+
+/// Make or remove the mark that says the container is paused.
+fn mark_paused(dir: &cap_std::fs::Dir, paused: bool) -> Result<()> {
+    let result = if paused {
+        dir.write(super::PAUSED, b"")
+    } else {
+        match dir.remove_file(super::PAUSED) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    };
+    result.map_err(|e| Error::io("mark the container paused", e))
+}
+
+/// A paused container's processes take a SIGKILL only once thawed (cgroup v1), as docker
+/// does it: the kill, then the thaw.
+fn thaw_after_kill(state: &mut State, dir: &cap_std::fs::Dir) {
+    if state.paused {
+        if let Some(freeze) = &state.pause {
+            if freeze(false).is_ok() {
+                state.paused = false;
+                let _ = mark_paused(dir, false);
+            }
+        }
+    }
+}
+
 fn exec(shared: &Shared, process: &oci_spec::runtime::Process, fds: Vec<OwnedFd>) -> Reply {
-    let Some(run) = shared.lock().exec.clone() else {
+    let run = {
+        let state = shared.lock();
+        if state.paused {
+            return failed("is paused");
+        }
+        state.exec.clone()
+    };
+    let Some(run) = run else {
         return not_running();
     };
     let mut fds = fds.into_iter();
@@ -447,10 +646,12 @@ fn exec(shared: &Shared, process: &oci_spec::runtime::Process, fds: Vec<OwnedFd>
         Ok(exit) => Reply {
             exit: Some(exit.code),
             error: exit.message,
+            ..Reply::default()
         },
         Err(e) => Reply {
             exit: Some(e.exit_code()),
             error: Some(e.to_string()),
+            ..Reply::default()
         },
     }
 }
@@ -463,12 +664,13 @@ fn kill(shared: &Shared, signal: i32) -> Reply {
     if signal == 9 || signal == state.stop_signal {
         state.stopped_by_user = true;
     }
-    match send(signal) {
+    let sent = send(signal);
+    if signal == 9 {
+        thaw_after_kill(&mut state, &shared.dir);
+    }
+    match sent {
         Ok(()) => Reply::default(),
-        Err(e) => Reply {
-            error: Some(e.to_string()),
-            ..Reply::default()
-        },
+        Err(e) => failed(e.to_string()),
     }
 }
 
@@ -506,6 +708,7 @@ fn stop(shared: &Shared, signal: i32, timeout: i64) -> Reply {
     }
     if state.ended == ended {
         let _ = send(9);
+        thaw_after_kill(&mut state, &shared.dir);
         state = until_ended(shared, state, ended);
     }
     Reply {

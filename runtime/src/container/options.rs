@@ -51,9 +51,12 @@ pub struct HostConfig {
     pub stop_timeout: Option<i64>,
     #[serde(default)]
     pub log: LogOptions,
-    /// `-i` on a detached container: its stdin stays open.
+    /// `-i` on a detached container: its stdin stays open, for `attach` and `start -i`.
     #[serde(default)]
     pub open_stdin: bool,
+    /// The container's stdin closes when the first attacher's stdin ends (`create -i`).
+    #[serde(default)]
+    pub stdin_once: bool,
     /// `--label`/`--label-file`: the container's own labels (shown over its image's).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,

@@ -10,7 +10,7 @@ use cap_std::fs::Dir;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use super::{guestfs, GuestSpec, Interrupt, Outcome, WasmHost};
-use crate::backend::{ends_process, Backend, Executor, Exit, Started, Stdio, Task};
+use crate::backend::{ends_process, Backend, Executor, Exit, Started, Stdio, Task, Usage};
 use crate::error::{Error, Result};
 use crate::fs::Overlay;
 
@@ -90,6 +90,8 @@ impl Backend for WasmBackend {
         };
         let mut guest_started = || {
             let interrupt = interrupt.clone();
+            let (pauser, probe) = (Arc::clone(&wasm), Arc::clone(&wasm));
+            let memory_limit = guest.memory;
             started(Started {
                 pid: std::process::id(),
                 signal: Arc::new(move |sig| {
@@ -99,6 +101,22 @@ impl Backend for WasmBackend {
                     Ok(())
                 }),
                 exec: Some(Arc::clone(&exec)),
+                pause: Some(Arc::new(move |paused| {
+                    pauser.set_paused(paused);
+                    Ok(())
+                })),
+                usage: Arc::new(move || {
+                    let (memory, guests) = probe.usage();
+                    let pid = std::process::id();
+                    Usage {
+                        // The guests are this process's only work.
+                        cpu_ns: process_cpu_ns(),
+                        memory,
+                        memory_limit,
+                        pids: vec![pid; guests as usize],
+                        ..Usage::default()
+                    }
+                }),
             })
         };
         let outcome = wasm.run(
@@ -113,6 +131,19 @@ impl Backend for WasmBackend {
         drop(stop);
         Ok(exit(outcome?, task.id, guest.memory))
     }
+}
+
+/// The CPU time this process has used (user and system, all threads): its guests' work.
+#[allow(unsafe_code)]
+fn process_cpu_ns() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
 /// How a guest run ended, as the backend reports it.

@@ -8,6 +8,7 @@
 
 mod backend;
 mod blocking;
+mod control;
 pub mod guestfs;
 mod link;
 mod p1;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 use cap_std::fs::Dir;
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Config, Engine, Module, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, Module, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -30,13 +31,14 @@ use crate::backend::Stream;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{Overlay, Stat};
+use control::{Control, GuestLimits};
 
 /// What a guest's store holds.
 pub struct WasmState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub fs: guestfs::GuestFs,
-    pub limits: StoreLimits,
+    pub limits: GuestLimits,
     /// Ends wasi:io's blocking calls on a stop signal.
     pub stop: blocking::Stop,
 }
@@ -143,6 +145,7 @@ pub struct WasmHost {
     signal: Arc<AtomicI32>,
     /// Stop signals write to it; waits watch it (`blocking.rs`).
     wake: std::os::fd::BorrowedFd<'static>,
+    control: Arc<Control>,
 }
 
 impl WasmHost {
@@ -165,7 +168,22 @@ impl WasmHost {
             cache: cache.to_path_buf(),
             signal: Arc::new(AtomicI32::new(0)),
             wake: blocking::arm()?,
+            control: Arc::default(),
         })
+    }
+
+    /// `pause` (`true`) or resume every guest of this host: each waits at its next epoch
+    /// check, which moving the epoch brings at once to a guest running Wasm code.
+    pub fn set_paused(&self, paused: bool) {
+        self.control.set_paused(paused);
+        if paused {
+            self.engine.increment_epoch();
+        }
+    }
+
+    /// What this host's guests use: their linear memory, and how many run.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.control.memory(), self.control.guests())
     }
 
     pub fn interrupt_handle(&self) -> Interrupt {
@@ -286,6 +304,7 @@ impl WasmHost {
             e => e,
         })?;
         // Found and compiled: what `exec` would have checked.
+        let _running = self.control.running();
         started()?;
 
         let mut wasi = WasiCtxBuilder::new();
@@ -325,7 +344,7 @@ impl WasmHost {
         if let Some(m) = spec.memory {
             limits = limits.memory_size(m as usize);
         }
-        let limits = limits.build();
+        let limits = GuestLimits::new(limits.build(), &self.control);
 
         let result = match compiled {
             Program::Component(c) => {
@@ -362,7 +381,7 @@ impl WasmHost {
         component: &Component,
         mut wasi: WasiCtxBuilder,
         fs: guestfs::GuestFs,
-        limits: StoreLimits,
+        limits: GuestLimits,
     ) -> Result<wasmtime::Result<i32>> {
         let linker = link::linker_for(&self.engine, component).map_err(wasm_err)?;
         let pre = CommandPre::new(
@@ -394,7 +413,7 @@ impl WasmHost {
         fs: guestfs::GuestFs,
         stdin: bool,
         stdio: p1::HostStdio,
-        limits: StoreLimits,
+        limits: GuestLimits,
     ) -> Result<wasmtime::Result<i32>> {
         let clock = p1::GuestClock::new();
         let mut store = self.store(p1::P1State {
@@ -427,8 +446,9 @@ impl WasmHost {
             .map(|()| 0))
     }
 
-    /// A store that stops at the next epoch check once the engine's epoch moves (or has
-    /// moved, for a stop signal).
+    /// A store that checks at its next epoch check once the engine's epoch moves (or has
+    /// moved, for a stop signal): it stops there for a stop signal, and waits there while
+    /// the host is paused.
     fn store<T: 'static>(&self, state: T) -> Store<T> {
         let mut store = Store::new(&self.engine, state);
         store.set_epoch_deadline(1);
@@ -437,7 +457,15 @@ impl WasmHost {
         if self.signal.load(Ordering::SeqCst) != 0 {
             store.set_epoch_deadline(0);
         }
-        store.epoch_deadline_trap();
+        let (control, signal) = (Arc::clone(&self.control), Arc::clone(&self.signal));
+        store.epoch_deadline_callback(move |_| {
+            control.wait_while_paused(&signal);
+            Ok(if signal.load(Ordering::SeqCst) != 0 {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
         store
     }
 

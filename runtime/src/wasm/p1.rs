@@ -32,12 +32,11 @@ pub use linker::add_to_linker;
 pub use poll::GuestClock;
 pub use stdio::HostStdio;
 
-use wasmtime::StoreLimits;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 /// What a preview 1 guest's store holds.
 pub struct P1State {
     pub wasi: WasiP1Ctx,
     pub files: Files,
-    pub limits: StoreLimits,
+    pub limits: super::control::GuestLimits,
 }
