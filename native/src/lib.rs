@@ -64,6 +64,7 @@ impl Backend for NativeBackend {
         };
         let plan = Plan::new(&self.state, task, &stdio, cgroup.is_some())?;
         let mut started = |mut process: Started| {
+            process.exec = Some(self.executor(task, process.pid));
             if let Some(cg) = &cgroup {
                 let (freezer, probe) = (Arc::clone(cg), Arc::clone(cg));
                 let init = process.pid;
@@ -100,6 +101,28 @@ impl Backend for NativeBackend {
 }
 
 impl NativeBackend {
+    /// `exec` into the task whose init is `init`, for whoever holds its `Started` (a
+    /// monitor): what `exec` does from outside, the process given.
+    fn executor(&self, task: &Task<'_>, init: u32) -> strata_runtime::backend::Executor {
+        let (backend, id) = (self.clone(), task.id.to_string());
+        let (spec, rootfs) = (task.spec.clone(), task.rootfs.clone());
+        Arc::new(move |process, stdio, started| {
+            let init = rustix::process::Pid::from_raw(init as i32)
+                .ok_or_else(|| Error::Conflict(format!("container {id} is not running")))?;
+            let mut spec = spec.clone();
+            spec.set_process(Some(process.clone()));
+            let task = Task {
+                id: &id,
+                spec: &spec,
+                rootfs: &rootfs,
+            };
+            backend.exec(&task, init, stdio, &mut |_| {
+                started();
+                Ok(())
+            })
+        })
+    }
+
     /// `exec`: run the process of `task.spec` inside the running container whose init is
     /// `init` (its pid, checked by the caller to be that container's): the same namespaces,
     /// cgroup, capabilities, seccomp filter, no_new_privs, limits and user rules as its

@@ -103,11 +103,12 @@ pub struct Task<'a> {
 /// the guest with 128+signal and the others are ignored. Fails once the process is gone.
 pub type Signaller = Arc<dyn Fn(i32) -> Result<()> + Send + Sync>;
 
-/// Runs another process in a started task (`exec`) and waits for it: the Wasm backend's
-/// (a second guest on the same overlay instance, mounts and host as the running one).
-/// The native backend has none: its exec joins the container's namespaces from outside
-/// (`NativeBackend::exec`).
-pub type Executor = Arc<dyn Fn(&oci_spec::runtime::Process, Stdio) -> Result<Exit> + Send + Sync>;
+/// Runs another process in a started task (`exec`) and waits for it, calling `started` once
+/// it runs (an error before that: it could not start). Native: a process joining the
+/// container's namespaces and cgroup (`NativeBackend::exec`); Wasm: a second guest on the
+/// same overlay instance, mounts and host as the running one.
+pub type Executor =
+    Arc<dyn Fn(&oci_spec::runtime::Process, Stdio, &mut dyn FnMut()) -> Result<Exit> + Send + Sync>;
 
 /// Freezes (`true`) or thaws (`false`) everything a started task runs, its `exec`s too,
 /// returning once it is done: native, through the cgroup freezer; Wasm, its guests wait

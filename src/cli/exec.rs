@@ -16,6 +16,9 @@ pub struct Args {
     /// Allocate a pseudo-TTY
     #[arg(short, long)]
     tty: bool,
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    detach: bool,
     /// Username or UID (format: "<name|uid>[:<group|gid>]")
     #[arg(short, long)]
     user: Option<String>,
@@ -67,6 +70,9 @@ impl Args {
                     tty: self.tty,
                 },
             )?;
+            if self.detach {
+                return detached_exec(&containers, &c, &spec);
+            }
             if c.runtime == Kind::Wasm {
                 return wasm_exec(&containers, &c, &spec, self.interactive);
             }
@@ -110,6 +116,7 @@ fn wasm_exec(
         c,
         &Request::Exec {
             process: Box::new(process),
+            detach: false,
         },
         &[stdout.as_fd(), stderr.as_fd()],
     )?
@@ -123,4 +130,31 @@ fn wasm_exec(
         eprintln!("Error: {msg}");
     }
     Ok(reply.exit.unwrap_or(125))
+}
+
+/// `exec -d`: the container's monitor runs the process (its output discarded) and answers
+/// once it runs; 126/127 and docker's message when it cannot start.
+fn detached_exec(
+    containers: &Containers<'_>,
+    c: &Container,
+    spec: &strata_runtime::oci_spec::runtime::Spec,
+) -> Result<i32> {
+    let process = spec.process().clone().expect("exec_spec gives a process");
+    let request = Request::Exec {
+        process: Box::new(process),
+        detach: true,
+    };
+    let reply = monitor::request(containers, c, &request)?.ok_or_else(|| {
+        anyhow!(
+            "container {} runs in the foreground of another strata: exec -d needs it detached (run -d)",
+            c.id
+        )
+    })?;
+    match reply.error {
+        Some(msg) => {
+            eprintln!("Error: {msg}");
+            Ok(reply.exit.unwrap_or(126))
+        }
+        None => Ok(0),
+    }
 }

@@ -77,6 +77,15 @@ impl Backend {
         }
     }
 
+    /// Wait until `name`'s stdout log contains `part`.
+    fn until_logged_text(&self, name: &str, part: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !text(&self.strata(&["logs", name]).stdout).contains(part) {
+            assert!(Instant::now() < deadline, "{name} never logged {part:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Copy stdin to stdout.
     fn cat(&self) -> Vec<String> {
         match self.kind {
@@ -213,6 +222,7 @@ common::on_every_backend!(
     stats_reports_memory_processes_and_io
     start_interactive_feeds_stdin_once
     attach_writes_to_an_open_stdin
+    exec_detached_runs_in_the_background
 );
 
 fn a_detached_container_outlives_its_cli_and_logs_both_streams(b: &Backend) {
@@ -1071,4 +1081,91 @@ fn wait_bounded(mut child: std::process::Child, secs: u64) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+fn exec_detached_runs_in_the_background(b: &Backend) {
+    b.detach(&["--name", "bg"], &b.ticks(100, 0));
+    let (sleeper, writer, reader): (Vec<&str>, Vec<&str>, Vec<&str>) = if b.native_only() {
+        (
+            vec!["sleep", "3"],
+            vec!["sh", "-c", "echo done > /tmp/bg"],
+            vec!["cat", "/tmp/bg"],
+        )
+    } else {
+        (
+            vec!["/hello.wasm", "sleep", "3"],
+            vec!["/hello.wasm", "write", "/tmp/bg", "done\n"],
+            vec!["/hello.wasm", "cat", "/tmp/bg"],
+        )
+    };
+    // It returns once the process runs, printing nothing; the process goes on.
+    let began = Instant::now();
+    let mut args = vec!["exec", "-d", "bg"];
+    args.extend(&sleeper);
+    assert_eq!(b.ok(&args), "");
+    assert!(
+        began.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        began.elapsed()
+    );
+    let pids: usize = b
+        .ok(&["stats", "--no-stream", "--format", "{{.PIDs}}", "bg"])
+        .parse()
+        .unwrap();
+    assert!(pids >= 2, "the detached process is not counted: {pids}");
+    let mut args = vec!["exec", "-d", "bg"];
+    args.extend(&writer);
+    b.ok(&args);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut args = vec!["exec", "bg"];
+    args.extend(&reader);
+    while b.strata(&args).stdout != b"done\n" {
+        assert!(Instant::now() < deadline, "the detached exec wrote nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // One that cannot start gives docker's code and says why.
+    let out = b.strata(&["exec", "-d", "bg", "/no/such"]);
+    assert!(matches!(out.status.code(), Some(126 | 127)), "{out:?}");
+    assert!(text(&out.stderr).contains("/no/such"), "{out:?}");
+    b.ok(&["rm", "-f", "bg"]);
+    let out = b.strata(&["exec", "-d", "bg", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+/// `exec -t` (native): the process gets a terminal of its own, its output relayed as a
+/// terminal writes it; and a `-t` container logs one stream.
+#[test]
+fn native_exec_tty_and_a_detached_tty_container() {
+    let Some(b) = Backend::native("lifecycle::native_exec_tty_and_a_detached_tty_container") else {
+        return;
+    };
+    b.detach(
+        &["-t", "--name", "term"],
+        &strings(&[
+            "sh",
+            "-c",
+            "test -t 1 && echo on-a-tty; echo err >&2; exec sleep 1000",
+        ]),
+    );
+    b.until_status("term", "running", 5);
+    let out = b.strata(&[
+        "exec",
+        "-t",
+        "term",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && tty",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).starts_with("/dev/pts/"), "{out:?}");
+    // A terminal turns \n into \r\n; without -t the same process has no terminal.
+    assert!(text(&out.stdout).ends_with("\r\n"), "{out:?}");
+    let out = b.strata(&["exec", "term", "sh", "-c", "test -t 1 || echo no-tty"]);
+    assert_eq!(text(&out.stdout), "no-tty\n");
+    // Both of the container's streams went to its terminal: one stream in the log.
+    b.until_logged_text("term", "on-a-tty");
+    let logs = b.strata(&["logs", "term"]);
+    assert!(text(&logs.stdout).contains("err"), "{logs:?}");
+    assert!(logs.stderr.is_empty(), "{logs:?}");
+    b.ok(&["rm", "-f", "term"]);
 }

@@ -44,6 +44,10 @@ pub enum Request {
     /// ends, with its status (126/127 and the error when it could not start).
     Exec {
         process: Box<oci_spec::runtime::Process>,
+        /// `exec -d`: answered once it runs (or could not start), its output discarded,
+        /// no descriptors sent.
+        #[serde(default)]
+        detach: bool,
     },
     /// `pause` (true) or `unpause` (false) everything the container runs.
     Pause { paused: bool },
@@ -477,7 +481,7 @@ fn answer(conn: UnixStream, shared: &Shared) {
         Ok(Request::Signal { signal }) => kill(shared, signal),
         Ok(Request::Stop { signal, timeout }) => stop(shared, signal, timeout),
         Ok(Request::Wait) => wait(shared),
-        Ok(Request::Exec { process }) => exec(shared, &process, fds),
+        Ok(Request::Exec { process, detach }) => exec(shared, *process, detach, fds),
         Ok(Request::Pause { paused }) => pause(shared, paused),
         Ok(Request::Attach) => unreachable!("answered above"),
         Ok(Request::Usage) => match shared.lock().usage.clone() {
@@ -619,7 +623,12 @@ fn thaw_after_kill(state: &mut State, dir: &cap_std::fs::Dir) {
     }
 }
 
-fn exec(shared: &Shared, process: &oci_spec::runtime::Process, fds: Vec<OwnedFd>) -> Reply {
+fn exec(
+    shared: &Shared,
+    process: oci_spec::runtime::Process,
+    detach: bool,
+    fds: Vec<OwnedFd>,
+) -> Reply {
     let run = {
         let state = shared.lock();
         if state.paused {
@@ -630,19 +639,7 @@ fn exec(shared: &Shared, process: &oci_spec::runtime::Process, fds: Vec<OwnedFd>
     let Some(run) = run else {
         return not_running();
     };
-    let mut fds = fds.into_iter();
-    let (Some(stdout), Some(stderr)) = (fds.next(), fds.next()) else {
-        return Reply {
-            error: Some("exec: no stdout and stderr sent".into()),
-            ..Reply::default()
-        };
-    };
-    let stdio = Stdio {
-        stdin: false,
-        stdout: Stream::Fd(stdout),
-        stderr: Stream::Fd(stderr),
-    };
-    match run(process, stdio) {
+    let ended = |outcome: Result<crate::backend::Exit>| match outcome {
         Ok(exit) => Reply {
             exit: Some(exit.code),
             error: exit.message,
@@ -653,7 +650,47 @@ fn exec(shared: &Shared, process: &oci_spec::runtime::Process, fds: Vec<OwnedFd>
             error: Some(e.to_string()),
             ..Reply::default()
         },
+    };
+    if detach {
+        let null = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map(|f| Stream::Fd(f.into()))
+        };
+        let stdio = match (null(), null()) {
+            (Ok(stdout), Ok(stderr)) => Stdio {
+                stdin: false,
+                stdout,
+                stderr,
+            },
+            (Err(e), _) | (_, Err(e)) => return failed(format!("open /dev/null: {e}")),
+        };
+        // The answer is sent once it runs, or with why it could not start.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let started = tx.clone();
+            let outcome = run(&process, stdio, &mut || {
+                let _ = started.send(None);
+            });
+            let _ = tx.send(Some(outcome));
+        });
+        return match rx.recv() {
+            Ok(None) => Reply::default(),
+            Ok(Some(outcome)) => ended(outcome),
+            Err(_) => failed("exec: its thread ended unannounced"),
+        };
     }
+    let mut fds = fds.into_iter();
+    let (Some(stdout), Some(stderr)) = (fds.next(), fds.next()) else {
+        return failed("exec: no stdout and stderr sent");
+    };
+    let stdio = Stdio {
+        stdin: false,
+        stdout: Stream::Fd(stdout),
+        stderr: Stream::Fd(stderr),
+    };
+    ended(run(&process, stdio, &mut || {}))
 }
 
 fn kill(shared: &Shared, signal: i32) -> Reply {

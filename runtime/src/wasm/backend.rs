@@ -73,20 +73,25 @@ impl Backend for WasmBackend {
             let (wasm, root, binds) = (Arc::clone(&wasm), Arc::clone(&root), binds.clone());
             let (memory, host_network) = (guest.memory, guest.host_network);
             let id = task.id.to_string();
-            Arc::new(move |process: &Process, stdio: Stdio| {
-                let mut guest = process_guest(process, stdio.stdin);
-                guest.memory = memory;
-                guest.host_network = host_network;
-                let outcome = wasm.run(
-                    Arc::clone(&root),
-                    binds.clone(),
-                    &guest,
-                    stdio.stdout,
-                    stdio.stderr,
-                    &mut || Ok(()),
-                )?;
-                Ok(exit(outcome, &id, memory))
-            })
+            Arc::new(
+                move |process: &Process, stdio: Stdio, started: &mut dyn FnMut()| {
+                    let mut guest = process_guest(process, stdio.stdin);
+                    guest.memory = memory;
+                    guest.host_network = host_network;
+                    let outcome = wasm.run(
+                        Arc::clone(&root),
+                        binds.clone(),
+                        &guest,
+                        stdio.stdout,
+                        stdio.stderr,
+                        &mut || {
+                            started();
+                            Ok(())
+                        },
+                    )?;
+                    Ok(exit(outcome, &id, memory))
+                },
+            )
         };
         let mut guest_started = || {
             let interrupt = interrupt.clone();
