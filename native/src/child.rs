@@ -307,6 +307,8 @@ fn stdio(plan: &Plan, sock: BorrowedFd<'_>) -> Result<(), Failure> {
             if slave > 2 {
                 libc::close(slave);
             }
+        } else if let Some(fd) = plan.stdin_fd {
+            check(libc::dup2(fd, 0), "attach stdin")?;
         } else if !plan.stdin {
             let null = check(
                 libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC),

@@ -325,7 +325,12 @@ fn run(
         let out = plan
             .stdout
             .map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
-        tty::relay(master, plan.stdin, out);
+        let input = plan.stdin.then(|| match plan.stdin_fd {
+            // SAFETY: as `out`.
+            Some(fd) => tty::Input::Given(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }),
+            None => tty::Input::Ours,
+        });
+        tty::relay(master, input, out);
     }
     let mut status = 0;
     loop {

@@ -52,6 +52,8 @@ pub(crate) struct Plan {
     pub seccomp: Vec<seccompiler::BpfProgram>,
     pub tty: bool,
     pub stdin: bool,
+    /// The fd it reads, if not the caller's own stdin (valid in the children, as below).
+    pub stdin_fd: Option<libc::c_int>,
     /// The fds stdout and stderr go to (valid in the children: the parent holds them until
     /// the container ends); `None`: the caller's own.
     pub stdout: Option<libc::c_int>,
@@ -214,7 +216,8 @@ impl Plan {
             seccomp: crate::seccomp::docker_default()
                 .map_err(|e| Error::Unsupported(format!("seccomp profile: {e}")))?,
             tty: process.terminal().unwrap_or(false),
-            stdin: stdio.stdin,
+            stdin: stdio.stdin.is_some(),
+            stdin_fd: stdio.stdin.as_ref().and_then(raw),
             stdout: raw(&stdio.stdout),
             stderr: raw(&stdio.stderr),
             join: None,

@@ -43,25 +43,41 @@ impl Drop for RawMode {
     }
 }
 
+/// What a terminal's input comes from (`-i`).
+pub(crate) enum Input<'a> {
+    /// Our own stdin, a terminal put in raw mode meanwhile.
+    Ours,
+    Given(std::os::fd::BorrowedFd<'a>),
+}
+
 /// Copy the terminal's output to `out` (our stdout when none: a detached container's
-/// monitor gives its log's pipe) and, with `-i`, our stdin to it, until every process of the
-/// container has closed it.
-pub(crate) fn relay(master: OwnedFd, stdin: bool, out: Option<std::os::fd::BorrowedFd<'_>>) {
-    let _raw = stdin.then(RawMode::enter);
+/// monitor gives its log's pipe) and, with `-i`, its `input` to it, until every process of
+/// the container has closed it.
+pub(crate) fn relay(
+    master: OwnedFd,
+    input: Option<Input<'_>>,
+    out: Option<std::os::fd::BorrowedFd<'_>>,
+) {
+    let _raw = matches!(input, Some(Input::Ours)).then(RawMode::enter);
     let mut output = std::fs::File::from(master);
-    if stdin {
-        if let Ok(mut input) = output.try_clone() {
-            // Ends with the process: a read of our stdin cannot be interrupted portably.
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut stdin = std::io::stdin().lock();
-                while let Ok(n) = stdin.read(&mut buf) {
-                    if n == 0 || input.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
+    let source: Option<Box<dyn Read + Send>> = match input {
+        None => None,
+        Some(Input::Ours) => Some(Box::new(std::io::stdin())),
+        Some(Input::Given(fd)) => fd
+            .try_clone_to_owned()
+            .ok()
+            .map(|fd| Box::new(std::fs::File::from(fd)) as Box<dyn Read + Send>),
+    };
+    if let (Some(mut source), Ok(mut terminal)) = (source, output.try_clone()) {
+        // Ends with the process: a read of a stdin cannot be interrupted portably.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = source.read(&mut buf) {
+                if n == 0 || terminal.write_all(&buf[..n]).is_err() {
+                    break;
                 }
-            });
-        }
+            }
+        });
     }
     let mut stdout: Box<dyn Write> = match out {
         Some(fd) => match fd.try_clone_to_owned() {

@@ -80,11 +80,12 @@ pub enum Stream {
     Fd(OwnedFd),
 }
 
-/// The process's standard streams. Stdin is the caller's (`-i`) or empty.
+/// The process's standard streams.
 #[derive(Debug, Default)]
 pub struct Stdio {
-    /// Keep the caller's stdin open to the process; otherwise it reads an empty stdin.
-    pub stdin: bool,
+    /// Where its stdin comes from (`-i`: the caller's, or a descriptor given); none, an
+    /// empty stdin.
+    pub stdin: Option<Stream>,
     pub stdout: Stream,
     pub stderr: Stream,
 }

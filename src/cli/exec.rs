@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use std::os::fd::AsFd;
-use strata_runtime::backend::{Kind, Stdio, Task};
+use strata_runtime::backend::{Kind, Stdio, Stream, Task};
 use strata_runtime::container::monitor::{self, Request};
 use strata_runtime::container::{exec_spec, Container, Containers, ExecOptions, Status};
 use strata_runtime::Store;
@@ -89,7 +89,7 @@ impl Args {
                 rootfs: &rootfs,
             };
             let stdio = Stdio {
-                stdin: self.interactive,
+                stdin: self.interactive.then_some(Stream::Inherit),
                 ..Stdio::default()
             };
             Ok(native.exec(&task, init, stdio, &mut |_| Ok(()))?.code)
@@ -106,11 +106,12 @@ fn wasm_exec(
     spec: &strata_runtime::oci_spec::runtime::Spec,
     interactive: bool,
 ) -> Result<i32> {
-    if interactive {
-        bail!("exec -i into a Wasm container is not supported yet (its stdin is empty)");
-    }
     let process = spec.process().clone().expect("exec_spec gives a process");
-    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let mut fds = vec![stdout.as_fd(), stderr.as_fd()];
+    if interactive {
+        fds.push(stdin.as_fd());
+    }
     let reply = monitor::request_with(
         containers,
         c,
@@ -118,7 +119,7 @@ fn wasm_exec(
             process: Box::new(process),
             detach: false,
         },
-        &[stdout.as_fd(), stderr.as_fd()],
+        &fds,
     )?
     .ok_or_else(|| {
         anyhow!(

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
-use strata_runtime::backend::{Backends, Kind, Stdio};
+use strata_runtime::backend::{Backends, Kind, Stdio, Stream};
 use strata_runtime::container::{
     parse_signal, parse_size, parse_ulimit, Bind, Container, Containers, HostConfig, LogOptions,
     Network, RestartPolicy, RunOptions,
@@ -155,7 +155,7 @@ impl Args {
             wasm: &wasm,
         };
         let stdio = Stdio {
-            stdin: self.container.interactive,
+            stdin: self.container.interactive.then_some(Stream::Inherit),
             ..Stdio::default()
         };
         let exit = containers.run(&claim, &mut container, &spec, &backends, stdio, &mut |_| {})?;

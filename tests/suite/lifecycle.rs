@@ -223,6 +223,7 @@ common::on_every_backend!(
     start_interactive_feeds_stdin_once
     attach_writes_to_an_open_stdin
     exec_detached_runs_in_the_background
+    exec_interactive_reads_the_callers_stdin
 );
 
 fn a_detached_container_outlives_its_cli_and_logs_both_streams(b: &Backend) {
@@ -1168,4 +1169,28 @@ fn native_exec_tty_and_a_detached_tty_container() {
     assert!(text(&logs.stdout).contains("err"), "{logs:?}");
     assert!(logs.stderr.is_empty(), "{logs:?}");
     b.ok(&["rm", "-f", "term"]);
+}
+
+fn exec_interactive_reads_the_callers_stdin(b: &Backend) {
+    b.detach(&["--name", "ei"], &b.ticks(100, 0));
+    let cat: Vec<&str> = if b.native_only() {
+        vec!["cat"]
+    } else {
+        vec!["/hello.wasm", "cat-stdin"]
+    };
+    let mut args = vec!["exec", "-i", "ei"];
+    args.extend(&cat);
+    let mut child = with_stdin(b, &args, b"piped\nin\n");
+    drop(child.stdin.take());
+    let out = wait_bounded(child, 20);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "piped\nin\n");
+    // Without -i its stdin is empty, whatever ours holds.
+    let mut args = vec!["exec", "ei"];
+    args.extend(&cat);
+    let child = with_stdin(b, &args, b"not read\n");
+    let out = wait_bounded(child, 20);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "");
+    b.ok(&["rm", "-f", "ei"]);
 }

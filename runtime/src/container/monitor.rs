@@ -40,7 +40,8 @@ pub enum Request {
     /// Answered when the run going on ends (at once if none is), with its status.
     Wait,
     /// `exec` in a container whose backend runs it in the monitor (Wasm): this process,
-    /// its stdout and stderr the two descriptors sent with the request. Answered when it
+    /// its stdout and stderr the two descriptors sent with the request (and its stdin a
+    /// third, for `-i`). Answered when it
     /// ends, with its status (126/127 and the error when it could not start).
     Exec {
         process: Box<oci_spec::runtime::Process>,
@@ -157,7 +158,7 @@ pub fn exchange(
 /// Write `line` to `conn`, with `fds` in its first part.
 fn send(conn: &UnixStream, line: &[u8], fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
     use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
     let mut ancillary = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() {
         ancillary.push(SendAncillaryMessage::ScmRights(fds));
@@ -179,7 +180,7 @@ fn receive(conn: &UnixStream) -> std::io::Result<(Vec<u8>, Vec<OwnedFd>)> {
     let mut fds = Vec::new();
     let mut buf = [0u8; 4096];
     while !line.contains(&b'\n') && line.len() < 1 << 20 {
-        let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
         let mut ancillary = RecvAncillaryBuffer::new(&mut space);
         let got = recvmsg(
             conn,
@@ -352,7 +353,7 @@ pub fn serve(
         })
         .collect();
         let stdio = Stdio {
-            stdin: c.host.open_stdin,
+            stdin: c.host.open_stdin.then_some(Stream::Inherit),
             stdout: Stream::Fd(stdout),
             stderr: stderr.map_or(Stream::Inherit, Stream::Fd),
         };
@@ -660,7 +661,7 @@ fn exec(
         };
         let stdio = match (null(), null()) {
             (Ok(stdout), Ok(stderr)) => Stdio {
-                stdin: false,
+                stdin: None,
                 stdout,
                 stderr,
             },
@@ -686,7 +687,8 @@ fn exec(
         return failed("exec: no stdout and stderr sent");
     };
     let stdio = Stdio {
-        stdin: false,
+        // A third descriptor: `-i`, its stdin.
+        stdin: fds.next().map(Stream::Fd),
         stdout: Stream::Fd(stdout),
         stderr: Stream::Fd(stderr),
     };

@@ -29,7 +29,7 @@ impl Backend for WasmBackend {
     ) -> Result<Exit> {
         let spec = task.spec;
         let wasm = Arc::new(WasmHost::new(&self.cache)?);
-        let guest = guest_spec(spec, stdio.stdin)?;
+        let guest = guest_spec(spec)?;
         let root = Arc::new(task.rootfs.overlay()?);
         let mut binds = Vec::new();
         // A tmpfs is an empty private directory for the run's length.
@@ -75,20 +75,14 @@ impl Backend for WasmBackend {
             let id = task.id.to_string();
             Arc::new(
                 move |process: &Process, stdio: Stdio, started: &mut dyn FnMut()| {
-                    let mut guest = process_guest(process, stdio.stdin);
+                    let mut guest = process_guest(process);
                     guest.memory = memory;
                     guest.host_network = host_network;
-                    let outcome = wasm.run(
-                        Arc::clone(&root),
-                        binds.clone(),
-                        &guest,
-                        stdio.stdout,
-                        stdio.stderr,
-                        &mut || {
+                    let outcome =
+                        wasm.run(Arc::clone(&root), binds.clone(), &guest, stdio, &mut || {
                             started();
                             Ok(())
-                        },
-                    )?;
+                        })?;
                     Ok(exit(outcome, &id, memory))
                 },
             )
@@ -124,14 +118,7 @@ impl Backend for WasmBackend {
                 }),
             })
         };
-        let outcome = wasm.run(
-            root,
-            binds,
-            &guest,
-            stdio.stdout,
-            stdio.stderr,
-            &mut guest_started,
-        );
+        let outcome = wasm.run(root, binds, &guest, stdio, &mut guest_started);
         drop(scratch);
         drop(stop);
         Ok(exit(outcome?, task.id, guest.memory))
@@ -169,7 +156,7 @@ fn exit(outcome: Outcome, id: &str, memory: Option<u64>) -> Exit {
 }
 
 /// What the guest gets from the spec: args, env, cwd, memory limit, network.
-fn guest_spec(spec: &Spec, stdin: bool) -> Result<GuestSpec> {
+fn guest_spec(spec: &Spec) -> Result<GuestSpec> {
     let process = spec
         .process()
         .as_ref()
@@ -181,7 +168,7 @@ fn guest_spec(spec: &Spec, stdin: bool) -> Result<GuestSpec> {
         .and_then(|r| r.memory().as_ref())
         .and_then(|m| m.limit())
         .map(|l| l as u64);
-    let mut guest = process_guest(process, stdin);
+    let mut guest = process_guest(process);
     guest.memory = memory;
     // Namespaces listed without a network one; a spec that lists none at all gets no
     // network either.
@@ -194,7 +181,7 @@ fn guest_spec(spec: &Spec, stdin: bool) -> Result<GuestSpec> {
 }
 
 /// A process's args, env and cwd as a guest takes them (no memory limit, no network).
-fn process_guest(process: &Process, stdin: bool) -> GuestSpec {
+fn process_guest(process: &Process) -> GuestSpec {
     GuestSpec {
         args: process.args().clone().unwrap_or_default(),
         env: process
@@ -208,7 +195,6 @@ fn process_guest(process: &Process, stdin: bool) -> GuestSpec {
             })
             .collect(),
         cwd: process.cwd().display().to_string(),
-        stdin,
         memory: None,
         host_network: false,
     }

@@ -130,7 +130,6 @@ pub struct GuestSpec {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: String,
-    pub stdin: bool,
     pub memory: Option<u64>,
     /// `--network host`: wasi:sockets may reach the host's network (else no address at all).
     pub host_network: bool,
@@ -290,8 +289,7 @@ impl WasmHost {
         root: Arc<Overlay<Dir>>,
         binds: Vec<guestfs::Mount>,
         spec: &GuestSpec,
-        stdout: Stream,
-        stderr: Stream,
+        stdio: crate::backend::Stdio,
         started: &mut dyn FnMut() -> Result<()>,
     ) -> Result<Outcome> {
         let program = spec
@@ -315,6 +313,11 @@ impl WasmHost {
                 .map(|fd| wasmtime_wasi::cli::OutputFile::new(File::from(fd)))
                 .map_err(|e| Error::io("duplicate an output stream", e))
         };
+        let crate::backend::Stdio {
+            stdin,
+            stdout,
+            stderr,
+        } = stdio;
         match &stdout {
             Stream::Inherit => wasi.inherit_stdout(),
             Stream::Fd(fd) => wasi.stdout(file(fd)?),
@@ -323,10 +326,20 @@ impl WasmHost {
             Stream::Inherit => wasi.inherit_stderr(),
             Stream::Fd(fd) => wasi.stderr(file(fd)?),
         };
-        let host_stdio = p1::HostStdio::new(stdout, stderr);
-        if spec.stdin {
-            wasi.inherit_stdin();
+        let reads_stdin = stdin.is_some();
+        match &stdin {
+            None => {}
+            Some(Stream::Inherit) => {
+                wasi.inherit_stdin();
+            }
+            Some(Stream::Fd(fd)) => {
+                let fd = fd
+                    .try_clone()
+                    .map_err(|e| Error::io("duplicate the stdin stream", e))?;
+                wasi.stdin(wasmtime_wasi::cli::InputFile::new(File::from(fd)));
+            }
         }
+        let host_stdio = p1::HostStdio::new(stdin, stdout, stderr);
         if spec.host_network {
             wasi.inherit_network()
                 .allow_tcp(true)
@@ -365,7 +378,7 @@ impl WasmHost {
                 result
             }
             Program::Module(m) => {
-                self.run_module(program, &m, wasi, fs, spec.stdin, host_stdio, limits)
+                self.run_module(program, &m, wasi, fs, reads_stdin, host_stdio, limits)
             }
         };
         Ok(match result? {

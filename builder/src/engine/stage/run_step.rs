@@ -349,7 +349,7 @@ fn run_with_output<T>(
             })
         });
         let result = f(Stdio {
-            stdin: false,
+            stdin: None,
             stdout: Stream::Fd(writer),
             stderr: Stream::Fd(stderr),
         });

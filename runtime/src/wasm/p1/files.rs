@@ -153,10 +153,10 @@ impl Files {
         iovs: &[(u32, u32)],
         at: Option<u64>,
     ) -> R<u32> {
-        let (stdin, wake) = (self.stdin, self.wake);
+        let (stdin, wake, stdio) = (self.stdin, self.wake, Arc::clone(&self.stdio));
         let f = match (slot(&mut self.table, fd)?, at) {
             (Fd::Stdio(_), Some(_)) => return Err(errno::SPIPE),
-            (Fd::Stdio(0), None) if stdin => return read_stdin(mem, iovs, wake),
+            (Fd::Stdio(0), None) if stdin => return read_stdin(stdio.fd(0), mem, iovs, wake),
             (Fd::Stdio(0), None) => return Ok(0),
             (Fd::Stdio(_), None) => return Err(errno::BADF),
             (Fd::Open(f), _) => f,

@@ -8,20 +8,22 @@ use super::abi::*;
 use super::poll::wait;
 use crate::backend::Stream;
 
-/// The host fds behind the guest's stdio: stdin is the process's; stdout and stderr are the
-/// process's unless the run gave others (a build step's pipe).
+/// The host fds behind the guest's stdio: the process's unless the run gave others (a build
+/// step's pipe, an exec's stdin from its caller).
 pub struct HostStdio {
+    stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
 }
 
 impl HostStdio {
-    pub fn new(stdout: Stream, stderr: Stream) -> HostStdio {
+    pub fn new(stdin: Option<Stream>, stdout: Stream, stderr: Stream) -> HostStdio {
         let own = |s: Stream| match s {
             Stream::Inherit => None,
             Stream::Fd(fd) => Some(fd),
         };
         HostStdio {
+            stdin: stdin.and_then(own),
             stdout: own(stdout),
             stderr: own(stderr),
         }
@@ -29,7 +31,10 @@ impl HostStdio {
 
     pub(super) fn fd(&self, fd: u32) -> BorrowedFd<'_> {
         match fd {
-            0 => rustix::stdio::stdin(),
+            0 => match &self.stdin {
+                Some(f) => f.as_fd(),
+                None => rustix::stdio::stdin(),
+            },
             1 => match &self.stdout {
                 Some(f) => f.as_fd(),
                 None => rustix::stdio::stdout(),
@@ -51,20 +56,22 @@ pub(super) fn stdio_filetype(fd: BorrowedFd<'_>) -> u8 {
     }
 }
 
-pub(super) fn read_stdin(mem: &mut [u8], iovs: &[(u32, u32)], wake: BorrowedFd<'_>) -> R<u32> {
+pub(super) fn read_stdin(
+    stdin: BorrowedFd<'_>,
+    mem: &mut [u8],
+    iovs: &[(u32, u32)],
+    wake: BorrowedFd<'_>,
+) -> R<u32> {
     // One read, into the first non-empty buffer: what is there now, as a pipe gives it.
     let Some(&(ptr, len)) = iovs.iter().find(|(_, len)| *len > 0) else {
         return Ok(0);
     };
     let buf = bytes_mut(mem, ptr, len)?;
     // Waiting in poll, not in read, so that a stop signal ends the wait.
-    let mut stdin = vec![PollFd::from_borrowed_fd(
-        rustix::stdio::stdin(),
-        PollFlags::IN,
-    )];
-    wait(&mut stdin, None, wake)?;
+    let mut ready = vec![PollFd::from_borrowed_fd(stdin, PollFlags::IN)];
+    wait(&mut ready, None, wake)?;
     loop {
-        match rustix::io::read(rustix::stdio::stdin(), &mut *buf) {
+        match rustix::io::read(stdin, &mut *buf) {
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(host_errno(e)),
             Ok(n) => return Ok(n as u32),
