@@ -36,6 +36,9 @@ const CONTAINERS_DIR: &str = "containers";
 const RECORD: &str = "state.json";
 const SPEC: &str = "config.json";
 const UPPER: &str = "upper";
+/// A renamed container's name: only `rename` writes it, so a runner that writes the record
+/// (from its copy, made before the rename) cannot undo a rename.
+const NAME: &str = "name";
 /// In a container's directory while its monitor holds it paused.
 pub(crate) const PAUSED: &str = "paused";
 /// Removed containers' directories kept for reuse (see `make_dir`).
@@ -208,17 +211,9 @@ impl<'a> Containers<'a> {
                 other.id
             )));
         }
-        let Some(_claim) = self.claim(c)? else {
-            return Err(Error::Conflict(format!(
-                "cannot rename container {}: it is running (renaming a running container is \
-                 not supported yet: stop it first)",
-                c.name
-            )));
-        };
-        let mut renamed = self.reload(c)?;
-        renamed.name = new.to_string();
-        self.save(&renamed)?;
-        Ok(renamed)
+        // Under the index lock, as names are made unique.
+        write_atomic(&self.dir_of(c)?, NAME, new.as_bytes(), false)?;
+        self.reload(c)
     }
 
     /// Write the container's runtime spec (the bundle's `config.json`), once.
@@ -322,6 +317,11 @@ impl<'a> Containers<'a> {
         let bytes = self.dir.read(Path::new(name).join(RECORD))?;
         let mut c: Container = serde_json::from_slice(&bytes)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        match self.dir.read_to_string(Path::new(name).join(NAME)) {
+            Ok(renamed) => c.name = renamed,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         if c.running() && !self.claimed(name).map_err(std::io::Error::other)? {
             c.orphaned();
         }

@@ -362,15 +362,24 @@ fn rename_keeps_names_unique() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(names(&env, &["-a", "-f", "status=exited"]), ["d", "c"]);
-    // A container its monitor runs is not renamed (yet): the monitor writes its record.
+    // A running container is renamed too; its monitor's record writes keep the new name.
     env.ok(&["run", "-d", "--name", "live", "w", "ticks", "100", "0"]);
-    let err = env.fails(&["rename", "live", "dead"]);
-    assert!(
-        err.contains("cannot rename container live: it is running"),
-        "{err}"
+    env.ok(&["rename", "live", "renamed"]);
+    assert_eq!(names(&env, &[]), ["renamed"]);
+    env.ok(&["stop", "renamed"]);
+    assert_eq!(
+        names(&env, &["-a", "-f", "status=exited", "-f", "name=renamed"]),
+        ["renamed"]
     );
-    assert_eq!(names(&env, &[]), ["live"]);
-    env.ok(&["rm", "-f", "live"]);
+    env.ok(&["create", "--name", "live", "w", "exit", "0"]);
+    env.ok(&["rm", "live"]);
+    env.ok(&["start", "renamed"]);
+    env.ok(&["stop", "-t", "0", "renamed"]);
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.Name}}", "renamed"]),
+        "/renamed\n"
+    );
+    env.ok(&["rm", "-f", "renamed"]);
 }
 
 #[test]
