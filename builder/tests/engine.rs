@@ -88,7 +88,12 @@ impl Backend for TestBackend {
 struct NoBases;
 
 impl BaseImages for NoBases {
-    fn get(&self, name: &str, _: Option<&Platform>) -> Result<Image, BuildError> {
+    fn get(
+        &self,
+        name: &str,
+        _: Option<&Platform>,
+        _: &(dyn Fn(&str) + Sync),
+    ) -> Result<Image, BuildError> {
         Err(BuildError::Other(format!(
             "no base image {name} in this test"
         )))

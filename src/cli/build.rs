@@ -6,6 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use strata_builder::engine::{self, Backends, BaseImages, BuildError, BuildOptions, Progress};
 use strata_runtime::container::Network;
 use strata_runtime::image::Platform;
+use strata_runtime::registry::{Event, Session, Status};
 use strata_runtime::store::Image;
 use strata_runtime::{ErrorKind, Reference, Store};
 
@@ -183,7 +184,12 @@ struct Bases<'a> {
 }
 
 impl BaseImages for Bases<'_> {
-    fn get(&self, name: &str, platform: Option<&Platform>) -> Result<Image, BuildError> {
+    fn get(
+        &self,
+        name: &str,
+        platform: Option<&Platform>,
+        output: &(dyn Fn(&str) + Sync),
+    ) -> Result<Image, BuildError> {
         match self.store.resolve(name) {
             Ok(image) => Ok(image),
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -193,7 +199,25 @@ impl BaseImages for Bases<'_> {
                     .registry
                     .options(platform.as_deref())
                     .map_err(|e| BuildError::Other(e.to_string()))?;
-                super::pull::pull(self.store, &reference, &opts, true)
+                // Under the FROM step, as BuildKit's plain progress shows a pull.
+                let report = |event: Event| match event {
+                    Event::Resolved(digest) if reference.digest().is_none() => {
+                        output(&format!("resolve {reference}@{digest} done"))
+                    }
+                    Event::Resolved(_) => output(&format!("resolve {reference} done")),
+                    Event::Layer {
+                        id,
+                        status: Status::DownloadComplete,
+                    } => output(&format!("{id} done")),
+                    Event::Layer {
+                        id,
+                        status: Status::PullComplete,
+                    } => output(&format!("extracting {id} done")),
+                    _ => {}
+                };
+                Session::open(reference.domain(), &opts)
+                    .and_then(|session| session.pull(self.store, &reference, &opts, &report))
+                    .map(|pulled| pulled.image)
                     .map_err(|e| BuildError::Other(format!("pull {name}: {e:#}")))
             }
             Err(e) => Err(BuildError::Runtime(e)),

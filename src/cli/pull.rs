@@ -1,9 +1,9 @@
 use anyhow::Result;
 use strata_runtime::image::Platform;
-use strata_runtime::registry::{RegistryOptions, Session};
+use strata_runtime::registry::{Event, RegistryOptions, Session};
 use strata_runtime::{Reference, Store};
 
-use crate::progress::Bars;
+use crate::progress::{Lines, Stream};
 
 // The registry flags shared by pull, push, login, run and build. (A plain comment: a doc
 // comment would become the about text of every command that flattens it.)
@@ -45,32 +45,74 @@ impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
         let reference = Reference::parse(&self.reference)?;
         let opts = self.registry.options(self.platform.as_deref())?;
-        let image = pull(store, &reference, &opts, self.quiet)?;
-        if self.quiet {
-            println!("{}", reference.familiar());
-        } else {
-            println!("Digest: {}", image.digest());
-            println!(
-                "Status: Downloaded newer image for {}",
-                reference.familiar()
-            );
-            println!("{}", reference);
+        // As docker: `-q` leaves only the last line, the reference pulled.
+        let lines = (!self.quiet).then(|| Lines::new(Stream::Stdout));
+        if let Some(lines) = &lines {
+            if names_no_tag(&self.reference) {
+                lines.line("Using default tag: latest");
+            }
         }
+        pull(store, &reference, &opts, lines.as_ref())?;
+        println!("{reference}");
         Ok(())
     }
 }
 
-/// Pull with progress bars (when on a terminal).
+/// Whether the user's reference names neither a tag nor a digest (`busybox`, `host:5000/a`).
+pub(super) fn names_no_tag(input: &str) -> bool {
+    let last = input.rsplit('/').next().unwrap_or(input);
+    !input.contains('@') && !last.contains(':')
+}
+
+/// Pull, printing on `lines` (none: silently) what docker's daemon reports: `TAG: Pulling
+/// from REPO`, each layer's status, `Digest: …`, `Status: …`.
 pub fn pull(
     store: &Store,
     reference: &Reference,
     opts: &RegistryOptions,
-    quiet: bool,
+    lines: Option<&Lines>,
 ) -> Result<strata_runtime::store::Image> {
     let session = Session::open(reference.domain(), opts)?;
-    let bars = Bars::new(quiet);
-    let progress = bars
-        .as_ref()
-        .map(|b| b as &dyn strata_runtime::progress::Progress);
-    Ok(session.pull(store, reference, opts, progress)?)
+    let report = |event: Event| {
+        let Some(lines) = lines else { return };
+        match event {
+            // By tag or digest, then the repository's path: `latest: Pulling from library/alpine`.
+            Event::Resolved(_) => lines.line(&format!(
+                "{}: Pulling from {}",
+                reference.manifest_name(),
+                reference.path()
+            )),
+            event => lines.event(&event),
+        }
+    };
+    let pulled = session.pull(store, reference, opts, &report)?;
+    if let Some(lines) = lines {
+        lines.line(&format!("Digest: {}", pulled.digest));
+        let status = if pulled.updated {
+            "Downloaded newer image for"
+        } else {
+            "Image is up to date for"
+        };
+        lines.line(&format!("Status: {status} {}", reference.familiar()));
+    }
+    Ok(pulled.image)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_no_tag() {
+        for (input, none) in [
+            ("busybox", true),
+            ("localhost:5000/a/b", true),
+            ("busybox:1", false),
+            ("localhost:5000/a:1", false),
+            (
+                "a@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                false,
+            ),
+        ] {
+            assert_eq!(super::names_no_tag(input), none, "{input}");
+        }
+    }
 }

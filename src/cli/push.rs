@@ -1,9 +1,9 @@
 use anyhow::Result;
-use strata_runtime::registry::Session;
+use strata_runtime::registry::{Event, Session};
 use strata_runtime::{Reference, Store};
 
 use super::pull::RegistryFlags;
-use crate::progress::Bars;
+use crate::progress::{Lines, Stream};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,20 +21,36 @@ pub struct Args {
 impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
         let image = store.resolve(&self.image)?;
-        let target = Reference::parse(self.destination.as_deref().unwrap_or(&self.image))?;
+        let given = self.destination.as_deref().unwrap_or(&self.image);
+        let target = Reference::parse(given)?;
         let opts = self.registry.options(None)?;
+        let lines = (!self.quiet).then(|| Lines::new(Stream::Stdout));
+        if let Some(lines) = &lines {
+            if super::pull::names_no_tag(given) {
+                lines.line("Using default tag: latest");
+            }
+            lines.line(&format!(
+                "The push refers to repository [{}]",
+                target.repository()
+            ));
+        }
         let session = Session::open(target.domain(), &opts)?;
-        let bars = Bars::new(self.quiet);
-        let progress = bars
-            .as_ref()
-            .map(|b| b as &dyn strata_runtime::progress::Progress);
-        let digest = session.push(store, &image, &target, progress)?;
-        if !self.quiet {
-            // As docker: `<tag>: digest: … size: …`; a push by digest names no tag.
-            let size = image.manifest_descriptor.size;
-            match target.digest() {
-                Some(_) => println!("digest: {digest} size: {size}"),
-                None => println!("{}: digest: {digest} size: {size}", target.manifest_name()),
+        let report = |event: Event| {
+            if let Some(lines) = &lines {
+                lines.event(&event);
+            }
+        };
+        let digest = session.push(store, &image, &target, &report)?;
+        match &lines {
+            // As docker, `-q` prints only the reference pushed.
+            None => println!("{target}"),
+            // As docker: `<tag>: digest: … size: <manifest bytes>`; a push by digest names no tag.
+            Some(lines) => {
+                let size = image.manifest_descriptor.size;
+                lines.line(&match target.digest() {
+                    Some(_) => format!("digest: {digest} size: {size}"),
+                    None => format!("{}: digest: {digest} size: {size}", target.manifest_name()),
+                })
             }
         }
         Ok(())

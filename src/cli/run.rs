@@ -212,7 +212,9 @@ impl ContainerArgs {
                 }
                 let reference = strata_runtime::Reference::parse(&self.image)?;
                 let opts = self.registry.options(self.platform.as_deref())?;
-                super::pull::pull(store, &reference, &opts, false)
+                // Docker's pull lines, on stderr: stdout is the container's.
+                let lines = crate::progress::Lines::new(crate::progress::Stream::Stderr);
+                super::pull::pull(store, &reference, &opts, Some(&lines))
                     .map_err(|e| anyhow!("pull {}: {e:#}", self.image))
             }
         }

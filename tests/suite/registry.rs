@@ -511,6 +511,23 @@ fn wasm_image_keeps_its_platform() {
         stderr.contains("Unable to find image"),
         "docker's implicit-pull notice: {stderr}"
     );
+    // The pull's lines go to stderr, as docker run's do: stdout is the container's.
+    let layer = layer_digests(&a, &name)[0].clone();
+    for want in [
+        "p2: Pulling from hello".to_string(),
+        format!("{}: Pull complete", short(&layer)),
+        format!("Status: Downloaded newer image for {name}"),
+    ] {
+        assert!(
+            stderr.contains(&format!("{want}\n")),
+            "{want:?} in {stderr}"
+        );
+    }
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("Digest:"),
+        "{}",
+        show(&out)
+    );
     assert_eq!(
         inspect(&b, &name, "{{.Os}}/{{.Architecture}}"),
         "wasi/wasm",
@@ -811,6 +828,227 @@ fn shared_base_is_transferred_once() {
         0,
         "a repeated pull fetches no blob: {again:#?}"
     );
+}
+
+/// Run and require success with nothing on stderr; returns stdout's lines.
+fn lines(env: &Env, args: &[&str]) -> Vec<String> {
+    let out = run(env, args);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "strata {args:?}: success, nothing on stderr {}",
+        show(&out)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Docker's 12-hex id of a digest.
+fn short(digest: &str) -> &str {
+    &digest.trim_start_matches("sha256:")[..12]
+}
+
+/// What the registry serves for `reference`: its digest and size, as skopeo reads them.
+fn remote_manifest(reference: &str) -> (String, usize) {
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
+    (
+        format!("sha256:{}", hex::encode(Sha256::digest(&raw))),
+        raw.len(),
+    )
+}
+
+/// `push` and `pull` print docker's lines on stdout: per layer (pull by blob digest, push by
+/// diff_id, docker's 12 hex), `Digest:`, `Status:`, the reference last; `-q` only that;
+/// `Using default tag: latest` when no tag was given; docker's not-found error.
+#[test]
+fn pull_and_push_print_dockers_lines() {
+    if !tools(
+        "pull_and_push_print_dockers_lines",
+        &["docker-registry", "openssl", "htpasswd", "skopeo"],
+    ) {
+        return;
+    }
+    let (_, p2) = probe();
+    let a = Env::new();
+    let reg = Registry::plain(&a.path("registry"));
+    let host = reg.host();
+    let img_a = format!("{host}/test/a:1");
+    let img_b = format!("{host}/test/b:1");
+    a.wasm_image(&p2, &img_a, true);
+    let out = run(&a, &["run", "--name", "c", &img_a, "write", "/x", "y"]);
+    assert!(out.status.success(), "{}", show(&out));
+    ok(&a, &["commit", "c", &img_b]);
+    let (base_diff, top_diff) = {
+        let d = diff_ids(&a, &img_b);
+        (d[0].clone(), d[1].clone())
+    };
+    let (base_blob, top_blob) = {
+        let l = layer_digests(&a, &img_b);
+        (l[0].clone(), l[1].clone())
+    };
+    assert_ne!(
+        short(&base_diff),
+        short(&base_blob),
+        "ids differ for push and pull"
+    );
+
+    // push: layers by diff_id, top first; `TAG: digest: D size: N`, N the manifest's bytes.
+    let pushed = lines(&a, &["push", &img_a]);
+    let (digest_a, size_a) = remote_manifest(&img_a);
+    assert_eq!(digest_a, inspect(&a, &img_a, "{{.Descriptor.digest}}"));
+    assert_eq!(
+        pushed,
+        [
+            format!("The push refers to repository [{host}/test/a]"),
+            format!("{}: Preparing", short(&base_diff)),
+            format!("{}: Pushed", short(&base_diff)),
+            format!("1: digest: {digest_a} size: {size_a}"),
+        ]
+    );
+    assert_eq!(
+        lines(&a, &["push", &img_a])[2],
+        format!("{}: Layer already exists", short(&base_diff)),
+        "a second push sends nothing"
+    );
+    let (digest_b, size_b) = {
+        let pushed = lines(&a, &["push", &img_b]);
+        let remote = remote_manifest(&img_b);
+        assert_eq!(
+            pushed,
+            [
+                format!("The push refers to repository [{host}/test/b]"),
+                format!("{}: Preparing", short(&top_diff)),
+                format!("{}: Preparing", short(&base_diff)),
+                format!("{}: Pushed", short(&top_diff)),
+                format!("{}: Mounted from test/a", short(&base_diff)),
+                format!("1: digest: {} size: {}", remote.0, remote.1),
+            ],
+            "the shared base is mounted from the first repository"
+        );
+        remote
+    };
+    assert_eq!(lines(&a, &["push", "-q", &img_b]), [img_b.as_str()]);
+    // No tag: docker's default, said first.
+    let untagged = format!("{host}/test/c");
+    ok(&a, &["tag", &img_a, &untagged]);
+    let pushed = lines(&a, &["push", &untagged]);
+    assert_eq!(pushed[0], "Using default tag: latest");
+    assert_eq!(
+        pushed.last().unwrap(),
+        &format!("latest: digest: {digest_a} size: {size_a}")
+    );
+
+    // First pull: each layer pulled; the Digest is the registry's; the reference last.
+    let b = Env::new();
+    let pulled_a = [
+        "1: Pulling from test/a".to_string(),
+        format!("{}: Pulling fs layer", short(&base_blob)),
+        format!("{}: Verifying Checksum", short(&base_blob)),
+        format!("{}: Download complete", short(&base_blob)),
+        format!("{}: Pull complete", short(&base_blob)),
+        format!("Digest: {digest_a}"),
+        format!("Status: Downloaded newer image for {img_a}"),
+        img_a.clone(),
+    ];
+    assert_eq!(lines(&b, &["pull", &img_a]), pulled_a);
+    // Again: nothing to fetch, no layer lines, the tag unchanged.
+    assert_eq!(
+        lines(&b, &["pull", &img_a]),
+        [
+            "1: Pulling from test/a".to_string(),
+            format!("Digest: {digest_a}"),
+            format!("Status: Image is up to date for {img_a}"),
+            img_a.clone(),
+        ]
+    );
+    // A second image on the same base: the base is there already.
+    assert_eq!(
+        lines(&b, &["pull", &img_b]),
+        [
+            "1: Pulling from test/b".to_string(),
+            format!("{}: Already exists", short(&base_blob)),
+            format!("{}: Pulling fs layer", short(&top_blob)),
+            format!("{}: Verifying Checksum", short(&top_blob)),
+            format!("{}: Download complete", short(&top_blob)),
+            format!("{}: Pull complete", short(&top_blob)),
+            format!("Digest: {digest_b}"),
+            format!("Status: Downloaded newer image for {img_b}"),
+            img_b.clone(),
+        ]
+    );
+    assert_eq!(size_b, manifest_bytes(&b, &img_b));
+
+    // -q: the reference only, though everything was fetched.
+    let c = Env::new();
+    assert_eq!(lines(&c, &["pull", "-q", &img_b]), [img_b.as_str()]);
+    assert_eq!(inspect(&c, &img_b, "{{.Descriptor.digest}}"), digest_b);
+    // No tag: docker's default first, and the full reference last.
+    let pulled = lines(&c, &["pull", &untagged]);
+    assert_eq!(pulled[0], "Using default tag: latest");
+    assert_eq!(pulled[1], "latest: Pulling from test/c");
+    assert_eq!(
+        pulled.last().unwrap(),
+        &format!("{untagged}:latest"),
+        "{pulled:#?}"
+    );
+    // By digest: the digest where the tag was.
+    let by_digest = format!("{host}/test/a@{digest_a}");
+    let pulled = lines(&Env::new(), &["pull", &by_digest]);
+    assert_eq!(pulled[0], format!("{digest_a}: Pulling from test/a"));
+    assert_eq!(
+        pulled[pulled.len() - 2..],
+        [
+            format!("Status: Downloaded newer image for {by_digest}"),
+            by_digest.clone()
+        ]
+    );
+
+    // A tag the registry lacks: docker's message, exit 1, nothing on stdout.
+    let out = run(&c, &["pull", &format!("{host}/test/a:nope")]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "Error: manifest for {host}/test/a:nope not found: manifest unknown: manifest unknown"
+        )
+    );
+
+    // A build pulling its base says so under the FROM step, as BuildKit's plain progress.
+    let ctx = a.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {img_a}\nENV X=1\n")).unwrap();
+    let d = Env::new();
+    let out = run(&d, &["build", "-t", "built", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        format!("#1 [stage-0 1/1] FROM {img_a}\n"),
+        format!("#1 resolve {img_a}@{digest_a} done\n"),
+        format!("#1 {base_blob} done\n"),
+        format!("#1 extracting {base_blob} done\n"),
+    ] {
+        assert!(stderr.contains(&want), "{want:?} in {stderr}");
+    }
+}
+
+/// The byte length of the stored manifest of `image`.
+fn manifest_bytes(env: &Env, image: &str) -> usize {
+    let digest = inspect(env, image, "{{.Descriptor.digest}}");
+    std::fs::read(
+        env.root()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap()
+    .len()
 }
 
 /// The registry dies in the middle of a 200 MiB blob: the pull fails promptly and says so,
@@ -1458,10 +1696,29 @@ fn index_platform_selection() {
         };
         assert_eq!(raw["mediaType"].as_str(), Some(want), "{tag}: {raw}");
 
-        // Default: the host's platform; only its layer is fetched.
+        // Default: the host's platform; only its layer is fetched. As docker, the Digest
+        // printed is the index's, and only the chosen image's layer is listed.
         let b = Env::new();
         let before = reg.requests().len();
-        ok(&b, &["pull", &remote]);
+        let pulled = lines(&b, &["pull", &remote]);
+        assert_eq!(
+            pulled,
+            [
+                format!("{tag}: Pulling from test/multi"),
+                format!("{}: Pulling fs layer", &linux_layer[..12]),
+                format!("{}: Verifying Checksum", &linux_layer[..12]),
+                format!("{}: Download complete", &linux_layer[..12]),
+                format!("{}: Pull complete", &linux_layer[..12]),
+                format!("Digest: {}", remote_manifest(&remote).0),
+                format!("Status: Downloaded newer image for {remote}"),
+                remote.clone(),
+            ]
+        );
+        assert_ne!(
+            remote_manifest(&remote).0,
+            inspect(&b, &remote, "{{.Descriptor.digest}}"),
+            "{tag}: the index's digest, not the image's"
+        );
         assert_eq!(
             inspect(&b, &remote, "{{.Os}}/{{.Architecture}}"),
             host_platform,

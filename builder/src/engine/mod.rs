@@ -76,7 +76,13 @@ pub use strata_runtime::backend::Backends;
 
 /// Base images by name: from the store, pulled when missing (the CLI decides how).
 pub trait BaseImages: Sync {
-    fn get(&self, name: &str, platform: Option<&Platform>) -> Result<Image, BuildError>;
+    /// `output` takes lines about getting it (a pull's progress), shown under the FROM step.
+    fn get(
+        &self,
+        name: &str,
+        platform: Option<&Platform>,
+        output: &(dyn Fn(&str) + Sync),
+    ) -> Result<Image, BuildError>;
 }
 
 /// BuildKit-like progress: numbered steps that are cached or done.

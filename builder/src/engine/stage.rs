@@ -180,7 +180,9 @@ pub(crate) fn build_stage(
     } else {
         let image = shared
             .bases
-            .get(&base, platform.as_ref())
+            .get(&base, platform.as_ref(), &|line| {
+                shared.progress.output(step, line)
+            })
             .map_err(|e| shared.error(stage.line, e.to_string()))?;
         b.key = Key::root(&image.digest().to_string());
         b.layers = image.manifest.layers.clone();

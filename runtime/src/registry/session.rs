@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::credentials::credentials;
@@ -11,14 +12,13 @@ use super::http::{
     agent, answers, api_host, expect, insecure_by_config, is_loopback, registry_error, retry,
     scope, Failure, SMALL_REQUEST,
 };
-use super::RegistryOptions;
+use super::{Event, RegistryOptions, Report, Status};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{
     parse_document, Descriptor, Document, Platform, MAX_DOCUMENT_SIZE, MEDIA_DOCKER_LIST,
     MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
-use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::store::{Image, Store};
 
@@ -100,7 +100,15 @@ impl Session {
                 r.timeout(SMALL_REQUEST).set("Accept", &accept).call()
             })
         })
-        .map_err(|e| registry_error(&format!("fetch manifest {label}"), e))?;
+        .map_err(|e| match e {
+            // Docker's words, so scripts that look for them find them.
+            Failure::Status(404, said) => Error::Registry(format!(
+                "manifest for {} not found: {}",
+                reference.familiar(),
+                docker_error_code(&said)
+            )),
+            e => registry_error(&format!("fetch manifest {label}"), e),
+        })?;
         let mut bytes = Vec::new();
         response
             .into_reader()
@@ -125,20 +133,16 @@ impl Session {
         Ok((bytes, media_type))
     }
 
-    /// Download a blob into the store, verifying digest and size as it streams. Already
-    /// present: nothing is fetched.
+    /// Download a blob into the store, verifying digest and size as it streams, telling
+    /// `progress` how many bytes have arrived. Already present: nothing is fetched.
     fn fetch_blob(
         &self,
         store: &Store,
         repo: &str,
         desc: &Descriptor,
-        progress: Option<&dyn Progress>,
+        progress: &dyn Fn(u64),
     ) -> Result<()> {
-        if store
-            .content()
-            .info(&desc.digest)
-            .is_some_and(|i| i.size == desc.size)
-        {
+        if has_blob(store, desc) {
             return Ok(());
         }
         let url = self.url(repo, &format!("blobs/{}", desc.digest));
@@ -168,9 +172,7 @@ impl Session {
                 writer
                     .write_all(&buf[..n])
                     .map_err(|e| Failure::Invalid(e.to_string()))?;
-                if let Some(p) = progress {
-                    p.advance(n as u64);
-                }
+                progress(writer.written());
             }
         })
         .map_err(|e| registry_error(&format!("fetch blob {}", desc.digest), e))?;
@@ -179,17 +181,23 @@ impl Session {
             .map(|_| ())
     }
 
-    /// Pull `reference` into the store and tag it. Only layers the store lacks are fetched.
+    /// Pull `reference` into the store and tag it, reporting as docker's pull does: each
+    /// layer the store has is `Already exists`, the others go `Pulling fs layer` (`Waiting`
+    /// past the first three), `Verifying Checksum`, `Download complete`, `Pull complete`;
+    /// an image the store already has whole reports no layer at all. Only layers the store
+    /// lacks are fetched.
     pub fn pull(
         &self,
         store: &Store,
         reference: &Reference,
         opts: &RegistryOptions,
-        progress: Option<&dyn Progress>,
-    ) -> Result<Image> {
+        report: Report<'_>,
+    ) -> Result<Pulled> {
         let _writer = store.writer_lock()?;
         let repo = reference.path();
         let (mut bytes, mut media_type) = self.fetch_document(reference)?;
+        let resolved = Digest::of(&bytes);
+        report(Event::Resolved(resolved.clone()));
         let want = opts.platform.clone().unwrap_or_else(Platform::host);
         for _ in 0..4 {
             match parse_document(&media_type, &bytes)? {
@@ -215,43 +223,52 @@ impl Session {
             )));
         };
         manifest.check_image()?;
-        self.fetch_blob(store, repo, &manifest.config, None)?;
+        let had_config = has_blob(store, &manifest.config);
+        self.fetch_blob(store, repo, &manifest.config, &|_| {})?;
         let config = store.config(&manifest.config)?;
         manifest.check_config(&config)?;
-        let missing: Vec<&Descriptor> = manifest
-            .layers
-            .iter()
-            .filter(|l| !store.content().contains(&l.digest))
-            .collect();
-        if let Some(p) = progress {
-            p.start(
-                &format!("Pulling {}", reference.familiar()),
-                Some(missing.iter().map(|l| l.size).sum()),
-            );
-        }
-        // A few layers at a time, each on its own thread with the shared agent.
-        for chunk in missing.chunks(PARALLEL_LAYERS) {
-            let results: Vec<Result<()>> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|l| s.spawn(|| self.fetch_blob(store, repo, l, progress)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::Registry("download thread panicked".into()))
-                        })
-                    })
-                    .collect()
-            });
-            for r in results {
-                r?;
+
+        // Each blob once, in the manifest's order (bottom first), as docker lists them.
+        let mut layers: Vec<&Descriptor> = Vec::new();
+        for l in &manifest.layers {
+            if !layers.iter().any(|seen| seen.digest == l.digest) {
+                layers.push(l);
             }
         }
-        if let Some(p) = progress {
-            p.finish();
+        let missing: Vec<&Descriptor> = layers
+            .iter()
+            .copied()
+            .filter(|l| !has_blob(store, l))
+            .collect();
+        let whole = had_config
+            && missing.is_empty()
+            && config.rootfs.diff_ids.iter().all(|d| store.has_layer(d));
+        if !whole {
+            let mut queued = 0;
+            for l in &layers {
+                let id = l.digest.clone();
+                if missing.contains(l) {
+                    report(Event::Layer {
+                        id: id.clone(),
+                        status: Status::PullingFsLayer,
+                    });
+                    if queued >= PARALLEL_LAYERS {
+                        report(Event::Layer {
+                            id,
+                            status: Status::Waiting,
+                        });
+                    }
+                    queued += 1;
+                } else {
+                    report(Event::Layer {
+                        id,
+                        status: Status::AlreadyExists,
+                    });
+                }
+            }
         }
+        self.download(store, repo, &missing, report)?;
+        let mut completed: Vec<&Digest> = Vec::new();
         // Checked against its blob even when the layer is unpacked already (load does the same).
         for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
             store.content().check_layer(layer, diff_id, false)?;
@@ -260,33 +277,106 @@ impl Session {
             if store.has_layer(diff_id) {
                 store.content().check_layer(layer, diff_id, true)?;
             } else {
-                store.unpack_layer(layer, diff_id, progress)?;
+                store.unpack_layer(layer, diff_id, None)?;
+            }
+            // A blob the manifest names twice completes once.
+            if missing.contains(&layer) && !completed.contains(&&layer.digest) {
+                completed.push(&layer.digest);
+                report(Event::Layer {
+                    id: layer.digest.clone(),
+                    status: Status::PullComplete,
+                });
             }
         }
         let info = store.content().put(&bytes)?;
         let mut desc = Descriptor::new(&media_type, info.digest, info.size);
         desc.platform = Some(config.platform());
+        let name = reference.to_string();
+        let before = store.index()?;
+        let updated = !before
+            .manifests
+            .iter()
+            .any(|d| d.ref_name() == Some(name.as_str()) && d.digest == desc.digest);
         store.set_tag(reference, &desc)?;
-        Ok(Image {
-            manifest_descriptor: desc,
-            manifest,
-            config,
-            names: vec![reference.to_string()],
+        Ok(Pulled {
+            image: Image {
+                manifest_descriptor: desc,
+                manifest,
+                config,
+                names: vec![name],
+            },
+            digest: resolved,
+            updated,
+        })
+    }
+
+    /// Fetch `layers` into the store, `PARALLEL_LAYERS` at a time (docker's default
+    /// concurrency), each on its own thread with the shared agent.
+    fn download(
+        &self,
+        store: &Store,
+        repo: &str,
+        layers: &[&Descriptor],
+        report: Report<'_>,
+    ) -> Result<()> {
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let worker = || -> Result<()> {
+            while !failed.load(Ordering::Relaxed) {
+                let Some(layer) = layers.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let id = &layer.digest;
+                let bytes = |done: u64| {
+                    report(Event::Bytes {
+                        id: id.clone(),
+                        status: Status::Downloading,
+                        done,
+                        total: layer.size,
+                    })
+                };
+                if let Err(e) = self.fetch_blob(store, repo, layer, &bytes) {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                // The digest was verified as the blob streamed in; docker says so after.
+                for status in [Status::VerifyingChecksum, Status::DownloadComplete] {
+                    report(Event::Layer {
+                        id: id.clone(),
+                        status,
+                    });
+                }
+            }
+            Ok(())
+        };
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..PARALLEL_LAYERS.min(layers.len()))
+                .map(|_| s.spawn(worker))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err(Error::Registry("download thread panicked".into())))
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect::<Result<()>>()
         })
     }
 
     /// Push `image` as `target`: blobs the registry lacks (mounted from another repository of
-    /// ours on the same registry when it has them there), then the manifest and tag.
+    /// ours on the same registry when it has them there), then the manifest and tag. Reports
+    /// as docker's push does, each layer by its diff_id, top first: `Preparing`, then
+    /// `Layer already exists`, `Mounted from REPO` or `Pushed`.
     pub fn push(
         &self,
         store: &Store,
         image: &Image,
         target: &Reference,
-        progress: Option<&dyn Progress>,
+        report: Report<'_>,
     ) -> Result<Digest> {
         let repo = target.path();
-        let mut blobs = vec![image.manifest.config.clone()];
-        blobs.extend(image.manifest.layers.iter().cloned());
         // A manifest pushed by digest must be that digest; by tag (or neither: `latest`).
         if target.digest().is_some_and(|d| d != image.digest()) {
             return Err(Error::InvalidArgument(format!(
@@ -304,14 +394,37 @@ impl Session {
             .collect();
         siblings.sort();
         siblings.dedup();
-        if let Some(p) = progress {
-            p.start(
-                &format!("Pushing {}", target.familiar()),
-                Some(blobs.iter().map(|b| b.size).sum()),
-            );
+        // Layers by diff_id, top first, each blob once; the config last, unreported.
+        let mut blobs: Vec<(Option<&Digest>, &Descriptor)> = Vec::new();
+        let layers = image
+            .manifest
+            .layers
+            .iter()
+            .zip(&image.config.rootfs.diff_ids);
+        for (layer, diff_id) in layers.rev() {
+            if !blobs.iter().any(|(_, b)| b.digest == layer.digest) {
+                blobs.push((Some(diff_id), layer));
+            }
         }
+        for (id, _) in &blobs {
+            if let Some(id) = id {
+                report(Event::Layer {
+                    id: (*id).clone(),
+                    status: Status::Preparing,
+                });
+            }
+        }
+        blobs.push((None, &image.manifest.config));
         let push_scope = [scope(repo, true)];
-        for blob in &blobs {
+        for (id, blob) in blobs {
+            let tell = |status| {
+                if let Some(id) = id {
+                    report(Event::Layer {
+                        id: id.clone(),
+                        status,
+                    });
+                }
+            };
             let digest = blob.digest.as_str();
             let blob_url = self.url(repo, &format!("blobs/{digest}"));
             let head = |r: ureq::Request| r.timeout(SMALL_REQUEST).call();
@@ -323,10 +436,11 @@ impl Session {
             if retry(|| exists(self))
                 .map_err(|e| registry_error(&format!("check blob {digest}"), e))?
             {
+                tell(Status::LayerAlreadyExists);
                 continue;
             }
             // A mount the registry cannot do starts an upload instead (202): that one is used.
-            let mut mounted = false;
+            let mut mounted = None;
             let mut started = None;
             for from in &siblings {
                 let url = self.url(repo, &format!("blobs/uploads/?mount={digest}&from={from}"));
@@ -334,7 +448,7 @@ impl Session {
                 let post = |r: ureq::Request| r.timeout(SMALL_REQUEST).send_bytes(&[]);
                 match self.call("POST", &url, &scopes, &post) {
                     Ok(r) if r.status() == 201 && exists(self).unwrap_or(false) => {
-                        mounted = true;
+                        mounted = Some(from);
                         break;
                     }
                     Ok(r) if r.status() == 202 => {
@@ -344,11 +458,22 @@ impl Session {
                     _ => {}
                 }
             }
-            if !mounted {
-                self.upload(store, repo, blob, started)?;
-            }
-            if let Some(p) = progress {
-                p.advance(blob.size);
+            match mounted {
+                Some(from) => tell(Status::MountedFrom(from.clone())),
+                None => {
+                    let progress = |done: u64| {
+                        if let Some(id) = id {
+                            report(Event::Bytes {
+                                id: id.clone(),
+                                status: Status::Pushing,
+                                done,
+                                total: blob.size,
+                            });
+                        }
+                    };
+                    self.upload(store, repo, blob, started, &progress)?;
+                    tell(Status::Pushed);
+                }
             }
         }
         let bytes = store.content().read(
@@ -367,9 +492,6 @@ impl Session {
             expect(self.call("PUT", &url, &push_scope, &put)?, 201)
         })
         .map_err(|e| registry_error(&format!("push manifest {target}"), e))?;
-        if let Some(p) = progress {
-            p.finish();
-        }
         Ok(image.digest().clone())
     }
 
@@ -394,6 +516,7 @@ impl Session {
         repo: &str,
         blob: &Descriptor,
         mut started: Option<String>,
+        progress: &dyn Fn(u64),
     ) -> Result<()> {
         let scopes = [scope(repo, true)];
         let digest = blob.digest.as_str();
@@ -417,12 +540,66 @@ impl Session {
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
                 r.set("Content-Type", "application/octet-stream")
                     .set("Content-Length", &blob.size.to_string())
-                    .send(file)
+                    .send(Counting {
+                        inner: file,
+                        done: 0,
+                        progress,
+                    })
             };
             expect(self.call("PUT", &url, &scopes, &put)?, 201).map(|_| ())
         };
         retry(attempt).map_err(|e| registry_error(&format!("upload blob {digest}"), e))
     }
+}
+
+/// A reader that tells `progress` how many bytes have been read through it.
+struct Counting<'a, R> {
+    inner: R,
+    done: u64,
+    progress: &'a dyn Fn(u64),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        (self.progress)(self.done);
+        Ok(n)
+    }
+}
+
+/// A registry's `CODE: message` as docker's errcode prints it: `manifest unknown: manifest
+/// unknown`.
+fn docker_error_code(said: &str) -> String {
+    said.split("; ")
+        .map(|e| match e.split_once(": ") {
+            Some((code, message)) => {
+                format!("{}: {message}", code.replace('_', " ").to_lowercase())
+            }
+            None => e.replace('_', " ").to_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Whether the store holds `desc`'s blob (of its size).
+fn has_blob(store: &Store, desc: &Descriptor) -> bool {
+    store
+        .content()
+        .info(&desc.digest)
+        .is_some_and(|i| i.size == desc.size)
+}
+
+/// A pulled image, with what docker's pull reports at the end.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub image: Image,
+    /// What the reference resolved to: the manifest's digest, or the index's for a
+    /// multi-platform image (docker's `Digest:` line).
+    pub digest: Digest,
+    /// Whether the tag now names another image than before (docker's `Downloaded newer
+    /// image` rather than `Image is up to date`).
+    pub updated: bool,
 }
 
 /// The media type of a manifest document: its own `mediaType`, or (OCI allows leaving it

@@ -132,7 +132,8 @@ impl StageBuilder<'_, '_> {
                             let image = self
                                 .shared
                                 .bases
-                                .get(f, Some(&self.platform))
+                                // Numbered only once its key is known: a pull here is quiet.
+                                .get(f, Some(&self.platform), &|_| {})
                                 .map_err(|e| self.err(cmd, e))?;
                             (image.config.rootfs.diff_ids.clone(), "image".to_string())
                         }
