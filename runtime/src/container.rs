@@ -3,6 +3,7 @@
 //! store. Both backends use these records; `ps`, `rm`, `diff` and `commit` read them.
 
 mod commit;
+pub mod copy;
 mod lifecycle;
 pub mod logs;
 pub mod monitor;

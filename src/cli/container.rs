@@ -51,6 +51,8 @@ pub enum Command {
     Diff(super::diff::Args),
     /// Create a new image from a container's changes
     Commit(super::commit::Args),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(super::cp::Args),
     /// Remove all stopped containers
     Prune(super::prune::Args),
     /// Rename a container
@@ -84,6 +86,7 @@ impl Command {
             }
             Command::Diff(a) => Top::Diff(a),
             Command::Commit(a) => Top::Commit(a),
+            Command::Cp(a) => Top::Cp(a),
             Command::Rename(a) => Top::Rename(a),
         };
         super::Cli { root, command }.run()

@@ -5,6 +5,7 @@ mod attach;
 mod build;
 mod commit;
 mod container;
+mod cp;
 mod create;
 mod diff;
 mod dockerfile;
@@ -109,6 +110,8 @@ enum Command {
     Diff(diff::Args),
     /// Create a new image from a container's changes
     Commit(commit::Args),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::Args),
     /// Download an image from a registry
     Pull(pull::Args),
     /// Upload an image to a registry
@@ -184,6 +187,7 @@ impl Cli {
             Command::Version(a) => a.run(),
             Command::Diff(a) => a.run(&open()?),
             Command::Commit(a) => a.run(&open()?),
+            Command::Cp(a) => a.run(&open()?),
             Command::Pull(a) => a.run(&open()?),
             Command::Push(a) => a.run(&open()?),
             Command::Login(a) => a.run(),

@@ -8,6 +8,7 @@ mod common;
 
 mod build;
 mod containers;
+mod copy;
 mod dockerfile;
 mod format;
 mod hostile;

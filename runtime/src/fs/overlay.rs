@@ -48,6 +48,10 @@ pub struct Overlay<D: DirHandle> {
     /// Merged directories by path, valid while `generation` is unchanged. Every operation
     /// that can change which directories the upper layer has (copy-up, mkdir, removal,
     /// rename, opaque marking) bumps the generation; creating or writing files does not.
+    /// This is the one state another instance over the same upper directory can make stale
+    /// (everything else is directory handles and the immutable lowers); `child_cached`
+    /// checks a hit against the upper layer as it is now, so instances stay coherent for
+    /// what `cp` does (copy-ups, new directories and files; it never replaces a directory).
     merged_dirs: Mutex<(u64, HashMap<Vec<OsString>, Merged<D>>)>,
     generation: std::sync::atomic::AtomicU64,
 }
@@ -201,7 +205,14 @@ impl<D: DirHandle> Overlay<D> {
         {
             let cache = self.merged_dirs.lock().expect("lock");
             if cache.0 == generation {
-                if let Some(hit) = cache.1.get(&path) {
+                // Another instance on the same upper layer (`cp` into a running Wasm
+                // container) may have copied the directory up since: a hit that still says
+                // it has no upper directory is stale.
+                if let Some(hit) = cache
+                    .1
+                    .get(&path)
+                    .filter(|hit| hit.upper.is_some() == (entry.layer == Layer::Upper))
+                {
                     return Ok(hit.clone());
                 }
             }

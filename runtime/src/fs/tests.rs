@@ -220,6 +220,32 @@ fn writes_copy_up_only_what_they_touch() {
     assert_eq!(read(&o, "/keep/file"), b"kept");
 }
 
+/// `cp` into a running Wasm container writes through a second overlay over the guest's
+/// directories: the guest's instance, which has cached `/etc` as lower-only, sees it.
+#[test]
+fn a_second_instance_on_the_same_upper_is_seen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layers = three_layers(tmp.path());
+    let upper = tmp.path().join("upper");
+    let guest = overlay(&layers, &upper);
+    assert!(guest.stat(os("/etc/new"), false).is_err());
+    let cp = overlay(&layers, &upper);
+    let mut f = cp
+        .open(
+            os("/etc/new"),
+            &OpenOptions {
+                write: true,
+                create: true,
+                mode: 0o644,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    f.write_all(b"copied in").unwrap();
+    assert_eq!(read(&guest, "/etc/new"), b"copied in");
+    assert!(names(&guest, "/etc").contains(&"new".to_string()));
+}
+
 #[test]
 fn removal_leaves_whiteouts_only_where_lowers_have_the_name() {
     let tmp = tempfile::tempdir().unwrap();
