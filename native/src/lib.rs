@@ -102,12 +102,18 @@ impl Backend for NativeBackend {
 
 impl NativeBackend {
     /// `exec` into the task whose init is `init`, for whoever holds its `Started` (a
-    /// monitor): what `exec` does from outside, the process given.
+    /// monitor): what `exec` does from outside, the process given, joined through a pidfd
+    /// of the init opened now, so that the pid, reused once the container is gone, is never
+    /// joined by an `exec` (or a health check) that comes late.
     fn executor(&self, task: &Task<'_>, init: u32) -> strata_runtime::backend::Executor {
+        use rustix::process::{pidfd_open, Pid, PidfdFlags};
+        let pidfd =
+            Pid::from_raw(init as i32).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
         let (backend, id) = (self.clone(), task.id.to_string());
         let (spec, rootfs) = (task.spec.clone(), task.rootfs.clone());
         Arc::new(move |process, stdio, started| {
-            let init = rustix::process::Pid::from_raw(init as i32)
+            let init = pidfd
+                .as_ref()
                 .ok_or_else(|| Error::Conflict(format!("container {id} is not running")))?;
             let mut spec = spec.clone();
             spec.set_process(Some(process.clone()));
@@ -116,8 +122,8 @@ impl NativeBackend {
                 spec: &spec,
                 rootfs: &rootfs,
             };
-            backend.exec(&task, init, stdio, &mut |_| {
-                started();
+            backend.exec_in(&task, init.as_fd(), stdio, &mut |p| {
+                started(Some(p.signal));
                 Ok(())
             })
         })
@@ -135,16 +141,26 @@ impl NativeBackend {
         started: &mut dyn FnMut(Started) -> Result<()>,
     ) -> Result<Exit> {
         use rustix::process::{pidfd_open, PidfdFlags};
-        use std::os::fd::AsRawFd;
         let pidfd = pidfd_open(init, PidfdFlags::empty())
             .map_err(|_| Error::Conflict(format!("container {} is not running", task.id)))?;
+        self.exec_in(task, pidfd.as_fd(), stdio, started)
+    }
+
+    /// `exec` into the container whose init is `init` (a pidfd: never a reused pid).
+    fn exec_in(
+        &self,
+        task: &Task<'_>,
+        init: std::os::fd::BorrowedFd<'_>,
+        stdio: Stdio,
+        started: &mut dyn FnMut(Started) -> Result<()>,
+    ) -> Result<Exit> {
+        use std::os::fd::AsRawFd;
         let cgroup = Cgroup::existing(task.id);
         let mut plan = Plan::new(&self.state, task, &stdio, false)?;
-        plan.join = Some(pidfd.as_raw_fd());
+        plan.join = Some(init.as_raw_fd());
         plan.wait_for_parent = cgroup.is_some();
         let result = run(&plan, cgroup.as_ref(), started);
         drop(stdio);
-        drop(pidfd);
         result
     }
 }

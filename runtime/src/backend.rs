@@ -104,12 +104,18 @@ pub struct Task<'a> {
 /// the guest with 128+signal and the others are ignored. Fails once the process is gone.
 pub type Signaller = Arc<dyn Fn(i32) -> Result<()> + Send + Sync>;
 
-/// Runs another process in a started task (`exec`) and waits for it, calling `started` once
-/// it runs (an error before that: it could not start). Native: a process joining the
-/// container's namespaces and cgroup (`NativeBackend::exec`); Wasm: a second guest on the
-/// same overlay instance, mounts and host as the running one.
-pub type Executor =
-    Arc<dyn Fn(&oci_spec::runtime::Process, Stdio, &mut dyn FnMut()) -> Result<Exit> + Send + Sync>;
+/// Runs another process in a started task (`exec`, a health check) and waits for it,
+/// calling `started` once it runs (an error before that: it could not start) with a way to
+/// signal it where the backend has one (a health check past its timeout is killed). Native:
+/// a process joining the container's namespaces and cgroup (`NativeBackend::exec`), and its
+/// signaller; Wasm: a second guest on the same overlay instance, mounts and host as the
+/// running one, and none (a guest cannot be stopped apart from the others in its process:
+/// their epoch and stop signals are shared).
+pub type Executor = Arc<
+    dyn Fn(&oci_spec::runtime::Process, Stdio, &mut dyn FnMut(Option<Signaller>)) -> Result<Exit>
+        + Send
+        + Sync,
+>;
 
 /// Freezes (`true`) or thaws (`false`) everything a started task runs, its `exec`s too,
 /// returning once it is done: native, through the cgroup freezer; Wasm, its guests wait

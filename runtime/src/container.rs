@@ -4,6 +4,7 @@
 
 mod commit;
 pub mod copy;
+pub mod health;
 mod lifecycle;
 pub mod logs;
 pub mod monitor;

@@ -103,7 +103,7 @@ fn describe_container(
     let running = matches!(c.status, Status::Running | Status::Paused);
     let (restart, retries) = c.host.restart.name();
     let dir = containers.path(c);
-    json!({
+    let mut described = json!({
         "Id": c.id,
         "Created": c.created,
         "Path": args.first().cloned().unwrap_or_default(),
@@ -152,7 +152,15 @@ fn describe_container(
             "StopTimeout": c.host.stop_timeout,
             "Labels": super::ps::labels(store, c),
         },
-    })
+    });
+    // docker shows these only when there are some.
+    if let Some(h) = &c.host.healthcheck {
+        described["Config"]["Healthcheck"] = json!(h);
+    }
+    if let Some(h) = containers.health(c) {
+        described["State"]["Health"] = json!(h);
+    }
+    described
 }
 
 /// `--log-opt`s as docker shows them.

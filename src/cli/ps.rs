@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(short, long)]
     all: bool,
     /// Filter output based on conditions provided: status=, name=, id=, ancestor=, label=,
-    /// exited=
+    /// exited=, health=
     #[arg(short, long = "filter", value_name = "FILTER")]
     filters: Vec<String>,
     /// Format output: "table", "json", a Go template like '{{.ID}} {{.Names}}', or
@@ -78,6 +78,7 @@ impl Args {
                 continue;
             }
             let labels = labels_of(images.get(&c), &c);
+            let health = records.health(&c).map(|h| h.status.as_str());
             let subject = Subject {
                 id: &c.id,
                 name: &c.name,
@@ -86,9 +87,10 @@ impl Args {
                 state: state(&c),
                 exit_code: c.exit_code,
                 labels: &labels,
+                health: health.unwrap_or("none"),
             };
             if filters.matches(&subject) {
-                shown.push((c, labels));
+                shown.push((c, labels, health));
             }
             if limit > 0 && shown.len() as i64 == limit {
                 break;
@@ -107,13 +109,13 @@ impl Args {
         let sized = self.size || format.contains("Size") || format.contains("json");
         let rows: Vec<Value> = shown
             .iter()
-            .map(|(c, labels)| {
+            .map(|(c, labels, health)| {
                 let size = sized.then(|| {
                     let writable = records.upper_size(c);
                     let image = images.get(c).map_or(0, |i| super::image_size(store, i));
                     (writable, image + writable)
                 });
-                self.row(&records, c, labels, size)
+                self.row(&records, c, labels, *health, size)
             })
             .collect();
         if let Some(body) = table_format(&format) {
@@ -134,6 +136,7 @@ impl Args {
         records: &Containers<'_>,
         c: &Container,
         labels: &BTreeMap<String, String>,
+        health: Option<&str>,
         size: Option<(u64, u64)>,
     ) -> Value {
         let trunc = !self.no_trunc;
@@ -192,7 +195,7 @@ impl Args {
             "RunningFor": ago(created),
             "Size": size,
             "State": state(c),
-            "Status": status(c),
+            "Status": status(c, health),
         })
     }
 }
@@ -208,20 +211,23 @@ pub fn state(c: &Container) -> &'static str {
     }
 }
 
-/// docker's `Status` column: `Up 5 minutes`, `Exited (3) 2 hours ago`.
-fn status(c: &Container) -> String {
+/// docker's `Status` column: `Up 5 minutes`, `Up 2 seconds (health: starting)`,
+/// `Exited (3) 2 hours ago`.
+fn status(c: &Container, health: Option<&str>) -> String {
     match c.status {
         Status::Created => "Created".to_string(),
         Status::Running | Status::Paused => {
             let since = parse_time(c.started_at.as_deref())
                 .map(|t| (chrono::Utc::now() - t).num_seconds())
                 .unwrap_or(0);
-            let paused = if c.status == Status::Paused {
-                " (Paused)"
-            } else {
-                ""
-            };
-            format!("Up {}{paused}", human_duration(since))
+            let up = format!("Up {}", human_duration(since));
+            // docker: paused wins over health.
+            match health {
+                _ if c.status == Status::Paused => format!("{up} (Paused)"),
+                Some("starting") => format!("{up} (health: starting)"),
+                Some(h) => format!("{up} ({h})"),
+                None => up,
+            }
         }
         Status::Restarting => format!(
             "Restarting ({}) {}",
@@ -283,6 +289,8 @@ pub struct Subject<'a> {
     pub state: &'a str,
     pub exit_code: Option<i32>,
     pub labels: &'a BTreeMap<String, String>,
+    /// Its health status, `none` without checks.
+    pub health: &'a str,
 }
 
 /// `--filter KEY=VALUE`s, as docker's `ps` takes them: the values of one key are
@@ -295,7 +303,11 @@ pub struct Filters {
     ancestors: HashMap<String, String>,
 }
 
-const KEYS: [&str; 6] = ["ancestor", "exited", "id", "label", "name", "status"];
+const KEYS: [&str; 7] = [
+    "ancestor", "exited", "health", "id", "label", "name", "status",
+];
+/// docker's health statuses (`none`: no health check).
+const HEALTH: [&str; 4] = ["starting", "healthy", "unhealthy", "none"];
 /// docker's container states (`container.IsValidStateString`).
 const STATES: [&str; 7] = [
     "created",
@@ -317,6 +329,9 @@ impl Filters {
             let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
             if !KEYS.contains(&key.as_str()) {
                 bail!("invalid filter '{key}'");
+            }
+            if key == "health" && !HEALTH.contains(&value) {
+                bail!("Unrecognised filter value for health: {value}");
             }
             let valid = match key.as_str() {
                 "status" => STATES.contains(&value),
@@ -365,6 +380,7 @@ impl Filters {
     fn holds(&self, key: &str, value: &str, s: &Subject<'_>) -> bool {
         match key {
             "status" => s.state == value,
+            "health" => s.health == value,
             // docker matches the name with its leading slash.
             "name" => format!("/{}", s.name).contains(value),
             "id" => s.id.starts_with(value),
@@ -406,6 +422,7 @@ mod tests {
             state,
             exit_code: code,
             labels,
+            health: "none",
         }
     }
 
@@ -434,6 +451,22 @@ mod tests {
         assert!(filters(&["name=nope", "name=web"]).matches(&web));
         assert!(filters(&["id=abc1"]).matches(&web));
         assert!(!filters(&["id=def4"]).matches(&web));
+    }
+
+    #[test]
+    fn health_filters_match_the_health_status() {
+        let none = BTreeMap::new();
+        let mut web = subject("web", "running", None, &none);
+        assert!(filters(&["health=none"]).matches(&web));
+        web.health = "healthy";
+        assert!(filters(&["health=healthy"]).matches(&web));
+        assert!(filters(&["health=starting", "health=healthy"]).matches(&web));
+        assert!(!filters(&["health=unhealthy"]).matches(&web));
+        let err = Filters::parse(&["health=sick".to_string()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Unrecognised filter value for health: sick"
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct ContainerArgs {
     /// Assign a name to the container
     #[arg(long)]
     name: Option<String>,
+    #[command(flatten)]
+    health: HealthArgs,
     /// Set meta data on a container
     #[arg(short, long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -338,7 +340,57 @@ impl ContainerArgs {
             open_stdin: self.interactive,
             stdin_once: false,
             labels,
+            healthcheck: self.health.healthcheck()?,
+            shell: None,
         })
+    }
+}
+
+/// docker's health check flags (the image's HEALTHCHECK otherwise).
+#[derive(clap::Args)]
+struct HealthArgs {
+    /// Command to run to check health
+    #[arg(long = "health-cmd")]
+    cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s)
+    #[arg(long = "health-interval", allow_hyphen_values = true)]
+    interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s)
+    #[arg(long = "health-timeout", allow_hyphen_values = true)]
+    timeout: Option<String>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-period", allow_hyphen_values = true)]
+    start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-interval", allow_hyphen_values = true)]
+    start_interval: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries", allow_hyphen_values = true)]
+    retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    none: bool,
+}
+
+impl HealthArgs {
+    fn healthcheck(&self) -> Result<Option<strata_runtime::container::health::Healthcheck>> {
+        // Go durations, as docker's flags take them.
+        let duration = |flag: &str, v: &Option<String>| -> Result<i64> {
+            v.as_deref().map_or(Ok(0), |s| {
+                strata_builder::dockerfile::instructions::parse_go_duration(s)
+                    .map_err(|e| anyhow!("invalid argument {s:?} for \"--{flag}\" flag: {e}"))
+            })
+        };
+        let flags = strata_runtime::container::health::HealthFlags {
+            cmd: self.cmd.clone(),
+            interval: duration("health-interval", &self.interval)?,
+            timeout: duration("health-timeout", &self.timeout)?,
+            start_period: duration("health-start-period", &self.start_period)?,
+            start_interval: duration("health-start-interval", &self.start_interval)?,
+            retries: self.retries.unwrap_or(0),
+            none: self.none,
+        };
+        Ok(flags.healthcheck()?)
     }
 }
 

@@ -11,6 +11,7 @@ mod containers;
 mod copy;
 mod dockerfile;
 mod format;
+mod health;
 mod hostile;
 mod interop;
 mod lifecycle;

@@ -1,8 +1,6 @@
 //! Docker's (BuildKit's) words for the image history: `created_by` strings as BuildKit
 //! writes them, which use Go's `%q` and `%v` formatting and Go's duration strings.
 
-use std::time::Duration;
-
 /// The comment BuildKit gives every history entry of a Dockerfile build.
 pub(crate) const COMMENT: &str = "buildkit.dockerfile.v0";
 
@@ -40,46 +38,12 @@ pub(crate) fn plain_list(items: &[String]) -> String {
 }
 
 /// Go's `time.Duration.String()`: `0s`, `100ms`, `1.5s`, `1m30s`, `1h0m0s`.
-pub(crate) fn go_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns == 0 {
-        return "0s".into();
-    }
-    if ns < 1_000_000_000 {
-        let (unit, div) = if ns < 1_000 {
-            ("ns", 1)
-        } else if ns < 1_000_000 {
-            ("µs", 1_000)
-        } else {
-            ("ms", 1_000_000)
-        };
-        return format!("{}{unit}", fraction(ns, div));
-    }
-    let secs = ns / 1_000_000_000;
-    let (h, m) = (secs / 3600, (secs % 3600) / 60);
-    let s = fraction(ns % 60_000_000_000, 1_000_000_000);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, m) => format!("{m}m{s}s"),
-        (h, m) => format!("{h}h{m}m{s}s"),
-    }
-}
-
-/// `n / div` with the fraction's trailing zeros trimmed (Go's fmtFrac).
-fn fraction(n: u128, div: u128) -> String {
-    let whole = n / div;
-    let rest = n % div;
-    if rest == 0 {
-        return whole.to_string();
-    }
-    let width = div.to_string().len() - 1;
-    let frac = format!("{rest:0width$}");
-    format!("{whole}.{}", frac.trim_end_matches('0'))
-}
+pub(crate) use strata_runtime::container::health::go_duration;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn go_formats() {

@@ -67,6 +67,14 @@ impl Containers<'_> {
                 .as_ref()
                 .and_then(|c| c.stop_signal.clone());
         }
+        let healthcheck = super::health::Healthcheck::merge(
+            container.host.healthcheck.take(),
+            super::health::Healthcheck::of_image(&image.config),
+        );
+        if healthcheck.as_ref().is_some_and(|h| h.active()) {
+            container.host.shell = image.config.config.as_ref().and_then(|c| c.shell.clone());
+        }
+        container.host.healthcheck = healthcheck;
         let prepared = (|| {
             let (spec, kind) = prepare(
                 &image.config,

@@ -329,6 +329,12 @@ pub fn serve(
         *shared.stdin.lock().unwrap_or_else(|e| e.into_inner()) = Some(write);
     }
     let log = Arc::new(Mutex::new(LogWriter::open(&dir, &c.id, &c.host.log)?));
+    let mut health = super::health::Checker::new(
+        &c,
+        &spec,
+        dir.try_clone()
+            .map_err(|e| Error::io("open the container's directory", e))?,
+    );
     c.stopped_by_user = false;
     let mut backoff = Backoff::default();
     let mut first = true;
@@ -366,11 +372,17 @@ pub fn serve(
             state.exec = p.exec.clone();
             state.pause = p.pause.clone();
             state.usage = Some(Arc::clone(&p.usage));
+            if let Some(h) = &mut health {
+                h.start(p.exec.clone());
+            }
             if first {
                 ready(Ok(p.pid));
             }
         };
         let outcome = containers.run(&claim, &mut c, &spec, backends, stdio, &mut on_start);
+        if let Some(h) = &mut health {
+            h.stop();
+        }
         // Its output is in the log before anyone hears it ended.
         for copier in copiers {
             let _ = copier.join();
@@ -671,7 +683,7 @@ fn exec(
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let started = tx.clone();
-            let outcome = run(&process, stdio, &mut || {
+            let outcome = run(&process, stdio, &mut |_| {
                 let _ = started.send(None);
             });
             let _ = tx.send(Some(outcome));
@@ -692,7 +704,7 @@ fn exec(
         stdout: Stream::Fd(stdout),
         stderr: Stream::Fd(stderr),
     };
-    ended(run(&process, stdio, &mut || {}))
+    ended(run(&process, stdio, &mut |_| {}))
 }
 
 fn kill(shared: &Shared, signal: i32) -> Reply {

@@ -60,6 +60,13 @@ pub struct HostConfig {
     /// `--label`/`--label-file`: the container's own labels (shown over its image's).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Health checks (`--health-*`, else the image's HEALTHCHECK; docker's
+    /// `Config.Healthcheck`): run by the monitor (`container/health.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<super::health::Healthcheck>,
+    /// The image's SHELL, which a `CMD-SHELL` check runs under (docker's `Config.Shell`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
 }
 
 /// Docker's stop timeout on Linux.

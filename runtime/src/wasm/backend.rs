@@ -74,13 +74,14 @@ impl Backend for WasmBackend {
             let (memory, host_network) = (guest.memory, guest.host_network);
             let id = task.id.to_string();
             Arc::new(
-                move |process: &Process, stdio: Stdio, started: &mut dyn FnMut()| {
+                move |process: &Process, stdio: Stdio, started: &mut dyn FnMut(_)| {
                     let mut guest = process_guest(process);
                     guest.memory = memory;
                     guest.host_network = host_network;
                     let outcome =
                         wasm.run(Arc::clone(&root), binds.clone(), &guest, stdio, &mut || {
-                            started();
+                            // No signaller: see `Executor`.
+                            started(None);
                             Ok(())
                         })?;
                     Ok(exit(outcome, &id, memory))
