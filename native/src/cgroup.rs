@@ -1,8 +1,10 @@
-//! A container's cgroup, made for every container when the host lets us (root): its
-//! resource limits (`--memory`, `--cpus`, `--pids-limit`), its freezer (`pause`), and what
-//! it uses (`stats`, `top`). The unified (v2) hierarchy when it is the one mounted at
-//! /sys/fs/cgroup, else the v1 controllers (this machine's hybrid layout has a v2 mount
-//! beside them with no controllers in it).
+//! A container's cgroups: its resource limits (`--memory`, `--cpus`, `--pids-limit`), made
+//! before it starts, and its freezer (`pause`), made when it is first paused. The unified
+//! (v2) hierarchy when it is the one mounted at /sys/fs/cgroup, else the v1 controllers
+//! (this machine's hybrid layout has a v2 mount beside them with no controllers in it).
+//!
+//! Only what needs a cgroup gets one: moving a process into a cgroup costs a kernel RCU
+//! grace period (8–16 ms here, most of a `run` or an `exec`).
 
 use std::path::{Path, PathBuf};
 
@@ -21,9 +23,8 @@ pub(crate) struct Cgroup {
     v2: bool,
 }
 
-/// The v1 controllers every container joins (when mounted) besides those its limits need:
-/// pause, and what `stats` and `top` read.
-const V1_ALWAYS: [&str; 5] = ["memory", "cpuacct", "pids", "freezer", "blkio"];
+/// The v1 controllers a container may have joined.
+const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "freezer"];
 
 /// The limits a spec asks for, in cgroup terms.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -108,33 +109,13 @@ impl Cgroup {
             v2: false,
         };
         let apply = |cg: &mut Cgroup| -> Result<()> {
-            let mut wanted: Vec<&str> = V1_ALWAYS.to_vec();
-            if limits.cpu.is_some() {
-                wanted.push("cpu");
-            }
-            for controller in wanted {
-                let root = Path::new(ROOT).join(controller);
-                if !root.join("cgroup.procs").exists() {
-                    // Only a limit makes a controller a requirement.
-                    let needed = match controller {
-                        "memory" => limits.memory.is_some(),
-                        "pids" => limits.pids.is_some(),
-                        "cpu" => true,
-                        _ => false,
-                    };
-                    if needed {
-                        return Err(Error::Unsupported(format!(
-                            "the cgroup controller {controller} is not mounted at {}",
-                            root.display()
-                        )));
-                    }
-                    continue;
-                }
-                let parent = root.join(PARENT);
-                mkdir(&parent)?;
-                let dir = parent.join(id);
-                mkdir(&dir)?;
-                cg.dirs.push(dir);
+            let wanted = [
+                ("memory", limits.memory.is_some()),
+                ("cpu", limits.cpu.is_some()),
+                ("pids", limits.pids.is_some()),
+            ];
+            for (controller, _) in wanted.iter().filter(|(_, w)| *w) {
+                cg.dirs.push(v1_dir(controller, id)?);
             }
             if let Some(m) = limits.memory {
                 let dir = cg.v1("memory").expect("joined above");
@@ -193,9 +174,8 @@ impl Cgroup {
         let dirs: Vec<PathBuf> = if v2 {
             vec![root.join(PARENT).join(id)]
         } else {
-            V1_ALWAYS
+            V1_CONTROLLERS
                 .iter()
-                .chain(&["cpu"])
                 .map(|c| root.join(c).join(PARENT).join(id))
                 .collect()
         };
@@ -253,60 +233,49 @@ impl Cgroup {
         )))
     }
 
-    /// What the container's processes use now.
-    pub fn usage(&self) -> strata_runtime::backend::Usage {
-        let number = |controllers: &[&str], file: &str| -> Option<u64> {
-            self.read(controllers, file)?.trim().parse().ok()
-        };
-        let stat_field = |controllers: &[&str], file: &str, key: &str| -> Option<u64> {
-            let text = self.read(controllers, file)?;
-            text.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))?
-                .trim()
-                .parse()
-                .ok()
-        };
-        let (cpu_ns, memory, inactive, limit) = if self.v2 {
-            (
-                stat_field(&[], "cpu.stat", "usage_usec").map(|us| us * 1000),
-                number(&[], "memory.current"),
-                stat_field(&[], "memory.stat", "inactive_file"),
-                number(&[], "memory.max"),
-            )
+    /// The container's freezer cgroup, made if it is not there yet (`pause`).
+    pub fn freezer(id: &str) -> Result<Cgroup> {
+        if Path::new(ROOT).join("cgroup.controllers").exists() {
+            let parent = Path::new(ROOT).join(PARENT);
+            mkdir(&parent)?;
+            let dir = parent.join(id);
+            mkdir(&dir)?;
+            return Ok(Cgroup {
+                dirs: vec![dir],
+                v2: true,
+            });
+        }
+        Ok(Cgroup {
+            dirs: vec![v1_dir("freezer", id)?],
+            v2: false,
+        })
+    }
+
+    /// The freezer cgroup a pause made for container `id`, if any.
+    pub fn existing_freezer(id: &str) -> Option<Cgroup> {
+        let root = Path::new(ROOT);
+        let v2 = root.join("cgroup.controllers").exists();
+        let dir = if v2 {
+            root.join(PARENT).join(id)
         } else {
-            (
-                number(&["cpuacct"], "cpuacct.usage"),
-                number(&["memory"], "memory.usage_in_bytes"),
-                stat_field(&["memory"], "memory.stat", "total_inactive_file"),
-                number(&["memory"], "memory.limit_in_bytes"),
-            )
+            root.join("freezer").join(PARENT).join(id)
         };
-        let pids: Vec<u32> = self
-            .read(&["pids", "freezer", "memory"], "cgroup.procs")
+        dir.is_dir().then(|| Cgroup {
+            dirs: vec![dir],
+            v2,
+        })
+    }
+
+    /// The processes in the cgroup (of its first directory).
+    pub fn processes(&self) -> Vec<u32> {
+        let Some(dir) = self.dirs.first() else {
+            return Vec::new();
+        };
+        std::fs::read_to_string(dir.join("cgroup.procs"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.trim().parse().ok())
-            .collect();
-        let (block_read, block_write) = if self.v2 {
-            io_stat(&self.read(&[], "io.stat").unwrap_or_default())
-        } else {
-            blkio_bytes(
-                &self
-                    .read(&["blkio"], "blkio.throttle.io_service_bytes_recursive")
-                    .unwrap_or_default(),
-            )
-        };
-        strata_runtime::backend::Usage {
-            block_read,
-            block_write,
-            cpu_ns: cpu_ns.unwrap_or(0),
-            // As docker shows it: the page cache the kernel can drop does not count.
-            memory: memory.unwrap_or(0).saturating_sub(inactive.unwrap_or(0)),
-            // v1 says "no limit" with a huge number.
-            memory_limit: limit.filter(|&l| l < (1 << 62)),
-            pids,
-            ..Default::default()
-        }
+            .collect()
     }
 
     /// `file` of the first of `controllers` the container joined (v1), or of its one
@@ -336,36 +305,20 @@ impl Cgroup {
     }
 }
 
-/// Bytes read and written, from v2's `io.stat` (`8:0 rbytes=… wbytes=… …` a device).
-fn io_stat(text: &str) -> (u64, u64) {
-    let mut total = (0, 0);
-    for field in text.split_whitespace() {
-        let number = |v: &str| v.parse::<u64>().unwrap_or(0);
-        if let Some(v) = field.strip_prefix("rbytes=") {
-            total.0 += number(v);
-        } else if let Some(v) = field.strip_prefix("wbytes=") {
-            total.1 += number(v);
-        }
+/// The container's directory in v1 `controller`'s hierarchy, made if missing.
+fn v1_dir(controller: &str, id: &str) -> Result<PathBuf> {
+    let root = Path::new(ROOT).join(controller);
+    if !root.join("cgroup.procs").exists() {
+        return Err(Error::Unsupported(format!(
+            "the cgroup controller {controller} is not mounted at {}",
+            root.display()
+        )));
     }
-    total
-}
-
-/// Bytes read and written, from v1's `blkio.throttle.io_service_bytes_recursive`
-/// (`8:0 Read 4096` lines a device, and a `Total`).
-fn blkio_bytes(text: &str) -> (u64, u64) {
-    let mut total = (0, 0);
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if let [_device, op, bytes] = fields[..] {
-            let bytes = bytes.parse::<u64>().unwrap_or(0);
-            match op {
-                "Read" => total.0 += bytes,
-                "Write" => total.1 += bytes,
-                _ => {}
-            }
-        }
-    }
-    total
+    let parent = root.join(PARENT);
+    mkdir(&parent)?;
+    let dir = parent.join(id);
+    mkdir(&dir)?;
+    Ok(dir)
 }
 
 /// The `oom_kill N` line of memory.events (v2) or memory.oom_control (v1).
@@ -393,15 +346,6 @@ fn set(dir: &Path, file: &str, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn block_io_counters() {
-        let v1 =
-            "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:16 Read 1\n8:16 Write 2\nTotal 12291\n";
-        assert_eq!(blkio_bytes(v1), (4097, 8194));
-        let v2 = "8:0 rbytes=100 wbytes=20 rios=1 wios=1 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=2\n";
-        assert_eq!(io_stat(v2), (101, 22));
-    }
 
     #[test]
     fn oom_counters() {

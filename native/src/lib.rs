@@ -14,6 +14,7 @@ mod child;
 mod failure;
 mod idmap;
 mod ipc;
+mod members;
 mod plan;
 mod rootfs;
 mod seccomp;
@@ -55,36 +56,30 @@ impl Backend for NativeBackend {
                 "resource limits (--memory, --cpus, --pids-limit) need root on the host: this host's cgroups cannot be delegated to an unprivileged user".into(),
             ));
         }
-        // Every container gets a cgroup where the host lets us make one, as docker's do:
-        // `pause`, `stats` and `top` need it even without limits.
-        let cgroup = if limits.any() || strata_runtime::privilege::privileged() {
-            Some(Arc::new(Cgroup::create(task.id, &limits)?))
+        // Only limits make a cgroup before the start (`members.rs` says why).
+        let cgroup = if limits.any() {
+            Some(Cgroup::create(task.id, &limits)?)
         } else {
             None
         };
         let plan = Plan::new(&self.state, task, &stdio, cgroup.is_some())?;
+        let memory_limit = limits.memory.map(|m| m as u64);
         let mut started = |mut process: Started| {
-            process.exec = Some(self.executor(task, process.pid));
-            if let Some(cg) = &cgroup {
-                let (freezer, probe) = (Arc::clone(cg), Arc::clone(cg));
-                let init = process.pid;
-                process.pause = Some(Arc::new(move |frozen| freezer.freeze(frozen)));
-                process.usage = Arc::new(move || {
-                    let (net_rx, net_tx) = net_io(init);
-                    strata_runtime::backend::Usage {
-                        net_rx,
-                        net_tx,
-                        ..probe.usage()
-                    }
-                });
+            let (id, init) = (task.id.to_string(), process.pid);
+            process.exec = Some(self.executor(task, init));
+            // The freezer needs a cgroup we may make: root's.
+            if strata_runtime::privilege::privileged() {
+                process.pause = Some(Arc::new(move |frozen| members::freeze(&id, init, frozen)));
             }
+            process.usage = Arc::new(move || members::usage(init, memory_limit));
             started(process)
         };
-        let result = run(&plan, cgroup.as_deref(), &mut started);
+        let result = run(&plan, cgroup.as_ref(), &mut started);
+        members::forget(task.id);
         // The child had its own copies of the output fds; ours close now, so a reader of a
         // pipe sees its end once the container's processes are gone.
         drop(stdio);
-        let oom_killed = cgroup.as_deref().is_some_and(Cgroup::oom_killed);
+        let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
         if let Some(c) = &cgroup {
             c.remove();
         }
@@ -163,28 +158,6 @@ impl NativeBackend {
         drop(stdio);
         result
     }
-}
-
-/// Bytes received and sent on the network interfaces of process `pid`'s network namespace,
-/// loopback aside (`/proc/PID/net/dev`: two header lines, then `name: rx_bytes … tx_bytes …`).
-fn net_io(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
-    let mut total = (0, 0);
-    for line in text.lines().skip(2) {
-        let Some((name, counters)) = line.split_once(':') else {
-            continue;
-        };
-        if name.trim() == "lo" {
-            continue;
-        }
-        let counters: Vec<u64> = counters
-            .split_whitespace()
-            .map(|n| n.parse().unwrap_or(0))
-            .collect();
-        total.0 += counters.first().copied().unwrap_or(0);
-        total.1 += counters.get(8).copied().unwrap_or(0);
-    }
-    total
 }
 
 /// Kills and reaps the intermediate (and so the container) if set-up fails half way.
@@ -310,11 +283,7 @@ fn run(
                     signal: signaller(init),
                     exec: None,
                     pause: None,
-                    // Without a cgroup, only init is known.
-                    usage: Arc::new(move || strata_runtime::backend::Usage {
-                        pids: vec![init as u32],
-                        ..Default::default()
-                    }),
+                    usage: Arc::new(move || members::usage(init as u32, None)),
                 });
             }
             Message::Tty(master) => {
