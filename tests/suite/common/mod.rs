@@ -10,6 +10,29 @@ pub struct Env {
     pub tmp: tempfile::TempDir,
 }
 
+/// A test that ends (or fails) with detached containers running leaves none behind: their
+/// monitors (the processes named `strata --root <this store> __monitor`) are killed, and
+/// their containers' processes go with them.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let root = self.root();
+        let ours = format!("--root\0{}\0__monitor\0", root.display());
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&ours) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         Env {
