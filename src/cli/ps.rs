@@ -68,6 +68,7 @@ impl Args {
         let mut filters = Filters::parse(&self.filters)?;
         filters.resolve_ancestors(store);
         let records = Containers::open(store)?;
+        filters.resolve_containers(&records)?;
         let limit = if self.latest { 1 } else { self.last };
         // A limit or a status filter lists stopped containers too, as docker's.
         let all = self.all || limit > 0 || filters.has("status");
@@ -88,6 +89,7 @@ impl Args {
                 exit_code: c.exit_code,
                 labels: &labels,
                 health: health.unwrap_or("none"),
+                created: parse_time(Some(&c.created)),
             };
             if filters.matches(&subject) {
                 shown.push((c, labels, health));
@@ -291,6 +293,7 @@ pub struct Subject<'a> {
     pub labels: &'a BTreeMap<String, String>,
     /// Its health status, `none` without checks.
     pub health: &'a str,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `--filter KEY=VALUE`s, as docker's `ps` takes them: the values of one key are
@@ -301,10 +304,12 @@ pub struct Filters {
     by_key: BTreeMap<String, Vec<String>>,
     /// What each `ancestor` value names in the store: an image ID.
     ancestors: HashMap<String, String>,
+    /// When the container each `before`/`since` value names was created.
+    created: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
-const KEYS: [&str; 7] = [
-    "ancestor", "exited", "health", "id", "label", "name", "status",
+const KEYS: [&str; 9] = [
+    "ancestor", "before", "exited", "health", "id", "label", "name", "since", "status",
 ];
 /// docker's health statuses (`none`: no health check).
 const HEALTH: [&str; 4] = ["starting", "healthy", "unhealthy", "none"];
@@ -355,6 +360,20 @@ impl Filters {
     }
 
     /// Look up the images the `ancestor` values name (by name or ID), as docker does.
+    /// Look up the containers `before` and `since` values name; one that is not there is
+    /// docker's error.
+    fn resolve_containers(&mut self, records: &Containers<'_>) -> Result<()> {
+        for key in ["before", "since"] {
+            for value in self.by_key.get(key).into_iter().flatten() {
+                let c = records.get(value)?;
+                if let Some(t) = parse_time(Some(&c.created)) {
+                    self.created.insert(value.clone(), t);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn resolve_ancestors(&mut self, store: &Store) {
         for value in self.by_key.get("ancestor").into_iter().flatten() {
             if let Ok(image) = store.resolve(value) {
@@ -384,6 +403,10 @@ impl Filters {
             // docker matches the name with its leading slash.
             "name" => format!("/{}", s.name).contains(value),
             "id" => s.id.starts_with(value),
+            "before" => {
+                matches!((s.created, self.created.get(value)), (Some(c), Some(b)) if c < *b)
+            }
+            "since" => matches!((s.created, self.created.get(value)), (Some(c), Some(b)) if c > *b),
             "exited" => s.state == "exited" && value.parse().ok() == s.exit_code,
             "ancestor" => {
                 let hex = value.strip_prefix("sha256:").unwrap_or(value);
@@ -423,6 +446,7 @@ mod tests {
             exit_code: code,
             labels,
             health: "none",
+            created: None,
         }
     }
 

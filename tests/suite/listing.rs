@@ -472,3 +472,26 @@ fn version_and_info_describe_the_engine() {
     assert_eq!(v["OSType"], "linux");
     assert!(v["NCPU"].as_u64().unwrap() >= 1);
 }
+
+/// `ps --filter before=X` / `since=X`: containers created before or after the one named.
+#[test]
+fn ps_filters_by_creation_order() {
+    let env = wasm_env();
+    for name in ["first", "second", "third"] {
+        env.ok(&["create", "--name", name, "w", "exit", "0"]);
+    }
+    assert_eq!(names(&env, &["-a", "-f", "before=second"]), ["first"]);
+    assert_eq!(names(&env, &["-a", "-f", "since=second"]), ["third"]);
+    assert_eq!(
+        names(&env, &["-a", "-f", "since=first", "-f", "before=third"]),
+        ["second"]
+    );
+    let third = env.ok(&["inspect", "-f", "{{.Id}}", "third"]);
+    assert_eq!(
+        names(&env, &["-a", "-f", &format!("before={}", &third[..12])]),
+        ["second", "first"]
+    );
+    assert!(env
+        .fails(&["ps", "-a", "-f", "before=nosuch"])
+        .contains("no such container: nosuch"));
+}
