@@ -177,7 +177,9 @@ impl Containers<'_> {
     /// `timeout` seconds (its own, else docker's 10; -1 waits forever). Returns once it
     /// has ended and nothing runs it any more; a container that does not run is left as it is.
     pub fn stop(&self, c: &Container, signal: Option<i32>, timeout: Option<i64>) -> Result<()> {
-        if !c.running() {
+        // A record that says exited while its monitor still holds the claim is one between
+        // a run's end and its restart: the monitor must hear the stop, or it restarts.
+        if !c.running() && !self.claimed(&c.id)? {
             return Ok(());
         }
         let signal = match signal {
