@@ -515,6 +515,11 @@ impl<'a> Containers<'a> {
     fn make_dir(&self, id: &str) -> Result<()> {
         if let Ok(spares) = self.dir.open_dir(SPARE_DIR) {
             for name in spares.names().unwrap_or_default() {
+                // The claim of the container it was may still be held by whoever removed it
+                // (a `run --rm` about to exit): taken, its new container could not be claimed.
+                if still_claimed(&spares, &name) {
+                    continue;
+                }
                 // A concurrent create may take the same spare: the rename decides.
                 if spares.rename(&name, &self.dir, id).is_ok() {
                     if self.reset_upper(id).is_ok() {
@@ -716,6 +721,17 @@ impl Container {
 }
 
 /// Replace the record in the container's directory `dir`; advisory, so no fsync.
+/// Whether directory `name` in `dir` is locked by a claim (or cannot be probed).
+fn still_claimed(dir: &Dir, name: &std::ffi::OsStr) -> bool {
+    use rustix::fs::{flock, openat, FlockOperation, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match openat(dir, name, flags, Mode::empty()) {
+        // The probe's lock goes with its descriptor.
+        Ok(fd) => flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err(),
+        Err(_) => true,
+    }
+}
+
 fn write_record(dir: &Dir, c: &Container) -> Result<()> {
     let bytes = if c.status == Status::Paused {
         // Paused is the mark file's to say (it goes with the monitor).
