@@ -253,28 +253,16 @@ impl<'a> Containers<'a> {
 
     /// Whether something runs container `id` (holds its claim).
     pub fn claimed(&self, id: &str) -> Result<bool> {
-        match self.lockable(id) {
-            Ok(dir) => Ok(rustix::fs::flock(
-                &dir,
-                rustix::fs::FlockOperation::NonBlockingLockShared,
-            )
-            .is_err()),
+        match locked(&self.dir, std::ffi::OsStr::new(id)) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(format!("open container {id}"), e)),
+            r => r.map_err(|e| Error::io(format!("open container {id}"), e)),
         }
     }
 
     /// Container `id`'s directory opened for reading, so that it can be locked (a `Dir`'s
     /// descriptor is only a path, which `flock` refuses).
     fn lockable(&self, id: &str) -> std::io::Result<OwnedFd> {
-        use rustix::fs::OFlags;
-        rustix::fs::openat(
-            &self.dir,
-            id,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(Into::into)
+        lockable(&self.dir, std::ffi::OsStr::new(id))
     }
 
     /// `save`, unless the container's directory is gone (`rm -f` may take it while it runs).
@@ -517,7 +505,7 @@ impl<'a> Containers<'a> {
             for name in spares.names().unwrap_or_default() {
                 // The claim of the container it was may still be held by whoever removed it
                 // (a `run --rm` about to exit): taken, its new container could not be claimed.
-                if still_claimed(&spares, &name) {
+                if locked(&spares, &name).unwrap_or(true) {
                     continue;
                 }
                 // A concurrent create may take the same spare: the rename decides.
@@ -721,15 +709,24 @@ impl Container {
 }
 
 /// Replace the record in the container's directory `dir`; advisory, so no fsync.
-/// Whether directory `name` in `dir` is locked by a claim (or cannot be probed).
-fn still_claimed(dir: &Dir, name: &std::ffi::OsStr) -> bool {
-    use rustix::fs::{flock, openat, FlockOperation, Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    match openat(dir, name, flags, Mode::empty()) {
-        // The probe's lock goes with its descriptor.
-        Ok(fd) => flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err(),
-        Err(_) => true,
-    }
+/// Directory `name` in `dir` opened for reading, so that it can be locked (a `Dir`'s
+/// descriptor is only a path, which `flock` refuses).
+fn lockable(dir: &Dir, name: &std::ffi::OsStr) -> std::io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(Into::into)
+}
+
+/// Whether directory `name` in `dir` is locked by a claim (the probe's own lock goes with
+/// its descriptor).
+fn locked(dir: &Dir, name: &std::ffi::OsStr) -> std::io::Result<bool> {
+    let fd = lockable(dir, name)?;
+    Ok(rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockShared).is_err())
 }
 
 fn write_record(dir: &Dir, c: &Container) -> Result<()> {

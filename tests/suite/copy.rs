@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::common::{self, busybox_image, probe, raw_entry, Env};
@@ -33,16 +33,10 @@ fn wasm() -> Env {
     env
 }
 
-/// `strata ARGS` with `input` on its stdin.
+/// `strata ARGS` with `input` on its stdin, to its end.
 fn with_stdin(env: &Env, args: &[&str], input: &[u8]) -> Output {
-    let mut child = env
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
+    let mut child = env.with_stdin(args, input);
+    drop(child.stdin.take());
     child.wait_with_output().unwrap()
 }
 

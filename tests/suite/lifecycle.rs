@@ -1002,19 +1002,9 @@ fn stats_reports_memory_processes_and_io(b: &Backend) {
     b.ok(&["rm", "-f", "st", "idle"]);
 }
 
-/// `strata ARGS` with `input` on its stdin.
+/// `strata ARGS` with `input` on its stdin, left open.
 fn with_stdin(b: &Backend, args: &[&str], input: &[u8]) -> std::process::Child {
-    use std::io::Write;
-    let mut child = b
-        .env
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.as_mut().unwrap().write_all(input).unwrap();
-    child
+    b.env.with_stdin(args, input)
 }
 
 fn start_interactive_feeds_stdin_once(b: &Backend) {

@@ -86,6 +86,21 @@ impl Env {
         String::from_utf8(out.stderr).expect("utf-8 output")
     }
 
+    /// `strata ARGS` started with `input` written to its stdin, which stays open (in
+    /// `child.stdin`) until the caller drops it.
+    pub fn with_stdin(&self, args: &[&str], input: &[u8]) -> std::process::Child {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run strata");
+        child.stdin.as_mut().unwrap().write_all(input).unwrap();
+        child
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run strata")
     }
