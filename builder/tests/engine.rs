@@ -156,6 +156,7 @@ impl Fixture {
         let backends = Backends {
             native: &self.backend,
             wasm: &self.backend,
+            network: None,
         };
         let log = Log::default();
         let built = engine::build(&self.store, &opts, &backends, &NoBases, &log);

@@ -79,11 +79,21 @@ fn run_intermediate(plan: &Plan, sock: BorrowedFd<'_>) -> Result<i32, Failure> {
                     "create a user namespace",
                 )?;
             }
+            let mut namespaces = plan.namespaces;
+            if plan.attach_network {
+                // Made now (owned by the user namespace just made, if any) for the parent
+                // to attach to a network before the container starts.
+                check(
+                    libc::unshare(libc::CLONE_NEWNET),
+                    "create a network namespace",
+                )?;
+                namespaces &= !libc::CLONE_NEWNET;
+            }
             if plan.wait_for_parent {
                 let _ = ipc::send(sock, &Message::Ready);
                 ipc::wait_for_go(sock)?;
             }
-            check(libc::unshare(plan.namespaces), "create namespaces")?;
+            check(libc::unshare(namespaces), "create namespaces")?;
         }
         match libc::fork() {
             -1 => Err(errno("fork the container's init")),

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use std::path::PathBuf;
 
-use strata_runtime::backend::{Backend, Exit, Signaller, Started, Stdio, Task};
+use strata_runtime::backend::{Backend, Exit, NetAttach, Signaller, Started, Stdio, Task};
 use strata_runtime::{Error, Result};
 
 use crate::cgroup::{Cgroup, Limits};
@@ -74,7 +74,7 @@ impl Backend for NativeBackend {
             process.usage = Arc::new(move || members::usage(init, memory_limit));
             started(process)
         };
-        let result = run(&plan, cgroup.as_ref(), &mut started);
+        let result = run(&plan, cgroup.as_ref(), task.network, &mut started);
         members::forget(task.id);
         // The child had its own copies of the output fds; ours close now, so a reader of a
         // pipe sees its end once the container's processes are gone.
@@ -116,6 +116,7 @@ impl NativeBackend {
                 id: &id,
                 spec: &spec,
                 rootfs: &rootfs,
+                network: None,
             };
             backend.exec_in(&task, init.as_fd(), stdio, &mut |p| {
                 started(Some(p.signal));
@@ -154,7 +155,7 @@ impl NativeBackend {
         let mut plan = Plan::new(&self.state, task, &stdio, false)?;
         plan.join = Some(init.as_raw_fd());
         plan.wait_for_parent = cgroup.is_some();
-        let result = run(&plan, cgroup.as_ref(), started);
+        let result = run(&plan, cgroup.as_ref(), None, started);
         drop(stdio);
         result
     }
@@ -196,6 +197,7 @@ fn signaller(init: i32) -> Signaller {
 fn run(
     plan: &Plan,
     cgroup: Option<&Cgroup>,
+    network: Option<&dyn NetAttach>,
     started: &mut dyn FnMut(Started) -> Result<()>,
 ) -> Result<Exit> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
@@ -233,6 +235,12 @@ fn run(
         }
         if let Some(cg) = cgroup {
             cg.add(pid)?;
+        }
+        if let (Some(network), true) = (network, plan.attach_network) {
+            let path = format!("/proc/{pid}/ns/net");
+            let netns = std::fs::File::open(&path)
+                .map_err(|e| Error::io(format!("open {path}"), e))?;
+            network.attach(netns.as_fd())?;
         }
         // A child that died meanwhile has left its failure to read below.
         let _ = ipc::send(sock, &Message::Go);

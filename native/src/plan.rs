@@ -26,8 +26,12 @@ pub(crate) struct Plan {
     pub namespaces: libc::c_int,
     /// The caller is not root: a user namespace maps it to 0.
     pub id_map: Option<IdMap>,
-    /// The parent must act (write id maps, join cgroups) before the children go on.
+    /// The parent must act (write id maps, join cgroups, attach the network) before the
+    /// children go on.
     pub wait_for_parent: bool,
+    /// The network namespace is made before the parent acts (it attaches it to a network),
+    /// not with the others.
+    pub attach_network: bool,
     pub hostname: CString,
     /// Files the runtime provides (hosts, hostname, resolv.conf): container path, content.
     /// They live in the container's /dev tmpfs, bound over the init layer's empty files.
@@ -85,7 +89,13 @@ impl Plan {
         let (init, mount_point) = shared_dirs(&store_root)?;
         let hostname = spec.hostname().clone().unwrap_or_default();
         let host_network = !has_namespace(spec, LinuxNamespaceType::Network);
-        let etc_files = etc_files(&hostname, host_network);
+        // Those the spec binds (the container's network writes its own) are left to it.
+        let mut etc_files = etc_files(&hostname, host_network);
+        etc_files.retain(|(name, _)| {
+            !spec.mounts().iter().flatten().any(|m| {
+                m.destination().as_path() == Path::new("/etc").join(name)
+            })
+        });
         let work = &task.rootfs.work;
         match std::fs::create_dir(work) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(work, e)),
@@ -132,6 +142,7 @@ impl Plan {
         }
         // The root filesystem needs its own mount namespace, whatever the spec says.
         namespaces |= libc::CLONE_NEWNS;
+        let attach_network = task.network.is_some() && namespaces & libc::CLONE_NEWNET != 0;
 
         let binds = spec
             .mounts()
@@ -182,7 +193,8 @@ impl Plan {
             rootfs: cstring(rel(&mount_point).as_os_str().as_encoded_bytes())?,
             overlay_options,
             namespaces,
-            wait_for_parent: id_map.is_some() || needs_cgroup,
+            wait_for_parent: id_map.is_some() || needs_cgroup || attach_network,
+            attach_network,
             id_map,
             hostname: cstring(hostname.as_bytes())?,
             etc_files,

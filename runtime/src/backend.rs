@@ -96,6 +96,17 @@ pub struct Task<'a> {
     pub id: &'a str,
     pub spec: &'a Spec,
     pub rootfs: &'a Rootfs,
+    /// What joins the task's own network namespace (its spec has one) to a network, once
+    /// the backend has made it and before the program starts; none: it keeps loopback only.
+    pub network: Option<&'a dyn NetAttach>,
+}
+
+/// Joins a network namespace to a network (a veth on its bridge, an address, a route):
+/// called by a backend with the namespace it made for a task (native: the intermediate's,
+/// before it forks the container's init; Wasm: the guest thread's). An error fails the run
+/// before its program starts.
+pub trait NetAttach: Sync {
+    fn attach(&self, netns: std::os::fd::BorrowedFd<'_>) -> Result<()>;
 }
 
 /// Sends a signal to a started task's process, from any thread, for as long as the run
@@ -205,11 +216,13 @@ impl Kind {
     }
 }
 
-/// The backends a caller can pick from, by kind.
+/// The backends a caller can pick from, by kind, and what puts their containers on
+/// networks (none: a container asking for one fails; a build's RUN steps).
 #[derive(Clone, Copy)]
 pub struct Backends<'a> {
     pub native: &'a dyn Backend,
     pub wasm: &'a dyn Backend,
+    pub network: Option<&'a dyn crate::container::Networking>,
 }
 
 impl<'a> Backends<'a> {

@@ -8,13 +8,15 @@ pub mod health;
 mod lifecycle;
 pub mod logs;
 pub mod monitor;
+mod network;
 mod options;
 mod spec;
 
 pub use lifecycle::prepare;
+pub use network::{Networking, HOSTS_FILE, RESOLV_FILE};
 pub use options::{
-    parse_signal, parse_size, parse_ulimit, Bind, HostConfig, LogOptions, Network, RestartPolicy,
-    RunOptions, DEFAULT_STOP_TIMEOUT,
+    parse_publish, parse_signal, parse_size, parse_ulimit, valid_network_name, Bind, HostConfig,
+    LogOptions, Network, PortMapping, Proto, RestartPolicy, RunOptions, DEFAULT_STOP_TIMEOUT,
 };
 pub use spec::{
     exec_spec, make_spec, process_args, process_env, ExecOptions, DEFAULT_CAPABILITIES,

@@ -110,7 +110,10 @@ impl Args {
             platform: self.platform.as_deref().map(Platform::parse).transpose()?,
             no_cache: self.no_cache,
             labels,
-            network: Network::parse(&self.network)?,
+            network: match Network::parse(&self.network)? {
+                n @ (Network::Host | Network::None) => n,
+                n => anyhow::bail!("build --network {n}: RUN steps run on host or none"),
+            },
         };
         let quiet = self.quiet || self.progress == "quiet";
         let progress = Printer { quiet };
@@ -122,6 +125,7 @@ impl Args {
         let backends = Backends {
             native: &native,
             wasm: &wasm,
+            network: None,
         };
         let built = engine::build(store, &opts, &backends, &bases, &progress);
         let built = built.map_err(|e| anyhow!("{e}"))?;

@@ -87,6 +87,7 @@ impl Args {
                 id: &c.id,
                 spec: &spec,
                 rootfs: &rootfs,
+                network: None,
             };
             let stdio = Stdio {
                 stdin: self.interactive.then_some(Stream::Inherit),

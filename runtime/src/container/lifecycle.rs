@@ -112,11 +112,6 @@ impl Containers<'_> {
         on_start: &mut dyn FnMut(&Started),
     ) -> Result<Exit> {
         let rootfs = self.rootfs(container);
-        let task = Task {
-            id: &container.id,
-            spec,
-            rootfs: &rootfs,
-        };
         let mut record = container.clone();
         let mut ran = false;
         let mut started = |process: Started| {
@@ -127,9 +122,23 @@ impl Containers<'_> {
             on_start(&process);
             saved
         };
-        let outcome = backends
-            .get(container.runtime)
-            .run(&task, stdio, &mut started);
+        let outcome = (|| {
+            // Dropped when the run ends, however it ends: that detaches it.
+            let connection = self.connect(container, backends)?;
+            let spec = match &connection {
+                Some(_) => with_network_files(spec, &self.path(container)),
+                None => spec.clone(),
+            };
+            let task = Task {
+                id: &container.id,
+                spec: &spec,
+                rootfs: &rootfs,
+                network: connection.as_deref(),
+            };
+            backends
+                .get(container.runtime)
+                .run(&task, stdio, &mut started)
+        })();
         if container.auto_remove {
             // The final record would only serve a later `ps`/`inspect`.
             self.remove(container)?;
@@ -149,6 +158,45 @@ impl Containers<'_> {
         self.save_unless_removed(container)?;
         outcome
     }
+}
+
+impl Containers<'_> {
+    /// The container's network for one run, when it is on one (`bridge` or a user network).
+    fn connect<'n>(
+        &self,
+        c: &Container,
+        backends: &Backends<'n>,
+    ) -> Result<Option<Box<dyn backend::NetAttach + 'n>>> {
+        if !c.host.network.attaches() {
+            return Ok(None);
+        }
+        let net = backends.network.ok_or_else(|| {
+            Error::Unsupported(format!(
+                "network {}: this caller runs containers without networks",
+                c.host.network
+            ))
+        })?;
+        net.connect(c).map(Some)
+    }
+}
+
+/// `spec` with the container's own `hosts` and `resolv.conf` (in its directory `dir`,
+/// written by its network, rewritten as peers come and go) bound over the image's.
+fn with_network_files(spec: &Spec, dir: &std::path::Path) -> Spec {
+    let mut spec = spec.clone();
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for name in [super::HOSTS_FILE, super::RESOLV_FILE] {
+        let mount = oci_spec::runtime::MountBuilder::default()
+            .destination(format!("/etc/{name}"))
+            .typ("bind")
+            .source(dir.join(name))
+            .options(vec!["rbind".to_string(), "rw".to_string()])
+            .build()
+            .expect("a bind mount");
+        mounts.push(mount);
+    }
+    spec.set_mounts(Some(mounts));
+    spec
 }
 
 /// What a command does to a container that runs, detached (through its monitor) or in the

@@ -27,7 +27,6 @@ pub struct RunOptions {
     pub pids_limit: Option<i64>,
     /// `--ulimit` (native).
     pub ulimits: Vec<PosixRlimit>,
-    pub network: Network,
     pub tty: bool,
     pub stdin: bool,
     /// `--init`: a minimal init (tini) as pid 1 that reaps orphans and forwards signals to
@@ -67,6 +66,15 @@ pub struct HostConfig {
     /// The image's SHELL, which a `CMD-SHELL` check runs under (docker's `Config.Shell`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<Vec<String>>,
+    /// `--network`.
+    #[serde(default)]
+    pub network: Network,
+    /// `--network-alias`: more names the container has on a user network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// `-p`, and `-P` (every EXPOSEd port to a free host port), resolved at create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PortMapping>,
 }
 
 /// Docker's stop timeout on Linux.
@@ -273,25 +281,195 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .ok_or_else(bad)
 }
 
-/// `--network`: a private network namespace with only loopback (the default until bridge
-/// networking exists), or the host's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// `--network`: which network a container's process is on (docker's `HostConfig.NetworkMode`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum Network {
+    /// A network namespace of its own with only loopback.
     #[default]
     None,
+    /// The host's network namespace.
     Host,
+    /// The default bridge network (`bridge`, docker's default): an address, outbound NAT,
+    /// published ports.
+    Bridge,
+    /// A user-defined network, by name or id: as `Bridge`, and its containers resolve each
+    /// other by name.
+    Named(String),
+    /// `container:<name|id>`: another running container's network namespace.
+    Container(String),
 }
 
 impl Network {
     pub fn parse(s: &str) -> Result<Network> {
-        match s {
-            "none" => Ok(Network::None),
-            "host" => Ok(Network::Host),
-            other => Err(Error::InvalidArgument(format!(
-                "network {other:?} is not supported (none, host)"
-            ))),
+        let bad = |why: &str| Error::InvalidArgument(format!("invalid network {s:?}: {why}"));
+        Ok(match s {
+            "none" => Network::None,
+            "host" => Network::Host,
+            "bridge" | "default" => Network::Bridge,
+            _ => match s.strip_prefix("container:") {
+                Some("") => return Err(bad("container: needs a container's name or id")),
+                Some(c) => Network::Container(c.to_string()),
+                None if valid_network_name(s) => Network::Named(s.to_string()),
+                None => {
+                    return Err(bad(
+                        "a network name is made of [a-zA-Z0-9][a-zA-Z0-9_.-]",
+                    ))
+                }
+            },
+        })
+    }
+
+    /// Whether the container gets an address on a network (a veth on its bridge).
+    pub fn attaches(&self) -> bool {
+        matches!(self, Network::Bridge | Network::Named(_))
+    }
+}
+
+/// Docker's rule for network names (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+pub fn valid_network_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Network::None => f.write_str("none"),
+            Network::Host => f.write_str("host"),
+            Network::Bridge => f.write_str("bridge"),
+            Network::Named(n) => f.write_str(n),
+            Network::Container(c) => write!(f, "container:{c}"),
         }
     }
+}
+
+impl From<Network> for String {
+    fn from(n: Network) -> String {
+        n.to_string()
+    }
+}
+
+impl TryFrom<String> for Network {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Network> {
+        Network::parse(&s)
+    }
+}
+
+/// A port's protocol.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// A published port (`-p`): connections to `host_ip:host_port` (every host address when
+/// `host_ip` is none; a free port the kernel picks when `host_port` is 0) reach the
+/// container's `container_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortMapping {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<std::net::Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: Proto,
+}
+
+impl std::fmt::Display for PortMapping {
+    /// As docker's PORTS column shows it: `0.0.0.0:8080->80/tcp`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = self.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        write!(
+            f,
+            "{ip}:{}->{}/{}",
+            self.host_port, self.container_port, self.proto
+        )
+    }
+}
+
+/// `-p [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]`, ports or equal ranges (`8000-8001:80-81`),
+/// as docker reads them; no host port (or `IP::80`) takes a free one.
+pub fn parse_publish(s: &str) -> Result<Vec<PortMapping>> {
+    let bad = |why: String| Error::InvalidArgument(format!("invalid port mapping {s:?}: {why}"));
+    let (spec, proto) = match s.rsplit_once('/') {
+        Some((spec, "tcp")) => (spec, Proto::Tcp),
+        Some((spec, "udp")) => (spec, Proto::Udp),
+        Some((_, p)) => return Err(bad(format!("unknown protocol {p:?} (tcp, udp)"))),
+        None => (s, Proto::Tcp),
+    };
+    if spec.starts_with('[') {
+        return Err(bad("IPv6 host addresses are not supported".into()));
+    }
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip, host, ctr) = match parts[..] {
+        [c] => ("", "", c),
+        [h, c] => ("", h, c),
+        [ip, h, c] => (ip, h, c),
+        _ => return Err(bad("expected [IP:][HOST_PORT:]CONTAINER_PORT".into())),
+    };
+    let host_ip = match ip {
+        "" => None,
+        ip => Some(
+            ip.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| bad(format!("{ip:?} is not an IPv4 address")))?,
+        ),
+    };
+    let range = |r: &str, zero_ok: bool| -> Result<(u16, u16)> {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        let port = |p: &str| match p.parse::<u32>() {
+            Ok(n) if n <= 65535 && (n > 0 || zero_ok) => Ok(n as u16),
+            Ok(n) => Err(bad(format!("port {n} is out of range"))),
+            Err(_) => Err(bad(format!("{p:?} is not a port"))),
+        };
+        let (a, b) = (port(a)?, port(b)?);
+        if a > b {
+            return Err(bad(format!("range {r} ends before it starts")));
+        }
+        Ok((a, b))
+    };
+    let (c0, c1) = range(ctr, false)?;
+    let (h0, h1) = if host.is_empty() {
+        (0, 0)
+    } else {
+        range(host, false)?
+    };
+    if host.is_empty() {
+        return Ok((c0..=c1)
+            .map(|c| PortMapping {
+                host_ip,
+                host_port: 0,
+                container_port: c,
+                proto,
+            })
+            .collect());
+    }
+    if h1 - h0 != c1 - c0 {
+        return Err(bad(
+            "the host and container port ranges must be the same length".into(),
+        ));
+    }
+    Ok((0..=c1 - c0)
+        .map(|i| PortMapping {
+            host_ip,
+            host_port: h0 + i,
+            container_port: c0 + i,
+            proto,
+        })
+        .collect())
 }
 
 /// `--ulimit nofile=1024[:2048]`, as docker takes it.
@@ -433,6 +611,54 @@ mod tests {
         assert_eq!((log.max_size, log.max_file), (Some(1024), Some(3)));
         assert!(LogOptions::default().set("max-file=3").is_err());
         assert!(log.set("max-size=0").is_err() && log.set("compress=true").is_err());
+    }
+
+    #[test]
+    fn networks_and_published_ports_as_docker_reads_them() {
+        assert_eq!(Network::parse("default").unwrap(), Network::Bridge);
+        assert_eq!(
+            Network::parse("container:web").unwrap(),
+            Network::Container("web".into())
+        );
+        assert_eq!(Network::parse("n1").unwrap(), Network::Named("n1".into()));
+        for bad in ["container:", "-x", "a b", ""] {
+            assert!(Network::parse(bad).is_err(), "{bad}");
+        }
+        let n: Network = serde_json::from_str("\"container:web\"").unwrap();
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"container:web\"");
+
+        let one = |s: &str| parse_publish(s).unwrap();
+        let m = |ip: Option<[u8; 4]>, h, c, proto| PortMapping {
+            host_ip: ip.map(std::net::Ipv4Addr::from),
+            host_port: h,
+            container_port: c,
+            proto,
+        };
+        assert_eq!(one("8080:80"), [m(None, 8080, 80, Proto::Tcp)]);
+        assert_eq!(one("80"), [m(None, 0, 80, Proto::Tcp)]);
+        assert_eq!(
+            one("127.0.0.1:8081:81/udp"),
+            [m(Some([127, 0, 0, 1]), 8081, 81, Proto::Udp)]
+        );
+        assert_eq!(one("127.0.0.1::81"), [m(Some([127, 0, 0, 1]), 0, 81, Proto::Tcp)]);
+        assert_eq!(
+            one("8000-8001:80-81"),
+            [m(None, 8000, 80, Proto::Tcp), m(None, 8001, 81, Proto::Tcp)]
+        );
+        assert_eq!(one("8080:80").first().unwrap().to_string(), "0.0.0.0:8080->80/tcp");
+        for (bad, why) in [
+            ("99999:80", "port 99999 is out of range"),
+            ("8080:0", "port 0 is out of range"),
+            ("8080:80/sctp", "unknown protocol"),
+            ("x:80", "not a port"),
+            ("1.2.3:80:80", "not an IPv4 address"),
+            ("8000-8002:80-81", "same length"),
+            ("[::1]:80:80", "IPv6"),
+            ("1:2:3:4", "expected"),
+        ] {
+            let e = parse_publish(bad).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -241,7 +241,8 @@ pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Res
         );
     }
     linux = linux.resources(resources.build().map_err(bad)?);
-    // A network namespace of its own is `--network none`, for a Wasm guest too (no sockets).
+    // A network namespace of its own is every network but the host's and another
+    // container's (which the runner joins); for a Wasm guest `none` means no sockets.
     let mut kinds = if native {
         vec![
             LinuxNamespaceType::Pid,
@@ -253,7 +254,7 @@ pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Res
     } else {
         Vec::new()
     };
-    if opts.network == Network::None {
+    if matches!(opts.host.network, Network::None | Network::Bridge | Network::Named(_)) {
         kinds.push(LinuxNamespaceType::Network);
     }
     let namespaces = kinds

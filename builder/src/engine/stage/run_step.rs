@@ -96,7 +96,7 @@ impl StageBuilder<'_, '_> {
         };
         let created_by = format!("RUN {prefix}{} # buildkit", argv.join(" "));
         let network = match network {
-            "" | "default" => self.shared.opts.network,
+            "" | "default" => self.shared.opts.network.clone(),
             "host" => Network::Host,
             "none" => Network::None,
             other => return Err(self.err(cmd, format!("unsupported network mode {other:?}"))),
@@ -250,7 +250,10 @@ impl StageBuilder<'_, '_> {
                 entrypoint: Some(String::new()),
                 args: argv.clone(),
                 env,
-                network,
+                host: strata_runtime::container::HostConfig {
+                    network,
+                    ..Default::default()
+                },
                 binds: mounts.binds.clone(),
                 tmpfs: mounts.tmpfs.clone(),
                 ..Default::default()
@@ -274,6 +277,7 @@ impl StageBuilder<'_, '_> {
                 id: &scratch.id,
                 spec: &spec,
                 rootfs: &scratch.rootfs,
+                network: None,
             };
             let exit = run_with_output(self.shared, step, |stdio| {
                 self.shared
