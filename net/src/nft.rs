@@ -19,31 +19,7 @@ use crate::ipam::Subnet;
 /// The table's name when the store has no other (`host.json` may pick `strataN`).
 pub const DEFAULT_TABLE: &str = "strata";
 
-/// A published port's protocol.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    /// "tcp" or "udp", as nft and docker spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
-impl std::fmt::Display for Proto {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use strata_runtime::container::Proto;
 
 /// A published port: `host_ip:host_port/proto` goes to `container_ip:container_port`.
 /// `host_ip` None (or 0.0.0.0) means every host address.

@@ -106,6 +106,7 @@ fn serve(store: &Store, id: &str, tell: &mut dyn FnMut(String)) -> Result<()> {
     let backends = Backends {
         native: &native,
         wasm: &wasm,
+        network: None,
     };
     monitor::serve(&containers, &backends, claim, c, &mut |first| match first {
         Ok(pid) => tell(format!("started {pid}")),

@@ -155,6 +155,7 @@ impl Args {
         let backends = Backends {
             native: &native,
             wasm: &wasm,
+            network: None,
         };
         let stdio = Stdio {
             stdin: self.container.interactive.then_some(Stream::Inherit),
@@ -277,7 +278,6 @@ impl ContainerArgs {
                 .iter()
                 .map(|u| parse_ulimit(u))
                 .collect::<strata_runtime::Result<_>>()?,
-            network: Network::parse(&self.network)?,
             tty: self.tty,
             stdin: self.interactive,
             init: self.init,
@@ -342,6 +342,9 @@ impl ContainerArgs {
             labels,
             healthcheck: self.health.healthcheck()?,
             shell: None,
+            network: Network::parse(&self.network)?,
+            aliases: Vec::new(),
+            publish: Vec::new(),
         })
     }
 }
