@@ -8,3 +8,6 @@ pub mod etc;
 pub mod ipam;
 pub mod netlink;
 pub mod nft;
+
+#[cfg(test)]
+mod testns;
