@@ -7,7 +7,10 @@
 pub mod etc;
 pub mod ipam;
 pub mod netlink;
+pub mod networks;
 pub mod nft;
+
+pub use networks::{Lease, Network, Networks};
 
 #[cfg(test)]
 mod testns;

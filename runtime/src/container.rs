@@ -253,6 +253,11 @@ impl<'a> Containers<'a> {
         }
     }
 
+    /// Whether container `id` exists (its directory; its record may not be written yet).
+    pub fn exists(&self, id: &str) -> bool {
+        self.dir.is_dir(id)
+    }
+
     /// Whether something runs container `id` (holds its claim).
     pub fn claimed(&self, id: &str) -> Result<bool> {
         match locked(&self.dir, std::ffi::OsStr::new(id)) {

@@ -43,6 +43,8 @@ const TMP_DIR: &str = "tmp";
 const CACHE_DIR: &str = "cache";
 const GC_LOCK: &str = "gc.lock";
 const INDEX_LOCK: &str = "index.lock";
+const NETWORKS_DIR: &str = "networks";
+const NETWORK_LOCK: &str = "network.lock";
 
 pub struct Store {
     path: PathBuf,
@@ -193,6 +195,16 @@ impl Store {
     /// Serialises changes to `index.json` and to container names.
     pub fn index_lock(&self) -> Result<Lock> {
         self.lock(INDEX_LOCK, true)
+    }
+
+    /// Serialises changes to the networks' state (strata-net's); held for milliseconds.
+    pub fn network_lock(&self) -> Result<Lock> {
+        self.lock(NETWORK_LOCK, true)
+    }
+
+    /// The networks' state directory (strata-net's), made at first use.
+    pub fn networks_dir(&self) -> Result<Dir> {
+        files::open_or_create(&self.root, NETWORKS_DIR).context(|| "open networks directory".into())
     }
 
     /// Held by every operation that adds content, so the collector waits for it to finish.

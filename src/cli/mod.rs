@@ -22,6 +22,7 @@ mod login;
 mod logs;
 mod monitor;
 mod pause;
+mod port;
 mod prune;
 mod ps;
 mod pull;
@@ -93,6 +94,8 @@ enum Command {
     Pause(pause::Args),
     /// Unpause all processes within one or more containers
     Unpause(pause::Args),
+    /// List port mappings or a specific mapping for the container
+    Port(port::Args),
     /// Display the running processes of a container
     Top(top::Args),
     /// Display a live stream of container(s) resource usage statistics
@@ -174,6 +177,7 @@ impl Cli {
             Command::Attach(a) => return Ok(a.run(&open()?)),
             Command::Pause(a) => return a.run(&open()?, true),
             Command::Unpause(a) => return a.run(&open()?, false),
+            Command::Port(a) => a.run(&open()?),
             Command::Top(a) => return a.run(&open()?),
             Command::Stats(a) => a.run(&open()?),
             Command::Monitor(a) => return Ok(a.run(&open()?)),

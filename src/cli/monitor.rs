@@ -103,10 +103,11 @@ fn serve(store: &Store, id: &str, tell: &mut dyn FnMut(String)) -> Result<()> {
     // The record as it is now that it is ours.
     let c = containers.reload(&c)?;
     let (native, wasm) = super::run::backends(store)?;
+    let networks = strata_net::Networks::open(store);
     let backends = Backends {
         native: &native,
         wasm: &wasm,
-        network: None,
+        network: Some(&networks),
     };
     monitor::serve(&containers, &backends, claim, c, &mut |first| match first {
         Ok(pid) => tell(format!("started {pid}")),

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use strata_runtime::container::Containers;
+use strata_runtime::container::{Containers, Networking};
 use strata_runtime::Store;
 
 use crate::format::human_size;
@@ -31,6 +31,9 @@ impl Args {
             };
             let size = containers.upper_size(&c);
             containers.remove(&c)?;
+            if c.host.network.attaches() {
+                strata_net::Networks::open(store).release(&c.id)?;
+            }
             reclaimed += size;
             deleted.push(c.id);
         }

@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use strata_runtime::container::Containers;
+use strata_runtime::container::{Containers, Networking};
 use strata_runtime::Store;
 
 #[derive(clap::Args)]
@@ -25,6 +25,10 @@ impl Args {
                 containers.stop(&c, Some(9), Some(0))?;
             }
             containers.remove(&c)?;
+            if c.host.network.attaches() {
+                // Its address, and anything of the network only it used.
+                strata_net::Networks::open(store).release(&c.id)?;
+            }
             println!("{key}");
         }
         Ok(())

@@ -3,12 +3,46 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 use strata_runtime::backend::{Backends, Kind, Stdio, Stream};
 use strata_runtime::container::{
-    parse_signal, parse_size, parse_ulimit, Bind, Container, Containers, HostConfig, LogOptions,
-    Network, RestartPolicy, RunOptions,
+    parse_publish, parse_signal, parse_size, parse_ulimit, Bind, Container, Containers, HostConfig,
+    LogOptions, Network, PortMapping, Proto, RestartPolicy, RunOptions,
 };
 use strata_runtime::store::Image;
 use strata_runtime::wasm::WasmBackend;
 use strata_runtime::{ErrorKind, Store};
+
+/// `-P`: the image's exposed ports not published otherwise, each on a port the kernel picks.
+fn exposed_ports(
+    config: &strata_runtime::image::ImageConfig,
+    published: &[PortMapping],
+) -> Result<Vec<PortMapping>> {
+    let mut out = Vec::new();
+    let exposed = config
+        .config
+        .as_ref()
+        .and_then(|c| c.exposed_ports.as_ref());
+    for key in exposed.into_iter().flat_map(|e| e.keys()) {
+        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+        let proto = match proto {
+            "udp" => Proto::Udp,
+            _ => Proto::Tcp,
+        };
+        let container_port: u16 = port
+            .parse()
+            .map_err(|_| anyhow!("the image exposes an invalid port {key:?}"))?;
+        if !published
+            .iter()
+            .any(|p| p.container_port == container_port && p.proto == proto)
+        {
+            out.push(PortMapping {
+                host_ip: None,
+                host_port: 0,
+                container_port,
+                proto,
+            });
+        }
+    }
+    Ok(out)
+}
 
 /// The two backends, for containers of `store`.
 pub fn backends(store: &Store) -> Result<(strata_native::NativeBackend, WasmBackend)> {
@@ -99,9 +133,18 @@ pub struct ContainerArgs {
     /// Ulimit options, e.g. nofile=1024:2048 (native)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     ulimits: Vec<String>,
-    /// Network: none (the default until bridge networking exists) or host (native)
+    /// Connect a container to a network: bridge, none (the default for now), host (native) or container:<name|id>
     #[arg(long, default_value = "none")]
     network: String,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    network_aliases: Vec<String>,
+    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/tcp|udp])
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// Overwrite the default ENTRYPOINT of the image
     #[arg(long)]
     entrypoint: Option<String>,
@@ -152,10 +195,11 @@ impl Args {
             .claim(&container)?
             .ok_or_else(|| anyhow!("container {} is already running", container.id))?;
         let (native, wasm) = backends(store)?;
+        let networks = strata_net::Networks::open(store);
         let backends = Backends {
             native: &native,
             wasm: &wasm,
-            network: None,
+            network: Some(&networks),
         };
         let stdio = Stdio {
             stdin: self.container.interactive.then_some(Stream::Inherit),
@@ -288,6 +332,12 @@ impl ContainerArgs {
                 ..self.host_config()?
             },
         };
+        let mut opts = opts;
+        if self.publish_all {
+            opts.host
+                .publish
+                .extend(exposed_ports(&image.config, &opts.host.publish)?);
+        }
         let writer = store.writer_lock()?;
         let forced = self.runtime.as_deref().map(Kind::parse).transpose()?;
         let (container, spec) =
@@ -329,6 +379,22 @@ impl ContainerArgs {
             let (k, v) = label.split_once('=').unwrap_or((label, ""));
             labels.insert(k.to_string(), v.to_string());
         }
+        let network = Network::parse(&self.network)?;
+        let mut publish = Vec::new();
+        for p in &self.publish {
+            publish.extend(parse_publish(p)?);
+        }
+        if (!publish.is_empty() || self.publish_all) && !network.attaches() {
+            // docker ignores them with a warning; a port that silently goes nowhere is worse.
+            return Err(anyhow!(
+                "published ports need a network: --network {network} has none (use --network bridge)"
+            ));
+        }
+        if !self.network_aliases.is_empty() && !matches!(network, Network::Named(_)) {
+            return Err(anyhow!(
+                "network-scoped aliases are only supported for user-defined networks"
+            ));
+        }
         Ok(HostConfig {
             restart,
             stop_signal: self.stop_signal.clone(),
@@ -342,9 +408,9 @@ impl ContainerArgs {
             labels,
             healthcheck: self.health.healthcheck()?,
             shell: None,
-            network: Network::parse(&self.network)?,
-            aliases: Vec::new(),
-            publish: Vec::new(),
+            network,
+            aliases: self.network_aliases.clone(),
+            publish,
         })
     }
 }

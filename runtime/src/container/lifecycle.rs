@@ -124,7 +124,7 @@ impl Containers<'_> {
         };
         let outcome = (|| {
             // Dropped when the run ends, however it ends: that detaches it.
-            let connection = self.connect(container, backends)?;
+            let connection = self.connect(container, spec, backends)?;
             let spec = match &connection {
                 Some(_) => with_network_files(spec, &self.path(container)),
                 None => spec.clone(),
@@ -165,6 +165,7 @@ impl Containers<'_> {
     fn connect<'n>(
         &self,
         c: &Container,
+        spec: &Spec,
         backends: &Backends<'n>,
     ) -> Result<Option<Box<dyn backend::NetAttach + 'n>>> {
         if !c.host.network.attaches() {
@@ -176,7 +177,8 @@ impl Containers<'_> {
                 c.host.network
             ))
         })?;
-        net.connect(c).map(Some)
+        let hostname = spec.hostname().as_deref().unwrap_or(&c.id[..12]);
+        net.connect(c, hostname).map(Some)
     }
 }
 

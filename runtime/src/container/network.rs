@@ -15,9 +15,10 @@ pub const RESOLV_FILE: &str = "resolv.conf";
 /// Puts containers on networks (`bridge`, user networks).
 pub trait Networking: Sync {
     /// Prepares `c` for one run on its network: its address (kept over restarts), its
-    /// published ports reserved, its `hosts` and `resolv.conf` written. The connection
-    /// attaches the namespace the backend makes; dropping it detaches it.
-    fn connect<'a>(&'a self, c: &Container) -> Result<Box<dyn NetAttach + 'a>>;
+    /// published ports reserved, its `hosts` (naming it `hostname`) and `resolv.conf`
+    /// written. The connection attaches the namespace the backend makes; dropping it
+    /// detaches it (and, for `--rm`, releases the container).
+    fn connect<'a>(&'a self, c: &Container, hostname: &str) -> Result<Box<dyn NetAttach + 'a>>;
 
     /// `rm`: gives up what container `id` keeps between runs (its addresses).
     fn release(&self, id: &str) -> Result<()>;

@@ -311,11 +311,7 @@ impl Network {
                 Some("") => return Err(bad("container: needs a container's name or id")),
                 Some(c) => Network::Container(c.to_string()),
                 None if valid_network_name(s) => Network::Named(s.to_string()),
-                None => {
-                    return Err(bad(
-                        "a network name is made of [a-zA-Z0-9][a-zA-Z0-9_.-]",
-                    ))
-                }
+                None => return Err(bad("a network name is made of [a-zA-Z0-9][a-zA-Z0-9_.-]")),
             },
         })
     }
@@ -640,12 +636,18 @@ mod tests {
             one("127.0.0.1:8081:81/udp"),
             [m(Some([127, 0, 0, 1]), 8081, 81, Proto::Udp)]
         );
-        assert_eq!(one("127.0.0.1::81"), [m(Some([127, 0, 0, 1]), 0, 81, Proto::Tcp)]);
+        assert_eq!(
+            one("127.0.0.1::81"),
+            [m(Some([127, 0, 0, 1]), 0, 81, Proto::Tcp)]
+        );
         assert_eq!(
             one("8000-8001:80-81"),
             [m(None, 8000, 80, Proto::Tcp), m(None, 8001, 81, Proto::Tcp)]
         );
-        assert_eq!(one("8080:80").first().unwrap().to_string(), "0.0.0.0:8080->80/tcp");
+        assert_eq!(
+            one("8080:80").first().unwrap().to_string(),
+            "0.0.0.0:8080->80/tcp"
+        );
         for (bad, why) in [
             ("99999:80", "port 99999 is out of range"),
             ("8080:0", "port 0 is out of range"),

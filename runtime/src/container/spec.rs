@@ -254,7 +254,10 @@ pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Res
     } else {
         Vec::new()
     };
-    if matches!(opts.host.network, Network::None | Network::Bridge | Network::Named(_)) {
+    if matches!(
+        opts.host.network,
+        Network::None | Network::Bridge | Network::Named(_)
+    ) {
         kinds.push(LinuxNamespaceType::Network);
     }
     let namespaces = kinds
