@@ -27,10 +27,11 @@ as any user and notes each test it skips."
 #   attr                   getfattr: the rootless store's overlay xattrs
 #   zstd, gzip, tar        layer fixtures
 #   tini                   tini-static: `run --init`
+#   nftables, iproute2     nft and ip: published ports and the network tests' namespaces
 #   ca-certificates        TLS to crates.io and Rust's servers; the bundle the registry client loads
 packages=(gcc libc6-dev busybox-static skopeo umoci podman runc docker-registry openssl
     apache2-utils python3 util-linux passwd uidmap bsdutils attr zstd gzip tar ca-certificates
-    tini)
+    tini nftables iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

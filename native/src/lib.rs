@@ -238,8 +238,8 @@ fn run(
         }
         if let (Some(network), true) = (network, plan.attach_network) {
             let path = format!("/proc/{pid}/ns/net");
-            let netns = std::fs::File::open(&path)
-                .map_err(|e| Error::io(format!("open {path}"), e))?;
+            let netns =
+                std::fs::File::open(&path).map_err(|e| Error::io(format!("open {path}"), e))?;
             network.attach(netns.as_fd())?;
         }
         // A child that died meanwhile has left its failure to read below.

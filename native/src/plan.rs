@@ -92,9 +92,11 @@ impl Plan {
         // Those the spec binds (the container's network writes its own) are left to it.
         let mut etc_files = etc_files(&hostname, host_network);
         etc_files.retain(|(name, _)| {
-            !spec.mounts().iter().flatten().any(|m| {
-                m.destination().as_path() == Path::new("/etc").join(name)
-            })
+            !spec
+                .mounts()
+                .iter()
+                .flatten()
+                .any(|m| m.destination().as_path() == Path::new("/etc").join(name))
         });
         let work = &task.rootfs.work;
         match std::fs::create_dir(work) {
