@@ -18,6 +18,7 @@ mod lifecycle;
 mod listing;
 mod memory;
 mod native;
+mod network;
 mod registry;
 mod rootless_layers;
 mod store;

@@ -1,0 +1,418 @@
+//! Bridge networking end to end (native): every strata command of a test runs in a network
+//! namespace made for it (`NetHost`), so bridges, veths and the nft table never touch the
+//! machine's own; clients connect from threads that entered that namespace.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{busybox_image, need_root, Env};
+
+/// A network namespace held by `unshare -n sleep infinity`, gone (with everything in it)
+/// when dropped.
+struct NetHost {
+    holder: Child,
+    path: PathBuf,
+}
+
+impl NetHost {
+    fn new() -> NetHost {
+        let holder = Command::new("unshare")
+            .args(["-n", "sleep", "infinity"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare");
+        let path = PathBuf::from(format!("/proc/{}/ns/net", holder.id()));
+        let ours = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        let t0 = Instant::now();
+        // Until unshare has run, the holder is still in our namespace.
+        while std::fs::read_link(&path).ok().is_none_or(|l| l == ours) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "unshare -n did not start"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let host = NetHost { holder, path };
+        host.sh(&["ip", "link", "set", "lo", "up"]);
+        host
+    }
+
+    /// `strata ARGS` of `env`, in this namespace.
+    fn strata(&self, env: &Env, args: &[&str]) -> Command {
+        let inner = env.cmd(args);
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path.display()))
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .stdin(Stdio::null());
+        c.env_remove("STRATA_ROOT");
+        c
+    }
+
+    fn ok(&self, env: &Env, args: &[&str]) -> String {
+        let out = self.strata(env, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "strata {args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and requires failure; returns stderr.
+    fn fails(&self, env: &Env, args: &[&str]) -> String {
+        let out = self.strata(env, args).output().unwrap();
+        assert!(!out.status.success(), "strata {args:?}: {out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// A command of the machine's in this namespace; its stdout.
+    fn sh(&self, args: &[&str]) -> String {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.path.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `f` on a thread inside the namespace (sockets made there stay there).
+    fn inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = std::fs::File::open(&self.path).unwrap();
+                rustix::thread::move_into_link_name_space(
+                    ns.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .expect("setns");
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// An HTTP GET of `path` from `addr`, retried while the server starts; the body.
+    fn get(&self, addr: &str, path: &str) -> String {
+        self.inside(|| {
+            let t0 = Instant::now();
+            loop {
+                let attempt = (|| -> std::io::Result<String> {
+                    let mut s =
+                        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    write!(s, "GET {path} HTTP/1.0\r\n\r\n")?;
+                    let mut text = String::new();
+                    s.read_to_string(&mut text)?;
+                    Ok(text)
+                })();
+                match attempt {
+                    Ok(text) if text.starts_with("HTTP/1") => {
+                        return text
+                            .split_once("\r\n\r\n")
+                            .map(|(_, b)| b.to_string())
+                            .unwrap();
+                    }
+                    r if t0.elapsed() > Duration::from_secs(10) => {
+                        panic!("GET {addr}{path}: {r:?}")
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })
+    }
+
+    /// What strata may leave in the namespace: links other than lo, and nft tables.
+    fn leftovers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .sh(&["ip", "-br", "link"])
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| *n != "lo")
+            .map(String::from)
+            .collect();
+        out.extend(
+            self.sh(&["nft", "list", "tables"])
+                .lines()
+                .map(String::from),
+        );
+        out
+    }
+}
+
+impl Drop for NetHost {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+fn web_image(env: &Env) {
+    busybox_image(env, "web", &["EXPOSE 80", "EXPOSE 81"]);
+    std::fs::create_dir_all(env.path("site")).unwrap();
+    std::fs::write(env.path("site/index.html"), "hello from the container\n").unwrap();
+}
+
+#[test]
+fn published_ports_reach_the_container_and_go_with_it() {
+    if !need_root("published_ports_reach_the_container_and_go_with_it") {
+        return;
+    }
+    let env = Env::new();
+    let host = NetHost::new();
+    web_image(&env);
+    let site = format!("{}:/www", env.path("site").display());
+    let id = host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "bridge",
+            "-p",
+            "18080:80",
+            "-p",
+            "127.0.0.1:18081:81",
+            "-v",
+            &site,
+            "web",
+            "sh",
+            "-c",
+            "httpd -p 80 -h /www; httpd -f -p 81 -h /www",
+        ],
+    );
+    let id = id.trim();
+    // Through loopback (the output hook and route_localnet) and through the gateway.
+    assert_eq!(
+        host.get("127.0.0.1:18080", "/index.html"),
+        "hello from the container\n"
+    );
+    assert_eq!(
+        host.get("10.88.0.1:18080", "/index.html"),
+        "hello from the container\n"
+    );
+    assert_eq!(
+        host.get("127.0.0.1:18081", "/index.html"),
+        "hello from the container\n"
+    );
+    // The container's address on the bridge, directly.
+    assert_eq!(
+        host.get("10.88.0.2:80", "/index.html"),
+        "hello from the container\n"
+    );
+
+    assert_eq!(
+        host.ok(&env, &["port", "web"]),
+        "80/tcp -> 0.0.0.0:18080\n81/tcp -> 127.0.0.1:18081\n"
+    );
+    assert_eq!(host.ok(&env, &["port", "web", "81"]), "127.0.0.1:18081\n");
+    let err = host.fails(&env, &["port", "web", "82/tcp"]);
+    assert!(
+        err.contains("No public port '82/tcp' published for web"),
+        "{err}"
+    );
+    let ps = host.ok(&env, &["ps", "--format", "{{.Ports}}|{{.Networks}}"]);
+    assert_eq!(
+        ps,
+        "0.0.0.0:18080->80/tcp, 127.0.0.1:18081->81/tcp|bridge\n"
+    );
+
+    // The port is taken while it runs: a second container asking for it fails at once,
+    // with docker's words, and leaves nothing behind.
+    let err = host.fails(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "bridge",
+            "-p",
+            "18080:80",
+            "web",
+            "true",
+        ],
+    );
+    assert!(
+        err.contains("Bind for 0.0.0.0:18080 failed: port is already allocated"),
+        "{err}"
+    );
+    assert_eq!(host.ok(&env, &["ps", "-aq"]).lines().count(), 1);
+
+    host.ok(&env, &["rm", "-f", id]);
+    assert_eq!(host.leftovers(), Vec::<String>::new(), "after rm -f");
+    let state = std::fs::read_to_string(env.root().join("networks/state.json")).unwrap();
+    assert!(
+        !state.contains(id),
+        "the lease went with the container: {state}"
+    );
+}
+
+#[test]
+fn a_container_on_the_bridge_gets_its_address_route_and_files() {
+    if !need_root("a_container_on_the_bridge_gets_its_address_route_and_files") {
+        return;
+    }
+    let env = Env::new();
+    let host = NetHost::new();
+    busybox_image(&env, "bb", &[]);
+    let show = "ip -4 addr show eth0; ip route; cat /etc/hosts /etc/resolv.conf; hostname";
+    let out = host.ok(
+        &env,
+        &["run", "--rm", "--network", "bridge", "bb", "sh", "-c", show],
+    );
+    assert!(
+        out.contains("eth0@") && out.contains("inet 10.88.0.2/16"),
+        "{out}"
+    );
+    assert!(out.contains("default via 10.88.0.1 dev eth0"), "{out}");
+    assert!(out.contains("127.0.0.1\tlocalhost\n"), "{out}");
+    let hostname = out.trim_end().lines().last().unwrap();
+    assert!(out.contains(&format!("10.88.0.2\t{hostname}\n")), "{out}");
+    assert!(
+        !out.contains("nameserver 127."),
+        "loopback resolvers are dropped: {out}"
+    );
+    // --rm: its lease is given up, so the next container gets the same address again.
+    let again = host.ok(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "bridge",
+            "bb",
+            "ip",
+            "-4",
+            "addr",
+            "show",
+            "eth0",
+        ],
+    );
+    assert!(again.contains("inet 10.88.0.2/16"), "{again}");
+    // Two at once get different addresses, and reach each other.
+    let a = host.ok(
+        &env,
+        &["run", "-d", "--network", "bridge", "bb", "sleep", "30"],
+    );
+    let b = host.ok(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "bridge",
+            "bb",
+            "sh",
+            "-c",
+            "ip -4 addr show eth0; ping -c1 -W2 10.88.0.2 >/dev/null && echo reached",
+        ],
+    );
+    assert!(
+        b.contains("inet 10.88.0.3/16") && b.contains("reached"),
+        "{b}"
+    );
+    host.ok(&env, &["rm", "-f", a.trim()]);
+    assert_eq!(host.leftovers(), Vec::<String>::new());
+    assert_eq!(host.ok(&env, &["ps", "-aq"]), "");
+}
+
+#[test]
+fn restarts_keep_the_address_and_a_killed_runner_is_cleaned_up() {
+    if !need_root("restarts_keep_the_address_and_a_killed_runner_is_cleaned_up") {
+        return;
+    }
+    let env = Env::new();
+    let host = NetHost::new();
+    busybox_image(&env, "bb", &[]);
+    host.ok(
+        &env,
+        &[
+            "create",
+            "--name",
+            "first",
+            "--network",
+            "bridge",
+            "bb",
+            "sleep",
+            "30",
+        ],
+    );
+    host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "second",
+            "--network",
+            "bridge",
+            "-p",
+            "18090:80",
+            "bb",
+            "sleep",
+            "30",
+        ],
+    );
+    host.ok(&env, &["start", "first"]);
+    let ip = |name: &str| host.ok(&env, &["exec", name, "ip", "-4", "addr", "show", "eth0"]);
+    assert!(ip("second").contains("inet 10.88.0.2/16"));
+    assert!(ip("first").contains("inet 10.88.0.3/16"));
+    host.ok(&env, &["restart", "-t", "0", "second"]);
+    assert!(
+        ip("second").contains("inet 10.88.0.2/16"),
+        "a restart keeps its address"
+    );
+    // A monitor killed with -9 takes its container with it; `rm -f` then removes the rest.
+    let pattern = format!("--root {} __monitor", env.root().display());
+    let monitors = host.sh(&["pgrep", "-f", "--", &pattern]);
+    assert!(monitors.lines().count() >= 2, "{monitors}");
+    for pid in monitors.split_whitespace() {
+        host.sh(&["kill", "-9", pid]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    host.ok(&env, &["rm", "-f", "first", "second"]);
+    assert_eq!(host.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn bad_network_flags_fail_clearly_and_change_nothing() {
+    let env = Env::new();
+    busybox_image(&env, "bb", &[]);
+    for (args, want) in [
+        (
+            &["-p", "99999:80"][..],
+            "invalid port mapping \"99999:80\": port 99999 is out of range",
+        ),
+        (
+            &["--network", "none", "-p", "8080:80"][..],
+            "published ports need a network",
+        ),
+        (
+            &["--network", "nosuchnet"][..],
+            "network nosuchnet not found",
+        ),
+        (
+            &["--network", "bridge", "--network-alias", "x"][..],
+            "only supported for user-defined networks",
+        ),
+    ] {
+        let mut all = vec!["run", "--rm"];
+        all.extend(args);
+        all.extend(["bb", "true"]);
+        let out = env.run(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{all:?}: {err}");
+        assert!(err.contains(want), "{all:?}: {err}");
+    }
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+    assert!(!env.root().join("networks/state.json").exists());
+}
