@@ -129,13 +129,29 @@ impl NetHost {
         })
     }
 
+    /// A second namespace made for the test, linked to this one by a veth: this side
+    /// 192.0.2.1/24 (`up0`), the uplink 192.0.2.2/24. What a container reaches through it
+    /// left through NAT. (192.0.2.0/24 is TEST-NET-1: no machine has it.)
+    fn uplink(&self) -> NetHost {
+        let up = NetHost::new();
+        let pid = up.holder.id().to_string();
+        self.sh(&[
+            "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1", "netns", &pid,
+        ]);
+        self.sh(&["ip", "addr", "add", "192.0.2.1/24", "dev", "up0"]);
+        self.sh(&["ip", "link", "set", "up0", "up"]);
+        up.sh(&["ip", "addr", "add", "192.0.2.2/24", "dev", "up1"]);
+        up.sh(&["ip", "link", "set", "up1", "up"]);
+        up
+    }
+
     /// What strata may leave in the namespace: links other than lo, and nft tables.
     fn leftovers(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .sh(&["ip", "-br", "link"])
             .lines()
             .filter_map(|l| l.split_whitespace().next())
-            .filter(|n| *n != "lo")
+            .filter(|n| *n != "lo" && !n.starts_with("up0"))
             .map(String::from)
             .collect();
         out.extend(
@@ -413,6 +429,52 @@ fn bad_network_flags_fail_clearly_and_change_nothing() {
         assert_eq!(out.status.code(), Some(125), "{all:?}: {err}");
         assert!(err.contains(want), "{all:?}: {err}");
     }
+    // A Wasm guest cannot be put on the bridge yet: refused, not silently left without it.
+    let (p2, _) = crate::common::probe();
+    let image = env.wasm_image(&p2, "probe", true);
+    let out = env.run(&["run", "--rm", "--network", "bridge", &image]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("Wasm containers run on none or host for now"),
+        "{err}"
+    );
     assert_eq!(env.ok(&["ps", "-aq"]), "");
     assert!(!env.root().join("networks/state.json").exists());
+}
+
+#[test]
+fn outbound_connections_leave_through_nat() {
+    if !need_root("outbound_connections_leave_through_nat") {
+        return;
+    }
+    let env = Env::new();
+    let host = NetHost::new();
+    let uplink = host.uplink();
+    busybox_image(&env, "bb", &[]);
+    let listener = uplink.inside(|| std::net::TcpListener::bind("192.0.2.2:9000").unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut conn, peer) = listener.accept().unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        (peer, text)
+    });
+    host.ok(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "bridge",
+            "bb",
+            "sh",
+            "-c",
+            "echo out | nc 192.0.2.2 9000",
+        ],
+    );
+    let (peer, text) = server.join().unwrap();
+    assert_eq!(text, "out\n");
+    // Masqueraded: the uplink sees the host's address, not the container's 10.88.0.2.
+    assert_eq!(peer.ip().to_string(), "192.0.2.1");
+    assert_eq!(host.leftovers(), Vec::<String>::new());
 }

@@ -171,6 +171,13 @@ impl Containers<'_> {
         if !c.host.network.attaches() {
             return Ok(None);
         }
+        if c.runtime == backend::Kind::Wasm {
+            // Its guest would run without the network it asked for.
+            return Err(Error::Unsupported(format!(
+                "network {}: Wasm containers run on none or host for now",
+                c.host.network
+            )));
+        }
         let net = backends.network.ok_or_else(|| {
             Error::Unsupported(format!(
                 "network {}: this caller runs containers without networks",
