@@ -28,10 +28,11 @@ as any user and notes each test it skips."
 #   zstd, gzip, tar        layer fixtures
 #   tini                   tini-static: `run --init`
 #   nftables, iproute2     nft and ip: published ports and the network tests' namespaces
+#   procps                 pgrep: the network tests find monitors to kill
 #   ca-certificates        TLS to crates.io and Rust's servers; the bundle the registry client loads
 packages=(gcc libc6-dev busybox-static skopeo umoci podman runc docker-registry openssl
     apache2-utils python3 util-linux passwd uidmap bsdutils attr zstd gzip tar ca-certificates
-    tini nftables iproute2)
+    tini nftables iproute2 procps)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -207,24 +207,20 @@ fn published_ports_reach_the_container_and_go_with_it() {
         ],
     );
     let id = id.trim();
-    // Through loopback (the output hook and route_localnet) and through the gateway.
-    assert_eq!(
-        host.get("127.0.0.1:18080", "/index.html"),
-        "hello from the container\n"
-    );
-    assert_eq!(
-        host.get("10.88.0.1:18080", "/index.html"),
-        "hello from the container\n"
-    );
-    assert_eq!(
-        host.get("127.0.0.1:18081", "/index.html"),
-        "hello from the container\n"
-    );
-    // The container's address on the bridge, directly.
-    assert_eq!(
-        host.get("10.88.0.2:80", "/index.html"),
-        "hello from the container\n"
-    );
+    // Through loopback (the output hook and route_localnet), through the gateway, the
+    // 127.0.0.1-only port, and the container's own address on the bridge.
+    for addr in [
+        "127.0.0.1:18080",
+        "10.88.0.1:18080",
+        "127.0.0.1:18081",
+        "10.88.0.2:80",
+    ] {
+        assert_eq!(
+            host.get(addr, "/index.html"),
+            "hello from the container\n",
+            "{addr}"
+        );
+    }
 
     assert_eq!(
         host.ok(&env, &["port", "web"]),
