@@ -332,6 +332,16 @@ impl ContainerArgs {
                 ..self.host_config()?
             },
         };
+        if let Network::Named(name) = &opts.host.network {
+            // As docker: no container is made for a network that does not exist.
+            if !strata_net::Networks::open(store)
+                .list()?
+                .iter()
+                .any(|n| &n.name == name)
+            {
+                return Err(anyhow!("network {name} not found"));
+            }
+        }
         let mut opts = opts;
         if self.publish_all {
             opts.host

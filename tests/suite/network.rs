@@ -425,6 +425,10 @@ fn bad_network_flags_fail_clearly_and_change_nothing() {
         assert_eq!(out.status.code(), Some(125), "{all:?}: {err}");
         assert!(err.contains(want), "{all:?}: {err}");
     }
+    // Nor is a container made for a network that does not exist.
+    let err = env.fails(&["create", "--network", "nosuchnet", "bb", "true"]);
+    assert!(err.contains("network nosuchnet not found"), "{err}");
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
     // A Wasm guest cannot be put on the bridge yet: refused, not silently left without it.
     let (p2, _) = crate::common::probe();
     let image = env.wasm_image(&p2, "probe", true);
