@@ -1,5 +1,5 @@
-use anyhow::{anyhow, bail, Result};
-use strata_runtime::container::{Containers, Proto};
+use anyhow::{bail, Result};
+use strata_runtime::container::{parse_publish, Containers};
 use strata_runtime::Store;
 
 /// `port`: a running container's published ports, as docker prints them.
@@ -15,25 +15,29 @@ impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
         let containers = Containers::open(store)?;
         let c = containers.get(&self.container)?;
-        let wanted = self
+        // PRIVATE_PORT[/PROTO] is read by the one `-p` parser.
+        let wanted = match self
             .port
             .as_deref()
-            .map(|p| {
-                let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
-                let proto = match proto {
-                    "tcp" => Proto::Tcp,
-                    "udp" => Proto::Udp,
-                    _ => bail!("invalid protocol {proto:?} (tcp, udp)"),
-                };
-                let port: u16 = port.parse().map_err(|_| anyhow!("invalid port {port:?}"))?;
-                Ok((port, proto))
-            })
-            .transpose()?;
+            .map(parse_publish)
+            .transpose()?
+            .as_deref()
+        {
+            None => None,
+            Some([p]) if p.host_port == 0 && p.host_ip.is_none() => {
+                Some((p.container_port, p.proto))
+            }
+            Some(_) => bail!(
+                "invalid port {:?}: expected PRIVATE_PORT[/PROTO]",
+                self.port.unwrap_or_default()
+            ),
+        };
         let mut ports = Vec::new();
         if c.running() && c.host.network.attaches() {
-            for lease in strata_net::Networks::open(store).leases_of(&c.id)? {
-                ports.extend(lease.ports);
-            }
+            ports = strata_net::Networks::open(store)
+                .ports()?
+                .remove(&c.id)
+                .unwrap_or_default();
         }
         ports.sort_by_key(|p| (p.container_port, p.proto, p.host_port));
         let mut shown = 0;

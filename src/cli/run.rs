@@ -4,41 +4,30 @@ use anyhow::{anyhow, Context, Result};
 use strata_runtime::backend::{Backends, Kind, Stdio, Stream};
 use strata_runtime::container::{
     parse_publish, parse_signal, parse_size, parse_ulimit, Bind, Container, Containers, HostConfig,
-    LogOptions, Network, PortMapping, Proto, RestartPolicy, RunOptions,
+    LogOptions, Network, PortMapping, RestartPolicy, RunOptions,
 };
 use strata_runtime::store::Image;
 use strata_runtime::wasm::WasmBackend;
 use strata_runtime::{ErrorKind, Store};
 
-/// `-P`: the image's exposed ports not published otherwise, each on a port the kernel picks.
+/// `-P`: the image's exposed ports ("80/tcp", read by the one `-p` parser) not published
+/// otherwise, each on a port the kernel picks.
 fn exposed_ports(
     config: &strata_runtime::image::ImageConfig,
     published: &[PortMapping],
 ) -> Result<Vec<PortMapping>> {
-    let mut out = Vec::new();
     let exposed = config
         .config
         .as_ref()
         .and_then(|c| c.exposed_ports.as_ref());
+    let mut out = Vec::new();
     for key in exposed.into_iter().flat_map(|e| e.keys()) {
-        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
-        let proto = match proto {
-            "udp" => Proto::Udp,
-            _ => Proto::Tcp,
-        };
-        let container_port: u16 = port
-            .parse()
-            .map_err(|_| anyhow!("the image exposes an invalid port {key:?}"))?;
-        if !published
-            .iter()
-            .any(|p| p.container_port == container_port && p.proto == proto)
-        {
-            out.push(PortMapping {
-                host_ip: None,
-                host_port: 0,
-                container_port,
-                proto,
-            });
+        for port in parse_publish(key)? {
+            let taken =
+                |p: &PortMapping| (p.container_port, p.proto) == (port.container_port, port.proto);
+            if !published.iter().any(taken) {
+                out.push(port);
+            }
         }
     }
     Ok(out)
@@ -293,7 +282,7 @@ impl ContainerArgs {
             );
         }
         env.extend(self.env.iter().cloned());
-        let opts = RunOptions {
+        let mut opts = RunOptions {
             name: self.name.clone(),
             entrypoint: self.entrypoint.clone(),
             args: self.args.clone(),
@@ -342,7 +331,6 @@ impl ContainerArgs {
                 return Err(anyhow!("network {name} not found"));
             }
         }
-        let mut opts = opts;
         if self.publish_all {
             opts.host
                 .publish
