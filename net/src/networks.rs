@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use strata_runtime::backend::NetAttach;
 use strata_runtime::container::{
@@ -58,8 +58,8 @@ pub struct Network {
 pub struct Lease {
     pub container: String,
     pub network: String,
+    /// Its MAC is derived from it (`ipam::mac_of`), as docker's.
     pub ip: Ipv4Addr,
-    pub mac: String,
     #[serde(default)]
     pub ports: Vec<PortMapping>,
     /// Attached: its namespace is on the bridge (live while its claim is also held).
@@ -96,6 +96,16 @@ impl State {
     }
 }
 
+/// The state in `dir` (none yet: empty). Read without the lock: the file is replaced whole.
+fn load(dir: &strata_runtime::cap_std::fs::Dir) -> Result<State> {
+    match dir.read(STATE_FILE) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidDocument(format!("networks/{STATE_FILE}: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(Error::io(format!("read networks/{STATE_FILE}"), e)),
+    }
+}
+
 /// The networks of a store.
 pub struct Networks<'s> {
     store: &'s Store,
@@ -107,27 +117,17 @@ impl<'s> Networks<'s> {
     }
 
     fn load(&self) -> Result<State> {
-        let dir = self.store.networks_dir()?;
-        match dir.read(STATE_FILE) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::InvalidDocument(format!("networks/{STATE_FILE}: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(Error::io(format!("read networks/{STATE_FILE}"), e)),
-        }
-    }
-
-    fn save(&self, state: &State) -> Result<()> {
-        let dir = self.store.networks_dir()?;
-        let bytes = serde_json::to_vec_pretty(state).expect("serialize");
-        write_atomic(&dir, STATE_FILE, &bytes, false)
+        load(&self.store.networks_dir()?)
     }
 
     /// `f` on the state under the lock; the state is saved if `f` succeeds.
     fn change<T>(&self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
         let _lock = self.store.network_lock()?;
-        let mut state = self.load()?;
+        let dir = self.store.networks_dir()?;
+        let mut state = load(&dir)?;
         let out = f(&mut state)?;
-        self.save(&state)?;
+        let bytes = serde_json::to_vec_pretty(&state).expect("serialize");
+        write_atomic(&dir, STATE_FILE, &bytes, false)?;
         Ok(out)
     }
 
@@ -136,15 +136,7 @@ impl<'s> Networks<'s> {
         Ok(self.load()?.networks)
     }
 
-    /// What container `id` holds on its networks (read without the lock: the state file is
-    /// replaced whole).
-    pub fn leases_of(&self, id: &str) -> Result<Vec<Lease>> {
-        let mut state = self.load()?;
-        state.leases.retain(|l| l.container == id);
-        Ok(state.leases)
-    }
-
-    /// The published ports of the running containers, by container id (for `ps`).
+    /// The published ports of the running containers, by container id (for `ps` and `port`).
     pub fn ports(&self) -> Result<BTreeMap<String, Vec<PortMapping>>> {
         let mut out: BTreeMap<String, Vec<PortMapping>> = BTreeMap::new();
         for l in self.load()?.leases.into_iter().filter(|l| l.active) {
@@ -283,7 +275,6 @@ impl Networking for Networks<'_> {
                         container: c.id.clone(),
                         network: network.name.clone(),
                         ip,
-                        mac: ipam::format_mac(ipam::mac_of(ip)),
                         ports: Vec::new(),
                         active: false,
                     });
@@ -306,7 +297,7 @@ impl Networking for Networks<'_> {
             network: lease.network,
             auto_remove: c.auto_remove,
             veth: format!("vs{}0", &c.id[..10]),
-            attached: Mutex::new(false),
+            attached: AtomicBool::new(false),
             _reservations: reservations,
         }))
     }
@@ -331,7 +322,7 @@ struct Connection<'n> {
     auto_remove: bool,
     /// The host end of its veth.
     veth: String,
-    attached: Mutex<bool>,
+    attached: AtomicBool,
     /// The published host ports, bound (not listening) for as long as the run lasts, so
     /// that nothing else takes them.
     _reservations: Vec<OwnedFd>,
@@ -339,7 +330,8 @@ struct Connection<'n> {
 
 impl NetAttach for Connection<'_> {
     fn attach(&self, netns: BorrowedFd<'_>) -> Result<()> {
-        *self.attached.lock().expect("not poisoned") = true;
+        // Set first: a failure half way leaves a veth for the drop to delete.
+        self.attached.store(true, Ordering::Relaxed);
         self.networks.change(|state| {
             let network = state.network(&self.network).cloned().ok_or_else(|| {
                 Error::InvalidArgument(format!("network {} not found", self.network))
@@ -384,7 +376,7 @@ impl NetAttach for Connection<'_> {
 
 impl Drop for Connection<'_> {
     fn drop(&mut self) {
-        let attached = *self.attached.lock().unwrap_or_else(|e| e.into_inner());
+        let attached = self.attached.load(Ordering::Relaxed);
         let outcome = self.networks.change(|state| {
             if self.auto_remove {
                 state.leases.retain(|l| l.container != self.container);
