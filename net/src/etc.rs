@@ -4,11 +4,11 @@
 //! `hosts` in place, so the bind mount of it shows the new text.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+
+use strata_runtime::cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 
 use strata_runtime::{Error, Result};
 
@@ -80,20 +80,24 @@ pub fn resolv_conf(host_text: &str) -> String {
     out
 }
 
-/// Rewrites `path` to `text` in place, keeping its inode, so a bind mount of it shows the
+/// Rewrites `name` in `dir` to `text` in place, keeping its inode, so a bind mount of it shows the
 /// new text (a rename would not be seen): only when the text differs, with a write at
 /// offset 0 and then a truncate to its length. A missing file is created (0644). Returns
 /// whether the file changed.
-pub fn rewrite_in_place(path: &Path, text: &str) -> Result<bool> {
-    let err = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(path)
-        .map_err(|e| err("open", e))?;
+pub fn rewrite_in_place(dir: &Dir, name: &str, text: &str) -> Result<bool> {
+    let err = |what: &str, e| Error::io(format!("{what} {name}"), e);
+    let mut file = dir
+        .open_with(
+            name,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644),
+        )
+        .map_err(|e| err("open", e))?
+        .into_std();
     let mut old = Vec::new();
     file.read_to_end(&mut old).map_err(|e| err("read", e))?;
     if old == text.as_bytes() {
@@ -194,28 +198,30 @@ mod tests {
 
     #[test]
     fn rewrite_keeps_the_inode_and_skips_equal_text() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hosts");
-        assert!(rewrite_in_place(&path, "first version, rather long\n").unwrap());
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("hosts");
+        let dir = Dir::open_ambient_dir(tmp.path(), strata_runtime::cap_std::ambient_authority())
+            .unwrap();
+        assert!(rewrite_in_place(&dir, "hosts", "first version, rather long\n").unwrap());
         let ino = std::fs::metadata(&path).unwrap().ino();
         // A reader holding the file open (as a bind mount would) sees the new text.
         let held = std::fs::File::open(&path).unwrap();
-        assert!(rewrite_in_place(&path, "short\n").unwrap());
+        assert!(rewrite_in_place(&dir, "hosts", "short\n").unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "short\n");
         let mut seen = String::new();
         (&held).read_to_string(&mut seen).unwrap();
         assert_eq!(seen, "short\n");
         assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
-        assert!(!rewrite_in_place(&path, "short\n").unwrap());
+        assert!(!rewrite_in_place(&dir, "hosts", "short\n").unwrap());
         assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
-        assert!(rewrite_in_place(&path, "a longer text than before\n").unwrap());
+        assert!(rewrite_in_place(&dir, "hosts", "a longer text than before\n").unwrap());
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "a longer text than before\n"
         );
         assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
-        let e = rewrite_in_place(&dir.path().join("no/such/dir"), "x").unwrap_err();
+        let e = rewrite_in_place(&dir, "no/such/dir", "x").unwrap_err();
         assert!(e.to_string().starts_with("open "), "{e}");
     }
 }

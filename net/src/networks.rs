@@ -248,7 +248,7 @@ impl<'s> Networks<'s> {
 impl Networking for Networks<'_> {
     fn connect<'a>(&'a self, c: &Container, hostname: &str) -> Result<Box<dyn NetAttach + 'a>> {
         let containers = Containers::open(self.store)?;
-        let dir = containers.path(c);
+        let dir = containers.dir_of(c)?;
         // Reserved before the lock and before anything is written: a port in use fails
         // the run with nothing changed.
         let (reservations, ports) = reserve(&c.host.publish)?;
@@ -285,12 +285,9 @@ impl Networking for Networks<'_> {
             lease.active = false;
             Ok(lease.clone())
         })?;
-        etc::rewrite_in_place(
-            &dir.join(HOSTS_FILE),
-            &etc::hosts(Some(lease.ip), hostname, &[]),
-        )?;
+        etc::rewrite_in_place(&dir, HOSTS_FILE, &etc::hosts(Some(lease.ip), hostname, &[]))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        etc::rewrite_in_place(&dir.join(RESOLV_FILE), &etc::resolv_conf(&host_resolv))?;
+        etc::rewrite_in_place(&dir, RESOLV_FILE, &etc::resolv_conf(&host_resolv))?;
         Ok(Box::new(Connection {
             networks: self,
             container: c.id.clone(),
