@@ -145,6 +145,23 @@ pub fn template(tmpl: &str, value: &Value) -> anyhow::Result<String> {
     execute(&t, &to_template_value(value))
 }
 
+/// What `inspect` commands print: each document through `format`, or all of them as one
+/// pretty JSON array.
+pub fn print_inspected(format: Option<&str>, documents: Vec<Value>) -> anyhow::Result<()> {
+    match format {
+        Some(fmt) => {
+            for d in &documents {
+                println!("{}", template(fmt, d)?);
+            }
+        }
+        None => println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(documents))?
+        ),
+    }
+    Ok(())
+}
+
 /// Whether `tmpl` parses as a `--format` template (the error `template` would give if not).
 pub fn check_template(tmpl: &str) -> anyhow::Result<()> {
     parse(&unescape(tmpl), Funcs::Docker).map(drop)

@@ -80,6 +80,12 @@ fn run_intermediate(plan: &Plan, sock: BorrowedFd<'_>) -> Result<i32, Failure> {
                 )?;
             }
             let mut namespaces = plan.namespaces;
+            if let Some(netns) = &plan.join_network {
+                check(
+                    libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET),
+                    "join the network namespace of the container it shares",
+                )?;
+            }
             if plan.attach_network {
                 // Made now (owned by the user namespace just made, if any) for the parent
                 // to attach to a network before the container starts.

@@ -32,6 +32,9 @@ pub(crate) struct Plan {
     /// The network namespace is made before the parent acts (it attaches it to a network),
     /// not with the others.
     pub attach_network: bool,
+    /// `--network container:<id>`: the namespace the spec names by path, joined instead of
+    /// made (opened here, so the children get it as an fd).
+    pub join_network: Option<std::os::fd::OwnedFd>,
     pub hostname: CString,
     /// Files the runtime provides (hosts, hostname, resolv.conf): container path, content.
     /// They live in the container's /dev tmpfs, bound over the init layer's empty files.
@@ -125,12 +128,18 @@ impl Plan {
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("runtime spec without a process".into()))?;
         let mut namespaces = 0;
+        let mut join_network = None;
         for ns in spec
             .linux()
             .as_ref()
             .and_then(|l| l.namespaces().clone())
             .unwrap_or_default()
         {
+            if let (LinuxNamespaceType::Network, Some(path)) = (ns.typ(), ns.path()) {
+                let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
+                join_network = Some(file.into());
+                continue;
+            }
             namespaces |= match ns.typ() {
                 LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
                 LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
@@ -197,6 +206,7 @@ impl Plan {
             namespaces,
             wait_for_parent: id_map.is_some() || needs_cgroup || attach_network,
             attach_network,
+            join_network,
             id_map,
             hostname: cstring(hostname.as_bytes())?,
             etc_files,

@@ -30,23 +30,29 @@ pub struct HostEntry {
 
 /// `/etc/hosts` as docker writes it for a container on a network: the localhost lines,
 /// then `<ip>\t<hostname>` for the container itself (none with `own_ip` None), then, on a
-/// user network, one line per peer, `<ip>\t<name> <aliases…>`, sorted by address. Entries
-/// at the container's own address are left out; entries at the same address are one line;
-/// a name is given once per line; entries without names are left out.
+/// user network, one line per peer, `<ip>\t<name> <aliases…>`, sorted by address. Names of
+/// entries at the container's own address follow its hostname (so it resolves its own name
+/// and aliases, as docker's DNS answers them); entries at the same address are one line; a
+/// name is given once per line; entries without names are left out.
 pub fn hosts(own_ip: Option<Ipv4Addr>, hostname: &str, peers: &[HostEntry]) -> String {
     let mut out = String::from(LOCALHOST);
-    if let Some(ip) = own_ip {
-        out.push_str(&format!("{ip}\t{hostname}\n"));
-    }
+    let mut own: Vec<&str> = vec![hostname];
     let mut lines: BTreeMap<Ipv4Addr, Vec<&str>> = BTreeMap::new();
-    for peer in peers.iter().filter(|p| Some(p.ip) != own_ip) {
-        let names = lines.entry(peer.ip).or_default();
+    for peer in peers {
+        let names = if Some(peer.ip) == own_ip {
+            &mut own
+        } else {
+            lines.entry(peer.ip).or_default()
+        };
         for name in &peer.names {
             let name = name.trim();
             if !name.is_empty() && !names.contains(&name) {
                 names.push(name);
             }
         }
+    }
+    if let Some(ip) = own_ip {
+        out.push_str(&format!("{ip}\t{}\n", own.join(" ")));
     }
     for (ip, names) in lines.iter().filter(|(_, n)| !n.is_empty()) {
         out.push_str(&format!("{ip}\t{}\n", names.join(" ")));
@@ -163,7 +169,7 @@ mod tests {
         assert_eq!(
             hosts(Some(ip("10.89.0.2")), "cccccccccccc", &peers),
             format!(
-                "{LOCALHOST}10.89.0.2\tcccccccccccc\n\
+                "{LOCALHOST}10.89.0.2\tcccccccccccc me alias-of-me\n\
                  10.89.0.3\tdb postgres bbbbbbbbbbbb extra\n\
                  10.89.0.9\tcache\n\
                  10.89.0.10\tweb frontend aaaaaaaaaaaa\n"

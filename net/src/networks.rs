@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use strata_runtime::backend::NetAttach;
@@ -32,8 +32,11 @@ const STATE_FILE: &str = "state.json";
 pub const DEFAULT_NETWORK: &str = "bridge";
 /// The default network's bridge.
 const DEFAULT_BRIDGE_NAME: &str = "strata0";
-/// A container's interface in its namespace.
-const CONTAINER_IFNAME: &str = "eth0";
+/// The networks docker lists beside `bridge`, which are modes rather than networks: they
+/// cannot be made, removed or connected to.
+pub const PREDEFINED: [&str; 3] = [DEFAULT_NETWORK, "host", "none"];
+/// How many networks a container can be on: its interfaces are eth0 to eth15.
+const MAX_SLOTS: u8 = 16;
 
 /// A network of the store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,6 +48,7 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     /// The host bridge its containers' veths join.
     pub bridge: String,
+    /// No outbound NAT and no traffic to other networks or the host's (docker's `--internal`).
     #[serde(default)]
     pub internal: bool,
     #[serde(default)]
@@ -52,19 +56,44 @@ pub struct Network {
     pub created: String,
 }
 
-/// What a container holds on a network: its address from its first start until `rm`, and,
-/// while it runs, its published ports as reserved (a requested port 0 resolved).
+/// A container's membership of a network: its address from the first start (or `network
+/// connect`) until `rm` (or `network disconnect`), and, while it runs, its published ports
+/// as reserved (a requested port 0 resolved).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
     pub container: String,
     pub network: String,
     /// Its MAC is derived from it (`ipam::mac_of`), as docker's.
     pub ip: Ipv4Addr,
+    /// Its interface: `eth<slot>` in the container, `vs<id>< slot in hex>` on the host.
+    #[serde(default)]
+    pub slot: u8,
+    /// Names it has on this network beside the container's name and short id.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The container's name and hostname as of its last run (a foreground run's record is
+    /// written only once its program runs, after its peers must know it).
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub hostname: String,
     #[serde(default)]
     pub ports: Vec<PortMapping>,
     /// Attached: its namespace is on the bridge (live while its claim is also held).
     #[serde(default)]
     pub active: bool,
+}
+
+impl Lease {
+    /// The container's interface for it.
+    pub fn interface(&self) -> String {
+        format!("eth{}", self.slot)
+    }
+
+    /// The host end of its veth.
+    fn veth(&self) -> String {
+        format!("vs{}{:x}", &self.container[..10], self.slot)
+    }
 }
 
 /// The table as last applied, and where: a change of neither needs no nft run.
@@ -80,6 +109,10 @@ struct State {
     networks: Vec<Network>,
     #[serde(default)]
     leases: Vec<Lease>,
+    /// Containers disconnected from the network their `--network` names: their next start
+    /// does not join it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    disconnected: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     applied: Option<Applied>,
 }
@@ -89,10 +122,134 @@ impl State {
         self.networks.iter().find(|n| n.name == name)
     }
 
+    /// The network `key` names: a name, an id or a unique id prefix, as docker finds them.
+    fn find(&self, key: &str) -> Result<Network> {
+        if key == DEFAULT_NETWORK || key == "default" {
+            return Ok(self.default_network());
+        }
+        let not_found = || Error::NetworkNotFound(key.to_string());
+        if let Some(n) = self.networks.iter().find(|n| n.name == key || n.id == key) {
+            return Ok(n.clone());
+        }
+        let mut by_prefix = self
+            .networks
+            .iter()
+            .filter(|n| !key.is_empty() && n.id.starts_with(key));
+        match (by_prefix.next(), by_prefix.next()) {
+            (Some(n), None) => Ok(n.clone()),
+            (Some(_), Some(_)) => Err(Error::Conflict(format!(
+                "network {key} is ambiguous: more than one network id starts with it"
+            ))),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// The default network, as saved once a container used it, or as it will be.
+    fn default_network(&self) -> Network {
+        if let Some(n) = self.network(DEFAULT_NETWORK) {
+            return n.clone();
+        }
+        let subnet = Subnet::parse(ipam::DEFAULT_BRIDGE).expect("the default subnet");
+        let created = now();
+        Network {
+            id: Digest::of(format!("network {DEFAULT_NETWORK} {created}").as_bytes())
+                .hex()
+                .to_string(),
+            name: DEFAULT_NETWORK.into(),
+            driver: "bridge".into(),
+            subnet,
+            gateway: subnet.gateway(),
+            bridge: DEFAULT_BRIDGE_NAME.into(),
+            internal: false,
+            labels: BTreeMap::new(),
+            created,
+        }
+    }
+
+    /// `network`, saved if it is the default one used for the first time.
+    fn keep(&mut self, network: Network) -> Network {
+        if self.network(&network.name).is_none() {
+            self.networks.push(network.clone());
+        }
+        network
+    }
+
     fn lease_mut(&mut self, container: &str, network: &str) -> Option<&mut Lease> {
         self.leases
             .iter_mut()
             .find(|l| l.container == container && l.network == network)
+    }
+
+    /// The container's leases, by slot (its interfaces in order).
+    fn leases_of(&self, container: &str) -> Vec<Lease> {
+        let mut out: Vec<Lease> = self
+            .leases
+            .iter()
+            .filter(|l| l.container == container)
+            .cloned()
+            .collect();
+        out.sort_by_key(|l| l.slot);
+        out
+    }
+
+    /// Puts `container` on `network`: the lowest free address and the container's lowest
+    /// free slot.
+    fn join(&mut self, container: &str, network: &Network, aliases: &[String]) -> Result<Lease> {
+        let used: Vec<Ipv4Addr> = self
+            .leases
+            .iter()
+            .filter(|l| l.network == network.name)
+            .map(|l| l.ip)
+            .collect();
+        let ip = ipam::allocate(network.subnet, network.gateway, &used).ok_or_else(|| {
+            Error::Conflict(format!(
+                "no available IPv4 addresses on network {} ({})",
+                network.name, network.subnet
+            ))
+        })?;
+        let slots: Vec<u8> = self
+            .leases
+            .iter()
+            .filter(|l| l.container == container)
+            .map(|l| l.slot)
+            .collect();
+        let slot = (0..MAX_SLOTS).find(|s| !slots.contains(s)).ok_or_else(|| {
+            Error::Conflict(format!(
+                "container {container} is on {MAX_SLOTS} networks, the most it can be on"
+            ))
+        })?;
+        let lease = Lease {
+            container: container.to_string(),
+            network: network.name.clone(),
+            ip,
+            slot,
+            aliases: aliases.to_vec(),
+            name: String::new(),
+            hostname: String::new(),
+            ports: Vec::new(),
+            active: false,
+        };
+        self.leases.push(lease.clone());
+        Ok(lease)
+    }
+
+    /// The lease of `c` on the network its `--network` names, made at its first start
+    /// unless it was disconnected from it since.
+    fn ensure_default_membership(&mut self, c: &Container) -> Result<()> {
+        let key = match &c.host.network {
+            NetworkOption::Bridge => DEFAULT_NETWORK,
+            NetworkOption::Named(n) => n.as_str(),
+            _ => return Ok(()),
+        };
+        if self.disconnected.contains(&c.id) {
+            return Ok(());
+        }
+        let network = self.find(key)?;
+        if self.lease_mut(&c.id, &network.name).is_some() {
+            return Ok(());
+        }
+        let network = self.keep(network);
+        self.join(&c.id, &network, &c.host.aliases).map(|_| ())
     }
 }
 
@@ -104,6 +261,16 @@ fn load(dir: &strata_runtime::cap_std::fs::Dir) -> Result<State> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
         Err(e) => Err(Error::io(format!("read networks/{STATE_FILE}"), e)),
     }
+}
+
+/// What `network create` asks for; what is not given is chosen.
+#[derive(Debug, Default, Clone)]
+pub struct NetworkOptions {
+    pub driver: Option<String>,
+    pub subnet: Option<Subnet>,
+    pub gateway: Option<Ipv4Addr>,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The networks of a store.
@@ -131,9 +298,43 @@ impl<'s> Networks<'s> {
         Ok(out)
     }
 
-    /// The store's networks (the default one once a container has used it).
+    /// The store's networks, the default one first.
     pub fn list(&self) -> Result<Vec<Network>> {
-        Ok(self.load()?.networks)
+        let state = self.load()?;
+        let mut out = vec![state.default_network()];
+        out.extend(
+            state
+                .networks
+                .into_iter()
+                .filter(|n| n.name != DEFAULT_NETWORK),
+        );
+        Ok(out)
+    }
+
+    /// The network `key` names (a name, an id, a unique id prefix).
+    pub fn get(&self, key: &str) -> Result<Network> {
+        self.load()?.find(key)
+    }
+
+    /// Every container's memberships, by slot within a container.
+    pub fn leases(&self) -> Result<Vec<Lease>> {
+        let mut leases = self.load()?.leases;
+        leases.sort_by(|a, b| (&a.container, a.slot).cmp(&(&b.container, b.slot)));
+        Ok(leases)
+    }
+
+    /// The memberships of running containers (their claim held, attached) on `network`:
+    /// docker's endpoints.
+    pub fn endpoints(&self, network: &str) -> Result<Vec<Lease>> {
+        let containers = Containers::open(self.store)?;
+        let mut out = Vec::new();
+        for l in self.load()?.leases {
+            if l.network == network && l.active && containers.claimed(&l.container)? {
+                out.push(l);
+            }
+        }
+        out.sort_by_key(|l| l.ip);
+        Ok(out)
     }
 
     /// The published ports of the running containers, by container id (for `ps` and `port`).
@@ -145,49 +346,247 @@ impl<'s> Networks<'s> {
         Ok(out)
     }
 
-    /// The network `option` names; the default one is made at its first use.
-    fn network_for(state: &mut State, option: &NetworkOption) -> Result<Network> {
-        let name = match option {
-            NetworkOption::Bridge => DEFAULT_NETWORK,
-            NetworkOption::Named(n) => n.as_str(),
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "network {other}: not a network containers are attached to"
+    /// `network create`: a bridge network named `name` with the subnet asked for (which
+    /// must overlap no network of the store and no route of the host) or the next free /24
+    /// of 10.89.0.0/16. Its bridge is made when its first container starts.
+    pub fn create(&self, name: &str, opts: &NetworkOptions) -> Result<Network> {
+        if PREDEFINED.contains(&name) || name == "default" {
+            return Err(Error::Conflict(format!(
+                "network with name {name} already exists: it is a pre-defined network"
+            )));
+        }
+        if !strata_runtime::container::valid_network_name(name) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid network name {name:?}: a network name is made of [a-zA-Z0-9][a-zA-Z0-9_.-]"
+            )));
+        }
+        match opts.driver.as_deref() {
+            None | Some("bridge") => {}
+            Some(d) => {
+                return Err(Error::Unsupported(format!(
+                    "network driver {d:?}: only bridge networks are supported"
+                )))
+            }
+        }
+        let routes = host_routes(&mut Netlink::open()?)?;
+        self.change(|state| {
+            if state.network(name).is_some() {
+                return Err(Error::Conflict(format!(
+                    "network with name {name} already exists"
                 )));
             }
-        };
-        if let Some(n) = state.network(name) {
-            return Ok(n.clone());
-        }
-        if name != DEFAULT_NETWORK {
-            return Err(Error::InvalidArgument(format!("network {name} not found")));
-        }
-        let subnet = Subnet::parse(ipam::DEFAULT_BRIDGE)?;
-        let created = now();
-        let network = Network {
-            id: Digest::of(format!("network {name} {created}").as_bytes())
+            let mut taken: Vec<(Subnet, String)> = state
+                .networks
+                .iter()
+                .map(|n| (n.subnet, format!("network {}", n.name)))
+                .collect();
+            if state.network(DEFAULT_NETWORK).is_none() {
+                let d = state.default_network();
+                taken.push((d.subnet, format!("network {}", d.name)));
+            }
+            taken.extend(routes);
+            let subnet = match opts.subnet {
+                Some(s) => {
+                    ipam::ensure_free(s, &taken)?;
+                    s
+                }
+                None => {
+                    let pool = Subnet::parse(ipam::USER_POOL).expect("the user pool");
+                    let busy: Vec<Subnet> = taken.iter().map(|(s, _)| *s).collect();
+                    ipam::next_subnet(pool, ipam::USER_PREFIX, &busy).ok_or_else(|| {
+                        Error::Conflict(format!(
+                            "no free /{} left in {pool}: give the network a --subnet",
+                            ipam::USER_PREFIX
+                        ))
+                    })?
+                }
+            };
+            let gateway = match opts.gateway {
+                Some(g)
+                    if !subnet.contains(g) || g == subnet.address || g == subnet.broadcast() =>
+                {
+                    return Err(Error::InvalidArgument(format!(
+                        "invalid gateway {g}: not a host address of subnet {subnet}"
+                    )))
+                }
+                Some(g) => g,
+                None => subnet.gateway(),
+            };
+            let created = now();
+            let id = Digest::of(format!("network {name} {created}").as_bytes())
                 .hex()
-                .to_string(),
-            name: name.to_string(),
-            driver: "bridge".into(),
-            subnet,
-            gateway: subnet.gateway(),
-            bridge: DEFAULT_BRIDGE_NAME.into(),
-            internal: false,
-            labels: BTreeMap::new(),
-            created,
-        };
-        state.networks.push(network.clone());
-        Ok(network)
+                .to_string();
+            let network = Network {
+                bridge: format!("br-{}", &id[..12]),
+                id,
+                name: name.to_string(),
+                driver: "bridge".into(),
+                subnet,
+                gateway,
+                internal: opts.internal,
+                labels: opts.labels.clone(),
+                created,
+            };
+            state.networks.push(network.clone());
+            Ok(network)
+        })
+    }
+
+    /// `network rm`: refused for the default network and while a container runs on it
+    /// (docker's "has active endpoints"); stopped containers lose their address on it (their
+    /// next start fails, as docker's do).
+    pub fn remove(&self, key: &str) -> Result<Network> {
+        if PREDEFINED.contains(&key) {
+            return Err(Error::Conflict(format!(
+                "{key} is a pre-defined network and cannot be removed"
+            )));
+        }
+        self.change(|state| {
+            let network = state.find(key)?;
+            if network.name == DEFAULT_NETWORK {
+                return Err(Error::Conflict(format!(
+                    "{DEFAULT_NETWORK} is a pre-defined network and cannot be removed"
+                )));
+            }
+            if !self.endpoints_in(state, &network.name)?.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "error while removing network: network {} id {} has active endpoints",
+                    network.name, network.id
+                )));
+            }
+            state.leases.retain(|l| l.network != network.name);
+            state.networks.retain(|n| n.name != network.name);
+            Netlink::open()?.delete_link(&network.bridge)?;
+            self.reconcile(state, None)?;
+            Ok(network)
+        })
+    }
+
+    /// `network prune`: removes every user network no running container is on; their names.
+    pub fn prune(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for n in self.list()? {
+            if n.name == DEFAULT_NETWORK {
+                continue;
+            }
+            match self.remove(&n.id) {
+                Ok(n) => removed.push(n.name),
+                Err(Error::Conflict(_)) | Err(Error::NetworkNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The live memberships on `network` in `state` (under the lock).
+    fn endpoints_in(&self, state: &State, network: &str) -> Result<Vec<Lease>> {
+        let containers = Containers::open(self.store)?;
+        let mut out = Vec::new();
+        for l in state
+            .leases
+            .iter()
+            .filter(|l| l.network == network && l.active)
+        {
+            if containers.claimed(&l.container)? {
+                out.push(l.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// `network connect`: puts `c` on the network `key` names, with `aliases`; a running
+    /// container gets its interface now (`eth<n>`), another one at its next start.
+    pub fn connect_container(&self, c: &Container, key: &str, aliases: &[String]) -> Result<Lease> {
+        attachable(c)?;
+        let containers = Containers::open(self.store)?;
+        self.change(|state| {
+            let network = state.find(key)?;
+            if state.lease_mut(&c.id, &network.name).is_some() {
+                return Err(Error::Conflict(format!(
+                    "endpoint with name {} already exists in network {}",
+                    c.name, network.name
+                )));
+            }
+            // Its own network first, so that a container never started keeps eth0 for it.
+            let default = state.find(&c.host.network.to_string()).ok();
+            if default.as_ref().map(|d| &d.name) == Some(&network.name) {
+                state.disconnected.retain(|id| id != &c.id);
+            } else {
+                state.ensure_default_membership(c)?;
+            }
+            let network = state.keep(network);
+            let hostname = state
+                .leases_of(&c.id)
+                .first()
+                .map(|l| l.hostname.clone())
+                .unwrap_or_default();
+            let mut lease = state.join(&c.id, &network, aliases)?;
+            lease.name = c.name.clone();
+            lease.hostname = hostname;
+            // Attached already (a lease of its run is active, or it runs on no network at
+            // all): plugged now; otherwise its runner's attach, still to come, plugs it.
+            let running = c.running() && containers.claimed(&c.id)?;
+            let attached = state.leases.iter().any(|l| l.container == c.id && l.active)
+                || (c.status == strata_runtime::container::Status::Running
+                    && state.leases_of(&c.id).len() == 1);
+            if running && attached {
+                let ns = netns_of(c)?;
+                let routed = state
+                    .leases
+                    .iter()
+                    .any(|l| l.container == c.id && l.active && l.slot != lease.slot);
+                let mut nl = Netlink::open()?;
+                let mut inside = Netlink::in_netns(ns.as_fd())?;
+                plug(&mut nl, &mut inside, ns.as_fd(), &network, &lease, !routed)?;
+                lease.active = true;
+            }
+            *state.lease_mut(&c.id, &network.name).expect("joined above") = lease.clone();
+            self.reconcile(state, None)?;
+            Ok(lease)
+        })
+    }
+
+    /// `network disconnect`: takes `c` off the network `key` names; a running container
+    /// loses that interface now.
+    pub fn disconnect_container(&self, c: &Container, key: &str) -> Result<()> {
+        self.change(|state| {
+            let network = state.find(key)?;
+            let default = state.find(&c.host.network.to_string()).ok();
+            let is_default = default.as_ref().map(|d| &d.name) == Some(&network.name);
+            let Some(lease) = state.lease_mut(&c.id, &network.name).cloned() else {
+                // Never started, so not yet joined: its --network is what it would join.
+                if is_default && !state.disconnected.contains(&c.id) && !c.running() {
+                    state.disconnected.push(c.id.clone());
+                    return Ok(());
+                }
+                return Err(Error::Conflict(format!(
+                    "container {} is not connected to network {}",
+                    c.name, network.name
+                )));
+            };
+            state
+                .leases
+                .retain(|l| !(l.container == c.id && l.network == network.name));
+            if is_default {
+                state.disconnected.push(c.id.clone());
+            }
+            if lease.active {
+                // Its pair in the container goes with it.
+                Netlink::open()?.delete_link(&lease.veth())?;
+            }
+            self.reconcile(state, None)
+        })
     }
 
     /// Makes the host resources match the state: the table holds the published ports of
     /// the live containers (active, and their claim held), bridges without live members go,
-    /// and leases of containers that no longer exist are dropped. `except` is a container
-    /// that is leaving (its claim is still held while it detaches).
+    /// every live container's `hosts` names its live peers on its user networks, and leases
+    /// of containers that no longer exist are dropped. `except` is a container that is
+    /// leaving (its claim is still held while it detaches).
     fn reconcile(&self, state: &mut State, except: Option<&str>) -> Result<()> {
         let containers = Containers::open(self.store)?;
         state.leases.retain(|l| containers.exists(&l.container));
+        state.disconnected.retain(|id| containers.exists(id));
         let mut live = Vec::new();
         for l in &state.leases {
             if l.active
@@ -241,8 +640,118 @@ impl<'s> Networks<'s> {
                 nl.delete_link(bridge)?;
             }
         }
-        Ok(())
+        rewrite_hosts(&containers, &live)
     }
+}
+
+/// Rewrites the `hosts` of every live container (in place, when its text changed): its own
+/// line, then its live peers on its user networks by name, aliases and short id. A name is
+/// the record's (a renamed container is found by its new name), else the lease's.
+fn rewrite_hosts(containers: &Containers<'_>, live: &[&Lease]) -> Result<()> {
+    let mut names: BTreeMap<&str, String> = BTreeMap::new();
+    for l in live {
+        names.entry(l.container.as_str()).or_insert_with(|| {
+            containers
+                .get(&l.container)
+                .map_or_else(|_| l.name.clone(), |c| c.name)
+        });
+    }
+    for id in names.keys() {
+        let mut own: Vec<&&Lease> = live.iter().filter(|l| l.container == *id).collect();
+        own.sort_by_key(|l| l.slot);
+        let Some(first) = own.first() else { continue };
+        let mut peers = Vec::new();
+        for mine in own.iter().filter(|l| l.network != DEFAULT_NETWORK) {
+            for peer in live.iter().filter(|p| p.network == mine.network) {
+                let mut entry = vec![names[peer.container.as_str()].clone()];
+                entry.extend(peer.aliases.iter().cloned());
+                entry.push(peer.container[..12].to_string());
+                peers.push(etc::HostEntry {
+                    ip: peer.ip,
+                    names: entry,
+                });
+            }
+        }
+        let text = etc::hosts(Some(first.ip), &first.hostname, &peers);
+        match containers.dir_by_id(id) {
+            Ok(dir) => {
+                etc::rewrite_in_place(&dir, HOSTS_FILE, &text)?;
+            }
+            // Removed meanwhile (`rm -f`): nothing to name.
+            Err(_) => continue,
+        }
+    }
+    Ok(())
+}
+
+/// Refuses containers that cannot be on networks.
+fn attachable(c: &Container) -> Result<()> {
+    if !c.host.network.attaches() {
+        return Err(Error::Conflict(format!(
+            "container {} runs with --network {}: it cannot be connected to networks",
+            c.name, c.host.network
+        )));
+    }
+    if c.runtime == strata_runtime::backend::Kind::Wasm {
+        return Err(Error::Unsupported(
+            "Wasm containers run on none or host for now".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The network namespace of running container `c`, checked to be its process's still.
+fn netns_of(c: &Container) -> Result<OwnedFd> {
+    let not_running = || Error::Conflict(format!("container {} is not running", c.name));
+    let pid = c.live_pid().ok_or_else(not_running)?;
+    let path = format!("/proc/{}/ns/net", pid.as_raw_nonzero());
+    let ns = std::fs::File::open(&path).map_err(|e| Error::io(format!("open {path}"), e))?;
+    // The pid was not reused between the check and the open.
+    c.live_pid().ok_or_else(not_running)?;
+    Ok(ns.into())
+}
+
+/// Plugs `lease`'s interface into the namespace `ns` (`inside` is a netlink socket there):
+/// a veth whose host end joins the network's bridge (made if missing) and whose peer is
+/// `eth<slot>` with the lease's address and MAC, up; `route`: the default route through
+/// the network's gateway (never for an internal network).
+fn plug(
+    nl: &mut Netlink,
+    inside: &mut Netlink,
+    ns: BorrowedFd<'_>,
+    network: &Network,
+    lease: &Lease,
+    route: bool,
+) -> Result<()> {
+    let bridge = ensure_bridge(nl, network)?;
+    let veth = lease.veth();
+    // A veth of an earlier run whose namespace still lives (a killed runner).
+    nl.delete_link(&veth)?;
+    let interface = lease.interface();
+    nl.add_veth(&Veth {
+        host: &veth,
+        controller: bridge,
+        peer: &interface,
+        peer_ns: ns,
+        peer_mac: ipam::mac_of(lease.ip),
+        mtu: None,
+    })?;
+    let index = interface_index(inside, &interface)?;
+    inside.set_up(index)?;
+    inside.add_address(index, lease.ip, network.subnet.prefix)?;
+    if route && !network.internal {
+        inside.add_default_route(network.gateway)?;
+    }
+    Ok(())
+}
+
+fn interface_index(nl: &mut Netlink, name: &str) -> Result<u32> {
+    nl.link_index(name)?.ok_or_else(|| {
+        Error::io(
+            format!("container interface {name}"),
+            std::io::Error::from_raw_os_error(libc::ENODEV),
+        )
+    })
 }
 
 impl Networking for Networks<'_> {
@@ -252,48 +761,30 @@ impl Networking for Networks<'_> {
         // Reserved before the lock and before anything is written: a port in use fails
         // the run with nothing changed.
         let (reservations, ports) = reserve(&c.host.publish)?;
-        let lease = self.change(|state| {
-            let network = Self::network_for(state, &c.host.network)?;
-            let lease = match state.lease_mut(&c.id, &network.name) {
-                Some(l) => l,
-                None => {
-                    let used: Vec<Ipv4Addr> = state
-                        .leases
-                        .iter()
-                        .filter(|l| l.network == network.name)
-                        .map(|l| l.ip)
-                        .collect();
-                    let ip = ipam::allocate(network.subnet, network.gateway, &used).ok_or_else(
-                        || {
-                            Error::Conflict(format!(
-                                "no available IPv4 addresses on network {} ({})",
-                                network.name, network.subnet
-                            ))
-                        },
-                    )?;
-                    state.leases.push(Lease {
-                        container: c.id.clone(),
-                        network: network.name.clone(),
-                        ip,
-                        ports: Vec::new(),
-                        active: false,
-                    });
-                    state.leases.last_mut().expect("pushed")
+        let first = self.change(|state| {
+            state.ensure_default_membership(c)?;
+            let mut first = None;
+            for (i, mine) in state.leases_of(&c.id).into_iter().enumerate() {
+                if state.network(&mine.network).is_none() {
+                    return Err(Error::NetworkNotFound(mine.network.clone()));
                 }
-            };
-            lease.ports = ports;
-            lease.active = false;
-            Ok(lease.clone())
+                let lease = state.lease_mut(&c.id, &mine.network).expect("listed");
+                lease.name = c.name.clone();
+                lease.hostname = hostname.to_string();
+                lease.active = false;
+                // Published on its first network, as docker publishes them.
+                lease.ports = if i == 0 { ports.clone() } else { Vec::new() };
+                first.get_or_insert(lease.ip);
+            }
+            Ok(first)
         })?;
-        etc::rewrite_in_place(&dir, HOSTS_FILE, &etc::hosts(Some(lease.ip), hostname, &[]))?;
+        etc::rewrite_in_place(&dir, HOSTS_FILE, &etc::hosts(first, hostname, &[]))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         etc::rewrite_in_place(&dir, RESOLV_FILE, &etc::resolv_conf(&host_resolv))?;
         Ok(Box::new(Connection {
             networks: self,
             container: c.id.clone(),
-            network: lease.network,
             auto_remove: c.auto_remove,
-            veth: format!("vs{}0", &c.id[..10]),
             attached: AtomicBool::new(false),
             _reservations: reservations,
         }))
@@ -301,9 +792,10 @@ impl Networking for Networks<'_> {
 
     fn release(&self, id: &str) -> Result<()> {
         self.change(|state| {
-            let before = state.leases.len();
+            let before = (state.leases.len(), state.disconnected.len());
             state.leases.retain(|l| l.container != id);
-            if state.leases.len() == before {
+            state.disconnected.retain(|c| c != id);
+            if (state.leases.len(), state.disconnected.len()) == before {
                 return Ok(());
             }
             self.reconcile(state, Some(id))
@@ -311,14 +803,11 @@ impl Networking for Networks<'_> {
     }
 }
 
-/// One run of a container on its network.
+/// One run of a container on its networks.
 struct Connection<'n> {
     networks: &'n Networks<'n>,
     container: String,
-    network: String,
     auto_remove: bool,
-    /// The host end of its veth.
-    veth: String,
     attached: AtomicBool,
     /// The published host ports, bound (not listening) for as long as the run lasts, so
     /// that nothing else takes them.
@@ -326,46 +815,29 @@ struct Connection<'n> {
 }
 
 impl NetAttach for Connection<'_> {
+    /// Plugs every network the container is on as the lock finds it (one connected since
+    /// `connect` included), the default route through the first that is not internal.
     fn attach(&self, netns: BorrowedFd<'_>) -> Result<()> {
-        // Set first: a failure half way leaves a veth for the drop to delete.
+        // Set first: a failure half way leaves veths for the drop to delete.
         self.attached.store(true, Ordering::Relaxed);
         self.networks.change(|state| {
-            let network = state.network(&self.network).cloned().ok_or_else(|| {
-                Error::InvalidArgument(format!("network {} not found", self.network))
-            })?;
-            let lease = state
-                .lease_mut(&self.container, &self.network)
-                .ok_or_else(|| {
-                    Error::Conflict(format!("container {} has no address", self.container))
-                })?;
             let mut nl = Netlink::open()?;
-            let bridge = ensure_bridge(&mut nl, &network)?;
-            // A veth of an earlier run whose namespace still lives (a killed runner).
-            nl.delete_link(&self.veth)?;
-            let ip = lease.ip;
-            nl.add_veth(&Veth {
-                host: &self.veth,
-                controller: bridge,
-                peer: CONTAINER_IFNAME,
-                peer_ns: netns,
-                peer_mac: ipam::mac_of(ip),
-                mtu: None,
-            })?;
             let mut inside = Netlink::in_netns(netns)?;
-            for name in ["lo", CONTAINER_IFNAME] {
-                let index = inside.link_index(name)?.ok_or_else(|| {
-                    Error::io(
-                        format!("container interface {name}"),
-                        std::io::Error::from_raw_os_error(libc::ENODEV),
-                    )
-                })?;
-                inside.set_up(index)?;
-                if name == CONTAINER_IFNAME {
-                    inside.add_address(index, ip, network.subnet.prefix)?;
-                }
+            let lo = interface_index(&mut inside, "lo")?;
+            inside.set_up(lo)?;
+            let mut routed = false;
+            for lease in state.leases_of(&self.container) {
+                let network = state
+                    .network(&lease.network)
+                    .cloned()
+                    .ok_or_else(|| Error::NetworkNotFound(lease.network.clone()))?;
+                plug(&mut nl, &mut inside, netns, &network, &lease, !routed)?;
+                routed |= !network.internal;
+                state
+                    .lease_mut(&self.container, &lease.network)
+                    .expect("listed")
+                    .active = true;
             }
-            inside.add_default_route(network.gateway)?;
-            lease.active = true;
             self.networks.reconcile(state, None)
         })
     }
@@ -375,36 +847,42 @@ impl Drop for Connection<'_> {
     fn drop(&mut self) {
         let attached = self.attached.load(Ordering::Relaxed);
         let outcome = self.networks.change(|state| {
+            let mine = state.leases_of(&self.container);
             if self.auto_remove {
                 state.leases.retain(|l| l.container != self.container);
-            } else if let Some(l) = state.lease_mut(&self.container, &self.network) {
-                l.active = false;
-                l.ports.clear();
+                state.disconnected.retain(|c| c != &self.container);
+            } else {
+                for l in state
+                    .leases
+                    .iter_mut()
+                    .filter(|l| l.container == self.container)
+                {
+                    l.active = false;
+                    l.ports.clear();
+                }
             }
             if attached {
                 // Usually gone with the namespace already.
-                Netlink::open()?.delete_link(&self.veth)?;
+                let mut nl = Netlink::open()?;
+                for lease in &mine {
+                    nl.delete_link(&lease.veth())?;
+                }
             }
             self.networks.reconcile(state, Some(&self.container))
         });
         if let Err(e) = outcome {
             eprintln!(
-                "strata: detach container {} from network {}: {e}",
-                self.container, self.network
+                "strata: detach container {} from its networks: {e}",
+                self.container
             );
         }
     }
 }
 
-/// The network's bridge in this namespace, made (with its gateway address, up, and the
-/// forwarding sysctls docker and netavark set) if it is not there. Its subnet must not
-/// overlap a route of the host.
-fn ensure_bridge(nl: &mut Netlink, network: &Network) -> Result<u32> {
-    if let Some(index) = nl.link_index(&network.bridge)? {
-        return Ok(index);
-    }
+/// The host's routes, as what has each subnet, for the overlap check.
+fn host_routes(nl: &mut Netlink) -> Result<Vec<(Subnet, String)>> {
     let links = nl.links()?;
-    let taken: Vec<(Subnet, String)> = nl
+    Ok(nl
         .routes()?
         .into_iter()
         .filter(|r| r.prefix > 0)
@@ -421,7 +899,17 @@ fn ensure_bridge(nl: &mut Netlink, network: &Network) -> Result<u32> {
                 device,
             )
         })
-        .collect();
+        .collect())
+}
+
+/// The network's bridge in this namespace, made (with its gateway address, up, and the
+/// forwarding sysctls docker and netavark set) if it is not there. Its subnet must not
+/// overlap a route of the host.
+fn ensure_bridge(nl: &mut Netlink, network: &Network) -> Result<u32> {
+    if let Some(index) = nl.link_index(&network.bridge)? {
+        return Ok(index);
+    }
+    let taken = host_routes(nl)?;
     ipam::ensure_free(network.subnet, &taken)?;
     let index = nl.add_bridge(&network.bridge)?;
     nl.add_address(index, network.gateway, network.subnet.prefix)?;
@@ -484,4 +972,78 @@ fn reserve(publish: &[PortMapping]) -> Result<(Vec<OwnedFd>, Vec<PortMapping>)> 
         sockets.push(fd);
     }
     Ok((sockets, resolved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(name: &str, id: &str, subnet: &str) -> Network {
+        let subnet = Subnet::parse(subnet).unwrap();
+        Network {
+            id: id.into(),
+            name: name.into(),
+            driver: "bridge".into(),
+            subnet,
+            gateway: subnet.gateway(),
+            bridge: format!("br-{}", &id[..4]),
+            internal: false,
+            labels: BTreeMap::new(),
+            created: String::new(),
+        }
+    }
+
+    fn state() -> State {
+        State {
+            networks: vec![
+                network("front", "aaaa1111", "10.89.0.0/24"),
+                network("back", "aaaa2222", "10.89.1.0/30"),
+            ],
+            ..State::default()
+        }
+    }
+
+    #[test]
+    fn networks_are_found_by_name_id_or_unique_prefix() {
+        let s = state();
+        assert_eq!(s.find("front").unwrap().id, "aaaa1111");
+        assert_eq!(s.find("aaaa2222").unwrap().name, "back");
+        assert_eq!(s.find("aaaa2").unwrap().name, "back");
+        assert!(matches!(s.find("aaaa"), Err(Error::Conflict(_))));
+        assert!(matches!(s.find("nosuch"), Err(Error::NetworkNotFound(_))));
+        // The default network exists before its first use, and under docker's other name.
+        assert_eq!(s.find("default").unwrap().bridge, "strata0");
+        assert_eq!(s.find("bridge").unwrap().subnet.to_string(), "10.88.0.0/16");
+    }
+
+    #[test]
+    fn a_join_takes_the_lowest_free_address_and_interface() {
+        let mut s = state();
+        let front = s.find("front").unwrap();
+        let back = s.find("back").unwrap();
+        let a = s.join("cccccccccccc1", &front, &[]).unwrap();
+        let b = s.join("cccccccccccc1", &back, &["db".into()]).unwrap();
+        let c = s.join("dddddddddddd2", &front, &[]).unwrap();
+        assert_eq!((a.ip.to_string().as_str(), a.slot), ("10.89.0.2", 0));
+        assert_eq!((b.ip.to_string().as_str(), b.slot), ("10.89.1.2", 1));
+        assert_eq!((c.ip.to_string().as_str(), c.slot), ("10.89.0.3", 0));
+        assert_eq!(b.interface(), "eth1");
+        assert_eq!(b.veth(), "vscccccccccc1");
+        assert_eq!(b.aliases, ["db"]);
+        // A /30 has one address beside its gateway.
+        let err = s.join("dddddddddddd2", &back, &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no available IPv4 addresses on network back"),
+            "{err}"
+        );
+        // Freed slots and addresses are given again.
+        s.leases
+            .retain(|l| !(l.container == "cccccccccccc1" && l.network == "front"));
+        let again = s.join("cccccccccccc1", &front, &[]).unwrap();
+        assert_eq!(
+            (again.ip.to_string().as_str(), again.slot),
+            ("10.89.0.2", 0)
+        );
+    }
 }

@@ -282,9 +282,14 @@ impl<'a> Containers<'a> {
 
     /// The container's directory (its bundle; its monitor's socket and log are there).
     pub fn dir_of(&self, c: &Container) -> Result<Dir> {
+        self.dir_by_id(&c.id)
+    }
+
+    /// Container `id`'s directory, before its record may be written (a foreground run's).
+    pub fn dir_by_id(&self, id: &str) -> Result<Dir> {
         self.dir
-            .open_dir(&c.id)
-            .context(|| format!("open container {}", c.id))
+            .open_dir(id)
+            .context(|| format!("open container {id}"))
     }
 
     /// Every container, newest first. Records that cannot be read are skipped.

@@ -65,6 +65,9 @@ pub enum Error {
     ContainerNotFound(String),
     #[error("blob {0} not found in the store")]
     BlobNotFound(String),
+    /// docker's words.
+    #[error("network {0} not found")]
+    NetworkNotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -75,9 +78,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Io { .. } | Error::IoPath { .. } => ErrorKind::Io,
-            Error::ImageNotFound(_) | Error::BlobNotFound(_) | Error::ContainerNotFound(_) => {
-                ErrorKind::NotFound
-            }
+            Error::ImageNotFound(_)
+            | Error::BlobNotFound(_)
+            | Error::ContainerNotFound(_)
+            | Error::NetworkNotFound(_) => ErrorKind::NotFound,
             Error::Conflict(_) => ErrorKind::FailedPrecondition,
             Error::Unsupported(_) => ErrorKind::Unsupported,
             _ => ErrorKind::InvalidArgument,

@@ -3,7 +3,7 @@ use serde_json::{json, Value};
 use strata_runtime::store::Image;
 use strata_runtime::{Reference, Store};
 
-use crate::format::template;
+use crate::format::print_inspected;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,15 +37,7 @@ impl Args {
             }
             out.push(describe(store, &store.resolve(name)?));
         }
-        match &self.format {
-            Some(fmt) => {
-                for v in &out {
-                    println!("{}", template(fmt, v)?);
-                }
-            }
-            None => println!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
-        }
-        Ok(())
+        print_inspected(self.format.as_deref(), out)
     }
 }
 

@@ -21,6 +21,7 @@ mod load;
 mod login;
 mod logs;
 mod monitor;
+mod network;
 mod pause;
 mod port;
 mod prune;
@@ -145,6 +146,9 @@ enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(image::Command),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::Command),
     /// Display system-wide information
     Info(info::Args),
     /// Show the Strata version information
@@ -187,6 +191,7 @@ impl Cli {
             Command::Rename(a) => return Ok(a.run(&open()?)),
             Command::Container(c) => return c.run(self.root, open),
             Command::Image(c) => return c.run(self.root),
+            Command::Network(c) => return c.run(&open()?),
             Command::Info(a) => a.run(&open()?),
             Command::Version(a) => a.run(),
             Command::Diff(a) => a.run(&open()?),

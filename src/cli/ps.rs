@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
-use strata_runtime::container::{Container, Containers, PortMapping, Status};
+use strata_runtime::container::{Container, Containers, Status};
 use strata_runtime::store::Image;
 use strata_runtime::Store;
 
@@ -110,21 +110,22 @@ impl Args {
         };
         let sized = self.size || format.contains("Size") || format.contains("json");
         // Read only when a container shown is on a network (the state is made at first use).
-        let ports = if shown.iter().any(|(c, _, _)| c.host.network.attaches()) {
-            strata_net::Networks::open(store).ports()?
+        let leases = if shown.iter().any(|(c, _, _)| c.host.network.attaches()) {
+            strata_net::Networks::open(store).leases()?
         } else {
-            BTreeMap::new()
+            Vec::new()
         };
         let rows: Vec<Value> = shown
             .iter()
             .map(|(c, labels, health)| {
-                let ports = ports.get(&c.id).map_or(&[][..], Vec::as_slice);
+                let mine: Vec<&strata_net::Lease> =
+                    leases.iter().filter(|l| l.container == c.id).collect();
                 let size = sized.then(|| {
                     let writable = records.upper_size(c);
                     let image = images.get(c).map_or(0, |i| super::image_size(store, i));
                     (writable, image + writable)
                 });
-                self.row(&records, c, labels, *health, size, ports)
+                self.row(&records, c, labels, *health, size, &mine)
             })
             .collect();
         if let Some(body) = table_format(&format) {
@@ -147,7 +148,7 @@ impl Args {
         labels: &BTreeMap<String, String>,
         health: Option<&str>,
         size: Option<(u64, u64)>,
-        ports: &[PortMapping],
+        leases: &[&strata_net::Lease],
     ) -> Value {
         let trunc = !self.no_trunc;
         let spec = records.spec(c).ok();
@@ -200,14 +201,21 @@ impl Args {
             "LocalVolumes": "0",
             "Mounts": mounts.join(","),
             "Names": c.name,
-            "Networks": if c.host.network.attaches() {
+            "Networks": if !leases.is_empty() {
+                leases.iter().map(|l| l.network.as_str()).collect::<Vec<_>>().join(",")
+            } else if c.host.network.attaches() {
                 c.host.network.to_string()
             } else if own_network {
                 "none".into()
             } else {
                 "host".into()
             },
-            "Ports": ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            "Ports": leases
+                .iter()
+                .filter(|l| l.active)
+                .flat_map(|l| l.ports.iter().map(ToString::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
             "RunningFor": ago(created),
             "Size": size,
             "State": state(c),

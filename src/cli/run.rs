@@ -122,7 +122,10 @@ pub struct ContainerArgs {
     /// Ulimit options, e.g. nofile=1024:2048 (native)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     ulimits: Vec<String>,
-    /// Connect a container to a network: bridge, none (the default for now), host (native) or container:<name|id>
+    /// Container host name
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Connect a container to a network: bridge, none (the default for now), host (native), container:<name|id> or a network made by `network create`
     #[arg(long, default_value = "none")]
     network: String,
     /// Add network-scoped alias for the container
@@ -314,6 +317,7 @@ impl ContainerArgs {
             tty: self.tty,
             stdin: self.interactive,
             init: self.init,
+            hostname: self.hostname.clone(),
             host: HostConfig {
                 // docker: `create -i` (attached later by `start -ai`) closes the
                 // container's stdin when its attacher's ends; `run -di` keeps it open.
@@ -323,13 +327,7 @@ impl ContainerArgs {
         };
         if let Network::Named(name) = &opts.host.network {
             // As docker: no container is made for a network that does not exist.
-            if !strata_net::Networks::open(store)
-                .list()?
-                .iter()
-                .any(|n| &n.name == name)
-            {
-                return Err(anyhow!("network {name} not found"));
-            }
+            strata_net::Networks::open(store).get(name)?;
         }
         if self.publish_all {
             opts.host
@@ -387,6 +385,16 @@ impl ContainerArgs {
             return Err(anyhow!(
                 "published ports need a network: --network {network} has none (use --network bridge)"
             ));
+        }
+        if let Some(h) = &self.hostname {
+            if !valid_hostname(h) {
+                return Err(anyhow!("invalid hostname format: {h}"));
+            }
+            if matches!(network, Network::Container(_)) {
+                return Err(anyhow!(
+                    "conflicting options: hostname and the network mode"
+                ));
+            }
         }
         if !self.network_aliases.is_empty() && !matches!(network, Network::Named(_)) {
             return Err(anyhow!(
@@ -459,6 +467,20 @@ impl HealthArgs {
         };
         Ok(flags.healthcheck()?)
     }
+}
+
+/// RFC 1123 host names, as docker checks `--hostname`: dot-separated labels of letters,
+/// digits and inner hyphens, each at most 63 bytes.
+fn valid_hostname(h: &str) -> bool {
+    h.len() <= 253
+        && h.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// `--cpus 1.5`: a positive number of CPUs.

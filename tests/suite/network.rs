@@ -170,10 +170,13 @@ impl Drop for NetHost {
     }
 }
 
-fn web_image(env: &Env) {
+/// Imports `web` (busybox, EXPOSE 80 and 81) and writes a site for its httpd; the `-v`
+/// that mounts the site at /www.
+fn web_image(env: &Env) -> String {
     busybox_image(env, "web", &["EXPOSE 80", "EXPOSE 81"]);
     std::fs::create_dir_all(env.path("site")).unwrap();
     std::fs::write(env.path("site/index.html"), "hello from the container\n").unwrap();
+    format!("{}:/www", env.path("site").display())
 }
 
 #[test]
@@ -183,8 +186,7 @@ fn published_ports_reach_the_container_and_go_with_it() {
     }
     let env = Env::new();
     let host = NetHost::new();
-    web_image(&env);
-    let site = format!("{}:/www", env.path("site").display());
+    let site = web_image(&env);
     let id = host.ok(
         &env,
         &[
@@ -416,6 +418,14 @@ fn bad_network_flags_fail_clearly_and_change_nothing() {
             &["--network", "bridge", "--network-alias", "x"][..],
             "only supported for user-defined networks",
         ),
+        (
+            &["--hostname", "not_a-host!"][..],
+            "invalid hostname format: not_a-host!",
+        ),
+        (
+            &["--network", "container:other", "--hostname", "h"][..],
+            "conflicting options: hostname and the network mode",
+        ),
     ] {
         let mut all = vec!["run", "--rm"];
         all.extend(args);
@@ -477,4 +487,489 @@ fn outbound_connections_leave_through_nat() {
     // Masqueraded: the uplink sees the host's address, not the container's 10.88.0.2.
     assert_eq!(peer.ip().to_string(), "192.0.2.1");
     assert_eq!(host.leftovers(), Vec::<String>::new());
+}
+
+/// Runs `strata ARGS` in `host` and returns (success, stdout and stderr together).
+fn try_run(host: &NetHost, env: &Env, args: &[&str]) -> (bool, String) {
+    let out = host.strata(env, args).output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The `hosts` of running container `name`.
+fn hosts_of(host: &NetHost, env: &Env, name: &str) -> String {
+    host.ok(env, &["exec", name, "cat", "/etc/hosts"])
+}
+
+#[test]
+fn containers_on_a_user_network_find_each_other_by_name() {
+    if !need_root("containers_on_a_user_network_find_each_other_by_name") {
+        return;
+    }
+    let env = Env::new();
+    let host = NetHost::new();
+    let site = web_image(&env);
+    let id = host.ok(&env, &["network", "create", "front"]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "front",
+            "--network-alias",
+            "www",
+            "-v",
+            &site,
+            "web",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    );
+    // A container started later finds the first by its name and its alias.
+    let got = host.ok(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "web",
+            "sh",
+            "-c",
+            "wget -qO- http://web/index.html && wget -qO- http://www/index.html",
+        ],
+    );
+    assert_eq!(got, "hello from the container\n".repeat(2));
+    // And the first finds one started after it: its hosts is rewritten in place.
+    host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "late",
+            "--network",
+            "front",
+            "web",
+            "sleep",
+            "60",
+        ],
+    );
+    let hosts = hosts_of(&host, &env, "web");
+    assert!(hosts.contains("10.89.0.3\tlate "), "{hosts}");
+    assert!(
+        hosts.contains("10.89.0.2\t") && hosts.contains(" web www"),
+        "{hosts}"
+    );
+    host.ok(&env, &["exec", "web", "ping", "-c1", "-W2", "late"]);
+    // A stopped container is no longer named.
+    host.ok(&env, &["stop", "-t", "0", "late"]);
+    let hosts = hosts_of(&host, &env, "web");
+    assert!(!hosts.contains("late"), "{hosts}");
+
+    // Another network neither resolves nor reaches them.
+    host.ok(&env, &["network", "create", "back"]);
+    let (ok, out) = try_run(
+        &host,
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "back",
+            "web",
+            "sh",
+            "-c",
+            "ip -4 addr show eth0; ping -c1 -W1 web; wget -T 2 -qO- http://10.89.0.2/index.html",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("inet 10.89.1.2/24"), "the next /24: {out}");
+    assert!(out.contains("bad address 'web'"), "{out}");
+    assert!(!out.contains("hello from the container"), "isolated: {out}");
+
+    // An internal network has no way out: no default route.
+    host.ok(&env, &["network", "create", "--internal", "sealed"]);
+    let routes = host.ok(
+        &env,
+        &["run", "--rm", "--network", "sealed", "web", "ip", "route"],
+    );
+    assert!(!routes.contains("default"), "{routes}");
+    assert!(routes.contains("10.89.2.0/24 dev eth0"), "{routes}");
+
+    host.ok(&env, &["rm", "-f", "web", "late"]);
+    host.ok(&env, &["network", "rm", "front", "back", "sealed"]);
+    assert_eq!(host.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn network_commands_manage_networks_as_docker_does() {
+    if !need_root("network_commands_manage_networks_as_docker_does") {
+        return;
+    }
+    let env = Env::new();
+    let host = NetHost::new();
+    let _uplink = host.uplink();
+    busybox_image(&env, "bb", &[]);
+    host.ok(&env, &["network", "create", "one"]);
+    for (args, want) in [
+        (&["one"][..], "network with name one already exists"),
+        (&["bridge"][..], "pre-defined network"),
+        (
+            &["--subnet", "10.89.0.0/25", "x"][..],
+            "Pool overlaps with other one on this address space (10.89.0.0/24 on network one)",
+        ),
+        (
+            &["--subnet", "10.88.5.0/24", "x"][..],
+            "Pool overlaps with other one on this address space (10.88.0.0/16 on network bridge)",
+        ),
+        (
+            &["--subnet", "192.0.2.0/24", "x"][..],
+            "(192.0.2.0/24 on up0)",
+        ),
+        (
+            &["--subnet", "10.50.0.5/24", "x"][..],
+            "it should be 10.50.0.0/24",
+        ),
+        (
+            &["--gateway", "10.50.0.1", "x"][..],
+            "must have a corresponding subnet",
+        ),
+        (
+            &["--subnet", "10.50.0.0/24", "--gateway", "10.51.0.1", "x"][..],
+            "not a host address of subnet 10.50.0.0/24",
+        ),
+        (
+            &["-d", "macvlan", "x"][..],
+            "only bridge networks are supported",
+        ),
+        (&["bad name"][..], "invalid network name"),
+    ] {
+        let mut all = vec!["network", "create"];
+        all.extend(args);
+        let err = host.fails(&env, &all);
+        assert!(err.contains(want), "{all:?}: {err}");
+    }
+    host.ok(
+        &env,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.50.0.0/24",
+            "--gateway",
+            "10.50.0.254",
+            "--label",
+            "team=a",
+            "two",
+        ],
+    );
+    let names = host.ok(
+        &env,
+        &["network", "ls", "--format", "{{.Name}} {{.Driver}}"],
+    );
+    assert_eq!(
+        names,
+        "bridge bridge\nhost host\nnone null\none bridge\ntwo bridge\n"
+    );
+    let table = host.ok(&env, &["network", "ls"]);
+    assert!(
+        table.starts_with("NETWORK ID     NAME      DRIVER    SCOPE\n"),
+        "{table}"
+    );
+    let custom = host.ok(
+        &env,
+        &[
+            "network",
+            "ls",
+            "-f",
+            "type=custom",
+            "--format",
+            "{{.Name}}",
+        ],
+    );
+    assert_eq!(custom, "one\ntwo\n");
+    let labelled = host.ok(&env, &["network", "ls", "-q", "--filter", "label=team=a"]);
+    let two_id = host.ok(&env, &["network", "inspect", "-f", "{{.Id}}", "two"]);
+    assert_eq!(labelled.trim(), &two_id.trim()[..12]);
+    let ipam = "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}";
+    assert_eq!(
+        host.ok(
+            &env,
+            &["network", "inspect", "-f", ipam, "one", &two_id.trim()[..6]]
+        ),
+        "10.89.0.0/24 10.89.0.1\n10.50.0.0/24 10.50.0.254\n"
+    );
+
+    // Running containers are its endpoints, as docker shows them; it cannot go then.
+    host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "member",
+            "--network",
+            "two",
+            "bb",
+            "sleep",
+            "60",
+        ],
+    );
+    let members = host.ok(
+        &env,
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .Containers}}{{.Name}} {{.IPv4Address}} {{.MacAddress}}{{end}}",
+            "two",
+        ],
+    );
+    assert_eq!(members, "member 10.50.0.1/24 02:42:0a:32:00:01\n");
+    let err = host.fails(&env, &["network", "rm", "two"]);
+    assert!(
+        err.contains("network two id") && err.contains("has active endpoints"),
+        "{err}"
+    );
+    let err = host.fails(&env, &["network", "rm", "bridge"]);
+    assert!(
+        err.contains("bridge is a pre-defined network and cannot be removed"),
+        "{err}"
+    );
+    let err = host.fails(&env, &["network", "inspect", "nosuch"]);
+    assert!(err.contains("network nosuch not found"), "{err}");
+
+    // prune takes the networks no container runs on; a stopped one's start then fails.
+    host.ok(
+        &env,
+        &["create", "--name", "idle", "--network", "one", "bb", "true"],
+    );
+    host.ok(&env, &["start", "-a", "idle"]);
+    assert_eq!(
+        host.ok(&env, &["network", "prune", "-f"]),
+        "Deleted Networks:\none\n"
+    );
+    let err = host.fails(&env, &["start", "idle"]);
+    assert!(err.contains("network one not found"), "{err}");
+    host.ok(&env, &["rm", "-f", "member", "idle"]);
+    assert_eq!(
+        host.ok(&env, &["network", "prune", "-f"]),
+        "Deleted Networks:\ntwo\n"
+    );
+    assert_eq!(host.ok(&env, &["network", "ls", "-q"]).lines().count(), 3);
+    assert_eq!(host.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn connect_and_disconnect_change_a_containers_networks() {
+    if !need_root("connect_and_disconnect_change_a_containers_networks") {
+        return;
+    }
+    let env = Env::new();
+    let host = NetHost::new();
+    let site = web_image(&env);
+    host.ok(&env, &["network", "create", "front"]);
+    host.ok(&env, &["network", "create", "back"]);
+    host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "front",
+            "-v",
+            &site,
+            "web",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    );
+    // Plugged while it runs: a second interface, and a name on that network.
+    host.ok(
+        &env,
+        &["network", "connect", "--alias", "site", "back", "web"],
+    );
+    let eth1 = host.ok(&env, &["exec", "web", "ip", "-4", "addr", "show", "eth1"]);
+    assert!(eth1.contains("inet 10.89.1.2/24"), "{eth1}");
+    let got = host.ok(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "back",
+            "web",
+            "wget",
+            "-qO-",
+            "http://site/index.html",
+        ],
+    );
+    assert_eq!(got, "hello from the container\n");
+    let err = host.fails(&env, &["network", "connect", "back", "web"]);
+    assert!(
+        err.contains("endpoint with name web already exists in network back"),
+        "{err}"
+    );
+
+    // Unplugged: the interface and the name go.
+    host.ok(&env, &["network", "disconnect", "back", "web"]);
+    let (ok, out) = try_run(&host, &env, &["exec", "web", "ip", "link", "show", "eth1"]);
+    assert!(!ok, "{out}");
+    let (ok, out) = try_run(
+        &host,
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "back",
+            "web",
+            "ping",
+            "-c1",
+            "-W1",
+            "site",
+        ],
+    );
+    assert!(!ok && out.contains("bad address 'site'"), "{out}");
+    let err = host.fails(&env, &["network", "disconnect", "back", "web"]);
+    assert!(
+        err.contains("container web is not connected to network back"),
+        "{err}"
+    );
+
+    // A container not yet started gets the network at its start, after its own.
+    host.ok(
+        &env,
+        &[
+            "create",
+            "--name",
+            "later",
+            "--network",
+            "bridge",
+            "web",
+            "sleep",
+            "60",
+        ],
+    );
+    host.ok(&env, &["network", "connect", "front", "later"]);
+    host.ok(&env, &["start", "later"]);
+    let addrs = host.ok(&env, &["exec", "later", "ip", "-4", "addr"]);
+    assert!(
+        addrs.contains("inet 10.88.0.2/16") && addrs.contains("inet 10.89.0.3/24"),
+        "{addrs}"
+    );
+    host.ok(&env, &["exec", "later", "ping", "-c1", "-W2", "web"]);
+    let ps = host.ok(&env, &["ps", "--format", "{{.Names}} {{.Networks}}"]);
+    assert_eq!(ps, "later bridge,front\nweb front\n");
+
+    host.ok(
+        &env,
+        &[
+            "create",
+            "--name",
+            "alone",
+            "--network",
+            "none",
+            "web",
+            "true",
+        ],
+    );
+    let err = host.fails(&env, &["network", "connect", "front", "alone"]);
+    assert!(err.contains("cannot be connected to networks"), "{err}");
+
+    host.ok(&env, &["rm", "-f", "web", "later", "alone"]);
+    host.ok(&env, &["network", "rm", "front", "back"]);
+    assert_eq!(host.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_container_can_share_another_containers_network() {
+    if !need_root("a_container_can_share_another_containers_network") {
+        return;
+    }
+    let env = Env::new();
+    let host = NetHost::new();
+    let site = web_image(&env);
+    host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--hostname",
+            "webhost",
+            "--network",
+            "bridge",
+            "-v",
+            &site,
+            "web",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ],
+    );
+    let out = host.ok(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "container:web",
+            "web",
+            "sh",
+            "-c",
+            "ip -4 addr show eth0; wget -qO- http://127.0.0.1/index.html; cat /etc/hosts",
+        ],
+    );
+    assert!(out.contains("inet 10.88.0.2/16"), "{out}");
+    assert!(out.contains("hello from the container\n"), "{out}");
+    assert!(
+        out.contains("10.88.0.2\twebhost"),
+        "its hosts file is shared: {out}"
+    );
+
+    host.ok(&env, &["stop", "-t", "0", "web"]);
+    let err = host.fails(
+        &env,
+        &["run", "--rm", "--network", "container:web", "web", "true"],
+    );
+    assert!(
+        err.contains("cannot join network of a non running container: web"),
+        "{err}"
+    );
+    let err = host.fails(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "container:nosuch",
+            "web",
+            "true",
+        ],
+    );
+    assert!(err.contains("no such container: nosuch"), "{err}");
+    host.ok(&env, &["rm", "-f", "web"]);
+    assert_eq!(host.leftovers(), Vec::<String>::new());
+    assert_eq!(host.ok(&env, &["ps", "-aq"]), "");
 }

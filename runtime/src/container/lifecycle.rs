@@ -8,7 +8,7 @@ use cap_std::fs::Dir;
 use oci_spec::runtime::Spec;
 
 use super::monitor::{self, Reply, Request};
-use super::{make_spec, now, Claim, Container, Containers, RunOptions, Status};
+use super::{make_spec, now, Claim, Container, Containers, Network, RunOptions, Status};
 use crate::backend::{self, Backends, Exit, Kind, Started, Stdio, Task};
 use crate::error::{Error, Result};
 use crate::fs::Overlay;
@@ -80,7 +80,7 @@ impl Containers<'_> {
                 &image.config,
                 backend::wasm_image(image),
                 opts,
-                container.short_id(),
+                opts.hostname.as_deref().unwrap_or(container.short_id()),
                 || self.root(&container),
                 forced,
             )?;
@@ -125,9 +125,10 @@ impl Containers<'_> {
         let outcome = (|| {
             // Dropped when the run ends, however it ends: that detaches it.
             let connection = self.connect(container, spec, backends)?;
-            let spec = match &connection {
-                Some(_) => with_network_files(spec, &self.path(container)),
-                None => spec.clone(),
+            let spec = match (&connection, &container.host.network) {
+                (Some(_), _) => with_network_files(spec, &self.path(container)),
+                (None, Network::Container(key)) => self.sharing_network(container, spec, key)?,
+                (None, _) => spec.clone(),
             };
             let task = Task {
                 id: &container.id,
@@ -186,6 +187,52 @@ impl Containers<'_> {
         })?;
         let hostname = spec.hostname().as_deref().unwrap_or(&c.id[..12]);
         net.connect(c, hostname).map(Some)
+    }
+}
+
+impl Containers<'_> {
+    /// `--network container:<key>`: `spec` joining the network namespace of the running
+    /// container `key` names, with its `hosts` and `resolv.conf` when it has its own (a
+    /// container on a network), as docker shares them.
+    fn sharing_network(&self, c: &Container, spec: &Spec, key: &str) -> Result<Spec> {
+        if c.runtime == backend::Kind::Wasm {
+            return Err(Error::Unsupported(format!(
+                "network container:{key}: Wasm containers run on none or host for now"
+            )));
+        }
+        let target = self.get(key)?;
+        if target.id == c.id {
+            return Err(Error::InvalidArgument(format!(
+                "network container:{key}: a container cannot share its own network namespace"
+            )));
+        }
+        let not_running = || {
+            Error::Conflict(format!(
+                "cannot join network of a non running container: {key}"
+            ))
+        };
+        if target.status != Status::Running || target.runtime != backend::Kind::Native {
+            return Err(not_running());
+        }
+        let pid = target.live_pid().ok_or_else(not_running)?;
+        let mut spec = if target.host.network.attaches() {
+            with_network_files(spec, &self.path(&target))
+        } else {
+            spec.clone()
+        };
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+        namespaces.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(oci_spec::runtime::LinuxNamespaceType::Network)
+                .path(format!("/proc/{}/ns/net", pid.as_raw_nonzero()))
+                .build()
+                .expect("a namespace"),
+        );
+        linux.set_namespaces(Some(namespaces));
+        spec.set_linux(Some(linux));
+        Ok(spec)
     }
 }
 

@@ -32,6 +32,8 @@ pub struct RunOptions {
     /// `--init`: a minimal init (tini) as pid 1 that reaps orphans and forwards signals to
     /// the program (native containers).
     pub init: bool,
+    /// `--hostname`; the short id otherwise.
+    pub hostname: Option<String>,
     /// What the container's monitor does with it: restarts, stop signal, logs.
     pub host: HostConfig,
 }
