@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Network benchmark (issue 16): a small HTTP server (busybox httpd, one 612-byte page) in a
+# container published with `-p`, Strata against podman (netavark) on the same image, root
+# bridge networking, in one run, printing the figures and the ratio strata/podman.
+#
+#   throughput   wrk -t2 -c16 -d${SECONDS_WRK}s on 127.0.0.1:PORT (requests/s and mean latency)
+#                                                              target: >= 1.0x podman
+#   start        `run -d --network bridge -p PORT:80 … httpd` until the port answers an HTTP
+#                request, median of ${STARTS} runs (the container removed between runs)
+#                                                              target: <= 0.2x podman
+#
+# Everything runs in a network namespace made for the bench (the script re-executes itself
+# under `unshare -n`): bridges, veths and firewall rules of both engines stay inside and go
+# with it; traffic goes to 127.0.0.1 only. podman's network is 10.88.0.0/16 too, so the two
+# engines take turns: Strata's container is removed (and its bridge with it) before podman's
+# runs. Needs root, wrk, python3, busybox, podman with netavark (installed from Debian when
+# missing and apt can). STRATA=path skips the build; KEEP=1 keeps the work directory.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+[ "$(id -u)" = 0 ] || { echo "net.sh: must run as root" >&2; exit 1; }
+
+if [ -z "${STRATA_NET_BENCH_INNER:-}" ]; then
+    if ! command -v wrk >/dev/null || ! command -v podman >/dev/null; then
+        echo "== installing wrk, podman, netavark" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk podman netavark >&2 || true
+    fi
+    if [ -z "${STRATA:-}" ]; then
+        echo "== building strata" >&2
+        cargo build --release --locked -p strata >&2
+        target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+        export STRATA="$target_dir/release/strata"
+    fi
+    export STRATA_NET_BENCH_INNER=1
+    exec unshare -n "$0" "$@"
+fi
+
+for tool in wrk python3 busybox podman; do
+    command -v "$tool" >/dev/null || { echo "net.sh: $tool is required" >&2; exit 1; }
+done
+ip link set lo up
+wrk_seconds="${SECONDS_WRK:-10}"
+starts="${STARTS:-20}"
+
+work="$(mktemp -d /var/tmp/strata-net-bench.XXXXXX)"
+export STRATA_ROOT="$work/store"
+podman=(podman --root "$work/podman" --runroot "$work/podman-run" --runtime runc
+        --cgroup-manager cgroupfs --network-config-dir "$work/podman-net")
+podman_run=(--ulimit nofile=20000:20000 --ulimit nproc=32768:32768)
+cleanup() {
+    set +e
+    "$STRATA" rm -f $("$STRATA" ps -aq) >/dev/null 2>&1
+    "${podman[@]}" rm -af -t 0 >/dev/null 2>&1
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $work" >&2; return; fi
+    "${podman[@]}" rmi -af >/dev/null 2>&1
+    awk -v w="$work" '$5 == w || index($5, w "/") == 1 { print $5 }' /proc/self/mountinfo |
+        sort -r | while read -r m; do umount "$m" || umount -l "$m"; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- one image, one site ------------------------------------------------------------------
+examples/rootfs/make-busybox-rootfs.sh "$work/rootfs" >/dev/null
+tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+image=bench/busybox:net
+"$STRATA" import -c 'ENV PATH=/bin' "$work/busybox.tar" "$image" >/dev/null
+"$STRATA" save "$image" -o "$work/image.tar"
+"${podman[@]}" load -q -i "$work/image.tar" >/dev/null
+mkdir -p "$work/site"
+python3 -c 'print("x" * 611)' > "$work/site/index.html"
+server=(-v "$work/site:/www" "$image" httpd -f -p 80 -h /www)
+
+# Waits until 127.0.0.1:$1 answers an HTTP request (at most 10 s).
+wait_http() {
+    python3 - "$1" <<'EOF'
+import socket, sys, time
+port, t0 = int(sys.argv[1]), time.monotonic()
+while True:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            if s.recv(16).startswith(b"HTTP/1"):
+                break
+    except OSError:
+        pass
+    if time.monotonic() - t0 > 10:
+        sys.exit("port %d did not answer within 10 s" % port)
+    time.sleep(0.001)
+EOF
+}
+
+# start_median RM-ARGS -- ENGINE-COMMAND...: the median seconds from spawning `run -d … -p
+# 18090:80` until the port answers an HTTP request, timed in one python process (so no
+# interpreter start-up is counted), the container removed (`rm RM-ARGS`) between runs.
+start_median() {
+    python3 - "$starts" "$@" -- "${extra[@]}" --network bridge -p 18090:80 "${server[@]}" <<'EOF'
+import socket, statistics, subprocess, sys, time
+args = sys.argv[1:]
+runs = int(args.pop(0))
+sep = args.index("--")
+rm_args, rest = args[:sep], args[sep + 1:]
+sep = rest.index("--")
+engine, run_args = rest[:sep], rest[sep + 1:]
+times = []
+for _ in range(runs):
+    t0 = time.monotonic()
+    cid = subprocess.run(engine + ["run", "-d"] + run_args, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", 18090), timeout=1) as s:
+                s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+                if s.recv(16).startswith(b"HTTP/1"):
+                    break
+        except OSError:
+            pass
+        if time.monotonic() - t0 > 10:
+            sys.exit("port 18090 did not answer within 10 s")
+        time.sleep(0.001)
+    times.append(time.monotonic() - t0)
+    subprocess.run(engine + ["rm"] + rm_args + [cid], check=True, capture_output=True)
+print("%.4f" % statistics.median(times))
+EOF
+}
+
+# throughput ENGINE-COMMAND...: "requests/s mean-latency-ms" of wrk against the container.
+throughput() {
+    local id out
+    id="$("$@" run -d "${extra[@]}" --network bridge -p 18080:80 "${server[@]}")"
+    wait_http 18080
+    out="$(wrk -t2 -c16 -d"${wrk_seconds}s" --latency http://127.0.0.1:18080/index.html)"
+    "$@" rm -f "$id" >/dev/null
+    echo "$out" >&2
+    local rps lat
+    rps="$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')"
+    lat="$(echo "$out" | awk '$1 == "Latency" && NF >= 4 { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }; print v; exit }')"
+    echo "$rps $lat"
+}
+
+echo "== strata: throughput" >&2
+extra=()
+read -r s_rps s_lat < <(throughput "$STRATA")
+echo "== strata: start ($starts runs)" >&2
+s_start="$(start_median -f -- "$STRATA")"
+
+echo "== podman: throughput" >&2
+extra=("${podman_run[@]}")
+read -r p_rps p_lat < <(throughput "${podman[@]}")
+echo "== podman: start ($starts runs)" >&2
+p_start="$(start_median -f -t 0 -- "${podman[@]}")"
+
+python3 - "$s_rps" "$s_lat" "$s_start" "$p_rps" "$p_lat" "$p_start" <<'EOF'
+import sys
+s_rps, s_lat, s_start, p_rps, p_lat, p_start = map(float, sys.argv[1:])
+print(f"{'':28}{'strata':>12}{'podman':>12}{'strata/podman':>16}")
+print(f"{'throughput (requests/s)':28}{s_rps:>12.0f}{p_rps:>12.0f}{s_rps / p_rps:>15.2f}x   target >= 1.0x")
+print(f"{'mean latency (ms)':28}{s_lat:>12.2f}{p_lat:>12.2f}{s_lat / p_lat:>15.2f}x")
+print(f"{'start until port answers (ms)':28}{s_start * 1000:>12.1f}{p_start * 1000:>12.1f}{s_start / p_start:>15.2f}x   target <= 0.2x")
+EOF
