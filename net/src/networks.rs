@@ -692,16 +692,18 @@ fn attachable(c: &Container) -> Result<()> {
             c.name, c.host.network
         )));
     }
-    if c.runtime == strata_runtime::backend::Kind::Wasm {
-        return Err(Error::Unsupported(
-            "Wasm containers run on none or host for now".into(),
-        ));
-    }
     Ok(())
 }
 
 /// The network namespace of running container `c`, checked to be its process's still.
 fn netns_of(c: &Container) -> Result<OwnedFd> {
+    if c.runtime == strata_runtime::backend::Kind::Wasm {
+        // Its pid is its runner's, whose namespace is the host's: the guest's is its thread's.
+        return Err(Error::Unsupported(format!(
+            "container {} is a running Wasm container: it joins networks when it starts",
+            c.name
+        )));
+    }
     let not_running = || Error::Conflict(format!("container {} is not running", c.name));
     let pid = c.live_pid().ok_or_else(not_running)?;
     let path = format!("/proc/{}/ns/net", pid.as_raw_nonzero());

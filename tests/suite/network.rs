@@ -439,17 +439,6 @@ fn bad_network_flags_fail_clearly_and_change_nothing() {
     let err = env.fails(&["create", "--network", "nosuchnet", "bb", "true"]);
     assert!(err.contains("network nosuchnet not found"), "{err}");
     assert_eq!(env.ok(&["ps", "-aq"]), "");
-    // A Wasm guest cannot be put on the bridge yet: refused, not silently left without it.
-    let (p2, _) = crate::common::probe();
-    let image = env.wasm_image(&p2, "probe", true);
-    let out = env.run(&["run", "--rm", "--network", "bridge", &image]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(125), "{err}");
-    assert!(
-        err.contains("Wasm containers run on none or host for now"),
-        "{err}"
-    );
-    assert_eq!(env.ok(&["ps", "-aq"]), "");
     assert!(!env.root().join("networks/state.json").exists());
 }
 
@@ -495,6 +484,22 @@ fn try_run(host: &NetHost, env: &Env, args: &[&str]) -> (bool, String) {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+/// `try_run` again until it succeeds (a server still starting), for at most 10 s; its output.
+fn until_ok(host: &NetHost, env: &Env, args: &[&str]) -> String {
+    let t0 = Instant::now();
+    loop {
+        let (ok, out) = try_run(host, env, args);
+        if ok {
+            return out;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let (_, ps) = try_run(host, env, &["ps", "-a"]);
+            panic!("strata {args:?}: {out}\n{ps}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The `hosts` of running container `name`.
@@ -972,4 +977,118 @@ fn a_container_can_share_another_containers_network() {
     host.ok(&env, &["rm", "-f", "web"]);
     assert_eq!(host.leftovers(), Vec::<String>::new());
     assert_eq!(host.ok(&env, &["ps", "-aq"]), "");
+}
+
+#[test]
+fn wasm_and_native_containers_talk_by_name_both_ways() {
+    if !need_root("wasm_and_native_containers_talk_by_name_both_ways") {
+        return;
+    }
+    let env = Env::new();
+    let host = NetHost::new();
+    busybox_image(&env, "bb", &[]);
+    let (_, p2) = crate::common::probe();
+    let image = env.wasm_image(&p2, "probe", true);
+    host.ok(&env, &["network", "create", "mixed"]);
+    // A guest listening on port 80 of its own address, published on 18085.
+    host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "wsrv",
+            "--network",
+            "mixed",
+            "-p",
+            "18085:80",
+            &image,
+            "serve",
+            "80",
+            "3",
+        ],
+    );
+    host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "nat",
+            "--network",
+            "mixed",
+            "bb",
+            "sh",
+            "-c",
+            "while :; do echo hello-from-native | nc -l -p 7000; done",
+        ],
+    );
+    // Native to Wasm by name (once the guest listens).
+    let out = until_ok(
+        &host,
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "mixed",
+            "bb",
+            "nc",
+            "wsrv",
+            "80",
+        ],
+    );
+    assert_eq!(out, "hello from wasm\n");
+    // The host through the published port.
+    let got = host.inside(|| {
+        let mut s = TcpStream::connect("127.0.0.1:18085").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    });
+    assert_eq!(got, "hello from wasm\n");
+    // Wasm to native by name, from a new guest and from one exec'd into the running one
+    // (it joins the guest's namespaces).
+    let out = until_ok(
+        &host,
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "mixed",
+            &image,
+            "connect",
+            "nat:7000",
+        ],
+    );
+    assert_eq!(out, "received: hello-from-native\n");
+    let out = host.ok(
+        &env,
+        &["exec", "wsrv", "/hello.wasm", "connect", "nat:7000"],
+    );
+    assert_eq!(out, "received: hello-from-native\n");
+    // Wasm to Wasm by name: its third connection, after which it exits 0.
+    let out = host.ok(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "mixed",
+            &image,
+            "connect",
+            "wsrv:80",
+        ],
+    );
+    assert_eq!(out, "received: hello from wasm\n");
+    assert_eq!(host.ok(&env, &["wait", "wsrv"]), "0\n");
+    // The guest's name files were bound in its own mount namespace, never the machine's.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(" /etc/hosts "), "{mounts}");
+
+    host.ok(&env, &["rm", "-f", "wsrv", "nat"]);
+    host.ok(&env, &["network", "rm", "mixed"]);
+    assert_eq!(host.leftovers(), Vec::<String>::new());
 }

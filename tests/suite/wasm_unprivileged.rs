@@ -154,6 +154,20 @@ fn wasm_images_import_run_and_commit_with_no_namespaces() {
         );
         assert!(stdout.ends_with("ok\nunprivileged"), "{kind}: {stdout}");
     }
+    // Networks need namespaces: refused, not run without the network it asked for.
+    let out = as_nobody(
+        &env,
+        &format!(
+            "cd {} && {strata} run --rm --network bridge hello:p2",
+            env.tmp.path().display()
+        ),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("Wasm containers join networks as root only for now"),
+        "{err}"
+    );
     // The default store of an unprivileged user is under its home.
     assert!(env
         .tmp

@@ -4,13 +4,16 @@
 //! waits.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cap_std::fs::Dir;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
+use super::netns::{on_own_thread, GuestNamespaces};
 use super::{guestfs, GuestSpec, Interrupt, Outcome, WasmHost};
-use crate::backend::{ends_process, Backend, Executor, Exit, Started, Stdio, Task, Usage};
+use crate::backend::{
+    ends_process, Backend, Executor, Exit, Signaller, Started, Stdio, Task, Usage,
+};
 use crate::error::{Error, Result};
 use crate::fs::Overlay;
 
@@ -29,12 +32,26 @@ impl Backend for WasmBackend {
     ) -> Result<Exit> {
         let spec = task.spec;
         let wasm = Arc::new(WasmHost::new(&self.cache)?);
-        let guest = guest_spec(spec)?;
+        let mut guest = guest_spec(spec)?;
+        // On a network (its own namespace, attached): its sockets are endpoints there.
+        guest.network |= task.network.is_some();
         let root = Arc::new(task.rootfs.overlay()?);
         let mut binds = Vec::new();
         // A tmpfs is an empty private directory for the run's length.
         let mut scratch = Vec::new();
+        // On a network, its own hosts and resolv.conf (files, which guest binds are not):
+        // for its name lookups.
+        let mut name_files = Vec::new();
         for m in spec.mounts().iter().flatten() {
+            let target = m.destination().display().to_string();
+            if let (Some("bind"), "/etc/hosts" | "/etc/resolv.conf", Some(source)) =
+                (m.typ().as_deref(), target.as_str(), m.source())
+            {
+                if task.network.is_some() && source.is_file() {
+                    name_files.push((source.clone(), target));
+                    continue;
+                }
+            }
             let source = match m.typ().as_deref() {
                 Some("bind") => m.source().clone().unwrap_or_default(),
                 Some("tmpfs") => {
@@ -53,7 +70,6 @@ impl Backend for WasmBackend {
                         source: e,
                     }
                 })?;
-            let target = m.destination().display().to_string();
             // Mount points exist in the container, as docker makes them.
             make_dirs(&root, &target)
                 .map_err(|e| Error::io(format!("create mount point {target}"), e))?;
@@ -69,57 +85,88 @@ impl Backend for WasmBackend {
 
         let stop = StopOnSignal::install(wasm.interrupt_handle())?;
         let interrupt = wasm.interrupt_handle();
+        // Set by the guest's thread once it is in its namespaces (on a network): an exec's
+        // guest joins them.
+        let namespaces: Arc<OnceLock<GuestNamespaces>> = Arc::default();
         let exec: Executor = {
             let (wasm, root, binds) = (Arc::clone(&wasm), Arc::clone(&root), binds.clone());
-            let (memory, host_network) = (guest.memory, guest.host_network);
+            let (memory, network) = (guest.memory, guest.network);
+            let namespaces = Arc::clone(&namespaces);
             let id = task.id.to_string();
             Arc::new(
                 move |process: &Process, stdio: Stdio, started: &mut dyn FnMut(_)| {
                     let mut guest = process_guest(process);
                     guest.memory = memory;
-                    guest.host_network = host_network;
-                    let outcome =
+                    guest.network = network;
+                    let run = |started: &mut dyn FnMut(Option<Signaller>) -> Result<()>| {
                         wasm.run(Arc::clone(&root), binds.clone(), &guest, stdio, &mut || {
                             // No signaller: see `Executor`.
-                            started(None);
+                            started(None)
+                        })
+                    };
+                    let outcome = match namespaces.get() {
+                        None => run(&mut |s| {
+                            started(s);
                             Ok(())
-                        })?;
+                        }),
+                        Some(ns) => on_own_thread(|| ns.enter(), run, &mut |s| {
+                            started(s);
+                            Ok(())
+                        }),
+                    }?;
                     Ok(exit(outcome, &id, memory))
                 },
             )
         };
-        let mut guest_started = || {
-            let interrupt = interrupt.clone();
-            let (pauser, probe) = (Arc::clone(&wasm), Arc::clone(&wasm));
+        let process = {
             let memory_limit = guest.memory;
-            started(Started {
-                pid: std::process::id(),
-                signal: Arc::new(move |sig| {
-                    if ends_process(sig) {
-                        interrupt.interrupt(sig);
-                    }
-                    Ok(())
-                }),
-                exec: Some(Arc::clone(&exec)),
-                pause: Some(Arc::new(move |paused| {
-                    pauser.set_paused(paused);
-                    Ok(())
-                })),
-                usage: Arc::new(move || {
-                    let (memory, guests) = probe.usage();
-                    let pid = std::process::id();
-                    Usage {
-                        // The guests are this process's only work.
-                        cpu_ns: process_cpu_ns(),
-                        memory,
-                        memory_limit,
-                        pids: vec![pid; guests as usize],
-                        ..Usage::default()
-                    }
-                }),
-            })
+            let (wasm, exec) = (Arc::clone(&wasm), Arc::clone(&exec));
+            move || {
+                let interrupt = interrupt.clone();
+                let (pauser, probe) = (Arc::clone(&wasm), Arc::clone(&wasm));
+                Started {
+                    pid: std::process::id(),
+                    signal: Arc::new(move |sig| {
+                        if ends_process(sig) {
+                            interrupt.interrupt(sig);
+                        }
+                        Ok(())
+                    }),
+                    exec: Some(Arc::clone(&exec)),
+                    pause: Some(Arc::new(move |paused| {
+                        pauser.set_paused(paused);
+                        Ok(())
+                    })),
+                    usage: Arc::new(move || {
+                        let (memory, guests) = probe.usage();
+                        let pid = std::process::id();
+                        Usage {
+                            // The guests are this process's only work.
+                            cpu_ns: process_cpu_ns(),
+                            memory,
+                            memory_limit,
+                            pids: vec![pid; guests as usize],
+                            ..Usage::default()
+                        }
+                    }),
+                }
+            }
         };
-        let outcome = wasm.run(root, binds, &guest, stdio, &mut guest_started);
+        let outcome = match task.network {
+            None => wasm.run(root, binds, &guest, stdio, &mut || started(process())),
+            Some(attach) => {
+                let guest = &guest;
+                on_own_thread(
+                    || {
+                        let ns = GuestNamespaces::enter_new(attach, &name_files)?;
+                        let _ = namespaces.set(ns);
+                        Ok(())
+                    },
+                    |started| wasm.run(root, binds, guest, stdio, &mut || started(process())),
+                    started,
+                )
+            }
+        };
         drop(scratch);
         drop(stop);
         Ok(exit(outcome?, task.id, guest.memory))
@@ -173,7 +220,7 @@ fn guest_spec(spec: &Spec) -> Result<GuestSpec> {
     guest.memory = memory;
     // Namespaces listed without a network one; a spec that lists none at all gets no
     // network either.
-    guest.host_network = spec
+    guest.network = spec
         .linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
@@ -197,7 +244,7 @@ fn process_guest(process: &Process) -> GuestSpec {
             .collect(),
         cwd: process.cwd().display().to_string(),
         memory: None,
-        host_network: false,
+        network: false,
     }
 }
 

@@ -11,6 +11,7 @@ mod blocking;
 mod control;
 pub mod guestfs;
 mod link;
+mod netns;
 mod p1;
 mod p2;
 
@@ -131,8 +132,9 @@ pub struct GuestSpec {
     pub env: Vec<(String, String)>,
     pub cwd: String,
     pub memory: Option<u64>,
-    /// `--network host`: wasi:sockets may reach the host's network (else no address at all).
-    pub host_network: bool,
+    /// wasi:sockets may reach the network of the thread it runs on: the host's (`--network
+    /// host`) or its own on a network (else no address at all).
+    pub network: bool,
 }
 
 /// The wasmtime host: the engine and its compile cache; one per process.
@@ -340,7 +342,7 @@ impl WasmHost {
             }
         }
         let host_stdio = p1::HostStdio::new(stdin, stdout, stderr);
-        if spec.host_network {
+        if spec.network {
             wasi.inherit_network()
                 .allow_tcp(true)
                 .allow_udp(true)

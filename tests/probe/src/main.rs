@@ -30,6 +30,7 @@ fn main() {
         "await" => cmd_await(rest),
         "poll" => cmd_poll(rest),
         "connect" => cmd_connect(rest),
+        "serve" => cmd_serve(rest),
         other => {
             eprintln!("probe: unknown command {other:?}");
             eprintln!(
@@ -541,6 +542,32 @@ fn cmd_poll(rest: &[String]) -> i32 {
         })
         .collect();
     println!("poll {ready} {}", flags.join(" "));
+    0
+}
+
+/// `serve PORT COUNT`: listens on 0.0.0.0:PORT and answers COUNT connections with one line.
+fn cmd_serve(rest: &[String]) -> i32 {
+    let rest = match need(rest, 2, "serve PORT COUNT") {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let (Ok(port), Ok(count)) = (rest[0].parse::<u16>(), rest[1].parse::<u32>()) else {
+        return fail(format_args!("serve: expected PORT COUNT"));
+    };
+    let listener = match std::net::TcpListener::bind(("0.0.0.0", port)) {
+        Ok(l) => l,
+        Err(e) => return fail(format_args!("serve: bind 0.0.0.0:{port}: {e}")),
+    };
+    println!("listening on {port}");
+    let _ = io::stdout().flush();
+    for _ in 0..count {
+        match listener.accept() {
+            Ok((mut conn, _)) => {
+                let _ = conn.write_all(b"hello from wasm\n");
+            }
+            Err(e) => return fail(format_args!("serve: accept: {e}")),
+        }
+    }
     0
 }
 
