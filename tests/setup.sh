@@ -29,10 +29,11 @@ as any user and notes each test it skips."
 #   tini                   tini-static: `run --init`
 #   nftables, iproute2     nft and ip: published ports and the network tests' namespaces
 #   procps                 pgrep: the network tests find monitors to kill
+#   passt                  pasta: rootless containers on `bridge`
 #   ca-certificates        TLS to crates.io and Rust's servers; the bundle the registry client loads
 packages=(gcc libc6-dev busybox-static skopeo umoci podman runc docker-registry openssl
     apache2-utils python3 util-linux passwd uidmap bsdutils attr zstd gzip tar ca-certificates
-    tini nftables iproute2 procps)
+    tini nftables iproute2 procps passt)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -59,3 +60,9 @@ done
 $(cd .. && pwd)/shared/wasi-testsuite (WebAssembly/wasi-testsuite, branch prod/testsuite-base, \
 its wasm32-wasip1 groups)"
 
+
+# Rootless networking (pasta) opens /dev/net/tun as the user: Debian's udev makes it 0666, some
+# machines (this one) leave it 0600.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+    chmod 0666 /dev/net/tun
+fi

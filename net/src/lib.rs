@@ -9,6 +9,7 @@ pub mod ipam;
 pub mod netlink;
 pub mod networks;
 pub mod nft;
+pub mod pasta;
 
 pub use networks::{Lease, Network, Networks};
 

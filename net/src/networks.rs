@@ -14,6 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use strata_runtime::backend::NetAttach;
+use strata_runtime::cap_std::fs::Dir;
 use strata_runtime::container::{
     now, Container, Containers, Network as NetworkOption, Networking, PortMapping, Proto,
     HOSTS_FILE, RESOLV_FILE,
@@ -26,6 +27,7 @@ use crate::etc;
 use crate::ipam::{self, Subnet};
 use crate::netlink::{Netlink, Veth};
 use crate::nft;
+use crate::pasta::{self, Pasta};
 
 const STATE_FILE: &str = "state.json";
 /// The default network's name, as docker's.
@@ -115,6 +117,9 @@ struct State {
     disconnected: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     applied: Option<Applied>,
+    /// Rootless: the pasta of each running container on `bridge`, with its published ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pastas: Vec<(Pasta, Vec<PortMapping>)>,
 }
 
 impl State {
@@ -254,7 +259,7 @@ impl State {
 }
 
 /// The state in `dir` (none yet: empty). Read without the lock: the file is replaced whole.
-fn load(dir: &strata_runtime::cap_std::fs::Dir) -> Result<State> {
+fn load(dir: &Dir) -> Result<State> {
     match dir.read(STATE_FILE) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| Error::InvalidDocument(format!("networks/{STATE_FILE}: {e}"))),
@@ -339,9 +344,13 @@ impl<'s> Networks<'s> {
 
     /// The published ports of the running containers, by container id (for `ps` and `port`).
     pub fn ports(&self) -> Result<BTreeMap<String, Vec<PortMapping>>> {
+        let state = self.load()?;
         let mut out: BTreeMap<String, Vec<PortMapping>> = BTreeMap::new();
-        for l in self.load()?.leases.into_iter().filter(|l| l.active) {
+        for l in state.leases.into_iter().filter(|l| l.active) {
             out.entry(l.container).or_default().extend(l.ports);
+        }
+        for (p, ports) in state.pastas {
+            out.entry(p.container).or_default().extend(ports);
         }
         Ok(out)
     }
@@ -587,6 +596,15 @@ impl<'s> Networks<'s> {
         let containers = Containers::open(self.store)?;
         state.leases.retain(|l| containers.exists(&l.container));
         state.disconnected.retain(|id| containers.exists(id));
+        let mut pastas = Vec::new();
+        for (p, ports) in std::mem::take(&mut state.pastas) {
+            if Some(p.container.as_str()) != except && containers.claimed(&p.container)? {
+                pastas.push((p, ports));
+            } else {
+                p.stop();
+            }
+        }
+        state.pastas = pastas;
         let mut live = Vec::new();
         for l in &state.leases {
             if l.active
@@ -684,6 +702,14 @@ fn rewrite_hosts(containers: &Containers<'_>, live: &[&Lease]) -> Result<()> {
     Ok(())
 }
 
+/// A run's `hosts` (its own address, without peers until it is attached) and `resolv.conf`
+/// in the container's directory `dir`.
+fn write_name_files(dir: &Dir, own_ip: Option<Ipv4Addr>, hostname: &str) -> Result<()> {
+    etc::rewrite_in_place(dir, HOSTS_FILE, &etc::hosts(own_ip, hostname, &[]))?;
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    etc::rewrite_in_place(dir, RESOLV_FILE, &etc::resolv_conf(&host_resolv)).map(drop)
+}
+
 /// Refuses containers that cannot be on networks.
 fn attachable(c: &Container) -> Result<()> {
     if !c.host.network.attaches() {
@@ -758,11 +784,14 @@ fn interface_index(nl: &mut Netlink, name: &str) -> Result<u32> {
 
 impl Networking for Networks<'_> {
     fn connect<'a>(&'a self, c: &Container, hostname: &str) -> Result<Box<dyn NetAttach + 'a>> {
+        if !strata_runtime::privilege::privileged() {
+            return self.connect_rootless(c, hostname);
+        }
         let containers = Containers::open(self.store)?;
         let dir = containers.dir_of(c)?;
         // Reserved before the lock and before anything is written: a port in use fails
         // the run with nothing changed.
-        let (reservations, ports) = reserve(&c.host.publish)?;
+        let (reservations, ports) = reserve(&c.host.publish, false)?;
         let first = self.change(|state| {
             state.ensure_default_membership(c)?;
             let mut first = None;
@@ -780,9 +809,7 @@ impl Networking for Networks<'_> {
             }
             Ok(first)
         })?;
-        etc::rewrite_in_place(&dir, HOSTS_FILE, &etc::hosts(first, hostname, &[]))?;
-        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        etc::rewrite_in_place(&dir, RESOLV_FILE, &etc::resolv_conf(&host_resolv))?;
+        write_name_files(&dir, first, hostname)?;
         Ok(Box::new(Connection {
             networks: self,
             container: c.id.clone(),
@@ -794,14 +821,81 @@ impl Networking for Networks<'_> {
 
     fn release(&self, id: &str) -> Result<()> {
         self.change(|state| {
-            let before = (state.leases.len(), state.disconnected.len());
+            let count = |s: &State| (s.leases.len(), s.disconnected.len(), s.pastas.len());
+            let before = count(state);
             state.leases.retain(|l| l.container != id);
             state.disconnected.retain(|c| c != id);
-            if (state.leases.len(), state.disconnected.len()) == before {
+            if count(state) == before && !state.pastas.iter().any(|(p, _)| p.container == id) {
                 return Ok(());
             }
             self.reconcile(state, Some(id))
         })
+    }
+}
+
+impl Networks<'_> {
+    /// Rootless: `bridge` through a pasta of the container's own, no address lease; the
+    /// published ports are checked free (and port 0 resolved) here and given to pasta.
+    fn connect_rootless<'a>(
+        &'a self,
+        c: &Container,
+        hostname: &str,
+    ) -> Result<Box<dyn NetAttach + 'a>> {
+        if c.host.network != NetworkOption::Bridge {
+            return Err(Error::Unsupported(format!(
+                "network {}: rootless containers use bridge (through pasta), none or host for now",
+                c.host.network
+            )));
+        }
+        let containers = Containers::open(self.store)?;
+        let dir = containers.dir_of(c)?;
+        // Only checked free (and port 0 resolved): pasta binds them itself, and a socket
+        // held now would be inherited by the container's intermediate process.
+        let ports = reserve(&c.host.publish, true)?.1;
+        write_name_files(&dir, None, hostname)?;
+        Ok(Box::new(PastaConnection {
+            networks: self,
+            container: c.id.clone(),
+            dir: containers.path(c),
+            ports,
+            pasta: std::sync::Mutex::new(None),
+        }))
+    }
+}
+
+/// One rootless run of a container on `bridge`: its pasta.
+struct PastaConnection<'n> {
+    networks: &'n Networks<'n>,
+    container: String,
+    dir: std::path::PathBuf,
+    ports: Vec<PortMapping>,
+    pasta: std::sync::Mutex<Option<Pasta>>,
+}
+
+impl NetAttach for PastaConnection<'_> {
+    fn attach(&self, netns: BorrowedFd<'_>) -> Result<()> {
+        let started = pasta::start(&self.container, netns, &self.ports, &self.dir)?;
+        *self.pasta.lock().expect("lock") = Some(started.clone());
+        self.networks.change(|state| {
+            state.pastas.retain(|(p, _)| p.container != self.container);
+            state.pastas.push((started, self.ports.clone()));
+            self.networks.reconcile(state, None)
+        })
+    }
+}
+
+impl Drop for PastaConnection<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.pasta.lock().expect("lock").take() {
+            p.stop();
+        }
+        let outcome = self.networks.change(|state| {
+            state.pastas.retain(|(p, _)| p.container != self.container);
+            self.networks.reconcile(state, Some(&self.container))
+        });
+        if let Err(e) = outcome {
+            eprintln!("strata: detach container {}: {e}", self.container);
+        }
     }
 }
 
@@ -943,7 +1037,11 @@ fn own_netns() -> Result<u64> {
 /// Binds (without listening) every published host port, as podman reserves them: taken
 /// ports fail here with docker's message; port 0 gets one the kernel picks. Returns the
 /// sockets and the mappings with their ports resolved.
-fn reserve(publish: &[PortMapping]) -> Result<(Vec<OwnedFd>, Vec<PortMapping>)> {
+///
+/// `reuse`: SO_REUSEADDR, for a check of ports that pasta then listens on (a port it served
+/// before keeps connections in TIME_WAIT, which a plain bind refuses; a listening socket is
+/// refused either way).
+fn reserve(publish: &[PortMapping], reuse: bool) -> Result<(Vec<OwnedFd>, Vec<PortMapping>)> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType};
     let mut sockets = Vec::new();
     let mut resolved = Vec::new();
@@ -955,6 +1053,10 @@ fn reserve(publish: &[PortMapping]) -> Result<(Vec<OwnedFd>, Vec<PortMapping>)> 
         };
         let fd = rustix::net::socket_with(AddressFamily::INET, kind, SocketFlags::CLOEXEC, None)
             .map_err(|e| Error::io("socket", e.into()))?;
+        if reuse {
+            rustix::net::sockopt::set_socket_reuseaddr(&fd, true)
+                .map_err(|e| Error::io("set SO_REUSEADDR", e.into()))?;
+        }
         let addr = SocketAddrV4::new(ip, p.host_port);
         rustix::net::bind(&fd, &addr).map_err(|e| {
             if e == rustix::io::Errno::ADDRINUSE {

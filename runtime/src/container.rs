@@ -755,7 +755,7 @@ fn write_record(dir: &Dir, c: &Container) -> Result<()> {
 }
 
 /// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`).
-fn process_start(pid: u32) -> Option<u64> {
+pub fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces or parentheses.
     let after_name = &stat[stat.rfind(')')? + 1..];

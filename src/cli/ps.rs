@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
-use strata_runtime::container::{Container, Containers, Status};
+use strata_runtime::container::{Container, Containers, PortMapping, Status};
 use strata_runtime::store::Image;
 use strata_runtime::Store;
 
@@ -110,22 +110,24 @@ impl Args {
         };
         let sized = self.size || format.contains("Size") || format.contains("json");
         // Read only when a container shown is on a network (the state is made at first use).
-        let leases = if shown.iter().any(|(c, _, _)| c.host.network.attaches()) {
-            strata_net::Networks::open(store).leases()?
+        let (leases, ports) = if shown.iter().any(|(c, _, _)| c.host.network.attaches()) {
+            let networks = strata_net::Networks::open(store);
+            (networks.leases()?, networks.ports()?)
         } else {
-            Vec::new()
+            Default::default()
         };
         let rows: Vec<Value> = shown
             .iter()
             .map(|(c, labels, health)| {
                 let mine: Vec<&strata_net::Lease> =
                     leases.iter().filter(|l| l.container == c.id).collect();
+                let ports = ports.get(&c.id).map_or(&[][..], Vec::as_slice);
                 let size = sized.then(|| {
                     let writable = records.upper_size(c);
                     let image = images.get(c).map_or(0, |i| super::image_size(store, i));
                     (writable, image + writable)
                 });
-                self.row(&records, c, labels, *health, size, &mine)
+                self.row(&records, c, labels, *health, size, &mine, ports)
             })
             .collect();
         if let Some(body) = table_format(&format) {
@@ -149,6 +151,7 @@ impl Args {
         health: Option<&str>,
         size: Option<(u64, u64)>,
         leases: &[&strata_net::Lease],
+        ports: &[PortMapping],
     ) -> Value {
         let trunc = !self.no_trunc;
         let spec = records.spec(c).ok();
@@ -210,12 +213,7 @@ impl Args {
             } else {
                 "host".into()
             },
-            "Ports": leases
-                .iter()
-                .filter(|l| l.active)
-                .flat_map(|l| l.ports.iter().map(ToString::to_string))
-                .collect::<Vec<_>>()
-                .join(", "),
+            "Ports": ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
             "RunningFor": ago(created),
             "Size": size,
             "State": state(c),

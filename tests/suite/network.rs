@@ -1092,3 +1092,143 @@ fn wasm_and_native_containers_talk_by_name_both_ways() {
     host.ok(&env, &["network", "rm", "mixed"]);
     assert_eq!(host.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn rootless_containers_publish_ports_and_reach_out_through_pasta() {
+    if !need_root("rootless_containers_publish_ports_and_reach_out_through_pasta") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata("/dev/net/tun")
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        mode, 0o666,
+        "/dev/net/tun must be 0666 (tests/setup.sh makes it so)"
+    );
+    let env = Env::new();
+    let host = NetHost::new();
+    let uplink = host.uplink();
+    // pasta copies the host's addresses and routes: it needs a way out.
+    host.sh(&["ip", "route", "add", "default", "via", "192.0.2.2"]);
+    web_image(&env);
+    let user = "strata-pasta";
+    let home = crate::common::host_user(user);
+    crate::common::sh(&format!(
+        "rm -rf {home}/store {home}/site && cp {} {home}/web.tar && cp -r {} {home}/site && chown -R {user} {home}",
+        env.path("web-rootfs.tar").display(),
+        env.path("site").display(),
+    ));
+    let strata = format!("{} --root {home}/store", env!("CARGO_BIN_EXE_strata"));
+    // `sh -c SCRIPT` as the user, in the test's namespace; (success, stdout + stderr).
+    let as_user = |script: &str| -> (bool, String) {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", host.path.display()))
+            .args([
+                "setpriv",
+                "--reuid",
+                user,
+                "--regid",
+                user,
+                "--init-groups",
+                "--",
+            ])
+            .args(["sh", "-c", script])
+            .env("HOME", &home)
+            .env_remove("STRATA_ROOT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let ok = |script: &str| {
+        let (ok, out) = as_user(script);
+        assert!(ok, "{script}: {out}");
+        out
+    };
+    let pastas = || {
+        let out = Command::new("pgrep")
+            .args(["-u", user, "passt|pasta"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let none_left = |after: &str| {
+        let t0 = Instant::now();
+        while pastas() > 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "pasta outlived {after}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    ok(&format!("{strata} import {home}/web.tar web"));
+    ok(&format!(
+        "{strata} run -d --name web --network bridge -p 18080:80 -p 127.0.0.1:18081:81 \
+         -v {home}/site:/www web sh -c 'httpd -p 80 -h /www; httpd -f -p 81 -h /www'"
+    ));
+    for addr in ["127.0.0.1:18080", "192.0.2.1:18080", "127.0.0.1:18081"] {
+        assert_eq!(
+            host.get(addr, "/index.html"),
+            "hello from the container\n",
+            "{addr}"
+        );
+    }
+    assert_eq!(
+        ok(&format!("{strata} port web")),
+        "80/tcp -> 0.0.0.0:18080\n81/tcp -> 127.0.0.1:18081\n"
+    );
+    assert_eq!(pastas(), 1, "one pasta for the running container");
+    // A port taken: docker's words, nothing started.
+    let (taken, out) = as_user(&format!(
+        "{strata} run --rm --network bridge -p 18080:80 web true"
+    ));
+    assert!(
+        !taken && out.contains("Bind for 0.0.0.0:18080 failed: port is already allocated"),
+        "{out}"
+    );
+    assert_eq!(pastas(), 1);
+
+    // Outbound: through the host's own sockets, so the far side sees the host's address.
+    let listener = uplink.inside(|| std::net::TcpListener::bind("192.0.2.2:9000").unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut conn, peer) = listener.accept().unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        (peer, text)
+    });
+    ok(&format!(
+        "{strata} run --rm --network bridge web sh -c 'echo out | nc 192.0.2.2 9000'"
+    ));
+    let (peer, text) = server.join().unwrap();
+    assert_eq!(
+        (peer.ip().to_string().as_str(), text.as_str()),
+        ("192.0.2.1", "out\n")
+    );
+
+    // rm, and kill -9 of a monitor then rm -f: no pasta is left.
+    ok(&format!("{strata} rm -f web"));
+    none_left("its container");
+    ok(&format!(
+        "{strata} run -d --name again --network bridge -p 18080:80 web sleep 60"
+    ));
+    assert_eq!(pastas(), 1);
+    let monitors = host.sh(&["pgrep", "-u", user, "-f", "__monitor"]);
+    for pid in monitors.split_whitespace() {
+        host.sh(&["kill", "-9", pid]);
+    }
+    ok(&format!("{strata} rm -f again"));
+    none_left("its killed runner");
+    // User networks are not rootless yet: a clear refusal.
+    ok(&format!("{strata} network create mine"));
+    let (ran, out) = as_user(&format!("{strata} run --rm --network mine web true"));
+    assert!(
+        !ran && out.contains("rootless containers use bridge"),
+        "{out}"
+    );
+}
