@@ -117,9 +117,19 @@ struct State {
     disconnected: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     applied: Option<Applied>,
-    /// Rootless: the pasta of each running container on `bridge`, with its published ports.
+    /// Running containers that publish on the host's own sockets instead of the table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pastas: Vec<(Pasta, Vec<PortMapping>)>,
+    host_runs: Vec<HostRun>,
+}
+
+/// A run on `bridge` without privileges: its published ports are the host's own sockets,
+/// opened by its pasta (native), or by the guest's mapped binds (Wasm, host-ports mode).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct HostRun {
+    container: String,
+    ports: Vec<PortMapping>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pasta: Option<Pasta>,
 }
 
 impl State {
@@ -349,8 +359,8 @@ impl<'s> Networks<'s> {
         for l in state.leases.into_iter().filter(|l| l.active) {
             out.entry(l.container).or_default().extend(l.ports);
         }
-        for (p, ports) in state.pastas {
-            out.entry(p.container).or_default().extend(ports);
+        for run in state.host_runs {
+            out.entry(run.container).or_default().extend(run.ports);
         }
         Ok(out)
     }
@@ -596,15 +606,15 @@ impl<'s> Networks<'s> {
         let containers = Containers::open(self.store)?;
         state.leases.retain(|l| containers.exists(&l.container));
         state.disconnected.retain(|id| containers.exists(id));
-        let mut pastas = Vec::new();
-        for (p, ports) in std::mem::take(&mut state.pastas) {
-            if Some(p.container.as_str()) != except && containers.claimed(&p.container)? {
-                pastas.push((p, ports));
-            } else {
+        let mut host_runs = Vec::new();
+        for run in std::mem::take(&mut state.host_runs) {
+            if Some(run.container.as_str()) != except && containers.claimed(&run.container)? {
+                host_runs.push(run);
+            } else if let Some(p) = &run.pasta {
                 p.stop();
             }
         }
-        state.pastas = pastas;
+        state.host_runs = host_runs;
         let mut live = Vec::new();
         for l in &state.leases {
             if l.active
@@ -821,21 +831,24 @@ impl Networking for Networks<'_> {
 
     fn release(&self, id: &str) -> Result<()> {
         self.change(|state| {
-            let count = |s: &State| (s.leases.len(), s.disconnected.len(), s.pastas.len());
-            let before = count(state);
-            state.leases.retain(|l| l.container != id);
-            state.disconnected.retain(|c| c != id);
-            if count(state) == before && !state.pastas.iter().any(|(p, _)| p.container == id) {
+            let known = state.leases.iter().any(|l| l.container == id)
+                || state.disconnected.iter().any(|c| c == id)
+                || state.host_runs.iter().any(|r| r.container == id);
+            if !known {
                 return Ok(());
             }
+            state.leases.retain(|l| l.container != id);
+            state.disconnected.retain(|c| c != id);
             self.reconcile(state, Some(id))
         })
     }
 }
 
 impl Networks<'_> {
-    /// Rootless: `bridge` through a pasta of the container's own, no address lease; the
-    /// published ports are checked free (and port 0 resolved) here and given to pasta.
+    /// Without privileges, `bridge` publishes on the host's own sockets and leases no
+    /// address: a native container gets a pasta of its own at attach; a Wasm guest runs on
+    /// the host's network with its binds mapped (host-ports mode: no namespace at all). The
+    /// published ports are checked free (and port 0 resolved) here.
     fn connect_rootless<'a>(
         &'a self,
         c: &Container,
@@ -849,48 +862,74 @@ impl Networks<'_> {
         }
         let containers = Containers::open(self.store)?;
         let dir = containers.dir_of(c)?;
-        // Only checked free (and port 0 resolved): pasta binds them itself, and a socket
-        // held now would be inherited by the container's intermediate process.
+        // Only checked: pasta or the guest binds them, and a socket held now would be
+        // inherited by the container's intermediate process.
         let ports = reserve(&c.host.publish, true)?.1;
         write_name_files(&dir, None, hostname)?;
-        Ok(Box::new(PastaConnection {
+        let connection = HostConnection {
             networks: self,
             container: c.id.clone(),
             dir: containers.path(c),
             ports,
+            wasm: c.runtime == strata_runtime::backend::Kind::Wasm,
             pasta: std::sync::Mutex::new(None),
-        }))
+        };
+        if connection.wasm {
+            // Nothing attaches a guest in host-ports mode: its run is on record now.
+            connection.record(None)?;
+        }
+        Ok(Box::new(connection))
     }
 }
 
-/// One rootless run of a container on `bridge`: its pasta.
-struct PastaConnection<'n> {
+/// One run on `bridge` without privileges (see `connect_rootless`).
+struct HostConnection<'n> {
     networks: &'n Networks<'n>,
     container: String,
     dir: std::path::PathBuf,
     ports: Vec<PortMapping>,
+    wasm: bool,
     pasta: std::sync::Mutex<Option<Pasta>>,
 }
 
-impl NetAttach for PastaConnection<'_> {
-    fn attach(&self, netns: BorrowedFd<'_>) -> Result<()> {
-        let started = pasta::start(&self.container, netns, &self.ports, &self.dir)?;
-        *self.pasta.lock().expect("lock") = Some(started.clone());
+impl HostConnection<'_> {
+    fn record(&self, pasta: Option<Pasta>) -> Result<()> {
         self.networks.change(|state| {
-            state.pastas.retain(|(p, _)| p.container != self.container);
-            state.pastas.push((started, self.ports.clone()));
+            state.host_runs.retain(|r| r.container != self.container);
+            state.host_runs.push(HostRun {
+                container: self.container.clone(),
+                ports: self.ports.clone(),
+                pasta,
+            });
             self.networks.reconcile(state, None)
         })
     }
 }
 
-impl Drop for PastaConnection<'_> {
+impl NetAttach for HostConnection<'_> {
+    fn attach(&self, netns: BorrowedFd<'_>) -> Result<()> {
+        if self.wasm {
+            return Err(Error::Unsupported(
+                "a Wasm guest without privileges has no namespace to attach".into(),
+            ));
+        }
+        let started = pasta::start(netns, &self.ports, &self.dir)?;
+        *self.pasta.lock().expect("lock") = Some(started.clone());
+        self.record(Some(started))
+    }
+
+    fn host_ports(&self) -> Option<&[PortMapping]> {
+        self.wasm.then_some(&self.ports[..])
+    }
+}
+
+impl Drop for HostConnection<'_> {
     fn drop(&mut self) {
         if let Some(p) = self.pasta.lock().expect("lock").take() {
             p.stop();
         }
         let outcome = self.networks.change(|state| {
-            state.pastas.retain(|(p, _)| p.container != self.container);
+            state.host_runs.retain(|r| r.container != self.container);
             self.networks.reconcile(state, Some(&self.container))
         });
         if let Err(e) = outcome {

@@ -17,7 +17,6 @@ use strata_runtime::{Error, Result};
 /// A pasta that serves a container: its pid and when it started (never a reused pid).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pasta {
-    pub container: String,
     pub pid: u32,
     pub start: u64,
 }
@@ -54,14 +53,9 @@ fn owning_userns(netns: BorrowedFd<'_>) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Starts a pasta for `container` on `netns`, forwarding `ports`; its pid file and log go
+/// Starts a pasta on `netns`, forwarding `ports`; its pid file and log go
 /// to the container's directory `dir`. Returns once pasta has set the namespace up.
-pub fn start(
-    container: &str,
-    netns: BorrowedFd<'_>,
-    ports: &[PortMapping],
-    dir: &Path,
-) -> Result<Pasta> {
+pub fn start(netns: BorrowedFd<'_>, ports: &[PortMapping], dir: &Path) -> Result<Pasta> {
     // pasta opens the namespaces as /proc/self/fd/N, N inherited: a dup is not
     // close-on-exec (another process's /proc/PID/fd is closed to it once it has joined the
     // user namespace). Closed again when pasta has set up.
@@ -116,11 +110,7 @@ pub fn start(
         .ok_or_else(|| Error::io("read pasta.pid", std::io::Error::other("no pid")))?;
     let start = process_start(pid)
         .ok_or_else(|| Error::io("find pasta", std::io::Error::other("it ended at once")))?;
-    Ok(Pasta {
-        container: container.to_string(),
-        pid,
-        start,
-    })
+    Ok(Pasta { pid, start })
 }
 
 impl Pasta {

@@ -107,6 +107,12 @@ pub struct Task<'a> {
 /// before its program starts.
 pub trait NetAttach: Sync {
     fn attach(&self, netns: std::os::fd::BorrowedFd<'_>) -> Result<()>;
+
+    /// Host-ports mode (a Wasm guest without privileges): no namespace to attach; the
+    /// guest's binds of these published container ports are made on their host ports.
+    fn host_ports(&self) -> Option<&[crate::container::PortMapping]> {
+        None
+    }
 }
 
 /// Sends a signal to a started task's process, from any thread, for as long as the run

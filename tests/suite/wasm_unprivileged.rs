@@ -154,20 +154,52 @@ fn wasm_images_import_run_and_commit_with_no_namespaces() {
         );
         assert!(stdout.ends_with("ok\nunprivileged"), "{kind}: {stdout}");
     }
-    // Networks need namespaces: refused, not run without the network it asked for.
+    // `bridge` without namespaces is host-ports mode: the guest's bind of port 80 is made on
+    // the published host port (loopback only here: the machine's own network).
+    let t = env.tmp.path().display();
     let out = as_nobody(
         &env,
         &format!(
-            "cd {} && {strata} run --rm --network bridge hello:p2",
-            env.tmp.path().display()
+            "cd {t} && {strata} run -d --name srv --network bridge -p 127.0.0.1:18087:80 \
+             hello:p2 serve 80 1 >/dev/null && {strata} port srv"
         ),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text, "80/tcp -> 127.0.0.1:18087\n");
+    let t0 = std::time::Instant::now();
+    let got = loop {
+        use std::io::Read;
+        match std::net::TcpStream::connect("127.0.0.1:18087") {
+            Ok(mut s) => {
+                let mut text = String::new();
+                s.read_to_string(&mut text).unwrap();
+                break text;
+            }
+            Err(e) => {
+                assert!(t0.elapsed().as_secs() < 10, "the guest never listened: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    };
+    assert_eq!(got, "hello from wasm\n");
+    let out = as_nobody(
+        &env,
+        &format!("cd {t} && {strata} wait srv && {strata} rm srv"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\nsrv\n");
+    // User networks need root: refused, not run without the network asked for.
+    let out = as_nobody(
+        &env,
+        &format!("cd {t} && {strata} network create mine >/dev/null && {strata} run --rm --network mine hello:p2"),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{err}");
-    assert!(
-        err.contains("Wasm containers join networks as root only for now"),
-        "{err}"
-    );
+    assert!(err.contains("rootless containers use bridge"), "{err}");
     // The default store of an unprivileged user is under its home.
     assert!(env
         .tmp

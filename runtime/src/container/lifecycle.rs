@@ -172,13 +172,6 @@ impl Containers<'_> {
         if !c.host.network.attaches() {
             return Ok(None);
         }
-        if c.runtime == backend::Kind::Wasm && !crate::privilege::privileged() {
-            // Its guest would run without the network it asked for.
-            return Err(Error::Unsupported(format!(
-                "network {}: Wasm containers join networks as root only for now",
-                c.host.network
-            )));
-        }
         let net = backends.network.ok_or_else(|| {
             Error::Unsupported(format!(
                 "network {}: this caller runs containers without networks",

@@ -33,8 +33,10 @@ impl Backend for WasmBackend {
         let spec = task.spec;
         let wasm = Arc::new(WasmHost::new(&self.cache)?);
         let mut guest = guest_spec(spec)?;
-        // On a network (its own namespace, attached): its sockets are endpoints there.
+        // On a network: its sockets are endpoints in its own namespace (attached), or, in
+        // host-ports mode, the host's with its binds mapped.
         guest.network |= task.network.is_some();
+        guest.host_ports = task.network.and_then(|n| n.host_ports()).map(<[_]>::to_vec);
         let root = Arc::new(task.rootfs.overlay()?);
         let mut binds = Vec::new();
         // A tmpfs is an empty private directory for the run's length.
@@ -91,6 +93,7 @@ impl Backend for WasmBackend {
         let exec: Executor = {
             let (wasm, root, binds) = (Arc::clone(&wasm), Arc::clone(&root), binds.clone());
             let (memory, network) = (guest.memory, guest.network);
+            let host_ports = guest.host_ports.clone();
             let namespaces = Arc::clone(&namespaces);
             let id = task.id.to_string();
             Arc::new(
@@ -98,6 +101,7 @@ impl Backend for WasmBackend {
                     let mut guest = process_guest(process);
                     guest.memory = memory;
                     guest.network = network;
+                    guest.host_ports = host_ports.clone();
                     let run = |started: &mut dyn FnMut(Option<Signaller>) -> Result<()>| {
                         wasm.run(Arc::clone(&root), binds.clone(), &guest, stdio, &mut || {
                             // No signaller: see `Executor`.
@@ -153,8 +157,7 @@ impl Backend for WasmBackend {
             }
         };
         let outcome = match task.network {
-            None => wasm.run(root, binds, &guest, stdio, &mut || started(process())),
-            Some(attach) => {
+            Some(attach) if guest.host_ports.is_none() => {
                 let guest = &guest;
                 on_own_thread(
                     || {
@@ -166,6 +169,7 @@ impl Backend for WasmBackend {
                     started,
                 )
             }
+            _ => wasm.run(root, binds, &guest, stdio, &mut || started(process())),
         };
         drop(scratch);
         drop(stop);
@@ -245,6 +249,7 @@ fn process_guest(process: &Process) -> GuestSpec {
         cwd: process.cwd().display().to_string(),
         memory: None,
         network: false,
+        host_ports: None,
     }
 }
 

@@ -11,6 +11,7 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, random, sockets, sync};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 
+use super::host_ports::{Mapped, MappedSockets};
 use super::{blocking, p2, WasmState};
 
 /// `wasi:io/error` works on the store's resource table.
@@ -38,9 +39,23 @@ fn blocking_io(s: &mut WasmState) -> blocking::Io<'_> {
     }
 }
 
+fn mapped(s: &mut WasmState) -> Mapped<'_> {
+    let ports = std::sync::Arc::clone(&s.host_ports);
+    Mapped {
+        inner: s.sockets(),
+        ports,
+    }
+}
+
 /// A linker with what `component` imports. An import we do not serve is left out, and
 /// `instantiate_pre` names it.
-pub fn linker_for(engine: &Engine, component: &Component) -> wasmtime::Result<Linker<WasmState>> {
+///
+/// `host_ports`: TCP binds are mapped by the guest's published ports (`host_ports.rs`).
+pub fn linker_for(
+    engine: &Engine,
+    component: &Component,
+    host_ports: bool,
+) -> wasmtime::Result<Linker<WasmState>> {
     type S = WasmState;
     let mut linker = Linker::new(engine);
     let l = &mut linker;
@@ -105,6 +120,9 @@ pub fn linker_for(engine: &Engine, component: &Component) -> wasmtime::Result<Li
             }
             "wasi:sockets/tcp-create-socket" => {
                 sockets::tcp_create_socket::add_to_linker::<S, WasiSockets>(l, S::sockets)?
+            }
+            "wasi:sockets/tcp" if host_ports => {
+                sync::sockets::tcp::add_to_linker::<S, MappedSockets>(l, mapped)?
             }
             "wasi:sockets/tcp" => {
                 sync::sockets::tcp::add_to_linker::<S, WasiSockets>(l, S::sockets)?

@@ -10,6 +10,7 @@ mod backend;
 mod blocking;
 mod control;
 pub mod guestfs;
+mod host_ports;
 mod link;
 mod netns;
 mod p1;
@@ -42,6 +43,8 @@ pub struct WasmState {
     pub limits: GuestLimits,
     /// Ends wasi:io's blocking calls on a stop signal.
     pub stop: blocking::Stop,
+    /// Host-ports mode: the published ports its TCP binds are mapped by.
+    pub host_ports: std::sync::Arc<[crate::container::PortMapping]>,
 }
 
 impl WasiView for WasmState {
@@ -135,6 +138,9 @@ pub struct GuestSpec {
     /// wasi:sockets may reach the network of the thread it runs on: the host's (`--network
     /// host`) or its own on a network (else no address at all).
     pub network: bool,
+    /// Host-ports mode (no privileges, the host's network): binds of these published
+    /// container ports are made on their host ports, other binds on loopback.
+    pub host_ports: Option<Vec<crate::container::PortMapping>>,
 }
 
 /// The wasmtime host: the engine and its compile cache; one per process.
@@ -373,7 +379,8 @@ impl WasmHost {
                     .build()
                     .map_err(|e| Error::io("start the I/O runtime", e))?;
                 let entered = tokio.enter();
-                let result = self.run_component(program, &c, wasi, fs, limits);
+                let result =
+                    self.run_component(program, &c, wasi, fs, limits, spec.host_ports.as_deref());
                 drop(entered);
                 // Its worker only waits for work: do not wait for it to stop.
                 tokio.shutdown_background();
@@ -397,8 +404,10 @@ impl WasmHost {
         mut wasi: WasiCtxBuilder,
         fs: guestfs::GuestFs,
         limits: GuestLimits,
+        host_ports: Option<&[crate::container::PortMapping]>,
     ) -> Result<wasmtime::Result<i32>> {
-        let linker = link::linker_for(&self.engine, component).map_err(wasm_err)?;
+        let linker =
+            link::linker_for(&self.engine, component, host_ports.is_some()).map_err(wasm_err)?;
         let pre = CommandPre::new(
             linker
                 .instantiate_pre(component)
@@ -411,6 +420,7 @@ impl WasmHost {
             fs,
             limits,
             stop: blocking::Stop::new(self.wake)?,
+            host_ports: host_ports.unwrap_or_default().into(),
         });
         store.limiter(|s| &mut s.limits);
         Ok(pre
