@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Network benchmark (issue 16): a small HTTP server (busybox httpd, one 612-byte page) in a
-# container published with `-p`, Strata against podman (netavark) on the same image, root
-# bridge networking, in one run, printing the figures and the ratio strata/podman.
+# container published with `-p`, Strata against podman on the same image, in one run: as root
+# (bridge networking: Strata's nftables DNAT, podman's netavark) and as an unprivileged user
+# (ROOTLESS_USER, default strata-bench, made if missing: Strata's pasta, podman 4.3's
+# slirp4netns), printing the figures and the ratios strata/podman.
 #
 #   throughput   wrk -t2 -c16 -d${SECONDS_WRK}s on 127.0.0.1:PORT (requests/s and mean latency)
 #                                                              target: >= 1.0x podman
@@ -52,6 +54,10 @@ cleanup() {
     set +e
     "$STRATA" rm -f $("$STRATA" ps -aq) >/dev/null 2>&1
     "${podman[@]}" rm -af -t 0 >/dev/null 2>&1
+    [ -n "${r_strata:-}" ] && "${r_strata[@]}" rm -f $("${r_strata[@]}" ps -aq) >/dev/null 2>&1
+    [ -n "${r_podman:-}" ] && "${r_podman[@]}" rm -af -t 0 >/dev/null 2>&1
+    [ -n "${r_podman:-}" ] && "${r_podman[@]}" rmi -af >/dev/null 2>&1
+    [ -n "${run_dir:-}" ] && rm -rf "$run_dir"
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $work" >&2; return; fi
     "${podman[@]}" rmi -af >/dev/null 2>&1
     awk -v w="$work" '$5 == w || index($5, w "/") == 1 { print $5 }' /proc/self/mountinfo |
@@ -91,23 +97,25 @@ while True:
 EOF
 }
 
-# start_median RM-ARGS -- ENGINE-COMMAND...: the median seconds from spawning `run -d … -p
+# start_median RM-ARGS :: ENGINE-COMMAND...: the median seconds from spawning `run -d … -p
 # 18090:80` until the port answers an HTTP request, timed in one python process (so no
 # interpreter start-up is counted), the container removed (`rm RM-ARGS`) between runs.
 start_median() {
-    python3 - "$starts" "$@" -- "${extra[@]}" --network bridge -p 18090:80 "${server[@]}" <<'EOF'
+    python3 - "$starts" "$@" :: "${extra[@]}" --network bridge -p 18090:80 "${server[@]}" <<'EOF'
 import socket, statistics, subprocess, sys, time
 args = sys.argv[1:]
 runs = int(args.pop(0))
-sep = args.index("--")
+sep = args.index("::")
 rm_args, rest = args[:sep], args[sep + 1:]
-sep = rest.index("--")
+sep = rest.index("::")
 engine, run_args = rest[:sep], rest[sep + 1:]
 times = []
 for _ in range(runs):
     t0 = time.monotonic()
-    cid = subprocess.run(engine + ["run", "-d"] + run_args, check=True,
-                         capture_output=True, text=True).stdout.strip()
+    run = subprocess.run(engine + ["run", "-d"] + run_args, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit("run -d failed: " + run.stderr)
+    cid = run.stdout.strip()
     while True:
         try:
             with socket.create_connection(("127.0.0.1", 18090), timeout=1) as s:
@@ -143,19 +151,58 @@ echo "== strata: throughput" >&2
 extra=()
 read -r s_rps s_lat < <(throughput "$STRATA")
 echo "== strata: start ($starts runs)" >&2
-s_start="$(start_median -f -- "$STRATA")"
+s_start="$(start_median -f :: "$STRATA")"
 
 echo "== podman: throughput" >&2
 extra=("${podman_run[@]}")
 read -r p_rps p_lat < <(throughput "${podman[@]}")
 echo "== podman: start ($starts runs)" >&2
-p_start="$(start_median -f -t 0 -- "${podman[@]}")"
+p_start="$(start_median -f -t 0 :: "${podman[@]}")"
 
-python3 - "$s_rps" "$s_lat" "$s_start" "$p_rps" "$p_lat" "$p_start" <<'EOF'
+# --- rootless: the same, as an unprivileged user (Strata: pasta; podman 4.3: slirp4netns) ---
+# pasta copies the host's routes: the bench namespace gets a way out (a veth to nowhere).
+ip link add up0 type veth peer name up1
+ip addr add 192.0.2.1/24 dev up0
+ip link set up0 up && ip link set up1 up
+ip route add default via 192.0.2.2
+user="${ROOTLESS_USER:-strata-bench}"
+id -u "$user" >/dev/null 2>&1 || useradd -m "$user"
+chmod 0666 /dev/net/tun
+chmod 0755 "$work"
+mkdir -p "$work/rootless"
+# podman refuses a run root longer than 50 characters.
+run_dir="$(mktemp -d /tmp/strata-net-run.XXXXXX)"
+cp "$work/busybox.tar" "$work/image.tar" "$work/rootless/"
+chown -R "$user" "$work/rootless" "$run_dir"
+as_user=(setpriv --reuid "$user" --regid "$user" --init-groups --
+         env HOME="$work/rootless" XDG_RUNTIME_DIR="$run_dir")
+r_strata=("${as_user[@]}" "$STRATA" --root "$work/rootless/store")
+r_podman=("${as_user[@]}" podman --root "$work/rootless/podman" --runroot "$run_dir/podman"
+          --runtime runc --cgroup-manager cgroupfs --events-backend file)
+"${r_strata[@]}" import -c 'ENV PATH=/bin' "$work/rootless/busybox.tar" "$image" >/dev/null
+"${r_podman[@]}" load -q -i "$work/rootless/image.tar" >/dev/null
+echo "== rootless strata (pasta): throughput" >&2
+extra=()
+read -r rs_rps rs_lat < <(throughput "${r_strata[@]}")
+echo "== rootless strata (pasta): start ($starts runs)" >&2
+rs_start="$(start_median -f :: "${r_strata[@]}")"
+echo "== rootless podman (slirp4netns): throughput" >&2
+extra=("${podman_run[@]}")
+read -r rp_rps rp_lat < <(throughput "${r_podman[@]}")
+echo "== rootless podman (slirp4netns): start ($starts runs)" >&2
+rp_start="$(start_median -f -t 0 :: "${r_podman[@]}")"
+"${r_podman[@]}" rm -af -t 0 >/dev/null 2>&1 || true
+
+python3 - "$s_rps" "$s_lat" "$s_start" "$p_rps" "$p_lat" "$p_start" \
+    "$rs_rps" "$rs_lat" "$rs_start" "$rp_rps" "$rp_lat" "$rp_start" <<'EOF'
 import sys
-s_rps, s_lat, s_start, p_rps, p_lat, p_start = map(float, sys.argv[1:])
-print(f"{'':28}{'strata':>12}{'podman':>12}{'strata/podman':>16}")
-print(f"{'throughput (requests/s)':28}{s_rps:>12.0f}{p_rps:>12.0f}{s_rps / p_rps:>15.2f}x   target >= 1.0x")
-print(f"{'mean latency (ms)':28}{s_lat:>12.2f}{p_lat:>12.2f}{s_lat / p_lat:>15.2f}x")
-print(f"{'start until port answers (ms)':28}{s_start * 1000:>12.1f}{p_start * 1000:>12.1f}{s_start / p_start:>15.2f}x   target <= 0.2x")
+v = list(map(float, sys.argv[1:]))
+def table(title, s_rps, s_lat, s_start, p_rps, p_lat, p_start):
+    print(title)
+    print(f"{'':32}{'strata':>12}{'podman':>12}{'strata/podman':>16}")
+    print(f"{'  throughput (requests/s)':32}{s_rps:>12.0f}{p_rps:>12.0f}{s_rps / p_rps:>15.2f}x   target >= 1.0x")
+    print(f"{'  mean latency (ms)':32}{s_lat:>12.2f}{p_lat:>12.2f}{s_lat / p_lat:>15.2f}x")
+    print(f"{'  start until port answers (ms)':32}{s_start * 1000:>12.1f}{p_start * 1000:>12.1f}{s_start / p_start:>15.2f}x   target <= 0.2x")
+table("root (strata: bridge + nftables DNAT; podman: netavark)", *v[:6])
+table("rootless (strata: pasta; podman 4.3: slirp4netns)", *v[6:])
 EOF

@@ -114,7 +114,8 @@ pub fn start(netns: BorrowedFd<'_>, ports: &[PortMapping], dir: &Path) -> Result
 }
 
 impl Pasta {
-    /// Ends it, if it is still this pasta.
+    /// Ends it, if it is still this pasta, and waits (up to 2 s) until it is gone, so that
+    /// its ports are free again when this returns.
     pub fn stop(&self) {
         // Debian's pasta runs as `passt.avx2` where the CPU has AVX2.
         let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid)).unwrap_or_default();
@@ -122,6 +123,12 @@ impl Pasta {
         if process_start(self.pid) == Some(self.start) && pasta {
             if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let t0 = std::time::Instant::now();
+            while process_start(self.pid) == Some(self.start)
+                && t0.elapsed() < std::time::Duration::from_secs(2)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
     }
