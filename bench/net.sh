@@ -2,8 +2,8 @@
 # Network benchmark (issue 16): a small HTTP server (busybox httpd, one 612-byte page) in a
 # container published with `-p`, Strata against podman on the same image, in one run: as root
 # (bridge networking: Strata's nftables DNAT, podman's netavark) and as an unprivileged user
-# (ROOTLESS_USER, default strata-bench, made if missing: Strata's pasta, podman 4.3's
-# slirp4netns), printing the figures and the ratios strata/podman.
+# (ROOTLESS_USER, default strata-bench, made if missing: Strata's pasta, and its slirp4netns
+# fallback, against podman 4.3's slirp4netns), printing the figures and the ratios.
 #
 #   throughput   wrk -t2 -c16 -d${SECONDS_WRK}s on 127.0.0.1:PORT (requests/s and mean latency)
 #                                                              target: >= 1.0x podman
@@ -192,9 +192,19 @@ read -r rp_rps rp_lat < <(throughput "${r_podman[@]}")
 echo "== rootless podman (slirp4netns): start ($starts runs)" >&2
 rp_start="$(start_median -f -t 0 :: "${r_podman[@]}")"
 "${r_podman[@]}" rm -af -t 0 >/dev/null 2>&1 || true
+# Strata's fallback: slirp4netns, when pasta is not on PATH.
+mkdir -p "$work/nopasta"
+for t in slirp4netns newuidmap newgidmap; do ln -sf "$(command -v "$t")" "$work/nopasta/$t"; done
+r_slirp=("${as_user[@]}" PATH="$work/nopasta:/usr/sbin:/sbin" "$STRATA" --root "$work/rootless/store")
+echo "== rootless strata (slirp4netns): throughput" >&2
+extra=()
+read -r rl_rps rl_lat < <(throughput "${r_slirp[@]}")
+echo "== rootless strata (slirp4netns): start ($starts runs)" >&2
+rl_start="$(start_median -f :: "${r_slirp[@]}")"
 
 python3 - "$s_rps" "$s_lat" "$s_start" "$p_rps" "$p_lat" "$p_start" \
-    "$rs_rps" "$rs_lat" "$rs_start" "$rp_rps" "$rp_lat" "$rp_start" <<'EOF'
+    "$rs_rps" "$rs_lat" "$rs_start" "$rp_rps" "$rp_lat" "$rp_start" \
+    "$rl_rps" "$rl_lat" "$rl_start" <<'EOF'
 import sys
 v = list(map(float, sys.argv[1:]))
 def table(title, s_rps, s_lat, s_start, p_rps, p_lat, p_start):
@@ -204,5 +214,6 @@ def table(title, s_rps, s_lat, s_start, p_rps, p_lat, p_start):
     print(f"{'  mean latency (ms)':32}{s_lat:>12.2f}{p_lat:>12.2f}{s_lat / p_lat:>15.2f}x")
     print(f"{'  start until port answers (ms)':32}{s_start * 1000:>12.1f}{p_start * 1000:>12.1f}{s_start / p_start:>15.2f}x   target <= 0.2x")
 table("root (strata: bridge + nftables DNAT; podman: netavark)", *v[:6])
-table("rootless (strata: pasta; podman 4.3: slirp4netns)", *v[6:])
+table("rootless (strata: pasta; podman 4.3: slirp4netns)", *v[6:12])
+table("rootless, strata's fallback (both slirp4netns)", *v[12:15], *v[9:12])
 EOF

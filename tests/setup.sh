@@ -29,11 +29,11 @@ as any user and notes each test it skips."
 #   tini                   tini-static: `run --init`
 #   nftables, iproute2     nft and ip: published ports and the network tests' namespaces
 #   procps                 pgrep: the network tests find monitors to kill
-#   passt                  pasta: rootless containers on `bridge`
+#   passt, slirp4netns     pasta, and its fallback: rootless containers on `bridge`
 #   ca-certificates        TLS to crates.io and Rust's servers; the bundle the registry client loads
 packages=(gcc libc6-dev busybox-static skopeo umoci podman runc docker-registry openssl
     apache2-utils python3 util-linux passwd uidmap bsdutils attr zstd gzip tar ca-certificates
-    tini nftables iproute2 procps passt)
+    tini nftables iproute2 procps passt slirp4netns)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -10,6 +10,7 @@ pub mod netlink;
 pub mod networks;
 pub mod nft;
 pub mod pasta;
+pub mod slirp;
 
 pub use networks::{Lease, Network, Networks};
 

@@ -28,6 +28,7 @@ use crate::ipam::{self, Subnet};
 use crate::netlink::{Netlink, Veth};
 use crate::nft;
 use crate::pasta::{self, Pasta};
+use crate::slirp::{self, Slirp};
 
 const STATE_FILE: &str = "state.json";
 /// The default network's name, as docker's.
@@ -866,13 +867,20 @@ impl Networks<'_> {
         // inherited by the container's intermediate process.
         let ports = reserve(&c.host.publish, true)?.1;
         write_name_files(&dir, None, hostname)?;
+        let wasm = c.runtime == strata_runtime::backend::Kind::Wasm;
+        let pasta = pasta::available();
+        if !wasm && !pasta {
+            etc::rewrite_in_place(&dir, RESOLV_FILE, slirp::RESOLV_CONF)?;
+        }
         let connection = HostConnection {
             networks: self,
             container: c.id.clone(),
             dir: containers.path(c),
             ports,
-            wasm: c.runtime == strata_runtime::backend::Kind::Wasm,
+            wasm,
+            use_pasta: pasta,
             pasta: std::sync::Mutex::new(None),
+            slirp: std::sync::Mutex::new(None),
         };
         if connection.wasm {
             // Nothing attaches a guest in host-ports mode: its run is on record now.
@@ -882,14 +890,18 @@ impl Networks<'_> {
     }
 }
 
-/// One run on `bridge` without privileges (see `connect_rootless`).
+/// One run on `bridge` without privileges (see `connect_rootless`): a pasta, a
+/// slirp4netns when pasta is not installed, or a Wasm guest's mapped binds.
 struct HostConnection<'n> {
     networks: &'n Networks<'n>,
     container: String,
     dir: std::path::PathBuf,
     ports: Vec<PortMapping>,
     wasm: bool,
+    /// pasta is installed; else slirp4netns serves.
+    use_pasta: bool,
     pasta: std::sync::Mutex<Option<Pasta>>,
+    slirp: std::sync::Mutex<Option<Slirp>>,
 }
 
 impl HostConnection<'_> {
@@ -913,6 +925,11 @@ impl NetAttach for HostConnection<'_> {
                 "a Wasm guest without privileges has no namespace to attach".into(),
             ));
         }
+        if !self.use_pasta {
+            let started = slirp::start(netns, &self.ports, &self.dir)?;
+            *self.slirp.lock().expect("lock") = Some(started);
+            return self.record(None);
+        }
         let started = pasta::start(netns, &self.ports, &self.dir)?;
         *self.pasta.lock().expect("lock") = Some(started.clone());
         self.record(Some(started))
@@ -927,6 +944,9 @@ impl Drop for HostConnection<'_> {
     fn drop(&mut self) {
         if let Some(p) = self.pasta.lock().expect("lock").take() {
             p.stop();
+        }
+        if let Some(mut s) = self.slirp.lock().expect("lock").take() {
+            s.stop();
         }
         let outcome = self.networks.change(|state| {
             state.host_runs.retain(|r| r.container != self.container);

@@ -37,9 +37,15 @@ fn port_args(flag: &str, ports: &[PortMapping], proto: Proto) -> Vec<String> {
     out
 }
 
+/// Whether pasta is on PATH (else slirp4netns serves: `slirp.rs`).
+pub fn available() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("pasta").is_file()))
+}
+
 /// The user namespace that owns network namespace `netns` (NS_GET_USERNS).
 #[allow(unsafe_code)]
-fn owning_userns(netns: BorrowedFd<'_>) -> Result<OwnedFd> {
+pub(crate) fn owning_userns(netns: BorrowedFd<'_>) -> Result<OwnedFd> {
     const NS_GET_USERNS: libc::c_ulong = 0xb701;
     // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor or -1.
     let fd = unsafe { libc::ioctl(netns.as_raw_fd(), NS_GET_USERNS) };

@@ -1094,8 +1094,8 @@ fn wasm_and_native_containers_talk_by_name_both_ways() {
 }
 
 #[test]
-fn rootless_containers_publish_ports_and_reach_out_through_pasta() {
-    if !need_root("rootless_containers_publish_ports_and_reach_out_through_pasta") {
+fn rootless_containers_publish_ports_and_reach_out_through_pasta_or_slirp4netns() {
+    if !need_root("rootless_containers_publish_ports_and_reach_out_through_pasta_or_slirp4netns") {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -1224,6 +1224,46 @@ fn rootless_containers_publish_ports_and_reach_out_through_pasta() {
     }
     ok(&format!("{strata} rm -f again"));
     none_left("its killed runner");
+    // Without pasta, slirp4netns serves (a PATH with it and the id-map helpers only); it
+    // ends by itself when its runner is killed.
+    crate::common::sh(&format!(
+        "mkdir -p {home}/nopasta && for t in slirp4netns newuidmap newgidmap; do ln -sf \"$(command -v $t)\" {home}/nopasta/$t; done"
+    ));
+    let no_pasta = format!("PATH={home}/nopasta:/usr/sbin:/sbin; export PATH; {strata}");
+    ok(&format!(
+        "{no_pasta} run -d --name slow --network bridge -p 18083:80 -v {home}/site:/www web httpd -f -p 80 -h /www"
+    ));
+    assert_eq!(
+        host.get("127.0.0.1:18083", "/index.html"),
+        "hello from the container\n"
+    );
+    assert_eq!(pastas(), 0, "slirp4netns, not pasta");
+    let slirps = || {
+        let out = Command::new("pgrep")
+            .args(["-u", user, "-x", "slirp4netns"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(slirps(), 1);
+    let resolv = ok(&format!("{no_pasta} exec slow cat /etc/resolv.conf"));
+    assert_eq!(resolv, "nameserver 10.0.2.3\n");
+    for pid in host
+        .sh(&["pgrep", "-u", user, "-f", "__monitor"])
+        .split_whitespace()
+    {
+        host.sh(&["kill", "-9", pid]);
+    }
+    let t0 = Instant::now();
+    while slirps() > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "slirp4netns outlived its killed runner"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(&format!("{strata} rm -f slow"));
+
     // User networks are not rootless yet: a clear refusal.
     ok(&format!("{strata} network create mine"));
     let (ran, out) = as_user(&format!("{strata} run --rm --network mine web true"));
