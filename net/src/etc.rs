@@ -46,7 +46,7 @@ pub fn hosts(own_ip: Option<Ipv4Addr>, hostname: &str, peers: &[HostEntry]) -> S
         };
         for name in &peer.names {
             let name = name.trim();
-            if !name.is_empty() && !names.contains(&name) {
+            if is_host_name(name) && !names.contains(&name) {
                 names.push(name);
             }
         }
@@ -58,6 +58,15 @@ pub fn hosts(own_ip: Option<Ipv4Addr>, hostname: &str, peers: &[HostEntry]) -> S
         out.push_str(&format!("{ip}\t{}\n", names.join(" ")));
     }
     out
+}
+
+/// A name `hosts` may carry: letters, digits, `_`, `.` and `-` (what container names and
+/// aliases are made of), so that no name can add a line or an address to a peer's file.
+pub fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// `resolv.conf` for a container in its own network namespace: the host's file
@@ -163,7 +172,7 @@ mod tests {
             entry("10.89.0.2", &["me", "alias-of-me"]), // the container itself
             entry("10.89.0.3", &["db", "postgres", "bbbbbbbbbbbb"]),
             entry("10.89.0.3", &["db", "postgres", "extra"]), // same peer again
-            entry("10.89.0.9", &["cache", "cache", " "]),
+            entry("10.89.0.9", &["cache", "cache", " ", "evil\n10.0.0.1 bank"]),
             entry("10.89.0.4", &[]),
         ];
         assert_eq!(

@@ -211,6 +211,11 @@ impl State {
     /// Puts `container` on `network`: the lowest free address and the container's lowest
     /// free slot.
     fn join(&mut self, container: &str, network: &Network, aliases: &[String]) -> Result<Lease> {
+        if let Some(bad) = aliases.iter().find(|a| !etc::is_host_name(a)) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid network alias {bad:?}: only [a-zA-Z0-9_.-] are allowed"
+            )));
+        }
         let used: Vec<Ipv4Addr> = self
             .leases
             .iter()

@@ -396,6 +396,15 @@ impl ContainerArgs {
                 ));
             }
         }
+        if let Some(bad) = self
+            .network_aliases
+            .iter()
+            .find(|a| !strata_net::etc::is_host_name(a))
+        {
+            return Err(anyhow!(
+                "invalid network alias {bad:?}: only [a-zA-Z0-9_.-] are allowed"
+            ));
+        }
         if !self.network_aliases.is_empty() && !matches!(network, Network::Named(_)) {
             return Err(anyhow!(
                 "network-scoped aliases are only supported for user-defined networks"

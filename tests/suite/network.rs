@@ -423,6 +423,10 @@ fn bad_network_flags_fail_clearly_and_change_nothing() {
             "invalid hostname format: not_a-host!",
         ),
         (
+            &["--network-alias", "db\n10.0.0.1 bank"][..],
+            "invalid network alias",
+        ),
+        (
             &["--network", "container:other", "--hostname", "h"][..],
             "conflicting options: hostname and the network mode",
         ),
