@@ -10,6 +10,7 @@ use std::os::unix::fs::FileExt;
 
 use strata_runtime::cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 
+use strata_runtime::container::valid_name;
 use strata_runtime::{Error, Result};
 
 /// docker's localhost lines, in its order.
@@ -44,9 +45,9 @@ pub fn hosts(own_ip: Option<Ipv4Addr>, hostname: &str, peers: &[HostEntry]) -> S
         } else {
             lines.entry(peer.ip).or_default()
         };
-        for name in &peer.names {
-            let name = name.trim();
-            if is_host_name(name) && !names.contains(&name) {
+        // Only what names are made of: no name can add a line or an address to the file.
+        for name in peer.names.iter().map(String::as_str) {
+            if valid_name(name) && !names.contains(&name) {
                 names.push(name);
             }
         }
@@ -58,15 +59,6 @@ pub fn hosts(own_ip: Option<Ipv4Addr>, hostname: &str, peers: &[HostEntry]) -> S
         out.push_str(&format!("{ip}\t{}\n", names.join(" ")));
     }
     out
-}
-
-/// A name `hosts` may carry: letters, digits, `_`, `.` and `-` (what container names and
-/// aliases are made of), so that no name can add a line or an address to a peer's file.
-pub fn is_host_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// `resolv.conf` for a container in its own network namespace: the host's file

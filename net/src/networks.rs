@@ -211,9 +211,12 @@ impl State {
     /// Puts `container` on `network`: the lowest free address and the container's lowest
     /// free slot.
     fn join(&mut self, container: &str, network: &Network, aliases: &[String]) -> Result<Lease> {
-        if let Some(bad) = aliases.iter().find(|a| !etc::is_host_name(a)) {
+        if let Some(bad) = aliases
+            .iter()
+            .find(|a| !strata_runtime::container::valid_name(a))
+        {
             return Err(Error::InvalidArgument(format!(
-                "invalid network alias {bad:?}: only [a-zA-Z0-9_.-] are allowed"
+                "invalid network alias {bad:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )));
         }
         let used: Vec<Ipv4Addr> = self
@@ -347,13 +350,12 @@ impl<'s> Networks<'s> {
     /// The memberships of running containers (their claim held, attached) on `network`:
     /// docker's endpoints.
     pub fn endpoints(&self, network: &str) -> Result<Vec<Lease>> {
-        let containers = Containers::open(self.store)?;
-        let mut out = Vec::new();
-        for l in self.load()?.leases {
-            if l.network == network && l.active && containers.claimed(&l.container)? {
-                out.push(l);
-            }
-        }
+        let state = self.load()?;
+        let mut out: Vec<Lease> = self
+            .claimed_on(&state, network)?
+            .into_iter()
+            .filter(|l| l.active)
+            .collect();
         out.sort_by_key(|l| l.ip);
         Ok(out)
     }
@@ -380,7 +382,7 @@ impl<'s> Networks<'s> {
                 "network with name {name} already exists: it is a pre-defined network"
             )));
         }
-        if !strata_runtime::container::valid_network_name(name) {
+        if !strata_runtime::container::valid_name(name) {
             return Err(Error::InvalidArgument(format!(
                 "invalid network name {name:?}: a network name is made of [a-zA-Z0-9][a-zA-Z0-9_.-]"
             )));
@@ -473,7 +475,9 @@ impl<'s> Networks<'s> {
                     "{DEFAULT_NETWORK} is a pre-defined network and cannot be removed"
                 )));
             }
-            if !self.endpoints_in(state, &network.name)?.is_empty() {
+            // A container between its connect and its attach counts too: it would start
+            // without the network otherwise.
+            if !self.claimed_on(state, &network.name)?.is_empty() {
                 return Err(Error::Conflict(format!(
                     "error while removing network: network {} id {} has active endpoints",
                     network.name, network.id
@@ -503,15 +507,11 @@ impl<'s> Networks<'s> {
         Ok(removed)
     }
 
-    /// The live memberships on `network` in `state` (under the lock).
-    fn endpoints_in(&self, state: &State, network: &str) -> Result<Vec<Lease>> {
+    /// The memberships on `network` of containers something runs (attached or about to be).
+    fn claimed_on(&self, state: &State, network: &str) -> Result<Vec<Lease>> {
         let containers = Containers::open(self.store)?;
         let mut out = Vec::new();
-        for l in state
-            .leases
-            .iter()
-            .filter(|l| l.network == network && l.active)
-        {
+        for l in state.leases.iter().filter(|l| l.network == network) {
             if containers.claimed(&l.container)? {
                 out.push(l.clone());
             }
@@ -556,10 +556,12 @@ impl<'s> Networks<'s> {
                     && state.leases_of(&c.id).len() == 1);
             if running && attached {
                 let ns = netns_of(c)?;
-                let routed = state
-                    .leases
-                    .iter()
-                    .any(|l| l.container == c.id && l.active && l.slot != lease.slot);
+                let routed = state.leases.iter().any(|l| {
+                    l.container == c.id
+                        && l.active
+                        && l.slot != lease.slot
+                        && state.network(&l.network).is_some_and(|n| !n.internal)
+                });
                 let mut nl = Netlink::open()?;
                 let mut inside = Netlink::in_netns(ns.as_fd())?;
                 plug(&mut nl, &mut inside, ns.as_fd(), &network, &lease, !routed)?;
@@ -866,13 +868,21 @@ impl Networks<'_> {
                 c.host.network
             )));
         }
+        let wasm = c.runtime == strata_runtime::backend::Kind::Wasm;
+        if wasm && c.host.publish.iter().any(|p| p.proto == Proto::Udp) {
+            return Err(Error::Unsupported(
+                "publishing UDP ports of a Wasm container without privileges is not supported yet"
+                    .into(),
+            ));
+        }
         let containers = Containers::open(self.store)?;
         let dir = containers.dir_of(c)?;
+        // A pasta left by a runner killed with -9 still holds its ports: gone first.
+        self.change(|state| self.reconcile(state, None))?;
         // Only checked: pasta or the guest binds them, and a socket held now would be
         // inherited by the container's intermediate process.
         let ports = reserve(&c.host.publish, true)?.1;
         write_name_files(&dir, None, hostname)?;
-        let wasm = c.runtime == strata_runtime::backend::Kind::Wasm;
         let pasta = pasta::available();
         if !wasm && !pasta {
             etc::rewrite_in_place(&dir, RESOLV_FILE, slirp::RESOLV_CONF)?;

@@ -120,8 +120,8 @@ pub fn start(netns: BorrowedFd<'_>, ports: &[PortMapping], dir: &Path) -> Result
 }
 
 impl Pasta {
-    /// Ends it, if it is still this pasta, and waits (up to 2 s) until it is gone, so that
-    /// its ports are free again when this returns.
+    /// Ends it, if it is still this pasta, and waits until it is gone (SIGKILL after 1 s),
+    /// so that its ports are free again when this returns.
     pub fn stop(&self) {
         // Debian's pasta runs as `passt.avx2` where the CPU has AVX2.
         let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid)).unwrap_or_default();
@@ -131,9 +131,15 @@ impl Pasta {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             }
             let t0 = std::time::Instant::now();
-            while process_start(self.pid) == Some(self.start)
-                && t0.elapsed() < std::time::Duration::from_secs(2)
-            {
+            while process_start(self.pid) == Some(self.start) {
+                if t0.elapsed() > std::time::Duration::from_secs(1) {
+                    if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+                if t0.elapsed() > std::time::Duration::from_secs(2) {
+                    break;
+                }
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }

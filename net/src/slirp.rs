@@ -80,11 +80,21 @@ pub fn start(netns: BorrowedFd<'_>, ports: &[PortMapping], dir: &Path) -> Result
         child,
         exit: Some(exit),
     };
-    // "1" once configured; end of file if it failed.
+    // "1" once configured; end of file if it failed. Bounded: a process forked meanwhile
+    // elsewhere in the runner may hold the write end too.
     let mut byte = [0u8; 1];
-    let configured = std::fs::File::from(ready)
-        .read(&mut byte)
-        .is_ok_and(|n| n == 1);
+    let mut wait = [rustix::event::PollFd::new(
+        &ready,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::event::Timespec {
+        tv_sec: 10,
+        tv_nsec: 0,
+    };
+    let configured = rustix::event::poll(&mut wait, Some(&timeout)).is_ok_and(|n| n == 1)
+        && std::fs::File::from(ready)
+            .read(&mut byte)
+            .is_ok_and(|n| n == 1);
     if !configured {
         let text = std::fs::read_to_string(dir.join("slirp4netns.log")).unwrap_or_default();
         slirp.stop();

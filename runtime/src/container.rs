@@ -15,7 +15,7 @@ mod spec;
 pub use lifecycle::prepare;
 pub use network::{Networking, HOSTS_FILE, RESOLV_FILE};
 pub use options::{
-    parse_publish, parse_signal, parse_size, parse_ulimit, valid_network_name, Bind, HostConfig,
+    parse_publish, parse_signal, parse_size, parse_ulimit, valid_name, Bind, HostConfig,
     LogOptions, Network, PortMapping, Proto, RestartPolicy, RunOptions, DEFAULT_STOP_TIMEOUT,
 };
 pub use spec::{
@@ -772,14 +772,6 @@ fn new_id() -> Result<String> {
     getrandom::fill(&mut bytes)
         .map_err(|e| Error::io("draw a container ID", std::io::Error::other(e)))?;
     Ok(hex::encode(bytes))
-}
-
-fn valid_name(n: &str) -> bool {
-    let b = n.as_bytes();
-    !b.is_empty()
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// docker-style `adjective_name`, chosen by the ID.

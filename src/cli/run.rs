@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 use strata_runtime::backend::{Backends, Kind, Stdio, Stream};
 use strata_runtime::container::{
-    parse_publish, parse_signal, parse_size, parse_ulimit, Bind, Container, Containers, HostConfig,
-    LogOptions, Network, PortMapping, RestartPolicy, RunOptions,
+    parse_publish, parse_signal, parse_size, parse_ulimit, valid_name, Bind, Container, Containers,
+    HostConfig, LogOptions, Network, PortMapping, RestartPolicy, RunOptions,
 };
 use strata_runtime::store::Image;
 use strata_runtime::wasm::WasmBackend;
@@ -396,13 +396,9 @@ impl ContainerArgs {
                 ));
             }
         }
-        if let Some(bad) = self
-            .network_aliases
-            .iter()
-            .find(|a| !strata_net::etc::is_host_name(a))
-        {
+        if let Some(bad) = self.network_aliases.iter().find(|a| !valid_name(a)) {
             return Err(anyhow!(
-                "invalid network alias {bad:?}: only [a-zA-Z0-9_.-] are allowed"
+                "invalid network alias {bad:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             ));
         }
         if !self.network_aliases.is_empty() && !matches!(network, Network::Named(_)) {

@@ -957,6 +957,25 @@ fn a_container_can_share_another_containers_network() {
         "its hosts file is shared: {out}"
     );
 
+    // An exec into a container sharing it is in that namespace too.
+    host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "side",
+            "--network",
+            "container:web",
+            "web",
+            "sleep",
+            "60",
+        ],
+    );
+    let side = host.ok(&env, &["exec", "side", "ip", "-4", "addr", "show", "eth0"]);
+    assert!(side.contains("inet 10.88.0.2/16"), "{side}");
+    host.ok(&env, &["rm", "-f", "side"]);
+
     host.ok(&env, &["stop", "-t", "0", "web"]);
     let err = host.fails(
         &env,

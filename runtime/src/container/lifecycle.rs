@@ -125,9 +125,13 @@ impl Containers<'_> {
         let outcome = (|| {
             // Dropped when the run ends, however it ends: that detaches it.
             let connection = self.connect(container, spec, backends)?;
+            // `container:`: the other container's namespace, held open for the run.
+            let mut shared = None;
             let spec = match (&connection, &container.host.network) {
                 (Some(_), _) => with_network_files(spec, &self.path(container)),
-                (None, Network::Container(key)) => self.sharing_network(container, spec, key)?,
+                (None, Network::Container(key)) => {
+                    self.sharing_network(container, spec, key, &mut shared)?
+                }
                 (None, _) => spec.clone(),
             };
             let task = Task {
@@ -185,12 +189,25 @@ impl Containers<'_> {
 
 impl Containers<'_> {
     /// `--network container:<key>`: `spec` joining the network namespace of the running
-    /// container `key` names, with its `hosts` and `resolv.conf` when it has its own (a
-    /// container on a network), as docker shares them.
-    fn sharing_network(&self, c: &Container, spec: &Spec, key: &str) -> Result<Spec> {
+    /// container `key` names (opened into `held`, which must outlive the run's start), with
+    /// its `hosts` and `resolv.conf` when it has its own (a container on a network), as
+    /// docker shares them.
+    fn sharing_network(
+        &self,
+        c: &Container,
+        spec: &Spec,
+        key: &str,
+        held: &mut Option<std::fs::File>,
+    ) -> Result<Spec> {
         if c.runtime == backend::Kind::Wasm {
             return Err(Error::Unsupported(format!(
-                "network container:{key}: Wasm containers run on none or host for now"
+                "network container:{key}: Wasm containers cannot share a namespace yet"
+            )));
+        }
+        if !crate::privilege::privileged() {
+            // Its user namespace is its own: it may not enter another container's.
+            return Err(Error::Unsupported(format!(
+                "network container:{key}: sharing a container's network needs root for now"
             )));
         }
         let target = self.get(key)?;
@@ -208,6 +225,12 @@ impl Containers<'_> {
             return Err(not_running());
         }
         let pid = target.live_pid().ok_or_else(not_running)?;
+        let path = format!("/proc/{}/ns/net", pid.as_raw_nonzero());
+        let ns = std::fs::File::open(&path).map_err(|e| Error::io(format!("open {path}"), e))?;
+        // Opened while the pid was still its process's (never a reused pid's namespace).
+        target.live_pid().ok_or_else(not_running)?;
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ns));
+        *held = Some(ns);
         let mut spec = if target.host.network.attaches() {
             with_network_files(spec, &self.path(&target))
         } else {
@@ -219,7 +242,7 @@ impl Containers<'_> {
         namespaces.push(
             oci_spec::runtime::LinuxNamespaceBuilder::default()
                 .typ(oci_spec::runtime::LinuxNamespaceType::Network)
-                .path(format!("/proc/{}/ns/net", pid.as_raw_nonzero()))
+                .path(path)
                 .build()
                 .expect("a namespace"),
         );

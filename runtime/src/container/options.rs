@@ -312,7 +312,7 @@ impl Network {
             _ => match s.strip_prefix("container:") {
                 Some("") => return Err(bad("container: needs a container's name or id")),
                 Some(c) => Network::Container(c.to_string()),
-                None if valid_network_name(s) => Network::Named(s.to_string()),
+                None if valid_name(s) => Network::Named(s.to_string()),
                 None => return Err(bad("a network name is made of [a-zA-Z0-9][a-zA-Z0-9_.-]")),
             },
         })
@@ -324,8 +324,9 @@ impl Network {
     }
 }
 
-/// Docker's rule for network names (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
-pub fn valid_network_name(s: &str) -> bool {
+/// docker's rule for the names of containers, networks and network aliases
+/// (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+pub fn valid_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))

@@ -241,8 +241,9 @@ pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Res
         );
     }
     linux = linux.resources(resources.build().map_err(bad)?);
-    // A network namespace of its own is every network but the host's and another
-    // container's (which the runner joins); for a Wasm guest `none` means no sockets.
+    // A network namespace is every network but the host's: its own, or another container's
+    // (`container:`, whose path the runner fills in for each run; an `exec` joins the
+    // container's); for a Wasm guest `none` means no sockets.
     let mut kinds = if native {
         vec![
             LinuxNamespaceType::Pid,
@@ -254,10 +255,7 @@ pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Res
     } else {
         Vec::new()
     };
-    if matches!(
-        opts.host.network,
-        Network::None | Network::Bridge | Network::Named(_)
-    ) {
+    if opts.host.network != Network::Host {
         kinds.push(LinuxNamespaceType::Network);
     }
     let namespaces = kinds

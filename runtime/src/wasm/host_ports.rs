@@ -3,8 +3,9 @@
 //! binds instead of a firewall: `wasi:sockets/tcp` is served by wasmtime-wasi's own
 //! implementation except `start-bind`, where a bind of a published container port is made
 //! on its host port (and address), and one of another port on a loopback port the kernel
-//! picks (reachable from nowhere else, as an unpublished port of a container), and
-//! `local-address`, which shows the guest the port it asked for.
+//! picks (off the host's network, though the host's own processes can reach it), and
+//! `local-address`, which shows the guest the port it asked for. UDP is not served in this
+//! mode yet, and connections to the host's loopback are refused (`WasmHost::run`).
 
 use std::sync::Arc;
 
@@ -58,9 +59,13 @@ impl Mapped<'_> {
                 },
             }),
             IpSocketAddress::Ipv6(a) => IpSocketAddress::Ipv6(match self.published(a.port) {
-                // Published ports are IPv4 (`-p` takes IPv4 addresses): any address.
+                // `-p` takes IPv4 addresses: one given is bound as its v4-mapped address.
                 Some(p) => Ipv6SocketAddress {
                     port: p.host_port,
+                    address: p.host_ip.map_or(a.address, |ip| {
+                        let s = ip.to_ipv6_mapped().segments();
+                        (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
+                    }),
                     ..a
                 },
                 None => Ipv6SocketAddress {

@@ -57,10 +57,11 @@ impl GuestNamespaces {
             libc::CLONE_FS | libc::CLONE_NEWNS | libc::CLONE_NEWNET,
             "create the guest's namespaces",
         )?;
-        // Nothing mounted here may reach the host's mount table.
+        // Nothing mounted here may reach the host's mount table; the host's unmounts still
+        // reach this copy (a private one would keep them busy for the guest's life).
         mount_change(
             "/",
-            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+            MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
         )
         .map_err(errno("make the guest's mounts private"))?;
         for (source, target) in files {
