@@ -171,6 +171,17 @@ fn wasm_images_import_run_and_commit_with_no_namespaces() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(text, "80/tcp -> 127.0.0.1:18087\n");
+    // The host's loopback is out of a guest's reach, as pasta keeps it from a container.
+    let out = as_nobody(
+        &env,
+        &format!("cd {t} && {strata} run --rm --network bridge hello:p2 connect 127.0.0.1:18087"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("connect: 127.0.0.1:18087: Permission denied"),
+        "{err}"
+    );
     let t0 = std::time::Instant::now();
     let got = loop {
         use std::io::Read;
