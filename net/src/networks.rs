@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use strata_runtime::backend::NetAttach;
 use strata_runtime::cap_std::fs::Dir;
@@ -260,10 +261,8 @@ impl State {
     /// The lease of `c` on the network its `--network` names, made at its first start
     /// unless it was disconnected from it since.
     fn ensure_default_membership(&mut self, c: &Container) -> Result<()> {
-        let key = match &c.host.network {
-            NetworkOption::Bridge => DEFAULT_NETWORK,
-            NetworkOption::Named(n) => n.as_str(),
-            _ => return Ok(()),
+        let Some(key) = network_key(c) else {
+            return Ok(());
         };
         if self.disconnected.contains(&c.id) {
             return Ok(());
@@ -274,6 +273,16 @@ impl State {
         }
         let network = self.keep(network);
         self.join(&c.id, &network, &c.host.aliases).map(|_| ())
+    }
+}
+
+/// The network a container's `--network` names, if it names one (`bridge` or a user
+/// network).
+fn network_key(c: &Container) -> Option<&str> {
+    match &c.host.network {
+        NetworkOption::Bridge => Some(DEFAULT_NETWORK),
+        NetworkOption::Named(n) => Some(n),
+        _ => None,
     }
 }
 
@@ -533,7 +542,7 @@ impl<'s> Networks<'s> {
                 )));
             }
             // Its own network first, so that a container never started keeps eth0 for it.
-            let default = state.find(&c.host.network.to_string()).ok();
+            let default = network_key(c).and_then(|k| state.find(k).ok());
             if default.as_ref().map(|d| &d.name) == Some(&network.name) {
                 state.disconnected.retain(|id| id != &c.id);
             } else {
@@ -578,7 +587,7 @@ impl<'s> Networks<'s> {
     pub fn disconnect_container(&self, c: &Container, key: &str) -> Result<()> {
         self.change(|state| {
             let network = state.find(key)?;
-            let default = state.find(&c.host.network.to_string()).ok();
+            let default = network_key(c).and_then(|k| state.find(k).ok());
             let is_default = default.as_ref().map(|d| &d.name) == Some(&network.name);
             let Some(lease) = state.lease_mut(&c.id, &network.name).cloned() else {
                 // Never started, so not yet joined: its --network is what it would join.
@@ -883,21 +892,22 @@ impl Networks<'_> {
         // inherited by the container's intermediate process.
         let ports = reserve(&c.host.publish, true)?.1;
         write_name_files(&dir, None, hostname)?;
-        let pasta = pasta::available();
-        if !wasm && !pasta {
+        let forwarder = if wasm {
+            Forwarder::GuestBinds
+        } else if pasta::available() {
+            Forwarder::Pasta(Mutex::new(None))
+        } else {
             etc::rewrite_in_place(&dir, RESOLV_FILE, slirp::RESOLV_CONF)?;
-        }
+            Forwarder::Slirp(Mutex::new(None))
+        };
         let connection = HostConnection {
             networks: self,
             container: c.id.clone(),
             dir: containers.path(c),
             ports,
-            wasm,
-            use_pasta: pasta,
-            pasta: std::sync::Mutex::new(None),
-            slirp: std::sync::Mutex::new(None),
+            forwarder,
         };
-        if connection.wasm {
+        if let Forwarder::GuestBinds = connection.forwarder {
             // Nothing attaches a guest in host-ports mode: its run is on record now.
             connection.record(None)?;
         }
@@ -905,18 +915,21 @@ impl Networks<'_> {
     }
 }
 
-/// One run on `bridge` without privileges (see `connect_rootless`): a pasta, a
-/// slirp4netns when pasta is not installed, or a Wasm guest's mapped binds.
+/// What opens a rootless run's published ports: its pasta, its slirp4netns (when pasta is
+/// not installed), or, for a Wasm guest, its own mapped binds (host-ports mode).
+enum Forwarder {
+    Pasta(Mutex<Option<Pasta>>),
+    Slirp(Mutex<Option<Slirp>>),
+    GuestBinds,
+}
+
+/// One run on `bridge` without privileges (see `connect_rootless`).
 struct HostConnection<'n> {
     networks: &'n Networks<'n>,
     container: String,
     dir: std::path::PathBuf,
     ports: Vec<PortMapping>,
-    wasm: bool,
-    /// pasta is installed; else slirp4netns serves.
-    use_pasta: bool,
-    pasta: std::sync::Mutex<Option<Pasta>>,
-    slirp: std::sync::Mutex<Option<Slirp>>,
+    forwarder: Forwarder,
 }
 
 impl HostConnection<'_> {
@@ -935,33 +948,42 @@ impl HostConnection<'_> {
 
 impl NetAttach for HostConnection<'_> {
     fn attach(&self, netns: BorrowedFd<'_>) -> Result<()> {
-        if self.wasm {
-            return Err(Error::Unsupported(
+        match &self.forwarder {
+            Forwarder::Pasta(held) => {
+                let started = pasta::start(netns, &self.ports, &self.dir)?;
+                *held.lock().expect("lock") = Some(started.clone());
+                self.record(Some(started))
+            }
+            Forwarder::Slirp(held) => {
+                let started = slirp::start(netns, &self.ports, &self.dir)?;
+                *held.lock().expect("lock") = Some(started);
+                self.record(None)
+            }
+            Forwarder::GuestBinds => Err(Error::Unsupported(
                 "a Wasm guest without privileges has no namespace to attach".into(),
-            ));
+            )),
         }
-        if !self.use_pasta {
-            let started = slirp::start(netns, &self.ports, &self.dir)?;
-            *self.slirp.lock().expect("lock") = Some(started);
-            return self.record(None);
-        }
-        let started = pasta::start(netns, &self.ports, &self.dir)?;
-        *self.pasta.lock().expect("lock") = Some(started.clone());
-        self.record(Some(started))
     }
 
     fn host_ports(&self) -> Option<&[PortMapping]> {
-        self.wasm.then_some(&self.ports[..])
+        matches!(self.forwarder, Forwarder::GuestBinds).then_some(&self.ports[..])
     }
 }
 
 impl Drop for HostConnection<'_> {
     fn drop(&mut self) {
-        if let Some(p) = self.pasta.lock().expect("lock").take() {
-            p.stop();
-        }
-        if let Some(mut s) = self.slirp.lock().expect("lock").take() {
-            s.stop();
+        match &self.forwarder {
+            Forwarder::Pasta(held) => {
+                if let Some(p) = held.lock().expect("lock").take() {
+                    p.stop();
+                }
+            }
+            Forwarder::Slirp(held) => {
+                if let Some(mut s) = held.lock().expect("lock").take() {
+                    s.stop();
+                }
+            }
+            Forwarder::GuestBinds => {}
         }
         let outcome = self.networks.change(|state| {
             state.host_runs.retain(|r| r.container != self.container);

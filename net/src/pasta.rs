@@ -7,7 +7,7 @@
 //! the namespace is set up and does not end with its target: the connection's drop stops it,
 //! and reconcile stops those of containers nothing runs any more (a runner killed with -9).
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -43,9 +43,13 @@ pub fn available() -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("pasta").is_file()))
 }
 
-/// The user namespace that owns network namespace `netns` (NS_GET_USERNS).
+/// A container's namespaces for a helper process (pasta, slirp4netns): the network
+/// namespace `netns` and the user namespace that owns it (NS_GET_USERNS), as descriptors that
+/// are not close-on-exec, which the child opens as `/proc/self/fd/N` (another process's
+/// `/proc/PID/fd` is closed to it once it has joined the user namespace). Dropped once the
+/// helper has set up.
 #[allow(unsafe_code)]
-pub(crate) fn owning_userns(netns: BorrowedFd<'_>) -> Result<OwnedFd> {
+pub(crate) fn inheritable_namespaces(netns: BorrowedFd<'_>) -> Result<(OwnedFd, OwnedFd)> {
     const NS_GET_USERNS: libc::c_ulong = 0xb701;
     // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor or -1.
     let fd = unsafe { libc::ioctl(netns.as_raw_fd(), NS_GET_USERNS) };
@@ -56,18 +60,20 @@ pub(crate) fn owning_userns(netns: BorrowedFd<'_>) -> Result<OwnedFd> {
         ));
     }
     // SAFETY: a descriptor just returned to us, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let owner = unsafe { OwnedFd::from_raw_fd(fd) };
+    let dup = |fd: BorrowedFd<'_>| rustix::io::dup(fd).map_err(|e| Error::io("dup", e.into()));
+    Ok((dup(owner.as_fd())?, dup(netns)?))
+}
+
+/// `/proc/self/fd/N` for an inherited descriptor.
+pub(crate) fn fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
 /// Starts a pasta on `netns`, forwarding `ports`; its pid file and log go
 /// to the container's directory `dir`. Returns once pasta has set the namespace up.
 pub fn start(netns: BorrowedFd<'_>, ports: &[PortMapping], dir: &Path) -> Result<Pasta> {
-    // pasta opens the namespaces as /proc/self/fd/N, N inherited: a dup is not
-    // close-on-exec (another process's /proc/PID/fd is closed to it once it has joined the
-    // user namespace). Closed again when pasta has set up.
-    let userns = rustix::io::dup(owning_userns(netns)?).map_err(|e| Error::io("dup", e.into()))?;
-    let netns = rustix::io::dup(netns).map_err(|e| Error::io("dup", e.into()))?;
-    let ns_path = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let (userns, netns) = inheritable_namespaces(netns)?;
     let pid_file = dir.join("pasta.pid");
     let log = std::fs::File::create(dir.join("pasta.log"))
         .map_err(|e| Error::io("create pasta.log", e))?;
@@ -79,8 +85,8 @@ pub fn start(netns: BorrowedFd<'_>, ports: &[PortMapping], dir: &Path) -> Result
         .args(["-T", "none", "-U", "none"])
         .arg("-P")
         .arg(&pid_file)
-        .args(["--userns", &ns_path(&userns)])
-        .args(["--netns", &ns_path(&netns)])
+        .args(["--userns", &fd_path(&userns)])
+        .args(["--netns", &fd_path(&netns)])
         .stdin(Stdio::null())
         // Never a pipe: the daemon keeps what it was given open.
         .stdout(Stdio::null())

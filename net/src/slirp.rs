@@ -15,7 +15,7 @@ use rustix::pipe::{pipe_with, PipeFlags};
 use strata_runtime::container::PortMapping;
 use strata_runtime::{Error, Result};
 
-use crate::pasta::owning_userns;
+use crate::pasta::{fd_path, inheritable_namespaces};
 
 /// Its API socket, in the container's directory.
 const API_SOCKET: &str = "slirp.sock";
@@ -36,9 +36,7 @@ fn io(what: &str) -> impl FnOnce(rustix::io::Errno) -> Error + '_ {
 /// Starts slirp4netns on `netns` and publishes `ports` through it; its API socket and log
 /// go to the container's directory `dir`. Returns once the namespace is configured.
 pub fn start(netns: BorrowedFd<'_>, ports: &[PortMapping], dir: &Path) -> Result<Slirp> {
-    // Inherited, not close-on-exec: the child opens them as /proc/self/fd/N.
-    let userns = rustix::io::dup(owning_userns(netns)?).map_err(io("dup"))?;
-    let netns = rustix::io::dup(netns).map_err(io("dup"))?;
+    let (userns, netns) = inheritable_namespaces(netns)?;
     let (ready, ready_writer) = pipe_with(PipeFlags::CLOEXEC).map_err(io("pipe"))?;
     let ready_child = rustix::io::dup(&ready_writer).map_err(io("dup"))?;
     drop(ready_writer);
@@ -61,8 +59,8 @@ pub fn start(netns: BorrowedFd<'_>, ports: &[PortMapping], dir: &Path) -> Result
         .arg(format!("--exit-fd={}", exit_child.as_raw_fd()))
         .arg(format!("--ready-fd={}", ready_child.as_raw_fd()))
         .arg("--netns-type=path")
-        .arg(format!("--userns-path=/proc/self/fd/{}", userns.as_raw_fd()))
-        .arg(format!("/proc/self/fd/{}", netns.as_raw_fd()))
+        .arg(format!("--userns-path={}", fd_path(&userns)))
+        .arg(fd_path(&netns))
         .arg("tap0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -181,7 +181,7 @@ impl LsArgs {
         }
         // docker: values of one key are alternatives; different keys must all hold.
         rows.retain(|r| {
-            let builtin = matches!(r.name.as_str(), "bridge" | "host" | "none");
+            let builtin = strata_net::networks::PREDEFINED.contains(&r.name.as_str());
             let holds = |key: &str, value: &str| match key {
                 "name" => r.name.contains(value),
                 "id" => r.id.starts_with(value),

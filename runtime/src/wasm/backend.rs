@@ -108,15 +108,13 @@ impl Backend for WasmBackend {
                             started(None)
                         })
                     };
+                    let mut tell = |s: Option<Signaller>| {
+                        started(s);
+                        Ok(())
+                    };
                     let outcome = match namespaces.get() {
-                        None => run(&mut |s| {
-                            started(s);
-                            Ok(())
-                        }),
-                        Some(ns) => on_own_thread(|| ns.enter(), run, &mut |s| {
-                            started(s);
-                            Ok(())
-                        }),
+                        None => run(&mut tell),
+                        Some(ns) => on_own_thread(|| ns.enter(), run, &mut tell),
                     }?;
                     Ok(exit(outcome, &id, memory))
                 },
