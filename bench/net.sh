@@ -5,8 +5,8 @@
 # (ROOTLESS_USER, default strata-bench, made if missing: Strata's pasta, and its slirp4netns
 # fallback, against podman 4.3's slirp4netns), printing the figures and the ratios.
 #
-#   throughput   wrk -t2 -c16 -d${SECONDS_WRK}s on 127.0.0.1:PORT (requests/s and mean latency)
-#                                                              target: >= 1.0x podman
+#   throughput   wrk -t2 -c16 -d${SECONDS_WRK}s on 127.0.0.1:PORT (requests/s and mean latency),
+#                median of ROUNDS (3) rounds, the engines taking turns   target: >= 1.0x podman
 #   start        `run -d --network bridge -p PORT:80 … httpd` until the port answers an HTTP
 #                request, median of ${STARTS} runs (the container removed between runs)
 #                                                              target: <= 0.2x podman
@@ -139,6 +139,8 @@ throughput() {
     id="$("$@" run -d "${extra[@]}" --network bridge -p 18080:80 "${server[@]}")"
     wait_http 18080
     out="$(wrk -t2 -c16 -d"${wrk_seconds}s" --latency http://127.0.0.1:18080/index.html)"
+    # SIGKILL first: podman's rm -f waits 10 s for an httpd that is pid 1.
+    "$@" kill "$id" >/dev/null 2>&1 || true
     "$@" rm -f "$id" >/dev/null
     echo "$out" >&2
     local rps lat
@@ -147,16 +149,37 @@ throughput() {
     echo "$rps $lat"
 }
 
-echo "== strata: throughput" >&2
-extra=()
-read -r s_rps s_lat < <(throughput "$STRATA")
-echo "== strata: start ($starts runs)" >&2
-s_start="$(start_median -f :: "$STRATA")"
+# The median of ROUNDS values (one per line on stdin).
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-echo "== podman: throughput" >&2
-extra=("${podman_run[@]}")
-read -r p_rps p_lat < <(throughput "${podman[@]}")
+# throughputs NAME-A NAME-B: ROUNDS rounds of `throughput` for engines A and B taking turns
+# (arrays named by $1 and $2, with their extra flags in $1_extra and $2_extra), so that
+# drift of the machine hits both; prints "A-rps A-lat B-rps B-lat", medians.
+throughputs() {
+    local -n a="$1" b="$2" a_extra="$1_extra" b_extra="$2_extra"
+    local i ar al br bl ars=() als=() brs=() bls=()
+    for i in $(seq "$rounds"); do
+        extra=("${a_extra[@]}")
+        read -r ar al < <(throughput "${a[@]}")
+        extra=("${b_extra[@]}")
+        read -r br bl < <(throughput "${b[@]}")
+        ars+=("$ar") als+=("$al") brs+=("$br") bls+=("$bl")
+    done
+    echo "$(printf '%s\n' "${ars[@]}" | median) $(printf '%s\n' "${als[@]}" | median)" \
+         "$(printf '%s\n' "${brs[@]}" | median) $(printf '%s\n' "${bls[@]}" | median)"
+}
+rounds="${ROUNDS:-3}"
+
+strata=("$STRATA")
+strata_extra=()
+podman_extra=("${podman_run[@]}")
+echo "== root throughput, $rounds rounds each, taking turns" >&2
+read -r s_rps s_lat p_rps p_lat < <(throughputs strata podman)
+echo "== strata: start ($starts runs)" >&2
+extra=()
+s_start="$(start_median -f :: "$STRATA")"
 echo "== podman: start ($starts runs)" >&2
+extra=("${podman_run[@]}")
 p_start="$(start_median -f -t 0 :: "${podman[@]}")"
 
 # --- rootless: the same, as an unprivileged user (Strata: pasta; podman 4.3: slirp4netns) ---
@@ -181,30 +204,26 @@ r_podman=("${as_user[@]}" podman --root "$work/rootless/podman" --runroot "$run_
           --runtime runc --cgroup-manager cgroupfs --events-backend file)
 "${r_strata[@]}" import -c 'ENV PATH=/bin' "$work/rootless/busybox.tar" "$image" >/dev/null
 "${r_podman[@]}" load -q -i "$work/rootless/image.tar" >/dev/null
-echo "== rootless strata (pasta): throughput" >&2
-extra=()
-read -r rs_rps rs_lat < <(throughput "${r_strata[@]}")
-echo "== rootless strata (pasta): start ($starts runs)" >&2
-rs_start="$(start_median -f :: "${r_strata[@]}")"
-echo "== rootless podman (slirp4netns): throughput" >&2
-extra=("${podman_run[@]}")
-read -r rp_rps rp_lat < <(throughput "${r_podman[@]}")
-echo "== rootless podman (slirp4netns): start ($starts runs)" >&2
-rp_start="$(start_median -f -t 0 :: "${r_podman[@]}")"
-"${r_podman[@]}" rm -af -t 0 >/dev/null 2>&1 || true
 # Strata's fallback: slirp4netns, when pasta is not on PATH.
 mkdir -p "$work/nopasta"
 for t in slirp4netns newuidmap newgidmap; do ln -sf "$(command -v "$t")" "$work/nopasta/$t"; done
 r_slirp=("${as_user[@]}" PATH="$work/nopasta:/usr/sbin:/sbin" "$STRATA" --root "$work/rootless/store")
-echo "== rootless strata (slirp4netns): throughput" >&2
+r_strata_extra=() r_podman_extra=("${podman_run[@]}") r_slirp_extra=()
+echo "== rootless throughput (strata pasta vs podman), $rounds rounds each" >&2
+read -r rs_rps rs_lat rp_rps rp_lat < <(throughputs r_strata r_podman)
+echo "== rootless throughput (strata slirp4netns vs podman), $rounds rounds each" >&2
+read -r rl_rps rl_lat rp2_rps rp2_lat < <(throughputs r_slirp r_podman)
+echo "== rootless starts ($starts runs each)" >&2
 extra=()
-read -r rl_rps rl_lat < <(throughput "${r_slirp[@]}")
-echo "== rootless strata (slirp4netns): start ($starts runs)" >&2
+rs_start="$(start_median -f :: "${r_strata[@]}")"
 rl_start="$(start_median -f :: "${r_slirp[@]}")"
+extra=("${podman_run[@]}")
+rp_start="$(start_median -f -t 0 :: "${r_podman[@]}")"
+"${r_podman[@]}" rm -af -t 0 >/dev/null 2>&1 || true
 
 python3 - "$s_rps" "$s_lat" "$s_start" "$p_rps" "$p_lat" "$p_start" \
     "$rs_rps" "$rs_lat" "$rs_start" "$rp_rps" "$rp_lat" "$rp_start" \
-    "$rl_rps" "$rl_lat" "$rl_start" <<'EOF'
+    "$rl_rps" "$rl_lat" "$rl_start" "$rp2_rps" "$rp2_lat" <<'EOF'
 import sys
 v = list(map(float, sys.argv[1:]))
 def table(title, s_rps, s_lat, s_start, p_rps, p_lat, p_start):
@@ -215,5 +234,5 @@ def table(title, s_rps, s_lat, s_start, p_rps, p_lat, p_start):
     print(f"{'  start until port answers (ms)':32}{s_start * 1000:>12.1f}{p_start * 1000:>12.1f}{s_start / p_start:>15.2f}x   target <= 0.2x")
 table("root (strata: bridge + nftables DNAT; podman: netavark)", *v[:6])
 table("rootless (strata: pasta; podman 4.3: slirp4netns)", *v[6:12])
-table("rootless, strata's fallback (both slirp4netns)", *v[12:15], *v[9:12])
+table("rootless, strata's fallback (both slirp4netns)", *v[12:15], v[15], v[16], v[11])
 EOF
