@@ -1295,3 +1295,56 @@ fn rootless_containers_publish_ports_and_reach_out_through_pasta_or_slirp4netns(
         "{out}"
     );
 }
+
+#[test]
+fn publish_all_puts_every_exposed_port_on_a_free_host_port() {
+    if !need_root("publish_all_puts_every_exposed_port_on_a_free_host_port") {
+        return;
+    }
+    let env = Env::new();
+    let host = NetHost::new();
+    let site = web_image(&env); // EXPOSE 80 and 81
+    host.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "bridge",
+            "-P",
+            "-p",
+            "18070:81",
+            "-v",
+            &site,
+            "web",
+            "sh",
+            "-c",
+            "httpd -p 80 -h /www; httpd -f -p 81 -h /www",
+        ],
+    );
+    let ports = host.ok(&env, &["port", "web"]);
+    let mut lines = ports.lines();
+    let first = lines.next().unwrap_or_default();
+    // 80 on a port the kernel chose; 81 where -p put it (-P leaves it alone).
+    let chosen: u16 = first
+        .strip_prefix("80/tcp -> 0.0.0.0:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{ports}"));
+    assert_ne!(chosen, 0, "{ports}");
+    assert_eq!(
+        lines.collect::<Vec<_>>(),
+        ["81/tcp -> 0.0.0.0:18070"],
+        "{ports}"
+    );
+    for addr in [format!("127.0.0.1:{chosen}"), "127.0.0.1:18070".to_string()] {
+        assert_eq!(
+            host.get(&addr, "/index.html"),
+            "hello from the container\n",
+            "{addr}"
+        );
+    }
+    host.ok(&env, &["rm", "-f", "web"]);
+    assert_eq!(host.leftovers(), Vec::<String>::new());
+}
