@@ -878,12 +878,6 @@ impl Networks<'_> {
             )));
         }
         let wasm = c.runtime == strata_runtime::backend::Kind::Wasm;
-        if wasm && c.host.publish.iter().any(|p| p.proto == Proto::Udp) {
-            return Err(Error::Unsupported(
-                "publishing UDP ports of a Wasm container without privileges is not supported yet"
-                    .into(),
-            ));
-        }
         let containers = Containers::open(self.store)?;
         let dir = containers.dir_of(c)?;
         // A pasta left by a runner killed with -9 still holds its ports: gone first.

@@ -203,6 +203,39 @@ fn wasm_images_import_run_and_commit_with_no_namespaces() {
         &format!("cd {t} && {strata} wait srv && {strata} rm srv"),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0\nsrv\n");
+    // UDP alike: its bind of 53 is made on the published 18088.
+    let out = as_nobody(
+        &env,
+        &format!(
+            "cd {t} && {strata} run -d --name dns --network bridge -p 127.0.0.1:18088:53/udp \
+             hello:p2 udp-echo 53"
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let reply = loop {
+        // Sent again until the guest has bound (a datagram before that is lost).
+        client.send_to(b"ping", "127.0.0.1:18088").unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, _)) = client.recv_from(&mut buf) {
+            break String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+        assert!(t0.elapsed().as_secs() < 10, "the guest never answered");
+    };
+    assert_eq!(reply, "hello from wasm: ping");
+    let out = as_nobody(
+        &env,
+        &format!("cd {t} && {strata} wait dns && {strata} rm dns"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\ndns\n");
     // User networks need root: refused, not run without the network asked for.
     let out = as_nobody(
         &env,

@@ -4,8 +4,8 @@
 //! implementation except `start-bind`, where a bind of a published container port is made
 //! on its host port (and address), and one of another port on a loopback port the kernel
 //! picks (off the host's network, though the host's own processes can reach it), and
-//! `local-address`, which shows the guest the port it asked for. UDP is not served in this
-//! mode yet, and connections to the host's loopback are refused (`WasmHost::run`).
+//! `local-address`, which shows the guest the port it asked for; `wasi:sockets/udp` alike.
+//! TCP connections to the host's loopback are refused (`WasmHost::run`).
 
 use std::sync::Arc;
 
@@ -13,11 +13,16 @@ use wasmtime::component::{HasData, Resource};
 use wasmtime_wasi::p2::bindings::sockets::network::{
     self, ErrorCode, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress,
 };
+use wasmtime_wasi::p2::bindings::sockets::udp::{IncomingDatagramStream, OutgoingDatagramStream};
 use wasmtime_wasi::p2::bindings::sync::sockets::tcp::{
     self, Duration, HostTcpSocket, InputStream, IpAddressFamily, Network, OutputStream, Pollable,
     ShutdownType, TcpSocket,
 };
-use wasmtime_wasi::p2::SocketError;
+use wasmtime_wasi::p2::bindings::sync::sockets::udp::{
+    self, HostIncomingDatagramStream, HostOutgoingDatagramStream, HostUdpSocket, IncomingDatagram,
+    OutgoingDatagram,
+};
+use wasmtime_wasi::p2::{SocketError, UdpSocket};
 use wasmtime_wasi::sockets::WasiSocketsCtxView;
 
 use crate::container::{PortMapping, Proto};
@@ -36,54 +41,58 @@ impl HasData for MappedSockets {
 }
 
 impl Mapped<'_> {
-    fn published(&self, container_port: u16) -> Option<&PortMapping> {
+    fn published(&self, proto: Proto, container_port: u16) -> Option<&PortMapping> {
         self.ports
             .iter()
-            .find(|p| p.proto == Proto::Tcp && p.container_port == container_port)
+            .find(|p| p.proto == proto && p.container_port == container_port)
     }
 
-    /// Where the guest's bind of `addr` is made on the host.
-    fn host_side(&self, addr: IpSocketAddress) -> IpSocketAddress {
+    /// Where the guest's `proto` bind of `addr` is made on the host.
+    fn host_side(&self, proto: Proto, addr: IpSocketAddress) -> IpSocketAddress {
         match addr {
-            IpSocketAddress::Ipv4(a) => IpSocketAddress::Ipv4(match self.published(a.port) {
-                Some(p) => Ipv4SocketAddress {
-                    port: p.host_port,
-                    address: p.host_ip.map_or(a.address, |ip| {
-                        let [x, y, z, w] = ip.octets();
-                        (x, y, z, w)
-                    }),
-                },
-                None => Ipv4SocketAddress {
-                    port: 0,
-                    address: (127, 0, 0, 1),
-                },
-            }),
-            IpSocketAddress::Ipv6(a) => IpSocketAddress::Ipv6(match self.published(a.port) {
-                // `-p` takes IPv4 addresses: one given is bound as its v4-mapped address.
-                Some(p) => Ipv6SocketAddress {
-                    port: p.host_port,
-                    address: p.host_ip.map_or(a.address, |ip| {
-                        let s = ip.to_ipv6_mapped().segments();
-                        (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
-                    }),
-                    ..a
-                },
-                None => Ipv6SocketAddress {
-                    port: 0,
-                    address: (0, 0, 0, 0, 0, 0, 0, 1),
-                    ..a
-                },
-            }),
+            IpSocketAddress::Ipv4(a) => {
+                IpSocketAddress::Ipv4(match self.published(proto, a.port) {
+                    Some(p) => Ipv4SocketAddress {
+                        port: p.host_port,
+                        address: p.host_ip.map_or(a.address, |ip| {
+                            let [x, y, z, w] = ip.octets();
+                            (x, y, z, w)
+                        }),
+                    },
+                    None => Ipv4SocketAddress {
+                        port: 0,
+                        address: (127, 0, 0, 1),
+                    },
+                })
+            }
+            IpSocketAddress::Ipv6(a) => {
+                IpSocketAddress::Ipv6(match self.published(proto, a.port) {
+                    // `-p` takes IPv4 addresses: one given is bound as its v4-mapped address.
+                    Some(p) => Ipv6SocketAddress {
+                        port: p.host_port,
+                        address: p.host_ip.map_or(a.address, |ip| {
+                            let s = ip.to_ipv6_mapped().segments();
+                            (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
+                        }),
+                        ..a
+                    },
+                    None => Ipv6SocketAddress {
+                        port: 0,
+                        address: (0, 0, 0, 0, 0, 0, 0, 1),
+                        ..a
+                    },
+                })
+            }
         }
     }
 
     /// The guest's view of a host address of one of its sockets: a published host port is
     /// the container port it bound.
-    fn guest_side(&self, addr: IpSocketAddress) -> IpSocketAddress {
+    fn guest_side(&self, proto: Proto, addr: IpSocketAddress) -> IpSocketAddress {
         let back = |port: u16| {
             self.ports
                 .iter()
-                .find(|p| p.proto == Proto::Tcp && p.host_port == port)
+                .find(|p| p.proto == proto && p.host_port == port)
                 .map_or(port, |p| p.container_port)
         };
         match addr {
@@ -124,94 +133,195 @@ type S = Resource<TcpSocket>;
 
 impl HostTcpSocket for Mapped<'_> {
     fn start_bind(&mut self, s: S, network: Resource<Network>, local: IpSocketAddress) -> R<()> {
-        let local = self.host_side(local);
-        self.inner.start_bind(s, network, local)
+        let local = self.host_side(Proto::Tcp, local);
+        HostTcpSocket::start_bind(&mut self.inner, s, network, local)
     }
     fn local_address(&mut self, s: S) -> R<IpSocketAddress> {
-        let addr = self.inner.local_address(s)?;
-        Ok(self.guest_side(addr))
+        let addr = HostTcpSocket::local_address(&mut self.inner, s)?;
+        Ok(self.guest_side(Proto::Tcp, addr))
     }
 
     // The rest is wasmtime-wasi's.
     fn finish_bind(&mut self, s: S) -> R<()> {
-        self.inner.finish_bind(s)
+        HostTcpSocket::finish_bind(&mut self.inner, s)
     }
     fn start_connect(&mut self, s: S, n: Resource<Network>, remote: IpSocketAddress) -> R<()> {
-        self.inner.start_connect(s, n, remote)
+        HostTcpSocket::start_connect(&mut self.inner, s, n, remote)
     }
     fn finish_connect(&mut self, s: S) -> R<(Resource<InputStream>, Resource<OutputStream>)> {
-        self.inner.finish_connect(s)
+        HostTcpSocket::finish_connect(&mut self.inner, s)
     }
     fn start_listen(&mut self, s: S) -> R<()> {
-        self.inner.start_listen(s)
+        HostTcpSocket::start_listen(&mut self.inner, s)
     }
     fn finish_listen(&mut self, s: S) -> R<()> {
-        self.inner.finish_listen(s)
+        HostTcpSocket::finish_listen(&mut self.inner, s)
     }
     fn accept(&mut self, s: S) -> R<(S, Resource<InputStream>, Resource<OutputStream>)> {
-        self.inner.accept(s)
+        HostTcpSocket::accept(&mut self.inner, s)
     }
     fn remote_address(&mut self, s: S) -> R<IpSocketAddress> {
-        self.inner.remote_address(s)
+        HostTcpSocket::remote_address(&mut self.inner, s)
     }
     fn is_listening(&mut self, s: S) -> wasmtime::Result<bool> {
-        self.inner.is_listening(s)
+        HostTcpSocket::is_listening(&mut self.inner, s)
     }
     fn address_family(&mut self, s: S) -> wasmtime::Result<IpAddressFamily> {
-        self.inner.address_family(s)
+        HostTcpSocket::address_family(&mut self.inner, s)
     }
     fn set_listen_backlog_size(&mut self, s: S, value: u64) -> R<()> {
-        self.inner.set_listen_backlog_size(s, value)
+        HostTcpSocket::set_listen_backlog_size(&mut self.inner, s, value)
     }
     fn keep_alive_enabled(&mut self, s: S) -> R<bool> {
-        self.inner.keep_alive_enabled(s)
+        HostTcpSocket::keep_alive_enabled(&mut self.inner, s)
     }
     fn set_keep_alive_enabled(&mut self, s: S, value: bool) -> R<()> {
-        self.inner.set_keep_alive_enabled(s, value)
+        HostTcpSocket::set_keep_alive_enabled(&mut self.inner, s, value)
     }
     fn keep_alive_idle_time(&mut self, s: S) -> R<Duration> {
-        self.inner.keep_alive_idle_time(s)
+        HostTcpSocket::keep_alive_idle_time(&mut self.inner, s)
     }
     fn set_keep_alive_idle_time(&mut self, s: S, value: Duration) -> R<()> {
-        self.inner.set_keep_alive_idle_time(s, value)
+        HostTcpSocket::set_keep_alive_idle_time(&mut self.inner, s, value)
     }
     fn keep_alive_interval(&mut self, s: S) -> R<Duration> {
-        self.inner.keep_alive_interval(s)
+        HostTcpSocket::keep_alive_interval(&mut self.inner, s)
     }
     fn set_keep_alive_interval(&mut self, s: S, value: Duration) -> R<()> {
-        self.inner.set_keep_alive_interval(s, value)
+        HostTcpSocket::set_keep_alive_interval(&mut self.inner, s, value)
     }
     fn keep_alive_count(&mut self, s: S) -> R<u32> {
-        self.inner.keep_alive_count(s)
+        HostTcpSocket::keep_alive_count(&mut self.inner, s)
     }
     fn set_keep_alive_count(&mut self, s: S, value: u32) -> R<()> {
-        self.inner.set_keep_alive_count(s, value)
+        HostTcpSocket::set_keep_alive_count(&mut self.inner, s, value)
     }
     fn hop_limit(&mut self, s: S) -> R<u8> {
-        self.inner.hop_limit(s)
+        HostTcpSocket::hop_limit(&mut self.inner, s)
     }
     fn set_hop_limit(&mut self, s: S, value: u8) -> R<()> {
-        self.inner.set_hop_limit(s, value)
+        HostTcpSocket::set_hop_limit(&mut self.inner, s, value)
     }
     fn receive_buffer_size(&mut self, s: S) -> R<u64> {
-        self.inner.receive_buffer_size(s)
+        HostTcpSocket::receive_buffer_size(&mut self.inner, s)
     }
     fn set_receive_buffer_size(&mut self, s: S, value: u64) -> R<()> {
-        self.inner.set_receive_buffer_size(s, value)
+        HostTcpSocket::set_receive_buffer_size(&mut self.inner, s, value)
     }
     fn send_buffer_size(&mut self, s: S) -> R<u64> {
-        self.inner.send_buffer_size(s)
+        HostTcpSocket::send_buffer_size(&mut self.inner, s)
     }
     fn set_send_buffer_size(&mut self, s: S, value: u64) -> R<()> {
-        self.inner.set_send_buffer_size(s, value)
+        HostTcpSocket::set_send_buffer_size(&mut self.inner, s, value)
     }
     fn subscribe(&mut self, s: S) -> wasmtime::Result<Resource<Pollable>> {
-        self.inner.subscribe(s)
+        HostTcpSocket::subscribe(&mut self.inner, s)
     }
     fn shutdown(&mut self, s: S, how: ShutdownType) -> R<()> {
-        self.inner.shutdown(s, how)
+        HostTcpSocket::shutdown(&mut self.inner, s, how)
     }
     fn drop(&mut self, s: S) -> wasmtime::Result<()> {
         HostTcpSocket::drop(&mut self.inner, s)
+    }
+}
+
+impl udp::Host for Mapped<'_> {}
+
+type U = Resource<UdpSocket>;
+
+impl HostUdpSocket for Mapped<'_> {
+    fn start_bind(&mut self, s: U, network: Resource<Network>, local: IpSocketAddress) -> R<()> {
+        let local = self.host_side(Proto::Udp, local);
+        HostUdpSocket::start_bind(&mut self.inner, s, network, local)
+    }
+    fn local_address(&mut self, s: U) -> R<IpSocketAddress> {
+        let addr = HostUdpSocket::local_address(&mut self.inner, s)?;
+        Ok(self.guest_side(Proto::Udp, addr))
+    }
+
+    // The rest is wasmtime-wasi's.
+    fn finish_bind(&mut self, s: U) -> R<()> {
+        HostUdpSocket::finish_bind(&mut self.inner, s)
+    }
+    fn stream(
+        &mut self,
+        s: U,
+        remote: Option<IpSocketAddress>,
+    ) -> R<(
+        Resource<IncomingDatagramStream>,
+        Resource<OutgoingDatagramStream>,
+    )> {
+        HostUdpSocket::stream(&mut self.inner, s, remote)
+    }
+    fn remote_address(&mut self, s: U) -> R<IpSocketAddress> {
+        HostUdpSocket::remote_address(&mut self.inner, s)
+    }
+    fn address_family(&mut self, s: U) -> wasmtime::Result<IpAddressFamily> {
+        HostUdpSocket::address_family(&mut self.inner, s)
+    }
+    fn unicast_hop_limit(&mut self, s: U) -> R<u8> {
+        HostUdpSocket::unicast_hop_limit(&mut self.inner, s)
+    }
+    fn set_unicast_hop_limit(&mut self, s: U, value: u8) -> R<()> {
+        HostUdpSocket::set_unicast_hop_limit(&mut self.inner, s, value)
+    }
+    fn receive_buffer_size(&mut self, s: U) -> R<u64> {
+        HostUdpSocket::receive_buffer_size(&mut self.inner, s)
+    }
+    fn set_receive_buffer_size(&mut self, s: U, value: u64) -> R<()> {
+        HostUdpSocket::set_receive_buffer_size(&mut self.inner, s, value)
+    }
+    fn send_buffer_size(&mut self, s: U) -> R<u64> {
+        HostUdpSocket::send_buffer_size(&mut self.inner, s)
+    }
+    fn set_send_buffer_size(&mut self, s: U, value: u64) -> R<()> {
+        HostUdpSocket::set_send_buffer_size(&mut self.inner, s, value)
+    }
+    fn subscribe(&mut self, s: U) -> wasmtime::Result<Resource<Pollable>> {
+        HostUdpSocket::subscribe(&mut self.inner, s)
+    }
+    fn drop(&mut self, s: U) -> wasmtime::Result<()> {
+        HostUdpSocket::drop(&mut self.inner, s)
+    }
+}
+
+impl HostIncomingDatagramStream for Mapped<'_> {
+    fn receive(
+        &mut self,
+        s: Resource<IncomingDatagramStream>,
+        max: u64,
+    ) -> R<Vec<IncomingDatagram>> {
+        HostIncomingDatagramStream::receive(&mut self.inner, s, max)
+    }
+    fn subscribe(
+        &mut self,
+        s: Resource<IncomingDatagramStream>,
+    ) -> wasmtime::Result<Resource<Pollable>> {
+        HostIncomingDatagramStream::subscribe(&mut self.inner, s)
+    }
+    fn drop(&mut self, s: Resource<IncomingDatagramStream>) -> wasmtime::Result<()> {
+        HostIncomingDatagramStream::drop(&mut self.inner, s)
+    }
+}
+
+impl HostOutgoingDatagramStream for Mapped<'_> {
+    fn check_send(&mut self, s: Resource<OutgoingDatagramStream>) -> R<u64> {
+        HostOutgoingDatagramStream::check_send(&mut self.inner, s)
+    }
+    fn send(
+        &mut self,
+        s: Resource<OutgoingDatagramStream>,
+        datagrams: Vec<OutgoingDatagram>,
+    ) -> R<u64> {
+        HostOutgoingDatagramStream::send(&mut self.inner, s, datagrams)
+    }
+    fn subscribe(
+        &mut self,
+        s: Resource<OutgoingDatagramStream>,
+    ) -> wasmtime::Result<Resource<Pollable>> {
+        HostOutgoingDatagramStream::subscribe(&mut self.inner, s)
+    }
+    fn drop(&mut self, s: Resource<OutgoingDatagramStream>) -> wasmtime::Result<()> {
+        HostOutgoingDatagramStream::drop(&mut self.inner, s)
     }
 }

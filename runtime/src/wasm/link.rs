@@ -50,7 +50,7 @@ fn mapped(s: &mut WasmState) -> Mapped<'_> {
 /// A linker with what `component` imports. An import we do not serve is left out, and
 /// `instantiate_pre` names it.
 ///
-/// `host_ports`: TCP binds are mapped by the guest's published ports (`host_ports.rs`).
+/// `host_ports`: TCP and UDP binds are mapped by the guest's published ports (`host_ports.rs`).
 pub fn linker_for(
     engine: &Engine,
     component: &Component,
@@ -129,6 +129,9 @@ pub fn linker_for(
             }
             "wasi:sockets/udp-create-socket" => {
                 sync::sockets::udp_create_socket::add_to_linker::<S, WasiSockets>(l, S::sockets)?
+            }
+            "wasi:sockets/udp" if host_ports => {
+                sync::sockets::udp::add_to_linker::<S, MappedSockets>(l, mapped)?
             }
             "wasi:sockets/udp" => {
                 sync::sockets::udp::add_to_linker::<S, WasiSockets>(l, S::sockets)?

@@ -349,14 +349,15 @@ impl WasmHost {
         }
         let host_stdio = p1::HostStdio::new(stdin, stdout, stderr);
         if spec.network {
-            // Host-ports mode maps TCP binds only: no UDP there yet.
             wasi.inherit_network()
                 .allow_tcp(true)
-                .allow_udp(spec.host_ports.is_none())
+                .allow_udp(true)
                 .allow_ip_name_lookup(true);
             if spec.host_ports.is_some() {
-                // On the host's own network, its loopback is the host's: out of reach, as
-                // pasta's `-T none` keeps it from a rootless native container.
+                // On the host's own network, its loopback is the host's: no connection to
+                // it, as pasta's `-T none` refuses a rootless native container one. (UDP is
+                // not filtered: a datagram cannot tell a reply to a client on loopback from
+                // a first message.)
                 wasi.socket_addr_check(|addr, use_| {
                     let refused = matches!(use_, wasmtime_wasi::sockets::SocketAddrUse::TcpConnect)
                         && addr.ip().to_canonical().is_loopback();

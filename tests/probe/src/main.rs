@@ -31,6 +31,7 @@ fn main() {
         "poll" => cmd_poll(rest),
         "connect" => cmd_connect(rest),
         "serve" => cmd_serve(rest),
+        "udp-echo" => cmd_udp_echo(rest),
         other => {
             eprintln!("probe: unknown command {other:?}");
             eprintln!(
@@ -569,6 +570,32 @@ fn cmd_serve(rest: &[String]) -> i32 {
         }
     }
     0
+}
+
+/// `udp-echo PORT`: binds 0.0.0.0:PORT (UDP), answers the first datagram with
+/// `hello from wasm: ` and its text, and exits 0.
+fn cmd_udp_echo(rest: &[String]) -> i32 {
+    let Some(port) = rest.first().and_then(|p| p.parse::<u16>().ok()) else {
+        return fail(format_args!("udp-echo: expected PORT"));
+    };
+    let socket = match std::net::UdpSocket::bind(("0.0.0.0", port)) {
+        Ok(s) => s,
+        Err(e) => return fail(format_args!("udp-echo: bind 0.0.0.0:{port}: {e}")),
+    };
+    println!("listening on {port}/udp");
+    let _ = io::stdout().flush();
+    let mut buf = [0u8; 512];
+    match socket.recv_from(&mut buf) {
+        Ok((n, from)) => {
+            let mut reply = b"hello from wasm: ".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            match socket.send_to(&reply, from) {
+                Ok(_) => 0,
+                Err(e) => fail(format_args!("udp-echo: send to {from}: {e}")),
+            }
+        }
+        Err(e) => fail(format_args!("udp-echo: receive: {e}")),
+    }
 }
 
 fn cmd_connect(rest: &[String]) -> i32 {
