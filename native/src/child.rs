@@ -73,11 +73,20 @@ fn run_intermediate(plan: &Plan, sock: BorrowedFd<'_>) -> Result<i32, Failure> {
             )?;
             libc::close(pidfd);
         } else {
-            if plan.id_map.is_some() {
-                check(
-                    libc::unshare(libc::CLONE_NEWUSER),
-                    "create a user namespace",
-                )?;
+            match (&plan.id_map, &plan.join_user) {
+                (Some(_), Some(userns)) => {
+                    check(
+                        libc::setns(userns.as_raw_fd(), libc::CLONE_NEWUSER),
+                        "join the user namespace of the container it shares",
+                    )?;
+                }
+                (Some(_), None) => {
+                    check(
+                        libc::unshare(libc::CLONE_NEWUSER),
+                        "create a user namespace",
+                    )?;
+                }
+                (None, _) => {}
             }
             let mut namespaces = plan.namespaces;
             if let Some(netns) = &plan.join_network {

@@ -230,7 +230,8 @@ fn run(
             Some(Message::Failed(f)) => return Err(f.into()),
             other => return Err(ipc::unexpected(other.as_ref(), "ready")),
         }
-        if let (Some(map), None) = (&plan.id_map, plan.join) {
+        // Not for a user namespace it joined (exec, a shared network): that one has its map.
+        if let (Some(map), None, None) = (&plan.id_map, plan.join, &plan.join_user) {
             map.write(pid)?;
         }
         if let Some(cg) = cgroup {

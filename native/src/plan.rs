@@ -35,6 +35,9 @@ pub(crate) struct Plan {
     /// `--network container:<id>`: the namespace the spec names by path, joined instead of
     /// made (opened here, so the children get it as an fd).
     pub join_network: Option<std::os::fd::OwnedFd>,
+    /// Rootless `container:<id>`: the user namespace that owns `join_network` (the other
+    /// container's), joined instead of a new one (its id map is already written).
+    pub join_user: Option<std::os::fd::OwnedFd>,
     pub hostname: CString,
     /// Files the runtime provides (hosts, hostname, resolv.conf): container path, content.
     /// They live in the container's /dev tmpfs, bound over the init layer's empty files.
@@ -154,6 +157,10 @@ impl Plan {
         // The root filesystem needs its own mount namespace, whatever the spec says.
         namespaces |= libc::CLONE_NEWNS;
         let attach_network = task.network.is_some() && namespaces & libc::CLONE_NEWNET != 0;
+        let join_user = match (&join_network, &id_map) {
+            (Some(netns), Some(_)) => Some(owning_userns(netns)?),
+            _ => None,
+        };
 
         let binds = spec
             .mounts()
@@ -207,6 +214,7 @@ impl Plan {
             wait_for_parent: id_map.is_some() || needs_cgroup || attach_network,
             attach_network,
             join_network,
+            join_user,
             id_map,
             hostname: cstring(hostname.as_bytes())?,
             etc_files,
@@ -251,6 +259,23 @@ impl Plan {
     pub fn has_network_namespace(&self) -> bool {
         self.namespaces & libc::CLONE_NEWNET != 0
     }
+}
+
+/// The user namespace that owns namespace `ns` (NS_GET_USERNS).
+#[allow(unsafe_code)]
+fn owning_userns(ns: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor or -1.
+    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) };
+    if fd < 0 {
+        return Err(Error::io(
+            "find the user namespace of the shared network namespace",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a descriptor just returned to us, owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 fn raw(stream: &Stream) -> Option<libc::c_int> {

@@ -1207,6 +1207,13 @@ fn rootless_containers_publish_ports_and_reach_out_through_pasta_or_slirp4netns(
         "80/tcp -> 0.0.0.0:18080\n81/tcp -> 127.0.0.1:18081\n"
     );
     assert_eq!(pastas(), 1, "one pasta for the running container");
+    // Sharing its namespace (and its user namespace, which owns it), rootless too.
+    let shared = ok(&format!(
+        "{strata} run --rm --network container:web web sh -c \
+         'ip -4 addr show up0; wget -qO- http://127.0.0.1:81/index.html'"
+    ));
+    assert!(shared.contains("inet 192.0.2.1/24"), "{shared}");
+    assert!(shared.contains("hello from the container"), "{shared}");
     // A port taken: docker's words, nothing started.
     let (taken, out) = as_user(&format!(
         "{strata} run --rm --network bridge -p 18080:80 web true"
