@@ -19,8 +19,9 @@ pub use options::{
     LogOptions, Network, PortMapping, Proto, RestartPolicy, RunOptions, DEFAULT_STOP_TIMEOUT,
 };
 pub use spec::{
-    exec_spec, make_spec, process_args, process_env, ExecOptions, DEFAULT_CAPABILITIES,
-    DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS,
+    exec_spec, make_spec, process_args, process_env, ExecOptions, ANNOTATION_EXPOSED_PORTS,
+    ANNOTATION_HTTP_MAX_INSTANCES, ANNOTATION_HTTP_TIMEOUT_MS, DEFAULT_CAPABILITIES, DEFAULT_PATH,
+    MASKED_PATHS, READONLY_PATHS,
 };
 
 use std::os::fd::OwnedFd;

@@ -125,9 +125,15 @@ pub struct ContainerArgs {
     /// Container host name
     #[arg(long)]
     hostname: Option<String>,
-    /// Connect a container to a network: bridge, none (the default for now), host (native), container:<name|id> or a network made by `network create`
-    #[arg(long, default_value = "none")]
-    network: String,
+    /// A wasi:http handler: how many instances serve requests at once; more wait (default 100)
+    #[arg(long = "http-max-instances", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    http_max_instances: Option<u32>,
+    /// A wasi:http handler: a request's wall time (a Go duration, e.g. 30s), after which it fails with 500 (default 60s)
+    #[arg(long = "http-timeout", value_name = "DURATION")]
+    http_timeout: Option<String>,
+    /// Connect a container to a network: bridge, none, host (native), container:<name|id> or a network made by `network create` [default: bridge when ports are published, else none (for now)]
+    #[arg(long)]
+    network: Option<String>,
     /// Add network-scoped alias for the container
     #[arg(long = "network-alias", value_name = "ALIAS")]
     network_aliases: Vec<String>,
@@ -318,6 +324,18 @@ impl ContainerArgs {
             stdin: self.interactive,
             init: self.init,
             hostname: self.hostname.clone(),
+            http_max_instances: self.http_max_instances.map(|n| n as usize),
+            http_timeout: self
+                .http_timeout
+                .as_deref()
+                .map(|s| {
+                    strata_builder::dockerfile::instructions::parse_go_duration(s)
+                        .ok()
+                        .filter(|&ns| ns > 0)
+                        .map(|ns| std::time::Duration::from_nanos(ns as u64))
+                        .ok_or_else(|| anyhow!("invalid argument {s:?} for \"--http-timeout\" flag: a positive duration, e.g. 30s"))
+                })
+                .transpose()?,
             host: HostConfig {
                 // docker: `create -i` (attached later by `start -ai`) closes the
                 // container's stdin when its attacher's ends; `run -di` keeps it open.
@@ -375,11 +393,17 @@ impl ContainerArgs {
             let (k, v) = label.split_once('=').unwrap_or((label, ""));
             labels.insert(k.to_string(), v.to_string());
         }
-        let network = Network::parse(&self.network)?;
         let mut publish = Vec::new();
         for p in &self.publish {
             publish.extend(parse_publish(p)?);
         }
+        // Published ports go nowhere without a network: they choose docker's default.
+        let default_network = if publish.is_empty() && !self.publish_all {
+            "none"
+        } else {
+            "bridge"
+        };
+        let network = Network::parse(self.network.as_deref().unwrap_or(default_network))?;
         if (!publish.is_empty() || self.publish_all) && !network.attaches() {
             // docker ignores them with a warning; a port that silently goes nowhere is worse.
             return Err(anyhow!(

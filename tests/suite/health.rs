@@ -284,7 +284,10 @@ fn failures_within_the_start_period_do_not_count(b: &Backend) {
         health = b.health("web");
     }
     let log = health["Log"].as_array().unwrap();
-    assert!(!log.is_empty(), "no check ran in the start period: {health}");
+    assert!(
+        !log.is_empty(),
+        "no check ran in the start period: {health}"
+    );
     assert_eq!(health["Status"], "starting", "{health}");
     assert_eq!(health["FailingStreak"], 0, "{health}");
     assert!(log.iter().all(|e| e["ExitCode"] == 1), "{health}");

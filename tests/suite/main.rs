@@ -13,6 +13,7 @@ mod dockerfile;
 mod format;
 mod health;
 mod hostile;
+mod http;
 mod interop;
 mod lifecycle;
 mod listing;

@@ -13,13 +13,13 @@ use crate::common::{busybox_image, need_root, Env};
 
 /// A network namespace held by `unshare -n sleep infinity`, gone (with everything in it)
 /// when dropped.
-struct NetHost {
+pub(crate) struct NetHost {
     holder: Child,
     path: PathBuf,
 }
 
 impl NetHost {
-    fn new() -> NetHost {
+    pub(crate) fn new() -> NetHost {
         let holder = Command::new("unshare")
             .args(["-n", "sleep", "infinity"])
             .stdin(Stdio::null())
@@ -42,7 +42,7 @@ impl NetHost {
     }
 
     /// `strata ARGS` of `env`, in this namespace.
-    fn strata(&self, env: &Env, args: &[&str]) -> Command {
+    pub(crate) fn strata(&self, env: &Env, args: &[&str]) -> Command {
         let inner = env.cmd(args);
         let mut c = Command::new("nsenter");
         c.arg(format!("--net={}", self.path.display()))
@@ -53,7 +53,7 @@ impl NetHost {
         c
     }
 
-    fn ok(&self, env: &Env, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, env: &Env, args: &[&str]) -> String {
         let out = self.strata(env, args).output().unwrap();
         assert!(
             out.status.success(),
@@ -65,14 +65,14 @@ impl NetHost {
     }
 
     /// Runs and requires failure; returns stderr.
-    fn fails(&self, env: &Env, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, env: &Env, args: &[&str]) -> String {
         let out = self.strata(env, args).output().unwrap();
         assert!(!out.status.success(), "strata {args:?}: {out:?}");
         String::from_utf8(out.stderr).unwrap()
     }
 
     /// A command of the machine's in this namespace; its stdout.
-    fn sh(&self, args: &[&str]) -> String {
+    pub(crate) fn sh(&self, args: &[&str]) -> String {
         let out = Command::new("nsenter")
             .arg(format!("--net={}", self.path.display()))
             .args(args)
@@ -83,7 +83,7 @@ impl NetHost {
     }
 
     /// `f` on a thread inside the namespace (sockets made there stay there).
-    fn inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+    pub(crate) fn inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         std::thread::scope(|s| {
             s.spawn(|| {
                 let ns = std::fs::File::open(&self.path).unwrap();
@@ -100,7 +100,7 @@ impl NetHost {
     }
 
     /// An HTTP GET of `path` from `addr`, retried while the server starts; the body.
-    fn get(&self, addr: &str, path: &str) -> String {
+    pub(crate) fn get(&self, addr: &str, path: &str) -> String {
         self.inside(|| {
             let t0 = Instant::now();
             loop {
@@ -132,7 +132,7 @@ impl NetHost {
     /// A second namespace made for the test, linked to this one by a veth: this side
     /// 192.0.2.1/24 (`up0`), the uplink 192.0.2.2/24. What a container reaches through it
     /// left through NAT. (192.0.2.0/24 is TEST-NET-1: no machine has it.)
-    fn uplink(&self) -> NetHost {
+    pub(crate) fn uplink(&self) -> NetHost {
         let up = NetHost::new();
         let pid = up.holder.id().to_string();
         self.sh(&[
@@ -146,7 +146,7 @@ impl NetHost {
     }
 
     /// What strata may leave in the namespace: links other than lo, and nft tables.
-    fn leftovers(&self) -> Vec<String> {
+    pub(crate) fn leftovers(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .sh(&["ip", "-br", "link"])
             .lines()

@@ -252,3 +252,52 @@ fn wasm_images_import_run_and_commit_with_no_namespaces() {
         .exists());
     sh(&format!("chown -R 0:0 {}", env.tmp.path().display()));
 }
+
+#[test]
+fn a_wasi_http_handler_serves_with_no_namespaces() {
+    if !common::need_root("a_wasi_http_handler_serves_with_no_namespaces") {
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("img")).unwrap();
+    std::fs::copy(crate::http::http_probe(), env.path("img/hello.wasm")).unwrap();
+    sh(&format!(
+        "chmod 0755 {0} && chown -R {NOBODY}:{NOBODY} {0}",
+        env.tmp.path().display()
+    ));
+    let (strata, t) = (env!("CARGO_BIN_EXE_strata"), env.tmp.path().display());
+    // `-p` alone: host-ports mode, the handler listening on the published host port.
+    let out = as_nobody(
+        &env,
+        &format!(
+            "set -e; cd {t} && tar -C img -cf img.tar . && \
+             {strata} import --platform wasi/wasm -c 'ENTRYPOINT [\"/hello.wasm\"]' img.tar hp >/dev/null && \
+             {strata} run -d --name web -p 127.0.0.1:18096:8080 hp >/dev/null && {strata} port web"
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "8080/tcp -> 127.0.0.1:18096\n"
+    );
+    // Its port is open once `run -d` has returned.
+    let addr = "127.0.0.1:18096";
+    let (status, body) = crate::http::request(addr, "GET /state HTTP/1.1", b"").unwrap();
+    assert_eq!((status, &body[..]), (200, &b"1"[..]));
+    // Outgoing requests to the host's loopback are refused, as its sockets' connects.
+    let (status, body) =
+        crate::http::request(addr, "GET /fetch/127.0.0.1:18096/ HTTP/1.1", b"").unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    let out = as_nobody(
+        &env,
+        &format!("cd {t} && {strata} stop web && {strata} rm web"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web\nweb\n");
+    sh(&format!("chown -R 0:0 {}", env.tmp.path().display()));
+}

@@ -34,6 +34,10 @@ pub struct RunOptions {
     pub init: bool,
     /// `--hostname`; the short id otherwise.
     pub hostname: Option<String>,
+    /// `--http-max-instances`: a served wasi:http handler's instances at once.
+    pub http_max_instances: Option<usize>,
+    /// `--http-timeout`: a served request's wall time.
+    pub http_timeout: Option<std::time::Duration>,
     /// What the container's monitor does with it: restarts, stop signal, logs.
     pub host: HostConfig,
 }

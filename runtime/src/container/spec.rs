@@ -121,6 +121,55 @@ pub fn process_env(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> V
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
+/// The image's exposed ports and the published ones (`80/tcp,8080/tcp`), as the OCI
+/// image spec's conversion names them.
+pub const ANNOTATION_EXPOSED_PORTS: &str = "org.opencontainers.image.exposedPorts";
+/// `--http-max-instances` and `--http-timeout` (in milliseconds), for a wasi:http handler.
+pub const ANNOTATION_HTTP_MAX_INSTANCES: &str = "org.strata.http.max-instances";
+pub const ANNOTATION_HTTP_TIMEOUT_MS: &str = "org.strata.http.timeout-ms";
+
+/// The spec's annotations: the container's ports (exposed by the image or published, as
+/// docker lists both in `Config.ExposedPorts`) and how a wasi:http handler is served.
+fn annotations(
+    config: &ImageConfig,
+    opts: &RunOptions,
+) -> std::collections::HashMap<String, String> {
+    let mut ports: Vec<String> = config
+        .config
+        .as_ref()
+        .and_then(|c| c.exposed_ports.as_ref())
+        .into_iter()
+        .flat_map(|e| e.keys().cloned())
+        .map(|k| {
+            if k.contains('/') {
+                k
+            } else {
+                format!("{k}/tcp")
+            }
+        })
+        .collect();
+    for p in &opts.host.publish {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        if !ports.contains(&key) {
+            ports.push(key);
+        }
+    }
+    let mut annotations = std::collections::HashMap::new();
+    if !ports.is_empty() {
+        annotations.insert(ANNOTATION_EXPOSED_PORTS.to_string(), ports.join(","));
+    }
+    if let Some(n) = opts.http_max_instances {
+        annotations.insert(ANNOTATION_HTTP_MAX_INSTANCES.to_string(), n.to_string());
+    }
+    if let Some(t) = opts.http_timeout {
+        annotations.insert(
+            ANNOTATION_HTTP_TIMEOUT_MS.to_string(),
+            t.as_millis().to_string(),
+        );
+    }
+    annotations
+}
+
 /// The OCI runtime spec for a container of `image`.
 pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Result<Spec> {
     let c = config.config.clone().unwrap_or_default();
@@ -282,6 +331,7 @@ pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Res
         .process(process)
         .mounts(mounts)
         .linux(linux.build().map_err(bad)?)
+        .annotations(annotations(config, opts))
         .build()
         .map_err(bad)
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use cap_std::fs::Dir;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
+use super::http::HttpOptions;
 use super::netns::{on_own_thread, GuestNamespaces};
 use super::{guestfs, GuestSpec, Interrupt, Outcome, WasmHost};
 use crate::backend::{
@@ -220,6 +221,7 @@ fn guest_spec(spec: &Spec) -> Result<GuestSpec> {
         .map(|l| l as u64);
     let mut guest = process_guest(process);
     guest.memory = memory;
+    guest.http = Some(http_options(spec)?);
     // Namespaces listed without a network one; a spec that lists none at all gets no
     // network either.
     guest.network = spec
@@ -248,7 +250,52 @@ fn process_guest(process: &Process) -> GuestSpec {
         memory: None,
         network: false,
         host_ports: None,
+        http: None,
     }
+}
+
+/// How the container's main guest is served if it is a wasi:http handler: the spec's
+/// annotations (its exposed and published ports, `--http-*`).
+fn http_options(spec: &Spec) -> Result<HttpOptions> {
+    use crate::container::{
+        ANNOTATION_EXPOSED_PORTS, ANNOTATION_HTTP_MAX_INSTANCES, ANNOTATION_HTTP_TIMEOUT_MS,
+    };
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let bad = |key: &str, value: &str| {
+        Error::InvalidArgument(format!(
+            "runtime spec: annotation {key}={value:?} is invalid"
+        ))
+    };
+    let mut options = HttpOptions::default();
+    if let Some(ports) = annotations.get(ANNOTATION_EXPOSED_PORTS) {
+        for key in ports.split(',').filter(|p| !p.is_empty()) {
+            let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+            if proto == "tcp" {
+                let port = port
+                    .parse()
+                    .map_err(|_| bad(ANNOTATION_EXPOSED_PORTS, ports))?;
+                if !options.ports.contains(&port) {
+                    options.ports.push(port);
+                }
+            }
+        }
+    }
+    if let Some(n) = annotations.get(ANNOTATION_HTTP_MAX_INSTANCES) {
+        options.max_instances = n
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| bad(ANNOTATION_HTTP_MAX_INSTANCES, n))?;
+    }
+    if let Some(ms) = annotations.get(ANNOTATION_HTTP_TIMEOUT_MS) {
+        options.timeout = ms
+            .parse()
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(std::time::Duration::from_millis)
+            .ok_or_else(|| bad(ANNOTATION_HTTP_TIMEOUT_MS, ms))?;
+    }
+    Ok(options)
 }
 
 /// SIGINT and SIGTERM stop the guest at its next epoch check, and end the WASI waits

@@ -59,7 +59,7 @@ pub fn linker_for(
     type S = WasmState;
     let mut linker = Linker::new(engine);
     let l = &mut linker;
-    let mut filesystem = false;
+    let (mut filesystem, mut http) = (false, false);
     let mut linked = std::collections::HashSet::new();
     for (name, _) in component.component_type().imports(engine) {
         // `wasi:cli/stdout@0.2.3`: the linker matches semver-compatible versions, so an
@@ -137,11 +137,17 @@ pub fn linker_for(
                 sync::sockets::udp::add_to_linker::<S, WasiSockets>(l, S::sockets)?
             }
             "wasi:filesystem/types" | "wasi:filesystem/preopens" => filesystem = true,
+            "wasi:http/types" | "wasi:http/outgoing-handler" => http = true,
             _ => {}
         }
     }
     if filesystem {
         p2::filesystem::add_to_linker(l)?;
+    }
+    if http {
+        // Both wasi:http interfaces: its types, and outgoing requests (`http::Hooks` says
+        // where they may go).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(l)?;
     }
     Ok(linker)
 }

@@ -11,6 +11,7 @@ mod blocking;
 mod control;
 pub mod guestfs;
 mod host_ports;
+mod http;
 mod link;
 mod netns;
 mod p1;
@@ -45,6 +46,19 @@ pub struct WasmState {
     pub stop: blocking::Stop,
     /// Host-ports mode: the published ports its TCP binds are mapped by.
     pub host_ports: std::sync::Arc<[crate::container::PortMapping]>,
+    /// wasi:http's context, and what its outgoing requests may reach.
+    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    pub http_hooks: http::Hooks,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for WasmState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
 }
 
 impl WasiView for WasmState {
@@ -107,6 +121,7 @@ impl Outcome {
 pub struct Interrupt {
     engine: Engine,
     signal: Arc<AtomicI32>,
+    killed: Arc<AtomicI32>,
 }
 
 impl Interrupt {
@@ -117,6 +132,10 @@ impl Interrupt {
             .signal
             .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok();
+        if signal == libc::SIGKILL {
+            // A served handler drains on the first signal; a kill ends its requests.
+            self.killed.store(signal, Ordering::SeqCst);
+        }
         self.engine.increment_epoch();
         blocking::wake();
         first
@@ -129,6 +148,7 @@ impl Interrupt {
 }
 
 /// Everything a guest run needs.
+#[derive(Clone)]
 pub struct GuestSpec {
     /// argv, argv[0] being the module's path in the container.
     pub args: Vec<String>,
@@ -141,6 +161,9 @@ pub struct GuestSpec {
     /// Host-ports mode (no privileges, the host's network): binds of these published
     /// container ports are made on their host ports, other binds on loopback.
     pub host_ports: Option<Vec<crate::container::PortMapping>>,
+    /// A container's main guest, when it is a wasi:http handler: how it is served (an
+    /// `exec` has none: a handler is not a command).
+    pub http: Option<http::HttpOptions>,
 }
 
 /// The wasmtime host: the engine and its compile cache; one per process.
@@ -150,6 +173,8 @@ pub struct WasmHost {
     engine_hash: u64,
     cache: PathBuf,
     signal: Arc<AtomicI32>,
+    /// SIGKILL came (9): see [`Interrupt::interrupt`].
+    killed: Arc<AtomicI32>,
     /// Stop signals write to it; waits watch it (`blocking.rs`).
     wake: std::os::fd::BorrowedFd<'static>,
     control: Arc<Control>,
@@ -174,6 +199,7 @@ impl WasmHost {
             engine_hash,
             cache: cache.to_path_buf(),
             signal: Arc::new(AtomicI32::new(0)),
+            killed: Arc::new(AtomicI32::new(0)),
             wake: blocking::arm()?,
             control: Arc::default(),
         })
@@ -197,6 +223,7 @@ impl WasmHost {
         Interrupt {
             engine: self.engine.clone(),
             signal: Arc::clone(&self.signal),
+            killed: Arc::clone(&self.killed),
         }
     }
 
@@ -309,12 +336,22 @@ impl WasmHost {
             Error::NotExecutable(msg) => Error::NotExecutable(format!("exec: {program:?}: {msg}")),
             e => e,
         })?;
+        let mut mounts = vec![guestfs::Mount {
+            guest_path: "/".into(),
+            overlay: root,
+            read_only: false,
+        }];
+        mounts.extend(binds);
+        if let Program::Component(c) = &compiled {
+            if http::is_handler(&self.engine, c) {
+                return self.serve(program, c, spec, mounts, stdio, started);
+            }
+        }
         // Found and compiled: what `exec` would have checked.
         let _running = self.control.running();
         started()?;
 
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.args(&spec.args).envs(&spec.env);
+        let mut wasi = wasi_builder(spec);
         // Preview 1 stdio is ours (`p1::HostStdio`); these serve components.
         let file = |fd: &std::os::fd::OwnedFd| {
             fd.try_clone()
@@ -348,29 +385,6 @@ impl WasmHost {
             }
         }
         let host_stdio = p1::HostStdio::new(stdin, stdout, stderr);
-        if spec.network {
-            wasi.inherit_network()
-                .allow_tcp(true)
-                .allow_udp(true)
-                .allow_ip_name_lookup(true);
-            if spec.host_ports.is_some() {
-                // On the host's own network, its loopback is the host's: no connection to
-                // it, as pasta's `-T none` refuses a rootless native container one. (UDP is
-                // not filtered: a datagram cannot tell a reply to a client on loopback from
-                // a first message.)
-                wasi.socket_addr_check(|addr, use_| {
-                    let refused = matches!(use_, wasmtime_wasi::sockets::SocketAddrUse::TcpConnect)
-                        && addr.ip().to_canonical().is_loopback();
-                    Box::pin(async move { !refused })
-                });
-            }
-        }
-        let mut mounts = vec![guestfs::Mount {
-            guest_path: "/".into(),
-            overlay: root,
-            read_only: false,
-        }];
-        mounts.extend(binds);
         let fs = guestfs::GuestFs::new(mounts);
         let mut limits = StoreLimitsBuilder::new().trap_on_grow_failure(true);
         if let Some(m) = spec.memory {
@@ -390,8 +404,7 @@ impl WasmHost {
                     .build()
                     .map_err(|e| Error::io("start the I/O runtime", e))?;
                 let entered = tokio.enter();
-                let result =
-                    self.run_component(program, &c, wasi, fs, limits, spec.host_ports.as_deref());
+                let result = self.run_component(program, &c, wasi, fs, limits, spec);
                 drop(entered);
                 // Its worker only waits for work: do not wait for it to stop.
                 tokio.shutdown_background();
@@ -415,23 +428,30 @@ impl WasmHost {
         mut wasi: WasiCtxBuilder,
         fs: guestfs::GuestFs,
         limits: GuestLimits,
-        host_ports: Option<&[crate::container::PortMapping]>,
+        spec: &GuestSpec,
     ) -> Result<wasmtime::Result<i32>> {
-        let linker =
-            link::linker_for(&self.engine, component, host_ports.is_some()).map_err(wasm_err)?;
+        let linker = link::linker_for(&self.engine, component, spec.host_ports.is_some())
+            .map_err(wasm_err)?;
         let pre = CommandPre::new(
             linker
                 .instantiate_pre(component)
                 .map_err(|e| Error::InvalidArgument(format!("{program}: {e:#}")))?,
         )
-        .map_err(|e| Error::InvalidArgument(format!("{program}: not a WASI command: {e:#}")))?;
+        .map_err(|e| {
+            Error::InvalidArgument(format!(
+                "{program}: neither a WASI command nor a wasi:http handler \
+                 (it exports neither wasi:cli/run nor wasi:http/incoming-handler): {e:#}"
+            ))
+        })?;
         let mut store = self.store(WasmState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             fs,
             limits,
             stop: blocking::Stop::new(self.wake)?,
-            host_ports: host_ports.unwrap_or_default().into(),
+            host_ports: spec.host_ports.clone().unwrap_or_default().into(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: http::Hooks::for_guest(spec),
         });
         store.limiter(|s| &mut s.limits);
         Ok(pre
@@ -506,40 +526,69 @@ impl WasmHost {
     }
 
     fn classify(&self, e: wasmtime::Error, memory: Option<u64>) -> Outcome {
-        if let Some(exit) = e.downcast_ref::<I32Exit>() {
-            return Outcome::Exited(exit.0);
-        }
-        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-            let sig = self.signal.load(Ordering::SeqCst);
-            return Outcome::Interrupted(if sig == 0 { 15 } else { sig });
-        }
-        // The limiter's refusal is in the error's chain of causes.
-        let text = format!("{e:?}");
-        if memory.is_some()
-            && (text.contains("forcing trap when growing memory")
-                || text.contains("forcing a memory growth failure"))
-        {
-            return Outcome::OutOfMemory;
-        }
-        let trap = e.downcast_ref::<Trap>().map(|t| t.to_string());
-        // The innermost frame: its name when the module kept names, else its index.
-        let function = e.downcast_ref::<wasmtime::WasmBacktrace>().and_then(|bt| {
-            bt.frames().first().map(|f| match f.func_name() {
-                Some(name) => name.to_string(),
-                None => format!("function #{}", f.func_index()),
-            })
-        });
-        let trap = trap.map(|t| t.trim_start_matches("wasm trap: ").to_string());
-        Outcome::Trapped(match (trap, function) {
-            (Some(t), Some(f)) => format!("wasm trap in {f}: {t}"),
-            (Some(t), None) => format!("wasm trap: {t}"),
-            (None, _) => format!("{e:#}")
-                .lines()
-                .next()
-                .unwrap_or("wasm error")
-                .to_string(),
-        })
+        classify(e, memory, self.signal.load(Ordering::SeqCst))
     }
+}
+
+/// How a guest's error ended its run; `signal`: the stop signal that came, if any (0).
+fn classify(e: wasmtime::Error, memory: Option<u64>, signal: i32) -> Outcome {
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return Outcome::Exited(exit.0);
+    }
+    if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+        return Outcome::Interrupted(if signal == 0 { 15 } else { signal });
+    }
+    // The limiter's refusal is in the error's chain of causes.
+    let text = format!("{e:?}");
+    if memory.is_some()
+        && (text.contains("forcing trap when growing memory")
+            || text.contains("forcing a memory growth failure"))
+    {
+        return Outcome::OutOfMemory;
+    }
+    let trap = e.downcast_ref::<Trap>().map(|t| t.to_string());
+    // The innermost frame: its name when the module kept names, else its index.
+    let function = e.downcast_ref::<wasmtime::WasmBacktrace>().and_then(|bt| {
+        bt.frames().first().map(|f| match f.func_name() {
+            Some(name) => name.to_string(),
+            None => format!("function #{}", f.func_index()),
+        })
+    });
+    let trap = trap.map(|t| t.trim_start_matches("wasm trap: ").to_string());
+    Outcome::Trapped(match (trap, function) {
+        (Some(t), Some(f)) => format!("wasm trap in {f}: {t}"),
+        (Some(t), None) => format!("wasm trap: {t}"),
+        (None, _) => format!("{e:#}")
+            .lines()
+            .next()
+            .unwrap_or("wasm error")
+            .to_string(),
+    })
+}
+
+/// wasi's context for a guest of `spec`, but for its stdio: args, env, and the network its
+/// sockets may use.
+fn wasi_builder(spec: &GuestSpec) -> WasiCtxBuilder {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.args(&spec.args).envs(&spec.env);
+    if spec.network {
+        wasi.inherit_network()
+            .allow_tcp(true)
+            .allow_udp(true)
+            .allow_ip_name_lookup(true);
+        if spec.host_ports.is_some() {
+            // On the host's own network, its loopback is the host's: no connection to
+            // it, as pasta's `-T none` refuses a rootless native container one. (UDP is
+            // not filtered: a datagram cannot tell a reply to a client on loopback from
+            // a first message.)
+            wasi.socket_addr_check(|addr, use_| {
+                let refused = matches!(use_, wasmtime_wasi::sockets::SocketAddrUse::TcpConnect)
+                    && addr.ip().to_canonical().is_loopback();
+                Box::pin(async move { !refused })
+            });
+        }
+    }
+    wasi
 }
 
 /// Prune the compile cache `cache`: every artifact and link with `all`, else only links

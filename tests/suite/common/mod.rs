@@ -316,11 +316,29 @@ pub fn hello_wasm() -> (PathBuf, PathBuf) {
 }
 
 /// The guest crate at `dir` (relative to the repository) built by its build.sh into
-/// `out/<name>-p1.wasm` and `out/<name>-p2.wasm`: built once per change of its source and
-/// shared by every test (and every process running tests) through a lock file.
+/// `out/<name>-p1.wasm` and `out/<name>-p2.wasm`.
 fn guest(dir: &str, name: &str) -> (PathBuf, PathBuf) {
+    let [p1, p2] = built(
+        dir,
+        "src/main.rs",
+        [format!("{name}-p1.wasm"), format!("{name}-p2.wasm")],
+    );
+    (p1, p2)
+}
+
+/// The component crate at `dir` (a library: `src/lib.rs`) built by its build.sh into
+/// `out/<name>.wasm`.
+pub fn guest_component(dir: &str, name: &str) -> PathBuf {
+    let [wasm] = built(dir, "src/lib.rs", [format!("{name}.wasm")]);
+    wasm
+}
+
+/// The files `outputs` in `dir/out`, built by `dir/build.sh`: built once per change of its
+/// source `src` and shared by every test (and every process running tests) through a lock
+/// file.
+fn built<const N: usize>(dir: &str, src: &str, outputs: [String; N]) -> [PathBuf; N] {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let out = dir.join("out");
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -328,17 +346,14 @@ fn guest(dir: &str, name: &str) -> (PathBuf, PathBuf) {
         .open(std::env::temp_dir().join(format!("strata-guest-{name}.lock")))
         .unwrap();
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
-    let (p1, p2) = (
-        out.join(format!("{name}-p1.wasm")),
-        out.join(format!("{name}-p2.wasm")),
-    );
-    let src = dir.join("src/main.rs");
+    let outputs = outputs.map(|o| dir.join("out").join(o));
+    let src = dir.join(src);
     let stale = |p: &Path| {
         !p.exists()
             || std::fs::metadata(p).unwrap().modified().unwrap()
                 < std::fs::metadata(&src).unwrap().modified().unwrap()
     };
-    if stale(&p1) || stale(&p2) {
+    if outputs.iter().any(|p| stale(p)) {
         let status = Command::new(dir.join("build.sh"))
             .stdout(Stdio::null())
             .status()
@@ -349,7 +364,7 @@ fn guest(dir: &str, name: &str) -> (PathBuf, PathBuf) {
             dir.display()
         );
     }
-    (p1, p2)
+    outputs
 }
 
 impl Env {
