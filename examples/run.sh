@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked
 strata=./target/release/strata
 examples/hello-wasm/build.sh >/dev/null
+examples/hello-http/build.sh >/dev/null
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -75,6 +76,32 @@ $strata stop svc
 say "strata inspect -f '{{.State.Status}} {{.State.ExitCode}}' svc"
 $strata inspect -f '{{.State.Status}} {{.State.ExitCode}}' svc
 $strata rm svc >/dev/null
+# A Wasm HTTP service: the hello-http component (it exports wasi:http/incoming-handler),
+# built into a Wasm image, run detached with a published port, answered per request by a
+# fresh instance. As root, `-p` puts it on the bridge: done in a network namespace of its
+# own here, so the example leaves no bridge or firewall rule on this machine; without
+# privileges it listens on the host port itself.
+say strata build --platform wasi/wasm -t example/hello-http:1.0 examples/hello-http
+$strata build --platform wasi/wasm -t example/hello-http:1.0 examples/hello-http
+inns=()
+if [ "$(id -u)" = 0 ]; then
+    unshare -n sleep infinity & netns_holder=$!
+    trap 'kill $netns_holder 2>/dev/null; rm -rf "$work"' EXIT
+    until [ "$(readlink /proc/$netns_holder/ns/net)" != "$(readlink /proc/self/ns/net)" ]; do sleep 0.01; done
+    inns=(nsenter --net=/proc/$netns_holder/ns/net)
+    "${inns[@]}" ip link set lo up
+fi
+$strata rm -f hello-http >/dev/null 2>&1 || true
+say strata run -d --name hello-http -e GREETING=Hi -p 127.0.0.1:18080:8080 example/hello-http:1.0
+"${inns[@]}" $strata run -d --name hello-http -e GREETING=Hi -p 127.0.0.1:18080:8080 example/hello-http:1.0
+say curl -s 127.0.0.1:18080/hello
+"${inns[@]}" curl -s --retry 5 --retry-connrefused --retry-delay 0 127.0.0.1:18080/hello
+say strata logs hello-http
+$strata logs hello-http
+say strata stop hello-http
+"${inns[@]}" $strata stop hello-http >/dev/null
+$strata rm hello-http >/dev/null
+
 say strata build -t example/webapp:1.0 examples/webapp
 $strata build -t example/webapp:1.0 examples/webapp
 say strata run --rm example/webapp:1.0

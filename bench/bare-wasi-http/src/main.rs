@@ -3,8 +3,10 @@
 //! keep-alive), with the same engine configuration as Strata and no filesystem, limits,
 //! logs or drain.
 //!
-//!     bare-wasi-http ADDR COMPONENT
+//!     bare-wasi-http [--pooling] ADDR COMPONENT
 //!
+//! `--pooling`: wasmtime's pooling instance allocator (slots reserved up front, reused by
+//! each request's instance) instead of the default on-demand one.
 //! The handler runs on the synchronous bindings on Tokio's blocking threads, as Strata's
 //! does: this workspace's wasmtime is built without `async` (one build for both).
 
@@ -46,13 +48,26 @@ impl WasiHttpView for State {
 
 fn main() -> wasmtime::Result<()> {
     let argv: Vec<String> = std::env::args().collect();
-    let [_, addr, component] = &argv[..] else {
-        eprintln!("usage: bare-wasi-http ADDR COMPONENT");
+    let (pooling, args) = match &argv[1..] {
+        [flag, rest @ ..] if flag == "--pooling" => (true, rest),
+        rest => (false, rest),
+    };
+    let [addr, component] = args else {
+        eprintln!("usage: bare-wasi-http [--pooling] ADDR COMPONENT");
         std::process::exit(2);
     };
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    if pooling {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(256)
+            .total_memories(256)
+            .total_tables(256)
+            .max_memory_size(64 << 20);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
     let engine = Engine::new(&config)?;
     let component = Component::from_file(&engine, component)?;
     let mut linker = Linker::new(&engine);
