@@ -3,8 +3,10 @@
 //! keep-alive), with the same engine configuration as Strata and no filesystem, limits,
 //! logs or drain.
 //!
-//!     bare-wasi-http [--pooling] ADDR COMPONENT
+//!     bare-wasi-http [--pooling] ADDR COMPONENT ROOT_DIR
 //!
+//! `ROOT_DIR` is preopened as `/` (a plain host directory where Strata serves its overlay),
+//! so a handler that reads its files does the same work under both.
 //! `--pooling`: wasmtime's pooling instance allocator (slots reserved up front, reused by
 //! each request's instance) instead of the default on-demand one.
 //! The handler runs on the synchronous bindings on Tokio's blocking threads, as Strata's
@@ -16,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::sync::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -52,8 +54,8 @@ fn main() -> wasmtime::Result<()> {
         [flag, rest @ ..] if flag == "--pooling" => (true, rest),
         rest => (false, rest),
     };
-    let [addr, component] = args else {
-        eprintln!("usage: bare-wasi-http [--pooling] ADDR COMPONENT");
+    let [addr, component, root] = args else {
+        eprintln!("usage: bare-wasi-http [--pooling] ADDR COMPONENT ROOT_DIR");
         std::process::exit(2);
     };
     let mut config = Config::new();
@@ -74,6 +76,7 @@ fn main() -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
     let pre = Arc::new(ProxyPre::new(linker.instantiate_pre(&component)?)?);
+    let root = Arc::new(root.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -83,10 +86,10 @@ fn main() -> wasmtime::Result<()> {
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
-            let pre = Arc::clone(&pre);
+            let (pre, root) = (Arc::clone(&pre), Arc::clone(&root));
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
-                    let pre = Arc::clone(&pre);
+                    let (pre, root) = (Arc::clone(&pre), Arc::clone(&root));
                     async move {
                         let (sender, receiver) = tokio::sync::oneshot::channel();
                         let engine = pre.engine().clone();
@@ -94,7 +97,9 @@ fn main() -> wasmtime::Result<()> {
                             let mut store = Store::new(
                                 &engine,
                                 State {
-                                    wasi: WasiCtx::builder().build(),
+                                    wasi: WasiCtx::builder()
+                                        .preopened_dir(root.as_str(), "/", FsPerms::ReadWrite)?
+                                        .build(),
                                     http: WasiHttpCtx::new(),
                                     table: ResourceTable::new(),
                                 },
