@@ -380,6 +380,18 @@ fn hostile_clients_and_floods_are_bounded() {
         let (status, _) = request(addr, &huge, b"").unwrap_or((0, Vec::new()));
         assert!(status == 431 || status == 0, "{status}");
         assert!(t0.elapsed() < Duration::from_secs(5));
+        // Bodies are streamed to the guest up to 64 MiB; past it, its read fails.
+        assert_eq!(
+            request(addr, "POST /count HTTP/1.1", &[7u8; 100_000]).unwrap(),
+            (200, b"100000 closed".to_vec())
+        );
+        let (status, body) =
+            request(addr, "POST /count HTTP/1.1", &vec![7u8; (64 << 20) + 4096]).unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "{body}");
+        let (n, ended) = body.split_once(' ').unwrap();
+        assert!(n.parse::<usize>().unwrap() <= 64 << 20, "{body}");
+        assert_eq!(ended, "failed", "{body}");
         // 100 concurrent requests, 8 instances at a time: all succeed.
         let ok = std::thread::scope(|s| {
             let clients: Vec<_> = (0..100)

@@ -4,6 +4,7 @@
 //! - `/write/PATH` (the request body): writes the file, answers 201
 //! - `/state`: a counter kept in the instance, incremented: 1 on a fresh instance
 //! - `/echo`: the request's body, and its `x-probe` header as `x-probe-echo`
+//! - `/count`: how many body bytes it read, and how the body ended (`closed`, `failed`)
 //! - `/trap`: a trap (`unreachable`)
 //! - `/spin`: computes forever; `/sleep/MS`: sleeps in the host
 //! - `/grow/MB`: allocates and touches MB MiB, answers their sum
@@ -121,6 +122,19 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                     .map(|v| ("x-probe-echo", v.as_slice()))
                     .collect();
                 answer(out, 200, &echoed, &body)
+            }
+            "count" => {
+                let body = request.consume().expect("the body, once");
+                let stream = body.stream().expect("the body's stream, once");
+                let mut n = 0;
+                let ended = loop {
+                    match stream.blocking_read(1 << 20) {
+                        Ok(chunk) => n += chunk.len(),
+                        Err(wasip2::io::streams::StreamError::Closed) => break "closed",
+                        Err(_) => break "failed",
+                    }
+                };
+                answer(out, 200, &[], format!("{n} {ended}").as_bytes())
             }
             "trap" => std::process::abort(),
             "spin" => {
