@@ -295,16 +295,17 @@ fn stop_drains_requests_in_flight() {
     host.inside(|| assert_eq!(first_get("127.0.0.1:8080", "/"), (200, "probe".into())));
     // A slow request in flight when stop comes is answered; the service then exits 0.
     let slow = std::thread::scope(|s| {
-        let slow = s.spawn(|| host.inside(|| get("127.0.0.1:8080", "/sleep/1500")));
-        std::thread::sleep(Duration::from_millis(300));
+        let slow = s.spawn(|| host.inside(|| get("127.0.0.1:8080", "/sleep/3000")));
+        // Long enough for the request to be in the guest, even on a loaded machine.
+        std::thread::sleep(Duration::from_millis(1000));
         let t0 = Instant::now();
         host.ok(&env, &["stop", "-t", "10", "web"]);
         let took = t0.elapsed();
         assert!(
-            took >= Duration::from_millis(900),
+            took >= Duration::from_millis(1500),
             "stop did not wait: {took:?}"
         );
-        assert!(took < Duration::from_secs(8), "stop took {took:?}");
+        assert!(took < Duration::from_secs(9), "stop took {took:?}");
         slow.join().unwrap()
     });
     assert_eq!(slow, (200, "slept".into()));
