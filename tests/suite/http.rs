@@ -183,6 +183,12 @@ fn a_handler_serves_each_request_with_a_fresh_instance() {
         );
         assert_eq!(get(addr, "/"), (200, "probe".into()));
     });
+    // A handler is not a command: `exec` of it is refused.
+    let err = host.fails(&env, &["exec", "web", "/hello.wasm"]);
+    assert!(
+        err.contains("a wasi:http handler serves requests; it cannot run as a command"),
+        "{err}"
+    );
     // What the container wrote is in its diff, as any container's.
     assert!(host.ok(&env, &["diff", "web"]).contains("A /data/note.txt"));
     // One access line per request, the errors on stderr, the guest's own output.
