@@ -56,12 +56,17 @@ pub fn wake() {
     }
 }
 
-/// What ends a guest's waits: for a command, the stop eventfd, registered with the current
-/// Tokio runtime (the component's); for a served request, its deadline and the service's
-/// kill (a stop signal only drains a service: its requests run on).
-pub struct Stop {
-    wake: Option<AsyncFd<BorrowedFd<'static>>>,
-    request: Option<(tokio::time::Instant, tokio::sync::watch::Receiver<bool>)>,
+/// What ends a guest's waits.
+pub enum Stop {
+    /// A command's: the stop eventfd, registered with the current Tokio runtime (the
+    /// component's).
+    Signal(AsyncFd<BorrowedFd<'static>>),
+    /// A served request's: its deadline, or the service's kill (a stop signal only drains
+    /// a service: its requests run on).
+    Request {
+        deadline: tokio::time::Instant,
+        killed: tokio::sync::watch::Receiver<bool>,
+    },
 }
 
 impl Stop {
@@ -69,51 +74,30 @@ impl Stop {
     #[allow(unsafe_code)]
     pub fn new(fd: BorrowedFd<'static>) -> Result<Stop> {
         // SAFETY: WAKE's descriptor stays open, and the same, for the rest of the process.
-        let wake = unsafe { AsyncFd::register(fd) }
-            .map_err(|e| Error::io("set up stop signals", e.into()))?;
-        Ok(Stop {
-            wake: Some(wake),
-            request: None,
-        })
-    }
-
-    /// A served request's: ended at `deadline`, or once `killed` turns true.
-    pub fn request(
-        deadline: tokio::time::Instant,
-        killed: tokio::sync::watch::Receiver<bool>,
-    ) -> Stop {
-        Stop {
-            wake: None,
-            request: Some((deadline, killed)),
-        }
+        unsafe { AsyncFd::register(fd) }
+            .map(Stop::Signal)
+            .map_err(|e| Error::io("set up stop signals", e.into()))
     }
 
     /// `work`'s output, or `stopped()` when what ends the waits comes first.
     fn wait<T>(&self, work: impl Future<Output = T>, stopped: impl FnOnce() -> T) -> T {
-        let signalled = async {
-            match &self.wake {
-                Some(wake) => drop(wake.readable().await),
-                None => std::future::pending().await,
-            }
-        };
-        let ended = async {
-            match &self.request {
-                Some((deadline, killed)) => {
+        let ends = async {
+            match self {
+                Stop::Signal(wake) => drop(wake.readable().await),
+                Stop::Request { deadline, killed } => {
                     let mut killed = killed.clone();
                     tokio::select! {
                         _ = tokio::time::sleep_until(*deadline) => {}
                         _ = killed.wait_for(|k| *k) => {}
                     }
                 }
-                None => std::future::pending().await,
             }
         };
         in_tokio(async {
             tokio::select! {
                 biased;
                 out = work => out,
-                _ = signalled => stopped(),
-                _ = ended => stopped(),
+                _ = ends => stopped(),
             }
         })
     }

@@ -557,7 +557,10 @@ impl Service {
             table: ResourceTable::new(),
             fs: guestfs::GuestFs::new(self.mounts.clone()),
             limits: GuestLimits::new(limits.build(), &self.control),
-            stop: blocking::Stop::request(deadline.into(), self.killed_rx.clone()),
+            stop: blocking::Stop::Request {
+                deadline: deadline.into(),
+                killed: self.killed_rx.clone(),
+            },
             host_ports: spec.host_ports.clone().unwrap_or_default().into(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks: Hooks::for_guest(spec),
