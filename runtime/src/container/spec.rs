@@ -134,21 +134,17 @@ fn annotations(
     config: &ImageConfig,
     opts: &RunOptions,
 ) -> std::collections::HashMap<String, String> {
-    let mut ports: Vec<String> = config
+    // EXPOSE keys through the one port parser (an invalid one names nothing to serve and
+    // is left out, as it would be unreachable).
+    let exposed = config
         .config
         .as_ref()
         .and_then(|c| c.exposed_ports.as_ref())
         .into_iter()
-        .flat_map(|e| e.keys().cloned())
-        .map(|k| {
-            if k.contains('/') {
-                k
-            } else {
-                format!("{k}/tcp")
-            }
-        })
-        .collect();
-    for p in &opts.host.publish {
+        .flat_map(|e| e.keys())
+        .flat_map(|key| super::parse_publish(key).unwrap_or_default());
+    let mut ports: Vec<String> = Vec::new();
+    for p in exposed.chain(opts.host.publish.iter().cloned()) {
         let key = format!("{}/{}", p.container_port, p.proto);
         if !ports.contains(&key) {
             ports.push(key);

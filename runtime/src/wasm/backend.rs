@@ -258,7 +258,7 @@ fn process_guest(process: &Process) -> GuestSpec {
 /// annotations (its exposed and published ports, `--http-*`).
 fn http_options(spec: &Spec) -> Result<HttpOptions> {
     use crate::container::{
-        ANNOTATION_EXPOSED_PORTS, ANNOTATION_HTTP_MAX_INSTANCES, ANNOTATION_HTTP_TIMEOUT_MS,
+        Proto, ANNOTATION_EXPOSED_PORTS, ANNOTATION_HTTP_MAX_INSTANCES, ANNOTATION_HTTP_TIMEOUT_MS,
     };
     let annotations = spec.annotations().clone().unwrap_or_default();
     let bad = |key: &str, value: &str| {
@@ -269,13 +269,11 @@ fn http_options(spec: &Spec) -> Result<HttpOptions> {
     let mut options = HttpOptions::default();
     if let Some(ports) = annotations.get(ANNOTATION_EXPOSED_PORTS) {
         for key in ports.split(',').filter(|p| !p.is_empty()) {
-            let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
-            if proto == "tcp" {
-                let port = port
-                    .parse()
-                    .map_err(|_| bad(ANNOTATION_EXPOSED_PORTS, ports))?;
-                if !options.ports.contains(&port) {
-                    options.ports.push(port);
+            let mappings = crate::container::parse_publish(key)
+                .map_err(|_| bad(ANNOTATION_EXPOSED_PORTS, ports))?;
+            for m in mappings.into_iter().filter(|m| m.proto == Proto::Tcp) {
+                if !options.ports.contains(&m.container_port) {
+                    options.ports.push(m.container_port);
                 }
             }
         }
