@@ -289,11 +289,14 @@ fn a_wasi_http_handler_serves_with_no_namespaces() {
     let (status, body) = crate::http::request(addr, "GET /state HTTP/1.1", b"").unwrap();
     assert_eq!((status, &body[..]), (200, &b"1"[..]));
     // Outgoing requests to the host's loopback are refused, as its sockets' connects.
-    let (status, body) =
-        crate::http::request(addr, "GET /fetch/127.0.0.1:18096/ HTTP/1.1", b"").unwrap();
-    let body = String::from_utf8_lossy(&body);
-    assert_eq!(status, 502, "{body}");
-    assert!(body.contains("HttpRequestDenied"), "{body}");
+    // By address, by a name that resolves there, or by the unspecified address.
+    for target in ["127.0.0.1:18096", "localhost:18096", "0.0.0.0:18096"] {
+        let (status, body) =
+            crate::http::request(addr, &format!("GET /fetch/{target}/ HTTP/1.1"), b"").unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 502, "{target}: {body}");
+        assert!(body.contains("HttpRequestDenied"), "{target}: {body}");
+    }
     let out = as_nobody(
         &env,
         &format!("cd {t} && {strata} stop web && {strata} rm web"),

@@ -127,18 +127,13 @@ impl WasiHttpHooks for Hooks {
             > + Send,
     > {
         drop(fut);
-        let host = request.uri().host().unwrap_or_default();
-        let loopback = host == "localhost"
-            || host
-                .trim_matches(['[', ']'])
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.to_canonical().is_loopback());
-        let denied = match self.outgoing {
-            Outgoing::Denied => true,
-            Outgoing::NotLoopback => loopback,
-            Outgoing::Allowed => false,
-        };
+        let outgoing = self.outgoing;
         Box::new(async move {
+            let denied = match outgoing {
+                Outgoing::Denied => true,
+                Outgoing::Allowed => false,
+                Outgoing::NotLoopback => to_the_host(request.uri()).await,
+            };
             if denied {
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             }
@@ -148,6 +143,25 @@ impl WasiHttpHooks for Hooks {
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
         })
+    }
+}
+
+/// Whether a request to `uri` would reach the host itself (as [`super::reaches_host`]
+/// decides for sockets): any address its host resolves to. A name that fails to resolve
+/// here fails the request's own lookup too. (The request resolves the name again: a
+/// resolver that answers differently the second time is not covered.)
+async fn to_the_host(uri: &hyper::Uri) -> bool {
+    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(mut addresses) => addresses.any(|a| super::reaches_host(a.ip())),
+        Err(_) => false,
     }
 }
 

@@ -591,12 +591,19 @@ fn wasi_builder(spec: &GuestSpec) -> WasiCtxBuilder {
             // a first message.)
             wasi.socket_addr_check(|addr, use_| {
                 let refused = matches!(use_, wasmtime_wasi::sockets::SocketAddrUse::TcpConnect)
-                    && addr.ip().to_canonical().is_loopback();
+                    && reaches_host(addr.ip());
                 Box::pin(async move { !refused })
             });
         }
     }
     wasi
+}
+
+/// Whether a connection to `ip` reaches the host itself: its loopback, or the unspecified
+/// address (a connect to 0.0.0.0 lands there). What host-ports mode keeps a guest from.
+fn reaches_host(ip: std::net::IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    ip.is_loopback() || ip.is_unspecified()
 }
 
 /// Prune the compile cache `cache`: every artifact and link with `all`, else only links
