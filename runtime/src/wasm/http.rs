@@ -32,6 +32,7 @@ use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::cli::OutputFile;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::sync::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -222,10 +223,10 @@ impl WasmHost {
             control: Arc::clone(&self.control),
             spec: spec.clone(),
             mounts,
-            stdout: Arc::new(output(&stdio.stdout, 1)?),
-            stderr: Arc::new(output(&stdio.stderr, 2)?),
-            guest_stdout: wasmtime_wasi::cli::OutputFile::new(output(&stdio.stdout, 1)?),
-            guest_stderr: wasmtime_wasi::cli::OutputFile::new(output(&stdio.stderr, 2)?),
+            stdout: Arc::new(output(&stdio.stdout, rustix::stdio::stdout())?),
+            stderr: Arc::new(output(&stdio.stderr, rustix::stdio::stderr())?),
+            guest_stdout: OutputFile::new(output(&stdio.stdout, rustix::stdio::stdout())?),
+            guest_stderr: OutputFile::new(output(&stdio.stderr, rustix::stdio::stderr())?),
             instances: Arc::new(Semaphore::new(options.max_instances)),
             timeout: options.timeout,
             killed: Arc::clone(&self.killed),
@@ -247,14 +248,14 @@ impl WasmHost {
 
 /// A handler's engine: [`super::engine_config`] with wasmtime's pooling allocator, slots for
 /// `max_instances` instances reserved (address space only) once and reused by each
-/// request's instance. `bench/http.sh` measured it at 2.35x the requests/s of allocating
+/// request's instance. `bench/http.sh` measured it at 1.2-2.3x the requests/s of allocating
 /// each instance on demand.
 fn pooling_engine(max_instances: usize) -> Result<Engine> {
     // A component instance is several core instances (its modules and adapters), each
     // with its memories and tables.
     const PER_INSTANCE: u32 = 8;
     let slots = u32::try_from(max_instances)
-        .unwrap_or(u32::MAX / PER_INSTANCE)
+        .unwrap_or(u32::MAX)
         .min(u32::MAX / PER_INSTANCE);
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
@@ -303,19 +304,15 @@ fn listen_addresses(program: &str, spec: &GuestSpec, ports: &[u16]) -> Result<Ve
     Ok(addresses)
 }
 
-/// A stream of the container's as a file of its own (the service's lines, or its guests').
-fn output(stream: &Stream, inherited: i32) -> Result<File> {
-    let fd = match stream {
+/// A stream of the container's as a file of its own (the service's lines, or its guests'):
+/// a copy of its descriptor, or of the process's own (`inherited`).
+fn output(stream: &Stream, inherited: std::os::fd::BorrowedFd<'static>) -> Result<File> {
+    match stream {
         Stream::Fd(fd) => fd.try_clone(),
-        Stream::Inherit => {
-            // SAFETY: fds 1 and 2 stay open for the process's life; borrowed to be duplicated.
-            #[allow(unsafe_code)]
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(inherited) };
-            fd.try_clone_to_owned()
-        }
+        Stream::Inherit => inherited.try_clone_to_owned(),
     }
-    .map_err(|e| Error::io("duplicate an output stream", e))?;
-    Ok(File::from(fd))
+    .map(File::from)
+    .map_err(|e| Error::io("duplicate an output stream", e))
 }
 
 /// What every request of one service shares.
@@ -328,8 +325,8 @@ struct Service {
     stdout: Arc<File>,
     stderr: Arc<File>,
     /// The same streams as the guests write to them.
-    guest_stdout: wasmtime_wasi::cli::OutputFile,
-    guest_stderr: wasmtime_wasi::cli::OutputFile,
+    guest_stdout: OutputFile,
+    guest_stderr: OutputFile,
     /// Free instance slots.
     instances: Arc<Semaphore>,
     timeout: Duration,
@@ -511,7 +508,6 @@ impl Service {
                 service.handle(request, sender, deadline)
             })
         };
-        let line_of = |e: wasmtime::Error| self.failure(e, deadline);
         match receiver.await {
             Ok(Ok(response)) => {
                 // The body may still be written: a failure after the head is logged.
@@ -529,7 +525,7 @@ impl Service {
                 500,
                 match guest.await {
                     Ok(Ok(())) => "the handler returned without a response".into(),
-                    Ok(Err(e)) => line_of(e),
+                    Ok(Err(e)) => self.failure(e, deadline),
                     Err(e) => format!("the handler's thread failed: {e}"),
                 },
             )),
@@ -613,7 +609,8 @@ impl Service {
                 self.spec.memory.unwrap_or_default()
             ),
             Outcome::Trapped(why) => why,
-            other => format!("{other:?}"),
+            Outcome::Exited(code) => format!("the handler exited with status {code}"),
+            Outcome::Interrupted(sig) => format!("stopped by signal {sig}"),
         }
     }
 }
