@@ -104,14 +104,33 @@ fn until_logged(host: &NetHost, env: &Env, name: &str, text: &str) {
     }
 }
 
-#[test]
-fn a_handler_serves_each_request_with_a_fresh_instance() {
-    if !need_root("a_handler_serves_each_request_with_a_fresh_instance") {
-        return;
+/// A root test's store, its network namespace, and the probe's image; none without root.
+fn setup(test: &str) -> Option<(Env, NetHost, String)> {
+    if !need_root(test) {
+        return None;
     }
     let env = Env::new();
     let host = NetHost::new();
     let image = env.wasm_image(&http_probe(), "hp", true);
+    Some((env, host, image))
+}
+
+/// `web`, the probe run detached on the namespace's own network (`--network host`) with
+/// `flags`, once it answers on 127.0.0.1:8080.
+fn serve_on_host(host: &NetHost, env: &Env, image: &str, flags: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", "web", "--network", "host"];
+    args.extend(flags);
+    args.push(image);
+    host.ok(env, &args);
+    host.inside(|| assert_eq!(first_get("127.0.0.1:8080", "/"), (200, "probe".into())));
+}
+
+#[test]
+fn a_handler_serves_each_request_with_a_fresh_instance() {
+    let Some((env, host, image)) = setup("a_handler_serves_each_request_with_a_fresh_instance")
+    else {
+        return;
+    };
     std::fs::create_dir_all(env.path("vol")).unwrap();
     std::fs::write(env.path("vol/bound.txt"), "from a bind\n").unwrap();
     let bind = format!("{}:/mnt", env.path("vol").display());
@@ -213,13 +232,12 @@ fn a_handler_serves_each_request_with_a_fresh_instance() {
 
 #[test]
 fn a_handler_is_reached_by_name_and_calls_out_on_its_network() {
-    if !need_root("a_handler_is_reached_by_name_and_calls_out_on_its_network") {
+    let Some((env, host, image)) =
+        setup("a_handler_is_reached_by_name_and_calls_out_on_its_network")
+    else {
         return;
-    }
-    let env = Env::new();
-    let host = NetHost::new();
+    };
     crate::common::busybox_image(&env, "bb", &[]);
-    let image = env.wasm_image(&http_probe(), "hp", true);
     host.ok(&env, &["network", "create", "edge"]);
     host.ok(
         &env,
@@ -278,27 +296,10 @@ fn a_handler_is_reached_by_name_and_calls_out_on_its_network() {
 
 #[test]
 fn stop_drains_requests_in_flight() {
-    if !need_root("stop_drains_requests_in_flight") {
+    let Some((env, host, image)) = setup("stop_drains_requests_in_flight") else {
         return;
-    }
-    let env = Env::new();
-    let host = NetHost::new();
-    let image = env.wasm_image(&http_probe(), "hp", true);
-    host.ok(
-        &env,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "web",
-            "--network",
-            "host",
-            "--http-max-instances",
-            "4",
-            &image,
-        ],
-    );
-    host.inside(|| assert_eq!(first_get("127.0.0.1:8080", "/"), (200, "probe".into())));
+    };
+    serve_on_host(&host, &env, &image, &["--http-max-instances", "4"]);
     // A slow request in flight when stop comes is answered; the service then exits 0.
     let slow = std::thread::scope(|s| {
         let slow = s.spawn(|| host.inside(|| get("127.0.0.1:8080", "/sleep/3000")));
@@ -348,31 +349,17 @@ fn stop_drains_requests_in_flight() {
 
 #[test]
 fn hostile_clients_and_floods_are_bounded() {
-    if !need_root("hostile_clients_and_floods_are_bounded") {
+    let Some((env, host, image)) = setup("hostile_clients_and_floods_are_bounded") else {
         return;
-    }
-    let env = Env::new();
-    let host = NetHost::new();
-    let image = env.wasm_image(&http_probe(), "hp", true);
-    host.ok(
+    };
+    serve_on_host(
+        &host,
         &env,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "web",
-            "--network",
-            "host",
-            "--http-max-instances",
-            "8",
-            "--http-timeout",
-            "3s",
-            &image,
-        ],
+        &image,
+        &["--http-max-instances", "8", "--http-timeout", "3s"],
     );
     let addr = "127.0.0.1:8080";
     host.inside(|| {
-        assert_eq!(first_get(addr, "/"), (200, "probe".into()));
         // Malformed request lines: a 400, and the service goes on.
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
