@@ -885,3 +885,45 @@ mod tests {
         assert_eq!(tabwrite("no newline"), "no newline");
     }
 }
+
+/// `--filter KEY=VALUE`s of the listing commands (`network ls`, `volume ls`, the prunes):
+/// the values of one key are alternatives, different keys must all hold, as docker's.
+pub struct KeyFilters(Vec<(String, String)>);
+
+impl KeyFilters {
+    /// Parsed, every key one of `known`.
+    pub fn parse(filters: &[String], known: &[&str]) -> anyhow::Result<KeyFilters> {
+        let mut out = Vec::new();
+        for f in filters {
+            let (key, value) = f
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))?;
+            if !known.contains(&key) {
+                anyhow::bail!("invalid filter '{key}'");
+            }
+            out.push((key.to_string(), value.to_string()));
+        }
+        Ok(KeyFilters(out))
+    }
+
+    /// Whether a subject passes, `holds(key, value)` saying whether one filter holds.
+    pub fn matches(&self, holds: impl Fn(&str, &str) -> bool) -> bool {
+        let mut keys: Vec<&str> = self.0.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.iter().all(|k| {
+            self.0
+                .iter()
+                .filter(|(fk, _)| fk == k)
+                .any(|(_, v)| holds(k, v))
+        })
+    }
+
+    /// docker's `label=KEY` (the label is there) or `label=KEY=VALUE` (with that value).
+    pub fn label_holds(labels: &BTreeMap<String, String>, value: &str) -> bool {
+        match value.split_once('=') {
+            Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+            None => labels.contains_key(value),
+        }
+    }
+}

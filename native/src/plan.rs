@@ -43,8 +43,8 @@ pub(crate) struct Plan {
     /// They live in the container's /dev tmpfs, bound over the init layer's empty files.
     pub etc_files: Vec<(String, String)>,
     pub binds: Vec<BindMount>,
-    /// Fresh tmpfs mounts (`--tmpfs`, `RUN --mount=type=tmpfs`).
-    pub tmpfs: Vec<String>,
+    /// Fresh tmpfs mounts (`--tmpfs`, `--mount type=tmpfs`, `RUN --mount=type=tmpfs`).
+    pub tmpfs: Vec<TmpfsMount>,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
@@ -71,6 +71,40 @@ pub(crate) struct Plan {
     /// `exec`: a pidfd of the running container's init, whose namespaces the process joins
     /// instead of making its own root (valid in the children: the parent holds it).
     pub join: Option<libc::c_int>,
+}
+
+/// A tmpfs: where, its flags beyond nosuid and nodev, and tmpfs's own options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TmpfsMount {
+    pub target: String,
+    pub flags: libc::c_ulong,
+    pub data: CString,
+}
+
+impl TmpfsMount {
+    /// From the spec's options: `ro`, `noexec`, `nosuid`, `nodev` and their opposites are
+    /// flags; the rest (`size=`, `mode=`, `uid=`, …) go to tmpfs, with docker's mode
+    /// 1777 unless one is given.
+    fn new(target: String, options: &[String]) -> Result<TmpfsMount> {
+        let mut flags = 0;
+        let mut data: Vec<&str> = Vec::new();
+        for o in options {
+            match o.as_str() {
+                "ro" => flags |= libc::MS_RDONLY,
+                "noexec" => flags |= libc::MS_NOEXEC,
+                "rw" | "exec" | "nosuid" | "nodev" | "suid" | "dev" => {}
+                other => data.push(other),
+            }
+        }
+        if !data.iter().any(|d| d.starts_with("mode=")) {
+            data.push("mode=1777");
+        }
+        Ok(TmpfsMount {
+            target,
+            flags,
+            data: cstring(data.join(",").as_bytes())?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,8 +221,13 @@ impl Plan {
             .iter()
             .flatten()
             .filter(|m| m.typ().as_deref() == Some("tmpfs"))
-            .map(|m| m.destination().display().to_string())
-            .collect();
+            .map(|m| {
+                TmpfsMount::new(
+                    m.destination().display().to_string(),
+                    m.options().as_deref().unwrap_or_default(),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         let linux = spec.linux().clone().unwrap_or_default();
         let env: Vec<String> = process.env().clone().unwrap_or_default();
         let path = env

@@ -89,14 +89,15 @@ pub(crate) fn setup(plan: &Plan) -> Result<(), Failure> {
                 .map_err(|e| with_context(e, &format!("mount {} read-only", b.target)))?;
         }
     }
-    for path in &plan.tmpfs {
-        let t = create_in_root(&root, path, true)?;
+    for t in &plan.tmpfs {
+        let path = &t.target;
+        let at = create_in_root(&root, path, true)?;
         mount(
             Some(c"tmpfs"),
-            &t,
+            &at,
             Some(c"tmpfs"),
-            NOSUID | NODEV,
-            Some(c"mode=1777"),
+            NOSUID | NODEV | t.flags,
+            Some(&t.data),
         )
         .map_err(|e| with_context(e, &format!("mount a tmpfs on {path}")))?;
     }

@@ -8,11 +8,15 @@ pub mod health;
 mod lifecycle;
 pub mod logs;
 pub mod monitor;
+mod mounts;
 mod network;
 mod options;
 mod spec;
 
 pub use lifecycle::prepare;
+pub use mounts::{
+    parse_mount, parse_volume, parse_volumes_from, MountKind, MountPoint, MountRequest, VolumeMount,
+};
 pub use network::{Networking, HOSTS_FILE, RESOLV_FILE};
 pub use options::{
     parse_publish, parse_signal, parse_size, parse_ulimit, valid_name, Bind, HostConfig,
@@ -109,6 +113,9 @@ pub struct Container {
     pub stopped_by_user: bool,
     #[serde(default)]
     pub host: HostConfig,
+    /// What it mounts (binds, volumes, tmpfs), resolved when it was made.
+    #[serde(default)]
+    pub mounts: Vec<MountPoint>,
 }
 
 /// The right to run a container: an exclusive lock on its directory, held by whoever runs
@@ -402,27 +409,7 @@ impl<'a> Containers<'a> {
     /// Bytes of file content in the container's upper layer (its own writes), walked
     /// through directory handles without following links; 0 if it cannot be read.
     pub fn upper_size(&self, c: &Container) -> u64 {
-        let Ok(upper) = self.upper(c) else { return 0 };
-        let mut total = 0;
-        let mut stack = vec![upper];
-        while let Some(dir) = stack.pop() {
-            for name in dir.names().unwrap_or_default() {
-                match dir.stat_at(&name) {
-                    Ok(Some(st))
-                        if crate::fs::file_type(&st) == rustix::fs::FileType::Directory =>
-                    {
-                        stack.extend(dir.open_dir_nofollow(&name).ok());
-                    }
-                    Ok(Some(st))
-                        if crate::fs::file_type(&st) == rustix::fs::FileType::RegularFile =>
-                    {
-                        total += st.st_size as u64;
-                    }
-                    _ => {}
-                }
-            }
-        }
-        total
+        self.upper(c).map(crate::store::tree_size).unwrap_or(0)
     }
 
     /// The container's root as a backend takes it: its image's unpacked layers, its upper
@@ -475,6 +462,12 @@ impl<'a> Containers<'a> {
 
     pub fn remove(&self, c: &Container) -> Result<()> {
         self.remove_dir(&c.id)
+    }
+
+    /// Remove `c` and the anonymous volumes only it used (`run --rm`, `rm -v`).
+    pub fn discard(&self, c: &Container) -> Result<()> {
+        self.remove(c)?;
+        crate::volume::Volumes::open(self.store)?.remove_anonymous_of(c)
     }
 
     fn remove_dir(&self, id: &str) -> Result<()> {
@@ -656,6 +649,7 @@ impl Container {
             restart_count: 0,
             stopped_by_user: false,
             host: HostConfig::default(),
+            mounts: Vec::new(),
         }
     }
 
@@ -768,7 +762,7 @@ pub fn now() -> String {
 }
 
 /// 256 random bits, as docker's IDs.
-fn new_id() -> Result<String> {
+pub(crate) fn new_id() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| Error::io("draw a container ID", std::io::Error::other(e)))?;

@@ -68,6 +68,8 @@ pub enum Error {
     /// docker's words.
     #[error("network {0} not found")]
     NetworkNotFound(String),
+    #[error("no such volume: {0}")]
+    VolumeNotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -81,7 +83,8 @@ impl Error {
             Error::ImageNotFound(_)
             | Error::BlobNotFound(_)
             | Error::ContainerNotFound(_)
-            | Error::NetworkNotFound(_) => ErrorKind::NotFound,
+            | Error::NetworkNotFound(_)
+            | Error::VolumeNotFound(_) => ErrorKind::NotFound,
             Error::Conflict(_) => ErrorKind::FailedPrecondition,
             Error::Unsupported(_) => ErrorKind::Unsupported,
             _ => ErrorKind::InvalidArgument,

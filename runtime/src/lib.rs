@@ -21,6 +21,7 @@ pub mod reference;
 pub mod registry;
 pub mod store;
 pub mod users;
+pub mod volume;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 

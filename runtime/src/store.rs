@@ -31,7 +31,7 @@ use crate::layer::ApplyOptions;
 
 use files::private_dirs;
 pub use files::write_atomic;
-pub(crate) use files::{make_removable, open_or_create, write_new};
+pub(crate) use files::{make_removable, open_or_create, tree_size, write_new};
 pub use index::Image;
 pub use layers::LayerInfo;
 pub use scratch::Scratch;
@@ -175,7 +175,7 @@ impl Store {
         &self.content
     }
 
-    fn lock(&self, name: &str, exclusive: bool) -> Result<Lock> {
+    pub(crate) fn lock(&self, name: &str, exclusive: bool) -> Result<Lock> {
         let file = self
             .root
             .open_with(

@@ -125,6 +125,7 @@ fn describe_container(
                 "Config": log_config(&c.host.log),
             },
         },
+        "Mounts": c.mounts.iter().map(describe_mount).collect::<Vec<_>>(),
         "Driver": "overlay",
         "Platform": match c.runtime {
             strata_runtime::backend::Kind::Native => "linux",
@@ -153,6 +154,24 @@ fn describe_container(
         described["State"]["Health"] = json!(h);
     }
     described
+}
+
+/// One of `Mounts`, as docker shows it: a volume's name and driver, a bind's propagation.
+fn describe_mount(m: &strata_runtime::container::MountPoint) -> Value {
+    use strata_runtime::container::MountKind;
+    let mut d = json!({
+        "Type": m.kind.as_str(),
+        "Source": m.source,
+        "Destination": m.destination,
+        "Mode": "",
+        "RW": m.rw,
+        "Propagation": if m.kind == MountKind::Bind { "rprivate" } else { "" },
+    });
+    if let Some(name) = &m.name {
+        d["Name"] = json!(name);
+        d["Driver"] = json!("local");
+    }
+    d
 }
 
 /// `--log-opt`s as docker shows them.

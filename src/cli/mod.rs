@@ -40,6 +40,7 @@ mod system;
 mod tag;
 mod top;
 mod version;
+mod volume;
 mod wait;
 
 use std::path::PathBuf;
@@ -149,6 +150,9 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(network::Command),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::Command),
     /// Display system-wide information
     Info(info::Args),
     /// Show the Strata version information
@@ -192,6 +196,7 @@ impl Cli {
             Command::Container(c) => return c.run(self.root, open),
             Command::Image(c) => return c.run(self.root),
             Command::Network(c) => return c.run(&open()?),
+            Command::Volume(c) => return c.run(&open()?),
             Command::Info(a) => a.run(&open()?),
             Command::Version(a) => a.run(),
             Command::Diff(a) => a.run(&open()?),

@@ -13,7 +13,7 @@ use strata_net::{Lease, Network, Networks};
 use strata_runtime::container::Containers;
 use strata_runtime::{Digest, Store};
 
-use crate::format::{print_inspected, table_format, table_template, template};
+use crate::format::{print_inspected, table_format, table_template, template, KeyFilters};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -166,39 +166,15 @@ impl LsArgs {
         let mut rows: Vec<Listed> = networks.list()?.iter().map(Listed::from).collect();
         rows.extend(modes());
         rows.sort_by(|a, b| a.name.cmp(&b.name));
-        let filters = self
-            .filters
-            .iter()
-            .map(|f| {
-                f.split_once('=')
-                    .ok_or_else(|| anyhow!("bad format of filter (expected name=value)"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for (key, _) in &filters {
-            if !["name", "id", "driver", "label", "type"].contains(key) {
-                bail!("invalid filter '{key}'");
-            }
-        }
-        // docker: values of one key are alternatives; different keys must all hold.
+        let filters = KeyFilters::parse(&self.filters, &["name", "id", "driver", "label", "type"])?;
         rows.retain(|r| {
             let builtin = strata_net::networks::PREDEFINED.contains(&r.name.as_str());
-            let holds = |key: &str, value: &str| match key {
+            filters.matches(|key, value| match key {
                 "name" => r.name.contains(value),
                 "id" => r.id.starts_with(value),
                 "driver" => r.driver == value,
                 "type" => (value == "builtin") == builtin,
-                _ => match value.split_once('=') {
-                    Some((k, v)) => r.labels.get(k).is_some_and(|x| x == v),
-                    None => r.labels.contains_key(value),
-                },
-            };
-            let mut keys: Vec<&str> = filters.iter().map(|(k, _)| *k).collect();
-            keys.dedup();
-            keys.iter().all(|k| {
-                filters
-                    .iter()
-                    .filter(|(fk, _)| fk == k)
-                    .any(|(_, v)| holds(k, v))
+                _ => KeyFilters::label_holds(&r.labels, value),
             })
         });
         let id = |r: &Listed| {

@@ -165,13 +165,16 @@ impl Args {
         } else {
             command
         };
-        let mounts: Vec<String> = spec
-            .as_ref()
-            .and_then(|s| s.mounts().clone())
-            .unwrap_or_default()
+        // docker's column: a volume's name, a bind's host path.
+        let mounts: Vec<String> = c
+            .mounts
             .iter()
-            .filter(|m| m.typ().as_deref() == Some("bind"))
-            .filter_map(|m| m.source().as_ref().map(|p| p.display().to_string()))
+            .filter(|m| m.kind != strata_runtime::container::MountKind::Tmpfs)
+            .map(|m| {
+                m.name
+                    .clone()
+                    .unwrap_or_else(|| m.source.display().to_string())
+            })
             .map(|s| if trunc { ellipsis(&s, 15) } else { s })
             .collect();
         let own_network = spec
@@ -201,7 +204,7 @@ impl Args {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(","),
-            "LocalVolumes": "0",
+            "LocalVolumes": c.mounts.iter().filter(|m| m.kind == strata_runtime::container::MountKind::Volume).count().to_string(),
             "Mounts": mounts.join(","),
             "Names": c.name,
             "Networks": if !leases.is_empty() {

@@ -7,6 +7,9 @@ pub struct Args {
     /// Force the removal of a running container (uses SIGKILL)
     #[arg(short, long)]
     force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    volumes: bool,
     #[arg(required = true, value_name = "CONTAINER")]
     containers: Vec<String>,
 }
@@ -24,7 +27,11 @@ impl Args {
             if c.running() {
                 containers.stop(&c, Some(9), Some(0))?;
             }
-            containers.remove(&c)?;
+            if self.volumes {
+                containers.discard(&c)?;
+            } else {
+                containers.remove(&c)?;
+            }
             if c.host.network.attaches() {
                 // Its address, and anything of the network only it used.
                 strata_net::Networks::open(store).release(&c.id)?;

@@ -3,8 +3,9 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 use strata_runtime::backend::{Backends, Kind, Stdio, Stream};
 use strata_runtime::container::{
-    parse_publish, parse_signal, parse_size, parse_ulimit, valid_name, Bind, Container, Containers,
-    HostConfig, LogOptions, Network, PortMapping, RestartPolicy, RunOptions,
+    parse_mount, parse_publish, parse_signal, parse_size, parse_ulimit, parse_volume,
+    parse_volumes_from, valid_name, Container, Containers, HostConfig, LogOptions, Network,
+    PortMapping, RestartPolicy, RunOptions,
 };
 use strata_runtime::store::Image;
 use strata_runtime::wasm::WasmBackend;
@@ -95,10 +96,16 @@ pub struct ContainerArgs {
     /// Working directory inside the container
     #[arg(short, long)]
     workdir: Option<String>,
-    /// Bind mount a host directory: HOST:CONTAINER[:ro]
-    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// Bind mount a host path or mount a volume: [HOST-PATH|NAME:]CONTAINER-PATH[:OPTIONS]
+    #[arg(short, long = "volume", value_name = "[SRC:]DST[:ro]")]
     volumes: Vec<String>,
-    /// Mount a fresh tmpfs at this directory
+    /// Attach a filesystem mount: type=bind|volume|tmpfs,src=…,dst=…[,readonly]
+    #[arg(long = "mount", value_name = "MOUNT")]
+    mounts: Vec<String>,
+    /// Mount the volumes of the specified container(s): CONTAINER[:ro|rw]
+    #[arg(long = "volumes-from", value_name = "CONTAINER")]
+    volumes_from: Vec<String>,
+    /// Mount a fresh tmpfs: DIR[:OPTIONS] (e.g. /run:size=64m,mode=1777)
     #[arg(long = "tmpfs", value_name = "DIR")]
     tmpfs: Vec<String>,
     /// Keep STDIN open
@@ -298,11 +305,20 @@ impl ContainerArgs {
             env,
             workdir: self.workdir.clone(),
             user: self.user.clone(),
-            binds: self
-                .volumes
+            mounts: {
+                let cwd = std::env::current_dir().context("the current directory")?;
+                let volumes = self.volumes.iter().map(|v| parse_volume(v, &cwd));
+                let mounts = self.mounts.iter().map(|m| parse_mount(m, &cwd));
+                volumes
+                    .chain(mounts)
+                    .collect::<strata_runtime::Result<_>>()?
+            },
+            volumes_from: self
+                .volumes_from
                 .iter()
-                .map(|v| Bind::parse(v))
+                .map(|v| parse_volumes_from(v))
                 .collect::<strata_runtime::Result<_>>()?,
+            binds: Vec::new(),
             tmpfs: self.tmpfs.clone(),
             memory: self
                 .memory

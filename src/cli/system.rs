@@ -23,6 +23,9 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
+    /// Prune anonymous volumes
+    #[arg(long)]
+    volumes: bool,
 }
 
 impl Command {
@@ -62,13 +65,7 @@ impl Command {
                         human_size(sizes.iter().sum()),
                         human_size(stopped),
                     ],
-                    vec![
-                        "Local Volumes".into(),
-                        "0".into(),
-                        "0".into(),
-                        "0B".into(),
-                        "0B".into(),
-                    ],
+                    volumes_row(store)?,
                     build_cache_row(store)?,
                 ];
                 print!(
@@ -76,13 +73,24 @@ impl Command {
                     table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
                 );
             }
-            Command::Prune(PruneArgs { all, force }) => {
+            Command::Prune(PruneArgs {
+                all,
+                force,
+                volumes,
+            }) => {
                 let what = if all {
                     "all images, all content no image refers to, all build cache, and compiled Wasm code"
                 } else {
                     "all content (blobs and unpacked layers) no image refers to"
                 };
-                if !force && !super::confirm(&format!("This will remove:\n  - {what}\n"))? {
+                let volumes_line = if volumes {
+                    "\n  - all anonymous volumes not used by at least one container"
+                } else {
+                    ""
+                };
+                if !force
+                    && !super::confirm(&format!("This will remove:\n  - {what}{volumes_line}\n"))?
+                {
                     return Ok(());
                 }
                 if all {
@@ -97,6 +105,15 @@ impl Command {
                         Ok(())
                     })?;
                 }
+                let mut freed = 0;
+                if volumes {
+                    let (removed, bytes) =
+                        strata_runtime::volume::Volumes::open(store)?.prune(false, &|_| true)?;
+                    for name in removed {
+                        println!("Deleted Volume: {name}");
+                    }
+                    freed += bytes;
+                }
                 let report = strata_runtime::gc::prune(store)?;
                 let records = strata_builder::engine::prune_cache(store, all)?;
                 let compiled = strata_runtime::wasm::prune_cache(
@@ -109,11 +126,37 @@ impl Command {
                 if all || compiled > 0 {
                     println!("Deleted compiled Wasm code: {compiled}");
                 }
-                println!("\nTotal reclaimed space: {}", human_size(report.bytes));
+                println!(
+                    "\nTotal reclaimed space: {}",
+                    human_size(report.bytes + freed)
+                );
             }
         }
         Ok(())
     }
+}
+
+/// Volumes: ACTIVE those some container mounts, RECLAIMABLE the size of the others.
+fn volumes_row(store: &Store) -> Result<Vec<String>> {
+    let volumes = strata_runtime::volume::Volumes::open(store)?;
+    let (mut total, mut active, mut size, mut unused) = (0, 0, 0, 0);
+    for v in volumes.list()? {
+        let bytes = volumes.size(&v);
+        total += 1;
+        size += bytes;
+        if volumes.users(&v.name)?.is_empty() {
+            unused += bytes;
+        } else {
+            active += 1;
+        }
+    }
+    Ok(vec![
+        "Local Volumes".into(),
+        total.to_string(),
+        active.to_string(),
+        human_size(size),
+        human_size(unused),
+    ])
 }
 
 /// Build cache: its records; SIZE the layers they name, RECLAIMABLE those no image uses.

@@ -272,6 +272,10 @@ common::on_every_backend!(
     a_relative_program_is_found_from_the_workdir
     binds_read_write_and_read_only
     dot_dot_crosses_bind_mounts
+    named_volumes_outlive_their_containers
+    mount_flag_binds_volumes_and_tmpfs
+    anonymous_volumes_go_with_their_container
+    volumes_from_shares_mounts
     rm_leaves_nothing
     names_are_unique
     diff_and_commit_see_the_containers_writes
@@ -429,6 +433,203 @@ fn binds_read_write_and_read_only(b: &Backend) {
             stderr(&out)
         );
     }
+}
+
+/// `volume ls -q`, sorted.
+fn volumes(b: &Backend) -> Vec<String> {
+    let mut names: Vec<String> = b
+        .env
+        .ok(&["volume", "ls", "-q"])
+        .lines()
+        .map(String::from)
+        .collect();
+    names.sort();
+    names
+}
+
+/// A named volume is made at first use, seeded from the image's directory there (once: what
+/// is removed from it stays removed), written by one container and read by the next after
+/// the first is removed; `volume rm` refuses it while a container's record names it.
+fn named_volumes_outlive_their_containers(b: &Backend) {
+    let kind = b.name();
+    assert_eq!(
+        b.ok(&["--rm", "-v", "notes:/data"], &b.cat(GREETING)),
+        GREETING_TEXT,
+        "{kind}: seeded from the image"
+    );
+    b.ok(
+        &["--name", "writer", "-v", "notes:/data"],
+        &b.write("/data/note", "kept\n"),
+    );
+    let err = b.env.fails(&["volume", "rm", "notes"]);
+    assert!(err.contains("volume is in use"), "{kind}: {err}");
+    b.env.ok(&["rm", "writer"]);
+    assert_eq!(
+        b.ok(&["--rm", "-v", "notes:/data"], &b.cat("/data/note")),
+        "kept\n",
+        "{kind}"
+    );
+    b.ok(&["--rm", "-v", "notes:/data"], &b.rm(GREETING));
+    let out = b.run(&["--rm", "-v", "notes:/data"], &b.cat(GREETING));
+    assert_ne!(
+        code(&out),
+        0,
+        "{kind}: a non-empty volume is not seeded again"
+    );
+    let out = b.run(&["--rm", "-v", "bare:/data:nocopy"], &b.cat(GREETING));
+    assert_ne!(code(&out), 0, "{kind}: nocopy");
+    // The container's own layer has none of it: the volume is not in its root.
+    b.ok(
+        &["--name", "layered", "-v", "notes:/data"],
+        &b.write("/data/more", "x"),
+    );
+    let diff = b.env.ok(&["diff", "layered"]);
+    assert!(!diff.contains("/data/more"), "{kind}: {diff}");
+    b.env.ok(&["rm", "layered"]);
+    assert_eq!(volumes(b), ["bare", "notes"], "{kind}");
+    assert_eq!(
+        b.env.ok(&["volume", "rm", "notes", "bare"]),
+        "notes\nbare\n"
+    );
+    assert!(volumes(b).is_empty(), "{kind}");
+    common::assert_store_consistent(&b.env.root());
+}
+
+/// `--mount`: a bind given relative to the working directory (read-only), a volume, a
+/// tmpfs; a missing bind source is refused (where `-v` makes it).
+fn mount_flag_binds_volumes_and_tmpfs(b: &Backend) {
+    let kind = b.name();
+    let cwd = b.env.path("cwd");
+    std::fs::create_dir_all(cwd.join("rel")).unwrap();
+    std::fs::write(cwd.join("rel/f"), "relative\n").unwrap();
+    let in_cwd = |flags: &[&str], action: &[String]| {
+        b.env
+            .cmd(&b.argv(flags, IMAGE, action))
+            .current_dir(&cwd)
+            .output()
+            .unwrap()
+    };
+    let ro = ["--rm", "--mount", "type=bind,src=./rel,dst=/r,readonly"];
+    let out = in_cwd(&ro, &b.cat("/r/f"));
+    assert_eq!(stdout(&out), "relative\n", "{kind}: {}", stderr(&out));
+    let out = in_cwd(&ro, &b.write("/r/new", "x"));
+    assert_ne!(code(&out), 0, "{kind}: readonly");
+    assert!(!cwd.join("rel/new").exists());
+    let out = in_cwd(&["--rm", "-v", "./rel:/r"], &b.write("/r/new", "y"));
+    assert_eq!(code(&out), 0, "{kind}: {}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(cwd.join("rel/new")).unwrap(), "y");
+
+    b.ok(
+        &["--rm", "--mount", "type=volume,src=mounted,dst=/m"],
+        &b.write("/m/f", "in volume\n"),
+    );
+    assert_eq!(
+        b.ok(&["--rm", "-v", "mounted:/m:ro"], &b.cat("/m/f")),
+        "in volume\n",
+        "{kind}"
+    );
+    b.ok(
+        &["--name", "scratchpad", "--mount", "type=tmpfs,dst=/t"],
+        &b.write("/t/f", "gone"),
+    );
+    let diff = b.env.ok(&["diff", "scratchpad"]);
+    assert!(
+        !diff.contains("/t/f"),
+        "{kind}: a tmpfs is not the container's layer: {diff}"
+    );
+
+    let missing = b.env.path("no-such-dir");
+    let spec = format!("type=bind,src={},dst=/x", missing.display());
+    let out = b.run(&["--rm", "--mount", &spec], &b.exit(0));
+    assert_eq!(code(&out), 125, "{kind}");
+    assert!(
+        stderr(&out).contains("bind source path does not exist"),
+        "{kind}: {}",
+        stderr(&out)
+    );
+    let spec = format!("{}:/x", missing.display());
+    b.ok(&["--rm", "-v", &spec], &b.exit(0));
+    assert!(
+        missing.is_dir(),
+        "{kind}: -v makes a missing host directory"
+    );
+    for (flag, bad, words) in [
+        (
+            "--mount",
+            "type=bind,dst=/x,bogus=1",
+            "unexpected key 'bogus'",
+        ),
+        ("--mount", "type=volume,src=v,dst=/x", "invalid characters"),
+        ("-v", "a:b:c:d", "too many colons"),
+    ] {
+        let out = b.run(&["--rm", flag, bad], &b.exit(0));
+        assert_eq!(code(&out), 125, "{kind}: {bad}");
+        assert!(
+            stderr(&out).contains(words),
+            "{kind}: {bad}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// Anonymous volumes (`-v /path`, an image's VOLUME): a `--rm` container's go with it, as
+/// do those of one removed with `rm -v`; a plain `rm` leaves them for `volume prune`.
+fn anonymous_volumes_go_with_their_container(b: &Backend) {
+    let kind = b.name();
+    b.ok(&["--rm", "-v", "/anon"], &b.write("/anon/f", "x"));
+    assert!(volumes(b).is_empty(), "{kind}: --rm took it");
+    b.ok(&["--name", "kept", "-v", "/anon"], &b.write("/anon/f", "x"));
+    assert_eq!(volumes(b).len(), 1, "{kind}");
+    b.env.ok(&["rm", "kept"]);
+    assert_eq!(volumes(b).len(), 1, "{kind}: plain rm keeps it");
+    b.env.ok(&["volume", "create", "named"]);
+    let pruned = b.env.ok(&["volume", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Volumes:"), "{kind}: {pruned}");
+    assert_eq!(
+        volumes(b),
+        ["named"],
+        "{kind}: prune takes anonymous ones only"
+    );
+
+    // An image's VOLUME gets one too, seeded from the image.
+    b.ok(&["--name", "base"], &b.exit(0));
+    b.env.ok(&[
+        "commit",
+        "--change",
+        "VOLUME /data",
+        "base",
+        "subject:volume",
+    ]);
+    b.env.ok(&["rm", "base"]);
+    let out = b.run_image(&["--name", "user"], "subject:volume", &b.cat(GREETING));
+    assert_eq!(stdout(&out), GREETING_TEXT, "{kind}: {}", stderr(&out));
+    let mounts = b.inspect("user", "{{range .Mounts}}{{.Type}} {{.Destination}}{{end}}");
+    assert_eq!(mounts, "volume /data", "{kind}");
+    assert_eq!(volumes(b).len(), 2, "{kind}");
+    b.env.ok(&["rm", "-v", "user"]);
+    assert_eq!(volumes(b), ["named"], "{kind}: rm -v took it");
+    common::assert_store_consistent(&b.env.root());
+}
+
+/// `--volumes-from`: another container's volumes, read-only with `:ro`.
+fn volumes_from_shares_mounts(b: &Backend) {
+    let kind = b.name();
+    b.ok(
+        &["--name", "source", "-v", "shared:/s"],
+        &b.write("/s/f", "from source\n"),
+    );
+    assert_eq!(
+        b.ok(&["--rm", "--volumes-from", "source"], &b.cat("/s/f")),
+        "from source\n",
+        "{kind}"
+    );
+    let out = b.run(
+        &["--rm", "--volumes-from", "source:ro"],
+        &b.write("/s/g", "x"),
+    );
+    assert_ne!(code(&out), 0, "{kind}: read-only");
+    let out = b.run(&["--rm", "--volumes-from", "nobody"], &b.exit(0));
+    assert_eq!(code(&out), 125, "{kind}: {}", stderr(&out));
 }
 
 /// `..` crosses mount points as the kernel crosses them: out of a bind mount to the

@@ -76,10 +76,20 @@ impl Containers<'_> {
         }
         container.host.healthcheck = healthcheck;
         let prepared = (|| {
+            let opts = {
+                // Its volumes are made and named in its record under the volumes' lock, so
+                // no `volume rm` takes one in between.
+                let volumes = crate::volume::Volumes::open(self.store)?;
+                let _lock = volumes.lock()?;
+                let resolved =
+                    self.resolve_mounts(&volumes, &mut container, &image.config, opts)?;
+                self.save(&container)?;
+                resolved
+            };
             let (spec, kind) = prepare(
                 &image.config,
                 backend::wasm_image(image),
-                opts,
+                &opts,
                 opts.hostname.as_deref().unwrap_or(container.short_id()),
                 || self.root(&container),
                 forced,
@@ -91,7 +101,7 @@ impl Containers<'_> {
         match prepared {
             Ok(spec) => Ok((container, spec)),
             Err(e) => {
-                self.remove(&container)?;
+                self.discard(&container)?;
                 Err(e)
             }
         }
@@ -146,7 +156,7 @@ impl Containers<'_> {
         })();
         if container.auto_remove {
             // The final record would only serve a later `ps`/`inspect`.
-            self.remove(container)?;
+            self.discard(container)?;
             return outcome;
         }
         // The record as `started` left it: the container, and its process once it ran.

@@ -18,8 +18,13 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub binds: Vec<Bind>,
-    /// `--tmpfs` mount points (native).
+    /// `--tmpfs DIR[:OPTIONS]`.
     pub tmpfs: Vec<String>,
+    /// `-v` and `--mount`: binds, volumes and tmpfs mounts, resolved into `binds` and
+    /// `tmpfs` when the container is made.
+    pub mounts: Vec<super::MountRequest>,
+    /// `--volumes-from`: containers whose mounts it shares, and whether read-only.
+    pub volumes_from: Vec<(String, Option<bool>)>,
     pub memory: Option<u64>,
     /// `--cpus`: CPU time as a number of CPUs (native).
     pub cpus: Option<f64>,
@@ -520,50 +525,12 @@ pub fn parse_ulimit(s: &str) -> Result<PosixRlimit> {
         .map_err(|e| bad(&e.to_string()))
 }
 
-/// `-v HOST:CTR[:ro]`
+/// A host directory (or file) bound into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
     pub host: PathBuf,
     pub container: String,
     pub read_only: bool,
-}
-
-impl Bind {
-    pub fn parse(s: &str) -> Result<Bind> {
-        let bad = || {
-            Error::InvalidArgument(format!(
-                "invalid volume specification {s:?}: expected HOST:CONTAINER[:ro|rw]"
-            ))
-        };
-        let parts: Vec<&str> = s.split(':').collect();
-        let (host, ctr, mode) = match parts.as_slice() {
-            [h, c] => (*h, *c, "rw"),
-            [h, c, m] => (*h, *c, *m),
-            _ => return Err(bad()),
-        };
-        if !host.starts_with('/') || !ctr.starts_with('/') || !matches!(mode, "ro" | "rw") {
-            return Err(bad());
-        }
-        // Docker refuses to mount over the container's root: the image would be hidden.
-        let mut depth = 0usize;
-        for c in ctr.split('/').filter(|c| !c.is_empty() && *c != ".") {
-            depth = if c == ".." {
-                depth.saturating_sub(1)
-            } else {
-                depth + 1
-            };
-        }
-        if depth == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "invalid volume specification {s:?}: destination can't be '/'"
-            )));
-        }
-        Ok(Bind {
-            host: host.into(),
-            container: ctr.to_string(),
-            read_only: mode == "ro",
-        })
-    }
 }
 
 #[cfg(test)]
@@ -667,29 +634,6 @@ mod tests {
         ] {
             let e = parse_publish(bad).unwrap_err().to_string();
             assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn binds_parse_as_docker_reads_them() {
-        let b = Bind::parse("/srv/data:/data:ro").unwrap();
-        assert_eq!(
-            b,
-            Bind {
-                host: "/srv/data".into(),
-                container: "/data".into(),
-                read_only: true,
-            }
-        );
-        assert!(!Bind::parse("/a:/b").unwrap().read_only);
-        for bad in ["a:/b", "/a:b", "/a:/b:rx", "/a", "/a:/b:ro:x"] {
-            let e = Bind::parse(bad).unwrap_err().to_string();
-            assert!(e.contains("expected HOST:CONTAINER"), "{bad}: {e}");
-        }
-        // Nothing may be mounted over the container's root, however it is spelled.
-        for root in ["/h:/", "/h://", "/h:/.", "/h:/x/..", "/h:/../:ro"] {
-            let e = Bind::parse(root).unwrap_err().to_string();
-            assert!(e.contains("destination can't be '/'"), "{root}: {e}");
         }
     }
 }

@@ -247,12 +247,16 @@ pub fn make_spec(config: &ImageConfig, opts: &RunOptions, hostname: &str) -> Res
         );
     }
     for t in &opts.tmpfs {
+        // `DIR[:OPTIONS]`: the options are tmpfs's own (`size=64m,mode=1770,ro`).
+        let (dir, extra) = t.split_once(':').unwrap_or((t, ""));
+        let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+        options.extend(extra.split(',').filter(|o| !o.is_empty()).map(String::from));
         mounts.push(
             MountBuilder::default()
-                .destination(t)
+                .destination(dir)
                 .typ("tmpfs")
                 .source("tmpfs")
-                .options(vec!["nosuid".to_string(), "nodev".to_string()])
+                .options(options)
                 .build()
                 .map_err(bad)?,
         );

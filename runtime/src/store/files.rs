@@ -87,3 +87,23 @@ pub(super) fn private_dirs() -> DirBuilder {
     private.recursive(true);
     private
 }
+
+/// Bytes in the regular files of the tree below `dir` (`ps -s`, `system df`).
+pub(crate) fn tree_size(dir: Dir) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir];
+    while let Some(dir) = stack.pop() {
+        for name in dir.names().unwrap_or_default() {
+            match dir.stat_at(&name) {
+                Ok(Some(st)) if crate::fs::file_type(&st) == rustix::fs::FileType::Directory => {
+                    stack.extend(dir.open_dir_nofollow(&name).ok());
+                }
+                Ok(Some(st)) if crate::fs::file_type(&st) == rustix::fs::FileType::RegularFile => {
+                    total += st.st_size as u64;
+                }
+                _ => {}
+            }
+        }
+    }
+    total
+}
