@@ -24,6 +24,7 @@ mod registry;
 mod rootless_layers;
 mod store;
 mod userns_root;
+mod volumes;
 mod wasi_testsuite;
 mod wasm;
 mod wasm_unprivileged;

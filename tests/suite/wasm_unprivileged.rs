@@ -157,6 +157,25 @@ fn wasm_images_import_run_and_commit_with_no_namespaces() {
     // `bridge` without namespaces is host-ports mode: the guest's bind of port 80 is made on
     // the published host port (loopback only here: the machine's own network).
     let t = env.tmp.path().display();
+    // A named volume in the user's own store: written by one container, read by the next.
+    let out = as_nobody(
+        &env,
+        &format!(
+            "cd {t} && {strata} run --rm -v notes:/notes hello:p2 write /notes/n kept >/dev/null \
+             && {strata} run --rm -v notes:/notes hello:p1 cat /notes/n \
+             && echo && {strata} volume inspect -f '{{{{.Mountpoint}}}}' notes"
+        ),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text,
+        format!("kept\n{t}/.local/share/strata/volumes/notes/_data\n")
+    );
     let out = as_nobody(
         &env,
         &format!(
