@@ -90,7 +90,7 @@ fn garbage(store: &Store, containers: &Containers<'_>) -> Result<Garbage> {
 }
 
 /// Remove every blob and unpacked layer nothing reaches, leftover staging files, and
-/// container directories that runs left behind. Waits for every writer to finish.
+/// container and volume directories that killed runs left behind. Waits for every writer to finish.
 pub fn prune(store: &Store) -> Result<GcReport> {
     let _gc = store.gc_lock()?;
     let containers = Containers::open(store)?;
@@ -107,6 +107,7 @@ pub fn prune(store: &Store) -> Result<GcReport> {
         report.bytes += size;
     }
     containers.remove_debris()?;
+    crate::volume::Volumes::open(store)?.remove_debris()?;
     // No writer holds the GC lock now, so nothing in tmp/ is in use.
     store.clear_tmp()?;
     Ok(report)

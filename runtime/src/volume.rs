@@ -259,6 +259,22 @@ impl<'a> Volumes<'a> {
         Ok(())
     }
 
+    /// What a killed `create` or `rm` left: volumes half made or half removed (the
+    /// dot names, which `list` never shows).
+    pub fn remove_debris(&self) -> Result<()> {
+        let _lock = self.lock()?;
+        for entry in self.dir.entries().context(|| "list volumes".into())?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".new-") || name.starts_with(".rm-") {
+                crate::store::make_removable(&self.dir, &name)?;
+                self.dir
+                    .remove_dir_all(&name)
+                    .context(|| format!("remove {name}"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes under the volume's `_data`.
     pub fn size(&self, v: &Volume) -> u64 {
         self.dir
@@ -326,6 +342,13 @@ mod tests {
         // prune without `all` takes only the anonymous one.
         let (removed, _) = volumes.prune(false, &|_| true).unwrap();
         assert_eq!(removed, vec![anon.name.clone()]);
+        // What a killed create or rm leaves is not a volume, and goes at the next prune.
+        std::fs::create_dir_all(tmp.path().join("store/volumes/.new-x/_data")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("store/volumes/.rm-y/_data")).unwrap();
+        assert_eq!(volumes.list().unwrap().len(), 1);
+        crate::gc::prune(&store).unwrap();
+        assert!(!tmp.path().join("store/volumes/.new-x").exists());
+        assert!(!tmp.path().join("store/volumes/.rm-y").exists());
         volumes.remove("data").unwrap();
         assert!(!v.mountpoint.exists());
         assert!(matches!(
