@@ -76,16 +76,7 @@ impl Containers<'_> {
         }
         container.host.healthcheck = healthcheck;
         let prepared = (|| {
-            let opts = {
-                // Its volumes are made and named in its record under the volumes' lock, so
-                // no `volume rm` takes one in between.
-                let volumes = crate::volume::Volumes::open(self.store)?;
-                let _lock = volumes.lock()?;
-                let resolved =
-                    self.resolve_mounts(&volumes, &mut container, &image.config, opts)?;
-                self.save(&container)?;
-                resolved
-            };
+            let opts = self.resolve_mounts(&mut container, &image.config, opts)?;
             let (spec, kind) = prepare(
                 &image.config,
                 backend::wasm_image(image),

@@ -383,18 +383,36 @@ pub fn parse_volumes_from(spec: &str) -> Result<(String, Option<bool>)> {
 }
 
 impl Containers<'_> {
-    /// `opts`' mounts made concrete for `container` of an image with `config`, with
-    /// [`Volumes::lock`] held by the caller: `--volumes-from` copied, the image's VOLUMEs
+    /// `opts`' mounts made concrete for `container` of an image with `config`:
+    /// `--volumes-from` copied, the image's VOLUMEs
     /// not otherwise mounted given anonymous volumes, every volume made (seeded from the
     /// image when it is new or empty) and turned into a bind; the record's `mounts` say
-    /// what was mounted. Returns the options the spec is made from.
+    /// what was mounted, written before the lock is let go. Returns the options the spec
+    /// is made from.
     pub(super) fn resolve_mounts(
         &self,
-        volumes: &Volumes<'_>,
         container: &mut Container,
         config: &ImageConfig,
         opts: &RunOptions,
     ) -> Result<RunOptions> {
+        let image_volumes = config
+            .config
+            .as_ref()
+            .and_then(|c| c.volumes.as_ref())
+            .map(|v| v.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        // Volumes are made and named in the record under the volumes' lock, so no `volume
+        // rm` takes one in between; a container without any takes no lock.
+        let wants_volumes = !opts.volumes_from.is_empty()
+            || !image_volumes.is_empty()
+            || opts
+                .mounts
+                .iter()
+                .any(|m| matches!(m, MountRequest::Volume(_)));
+        let volumes = wants_volumes
+            .then(|| Volumes::open(self.store))
+            .transpose()?;
+        let _lock = volumes.as_ref().map(Volumes::lock).transpose()?;
         let mut requests: Vec<MountRequest> = Vec::new();
         for b in &opts.binds {
             requests.push(MountRequest::Bind {
@@ -440,12 +458,6 @@ impl Containers<'_> {
             }
         }
         // The image's VOLUMEs that nothing else mounts get fresh volumes, as docker gives.
-        let image_volumes = config
-            .config
-            .as_ref()
-            .and_then(|c| c.volumes.as_ref())
-            .map(|v| v.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default();
         for target in image_volumes {
             if target.starts_with('/') && seen.insert(normal(&target)) {
                 requests.push(MountRequest::Volume(VolumeMount {
@@ -484,6 +496,7 @@ impl Containers<'_> {
                     resolved.binds.push(bind);
                 }
                 MountRequest::Volume(v) => {
+                    let volumes = volumes.as_ref().expect("opened for any volume");
                     let mut labels = v.labels.clone();
                     if v.name.is_none() {
                         labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
@@ -517,6 +530,9 @@ impl Containers<'_> {
                     resolved.tmpfs.push(t);
                 }
             }
+        }
+        if !container.mounts.is_empty() {
+            self.save(container)?;
         }
         Ok(resolved)
     }
