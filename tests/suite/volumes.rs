@@ -139,3 +139,57 @@ fn prune_and_disk_usage_count_volumes() {
     );
     common::assert_store_consistent(&env.root());
 }
+
+/// An image whose VOLUME is a symlink out of its root (`/data -> ../../../../<host dir>`):
+/// seeding and mounting resolve it inside the container's root, so nothing on the host
+/// beside the store is read or written.
+#[test]
+fn a_volume_behind_an_escaping_link_stays_in_the_root() {
+    let test = "volumes::a_volume_behind_an_escaping_link_stays_in_the_root";
+    if !common::need_root(test) || !common::tools(test, &["busybox"]) {
+        return;
+    }
+    let env = Env::new();
+    let outside = env.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret"), "host file\n").unwrap();
+    let tree = env.path("hostile-rootfs");
+    common::sh(&format!(
+        "{}/examples/rootfs/make-busybox-rootfs.sh {}",
+        env!("CARGO_MANIFEST_DIR"),
+        tree.display()
+    ));
+    let link = format!("../../../../../../../..{}", outside.display());
+    std::os::unix::fs::symlink(&link, tree.join("data")).unwrap();
+    common::busybox_image(&env, "hostile", &["VOLUME /data"]);
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "seeded:/data",
+        "hostile",
+        "sh",
+        "-c",
+        "ls /data; echo written > /data/new",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("secret"),
+        "the host directory was seeded into the volume"
+    );
+    assert!(
+        !outside.join("new").exists(),
+        "a write went through the link to the host"
+    );
+    let data = env.root().join("volumes/seeded/_data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("new")).unwrap(),
+        "written\n"
+    );
+    assert!(!data.join("secret").exists());
+    common::assert_store_consistent(&env.root());
+}
