@@ -1,6 +1,7 @@
 //! The `strata` command: parse flags, open the store, call the library, map errors to
 //! docker's exit codes. Each command lives in `cli/<command>.rs`.
 
+mod api;
 mod cli;
 mod format;
 mod progress;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use strata_runtime::backend::{Kind, Stdio, Stream, Task};
 use strata_runtime::container::monitor::{self, Request};
 use strata_runtime::container::{exec_spec, Container, Containers, ExecOptions, Status};
@@ -73,29 +73,47 @@ impl Args {
             if self.detach {
                 return detached_exec(&containers, &c, &spec);
             }
-            if c.runtime == Kind::Wasm {
-                return wasm_exec(&containers, &c, &spec, self.interactive);
-            }
-            let init = c
-                .live_pid()
-                .ok_or_else(|| anyhow!("container {} is not running", c.id))?;
-            let native = strata_native::NativeBackend {
-                state: store.path().to_path_buf(),
-            };
-            let rootfs = containers.rootfs(&c);
-            let task = Task {
-                id: &c.id,
-                spec: &spec,
-                rootfs: &rootfs,
-                network: None,
-            };
-            let stdio = Stdio {
-                stdin: self.interactive.then_some(Stream::Inherit),
-                ..Stdio::default()
-            };
-            Ok(native.exec(&task, init, stdio, &mut |_| Ok(()))?.code)
+            exec_in(store, &containers, &c, &spec, self.interactive, None)
         })())
     }
+}
+
+/// Run `spec`'s process in running container `c` and wait for it: its status. Its output
+/// goes to this process's stdout and stderr, or to `output`'s descriptors (the API's
+/// pipes); with `interactive`, it reads this process's stdin.
+pub(crate) fn exec_in(
+    store: &Store,
+    containers: &Containers<'_>,
+    c: &Container,
+    spec: &strata_runtime::oci_spec::runtime::Spec,
+    interactive: bool,
+    output: Option<(OwnedFd, OwnedFd)>,
+) -> Result<i32> {
+    if c.runtime == Kind::Wasm {
+        return wasm_exec(containers, c, spec, interactive, output);
+    }
+    let init = c
+        .live_pid()
+        .ok_or_else(|| anyhow!("container {} is not running", c.id))?;
+    let native = strata_native::NativeBackend {
+        state: store.path().to_path_buf(),
+    };
+    let rootfs = containers.rootfs(c);
+    let task = Task {
+        id: &c.id,
+        spec,
+        rootfs: &rootfs,
+        network: None,
+    };
+    let mut stdio = Stdio {
+        stdin: interactive.then_some(Stream::Inherit),
+        ..Stdio::default()
+    };
+    if let Some((stdout, stderr)) = output {
+        stdio.stdout = Stream::Fd(stdout);
+        stdio.stderr = Stream::Fd(stderr);
+    }
+    Ok(native.exec(&task, init, stdio, &mut |_| Ok(()))?.code)
 }
 
 /// A Wasm container's exec: a second guest in its monitor's process, on the same overlay
@@ -106,10 +124,14 @@ fn wasm_exec(
     c: &Container,
     spec: &strata_runtime::oci_spec::runtime::Spec,
     interactive: bool,
+    output: Option<(OwnedFd, OwnedFd)>,
 ) -> Result<i32> {
     let process = spec.process().clone().expect("exec_spec gives a process");
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-    let mut fds = vec![stdout.as_fd(), stderr.as_fd()];
+    let mut fds = match &output {
+        Some((out, err)) => vec![out.as_fd(), err.as_fd()],
+        None => vec![stdout.as_fd(), stderr.as_fd()],
+    };
     if interactive {
         fds.push(stdin.as_fd());
     }

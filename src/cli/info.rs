@@ -28,7 +28,7 @@ impl Args {
 }
 
 /// The fields docker's `info --format` templates see (the parts Strata has).
-fn info(store: &Store) -> Result<Value> {
+pub(crate) fn info(store: &Store) -> Result<Value> {
     let containers = Containers::open(store)?.list()?;
     let paused = containers
         .iter()

@@ -79,7 +79,7 @@ pub fn describe(store: &Store, image: &Image) -> Value {
 }
 
 /// docker's `container inspect` shape (the parts Strata has).
-fn describe_container(
+pub(crate) fn describe_container(
     store: &Store,
     containers: &strata_runtime::container::Containers<'_>,
     c: &strata_runtime::container::Container,

@@ -245,19 +245,31 @@ pub struct InspectArgs {
 
 impl InspectArgs {
     fn run(self, store: &Store, networks: &Networks<'_>) -> Result<()> {
-        let containers = Containers::open(store)?;
-        let mut out = Vec::new();
-        for key in &self.networks {
-            if let Some(mode) = modes().into_iter().find(|m| &m.name == key) {
-                out.push(describe_mode(&mode));
-                continue;
-            }
-            let network = networks.get(key)?;
-            let endpoints = networks.endpoints(&network.name)?;
-            out.push(describe(&network, &endpoints, &containers));
-        }
+        let out = self
+            .networks
+            .iter()
+            .map(|key| inspect(store, networks, key))
+            .collect::<Result<Vec<_>>>()?;
         print_inspected(self.format.as_deref(), out)
     }
+}
+
+/// `network inspect KEY`'s document: a network by name or id prefix, or a mode.
+pub(crate) fn inspect(store: &Store, networks: &Networks<'_>, key: &str) -> Result<Value> {
+    if let Some(mode) = modes().into_iter().find(|m| m.name == key) {
+        return Ok(describe_mode(&mode));
+    }
+    let network = networks.get(key)?;
+    let endpoints = networks.endpoints(&network.name)?;
+    Ok(describe(&network, &endpoints, &Containers::open(store)?))
+}
+
+/// Every network's document, the modes among them, by name (the API's `GET /networks`).
+pub(crate) fn inspect_all(store: &Store, networks: &Networks<'_>) -> Result<Vec<Value>> {
+    let mut names: Vec<String> = networks.list()?.into_iter().map(|n| n.name).collect();
+    names.extend(modes().map(|m| m.name));
+    names.sort();
+    names.iter().map(|n| inspect(store, networks, n)).collect()
 }
 
 /// docker's `network inspect` shape for a network and its running containers.
@@ -320,7 +332,8 @@ fn describe_mode(mode: &Listed) -> Value {
     json!({
         "Name": mode.name,
         "Id": mode.id,
-        "Created": "",
+        // Go's zero time: the modes were never made (docker shows its start).
+        "Created": "0001-01-01T00:00:00Z",
         "Scope": "local",
         "Driver": mode.driver,
         "EnableIPv6": false,

@@ -65,39 +65,10 @@ const HEADERS: [(&str, &str); 14] = [
 
 impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
-        let mut filters = Filters::parse(&self.filters)?;
-        filters.resolve_ancestors(store);
-        let records = Containers::open(store)?;
-        filters.resolve_containers(&records)?;
         let limit = if self.latest { 1 } else { self.last };
-        // A limit or a status filter lists stopped containers too, as docker's.
-        let all = self.all || limit > 0 || filters.has("status");
+        let records = Containers::open(store)?;
+        let shown = select(store, &records, &self.filters, self.all, limit)?;
         let mut images = Images::new(store);
-        let mut shown = Vec::new();
-        for c in records.list()? {
-            if !all && !c.running() {
-                continue;
-            }
-            let labels = labels_of(images.get(&c), &c);
-            let health = records.health(&c).map(|h| h.status.as_str());
-            let subject = Subject {
-                id: &c.id,
-                name: &c.name,
-                image: &c.image,
-                image_id: c.image_id.as_str(),
-                state: state(&c),
-                exit_code: c.exit_code,
-                labels: &labels,
-                health: health.unwrap_or("none"),
-                created: parse_time(Some(&c.created)),
-            };
-            if filters.matches(&subject) {
-                shown.push((c, labels, health));
-            }
-            if limit > 0 && shown.len() as i64 == limit {
-                break;
-            }
-        }
 
         // docker: a format given wins over -q; `table` alone is the default table.
         let given = self.format.as_deref().map(|f| f.trim_matches(' '));
@@ -127,7 +98,7 @@ impl Args {
                     let image = images.get(c).map_or(0, |i| super::image_size(store, i));
                     (writable, image + writable)
                 });
-                self.row(&records, c, labels, *health, size, &mine, ports)
+                self.row(&records, c, labels, health.as_deref(), size, &mine, ports)
             })
             .collect();
         if let Some(body) = table_format(&format) {
@@ -236,9 +207,54 @@ pub fn state(c: &Container) -> &'static str {
     }
 }
 
+/// A container `ps` (and the API's `GET /containers/json`) shows, its labels and health.
+pub(crate) type Shown = (Container, BTreeMap<String, String>, Option<String>);
+
+/// The containers `ps` shows for these filters, newest first: running ones unless `all`
+/// (or a limit or a status filter, as docker's), at most `limit` when it is positive.
+pub(crate) fn select(
+    store: &Store,
+    records: &Containers<'_>,
+    filters: &[String],
+    all: bool,
+    limit: i64,
+) -> Result<Vec<Shown>> {
+    let mut filters = Filters::parse(filters)?;
+    filters.resolve_ancestors(store);
+    filters.resolve_containers(records)?;
+    let all = all || limit > 0 || filters.has("status");
+    let mut images = Images::new(store);
+    let mut shown = Vec::new();
+    for c in records.list()? {
+        if !all && !c.running() {
+            continue;
+        }
+        let labels = labels_of(images.get(&c), &c);
+        let health = records.health(&c).map(|h| h.status.as_str().to_string());
+        let subject = Subject {
+            id: &c.id,
+            name: &c.name,
+            image: &c.image,
+            image_id: c.image_id.as_str(),
+            state: state(&c),
+            exit_code: c.exit_code,
+            labels: &labels,
+            health: health.as_deref().unwrap_or("none"),
+            created: parse_time(Some(&c.created)),
+        };
+        if filters.matches(&subject) {
+            shown.push((c, labels, health));
+        }
+        if limit > 0 && shown.len() as i64 == limit {
+            break;
+        }
+    }
+    Ok(shown)
+}
+
 /// docker's `Status` column: `Up 5 minutes`, `Up 2 seconds (health: starting)`,
 /// `Exited (3) 2 hours ago`.
-fn status(c: &Container, health: Option<&str>) -> String {
+pub(crate) fn status(c: &Container, health: Option<&str>) -> String {
     match c.status {
         Status::Created => "Created".to_string(),
         Status::Running | Status::Paused => {

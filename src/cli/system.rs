@@ -12,6 +12,19 @@ pub enum Command {
     Df,
     /// Remove unused data: content no image refers to (with -a, every image too)
     Prune(PruneArgs),
+    /// Serve the Docker Engine API on a unix socket (for DOCKER_HOST=unix://…)
+    Service(ServiceArgs),
+}
+
+/// `system service`: the Engine API, in the foreground, as podman's.
+#[derive(clap::Args)]
+pub struct ServiceArgs {
+    /// Seconds without a request before the service exits (0: never)
+    #[arg(short, long, default_value_t = 0)]
+    time: u64,
+    /// Where to listen: unix:///path/to.sock (default /run/strata/strata.sock for root,
+    /// $XDG_RUNTIME_DIR/strata/strata.sock otherwise)
+    uri: Option<String>,
 }
 
 /// `system prune` (and `image prune`, which is the same here).
@@ -31,6 +44,22 @@ pub struct PruneArgs {
 impl Command {
     pub fn run(self, store: &Store) -> Result<()> {
         match self {
+            Command::Service(ServiceArgs { time, uri }) => {
+                let socket = match uri.as_deref() {
+                    None => crate::api::default_socket(store.path()),
+                    Some(u) => match u.strip_prefix("unix://") {
+                        Some(path) if !path.is_empty() => std::path::PathBuf::from(path),
+                        _ => anyhow::bail!(
+                            "unsupported address {u:?}: only unix:///path sockets are served (no TCP unless asked, and TCP is not offered)"
+                        ),
+                    },
+                };
+                crate::api::serve(
+                    store.path(),
+                    &socket,
+                    Some(std::time::Duration::from_secs(time)),
+                )?;
+            }
             Command::Df => {
                 let du = strata_runtime::gc::disk_usage(store)?;
                 let total = du.used + du.reclaimable;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::format::template;
 
 /// The docker API version whose behaviour Strata's commands follow.
-pub const API_VERSION: &str = "1.41";
+pub const API_VERSION: &str = "1.44";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(clap::Args)]
@@ -72,7 +72,7 @@ fn print_lines(lines: &[(&str, String)]) {
 }
 
 /// The fields docker's `version --format` templates see.
-fn value(built: &str, commit: &str) -> Value {
+pub(crate) fn value(built: &str, commit: &str) -> Value {
     json!({
         "Client": {
             "Platform": { "Name": "" },
@@ -113,7 +113,7 @@ fn value(built: &str, commit: &str) -> Value {
 }
 
 /// When this binary was built: its file's modification time (the link), as Go's ANSIC.
-fn built() -> String {
+pub(crate) fn built() -> String {
     std::env::current_exe()
         .and_then(std::fs::metadata)
         .and_then(|m| m.modified())

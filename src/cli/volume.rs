@@ -186,7 +186,7 @@ impl InspectArgs {
 }
 
 /// docker's `volume inspect` shape.
-fn describe(v: &Volume) -> Value {
+pub(crate) fn describe(v: &Volume) -> Value {
     json!({
         "CreatedAt": v.created,
         "Driver": "local",

@@ -428,7 +428,7 @@ fn version_and_info_describe_the_engine() {
     let ours = env!("CARGO_PKG_VERSION");
     assert!(
         version.starts_with(&format!(
-            "Client:\n Version:           {ours}\n API version:       1.41\n"
+            "Client:\n Version:           {ours}\n API version:       1.44\n"
         )),
         "{version}"
     );
@@ -445,7 +445,7 @@ fn version_and_info_describe_the_engine() {
             "--format",
             "{{.Client.Version}} {{.Server.APIVersion}}"
         ]),
-        format!("{ours} 1.41\n")
+        format!("{ours} 1.44\n")
     );
     env.ok(&["create", "w", "exit", "0"]);
     env.ok(&["run", "w", "exit", "0"]);
