@@ -10,6 +10,7 @@ mod build;
 mod containers;
 mod copy;
 mod dockerfile;
+mod engine_api;
 mod format;
 mod health;
 mod hostile;

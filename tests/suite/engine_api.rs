@@ -1,0 +1,324 @@
+//! The Docker Engine API (`strata system service`) driven by the stock docker CLI (28.x,
+//! on these machines), and by raw requests for docker's error answers. The service runs on
+//! a socket in the test's directory; containers it starts outlive it under their monitors,
+//! and the `Env` kills those at the end.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{self, busybox_image, Env};
+use crate::network::NetHost;
+
+/// A running `strata system service` on a socket of `env`'s, stopped when dropped.
+struct Service {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Service {
+    fn start(env: &Env, netns: Option<&NetHost>) -> Service {
+        let socket = env.path("api.sock");
+        let uri = format!("unix://{}", socket.display());
+        let args = ["system", "service", uri.as_str()];
+        let mut cmd = match netns {
+            Some(host) => host.strata(env, &args),
+            None => env.cmd(&args),
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while !socket.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the service never listened"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Service { child, socket }
+    }
+
+    /// The docker CLI, talking to this service.
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .env("DOCKER_CONFIG", self.socket.with_file_name("docker-config"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// One raw request (curl over the socket): the status and the body.
+    fn raw(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut args = vec![
+            "-s".to_string(),
+            "-o".into(),
+            "-".into(),
+            "-w".into(),
+            "\n%{http_code}".into(),
+            "--unix-socket".into(),
+            self.socket.display().to_string(),
+            "-X".into(),
+            method.into(),
+        ];
+        if let Some(b) = body {
+            args.extend([
+                "-H".into(),
+                "Content-Type: application/json".into(),
+                "-d".into(),
+                b.into(),
+            ]);
+        }
+        args.push(format!("http://localhost{path}"));
+        let out = Command::new("curl").args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.parse().unwrap(), body.to_string())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn setup(test: &str) -> Option<Env> {
+    if !common::need_root(test) || !common::tools(test, &["docker", "busybox", "curl"]) {
+        return None;
+    }
+    let env = Env::new();
+    busybox_image(&env, "bb:1", &["CMD [\"sh\"]"]);
+    Some(env)
+}
+
+#[test]
+fn the_docker_cli_runs_containers_through_the_api() {
+    let Some(env) = setup("engine_api::the_docker_cli_runs_containers_through_the_api") else {
+        return;
+    };
+    let api = Service::start(&env, None);
+    let version = api.ok(&["version"]);
+    assert!(version.contains("Server: Strata Engine"), "{version}");
+    assert!(
+        version.contains("API version:       1.44 (downgraded from"),
+        "{version}"
+    );
+    let images = api.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    let id = env.ok(&["images", "-q", "bb:1"]);
+    assert_eq!(images, format!("bb:1 {}", id), "{images}");
+
+    // run --rm: the output, and the status, also of a container that runs a while (the
+    // wait/remove race), and nothing left.
+    assert_eq!(api.ok(&["run", "--rm", "bb:1", "echo", "hello"]), "hello\n");
+    let out = api.docker(&[
+        "run",
+        "--rm",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
+    assert_eq!(code(&out), 7, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let out = api.docker(&["run", "--rm", "bb:1", "sh", "-c", "sleep 2; exit 3"]);
+    assert_eq!(code(&out), 3);
+    assert_eq!(api.ok(&["ps", "-aq"]), "");
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+
+    // A service: detached, listed, logged, exec'd into, stopped, waited on, removed.
+    let id = api.ok(&[
+        "run", "-d", "--name", "web", "bb:1", "sh", "-c",
+        "trap 'exit 0' TERM; i=0; while :; do echo tick $i; echo e$i >&2; i=$((i+1)); sleep 0.1; done",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ps = api.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("web Up "), "{ps}");
+    let t0 = Instant::now();
+    while !api.ok(&["logs", "web"]).contains("tick 3") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no output logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = api.docker(&["logs", "--tail", "2", "web"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("tick "),
+        "{out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with('e'),
+        "{out:?}"
+    );
+    let out = api.docker(&["exec", "web", "sh", "-c", "echo in exec; exit 4"]);
+    assert_eq!(code(&out), 4);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "in exec\n");
+    assert_eq!(
+        api.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}}", "web"]),
+        "running /web\n"
+    );
+    assert_eq!(api.ok(&["stop", "-t", "5", "web"]), "web\n");
+    assert_eq!(api.ok(&["wait", "web"]), "0\n");
+    // What the API did, the CLI sees: one store, one set of records.
+    assert!(env
+        .ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
+        .starts_with("web Exited (0)"));
+    assert_eq!(api.ok(&["rm", "web"]), "web\n");
+
+    // Volumes through the API, data kept between containers.
+    assert_eq!(
+        api.ok(&["volume", "create", "--label", "k=v", "vol1"]),
+        "vol1\n"
+    );
+    api.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/d",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo kept > /d/f",
+    ]);
+    assert_eq!(
+        api.ok(&["run", "--rm", "-v", "vol1:/d:ro", "bb:1", "cat", "/d/f"]),
+        "kept\n"
+    );
+    assert_eq!(
+        api.ok(&["volume", "ls", "-q", "--filter", "label=k=v"]),
+        "vol1\n"
+    );
+    assert_eq!(api.ok(&["volume", "rm", "vol1"]), "vol1\n");
+
+    // Errors as docker's: the CLI prints the server's message and exits 1 (125 for run).
+    let out = api.docker(&["inspect", "nosuch"]);
+    assert_eq!(code(&out), 1);
+    let out = api.docker(&["run", "--rm", "--pull", "never", "nosuch:1"]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nosuch"),
+        "{out:?}"
+    );
+    api.ok(&["create", "--name", "twice", "bb:1"]);
+    let out = api.docker(&["create", "--name", "twice", "bb:1"]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already in use"),
+        "{out:?}"
+    );
+    common::assert_store_consistent(&env.root());
+}
+
+#[test]
+fn bad_requests_get_dockers_answers() {
+    let Some(env) = setup("engine_api::bad_requests_get_dockers_answers") else {
+        return;
+    };
+    let api = Service::start(&env, None);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&api.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "the socket is for root and its group");
+    let (status, body) = api.raw("GET", "/_ping", None);
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    let (status, body) = api.raw("GET", "/v1.99/version", None);
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        r#"{"message":"client version 1.99 is too new. Maximum supported API version is 1.44"}"#
+    );
+    let (status, body) = api.raw("GET", "/v1.41/no/such/endpoint", None);
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"message":"page not found"}"#)
+    );
+    let (status, body) = api.raw("POST", "/containers/create", Some("{not json"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid JSON body"), "{body}");
+    let (status, body) = api.raw(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"nosuch:1"}"#),
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"message":"No such image: nosuch:1"}"#)
+    );
+    let (status, body) = api.raw("POST", "/containers/nosuch/start", None);
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"message":"No such container: nosuch"}"#)
+    );
+    let (status, body) = api.raw(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"bb:1","HostConfig":{"Binds":["/h:/"]}}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("destination can't be '/'"), "{body}");
+    let (status, _) = api.raw("GET", "/containers/json?filters=%7Bbad", None);
+    assert_eq!(status, 400);
+    // Nothing half made by the failed creates.
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+    common::assert_store_consistent(&env.root());
+}
+
+/// A user network through the API, inside a network namespace made for the test: two
+/// containers reach each other by name.
+#[test]
+fn containers_on_a_network_made_through_the_api_meet_by_name() {
+    let Some(env) = setup("engine_api::containers_on_a_network_made_through_the_api_meet_by_name")
+    else {
+        return;
+    };
+    let host = NetHost::new();
+    let api = Service::start(&env, Some(&host));
+    let id = api.ok(&["network", "create", "appnet"]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    assert!(api
+        .ok(&["network", "ls", "--format", "{{.Name}}"])
+        .contains("appnet\n"));
+    api.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "server",
+        "--network",
+        "appnet",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo answer | nc -l -p 8080",
+    ]);
+    let out = api.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "bb:1",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do nc server 8080 && exit 0; sleep 0.2; done; exit 1",
+    ]);
+    assert_eq!(out, "answer\n");
+    api.ok(&["rm", "-f", "server"]);
+    assert_eq!(api.ok(&["network", "rm", "appnet"]), "appnet\n");
+}
