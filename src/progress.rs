@@ -64,6 +64,24 @@ pub enum Stream {
     Stderr,
 }
 
+/// Where a pull's or push's messages (`Digest: …`) and layer events go: the terminal
+/// ([`Lines`]) or the Engine API's JSON progress stream.
+pub trait Report: Sync {
+    fn line(&self, text: &str);
+    /// A layer's event. `Resolved` is the caller's to word (it knows the reference).
+    fn event(&self, event: &Event);
+}
+
+impl Report for Lines {
+    fn line(&self, text: &str) {
+        Lines::line(self, text)
+    }
+
+    fn event(&self, event: &Event) {
+        Lines::event(self, event)
+    }
+}
+
 /// Docker's pull and push output: message lines, and a line per layer status change
 /// (`59bf1c3509f3: Pull complete`). On a terminal each layer keeps one line, redrawn in
 /// place with a bar while its bytes move, as docker's does.

@@ -1,11 +1,14 @@
-//! The image endpoints: list, inspect, tag, remove, on the store as `images`, `inspect`,
-//! `tag` and `rmi` use it.
+//! The image endpoints: list, inspect, tag, remove, pull and push, on the store as
+//! `images`, `inspect`, `tag`, `rmi`, `pull` and `push` use it.
 
-use hyper::StatusCode;
+use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
+use strata_runtime::registry::Event;
 use strata_runtime::{Reference, Store};
 
+use super::stream::{Body, Sender};
 use super::{json_reply, ApiError, Call, Reply};
+use crate::progress::Report;
 
 /// Seconds since the epoch of an RFC 3339 time (0 when there is none).
 pub fn unix_time(t: Option<&str>) -> i64 {
@@ -90,4 +93,110 @@ pub fn remove(store: &Store, name: &str, call: &Call) -> Reply {
     }
     let report: Vec<Value> = done.iter().map(|(what, n)| json!({ *what: n })).collect();
     json_reply(StatusCode::OK, &Value::Array(report))
+}
+
+/// A pull's or push's report as docker's JSON progress messages.
+struct JsonReport(Sender);
+
+impl Report for JsonReport {
+    fn line(&self, text: &str) {
+        let _ = self.0.json(&json!({ "status": text }));
+    }
+
+    fn event(&self, event: &Event) {
+        let message = match event {
+            Event::Resolved(_) => return,
+            Event::Layer { id, status } => json!({
+                "status": status.to_string(), "progressDetail": {}, "id": id.short(),
+            }),
+            Event::Bytes {
+                id,
+                status,
+                done,
+                total,
+            } => json!({
+                "status": status.to_string(),
+                "progressDetail": { "current": done, "total": total },
+                "id": id.short(),
+            }),
+        };
+        let _ = self.0.json(&message);
+    }
+}
+
+/// A JSON progress stream fed by `work` on a thread: its report, then its error as docker
+/// ends a failed stream (`errorDetail`), which the CLI prints and exits 1 for.
+fn progress_stream(work: impl FnOnce(&JsonReport) -> anyhow::Result<()> + Send + 'static) -> Reply {
+    let (sender, body) = Body::channel();
+    std::thread::spawn(move || {
+        let report = JsonReport(sender);
+        if let Err(e) = work(&report) {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            let message = crate::dedup_chain(&chain);
+            let _ = report
+                .0
+                .json(&json!({ "errorDetail": { "message": message }, "error": message }));
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .expect("a response"))
+}
+
+/// `POST /images/create?fromImage=…&tag=…`: a pull, as `strata pull` does it (the registry
+/// credentials are docker's config.json's, as the CLI's; `X-Registry-Auth` is not read).
+pub fn pull(store: &Store, call: &Call) -> Reply {
+    if call.param("fromSrc").is_some() {
+        return Err(ApiError::bad(
+            "importing through the API is not supported: use strata import",
+        ));
+    }
+    let from = call
+        .param("fromImage")
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| ApiError::bad("fromImage is required"))?;
+    let name = match call.param("tag").filter(|t| !t.is_empty()) {
+        Some(tag) if tag.contains(':') => format!("{from}@{tag}"),
+        Some(tag) => format!("{from}:{tag}"),
+        None => from.to_string(),
+    };
+    let reference = Reference::parse(&name)?;
+    let opts = strata_runtime::registry::RegistryOptions {
+        tls_verify: true,
+        cert_dir: None,
+        platform: call
+            .param("platform")
+            .filter(|p| !p.is_empty())
+            .map(strata_runtime::image::Platform::parse)
+            .transpose()?,
+    };
+    let root = store.path().to_path_buf();
+    progress_stream(move |report| {
+        let store = Store::open(&root)?;
+        crate::cli::pull::pull(&store, &reference, &opts, Some(report))?;
+        Ok(())
+    })
+}
+
+/// `POST /images/{name}/push?tag=…`, as `strata push`.
+pub fn push(store: &Store, name: &str, call: &Call) -> Reply {
+    let target = match call.param("tag").filter(|t| !t.is_empty()) {
+        Some(tag) => format!("{name}:{tag}"),
+        None => name.to_string(),
+    };
+    let image = resolve(store, &target)?;
+    let target = Reference::parse(&target)?;
+    let root = store.path().to_path_buf();
+    progress_stream(move |report| {
+        let store = Store::open(&root)?;
+        let opts = strata_runtime::registry::RegistryOptions {
+            tls_verify: true,
+            cert_dir: None,
+            platform: None,
+        };
+        crate::cli::push::push(&store, &image, &target, &opts, Some(report))?;
+        Ok(())
+    })
 }

@@ -349,6 +349,8 @@ impl Server {
             ("GET", ["info"]) => resources::info(&store),
             ("GET", ["images", "json"]) => images::list(&store, &call),
             ("GET", ["images", rest @ .., "json"]) => images::inspect(&store, &rest.join("/")),
+            ("POST", ["images", "create"]) => images::pull(&store, &call),
+            ("POST", ["images", rest @ .., "push"]) => images::push(&store, &rest.join("/"), &call),
             ("POST", ["images", rest @ .., "tag"]) => images::tag(&store, &rest.join("/"), &call),
             ("DELETE", ["images", rest @ ..]) if !rest.is_empty() => {
                 images::remove(&store, &rest.join("/"), &call)

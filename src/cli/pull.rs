@@ -3,7 +3,7 @@ use strata_runtime::image::Platform;
 use strata_runtime::registry::{Event, RegistryOptions, Session};
 use strata_runtime::{Reference, Store};
 
-use crate::progress::{Lines, Stream};
+use crate::progress::{Lines, Report, Stream};
 
 // The registry flags shared by pull, push, login, run and build. (A plain comment: a doc
 // comment would become the about text of every command that flattens it.)
@@ -52,7 +52,12 @@ impl Args {
                 lines.line("Using default tag: latest");
             }
         }
-        pull(store, &reference, &opts, lines.as_ref())?;
+        pull(
+            store,
+            &reference,
+            &opts,
+            lines.as_ref().map(|l| l as &dyn Report),
+        )?;
         println!("{reference}");
         Ok(())
     }
@@ -70,7 +75,7 @@ pub fn pull(
     store: &Store,
     reference: &Reference,
     opts: &RegistryOptions,
-    lines: Option<&Lines>,
+    lines: Option<&dyn Report>,
 ) -> Result<strata_runtime::store::Image> {
     let session = Session::open(reference.domain(), opts)?;
     let report = |event: Event| {

@@ -3,7 +3,7 @@ use strata_runtime::registry::{Event, Session};
 use strata_runtime::{Reference, Store};
 
 use super::pull::RegistryFlags;
-use crate::progress::{Lines, Stream};
+use crate::progress::{Lines, Report, Stream};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,30 +29,51 @@ impl Args {
             if super::pull::names_no_tag(given) {
                 lines.line("Using default tag: latest");
             }
-            lines.line(&format!(
-                "The push refers to repository [{}]",
-                target.repository()
-            ));
         }
-        let session = Session::open(target.domain(), &opts)?;
-        let report = |event: Event| {
-            if let Some(lines) = &lines {
-                lines.event(&event);
-            }
-        };
-        let digest = session.push(store, &image, &target, &report)?;
-        match &lines {
+        push(
+            store,
+            &image,
+            &target,
+            &opts,
+            lines.as_ref().map(|l| l as &dyn Report),
+        )?;
+        if lines.is_none() {
             // As docker, `-q` prints only the reference pushed.
-            None => println!("{target}"),
-            // As docker: `<tag>: digest: … size: <manifest bytes>`; a push by digest names no tag.
-            Some(lines) => {
-                let size = image.manifest_descriptor.size;
-                lines.line(&match target.digest() {
-                    Some(_) => format!("digest: {digest} size: {size}"),
-                    None => format!("{}: digest: {digest} size: {size}", target.manifest_name()),
-                })
-            }
+            println!("{target}");
         }
         Ok(())
     }
+}
+
+/// Push `image` as `target`, printing on `lines` (none: silently) what docker's daemon
+/// reports: the repository, each layer's status, and `<tag>: digest: … size: …`.
+pub fn push(
+    store: &Store,
+    image: &strata_runtime::store::Image,
+    target: &Reference,
+    opts: &strata_runtime::registry::RegistryOptions,
+    lines: Option<&dyn Report>,
+) -> Result<strata_runtime::Digest> {
+    if let Some(lines) = lines {
+        lines.line(&format!(
+            "The push refers to repository [{}]",
+            target.repository()
+        ));
+    }
+    let session = Session::open(target.domain(), opts)?;
+    let report = |event: Event| {
+        if let Some(lines) = lines {
+            lines.event(&event);
+        }
+    };
+    let digest = session.push(store, image, target, &report)?;
+    if let Some(lines) = lines {
+        // As docker: `<tag>: digest: … size: <manifest bytes>`; a push by digest names no tag.
+        let size = image.manifest_descriptor.size;
+        lines.line(&match target.digest() {
+            Some(_) => format!("digest: {digest} size: {size}"),
+            None => format!("{}: digest: {digest} size: {size}", target.manifest_name()),
+        })
+    }
+    Ok(digest)
 }

@@ -322,3 +322,45 @@ fn containers_on_a_network_made_through_the_api_meet_by_name() {
     api.ok(&["rm", "-f", "server"]);
     assert_eq!(api.ok(&["network", "rm", "appnet"]), "appnet\n");
 }
+
+/// Push and pull through the API against a loopback `docker-registry`: docker's progress
+/// stream, and `run` of an image that is not local pulling it (the create's 404).
+#[test]
+fn push_pull_and_run_of_a_missing_image_through_the_api() {
+    let test = "engine_api::push_pull_and_run_of_a_missing_image_through_the_api";
+    let Some(env) = setup(test) else {
+        return;
+    };
+    if !common::tools(test, crate::registry::REGISTRY_TOOLS) {
+        return;
+    }
+    let registry = crate::registry::Registry::plain(&env.path("registry"));
+    let api = Service::start(&env, None);
+    let remote = format!("{}/bb:1", registry.host());
+    api.ok(&["tag", "bb:1", &remote]);
+    let pushed = api.ok(&["push", &remote]);
+    assert!(
+        pushed.contains("Pushed") && pushed.contains("1: digest: sha256:"),
+        "{pushed}"
+    );
+    api.ok(&["rmi", &remote]);
+    api.ok(&["rmi", "bb:1"]);
+    assert_eq!(api.ok(&["images", "-q"]), "");
+    let out = api.docker(&["run", "--rm", &remote, "echo", "pulled"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pulled\n");
+    assert!(
+        err.contains(&format!("Unable to find image '{remote}' locally")),
+        "{err}"
+    );
+    assert!(err.contains("Status: Downloaded newer image for"), "{err}");
+    let pulled = api.ok(&["pull", &remote]);
+    assert!(
+        pulled.contains("Status: Image is up to date for"),
+        "{pulled}"
+    );
+    let out = api.docker(&["pull", &format!("{}/nosuch:1", registry.host())]);
+    assert_eq!(code(&out), 1, "{out:?}");
+    common::assert_store_consistent(&env.root());
+}

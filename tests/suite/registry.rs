@@ -26,7 +26,7 @@ fn skopeo(args: &[&str]) -> String {
     tool_ok("skopeo", args)
 }
 
-const REGISTRY_TOOLS: &[&str] = &["docker-registry", "openssl", "htpasswd"];
+pub(crate) const REGISTRY_TOOLS: &[&str] = &["docker-registry", "openssl", "htpasswd"];
 
 // ---------------------------------------------------------------------------------------
 // The registry under test
@@ -34,7 +34,7 @@ const REGISTRY_TOOLS: &[&str] = &["docker-registry", "openssl", "htpasswd"];
 
 /// A `docker-registry` process serving from `dir/data`, logging to `dir/registry.log`;
 /// killed when dropped (also when the test panics).
-struct Registry {
+pub(crate) struct Registry {
     child: Option<Child>,
     dir: PathBuf,
     port: u16,
@@ -49,7 +49,7 @@ fn free_port() -> u16 {
 
 impl Registry {
     /// A plain-HTTP registry without authentication.
-    fn plain(dir: &Path) -> Registry {
+    pub(crate) fn plain(dir: &Path) -> Registry {
         Registry::start(dir, false)
     }
 
@@ -166,7 +166,7 @@ impl Registry {
     }
 
     /// `127.0.0.1:PORT` (plain) or `localhost:PORT` (TLS: the name the certificate has).
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         if self.tls {
             format!("localhost:{}", self.port)
         } else {
