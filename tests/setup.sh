@@ -31,9 +31,10 @@ as any user and notes each test it skips."
 #   procps                 pgrep: the network tests find monitors to kill
 #   passt, slirp4netns     pasta, and its fallback: rootless containers on `bridge`
 #   ca-certificates        TLS to crates.io and Rust's servers; the bundle the registry client loads
+#   curl                   raw requests to the Engine API's socket (and to published ports)
 packages=(gcc libc6-dev busybox-static skopeo umoci podman runc docker-registry openssl
     apache2-utils python3 util-linux passwd uidmap bsdutils attr zstd gzip tar ca-certificates
-    tini nftables iproute2 procps passt slirp4netns)
+    tini nftables iproute2 procps passt slirp4netns curl)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -65,4 +66,21 @@ its wasm32-wasip1 groups)"
 # machines (this one) leave it 0600.
 if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
     chmod 0666 /dev/net/tun
+fi
+
+# The Engine API tests drive the stock docker CLI (these machines have 28.x; Debian's docker.io
+# brings a 20.10 client, installed without starting its daemon) and the Python SDK.
+if ! command -v docker >/dev/null; then
+    echo "tests/setup.sh: installing docker.io (for its docker client)" >&2
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    log=$( { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends docker.io; } 2>&1 ) || { rm -f /usr/sbin/policy-rc.d; echo "$log" >&2; \
+        die "installing docker.io failed"; }
+    rm -f /usr/sbin/policy-rc.d
+fi
+if ! python3 -c 'import docker' 2>/dev/null; then
+    echo "tests/setup.sh: installing the Python docker SDK" >&2
+    python3 -m pip install -q 'docker==7.1.0' 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages 'docker==7.1.0' \
+        || die "installing the Python docker SDK failed"
 fi

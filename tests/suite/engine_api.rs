@@ -364,3 +364,49 @@ fn push_pull_and_run_of_a_missing_image_through_the_api() {
     assert_eq!(code(&out), 1, "{out:?}");
     common::assert_store_consistent(&env.root());
 }
+
+/// The Python SDK (docker-py), as tools built on it use the API.
+#[test]
+fn the_python_sdk_runs_containers_through_the_api() {
+    let test = "engine_api::the_python_sdk_runs_containers_through_the_api";
+    let Some(env) = setup(test) else {
+        return;
+    };
+    let have_sdk = Command::new("python3")
+        .args(["-c", "import docker"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_sdk && common::skip(test, "the Python docker SDK is not installed") {
+        return;
+    }
+    let api = Service::start(&env, None);
+    let script = r#"
+import docker, sys
+client = docker.from_env()
+print(client.version()["ApiVersion"])
+out = client.containers.run("bb:1", ["sh", "-c", "echo via-sdk"], remove=True)
+print(out.decode().strip())
+c = client.containers.run("bb:1", ["sh", "-c", "for i in 1 2 3; do echo line $i; done; exit 5"], detach=True, name="sdk")
+lines = b"".join(c.logs(stream=True, follow=True)).decode().split()
+print(" ".join(lines))
+print(c.wait()["StatusCode"])
+c.reload()
+print(c.status, c.name)
+c.remove()
+print(len(client.containers.list(all=True)))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .env("DOCKER_HOST", format!("unix://{}", api.socket.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1.44\nvia-sdk\nline 1 line 2 line 3\n5\nexited sdk\n0\n"
+    );
+}
