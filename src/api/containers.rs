@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -592,7 +591,7 @@ pub fn wait(server: &Arc<Server>, key: &str, call: &Call) -> Reply {
             drop(hold);
             if condition == "removed" {
                 while containers.exists(&c.id) {
-                    std::thread::sleep(Duration::from_millis(10));
+                    std::thread::sleep(Duration::from_millis(2));
                 }
             }
             Ok(code)
@@ -688,7 +687,10 @@ pub fn logs(root: &Path, key: &str, call: &Call) -> Reply {
                 stderr: &mut *err,
             };
             if follow {
-                reader.follow(&query, &mut sinks, || Ok(!containers.claimed(&c.id)?))?;
+                reader.follow(&query, &mut sinks, |pace| {
+                    std::thread::sleep(pace);
+                    Ok(!containers.claimed(&c.id)?)
+                })?;
             } else {
                 reader.read_all(&query, &mut sinks)?;
             }
@@ -768,13 +770,13 @@ pub fn attach(server: &Arc<Server>, key: &str, call: Call) -> Reply {
                 stdout: &mut *out,
                 stderr: &mut *err,
             };
-            let ended = AtomicBool::new(false);
+            let (ended, end) = std::sync::mpsc::channel::<()>();
             std::thread::scope(|s| {
                 s.spawn(|| {
                     let _ = containers.wait(&c);
-                    ended.store(true, Ordering::SeqCst);
+                    drop(ended);
                 });
-                reader.follow(&query, &mut sinks, || Ok(ended.load(Ordering::SeqCst)))
+                reader.follow(&query, &mut sinks, LogReader::ended_on(&end))
             })?;
             Ok(())
         })();

@@ -266,6 +266,7 @@ impl Server {
         self.activity.lock().expect("activity").0 += 1;
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let t0 = Instant::now();
         let query = parse_query(req.uri().query());
         let upgrade = req
             .headers()
@@ -315,6 +316,9 @@ impl Server {
         );
         headers.insert("Ostype", "linux".parse().expect("header"));
         headers.insert("Docker-Experimental", "false".parse().expect("header"));
+        if std::env::var_os("STRATA_API_TRACE").is_some() {
+            eprintln!("{method} {path} {} {:?}", response.status(), t0.elapsed());
+        }
         let mut a = self.activity.lock().expect("activity");
         a.0 -= 1;
         a.1 = Instant::now();

@@ -1,5 +1,4 @@
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
@@ -53,11 +52,11 @@ pub fn follow(
     };
     let dir = containers.dir_of(&c)?;
     let mut reader = LogReader::open(&dir, &c.id)?;
-    let ended = AtomicBool::new(false);
+    let (ended, end) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|s| {
-        let waiter = s.spawn(|| {
+        let waiter = s.spawn(move || {
             let code = containers.wait(&c);
-            ended.store(true, Ordering::SeqCst);
+            drop(ended);
             code
         });
         let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
@@ -66,7 +65,7 @@ pub fn follow(
             stdout: &mut out,
             stderr: &mut err,
         };
-        reader.follow(&query, &mut sinks, || Ok(ended.load(Ordering::SeqCst)))?;
+        reader.follow(&query, &mut sinks, LogReader::ended_on(&end))?;
         Ok(waiter.join().expect("wait thread")?)
     })
 }

@@ -61,7 +61,10 @@ impl Args {
         };
         if self.follow {
             // Until nothing runs the container any more (its monitor is gone).
-            reader.follow(&query, &mut sinks, || Ok(!containers.claimed(&c.id)?))?;
+            reader.follow(&query, &mut sinks, |pace| {
+                std::thread::sleep(pace);
+                Ok(!containers.claimed(&c.id)?)
+            })?;
         } else {
             reader.read_all(&query, &mut sinks)?;
         }

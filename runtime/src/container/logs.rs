@@ -219,6 +219,9 @@ impl Query {
 
 /// Reads a container's log: what is there (rotated files first), then, to follow it, what
 /// is appended, across rotations.
+/// How often a follower looks for new lines while nothing tells it the writer ended.
+const FOLLOW_PACE: std::time::Duration = std::time::Duration::from_millis(20);
+
 pub struct LogReader {
     dir: Dir,
     name: String,
@@ -362,16 +365,18 @@ impl LogReader {
     }
 
     /// Everything logged so far, then what is appended, until `ended` says the writer is
-    /// gone (checked before each read, so what it wrote last is read) or `until` passes.
+    /// gone (asked before each read, so what it wrote last is read) or `until` passes.
+    /// `ended(d)` may wait up to `d` for the end (a caller that hears of it wakes at once),
+    /// and should take about that long when it does not end: it paces the reads.
     pub fn follow(
         &mut self,
         query: &Query,
         out: &mut Sinks<'_>,
-        mut ended: impl FnMut() -> Result<bool>,
+        mut ended: impl FnMut(std::time::Duration) -> Result<bool>,
     ) -> Result<()> {
         self.read_all(query, out)?;
         loop {
-            let last = ended()?;
+            let last = ended(FOLLOW_PACE)?;
             self.read_new(query, out)?;
             out.stdout
                 .flush()
@@ -379,7 +384,19 @@ impl LogReader {
             if last || self.past_until {
                 return Ok(());
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// A `follow`'s `ended` for a writer whose end is heard of on `end` (a message, or its
+    /// sender dropped).
+    pub fn ended_on(
+        end: &std::sync::mpsc::Receiver<()>,
+    ) -> impl FnMut(std::time::Duration) -> Result<bool> + '_ {
+        move |pace| {
+            Ok(!matches!(
+                end.recv_timeout(pace),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            ))
         }
     }
 
