@@ -32,6 +32,8 @@ use stream::Body;
 /// The API version Strata speaks (what CLI 28 negotiates down to), and the oldest it takes.
 pub const API_VERSION: &str = "1.44";
 const MIN_API_VERSION: &str = "1.24";
+/// The largest body read whole (JSON documents); archives are streamed.
+const MAX_BODY: usize = 16 << 20;
 
 /// Shared by every request: the store's path (each handler opens the store, as each CLI
 /// command does) and the execs made but not yet started or inspected.
@@ -125,6 +127,8 @@ pub struct Call {
     pub body: Bytes,
     /// The connection's upgrade (attach, exec start), when the client asked for one.
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The body as it comes, for the endpoints that take archives (`body` is empty then).
+    pub stream: Option<stream::BodyReader>,
 }
 
 impl Call {
@@ -276,12 +280,23 @@ impl Server {
         let reply = match route_path(&path) {
             Err(e) => Err(e),
             Ok(segments) => {
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .map_err(|e| ApiError::bad(format!("read the request body: {e}")));
+                // Archives are read as they come; the rest is JSON, read whole up to a bound.
+                let streamed =
+                    method == Method::PUT && segments.last().is_some_and(|s| s == "archive");
+                let (body, stream) = if streamed {
+                    (
+                        Ok(Bytes::new()),
+                        Some(stream::BodyReader::new(req.into_body())),
+                    )
+                } else {
+                    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+                    let body = limited
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .map_err(|e| ApiError::bad(format!("read the request body: {e}")));
+                    (body, None)
+                };
                 match body {
                     Err(e) => Err(e),
                     Ok(body) => {
@@ -291,6 +306,7 @@ impl Server {
                             query,
                             body,
                             upgrade,
+                            stream,
                         };
                         self.clone().dispatch(call).await
                     }
@@ -376,6 +392,10 @@ impl Server {
                 empty_reply(StatusCode::OK)
             }
             ("DELETE", ["containers", id]) => containers::remove(&store, id, &call),
+            ("HEAD" | "GET", ["containers", id, "archive"]) => {
+                containers::archive(&store, id, &call, call.method == Method::HEAD)
+            }
+            ("PUT", ["containers", id, "archive"]) => containers::extract(&store, id, call),
             ("POST", ["containers", id, "exec"]) => {
                 containers::exec_create(&self, &store, id, &call)
             }

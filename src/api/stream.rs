@@ -147,3 +147,56 @@ mod tests {
         assert_eq!(&frame[..], b"\x02\x00\x00\x00\x00\x00\x00\x04err\n");
     }
 }
+
+/// A request body as a blocking reader (a `cp` upload's tar), fed by a task of the server's
+/// runtime; a body that breaks off reads as an error, not as its end.
+pub struct BodyReader {
+    chunks: std::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl BodyReader {
+    pub fn new(body: hyper::body::Incoming) -> BodyReader {
+        use http_body_util::BodyExt;
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        tokio::runtime::Handle::current().spawn(async move {
+            let mut body = body;
+            loop {
+                match body.frame().await {
+                    None => return,
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            // A blocking send on a runtime thread: bounded, and the reader
+                            // drains it; the reader's end closing ends this task.
+                            if tokio::task::block_in_place(|| tx.send(Ok(data))).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(io::Error::other(e)));
+                        return;
+                    }
+                }
+            }
+        });
+        BodyReader {
+            chunks: rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.recv() {
+                Ok(chunk) => self.current = chunk?,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}

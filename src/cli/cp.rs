@@ -206,7 +206,7 @@ impl Args {
 
 /// The name a copied source gets in a directory: its last component, or `.` (its contents)
 /// for a path ending in `/.` (or the root).
-fn top_name(path: &[u8]) -> OsString {
+pub(crate) fn top_name(path: &[u8]) -> OsString {
     if path.ends_with(b"/.") || path == b"." {
         return ".".into();
     }

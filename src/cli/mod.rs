@@ -5,7 +5,7 @@ mod attach;
 mod build;
 mod commit;
 mod container;
-mod cp;
+pub(crate) mod cp;
 mod create;
 mod diff;
 mod dockerfile;

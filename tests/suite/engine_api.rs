@@ -176,6 +176,21 @@ fn the_docker_cli_runs_containers_through_the_api() {
         api.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}}", "web"]),
         "running /web\n"
     );
+    // cp both ways through the archive endpoints.
+    let src = env.path("to-copy");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/f"), "copied in\n").unwrap();
+    api.ok(&["cp", &src.join("sub").display().to_string(), "web:/tmp/"]);
+    assert_eq!(api.ok(&["exec", "web", "cat", "/tmp/sub/f"]), "copied in\n");
+    let back = env.path("copied-out");
+    api.ok(&["cp", "web:/tmp/sub", &back.display().to_string()]);
+    assert_eq!(
+        std::fs::read_to_string(back.join("f")).unwrap(),
+        "copied in\n"
+    );
+    let out = api.docker(&["cp", "web:/no/such", &back.display().to_string()]);
+    assert_ne!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Could not find the file /no/such"));
     assert_eq!(api.ok(&["stop", "-t", "5", "web"]), "web\n");
     assert_eq!(api.ok(&["wait", "web"]), "0\n");
     // What the API did, the CLI sees: one store, one set of records.
