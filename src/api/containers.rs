@@ -1110,3 +1110,43 @@ pub fn extract(store: &Store, key: &str, call: Call) -> Reply {
     strata_runtime::container::copy::extract(&root.overlay, &dir, input, owner)?;
     empty_reply(StatusCode::OK)
 }
+
+/// `GET /containers/{id}/changes`: `docker diff`'s changes (Kind 0 changed, 1 added, 2
+/// deleted).
+pub fn changes(store: &Store, key: &str) -> Reply {
+    use strata_runtime::fs::ChangeKind;
+    let containers = Containers::open(store)?;
+    let c = get(&containers, key)?;
+    let changes = strata_runtime::fs::changes(&containers.lowers(&c)?, &containers.upper(&c)?)?;
+    let out: Vec<Value> = changes
+        .iter()
+        .map(|ch| {
+            let kind = match ch.kind {
+                ChangeKind::Changed => 0,
+                ChangeKind::Added => 1,
+                ChangeKind::Deleted => 2,
+            };
+            json!({ "Path": ch.path, "Kind": kind })
+        })
+        .collect();
+    json_reply(StatusCode::OK, &Value::Array(out))
+}
+
+pub fn rename(store: &Store, key: &str, call: &Call) -> Reply {
+    let containers = Containers::open(store)?;
+    let c = get(&containers, key)?;
+    let name = call
+        .param("name")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad("name is required"))?;
+    containers.rename(&c, name)?;
+    empty_reply(StatusCode::NO_CONTENT)
+}
+
+pub fn prune(store: &Store) -> Reply {
+    let (deleted, bytes) = crate::cli::prune::prune(store)?;
+    json_reply(
+        StatusCode::OK,
+        &json!({ "ContainersDeleted": deleted, "SpaceReclaimed": bytes }),
+    )
+}

@@ -200,3 +200,32 @@ pub fn push(store: &Store, name: &str, call: &Call) -> Reply {
         Ok(())
     })
 }
+
+/// `GET /images/{name}/history`: `history`'s entries, newest first; the top one carries
+/// the image's ID and names, the others `<missing>` as docker's.
+pub fn history(store: &Store, name: &str) -> Reply {
+    let image = resolve(store, name)?;
+    let entries = crate::cli::history::entries(store, &image)?;
+    let tags: Vec<String> = image
+        .names
+        .iter()
+        .filter_map(|n| Reference::parse(n).ok())
+        .map(|r| r.familiar())
+        .collect();
+    let out: Vec<Value> = entries
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, (created, created_by, size, comment))| {
+            json!({
+                "Id": if i == 0 { image.id().to_string() } else { "<missing>".to_string() },
+                "Created": unix_time(created.as_deref()),
+                "CreatedBy": created_by,
+                "Tags": if i == 0 { json!(tags) } else { Value::Null },
+                "Size": size.unwrap_or(0),
+                "Comment": comment,
+            })
+        })
+        .collect();
+    json_reply(StatusCode::OK, &Value::Array(out))
+}

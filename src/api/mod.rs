@@ -112,6 +112,12 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
 impl From<strata_runtime::Error> for ApiError {
     fn from(e: strata_runtime::Error) -> ApiError {
         anyhow::Error::from(e).into()
@@ -371,12 +377,14 @@ impl Server {
             ("GET", ["images", rest @ .., "json"]) => images::inspect(&store, &rest.join("/")),
             ("POST", ["images", "create"]) => images::pull(&store, &call),
             ("POST", ["images", rest @ .., "push"]) => images::push(&store, &rest.join("/"), &call),
+            ("GET", ["images", rest @ .., "history"]) => images::history(&store, &rest.join("/")),
             ("POST", ["images", rest @ .., "tag"]) => images::tag(&store, &rest.join("/"), &call),
             ("DELETE", ["images", rest @ ..]) if !rest.is_empty() => {
                 images::remove(&store, &rest.join("/"), &call)
             }
             ("GET", ["containers", "json"]) => containers::list(&store, &call),
             ("POST", ["containers", "create"]) => containers::create(&store, &call),
+            ("POST", ["containers", "prune"]) => containers::prune(&store),
             ("GET", ["containers", id, "json"]) => containers::inspect(&store, id),
             ("POST", ["containers", id, "start"]) => containers::start(&self, &store, id),
             ("POST", ["containers", id, "stop"]) => containers::stop(&store, id, &call, false),
@@ -384,6 +392,8 @@ impl Server {
             ("POST", ["containers", id, "kill"]) => containers::kill(&store, id, &call),
             ("POST", ["containers", id, "pause"]) => containers::pause(&store, id, true),
             ("POST", ["containers", id, "unpause"]) => containers::pause(&store, id, false),
+            ("POST", ["containers", id, "rename"]) => containers::rename(&store, id, &call),
+            ("GET", ["containers", id, "changes"]) => containers::changes(&store, id),
             ("POST", ["containers", id, "wait"]) => containers::wait(&self, id, &call),
             ("GET", ["containers", id, "logs"]) => containers::logs(&self.root, id, &call),
             ("POST", ["containers", id, "attach"]) => containers::attach(&self, id, call),
@@ -408,7 +418,14 @@ impl Server {
             ("DELETE", ["volumes", name]) => resources::volume_remove(&store, name, &call),
             ("GET", ["networks"]) => resources::networks(&store, &call),
             ("POST", ["networks", "create"]) => resources::network_create(&store, &call),
+            ("POST", ["networks", "prune"]) => resources::network_prune(&store),
             ("GET", ["networks", id]) => resources::network_inspect(&store, id),
+            ("POST", ["networks", id, "connect"]) => {
+                resources::network_connect(&store, id, &call, true)
+            }
+            ("POST", ["networks", id, "disconnect"]) => {
+                resources::network_connect(&store, id, &call, false)
+            }
             ("DELETE", ["networks", id]) => resources::network_remove(&store, id),
             _ => Err(ApiError::not_found("page not found")),
         }

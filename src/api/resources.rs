@@ -266,3 +266,40 @@ pub fn network_remove(store: &Store, key: &str) -> Reply {
     Networks::open(store).remove(key)?;
     empty_reply(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConnectBody {
+    container: String,
+    endpoint_config: Option<EndpointConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct EndpointConfig {
+    aliases: Option<Vec<String>>,
+}
+
+/// `POST /networks/{id}/connect` and `…/disconnect`, as `network connect`/`disconnect`.
+pub fn network_connect(store: &Store, network: &str, call: &Call, connect: bool) -> Reply {
+    let body: ConnectBody = call.json()?;
+    let c = strata_runtime::container::Containers::open(store)?
+        .get(&body.container)
+        .map_err(|_| ApiError::not_found(format!("No such container: {}", body.container)))?;
+    let networks = Networks::open(store);
+    if connect {
+        let aliases = body
+            .endpoint_config
+            .and_then(|e| e.aliases)
+            .unwrap_or_default();
+        networks.connect_container(&c, network, &aliases)?;
+    } else {
+        networks.disconnect_container(&c, network)?;
+    }
+    empty_reply(StatusCode::OK)
+}
+
+pub fn network_prune(store: &Store) -> Reply {
+    let removed = Networks::open(store).prune()?;
+    json_reply(StatusCode::OK, &json!({ "NetworksDeleted": removed }))
+}

@@ -20,44 +20,7 @@ pub struct Args {
 impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
         let image = store.resolve(&self.image)?;
-        let config = &image.config;
-        let diff_ids = &config.rootfs.diff_ids;
-        // Each non-empty history entry owns the next layer, bottom up. An image without
-        // history gets one row per layer, as docker shows it.
-        let entries: Vec<(Option<String>, String, Option<u64>, String)> =
-            if config.history.is_empty() {
-                diff_ids
-                    .iter()
-                    .map(|d| {
-                        (
-                            config.created.clone(),
-                            String::new(),
-                            store.layer_size(d),
-                            String::new(),
-                        )
-                    })
-                    .collect()
-            } else {
-                let mut layers = diff_ids.iter();
-                let mut rows = Vec::new();
-                for h in &config.history {
-                    let size = if h.empty_layer {
-                        Some(0)
-                    } else {
-                        layers.next().map(|d| store.layer_size(d).unwrap_or(0))
-                    };
-                    rows.push((
-                        h.created.clone(),
-                        h.created_by.clone().unwrap_or_default(),
-                        size,
-                        h.comment.clone().unwrap_or_default(),
-                    ));
-                }
-                if layers.next().is_some() {
-                    bail!("image {}: history has fewer layers than rootfs", image.id());
-                }
-                rows
-            };
+        let entries = entries(store, &image)?;
         let id = if self.no_trunc {
             image.id().to_string()
         } else {
@@ -104,4 +67,52 @@ impl Args {
         }
         Ok(())
     }
+}
+
+/// An image's history, bottom first: (created, created by, layer size, comment) per entry,
+/// each non-empty one owning the next layer (one row per layer for an image without
+/// history, as docker shows it).
+#[allow(clippy::type_complexity)]
+pub(crate) fn entries(
+    store: &Store,
+    image: &strata_runtime::store::Image,
+) -> Result<Vec<(Option<String>, String, Option<u64>, String)>> {
+    let config = &image.config;
+    let diff_ids = &config.rootfs.diff_ids;
+    // Each non-empty history entry owns the next layer, bottom up. An image without
+    // history gets one row per layer, as docker shows it.
+    let entries: Vec<(Option<String>, String, Option<u64>, String)> = if config.history.is_empty() {
+        diff_ids
+            .iter()
+            .map(|d| {
+                (
+                    config.created.clone(),
+                    String::new(),
+                    store.layer_size(d),
+                    String::new(),
+                )
+            })
+            .collect()
+    } else {
+        let mut layers = diff_ids.iter();
+        let mut rows = Vec::new();
+        for h in &config.history {
+            let size = if h.empty_layer {
+                Some(0)
+            } else {
+                layers.next().map(|d| store.layer_size(d).unwrap_or(0))
+            };
+            rows.push((
+                h.created.clone(),
+                h.created_by.clone().unwrap_or_default(),
+                size,
+                h.comment.clone().unwrap_or_default(),
+            ));
+        }
+        if layers.next().is_some() {
+            bail!("image {}: history has fewer layers than rootfs", image.id());
+        }
+        rows
+    };
+    Ok(entries)
 }

@@ -99,6 +99,11 @@ impl Drop for Service {
     }
 }
 
+/// An image's short ID as `strata images -q` prints it.
+fn id_of(env: &Env, image: &str) -> String {
+    env.ok(&["images", "-q", image]).trim().to_string()
+}
+
 fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
@@ -198,6 +203,29 @@ fn the_docker_cli_runs_containers_through_the_api() {
         .ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
         .starts_with("web Exited (0)"));
     assert_eq!(api.ok(&["rm", "web"]), "web\n");
+
+    // diff, rename, history, container prune.
+    api.ok(&[
+        "run",
+        "--name",
+        "changed",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo x > /tmp/new; rm /bin/ls",
+    ]);
+    let diff = api.ok(&["diff", "changed"]);
+    assert!(
+        diff.contains("A /tmp/new\n") && diff.contains("D /bin/ls\n"),
+        "{diff}"
+    );
+    api.ok(&["rename", "changed", "renamed"]);
+    assert_eq!(api.ok(&["ps", "-a", "--format", "{{.Names}}"]), "renamed\n");
+    let history = api.ok(&["history", "--format", "{{.ID}} {{.Size}}", "bb:1"]);
+    assert!(history.starts_with(&id_of(&env, "bb:1")), "{history}");
+    let pruned = api.ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Containers:"), "{pruned}");
+    assert_eq!(api.ok(&["ps", "-aq"]), "");
 
     // Volumes through the API, data kept between containers.
     assert_eq!(
