@@ -8,7 +8,10 @@
 //! refused with docker's 400 and words. Errors are docker's `{"message": …}` with its
 //! statuses (404 not found, 409 conflict, 400 bad parameter, 500 otherwise).
 
+mod archive;
 mod containers;
+mod create;
+mod exec;
 mod images;
 mod resources;
 mod stream;
@@ -39,7 +42,7 @@ const MAX_BODY: usize = 16 << 20;
 /// command does) and the execs made but not yet started or inspected.
 pub struct Server {
     root: PathBuf,
-    execs: Mutex<HashMap<String, containers::Exec>>,
+    execs: Mutex<HashMap<String, exec::Exec>>,
     /// Requests in flight and when the last one ended, for `--time`.
     activity: Mutex<(usize, Instant)>,
     /// Attaches and waits reading a container's record and log, by container: an
@@ -383,7 +386,7 @@ impl Server {
                 images::remove(&store, &rest.join("/"), &call)
             }
             ("GET", ["containers", "json"]) => containers::list(&store, &call),
-            ("POST", ["containers", "create"]) => containers::create(&store, &call),
+            ("POST", ["containers", "create"]) => create::create(&store, &call),
             ("POST", ["containers", "prune"]) => containers::prune(&store),
             ("GET", ["containers", id, "json"]) => containers::inspect(&store, id),
             ("POST", ["containers", id, "start"]) => containers::start(&self, &store, id),
@@ -403,14 +406,12 @@ impl Server {
             }
             ("DELETE", ["containers", id]) => containers::remove(&store, id, &call),
             ("HEAD" | "GET", ["containers", id, "archive"]) => {
-                containers::archive(&store, id, &call, call.method == Method::HEAD)
+                archive::archive(&store, id, &call, call.method == Method::HEAD)
             }
-            ("PUT", ["containers", id, "archive"]) => containers::extract(&store, id, call),
-            ("POST", ["containers", id, "exec"]) => {
-                containers::exec_create(&self, &store, id, &call)
-            }
-            ("POST", ["exec", id, "start"]) => containers::exec_start(&self, id, call),
-            ("GET", ["exec", id, "json"]) => containers::exec_inspect(&self, id),
+            ("PUT", ["containers", id, "archive"]) => archive::extract(&store, id, call),
+            ("POST", ["containers", id, "exec"]) => exec::exec_create(&self, &store, id, &call),
+            ("POST", ["exec", id, "start"]) => exec::exec_start(&self, id, call),
+            ("GET", ["exec", id, "json"]) => exec::exec_inspect(&self, id),
             ("GET", ["volumes"]) => resources::volumes(&store, &call),
             ("POST", ["volumes", "create"]) => resources::volume_create(&store, &call),
             ("POST", ["volumes", "prune"]) => resources::volume_prune(&store, &call),
