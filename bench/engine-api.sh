@@ -5,6 +5,8 @@
 #
 #   run      `docker run --rm bb:1 true`, median of RUNS (20) runs     target: <= 0.3x dockerd
 #   ps       `docker ps -a`, median of RUNS runs                       target: <= 0.5x dockerd
+#   ps-api   GET /containers/json?all=1 alone (curl's time_total, without the docker
+#            CLI's own start-up, which both servers pay alike), median of RUNS
 #
 # Everything runs in a network namespace made for the bench (the script re-executes itself
 # under `unshare -n`). Needs root; installs docker.io and busybox-static when missing.
@@ -95,3 +97,14 @@ awk -v s="$strata_run" -v d="$docker_run" 'BEGIN {printf "%-8s %12.1f %12.1f %7.
 strata_ps=$(median_ms on strata ps -a)
 docker_ps=$(median_ms on docker ps -a)
 awk -v s="$strata_ps" -v d="$docker_ps" 'BEGIN {printf "%-8s %12.1f %12.1f %7.2fx %8s\n", "ps", s, d, s/d, "<=0.5x"}'
+# The request alone: curl's own measure of the exchange, process start-up left out.
+api_ms() {
+    local sock=$1
+    for _ in $(seq "$RUNS"); do
+        curl -s -o /dev/null -w '%{time_total}\n' --unix-socket "$work/$sock.sock" \
+            "http://localhost/v1.41/containers/json?all=1"
+    done | sort -n | awk '{a[NR]=$1*1000} END {printf "%.2f", (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
+}
+strata_api=$(api_ms strata)
+docker_api=$(api_ms docker)
+awk -v s="$strata_api" -v d="$docker_api" 'BEGIN {printf "%-8s %12.2f %12.2f %7.2fx %8s\n", "ps-api", s, d, s/d, "<=0.5x"}'
