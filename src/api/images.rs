@@ -16,9 +16,11 @@ pub fn unix_time(t: Option<&str>) -> i64 {
 }
 
 pub fn list(store: &Store, call: &Call) -> Reply {
-    let dangling_only = super::resources::filters(call)?
-        .iter()
-        .any(|f| f == "dangling=true");
+    let filters = crate::format::KeyFilters::parse(
+        &super::resources::filters(call)?,
+        &["reference", "dangling", "label"],
+    )
+    .map_err(|e| ApiError::bad(e.to_string()))?;
     let mut out = Vec::new();
     for image in store.images()? {
         let tags: Vec<String> = image
@@ -27,21 +29,26 @@ pub fn list(store: &Store, call: &Call) -> Reply {
             .filter_map(|n| Reference::parse(n).ok())
             .map(|r| r.familiar())
             .collect();
-        if dangling_only && !tags.is_empty() {
-            continue;
-        }
-        let size = crate::cli::image_size(store, &image);
         let labels = image
             .config
             .config
             .as_ref()
             .and_then(|c| c.labels.clone())
-            .map_or(Value::Null, |l| json!(l));
+            .unwrap_or_default();
+        let pass = filters.matches(|key, value| match key {
+            "reference" => tags.iter().any(|t| reference_matches(value, t)),
+            "dangling" => matches!(value, "true" | "1") == tags.is_empty(),
+            _ => crate::format::KeyFilters::label_holds(&labels, value),
+        });
+        if !pass {
+            continue;
+        }
+        let size = crate::cli::image_size(store, &image);
         out.push(json!({
             "Containers": -1,
             "Created": unix_time(image.config.created.as_deref()),
             "Id": image.id().to_string(),
-            "Labels": labels,
+            "Labels": if labels.is_empty() { Value::Null } else { json!(labels) },
             "ParentId": "",
             "RepoDigests": [],
             "RepoTags": tags,
@@ -51,6 +58,29 @@ pub fn list(store: &Store, call: &Call) -> Reply {
         }));
     }
     json_reply(StatusCode::OK, &Value::Array(out))
+}
+
+/// docker's `reference` filter: `name[:tag]` with `*` wildcards (path.Match), against an
+/// image's familiar name; a pattern without a tag matches every tag of the repository.
+fn reference_matches(pattern: &str, tag: &str) -> bool {
+    let (repo, _) = tag.rsplit_once(':').unwrap_or((tag, ""));
+    glob(pattern, tag) || (!pattern.contains(':') && glob(pattern, repo))
+}
+
+/// `*` matches any run of characters but `/`; everything else matches itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(after) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=after.len())
+                .take_while(|&i| !after[..i].contains('/'))
+                .filter(|&i| after.is_char_boundary(i))
+                .any(|i| glob(rest, &after[i..]))
+        }
+    }
 }
 
 /// A missing image as docker words it (the CLI pulls on this 404).
@@ -228,4 +258,21 @@ pub fn history(store: &Store, name: &str) -> Reply {
         })
         .collect();
     json_reply(StatusCode::OK, &Value::Array(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference_matches;
+
+    #[test]
+    fn reference_filters_as_docker_matches_them() {
+        assert!(reference_matches("built:1", "built:1"));
+        assert!(reference_matches("built", "built:1"));
+        assert!(!reference_matches("built:2", "built:1"));
+        assert!(reference_matches("bu*", "built:1"));
+        assert!(reference_matches("*:1", "built:1"));
+        assert!(!reference_matches("a*", "a/b:1"));
+        assert!(reference_matches("a/*", "a/b:1"));
+        assert!(!reference_matches("bb", "bbb:1"));
+    }
 }

@@ -9,6 +9,7 @@
 //! statuses (404 not found, 409 conflict, 400 bad parameter, 500 otherwise).
 
 mod archive;
+mod build;
 mod containers;
 mod create;
 mod exec;
@@ -290,8 +291,9 @@ impl Server {
             Err(e) => Err(e),
             Ok(segments) => {
                 // Archives are read as they come; the rest is JSON, read whole up to a bound.
-                let streamed =
-                    method == Method::PUT && segments.last().is_some_and(|s| s == "archive");
+                let streamed = (method == Method::PUT
+                    && segments.last().is_some_and(|s| s == "archive"))
+                    || (method == Method::POST && segments == ["build"]);
                 let (body, stream) = if streamed {
                     (
                         Ok(Bytes::new()),
@@ -376,6 +378,7 @@ impl Server {
         match (call.method.as_str(), seg.as_slice()) {
             ("GET", ["version"]) => resources::version(),
             ("GET", ["info"]) => resources::info(&store),
+            ("POST", ["build"]) => build::build(&store, call),
             ("GET", ["images", "json"]) => images::list(&store, &call),
             ("GET", ["images", rest @ .., "json"]) => images::inspect(&store, &rest.join("/")),
             ("POST", ["images", "create"]) => images::pull(&store, &call),

@@ -182,9 +182,10 @@ fn parse_output(s: &str) -> Result<PathBuf> {
 }
 
 /// Base images from the store, pulled when missing.
-struct Bases<'a> {
-    store: &'a Store,
-    registry: &'a super::pull::RegistryFlags,
+/// Base images: the store's, pulled when missing (the CLI's and the API's builds).
+pub(crate) struct Bases<'a> {
+    pub store: &'a Store,
+    pub registry: &'a super::pull::RegistryFlags,
 }
 
 impl BaseImages for Bases<'_> {

@@ -2,7 +2,7 @@
 //! own file and only turns flags into library calls.
 
 mod attach;
-mod build;
+pub(crate) mod build;
 mod commit;
 mod container;
 pub(crate) mod cp;

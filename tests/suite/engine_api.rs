@@ -453,3 +453,75 @@ print(len(client.containers.list(all=True)))
         "1.44\nvia-sdk\nline 1 line 2 line 3\n5\nexited sdk\n0\n"
     );
 }
+
+/// `docker build` with the legacy builder (what the CLI without buildx uses): the context
+/// sent as a tar, the steps streamed, the image tagged; a failing step fails the build.
+#[test]
+fn docker_build_through_the_api() {
+    let Some(env) = setup("engine_api::docker_build_through_the_api") else {
+        return;
+    };
+    let api = Service::start(&env, None);
+    let ctx = env.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:1\nARG WHO=nobody\nRUN echo \"built by $WHO\" > /b.txt\nCOPY f /f\nCMD [\"cat\", \"/b.txt\", \"/f\"]\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("f"), "from the context\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile.bad"), "FROM bb:1\nRUN exit 3\n").unwrap();
+    let ctx_s = ctx.display().to_string();
+    let out = Command::new("docker")
+        .args([
+            "build",
+            "-t",
+            "built:1",
+            "--build-arg",
+            "WHO=the api",
+            &ctx_s,
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", api.socket.display()))
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Step 1 : ") && text.contains("Successfully tagged built:1"),
+        "{text}"
+    );
+    assert_eq!(
+        api.ok(&["run", "--rm", "built:1"]),
+        "built by the api\nfrom the context\n"
+    );
+    // Unchanged: every step from the cache; -q prints the ID alone.
+    let quiet = api.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "built:1",
+        "--build-arg",
+        "WHO=the api",
+        &ctx_s,
+    ]);
+    let id = api.ok(&["images", "--no-trunc", "-q", "built:1"]);
+    assert_eq!(quiet, id, "{quiet}");
+    let bad = ctx.join("Dockerfile.bad").display().to_string();
+    let out = api.docker(&["build", "-f", &bad, &ctx_s]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exit code: 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A Dockerfile outside the context is refused.
+    let (status, body) = api.raw("POST", "/build?dockerfile=../../etc/passwd", Some(""));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("must be within the build context"), "{body}");
+    common::assert_store_consistent(&env.root());
+}
