@@ -7,7 +7,7 @@ use strata_runtime::container::Containers;
 use strata_runtime::Store;
 
 use super::containers::get;
-use super::stream::{Body, Sender};
+use super::stream::Body;
 use super::{empty_reply, ApiError, Call, Reply};
 
 /// docker's `X-Docker-Container-Path-Stat`: the path's name, size, Go file mode, mtime and
@@ -79,7 +79,7 @@ pub fn archive(store: &Store, key: &str, call: &Call, head: bool) -> Reply {
     std::thread::spawn(move || {
         // `root` (and the claim it holds on a stopped container) lives as long as this.
         let top = crate::cli::cp::top_name(path.as_bytes());
-        let mut out = ChannelWriter(sender);
+        let mut out = super::stream::Writer(sender);
         let _ = strata_runtime::container::copy::archive(
             &root.overlay,
             std::ffi::OsStr::new(&path),
@@ -89,20 +89,6 @@ pub fn archive(store: &Store, key: &str, call: &Call, head: bool) -> Reply {
         );
     });
     Ok(response.body(body).expect("a response"))
-}
-
-/// A writer into a channel body.
-struct ChannelWriter(Sender);
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.send(buf.to_vec())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// `PUT /containers/{id}/archive?path=DIR` (`docker cp` in): the tar body extracted into

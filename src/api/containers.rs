@@ -485,3 +485,97 @@ pub fn prune(store: &Store) -> Reply {
         &json!({ "ContainersDeleted": deleted, "SpaceReclaimed": bytes }),
     )
 }
+
+/// The host's CPU time in nanoseconds (`system_cpu_usage`): /proc/stat's first line.
+fn system_cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let jiffies: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on Linux.
+    jiffies * 10_000_000
+}
+
+/// One reading in docker's stats document's terms.
+fn cpu_stats(usage: Option<&strata_runtime::backend::Usage>, system: u64) -> Value {
+    json!({
+        "cpu_usage": { "total_usage": usage.map_or(0, |u| u.cpu_ns) },
+        "system_cpu_usage": system,
+        "online_cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    })
+}
+
+/// `GET /containers/{id}/stats`: docker's document from the monitor's usage probe, two
+/// readings apart (`precpu_stats` the first) so a client's CPU % is right; a stream of
+/// one a second unless `stream=false`.
+pub fn stats(store: &Store, key: &str, call: &Call) -> Reply {
+    let containers = Containers::open(store)?;
+    let c = get(&containers, key)?;
+    let stream = call
+        .param("stream")
+        .is_none_or(|v| !matches!(v, "0" | "false"));
+    let one_shot = call.flag("one-shot");
+    let root = store.path().to_path_buf();
+    let (sender, body) = Body::channel();
+    std::thread::spawn(move || {
+        let Ok(store) = Store::open(&root) else {
+            return;
+        };
+        let Ok(containers) = Containers::open(&store) else {
+            return;
+        };
+        let host_memory = crate::cli::info::host_memory();
+        let mut before = (
+            containers.usage(&c).ok().flatten(),
+            system_cpu_ns(),
+            chrono::Utc::now(),
+        );
+        if !one_shot {
+            std::thread::sleep(Duration::from_millis(if stream { 1000 } else { 500 }));
+        }
+        loop {
+            let now = (
+                containers.usage(&c).ok().flatten(),
+                system_cpu_ns(),
+                chrono::Utc::now(),
+            );
+            let u = now.0.as_ref();
+            let doc = json!({
+                "read": now.2.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                "preread": before.2.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                "id": c.id,
+                "name": format!("/{}", c.name),
+                "pids_stats": { "current": u.map_or(0, |u| u.pids.len()) },
+                "cpu_stats": cpu_stats(u, now.1),
+                "precpu_stats": cpu_stats(before.0.as_ref(), before.1),
+                "memory_stats": {
+                    "usage": u.map_or(0, |u| u.memory),
+                    "limit": u.and_then(|u| u.memory_limit).unwrap_or(host_memory),
+                },
+                "networks": { "eth0": {
+                    "rx_bytes": u.map_or(0, |u| u.net_rx),
+                    "tx_bytes": u.map_or(0, |u| u.net_tx),
+                } },
+                "blkio_stats": { "io_service_bytes_recursive": [
+                    { "op": "read", "value": u.map_or(0, |u| u.block_read) },
+                    { "op": "write", "value": u.map_or(0, |u| u.block_write) },
+                ] },
+            });
+            if sender.json(&doc).is_err() || !stream || u.is_none() {
+                return;
+            }
+            before = now;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .expect("a response"))
+}

@@ -276,3 +276,51 @@ mod tests {
         assert!(!reference_matches("bb", "bbb:1"));
     }
 }
+
+/// `GET /images/get?names=…` and `GET /images/{name}/get`: `strata save`'s archive (an OCI
+/// layout that docker loads too), streamed.
+pub fn save(store: &Store, names: Vec<String>) -> Reply {
+    if names.is_empty() {
+        return Err(ApiError::bad("no image names given"));
+    }
+    for n in &names {
+        resolve(store, n)?;
+    }
+    let selected = crate::cli::save::select(store, &names)?;
+    let root = store.path().to_path_buf();
+    let (sender, body) = Body::channel();
+    std::thread::spawn(move || {
+        let Ok(store) = Store::open(&root) else {
+            return;
+        };
+        let out = std::io::BufWriter::with_capacity(1 << 20, super::stream::Writer(sender));
+        if let Ok(out) = strata_runtime::archive::save(&store, &selected, out) {
+            let _ = out.into_inner();
+        }
+        // A save that failed ends the body short: the client's tar reader reports it.
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/x-tar")
+        .body(body)
+        .expect("a response"))
+}
+
+/// `POST /images/load`: an archive as `strata load` takes it, checked as it loads, then
+/// docker's `Loaded image: …` lines.
+pub fn load(store: &Store, call: Call) -> Reply {
+    let input = call
+        .stream
+        .ok_or_else(|| ApiError::bad("no archive in the request"))?;
+    let loaded = strata_runtime::archive::load(store, input, None, None)?;
+    let mut text = String::new();
+    for (id, names) in &loaded.images {
+        if names.is_empty() {
+            text.push_str(&format!("Loaded image ID: {id}\n"));
+        }
+        for n in names {
+            text.push_str(&format!("Loaded image: {}\n", n.familiar()));
+        }
+    }
+    json_reply(StatusCode::OK, &json!({ "stream": text }))
+}

@@ -293,7 +293,8 @@ impl Server {
                 // Archives are read as they come; the rest is JSON, read whole up to a bound.
                 let streamed = (method == Method::PUT
                     && segments.last().is_some_and(|s| s == "archive"))
-                    || (method == Method::POST && segments == ["build"]);
+                    || (method == Method::POST
+                        && (segments == ["build"] || segments == ["images", "load"]));
                 let (body, stream) = if streamed {
                     (
                         Ok(Bytes::new()),
@@ -380,6 +381,11 @@ impl Server {
             ("GET", ["info"]) => resources::info(&store),
             ("POST", ["build"]) => build::build(&store, call),
             ("GET", ["images", "json"]) => images::list(&store, &call),
+            ("GET", ["images", "get"]) => {
+                images::save(&store, call.query.get("names").cloned().unwrap_or_default())
+            }
+            ("POST", ["images", "load"]) => images::load(&store, call),
+            ("GET", ["images", rest @ .., "get"]) => images::save(&store, vec![rest.join("/")]),
             ("GET", ["images", rest @ .., "json"]) => images::inspect(&store, &rest.join("/")),
             ("POST", ["images", "create"]) => images::pull(&store, &call),
             ("POST", ["images", rest @ .., "push"]) => images::push(&store, &rest.join("/"), &call),
@@ -400,6 +406,7 @@ impl Server {
             ("POST", ["containers", id, "unpause"]) => containers::pause(&store, id, false),
             ("POST", ["containers", id, "rename"]) => containers::rename(&store, id, &call),
             ("GET", ["containers", id, "changes"]) => containers::changes(&store, id),
+            ("GET", ["containers", id, "stats"]) => containers::stats(&store, id, &call),
             ("POST", ["containers", id, "wait"]) => containers::wait(&self, id, &call),
             ("GET", ["containers", id, "logs"]) => containers::logs(&self.root, id, &call),
             ("POST", ["containers", id, "attach"]) => containers::attach(&self, id, call),

@@ -65,6 +65,20 @@ impl Sender {
     }
 }
 
+/// A writer into a channel body (archives streamed out).
+pub struct Writer(pub Sender);
+
+impl io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.send(buf.to_vec())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A writer of one of a container's streams: docker's 8-byte header (`[stream, 0, 0, 0,
 /// length]`, 1 stdout, 2 stderr) before each write, or the bytes as they are for a
 /// container with a terminal (one raw stream).

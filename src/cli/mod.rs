@@ -32,7 +32,7 @@ mod rename;
 pub(crate) mod rm;
 pub(crate) mod rmi;
 pub(crate) mod run;
-mod save;
+pub(crate) mod save;
 pub(crate) mod start;
 mod stats;
 pub(crate) mod stop;

@@ -14,30 +14,7 @@ pub struct Args {
 
 impl Args {
     pub fn run(self, store: &Store) -> Result<()> {
-        let mut selected = Vec::new();
-        for name in &self.images {
-            let image = store.resolve(name)?;
-            // A name saves that name; an ID saves the image under all its names.
-            let names: Vec<Reference> = match Reference::parse(name)
-                .ok()
-                .filter(|r| image.names.contains(&r.to_string()))
-            {
-                Some(r) => vec![r],
-                None => image
-                    .names
-                    .iter()
-                    .filter_map(|n| Reference::parse(n).ok())
-                    .collect(),
-            };
-            match selected.iter_mut().find(
-                |(i, _): &&mut (strata_runtime::store::Image, Vec<Reference>)| {
-                    i.digest() == image.digest()
-                },
-            ) {
-                Some((_, existing)) => existing.extend(names),
-                None => selected.push((image, names)),
-            }
-        }
+        let selected = select(store, &self.images)?;
         match &self.output {
             Some(path) => {
                 // Written beside the target and renamed, so a failed save leaves no half file.
@@ -68,4 +45,37 @@ impl Args {
         }
         Ok(())
     }
+}
+
+/// The images `names` name, each once, with the names it is saved under: a name saves that
+/// name, an ID the image under all its names (`save`, the API's `images/get`).
+pub(crate) fn select(
+    store: &Store,
+    names: &[String],
+) -> Result<Vec<(strata_runtime::store::Image, Vec<Reference>)>> {
+    let mut selected = Vec::new();
+    for name in names {
+        let image = store.resolve(name)?;
+        // A name saves that name; an ID saves the image under all its names.
+        let names: Vec<Reference> = match Reference::parse(name)
+            .ok()
+            .filter(|r| image.names.contains(&r.to_string()))
+        {
+            Some(r) => vec![r],
+            None => image
+                .names
+                .iter()
+                .filter_map(|n| Reference::parse(n).ok())
+                .collect(),
+        };
+        match selected.iter_mut().find(
+            |(i, _): &&mut (strata_runtime::store::Image, Vec<Reference>)| {
+                i.digest() == image.digest()
+            },
+        ) {
+            Some((_, existing)) => existing.extend(names),
+            None => selected.push((image, names)),
+        }
+    }
+    Ok(selected)
 }

@@ -181,6 +181,17 @@ fn the_docker_cli_runs_containers_through_the_api() {
         api.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}}", "web"]),
         "running /web\n"
     );
+    let stats = api.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        "web",
+    ]);
+    assert!(
+        stats.starts_with("web ") && !stats.contains(" 0\n"),
+        "{stats}"
+    );
     // cp both ways through the archive endpoints.
     let src = env.path("to-copy");
     std::fs::create_dir_all(src.join("sub")).unwrap();
@@ -511,6 +522,15 @@ fn docker_build_through_the_api() {
     ]);
     let id = api.ok(&["images", "--no-trunc", "-q", "built:1"]);
     assert_eq!(quiet, id, "{quiet}");
+    // save, then load back what was removed.
+    let archive = env.path("built.tar").display().to_string();
+    api.ok(&["save", "-o", &archive, "built:1"]);
+    api.ok(&["rmi", "built:1"]);
+    assert_eq!(api.ok(&["load", "-i", &archive]), "Loaded image: built:1\n");
+    assert_eq!(
+        api.ok(&["run", "--rm", "built:1", "cat", "/f"]),
+        "from the context\n"
+    );
     let bad = ctx.join("Dockerfile.bad").display().to_string();
     let out = api.docker(&["build", "-f", &bad, &ctx_s]);
     assert_eq!(code(&out), 1);
