@@ -46,6 +46,7 @@ impl Backend for TestBackend {
             exec: None,
             pause: None,
             usage: std::sync::Arc::new(Default::default),
+            resize: None,
         })?;
         let process = task.spec.process().as_ref().expect("a process");
         let args = process.args().clone().unwrap_or_default();

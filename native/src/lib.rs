@@ -293,6 +293,7 @@ fn run(
                     exec: None,
                     pause: None,
                     usage: Arc::new(move || members::usage(init as u32, None)),
+                    resize: None,
                 });
             }
             Message::Tty(master) => {
@@ -306,7 +307,17 @@ fn run(
         }
     }
     drop(parent);
-    if let (Some(process), None) = (process, &failure) {
+    if let (Some(mut process), None) = (process, &failure) {
+        if terminal.lock().unwrap().is_some() {
+            let terminal = Arc::clone(&terminal);
+            process.resize = Some(Arc::new(move |rows, cols| {
+                let terminal = terminal.lock().unwrap();
+                let master = terminal
+                    .as_ref()
+                    .ok_or_else(|| Error::Conflict("the container's terminal is closed".into()))?;
+                tty::set_window_size(master, rows, cols)
+            }));
+        }
         started(process)?;
     }
     let master = terminal

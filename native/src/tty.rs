@@ -14,6 +14,22 @@ pub(crate) fn copy_window_size(master: &OwnedFd) {
     }
 }
 
+/// Give the container's terminal this size (a resize request: `attach`, the API's).
+pub(crate) fn set_window_size(
+    master: &OwnedFd,
+    rows: u16,
+    cols: u16,
+) -> strata_runtime::Result<()> {
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(master, size)
+        .map_err(|e| strata_runtime::Error::io("resize the container's terminal", e.into()))
+}
+
 /// Restores the caller's terminal mode when dropped.
 struct RawMode(Option<rustix::termios::Termios>);
 

@@ -160,6 +160,9 @@ pub struct Usage {
     pub block_write: u64,
 }
 
+/// Sets the size (rows, columns) of a started task's terminal, from any thread.
+pub type Resizer = Arc<dyn Fn(u16, u16) -> Result<()> + Send + Sync>;
+
 /// Reads a started task's [`Usage`], from any thread, while the run lasts.
 pub type UsageProbe = Arc<dyn Fn() -> Usage + Send + Sync>;
 
@@ -172,6 +175,8 @@ pub struct Started {
     /// None where the backend cannot (native without cgroups: rootless).
     pub pause: Option<Pauser>,
     pub usage: UsageProbe,
+    /// Its terminal's size, for a task with one (`-t`; none on the Wasm backend).
+    pub resize: Option<Resizer>,
 }
 
 /// A backend. `run` blocks until the process ends; signals the caller receives (SIGINT,

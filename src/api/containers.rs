@@ -579,3 +579,16 @@ pub fn stats(store: &Store, key: &str, call: &Call) -> Reply {
         .body(body)
         .expect("a response"))
 }
+
+/// `POST /containers/{id}/resize?h=ROWS&w=COLS`: its terminal's size, through its monitor.
+pub fn resize(store: &Store, key: &str, call: &Call) -> Reply {
+    let containers = Containers::open(store)?;
+    let c = get(&containers, key)?;
+    let size = |k: &str| -> Result<u16, ApiError> {
+        call.param(k).and_then(|v| v.parse().ok()).ok_or_else(|| {
+            ApiError::bad(format!("invalid or missing {k}: a number of rows/columns"))
+        })
+    };
+    containers.resize(&c, size("h")?, size("w")?)?;
+    empty_reply(StatusCode::OK)
+}

@@ -410,10 +410,9 @@ impl Server {
             ("POST", ["containers", id, "wait"]) => containers::wait(&self, id, &call),
             ("GET", ["containers", id, "logs"]) => containers::logs(&self.root, id, &call),
             ("POST", ["containers", id, "attach"]) => containers::attach(&self, id, call),
-            // Strata's attach carries no terminal yet (issue 14's resize channel).
-            ("POST", ["containers", _, "resize"] | ["exec", _, "resize"]) => {
-                empty_reply(StatusCode::OK)
-            }
+            ("POST", ["containers", id, "resize"]) => containers::resize(&store, id, &call),
+            // An exec's terminal is the caller's own in `strata exec -t`; none through here.
+            ("POST", ["exec", _, "resize"]) => empty_reply(StatusCode::OK),
             ("DELETE", ["containers", id]) => containers::remove(&store, id, &call),
             ("HEAD" | "GET", ["containers", id, "archive"]) => {
                 archive::archive(&store, id, &call, call.method == Method::HEAD)

@@ -40,6 +40,8 @@ pub fn follow(
 ) -> Result<i32> {
     // The record as the monitor has it now that it runs.
     let c = containers.get(&c.id)?;
+    // Its terminal follows ours: the size now, and again at each SIGWINCH.
+    let _resizing = follow_window_size(containers, &c)?;
     // Held open until we return: closing it tells the monitor we went.
     let _attached = if stdin && c.host.open_stdin {
         attach_stdin(containers, &c)?
@@ -99,4 +101,50 @@ fn attach_stdin(
         }
     });
     Ok(Some(conn))
+}
+
+/// Stops following the terminal's size when dropped.
+struct Resizing(signal_hook::iterator::Handle);
+
+impl Drop for Resizing {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// For a container with a terminal, while this process's stdout is one: give it our size,
+/// and again whenever ours changes (SIGWINCH), through its monitor, until the returned
+/// guard is dropped.
+fn follow_window_size(containers: &Containers<'_>, c: &Container) -> Result<Option<Resizing>> {
+    use std::os::fd::AsFd;
+    let tty = containers
+        .spec(c)
+        .ok()
+        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false);
+    let ours = || rustix::termios::tcgetwinsize(std::io::stdout().as_fd()).ok();
+    if !tty || ours().is_none() {
+        return Ok(None);
+    }
+    let resize = {
+        let (root, c) = (containers.store().path().to_path_buf(), c.clone());
+        move || {
+            let (Some(size), Ok(store)) = (ours(), Store::open(&root)) else {
+                return;
+            };
+            if let Ok(containers) = Containers::open(&store) {
+                let _ = containers.resize(&c, size.ws_row, size.ws_col);
+            }
+        }
+    };
+    resize();
+    let mut signals =
+        signal_hook::iterator::Signals::new([rustix::process::Signal::WINCH.as_raw()])?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            resize();
+        }
+    });
+    Ok(Some(Resizing(handle)))
 }

@@ -545,3 +545,29 @@ fn docker_build_through_the_api() {
     assert!(body.contains("must be within the build context"), "{body}");
     common::assert_store_consistent(&env.root());
 }
+
+/// `docker run -it` through the API, under a real terminal: the container's terminal takes
+/// the CLI's size (the resize endpoint), and the exit status comes back.
+#[test]
+fn docker_run_it_gets_the_terminal_size() {
+    let test = "engine_api::docker_run_it_gets_the_terminal_size";
+    let Some(env) = setup(test) else {
+        return;
+    };
+    if !common::tools(test, &["script"]) {
+        return;
+    }
+    let api = Service::start(&env, None);
+    let inner = crate::native::WAIT_FOR_SIZE.replace("exit 0", "exit 3");
+    let cmd = format!(
+        "stty cols 97 rows 31; DOCKER_HOST=unix://{} docker run -it --rm bb:1 sh -c '{inner}'; echo status=$?",
+        api.socket.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("resized 31 97\nstatus=3"), "{text}");
+}

@@ -362,6 +362,12 @@ fn limits_are_enforced_and_oom_is_reported() {
     );
 }
 
+/// A shell loop that waits (at most 10 s) for its terminal to be 31 rows by 97 columns, then
+/// prints `resized 31 97` and exits 0 (1 if it never is).
+pub(crate) const WAIT_FOR_SIZE: &str = "i=0; while [ $i -lt 100 ]; do s=$(stty size); \
+    if [ \"$s\" = \"31 97\" ]; then echo resized $s; exit 0; fi; sleep 0.1; i=$((i+1)); done; \
+    echo never: $s; exit 1";
+
 #[test]
 fn terminal_and_signals() {
     let Some(env) = ready("terminal_and_signals") else {
@@ -384,6 +390,34 @@ fn terminal_and_signals() {
             .output()
             .unwrap();
         assert!(stdout(&out).contains("31 97"), "{}", stdout(&out));
+    }
+    // A detached container's terminal takes the size of the terminal that attaches to it
+    // (through its monitor): it waits to see 31x97, then says so and ends.
+    if have("script") {
+        env.ok(&[
+            "run",
+            "-d",
+            "-t",
+            "--name",
+            "sized",
+            IMAGE,
+            "sh",
+            "-c",
+            WAIT_FOR_SIZE,
+        ]);
+        let cmd = format!(
+            "stty cols 97 rows 31; {} --root {} attach sized",
+            env!("CARGO_BIN_EXE_strata"),
+            env.root().display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(stdout(&out).contains("resized 31 97"), "{}", stdout(&out));
+        assert_eq!(env.ok(&["wait", "sized"]), "0\n");
+        env.ok(&["rm", "sized"]);
     }
     // -i: stdin reaches the container; without it, the container reads nothing.
     let mut child = env

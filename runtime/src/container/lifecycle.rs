@@ -343,6 +343,21 @@ impl Containers<'_> {
         }
     }
 
+    /// Give the running container's terminal `rows` × `cols` (its monitor holds it):
+    /// what `attach` does as its own terminal changes size, and the API's `resize`.
+    pub fn resize(&self, c: &Container, rows: u16, cols: u16) -> Result<()> {
+        let conflict = |what: &str| Error::Conflict(format!("container {} {what}", c.id));
+        if !c.running() {
+            return Err(conflict("is not running"));
+        }
+        match monitor::request(self, c, &Request::Resize { rows, cols })? {
+            Some(Reply { error: Some(e), .. }) => Err(conflict(&e)),
+            Some(_) => Ok(()),
+            // A foreground run resizes its own terminal, from its own.
+            None => Ok(()),
+        }
+    }
+
     /// What the running container uses now (`stats`, `top`); `None` for one that does
     /// not run, or runs in the foreground of another strata (it has no monitor to ask).
     pub fn usage(&self, c: &Container) -> Result<Option<backend::Usage>> {

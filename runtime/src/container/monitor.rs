@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::logs::{self, LogWriter, Source};
 use super::{Claim, Container, Containers, Status};
 use crate::backend::{
-    Backends, Executor, Pauser, Signaller, Started, Stdio, Stream, Usage, UsageProbe,
+    Backends, Executor, Pauser, Resizer, Signaller, Started, Stdio, Stream, Usage, UsageProbe,
 };
 use crate::error::{Error, Result};
 
@@ -54,6 +54,8 @@ pub enum Request {
     Pause { paused: bool },
     /// What the container uses now (`stats`, `top`).
     Usage,
+    /// Its terminal's new size (`attach` on SIGWINCH, the API's resize).
+    Resize { rows: u16, cols: u16 },
     /// `attach`/`start -i`: after the reply, the connection carries the attacher's stdin
     /// to the container's, in [`stdin_frame`]s, until the attacher goes.
     Attach,
@@ -226,6 +228,7 @@ struct State {
     exec: Option<Executor>,
     pause: Option<Pauser>,
     usage: Option<UsageProbe>,
+    resize: Option<Resizer>,
     /// Frozen by `pause` (the mark file says so to other commands).
     paused: bool,
     /// Runs that have ended, and the status of the last.
@@ -297,6 +300,7 @@ pub fn serve(
             exec: None,
             pause: None,
             usage: None,
+            resize: None,
             paused: false,
             ended: 0,
             last: c.exit_code,
@@ -372,6 +376,7 @@ pub fn serve(
             state.exec = p.exec.clone();
             state.pause = p.pause.clone();
             state.usage = Some(Arc::clone(&p.usage));
+            state.resize = p.resize.clone();
             if let Some(h) = &mut health {
                 h.start(p.exec.clone());
             }
@@ -397,6 +402,7 @@ pub fn serve(
             state.exec = None;
             state.pause = None;
             state.usage = None;
+            state.resize = None;
             if state.paused {
                 state.paused = false;
                 let _ = mark_paused(&shared.dir, false);
@@ -497,6 +503,19 @@ fn answer(conn: UnixStream, shared: &Shared) {
         Ok(Request::Exec { process, detach }) => exec(shared, *process, detach, fds),
         Ok(Request::Pause { paused }) => pause(shared, paused),
         Ok(Request::Attach) => unreachable!("answered above"),
+        Ok(Request::Resize { rows, cols }) => match shared.lock().resize.clone() {
+            Some(resize) => match resize(rows, cols) {
+                Ok(()) => Reply::default(),
+                Err(e) => Reply {
+                    error: Some(e.to_string()),
+                    ..Reply::default()
+                },
+            },
+            None => Reply {
+                error: Some("the container has no terminal".into()),
+                ..Reply::default()
+            },
+        },
         Ok(Request::Usage) => match shared.lock().usage.clone() {
             Some(probe) => Reply {
                 usage: Some(probe()),

@@ -152,6 +152,8 @@ impl Backend for WasmBackend {
                             ..Usage::default()
                         }
                     }),
+                    // Guests have no terminal.
+                    resize: None,
                 }
             }
         };
