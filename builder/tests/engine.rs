@@ -153,6 +153,8 @@ impl Fixture {
             no_cache: false,
             labels: BTreeMap::new(),
             network: Network::None,
+            secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
         };
         let backends = Backends {
             native: &self.backend,

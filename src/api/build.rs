@@ -156,6 +156,9 @@ pub fn build(store: &Store, call: Call) -> Reply {
                 no_cache,
                 labels,
                 network,
+                // The legacy builder's API has neither (they are BuildKit's session's).
+                secrets: BTreeMap::new(),
+                ssh: BTreeMap::new(),
             };
             let registry = crate::cli::pull::RegistryFlags {
                 tls_verify: true,

@@ -49,6 +49,12 @@ pub struct Args {
     /// Network of RUN steps: host (docker's default for builds) or none
     #[arg(long, default_value = "host")]
     network: String,
+    /// Secret to expose to RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR]
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|env=VAR]")]
+    secrets: Vec<String>,
+    /// SSH agent socket to expose to RUN --mount=type=ssh: default|ID[=SOCKET]
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
+    ssh: Vec<String>,
     #[command(flatten)]
     registry: super::pull::RegistryFlags,
     /// The build context directory
@@ -114,6 +120,16 @@ impl Args {
                 n @ (Network::Host | Network::None) => n,
                 n => anyhow::bail!("build --network {n}: RUN steps run on host or none"),
             },
+            secrets: self
+                .secrets
+                .iter()
+                .map(|s| read_secret(s, |k| std::env::var_os(k)))
+                .collect::<Result<_>>()?,
+            ssh: self
+                .ssh
+                .iter()
+                .map(|s| parse_ssh(s, std::env::var_os("SSH_AUTH_SOCK")))
+                .collect::<Result<_>>()?,
         };
         let quiet = self.quiet || self.progress == "quiet";
         let progress = Printer { quiet };
@@ -165,6 +181,70 @@ impl Args {
 
 /// `-o type=oci,dest=F` / `type=docker,dest=F` / `F`: where to write the archive (one
 /// archive format serves both: an OCI layout with docker's manifest.json).
+/// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as buildx reads it: a file
+/// (`src`/`source`), an environment variable (`env`), or, with neither, the variable named
+/// ID if it is set, else the file ID. The id and the secret's bytes.
+fn read_secret(
+    spec: &str,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(String, Vec<u8>)> {
+    let (mut id, mut src, mut var, mut kind) = (None, None, None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(v.to_string()),
+            Some(("env", v)) => var = Some(v.to_string()),
+            Some(("type", v @ ("file" | "env"))) => kind = Some(v.to_string()),
+            Some(("type", v)) => bail!("invalid secret {spec:?}: unsupported type {v:?}"),
+            _ => bail!("invalid secret {spec:?}: unexpected key in {field:?} (id, src, env, type)"),
+        }
+    }
+    let id = id
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| anyhow!("invalid secret {spec:?}: id= is required"))?;
+    let from_env = |name: &str| -> Result<Vec<u8>> {
+        use std::os::unix::ffi::OsStringExt;
+        env(name)
+            .map(OsStringExt::into_vec)
+            .ok_or_else(|| anyhow!("secret {id}: environment variable {name} is not set"))
+    };
+    let from_file = |path: &str| -> Result<Vec<u8>> {
+        std::fs::read(path).with_context(|| format!("secret {id}: read {path}"))
+    };
+    let value = match (kind.as_deref(), src, var) {
+        (Some("env"), src, var) => from_env(var.or(src).as_deref().unwrap_or(&id))?,
+        (_, Some(path), _) => from_file(&path)?,
+        (_, None, Some(var)) => from_env(&var)?,
+        (Some("file"), None, None) => from_file(&id)?,
+        (_, None, None) => match env(&id) {
+            Some(_) => from_env(&id)?,
+            None => from_file(&id)?,
+        },
+    };
+    Ok((id, value))
+}
+
+/// `--ssh default|ID[=SOCKET]`: the agent's socket, `$SSH_AUTH_SOCK` when none is given.
+fn parse_ssh(spec: &str, agent: Option<std::ffi::OsString>) -> Result<(String, PathBuf)> {
+    let (id, path) = match spec.split_once('=') {
+        Some((id, path)) => (id, Some(PathBuf::from(path))),
+        None => (spec, None),
+    };
+    if id.is_empty() {
+        bail!("invalid ssh {spec:?}: an id (default) is required");
+    }
+    let path = path
+        .or_else(|| agent.filter(|a| !a.is_empty()).map(PathBuf::from))
+        .ok_or_else(|| anyhow!("--ssh {id}: no socket given and SSH_AUTH_SOCK is not set"))?;
+    use std::os::unix::fs::FileTypeExt;
+    let meta =
+        std::fs::metadata(&path).with_context(|| format!("--ssh {id}: {}", path.display()))?;
+    if !meta.file_type().is_socket() {
+        bail!("--ssh {id}: {} is not a socket", path.display());
+    }
+    Ok((id.to_string(), path))
+}
+
 fn parse_output(s: &str) -> Result<PathBuf> {
     if !s.contains('=') {
         return Ok(PathBuf::from(s));
@@ -266,5 +346,66 @@ impl Progress for Printer {
         if !self.quiet {
             eprintln!("#{step} {line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_as_buildx_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, b"file-value").unwrap();
+        let env =
+            |k: &str| (k == "TOKEN" || k == "tok").then(|| std::ffi::OsString::from("env-value"));
+        let f = file.display();
+        assert_eq!(
+            read_secret(&format!("id=a,src={f}"), env).unwrap(),
+            ("a".into(), b"file-value".to_vec())
+        );
+        assert_eq!(
+            read_secret(&format!("id=a,source={f}"), env).unwrap().1,
+            b"file-value"
+        );
+        assert_eq!(read_secret("id=a,env=TOKEN", env).unwrap().1, b"env-value");
+        assert_eq!(read_secret("id=tok", env).unwrap().1, b"env-value");
+        assert_eq!(
+            read_secret("type=env,id=TOKEN", env).unwrap().1,
+            b"env-value"
+        );
+        for (bad, words) in [
+            ("src=/x", "id= is required"),
+            ("id=a,env=NOPE", "NOPE is not set"),
+            ("id=a,src=/no/such/file", "read /no/such/file"),
+            ("id=a,type=ssh", "unsupported type"),
+            ("id=a,colour=red", "unexpected key"),
+        ] {
+            let e = format!("{:#}", read_secret(bad, env).unwrap_err());
+            assert!(e.contains(words), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn ssh_sockets_as_buildx_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        assert_eq!(
+            parse_ssh("default", Some(sock.clone().into())).unwrap(),
+            ("default".into(), sock.clone())
+        );
+        let given = format!("work={}", sock.display());
+        assert_eq!(parse_ssh(&given, None).unwrap().0, "work");
+        assert!(format!("{:#}", parse_ssh("default", None).unwrap_err())
+            .contains("SSH_AUTH_SOCK is not set"));
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"").unwrap();
+        let e = format!(
+            "{:#}",
+            parse_ssh(&format!("default={}", file.display()), None).unwrap_err()
+        );
+        assert!(e.contains("is not a socket"), "{e}");
     }
 }

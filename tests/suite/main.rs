@@ -23,6 +23,7 @@ mod native;
 mod network;
 mod registry;
 mod rootless_layers;
+mod secrets;
 mod store;
 mod userns_root;
 mod volumes;

@@ -70,6 +70,11 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// Network of RUN steps on the native backend (docker's default is the host's).
     pub network: Network,
+    /// `--secret`s by id: what `RUN --mount=type=secret` gives a step. Never written to a
+    /// layer, the cache or the history; a step's key names only the id and where it goes.
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `--ssh`: agent sockets by id (`default`), bound into `RUN --mount=type=ssh` steps.
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 pub use strata_runtime::backend::Backends;

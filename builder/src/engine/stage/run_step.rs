@@ -216,14 +216,81 @@ impl StageBuilder<'_, '_> {
                     out.key.push_str(&format!("tmpfs {target}\n"));
                     out.tmpfs.push(target);
                 }
-                MountType::Secret | MountType::Ssh => {
-                    return Err(self.err(
-                        cmd,
-                        format!(
-                            "RUN --mount=type={} is not supported by this builder yet",
-                            m.kind.as_str()
+                MountType::Secret => {
+                    // BuildKit's id: `id=`, else `source=`, else the target's base name.
+                    let id =
+                        m.id.clone()
+                            .or_else(|| m.source.clone())
+                            .or_else(|| {
+                                m.target
+                                    .as_deref()
+                                    .and_then(|t| t.rsplit('/').find(|p| !p.is_empty()))
+                                    .map(String::from)
+                            })
+                            .unwrap_or_default();
+                    let Some(value) = self.shared.opts.secrets.get(&id) else {
+                        if m.required {
+                            return Err(self.err(cmd, format!("secret {id}: not found")));
+                        }
+                        continue;
+                    };
+                    if let Some(var) = &m.env {
+                        let text = std::str::from_utf8(value).map_err(|_| {
+                            self.err(cmd, format!("secret {id}: env={var} needs UTF-8 text"))
+                        })?;
+                        out.env.push(format!("{var}={text}"));
+                    }
+                    // A file too unless only env= was asked for.
+                    let target = match (&m.target, &m.env) {
+                        (None, Some(_)) => None,
+                        (None, None) => Some(format!("/run/secrets/{id}")),
+                        (Some(_), _) => Some(target()?),
+                    };
+                    out.key.push_str(&format!(
+                        "secret {id} {} {}\n",
+                        target.as_deref().unwrap_or("-"),
+                        m.env.as_deref().unwrap_or("-")
+                    ));
+                    if let Some(target) = target {
+                        let host = out
+                            .secret_file(value, m.mode.unwrap_or(0o400), m.uid, m.gid)
+                            .map_err(|e| self.err(cmd, format!("secret {id}: {e}")))?;
+                        out.files.push(strata_runtime::container::Bind {
+                            host,
+                            container: target,
+                            read_only: true,
+                        });
+                    }
+                }
+                MountType::Ssh => {
+                    let id = m.id.clone().unwrap_or_else(|| "default".into());
+                    let Some(socket) = self.shared.opts.ssh.get(&id) else {
+                        if m.required {
+                            return Err(self
+                                .err(cmd, format!("no SSH key {id:?} forwarded from the client")));
+                        }
+                        continue;
+                    };
+                    let target = match &m.target {
+                        Some(_) => target()?,
+                        None => format!(
+                            "/run/buildkit/ssh_agent.{}",
+                            out.env
+                                .iter()
+                                .filter(|e| e.starts_with("SSH_AUTH_SOCK="))
+                                .count()
                         ),
-                    ))
+                    };
+                    out.key.push_str(&format!("ssh {id} {target}\n"));
+                    // The first ssh mount is the step's agent, as BuildKit sets it.
+                    if !out.env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                        out.env.push(format!("SSH_AUTH_SOCK={target}"));
+                    }
+                    out.files.push(strata_runtime::container::Bind {
+                        host: socket.clone(),
+                        container: target,
+                        read_only: false,
+                    });
                 }
             }
         }
@@ -246,6 +313,11 @@ impl StageBuilder<'_, '_> {
         let containers = Containers::open(store)?;
         let scratch = containers.scratch(&self.config.rootfs.diff_ids)?;
         let result = (|| -> Result<CachedLayer, BuildError> {
+            // Secrets and the agent go into the run, never into the key or the history.
+            let mut env = env;
+            env.extend(mounts.env.iter().cloned());
+            let mut binds = mounts.binds.clone();
+            binds.extend(mounts.files.iter().cloned());
             let opts = RunOptions {
                 entrypoint: Some(String::new()),
                 args: argv.clone(),
@@ -254,7 +326,7 @@ impl StageBuilder<'_, '_> {
                     network,
                     ..Default::default()
                 },
-                binds: mounts.binds.clone(),
+                binds,
                 tmpfs: mounts.tmpfs.clone(),
                 ..Default::default()
             };
@@ -273,6 +345,12 @@ impl StageBuilder<'_, '_> {
                 || scratch.rootfs.overlay(),
                 None,
             )?;
+            if kind == strata_runtime::backend::Kind::Wasm && !mounts.files.is_empty() {
+                return Err(self.err(
+                    cmd,
+                    "RUN --mount=type=secret|ssh needs a native stage: the Wasm backend binds directories only",
+                ));
+            }
             let task = Task {
                 id: &scratch.id,
                 spec: &spec,
@@ -319,13 +397,57 @@ impl StageBuilder<'_, '_> {
 struct RunMounts {
     binds: Vec<strata_runtime::container::Bind>,
     tmpfs: Vec<String>,
+    /// Secret files and agent sockets, bound as files.
+    files: Vec<strata_runtime::container::Bind>,
+    /// `env=` secrets and SSH_AUTH_SOCK: the run's environment only.
+    env: Vec<String>,
     key: String,
+    /// Where the secret files are while the step runs: a private directory outside the
+    /// store (in memory where /dev/shm is), removed with this.
+    secrets: Option<tempfile::TempDir>,
+}
+
+impl RunMounts {
+    /// A secret's value written to a file of its own (mode, owner as asked) for a bind.
+    fn secret_file(
+        &mut self,
+        value: &[u8],
+        mode: u32,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> std::io::Result<std::path::PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if self.secrets.is_none() {
+            let shm = std::path::Path::new("/dev/shm");
+            let mut dir = tempfile::Builder::new();
+            dir.prefix("strata-secrets");
+            self.secrets = Some(if shm.is_dir() {
+                dir.tempdir_in(shm).or_else(|_| dir.tempdir())?
+            } else {
+                dir.tempdir()?
+            });
+        }
+        let dir = self.secrets.as_ref().expect("made above").path();
+        let path = dir.join(format!("{}", self.files.len()));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode & 0o7777)
+            .open(&path)?;
+        f.write_all(value)?;
+        if strata_runtime::privilege::privileged() {
+            std::os::unix::fs::chown(&path, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))?;
+        }
+        Ok(path)
+    }
 }
 
 impl RunMounts {
     fn targets(&self) -> impl Iterator<Item = String> + '_ {
         self.binds
             .iter()
+            .chain(&self.files)
             .map(|b| b.container.clone())
             .chain(self.tmpfs.iter().cloned())
     }
@@ -394,7 +516,14 @@ fn first_missing(root: &Overlay<Dir>, target: &str) -> Option<String> {
 
 /// Remove the empty directories made for a mount point, from `target` up to `first`.
 fn remove_mount_points(root: &Overlay<Dir>, first: &str, target: &str) {
+    // A file's mount point (a secret, an agent's socket) first, then the directories made.
     let mut at = target.to_string();
+    if root.remove_file(os(target)).is_ok() {
+        match at.rsplit_once('/') {
+            Some((parent, _)) => at = parent.to_string(),
+            None => return,
+        }
+    }
     while at.len() >= first.len() {
         if root.remove_dir(os(&at)).is_err() {
             break;
