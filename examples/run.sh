@@ -2,8 +2,8 @@
 # The main job: build strata and the example guest, then take the example images through
 # the local default store (/var/lib/strata as root, ~/.local/share/strata otherwise):
 # import, list, history, run (Wasm and native), diff, commit, a detached service (logs,
-# exec, stop), build (native and Wasm
-# Dockerfiles), save and load back.
+# exec, stop), a Wasm HTTP service, a compose stack of both backends, build (native and
+# Wasm Dockerfiles), save and load back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ cargo build --release --locked
 strata=./target/release/strata
 examples/hello-wasm/build.sh >/dev/null
 examples/hello-http/build.sh >/dev/null
+examples/stack/front/build.sh >/dev/null
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -101,6 +102,22 @@ $strata logs hello-http
 say strata stop hello-http
 "${inns[@]}" $strata stop hello-http >/dev/null
 $strata rm hello-http >/dev/null
+# A stack of both backends (examples/stack/compose.yaml): a Wasm wasi:http front end that
+# calls a native busybox httpd by its service name; the backend counts visits in a named
+# volume, which `down` keeps and `down -v` removes. Its networks are bridges: as root, in
+# the namespace above; user networks without root are not there yet.
+if [ "$(id -u)" = 0 ]; then
+    stack=(-f examples/stack/compose.yaml)
+    say strata compose -f examples/stack/compose.yaml up -d
+    "${inns[@]}" $strata compose "${stack[@]}" up -d
+    say strata compose -f examples/stack/compose.yaml ps
+    "${inns[@]}" $strata compose "${stack[@]}" ps
+    say curl -s 127.0.0.1:18090/ '(twice)'
+    "${inns[@]}" curl -s --retry 5 --retry-connrefused --retry-delay 0 127.0.0.1:18090/
+    "${inns[@]}" curl -s 127.0.0.1:18090/
+    say strata compose -f examples/stack/compose.yaml down -v
+    "${inns[@]}" $strata compose "${stack[@]}" down -v
+fi
 
 say strata build -t example/webapp:1.0 examples/webapp
 $strata build -t example/webapp:1.0 examples/webapp

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod compose;
 mod format;
 mod progress;
 

@@ -4,6 +4,7 @@
 mod attach;
 pub(crate) mod build;
 mod commit;
+mod compose;
 mod container;
 pub(crate) mod cp;
 mod create;
@@ -153,6 +154,8 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::Command),
+    /// Define and run stacks of containers (native and Wasm) from a compose file
+    Compose(compose::Args),
     /// Display system-wide information
     Info(info::Args),
     /// Show the Strata version information
@@ -197,6 +200,7 @@ impl Cli {
             Command::Image(c) => return c.run(self.root),
             Command::Network(c) => return c.run(&open()?),
             Command::Volume(c) => return c.run(&open()?),
+            Command::Compose(a) => return Ok(a.run(&open()?)),
             Command::Info(a) => a.run(&open()?),
             Command::Version(a) => a.run(),
             Command::Diff(a) => a.run(&open()?),

@@ -7,6 +7,7 @@
 mod common;
 
 mod build;
+mod compose;
 mod containers;
 mod copy;
 mod dockerfile;
