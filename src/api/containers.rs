@@ -214,9 +214,8 @@ pub fn wait(server: &Arc<Server>, key: &str, call: &Call) -> Reply {
         let answer = (|| -> anyhow::Result<i32> {
             let store = server.store().map_err(|e| anyhow::anyhow!(e.message))?;
             let containers = Containers::open(&store)?;
-            let c = if condition == "not-running" && !c.running() {
-                c
-            } else if c.running() {
+            // One not running yet, for a condition about its run to come: wait for it to start.
+            let c = if c.running() || condition == "not-running" {
                 c
             } else {
                 match await_start(&containers, &c.id) {

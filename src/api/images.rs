@@ -260,23 +260,6 @@ pub fn history(store: &Store, name: &str) -> Reply {
     json_reply(StatusCode::OK, &Value::Array(out))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::reference_matches;
-
-    #[test]
-    fn reference_filters_as_docker_matches_them() {
-        assert!(reference_matches("built:1", "built:1"));
-        assert!(reference_matches("built", "built:1"));
-        assert!(!reference_matches("built:2", "built:1"));
-        assert!(reference_matches("bu*", "built:1"));
-        assert!(reference_matches("*:1", "built:1"));
-        assert!(!reference_matches("a*", "a/b:1"));
-        assert!(reference_matches("a/*", "a/b:1"));
-        assert!(!reference_matches("bb", "bbb:1"));
-    }
-}
-
 /// `GET /images/get?names=…` and `GET /images/{name}/get`: `strata save`'s archive (an OCI
 /// layout that docker loads too), streamed.
 pub fn save(store: &Store, names: Vec<String>) -> Reply {
@@ -323,4 +306,21 @@ pub fn load(store: &Store, call: Call) -> Reply {
         }
     }
     json_reply(StatusCode::OK, &json!({ "stream": text }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference_matches;
+
+    #[test]
+    fn reference_filters_as_docker_matches_them() {
+        assert!(reference_matches("built:1", "built:1"));
+        assert!(reference_matches("built", "built:1"));
+        assert!(!reference_matches("built:2", "built:1"));
+        assert!(reference_matches("bu*", "built:1"));
+        assert!(reference_matches("*:1", "built:1"));
+        assert!(!reference_matches("a*", "a/b:1"));
+        assert!(reference_matches("a/*", "a/b:1"));
+        assert!(!reference_matches("bb", "bbb:1"));
+    }
 }

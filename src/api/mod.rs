@@ -194,7 +194,7 @@ fn route_path(path: &str) -> Result<Vec<String>, ApiError> {
     let mut segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     if let Some(v) = segments.first().and_then(|s| s.strip_prefix('v')) {
         if let Some(version) = version_key(v) {
@@ -355,10 +355,9 @@ impl Server {
 
     /// Every endpoint is a blocking library call (streams feed their bodies from it).
     async fn dispatch(self: Arc<Self>, call: Call) -> Reply {
-        if call.method == Method::HEAD || call.method == Method::GET {
-            if call.segments == ["_ping"] {
-                return Ok(resources::ping(call.method == Method::HEAD));
-            }
+        if (call.method == Method::HEAD || call.method == Method::GET) && call.segments == ["_ping"]
+        {
+            return Ok(resources::ping(call.method == Method::HEAD));
         }
         let server = self.clone();
         tokio::task::spawn_blocking(move || server.blocking(call))

@@ -141,27 +141,6 @@ pub fn hijack(upgrade: hyper::upgrade::OnUpgrade) -> (Sender, std::sync::mpsc::R
     (Sender(tx), stdin_rx)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn frames_carry_docker_headers() {
-        let (tx, mut rx) = mpsc::channel(4);
-        let mut out = Framed {
-            sender: Sender(tx),
-            stream: 2,
-            raw: false,
-        };
-        std::thread::spawn(move || out.write_all(b"err\n").unwrap())
-            .join()
-            .unwrap();
-        let frame = rx.blocking_recv().unwrap();
-        assert_eq!(&frame[..], b"\x02\x00\x00\x00\x00\x00\x00\x04err\n");
-    }
-}
-
 /// A request body as a blocking reader (a `cp` upload's tar), fed by a task of the server's
 /// runtime; a body that breaks off reads as an error, not as its end.
 pub struct BodyReader {
@@ -212,5 +191,26 @@ impl io::Read for BodyReader {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn frames_carry_docker_headers() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut out = Framed {
+            sender: Sender(tx),
+            stream: 2,
+            raw: false,
+        };
+        std::thread::spawn(move || out.write_all(b"err\n").unwrap())
+            .join()
+            .unwrap();
+        let frame = rx.blocking_recv().unwrap();
+        assert_eq!(&frame[..], b"\x02\x00\x00\x00\x00\x00\x00\x04err\n");
     }
 }

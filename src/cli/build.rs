@@ -91,8 +91,7 @@ impl Args {
                 Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
                 None => std::env::var(a)
                     .ok()
-                    .map(|v| build_args.insert(a.clone(), v))
-                    .flatten(),
+                    .and_then(|v| build_args.insert(a.clone(), v)),
             };
         }
         let mut labels = BTreeMap::new();

@@ -145,7 +145,7 @@ impl Port {
 #[serde(untagged)]
 pub enum VolumeEntry {
     Short(String),
-    Long(LongVolume),
+    Long(Box<LongVolume>),
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
