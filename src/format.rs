@@ -886,6 +886,31 @@ mod tests {
     }
 }
 
+/// A listing's rows through `--format`: docker's default table when none (or `table`) is
+/// given, `json` a JSON object a line, `table TEMPLATE` a table with a header row, any
+/// other template a line a row. `headers` names each field's column.
+pub fn print_rows(
+    format: Option<&str>,
+    default_table: &str,
+    headers: &[(&str, &str)],
+    rows: &[Value],
+) -> anyhow::Result<()> {
+    let format = match format {
+        None | Some("table") => default_table,
+        Some("json") => "{{json .}}",
+        Some(f) => f,
+    };
+    match table_format(format) {
+        Some(body) => print!("{}", table_template(body, headers, rows)?),
+        None => {
+            for r in rows {
+                println!("{}", template(format, r)?);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `--filter KEY=VALUE`s of the listing commands (`network ls`, `volume ls`, the prunes):
 /// the values of one key are alternatives, different keys must all hold, as docker's.
 pub struct KeyFilters(Vec<(String, String)>);

@@ -49,6 +49,14 @@ fn path_stat(
     Ok(base64::engine::general_purpose::STANDARD.encode(doc.to_string()))
 }
 
+/// The `path` parameter both directions take.
+fn path_param(call: &Call) -> Result<String, ApiError> {
+    call.param("path")
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .ok_or_else(|| ApiError::bad("path is required"))
+}
+
 /// The file-type bits of `st_mode`.
 mod libc_mode {
     pub const S_IFMT: u32 = 0o170000;
@@ -61,11 +69,7 @@ mod libc_mode {
 pub fn archive(store: &Store, key: &str, call: &Call, head: bool) -> Reply {
     let containers = Containers::open(store)?;
     let c = get(&containers, key)?;
-    let path = call
-        .param("path")
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| ApiError::bad("path is required"))?
-        .to_string();
+    let path = path_param(call)?;
     let root = containers.copy_root(&c)?;
     let stat = path_stat(&root.overlay, &path)?;
     let response = Response::builder()
@@ -97,11 +101,7 @@ pub fn archive(store: &Store, key: &str, call: &Call, head: bool) -> Reply {
 pub fn extract(store: &Store, key: &str, call: Call) -> Reply {
     let containers = Containers::open(store)?;
     let c = get(&containers, key)?;
-    let path = call
-        .param("path")
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| ApiError::bad("path is required"))?
-        .to_string();
+    let path = path_param(&call)?;
     let owner = if call.flag("copyUIDGID") {
         strata_runtime::container::copy::Owner::FromArchive
     } else {

@@ -23,12 +23,7 @@ pub fn list(store: &Store, call: &Call) -> Reply {
     .map_err(|e| ApiError::bad(e.to_string()))?;
     let mut out = Vec::new();
     for image in store.images()? {
-        let tags: Vec<String> = image
-            .names
-            .iter()
-            .filter_map(|n| Reference::parse(n).ok())
-            .map(|r| r.familiar())
-            .collect();
+        let tags = familiar_names(&image);
         let labels = image
             .config
             .config
@@ -58,6 +53,16 @@ pub fn list(store: &Store, call: &Call) -> Reply {
         }));
     }
     json_reply(StatusCode::OK, &Value::Array(out))
+}
+
+/// An image's names as docker shows them (`busybox:1`, not `docker.io/library/busybox:1`).
+fn familiar_names(image: &strata_runtime::store::Image) -> Vec<String> {
+    image
+        .names
+        .iter()
+        .filter_map(|n| Reference::parse(n).ok())
+        .map(|r| r.familiar())
+        .collect()
 }
 
 /// docker's `reference` filter: `name[:tag]` with `*` wildcards (path.Match), against an
@@ -236,12 +241,7 @@ pub fn push(store: &Store, name: &str, call: &Call) -> Reply {
 pub fn history(store: &Store, name: &str) -> Reply {
     let image = resolve(store, name)?;
     let entries = crate::cli::history::entries(store, &image)?;
-    let tags: Vec<String> = image
-        .names
-        .iter()
-        .filter_map(|n| Reference::parse(n).ok())
-        .map(|r| r.familiar())
-        .collect();
+    let tags = familiar_names(&image);
     let out: Vec<Value> = entries
         .iter()
         .rev()

@@ -13,7 +13,7 @@ use strata_net::{Lease, Network, Networks};
 use strata_runtime::container::Containers;
 use strata_runtime::{Digest, Store};
 
-use crate::format::{print_inspected, table_format, table_template, template, KeyFilters};
+use crate::format::{print_inspected, print_rows, KeyFilters};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -205,31 +205,22 @@ impl LsArgs {
                 })
             })
             .collect();
-        let format = match self.format.as_deref() {
-            None | Some("table") => "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
-            Some("json") => "{{json .}}",
-            Some(f) => f,
-        };
-        match table_format(format) {
-            Some(body) => {
-                let headers = [
-                    ("ID", "NETWORK ID"),
-                    ("Name", "NAME"),
-                    ("Driver", "DRIVER"),
-                    ("Scope", "SCOPE"),
-                    ("IPv6", "IPV6"),
-                    ("Internal", "INTERNAL"),
-                    ("Labels", "LABELS"),
-                    ("CreatedAt", "CREATED"),
-                ];
-                print!("{}", table_template(body, &headers, &values)?);
-            }
-            None => {
-                for v in &values {
-                    println!("{}", template(format, v)?);
-                }
-            }
-        }
+        let headers = [
+            ("ID", "NETWORK ID"),
+            ("Name", "NAME"),
+            ("Driver", "DRIVER"),
+            ("Scope", "SCOPE"),
+            ("IPv6", "IPV6"),
+            ("Internal", "INTERNAL"),
+            ("Labels", "LABELS"),
+            ("CreatedAt", "CREATED"),
+        ];
+        print_rows(
+            self.format.as_deref(),
+            "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+            &headers,
+            &values,
+        )?;
         Ok(())
     }
 }

@@ -9,9 +9,7 @@ use serde_json::{json, Value};
 use strata_runtime::volume::{Volume, Volumes};
 use strata_runtime::{ErrorKind, Store};
 
-use crate::format::{
-    human_size, print_inspected, table_format, table_template, template, KeyFilters,
-};
+use crate::format::{human_size, print_inspected, print_rows, KeyFilters};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -136,31 +134,22 @@ impl LsArgs {
                 })
             })
             .collect();
-        let format = match self.format.as_deref() {
-            None | Some("table") => "table {{.Driver}}\t{{.Name}}",
-            Some("json") => "{{json .}}",
-            Some(f) => f,
-        };
-        match table_format(format) {
-            Some(body) => {
-                let headers = [
-                    ("Name", "VOLUME NAME"),
-                    ("Driver", "DRIVER"),
-                    ("Scope", "SCOPE"),
-                    ("Mountpoint", "MOUNTPOINT"),
-                    ("Labels", "LABELS"),
-                    ("Links", "LINKS"),
-                    ("Size", "SIZE"),
-                    ("CreatedAt", "CREATED"),
-                ];
-                print!("{}", table_template(body, &headers, &values)?);
-            }
-            None => {
-                for v in &values {
-                    println!("{}", template(format, v)?);
-                }
-            }
-        }
+        let headers = [
+            ("Name", "VOLUME NAME"),
+            ("Driver", "DRIVER"),
+            ("Scope", "SCOPE"),
+            ("Mountpoint", "MOUNTPOINT"),
+            ("Labels", "LABELS"),
+            ("Links", "LINKS"),
+            ("Size", "SIZE"),
+            ("CreatedAt", "CREATED"),
+        ];
+        print_rows(
+            self.format.as_deref(),
+            "table {{.Driver}}\t{{.Name}}",
+            &headers,
+            &values,
+        )?;
         Ok(())
     }
 }

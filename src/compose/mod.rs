@@ -351,38 +351,26 @@ impl Project {
             flag(&mut a, "-p", p.publish());
         }
         for v in &s.volumes {
+            let ro = |read_only: bool| if read_only { ":ro" } else { "" };
             match v.mount()? {
                 Mount::Bind {
                     source,
                     target,
                     read_only,
                 } => {
-                    let ro = if read_only { ":ro" } else { "" };
-                    flag(
-                        &mut a,
-                        "-v",
-                        format!("{}:{target}{ro}", self.host_path(&source)),
-                    );
+                    let host = self.host_path(&source);
+                    flag(&mut a, "-v", format!("{host}:{target}{}", ro(read_only)));
                 }
                 Mount::Volume {
-                    name: Some(name),
+                    name,
                     target,
                     read_only,
                 } => {
-                    let ro = if read_only { ":ro" } else { "" };
-                    flag(
-                        &mut a,
-                        "-v",
-                        format!("{}:{target}{ro}", self.volume_name(&name)),
-                    );
-                }
-                Mount::Volume {
-                    name: None,
-                    target,
-                    read_only,
-                } => {
-                    let ro = if read_only { ":ro" } else { "" };
-                    flag(&mut a, "-v", format!("{target}{ro}"));
+                    let source = match name {
+                        Some(n) => format!("{}:", self.volume_name(&n)),
+                        None => String::new(),
+                    };
+                    flag(&mut a, "-v", format!("{source}{target}{}", ro(read_only)));
                 }
                 Mount::Tmpfs { target, size } => flag(
                     &mut a,
