@@ -419,3 +419,64 @@ services:
     );
     assert!(stack.names().is_empty(), "{:?}", stack.names());
 }
+
+/// examples/stack: the Wasm front end answers through its published port with what the
+/// native backend, reached by its service name, counted in its named volume; the count
+/// outlives `down` and goes with `down -v`.
+#[test]
+fn the_example_stack_answers_through_its_published_port() {
+    let Some(stack) = Stack::new(
+        "compose::the_example_stack_answers_through_its_published_port",
+        "",
+    ) else {
+        return;
+    };
+    common::guest_component("examples/stack/front", "front");
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/stack/compose.yaml");
+    let compose = |args: &[&str]| {
+        let mut all = vec!["compose", "-f", file];
+        all.extend(args);
+        let out = stack
+            .cmd(&all)
+            .env("BASE_IMAGE", "bb:test")
+            .env("FRONT_PORT", "18091")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "compose {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let get = || {
+        stack.host.sh(&[
+            "curl",
+            "-s",
+            "--retry",
+            "20",
+            "--retry-connrefused",
+            "--retry-delay",
+            "0",
+            "--max-time",
+            "10",
+            "127.0.0.1:18091/",
+        ])
+    };
+    compose(&["up", "-d"]);
+    let first = get();
+    assert!(
+        first.starts_with("front (wasm) -> backend:8080 (native): visit 1,"),
+        "{first}"
+    );
+    assert!(get().contains("visit 2,"));
+    compose(&["down"]);
+    compose(&["up", "-d"]);
+    let again = get();
+    assert!(
+        again.contains("visit 3,"),
+        "the volume kept the count: {again}"
+    );
+    compose(&["down", "-v"]);
+    assert!(stack.names().is_empty());
+    assert!(!stack.ok(&["volume", "ls", "-q"]).contains("stack_pages"));
+}

@@ -263,6 +263,27 @@ fn the_docker_cli_runs_containers_through_the_api() {
     );
     assert_eq!(api.ok(&["volume", "rm", "vol1"]), "vol1\n");
 
+    // A Wasm image through the same endpoints: chosen from its config, output and status.
+    let (_, p2) = crate::common::probe();
+    env.wasm_image(&p2, "probe", true);
+    let out = api.docker(&["run", "--rm", "probe", "exit", "9"]);
+    assert_eq!(code(&out), 9, "{}", String::from_utf8_lossy(&out.stderr));
+    let out = api.ok(&["run", "--rm", "-e", "WHO=api", "probe", "hello", "there"]);
+    assert!(
+        out.contains("env: WHO=api") && out.contains("\"there\""),
+        "{out}"
+    );
+    api.ok(&["run", "-d", "--name", "wasm-svc", "probe", "sleep", "30"]);
+    assert_eq!(
+        api.ok(&["inspect", "-f", "{{.Platform}}", "wasm-svc"]),
+        "wasi\n"
+    );
+    assert_eq!(
+        api.ok(&["exec", "wasm-svc", "/hello.wasm", "exit", "0"]),
+        "exiting with 0\n"
+    );
+    api.ok(&["rm", "-f", "wasm-svc"]);
+
     // Errors as docker's: the CLI prints the server's message and exits 1 (125 for run).
     let out = api.docker(&["inspect", "nosuch"]);
     assert_eq!(code(&out), 1);
