@@ -50,8 +50,6 @@ const UPPER: &str = "upper";
 const NAME: &str = "name";
 /// In a container's directory while its monitor holds it paused.
 pub(crate) const PAUSED: &str = "paused";
-/// The statuses of `--rm` containers that ended lately (`Containers::keep_exit`).
-const EXITS_DIR: &str = ".exits";
 /// Removed containers' directories kept for reuse (see `make_dir`).
 const SPARE_DIR: &str = ".spare";
 const SPARES_KEPT: usize = 4;
@@ -594,32 +592,6 @@ impl<'a> Containers<'a> {
     /// Remove container directories without a record, and `--rm` containers whose run was
     /// killed: debris of a `run` or build step that did not get to clean up. Only under the
     /// store's exclusive GC lock, when no create is in flight.
-    /// Keep the status of `--rm` container `id` as its record goes: a waiter that came
-    /// before it ran (docker's `wait?condition=removed`, then `start`) may see it only
-    /// after. Statuses older than a minute go as a new one is kept.
-    pub(crate) fn keep_exit(&self, id: &str, code: i32) {
-        let Ok(dir) = open_or_create(&self.dir, EXITS_DIR) else {
-            return;
-        };
-        let _ = write_atomic(&dir, id, code.to_string().as_bytes(), false);
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        for entry in dir.entries().into_iter().flatten().flatten() {
-            if entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.into_std() < old)
-            {
-                let _ = dir.remove_file(entry.file_name());
-            }
-        }
-    }
-
-    /// The status [`Containers::keep_exit`] kept for `id`.
-    pub(crate) fn kept_exit(&self, id: &str) -> Option<i32> {
-        let text = self.dir.read_to_string(format!("{EXITS_DIR}/{id}")).ok()?;
-        text.trim().parse().ok()
-    }
-
     pub(crate) fn remove_debris(&self) -> Result<()> {
         for entry in self
             .dir

@@ -146,13 +146,7 @@ impl Containers<'_> {
                 .run(&task, stdio, &mut started)
         })();
         if container.auto_remove {
-            // The final record would only serve a later `ps`/`inspect`; its status stays
-            // for whoever was waiting on it (`Containers::wait`).
-            let code = match &outcome {
-                Ok(exit) => exit.code,
-                Err(e) => e.exit_code(),
-            };
-            self.keep_exit(&container.id, code);
+            // The final record would only serve a later `ps`/`inspect`.
             self.discard(container)?;
             return outcome;
         }
@@ -381,10 +375,8 @@ impl Containers<'_> {
         }
         match self.reload(c) {
             Ok(c) => Ok(c.exit_code.unwrap_or(0)),
-            // Removed as it ended (`--rm`): the status it left.
-            Err(e) if e.kind() == crate::ErrorKind::NotFound => {
-                Ok(self.kept_exit(&c.id).or(c.exit_code).unwrap_or(0))
-            }
+            // Removed as it ended (`--rm`): its status went with it.
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(c.exit_code.unwrap_or(0)),
             Err(e) => Err(e),
         }
     }
