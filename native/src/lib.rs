@@ -297,7 +297,13 @@ fn run(
                 });
             }
             Message::Tty(master) => {
-                tty::copy_window_size(&master);
+                // Sized before the program runs: what it first asks is right.
+                match plan.console_size {
+                    Some((rows, cols)) => {
+                        let _ = tty::set_window_size(&master, rows, cols);
+                    }
+                    None => tty::copy_window_size(&master),
+                }
                 *terminal.lock().unwrap() = Some(master);
                 let _ = ipc::send(sock, &Message::Go);
             }

@@ -39,6 +39,9 @@ pub(crate) struct Plan {
     /// container's), joined instead of a new one (its id map is already written).
     pub join_user: Option<std::os::fd::OwnedFd>,
     pub hostname: CString,
+    /// The terminal's size at start (the spec's `consoleSize`: an API client's); none
+    /// takes the caller's own terminal's.
+    pub console_size: Option<(u16, u16)>,
     /// Files the runtime provides (hosts, hostname, resolv.conf): container path, content.
     /// They live in the container's /dev tmpfs, bound over the init layer's empty files.
     pub etc_files: Vec<(String, String)>,
@@ -256,6 +259,10 @@ impl Plan {
             join_user,
             id_map,
             hostname: cstring(hostname.as_bytes())?,
+            console_size: process.console_size().map(|b| {
+                let clamp = |n: u64| n.min(u16::MAX as u64) as u16;
+                (clamp(b.height()), clamp(b.width()))
+            }),
             etc_files,
             binds,
             tmpfs,

@@ -591,3 +591,24 @@ pub fn resize(store: &Store, key: &str, call: &Call) -> Reply {
     containers.resize(&c, size("h")?, size("w")?)?;
     empty_reply(StatusCode::OK)
 }
+
+/// `GET /containers/{id}/top?ps_args=…`: `strata top`'s rows.
+pub fn top(store: &Store, key: &str, call: &Call) -> Reply {
+    let containers = Containers::open(store)?;
+    let c = get(&containers, key)?;
+    if !c.running() {
+        return Err(ApiError::conflict(format!(
+            "container {} is not running",
+            c.id
+        )));
+    }
+    let args: Vec<String> = call
+        .param("ps_args")
+        .map(|a| a.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let (titles, rows) = crate::cli::top::top(&containers, &c, &args)?;
+    json_reply(
+        StatusCode::OK,
+        &json!({ "Titles": titles, "Processes": rows }),
+    )
+}

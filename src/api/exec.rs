@@ -18,10 +18,14 @@ use super::{empty_reply, json_reply, ApiError, Call, Reply, Server};
 pub struct Exec {
     container: String,
     options: ExecOptions,
+    stdin: bool,
     stdout: bool,
     stderr: bool,
+    console_size: Option<[u64; 2]>,
     running: bool,
     exit_code: Option<i32>,
+    /// Its terminal's size, once it runs with one (`POST /exec/{id}/resize`).
+    resize: Option<strata_runtime::backend::Resizer>,
 }
 
 #[derive(Deserialize, Default)]
@@ -32,8 +36,11 @@ struct ExecBody {
     user: String,
     working_dir: String,
     tty: bool,
+    attach_stdin: bool,
     attach_stdout: bool,
     attach_stderr: bool,
+    /// `[rows, columns]` of the client's terminal, for a `Tty` exec.
+    console_size: Option<[u64; 2]>,
 }
 
 pub fn exec_create(server: &Arc<Server>, store: &Store, key: &str, call: &Call) -> Reply {
@@ -65,10 +72,13 @@ pub fn exec_create(server: &Arc<Server>, store: &Store, key: &str, call: &Call) 
                 user: Some(body.user).filter(|u| !u.is_empty()),
                 tty: body.tty,
             },
+            stdin: body.attach_stdin,
+            console_size: body.console_size.filter(|[h, w]| *h > 0 && *w > 0),
             stdout: body.attach_stdout,
             stderr: body.attach_stderr,
             running: false,
             exit_code: None,
+            resize: None,
         },
     );
     json_reply(StatusCode::CREATED, &json!({ "Id": id }))
@@ -84,7 +94,7 @@ struct ExecStartBody {
 /// until it ends; `ExitCode` for `GET /exec/{id}/json` then.
 pub fn exec_start(server: &Arc<Server>, id: &str, call: Call) -> Reply {
     let body: ExecStartBody = call.json()?;
-    let (container, options, stdout, stderr) = {
+    let (container, options, stdin, stdout, stderr, console_size) = {
         let mut execs = server.execs.lock().expect("execs");
         let exec = execs
             .get_mut(id)
@@ -96,18 +106,33 @@ pub fn exec_start(server: &Arc<Server>, id: &str, call: Call) -> Reply {
         (
             exec.container.clone(),
             exec.options.clone(),
+            exec.stdin,
             exec.stdout,
             exec.stderr,
+            exec.console_size,
         )
     };
     let store = server.store()?;
     let containers = Containers::open(&store)?;
     let c = get(&containers, &container)?;
-    let spec = exec_spec(&containers.spec(&c)?, &options)?;
+    let mut spec = exec_spec(&containers.spec(&c)?, &options)?;
+    if let (true, Some([rows, cols]), Some(process)) =
+        (options.tty, console_size, spec.process_mut().as_mut())
+    {
+        let size = strata_runtime::oci_spec::runtime::BoxBuilder::default()
+            .height(rows)
+            .width(cols)
+            .build()
+            .map_err(|e| ApiError::bad(format!("console size: {e}")))?;
+        process.set_console_size(Some(size));
+    }
     let tty = options.tty;
-    let sender = match (body.detach, call.upgrade) {
-        (false, Some(upgrade)) => Some(hijack(upgrade).0),
-        _ => None,
+    let (sender, client_stdin) = match (body.detach, call.upgrade) {
+        (false, Some(upgrade)) => {
+            let (sender, input) = hijack(upgrade);
+            (Some(sender), Some(input))
+        }
+        _ => (None, None),
     };
     let server = server.clone();
     let id = id.to_string();
@@ -137,13 +162,41 @@ pub fn exec_start(server: &Arc<Server>, id: &str, call: Call) -> Reply {
                 })
             };
             let pumps = [pump(out_r, 1, stdout), pump(err_r, 2, stderr)];
+            // The client's stdin, when it attaches one, to the process's through a pipe;
+            // its half-close is the process's end of input.
+            let input = match (stdin, client_stdin) {
+                (true, Some(client)) => {
+                    let (read, write) = rustix::pipe::pipe()?;
+                    std::thread::spawn(move || {
+                        use std::io::Write;
+                        let mut to = std::fs::File::from(write);
+                        for bytes in client {
+                            if to.write_all(&bytes).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    Some(read)
+                }
+                _ => None,
+            };
+            let io = crate::cli::exec::ExecIo {
+                stdin: input,
+                stdout: out_w,
+                stderr: err_w,
+            };
             let code = crate::cli::exec::exec_in(
                 &store,
                 &containers,
                 &c,
                 &spec,
                 false,
-                Some((out_w, err_w)),
+                Some(io),
+                &mut |started| {
+                    if let Some(exec) = server.execs.lock().expect("execs").get_mut(&id) {
+                        exec.resize = started.resize.clone();
+                    }
+                },
             );
             for p in pumps {
                 let _ = p.join();
@@ -161,6 +214,29 @@ pub fn exec_start(server: &Arc<Server>, id: &str, call: Call) -> Reply {
         return empty_reply(StatusCode::OK);
     }
     upgraded(tty)
+}
+
+/// `POST /exec/{id}/resize?h=ROWS&w=COLS`: the size of an exec's terminal.
+pub fn exec_resize(server: &Arc<Server>, id: &str, call: &Call) -> Reply {
+    let resize = server
+        .execs
+        .lock()
+        .expect("execs")
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?
+        .resize
+        .clone();
+    let size = |k: &str| -> Result<u16, ApiError> {
+        call.param(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ApiError::bad(format!("invalid or missing {k}")))
+    };
+    let (rows, cols) = (size("h")?, size("w")?);
+    // Before it runs, or without a terminal, there is nothing to size (docker ignores it too).
+    if let Some(resize) = resize {
+        resize(rows, cols)?;
+    }
+    empty_reply(StatusCode::OK)
 }
 
 pub fn exec_inspect(server: &Arc<Server>, id: &str) -> Reply {

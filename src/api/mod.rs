@@ -378,6 +378,7 @@ impl Server {
         match (call.method.as_str(), seg.as_slice()) {
             ("GET", ["version"]) => resources::version(),
             ("GET", ["info"]) => resources::info(&store),
+            ("GET", ["system", "df"]) => resources::disk_usage(&store),
             ("POST", ["build"]) => build::build(&store, call),
             ("GET", ["images", "json"]) => images::list(&store, &call),
             ("GET", ["images", "get"]) => {
@@ -405,13 +406,13 @@ impl Server {
             ("POST", ["containers", id, "unpause"]) => containers::pause(&store, id, false),
             ("POST", ["containers", id, "rename"]) => containers::rename(&store, id, &call),
             ("GET", ["containers", id, "changes"]) => containers::changes(&store, id),
+            ("GET", ["containers", id, "top"]) => containers::top(&store, id, &call),
             ("GET", ["containers", id, "stats"]) => containers::stats(&store, id, &call),
             ("POST", ["containers", id, "wait"]) => containers::wait(&self, id, &call),
             ("GET", ["containers", id, "logs"]) => containers::logs(&self.root, id, &call),
             ("POST", ["containers", id, "attach"]) => containers::attach(&self, id, call),
             ("POST", ["containers", id, "resize"]) => containers::resize(&store, id, &call),
-            // An exec's terminal is the caller's own in `strata exec -t`; none through here.
-            ("POST", ["exec", _, "resize"]) => empty_reply(StatusCode::OK),
+            ("POST", ["exec", id, "resize"]) => exec::exec_resize(&self, id, &call),
             ("DELETE", ["containers", id]) => containers::remove(&store, id, &call),
             ("HEAD" | "GET", ["containers", id, "archive"]) => {
                 archive::archive(&store, id, &call, call.method == Method::HEAD)

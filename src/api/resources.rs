@@ -303,3 +303,60 @@ pub fn network_prune(store: &Store) -> Reply {
     let removed = Networks::open(store).prune()?;
     json_reply(StatusCode::OK, &json!({ "NetworksDeleted": removed }))
 }
+
+/// `GET /system/df`: what `system df` counts, as docker's document (the CLI sums it).
+pub fn disk_usage(store: &Store) -> Reply {
+    let containers = strata_runtime::container::Containers::open(store)?;
+    let all = containers.list()?;
+    let du = strata_runtime::gc::disk_usage(store)?;
+    let images: Vec<Value> = store
+        .images()?
+        .iter()
+        .map(|i| {
+            let users = all.iter().filter(|c| c.image_id == *i.id()).count();
+            json!({
+                "Id": i.id().to_string(),
+                "RepoTags": i.names,
+                "Created": super::images::unix_time(i.config.created.as_deref()),
+                "Size": crate::cli::image_size(store, i),
+                "SharedSize": -1,
+                "Containers": users,
+            })
+        })
+        .collect();
+    let listed: Vec<Value> = all
+        .iter()
+        .map(|c| {
+            json!({
+                "Id": c.id,
+                "Names": [format!("/{}", c.name)],
+                "Image": c.image,
+                "ImageID": c.image_id.to_string(),
+                "SizeRw": containers.upper_size(c),
+                "State": crate::cli::ps::state(c),
+                "Status": crate::cli::ps::status(c, None),
+            })
+        })
+        .collect();
+    let volumes = Volumes::open(store)?;
+    let vols: Vec<Value> = volumes
+        .list()?
+        .iter()
+        .map(|v| {
+            let refs = volumes.users(&v.name).map(|u| u.len()).unwrap_or(0);
+            let mut doc = crate::cli::volume::describe(v);
+            doc["UsageData"] = json!({ "Size": volumes.size(v), "RefCount": refs });
+            doc
+        })
+        .collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "LayersSize": du.used + du.reclaimable,
+            "Images": images,
+            "Containers": listed,
+            "Volumes": vols,
+            "BuildCache": [],
+        }),
+    )
+}

@@ -73,24 +73,41 @@ impl Args {
             if self.detach {
                 return detached_exec(&containers, &c, &spec);
             }
-            exec_in(store, &containers, &c, &spec, self.interactive, None)
+            exec_in(
+                store,
+                &containers,
+                &c,
+                &spec,
+                self.interactive,
+                None,
+                &mut |_| {},
+            )
         })())
     }
 }
 
-/// Run `spec`'s process in running container `c` and wait for it: its status. Its output
-/// goes to this process's stdout and stderr, or to `output`'s descriptors (the API's
-/// pipes); with `interactive`, it reads this process's stdin.
+/// An exec's streams when they are not this process's own (the API's pipes): its stdin
+/// (none: an empty one), stdout and stderr.
+pub(crate) struct ExecIo {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Run `spec`'s process in running container `c` and wait for it: its status. Its streams
+/// are this process's (stdin with `interactive`), or `io`'s; `started` hears of the
+/// process once it runs (its `Started`: a terminal's resizer, for the API).
 pub(crate) fn exec_in(
     store: &Store,
     containers: &Containers<'_>,
     c: &Container,
     spec: &strata_runtime::oci_spec::runtime::Spec,
     interactive: bool,
-    output: Option<(OwnedFd, OwnedFd)>,
+    io: Option<ExecIo>,
+    started: &mut dyn FnMut(&strata_runtime::backend::Started),
 ) -> Result<i32> {
     if c.runtime == Kind::Wasm {
-        return wasm_exec(containers, c, spec, interactive, output);
+        return wasm_exec(containers, c, spec, interactive, io);
     }
     let init = c
         .live_pid()
@@ -105,15 +122,23 @@ pub(crate) fn exec_in(
         rootfs: &rootfs,
         network: None,
     };
-    let mut stdio = Stdio {
-        stdin: interactive.then_some(Stream::Inherit),
-        ..Stdio::default()
+    let stdio = match io {
+        None => Stdio {
+            stdin: interactive.then_some(Stream::Inherit),
+            ..Stdio::default()
+        },
+        Some(io) => Stdio {
+            stdin: io.stdin.map(Stream::Fd),
+            stdout: Stream::Fd(io.stdout),
+            stderr: Stream::Fd(io.stderr),
+        },
     };
-    if let Some((stdout, stderr)) = output {
-        stdio.stdout = Stream::Fd(stdout);
-        stdio.stderr = Stream::Fd(stderr);
-    }
-    Ok(native.exec(&task, init, stdio, &mut |_| Ok(()))?.code)
+    Ok(native
+        .exec(&task, init, stdio, &mut |s| {
+            started(&s);
+            Ok(())
+        })?
+        .code)
 }
 
 /// A Wasm container's exec: a second guest in its monitor's process, on the same overlay
@@ -124,16 +149,21 @@ fn wasm_exec(
     c: &Container,
     spec: &strata_runtime::oci_spec::runtime::Spec,
     interactive: bool,
-    output: Option<(OwnedFd, OwnedFd)>,
+    io: Option<ExecIo>,
 ) -> Result<i32> {
     let process = spec.process().clone().expect("exec_spec gives a process");
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-    let mut fds = match &output {
-        Some((out, err)) => vec![out.as_fd(), err.as_fd()],
+    let mut fds = match &io {
+        Some(io) => vec![io.stdout.as_fd(), io.stderr.as_fd()],
         None => vec![stdout.as_fd(), stderr.as_fd()],
     };
-    if interactive {
-        fds.push(stdin.as_fd());
+    match &io {
+        Some(ExecIo {
+            stdin: Some(input), ..
+        }) => fds.push(input.as_fd()),
+        Some(_) => {}
+        None if interactive => fds.push(stdin.as_fd()),
+        None => {}
     }
     let reply = monitor::request_with(
         containers,

@@ -39,7 +39,7 @@ mod stats;
 pub(crate) mod stop;
 mod system;
 pub(crate) mod tag;
-mod top;
+pub(crate) mod top;
 pub(crate) mod version;
 pub(crate) mod volume;
 mod wait;

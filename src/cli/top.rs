@@ -22,20 +22,7 @@ impl Args {
     pub fn run(self, store: &Store) -> Result<ExitCode> {
         let containers = Containers::open(store)?;
         let c = containers.get(&self.container)?;
-        let pids = pids(&containers, &c)?;
-        let options = if self.ps_options.is_empty() {
-            vec!["-ef".to_string()]
-        } else {
-            self.ps_options
-        };
-        let out = std::process::Command::new("ps")
-            .args(&options)
-            .output()
-            .context("run ps")?;
-        if !out.status.success() {
-            bail!("ps: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        let (titles, rows) = processes(&String::from_utf8_lossy(&out.stdout), &pids)?;
+        let (titles, rows) = top(&containers, &c, &self.ps_options)?;
         let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
         print!("{}", crate::format::table_min(20, &titles, &rows));
         Ok(ExitCode::SUCCESS)
@@ -43,6 +30,29 @@ impl Args {
 }
 
 /// The host pids of a running container's processes.
+/// `ps OPTIONS` (`-ef` when none) of the host, the titles and the rows of container `c`'s
+/// processes (`top`, the API's `GET /containers/{id}/top`).
+pub(crate) fn top(
+    containers: &Containers<'_>,
+    c: &Container,
+    ps_options: &[String],
+) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let pids = pids(containers, c)?;
+    let options = if ps_options.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        ps_options.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&options)
+        .output()
+        .context("run ps")?;
+    if !out.status.success() {
+        bail!("ps: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    processes(&String::from_utf8_lossy(&out.stdout), &pids)
+}
+
 fn pids(containers: &Containers<'_>, c: &Container) -> Result<Vec<u32>> {
     let not_running = || anyhow!("container {} is not running", c.id);
     if !c.running() {

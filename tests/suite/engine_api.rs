@@ -567,11 +567,12 @@ fn docker_build_through_the_api() {
     common::assert_store_consistent(&env.root());
 }
 
-/// `docker run -it` through the API, under a real terminal: the container's terminal takes
-/// the CLI's size (the resize endpoint), and the exit status comes back.
+/// `docker run -it` and `docker exec -it` through the API, under a real terminal: the
+/// terminal takes the CLI's size (resize; an exec's ConsoleSize), the status comes back; and
+/// `exec -i` reads piped stdin.
 #[test]
-fn docker_run_it_gets_the_terminal_size() {
-    let test = "engine_api::docker_run_it_gets_the_terminal_size";
+fn docker_run_and_exec_it_get_the_terminal_size() {
+    let test = "engine_api::docker_run_and_exec_it_get_the_terminal_size";
     let Some(env) = setup(test) else {
         return;
     };
@@ -591,4 +592,33 @@ fn docker_run_it_gets_the_terminal_size() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     assert!(text.contains("resized 31 97\nstatus=3"), "{text}");
+
+    // exec -it: its terminal has the CLI's size from the start; exec -i: piped stdin.
+    api.ok(&["run", "-d", "--name", "box", "bb:1", "sleep", "60"]);
+    let cmd = format!(
+        "stty cols 97 rows 31; DOCKER_HOST=unix://{} docker exec -it box sh -c 'stty size; exit 6'; echo status=$?",
+        api.socket.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        text.contains("31 97\n") && text.contains("status=6"),
+        "{text}"
+    );
+    let mut child = Command::new("docker")
+        .args(["exec", "-i", "box", "sh", "-c", "read line; echo got $line"])
+        .env("DOCKER_HOST", format!("unix://{}", api.socket.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got piped\n");
+    api.ok(&["rm", "-f", "box"]);
 }
