@@ -181,6 +181,10 @@ fn the_docker_cli_runs_containers_through_the_api() {
         api.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}}", "web"]),
         "running /web\n"
     );
+    let top = api.ok(&["top", "web"]);
+    assert!(top.starts_with("UID") && top.contains("trap"), "{top}");
+    let df = api.ok(&["system", "df"]);
+    assert!(df.contains("Local Volumes"), "{df}");
     let stats = api.ok(&[
         "stats",
         "--no-stream",
