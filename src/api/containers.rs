@@ -203,7 +203,11 @@ pub fn wait(server: &Arc<Server>, key: &str, call: &Call) -> Reply {
     let store = server.store()?;
     let containers = Containers::open(&store)?;
     let c = get(&containers, key)?;
-    let condition = call.param("condition").unwrap_or("not-running").to_string();
+    let condition = call
+        .param("condition")
+        .filter(|c| !c.is_empty())
+        .unwrap_or("not-running")
+        .to_string();
     if !matches!(condition.as_str(), "not-running" | "next-exit" | "removed") {
         return Err(ApiError::bad(format!("invalid condition: {condition:?}")));
     }

@@ -26,6 +26,8 @@ pub struct Exec {
     exit_code: Option<i32>,
     /// Its terminal's size, once it runs with one (`POST /exec/{id}/resize`).
     resize: Option<strata_runtime::backend::Resizer>,
+    /// The size last asked for: a client may ask before the process runs.
+    size: Option<(u16, u16)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -79,6 +81,7 @@ pub fn exec_create(server: &Arc<Server>, store: &Store, key: &str, call: &Call) 
             running: false,
             exit_code: None,
             resize: None,
+            size: None,
         },
     );
     json_reply(StatusCode::CREATED, &json!({ "Id": id }))
@@ -195,6 +198,9 @@ pub fn exec_start(server: &Arc<Server>, id: &str, call: Call) -> Reply {
                 &mut |started| {
                     if let Some(exec) = server.execs.lock().expect("execs").get_mut(&id) {
                         exec.resize = started.resize.clone();
+                        if let (Some(resize), Some((rows, cols))) = (&exec.resize, exec.size) {
+                            let _ = resize(rows, cols);
+                        }
                     }
                 },
             );
@@ -218,21 +224,21 @@ pub fn exec_start(server: &Arc<Server>, id: &str, call: Call) -> Reply {
 
 /// `POST /exec/{id}/resize?h=ROWS&w=COLS`: the size of an exec's terminal.
 pub fn exec_resize(server: &Arc<Server>, id: &str, call: &Call) -> Reply {
-    let resize = server
-        .execs
-        .lock()
-        .expect("execs")
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?
-        .resize
-        .clone();
     let size = |k: &str| -> Result<u16, ApiError> {
         call.param(k)
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| ApiError::bad(format!("invalid or missing {k}")))
     };
     let (rows, cols) = (size("h")?, size("w")?);
-    // Before it runs, or without a terminal, there is nothing to size (docker ignores it too).
+    let resize = {
+        let mut execs = server.execs.lock().expect("execs");
+        let exec = execs
+            .get_mut(id)
+            .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?;
+        // Kept for a process that does not run yet: it gets this size when it does.
+        exec.size = Some((rows, cols));
+        exec.resize.clone()
+    };
     if let Some(resize) = resize {
         resize(rows, cols)?;
     }
