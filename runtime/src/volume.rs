@@ -263,7 +263,12 @@ impl<'a> Volumes<'a> {
     /// dot names, which `list` never shows).
     pub fn remove_debris(&self) -> Result<()> {
         let _lock = self.lock()?;
-        for entry in self.dir.entries().context(|| "list volumes".into())?.flatten() {
+        for entry in self
+            .dir
+            .entries()
+            .context(|| "list volumes".into())?
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(".new-") || name.starts_with(".rm-") {
                 crate::store::make_removable(&self.dir, &name)?;
