@@ -143,7 +143,12 @@ pub fn build(store: &Store, call: Call) -> Reply {
                 input,
                 Owner::FromArchive,
             )?;
-            let source = engine::read_dockerfile(&context.path().join(&dockerfile))
+            // Through the context's handle: a link in the archive leads nowhere outside it.
+            let root = strata_runtime::cap_std::fs::Dir::open_ambient_dir(
+                context.path(),
+                strata_runtime::cap_std::ambient_authority(),
+            )?;
+            let source = engine::read_dockerfile_in(&root, Path::new(&dockerfile))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let opts = BuildOptions {
                 dockerfile_name: source.name,

@@ -571,6 +571,36 @@ fn docker_build_through_the_api() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A context whose link leads out of it: the Dockerfile behind the link is not read.
+    let linked = env.path("linked-ctx");
+    std::fs::create_dir_all(&linked).unwrap();
+    std::os::unix::fs::symlink("/etc", linked.join("sub")).unwrap();
+    let tar = env.path("linked.tar");
+    common::sh(&format!(
+        "tar -C {} -cf {} .",
+        linked.display(),
+        tar.display()
+    ));
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--unix-socket",
+            &api.socket.display().to_string(),
+            "-X",
+            "POST",
+        ])
+        .args(["-H", "Content-Type: application/x-tar", "--data-binary"])
+        .arg(format!("@{}", tar.display()))
+        .arg("http://localhost/build?dockerfile=sub/hostname")
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    let hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    assert!(body.contains("errorDetail"), "{body}");
+    assert!(
+        hostname.trim().is_empty() || !body.contains(hostname.trim()),
+        "{body}"
+    );
     // A Dockerfile outside the context is refused.
     let (status, body) = api.raw("POST", "/build?dockerfile=../../etc/passwd", Some(""));
     assert_eq!(status, 400, "{body}");

@@ -207,7 +207,38 @@ pub fn read_dockerfile(path: &std::path::Path) -> Result<DockerfileSource, Build
         _ => std::path::Path::new("."),
     };
     let dir = Dir::open_ambient_dir(parent, cap_std::ambient_authority()).map_err(fail)?;
-    let text = read_text(&dir, name).map_err(|e| {
+    read_dockerfile_from(&dir, name, parent, path)
+}
+
+/// Read the Dockerfile at `rel` inside `root` (a context received as an archive), as
+/// [`read_dockerfile`] does: its directory is opened through `root`, so no link in the
+/// path leads out of the context.
+pub fn read_dockerfile_in(
+    root: &Dir,
+    rel: &std::path::Path,
+) -> Result<DockerfileSource, BuildError> {
+    let fail = |e: std::io::Error| BuildError::Other(format!("read {}: {e}", rel.display()));
+    let name = rel
+        .file_name()
+        .ok_or_else(|| fail(std::io::Error::other("not a file name")))?;
+    let parent = rel.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = match parent {
+        Some(p) => root.open_dir(p),
+        None => root.try_clone(),
+    }
+    .map_err(fail)?;
+    read_dockerfile_from(&dir, name, parent.unwrap_or(std::path::Path::new(".")), rel)
+}
+
+/// The Dockerfile `name` and its ignore file in `dir`; messages name `path` and `parent`.
+fn read_dockerfile_from(
+    dir: &Dir,
+    name: &std::ffi::OsStr,
+    parent: &std::path::Path,
+    path: &std::path::Path,
+) -> Result<DockerfileSource, BuildError> {
+    let fail = |e: std::io::Error| BuildError::Other(format!("read {}: {e}", path.display()));
+    let text = read_text(dir, name).map_err(|e| {
         if e.kind() == std::io::ErrorKind::PermissionDenied
             && dir.symlink_metadata(name).is_ok_and(|m| m.is_symlink())
         {
@@ -221,7 +252,7 @@ pub fn read_dockerfile(path: &std::path::Path) -> Result<DockerfileSource, Build
     })?;
     let name = name.to_string_lossy().into_owned();
     let ignore_name = format!("{name}.dockerignore");
-    let ignore = match read_text(&dir, &ignore_name) {
+    let ignore = match read_text(dir, &ignore_name) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {

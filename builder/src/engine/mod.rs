@@ -15,7 +15,7 @@ mod copy;
 mod history;
 mod stage;
 
-pub use context::{read_dockerfile, DockerfileSource};
+pub use context::{read_dockerfile, read_dockerfile_in, DockerfileSource};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
