@@ -191,6 +191,20 @@ impl<'a> Volumes<'a> {
             .collect())
     }
 
+    /// How many containers (any state) mount each volume, by name, from one reading of the
+    /// records (`volume ls`, `system df`).
+    pub fn use_counts(&self) -> Result<std::collections::HashMap<String, usize>> {
+        let mut counts = std::collections::HashMap::new();
+        for c in Containers::open(self.store)?.list()? {
+            for m in c.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+                if let Some(name) = &m.name {
+                    *counts.entry(name.clone()).or_default() += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
     /// `volume rm`: refused while any container's record names it, as docker refuses.
     pub fn remove(&self, name: &str) -> Result<()> {
         let _lock = self.lock()?;

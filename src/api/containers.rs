@@ -587,12 +587,7 @@ pub fn stats(store: &Store, key: &str, call: &Call) -> Reply {
 pub fn resize(store: &Store, key: &str, call: &Call) -> Reply {
     let containers = Containers::open(store)?;
     let c = get(&containers, key)?;
-    let size = |k: &str| -> Result<u16, ApiError> {
-        call.param(k).and_then(|v| v.parse().ok()).ok_or_else(|| {
-            ApiError::bad(format!("invalid or missing {k}: a number of rows/columns"))
-        })
-    };
-    containers.resize(&c, size("h")?, size("w")?)?;
+    containers.resize(&c, call.number("h")?, call.number("w")?)?;
     empty_reply(StatusCode::OK)
 }
 

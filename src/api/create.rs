@@ -180,21 +180,8 @@ fn create_flags(body: CreateBody, name: Option<&str>, platform: Option<&str>) ->
         push(&mut a, "--stop-timeout", t.to_string());
     }
     if let Some(h) = body.healthcheck {
-        match h.test.first().map(String::as_str) {
-            Some("NONE") => a.push("--no-healthcheck".into()),
-            Some("CMD-SHELL") => push(&mut a, "--health-cmd", h.test[1..].join(" ")),
-            // The exec form, as a shell command of its words quoted.
-            Some("CMD") => push(
-                &mut a,
-                "--health-cmd",
-                h.test[1..]
-                    .iter()
-                    .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            _ => {}
-        }
+        // A test of another kind sets no check, as before.
+        a.extend(crate::cli::run::health_test_flags(&h.test).unwrap_or_default());
         for (f, ns) in [
             ("--health-interval", h.interval),
             ("--health-timeout", h.timeout),

@@ -224,12 +224,7 @@ pub fn exec_start(server: &Arc<Server>, id: &str, call: Call) -> Reply {
 
 /// `POST /exec/{id}/resize?h=ROWS&w=COLS`: the size of an exec's terminal.
 pub fn exec_resize(server: &Arc<Server>, id: &str, call: &Call) -> Reply {
-    let size = |k: &str| -> Result<u16, ApiError> {
-        call.param(k)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| ApiError::bad(format!("invalid or missing {k}")))
-    };
-    let (rows, cols) = (size("h")?, size("w")?);
+    let (rows, cols): (u16, u16) = (call.number("h")?, call.number("w")?);
     let resize = {
         let mut execs = server.execs.lock().expect("execs");
         let exec = execs

@@ -156,6 +156,13 @@ impl Call {
             .is_some_and(|v| !matches!(v, "0" | "false" | "False" | "FALSE"))
     }
 
+    /// A number parameter (a terminal's `h`, `w`), or a 400 naming it.
+    pub fn number<T: std::str::FromStr>(&self, key: &str) -> Result<T, ApiError> {
+        self.param(key)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ApiError::bad(format!("invalid or missing {key}: a number")))
+    }
+
     /// The JSON body, or docker's 400 for one that does not parse.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.body.is_empty() {

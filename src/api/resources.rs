@@ -84,8 +84,9 @@ pub fn volumes(store: &Store, call: &Call) -> Reply {
             .map_err(|e| ApiError::bad(e.to_string()))?;
     let volumes = Volumes::open(store)?;
     let mut listed = Vec::new();
+    let counts = volumes.use_counts()?;
     for v in volumes.list()? {
-        let unused = volumes.users(&v.name)?.is_empty();
+        let unused = !counts.contains_key(&v.name);
         if filters.matches(|key, value| match key {
             "dangling" => matches!(value, "true" | "1") == unused,
             "driver" => value == "local",
@@ -339,11 +340,12 @@ pub fn disk_usage(store: &Store) -> Reply {
         })
         .collect();
     let volumes = Volumes::open(store)?;
+    let counts = volumes.use_counts()?;
     let vols: Vec<Value> = volumes
         .list()?
         .iter()
         .map(|v| {
-            let refs = volumes.users(&v.name).map(|u| u.len()).unwrap_or(0);
+            let refs = counts.get(&v.name).copied().unwrap_or(0);
             let mut doc = crate::cli::volume::describe(v);
             doc["UsageData"] = json!({ "Size": volumes.size(v), "RefCount": refs });
             doc

@@ -466,6 +466,28 @@ impl ContainerArgs {
     }
 }
 
+/// A healthcheck's `test` list as docker's engine takes it (`["NONE"]`, `["CMD-SHELL",
+/// command]`, `["CMD", words…]`) as the flags `run` takes: the exec form a shell command
+/// of its words quoted. For the API's create body and compose files.
+pub(crate) fn health_test_flags(test: &[String]) -> Result<Vec<String>> {
+    let cmd = |c: String| vec!["--health-cmd".to_string(), c];
+    Ok(match test.first().map(String::as_str) {
+        None => Vec::new(),
+        Some("NONE") => vec!["--no-healthcheck".into()],
+        Some("CMD-SHELL") => cmd(test[1..].join(" ")),
+        Some("CMD") => cmd(test[1..]
+            .iter()
+            .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" ")),
+        Some(other) => {
+            return Err(anyhow!(
+                "healthcheck test {other:?}: it must start with CMD, CMD-SHELL or NONE"
+            ))
+        }
+    })
+}
+
 /// docker's health check flags (the image's HEALTHCHECK otherwise).
 #[derive(clap::Args)]
 struct HealthArgs {

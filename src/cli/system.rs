@@ -169,11 +169,12 @@ impl Command {
 fn volumes_row(store: &Store) -> Result<Vec<String>> {
     let volumes = strata_runtime::volume::Volumes::open(store)?;
     let (mut total, mut active, mut size, mut unused) = (0, 0, 0, 0);
+    let counts = volumes.use_counts()?;
     for v in volumes.list()? {
         let bytes = volumes.size(&v);
         total += 1;
         size += bytes;
-        if volumes.users(&v.name)?.is_empty() {
+        if !counts.contains_key(&v.name) {
             unused += bytes;
         } else {
             active += 1;

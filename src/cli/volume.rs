@@ -101,8 +101,9 @@ impl LsArgs {
     fn run(self, volumes: &Volumes<'_>) -> Result<()> {
         let filters = KeyFilters::parse(&self.filters, &["dangling", "driver", "label", "name"])?;
         let mut rows = Vec::new();
+        let counts = volumes.use_counts()?;
         for v in volumes.list()? {
-            let users = volumes.users(&v.name)?.len();
+            let users = counts.get(&v.name).copied().unwrap_or(0);
             let pass = filters.matches(|key, value| match key {
                 "dangling" => matches!(value, "true" | "1") == (users == 0),
                 "driver" => value == "local",

@@ -476,24 +476,10 @@ impl Project {
                         a.push("--health-cmd".into());
                         a.push(cmd.clone());
                     }
-                    Some(StringOrList::List(l)) => match l.first().map(String::as_str) {
-                        Some("NONE") => a.push("--no-healthcheck".into()),
-                        Some("CMD-SHELL") => {
-                            a.push("--health-cmd".into());
-                            a.push(l[1..].join(" "));
-                        }
-                        Some("CMD") => {
-                            a.push("--health-cmd".into());
-                            a.push(
-                                l[1..]
-                                    .iter()
-                                    .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
-                                    .collect::<Vec<_>>()
-                                    .join(" "),
-                            );
-                        }
-                        _ => bail!("service {service}: healthcheck test must start with CMD, CMD-SHELL or NONE"),
-                    },
+                    Some(StringOrList::List(l)) => a.extend(
+                        crate::cli::run::health_test_flags(l)
+                            .map_err(|e| anyhow!("service {service}: {e}"))?,
+                    ),
                 }
             }
         }

@@ -621,39 +621,31 @@ fn docker_run_and_exec_it_get_the_terminal_size() {
         return;
     }
     let api = Service::start(&env, None);
+    // `docker ARGS` under a 31x97 terminal (`script`): what the terminal showed, then
+    // `status=N`, less the terminal's echo of what the CLI wrote to it (a NUL shows as `^@`).
+    let under_terminal = |args: &str| {
+        let cmd = format!(
+            "stty cols 97 rows 31; DOCKER_HOST=unix://{} docker {args}; echo status=$?",
+            api.socket.display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .replace('\r', "")
+            .replace("^@", "")
+    };
     let inner = crate::native::WAIT_FOR_SIZE.replace("exit 0", "exit 3");
-    let cmd = format!(
-        "stty cols 97 rows 31; DOCKER_HOST=unix://{} docker run -it --rm bb:1 sh -c '{inner}'; echo status=$?",
-        api.socket.display()
-    );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    // The terminal's echo of what the CLI wrote to it (a NUL shows as `^@`) left out.
-    let text = String::from_utf8_lossy(&out.stdout)
-        .replace('\r', "")
-        .replace("^@", "");
+    let text = under_terminal(&format!("run -it --rm bb:1 sh -c '{inner}'"));
     assert!(text.contains("resized 31 97\nstatus=3"), "{text}");
 
     // exec -it: its terminal gets the CLI's size (from the start through ConsoleSize with a
     // client of API 1.42+, by resize with an older one); exec -i: piped stdin.
     api.ok(&["run", "-d", "--name", "box", "bb:1", "sleep", "60"]);
     let inner = crate::native::WAIT_FOR_SIZE.replace("exit 0", "exit 6");
-    let cmd = format!(
-        "stty cols 97 rows 31; DOCKER_HOST=unix://{} docker exec -it box sh -c '{inner}'; echo status=$?",
-        api.socket.display()
-    );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    // The terminal's echo of what the CLI wrote to it (a NUL shows as `^@`) left out.
-    let text = String::from_utf8_lossy(&out.stdout)
-        .replace('\r', "")
-        .replace("^@", "");
+    let text = under_terminal(&format!("exec -it box sh -c '{inner}'"));
     assert!(text.contains("resized 31 97\nstatus=6"), "{text}");
     let mut child = Command::new("docker")
         .args(["exec", "-i", "box", "sh", "-c", "read line; echo got $line"])
