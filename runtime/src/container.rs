@@ -467,6 +467,10 @@ impl<'a> Containers<'a> {
     /// Remove `c` and the anonymous volumes only it used (`run --rm`, `rm -v`).
     pub fn discard(&self, c: &Container) -> Result<()> {
         self.remove(c)?;
+        // Most mount no volume: `run --rm`'s path takes no lock for them.
+        if !c.mounts.iter().any(|m| m.kind == MountKind::Volume) {
+            return Ok(());
+        }
         crate::volume::Volumes::open(self.store)?.remove_anonymous_of(c)
     }
 
